@@ -1,0 +1,661 @@
+//! The tidemark profile format, version 1 — the contract between recorder and analyzer.
+//!
+//! `docs/format.md` is the normative description; this module is its implementation.
+//!
+//! ```text
+//! file    := header chunk*
+//! header  := "TIDEMARK" version:u16le reserved:u16le body_len:u32le body crc32(body):u32le
+//! body    := (key:uvarint len:uvarint value)*          -- TLV, unknown keys are skipped
+//! chunk   := "TMCK" payload_len:u32le crc32(payload):u32le payload
+//! payload := record*
+//! record  := tag:u8 fields                              -- tags < 64: fixed layout
+//!          | tag:u8 len:uvarint fields                  -- tags >= 64: length-prefixed
+//! ```
+//!
+//! Events (alloc, free, realloc) carry a global sequence number that orders them across threads.
+//! Within a chunk, a [`Record::ThreadContext`]-style record (tag 1) sets the thread and the base
+//! sequence; each event stores the difference to the previous sequence of that context. Events
+//! reach the file in per-thread batches, so sequence numbers are not monotonic in the file; a
+//! watermark record promises that every event with a smaller sequence has been written, which
+//! lets a reader restore the global order with bounded memory.
+
+mod reader;
+pub mod varint;
+
+pub use reader::{FormatError, Reader, RecordIter, Truncation};
+pub use varint::{put_bytes, put_ivarint, put_uvarint, Cursor, DecodeError, Sink};
+
+/// First eight bytes of every profile.
+pub const MAGIC: [u8; 8] = *b"TIDEMARK";
+/// Format version written by this crate.
+pub const VERSION: u16 = 1;
+/// First four bytes of every chunk.
+pub const CHUNK_MAGIC: [u8; 4] = *b"TMCK";
+/// Size of a chunk's framing (magic, length, checksum).
+pub const CHUNK_HEADER_LEN: usize = 12;
+/// Largest payload a reader accepts; anything larger is treated as corruption.
+pub const MAX_CHUNK_PAYLOAD: usize = 64 << 20;
+
+/// Record tags.
+pub mod tag {
+    /// Thread context: `tid, seq_base`.
+    pub const CONTEXT: u8 = 1;
+    /// Allocation: `seq_delta, addr, size, stack_id, kind:u8, align`.
+    pub const ALLOC: u8 = 2;
+    /// Free: `seq_delta, addr`.
+    pub const FREE: u8 = 3;
+    /// Realloc of a non-null block: `free_seq_delta, alloc_seq_delta, old_addr, new_addr, size,
+    /// stack_id, kind:u8`.
+    pub const REALLOC: u8 = 4;
+    /// Stack definition: `id, n, frame*n` (frames innermost first, return addresses).
+    pub const STACK: u8 = 5;
+    /// Thread: `tid, name, stack_lo, stack_hi`.
+    pub const THREAD: u8 = 6;
+    /// Module map snapshot.
+    pub const MODULES: u8 = 7;
+    /// Timeline sample: `seq, t_ns, n, (key, value)*n`.
+    pub const SAMPLE: u8 = 8;
+    /// Watermark: `seq`.
+    pub const WATERMARK: u8 = 9;
+    /// Trailer: `n, (key, value)*n`.
+    pub const TRAILER: u8 = 10;
+    /// Message from the recorder: `level:u8, text`.
+    pub const MESSAGE: u8 = 11;
+    /// Thread exit: `tid, stack_high_water_bytes`.
+    pub const THREAD_EXIT: u8 = 12;
+    /// Symbols resolved at the end of a run (length-prefixed): `n, (ip, m, (function, file,
+    /// line)*m)*n`, innermost inlined frame first.
+    pub const SYMBOLS: u8 = 64;
+}
+
+/// Which entry point produced an allocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum AllocKind {
+    /// `malloc`, or `GlobalAlloc::alloc`.
+    Malloc = 0,
+    /// `calloc`, or `GlobalAlloc::alloc_zeroed`.
+    Calloc = 1,
+    /// `realloc` (also `realloc(NULL, n)`), or `GlobalAlloc::realloc`.
+    Realloc = 2,
+    /// `posix_memalign`.
+    PosixMemalign = 3,
+    /// `aligned_alloc`.
+    AlignedAlloc = 4,
+    /// `memalign`.
+    Memalign = 5,
+    /// `valloc`.
+    Valloc = 6,
+    /// `pvalloc`.
+    Pvalloc = 7,
+    /// `reallocarray`.
+    Reallocarray = 8,
+}
+
+impl AllocKind {
+    /// Every kind, in tag order.
+    pub const ALL: [AllocKind; 9] = [
+        AllocKind::Malloc,
+        AllocKind::Calloc,
+        AllocKind::Realloc,
+        AllocKind::PosixMemalign,
+        AllocKind::AlignedAlloc,
+        AllocKind::Memalign,
+        AllocKind::Valloc,
+        AllocKind::Pvalloc,
+        AllocKind::Reallocarray,
+    ];
+    /// Decodes a kind byte.
+    pub fn from_u8(b: u8) -> Option<Self> {
+        Self::ALL.get(b as usize).copied()
+    }
+    /// The C name of the entry point.
+    pub fn name(self) -> &'static str {
+        match self {
+            AllocKind::Malloc => "malloc",
+            AllocKind::Calloc => "calloc",
+            AllocKind::Realloc => "realloc",
+            AllocKind::PosixMemalign => "posix_memalign",
+            AllocKind::AlignedAlloc => "aligned_alloc",
+            AllocKind::Memalign => "memalign",
+            AllocKind::Valloc => "valloc",
+            AllocKind::Pvalloc => "pvalloc",
+            AllocKind::Reallocarray => "reallocarray",
+        }
+    }
+}
+
+/// Header keys (TLV). Unknown keys are skipped by readers.
+pub mod header_key {
+    /// Process id (uvarint).
+    pub const PID: u64 = 1;
+    /// Executable path (string).
+    pub const EXE: u64 = 2;
+    /// Command line, arguments separated by NUL (bytes).
+    pub const CMDLINE: u64 = 3;
+    /// Wall clock at start, ns since the Unix epoch (uvarint).
+    pub const START_UNIX_NS: u64 = 4;
+    /// CLOCK_MONOTONIC at start, ns (uvarint); sample times are relative to it.
+    pub const START_MONO_NS: u64 = 5;
+    /// Page size in bytes (uvarint).
+    pub const PAGE_SIZE: u64 = 6;
+    /// Mean bytes between samples; 0 records every allocation (uvarint).
+    pub const SAMPLING_RATE: u64 = 7;
+    /// Timeline interval in ms (uvarint).
+    pub const INTERVAL_MS: u64 = 8;
+    /// Recorder kind: "preload" or "in-process" (string).
+    pub const SOURCE: u64 = 9;
+    /// Memory limit in bytes given to the recorder, 0 when none (uvarint).
+    pub const LIMIT_BYTES: u64 = 10;
+    /// Allocator that serves the program: "glibc", "jemalloc", or the wrapped type (string).
+    pub const ALLOCATOR: u64 = 11;
+    /// Unwinding mode: "dwarf" or "fp" (string).
+    pub const UNWIND: u64 = 12;
+}
+
+/// Profile header.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Header {
+    /// Format version of the file.
+    pub version: u16,
+    /// Process id.
+    pub pid: u32,
+    /// Executable path.
+    pub exe: String,
+    /// Command line arguments.
+    pub cmdline: Vec<String>,
+    /// Wall clock at start, ns since the Unix epoch.
+    pub start_unix_ns: u64,
+    /// CLOCK_MONOTONIC at start, ns.
+    pub start_mono_ns: u64,
+    /// Page size in bytes.
+    pub page_size: u64,
+    /// Mean bytes between samples; 0 means every allocation was recorded.
+    pub sampling_rate: u64,
+    /// Timeline interval in ms.
+    pub interval_ms: u64,
+    /// "preload" or "in-process".
+    pub source: String,
+    /// Memory limit in bytes, 0 when none.
+    pub limit_bytes: u64,
+    /// Allocator serving the program.
+    pub allocator: String,
+    /// Unwinding mode.
+    pub unwind: String,
+}
+
+impl Header {
+    /// Encodes the complete header (magic to checksum).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut body = Vec::new();
+        let mut kv = |k: u64, v: &[u8]| {
+            put_uvarint(&mut body, k);
+            put_bytes(&mut body, v);
+        };
+        let num = |k: u64, n: u64, kv: &mut dyn FnMut(u64, &[u8])| {
+            let mut b = Vec::new();
+            put_uvarint(&mut b, n);
+            kv(k, &b);
+        };
+        num(header_key::PID, u64::from(self.pid), &mut kv);
+        kv(header_key::EXE, self.exe.as_bytes());
+        kv(header_key::CMDLINE, self.cmdline.join("\0").as_bytes());
+        num(header_key::START_UNIX_NS, self.start_unix_ns, &mut kv);
+        num(header_key::START_MONO_NS, self.start_mono_ns, &mut kv);
+        num(header_key::PAGE_SIZE, self.page_size, &mut kv);
+        num(header_key::SAMPLING_RATE, self.sampling_rate, &mut kv);
+        num(header_key::INTERVAL_MS, self.interval_ms, &mut kv);
+        kv(header_key::SOURCE, self.source.as_bytes());
+        num(header_key::LIMIT_BYTES, self.limit_bytes, &mut kv);
+        kv(header_key::ALLOCATOR, self.allocator.as_bytes());
+        kv(header_key::UNWIND, self.unwind.as_bytes());
+        let mut out = Vec::with_capacity(body.len() + 20);
+        out.extend_from_slice(&MAGIC);
+        out.extend_from_slice(&VERSION.to_le_bytes());
+        out.extend_from_slice(&0u16.to_le_bytes());
+        out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        out.extend_from_slice(&body);
+        out.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+        out
+    }
+
+    /// Decodes a header body (TLV part only).
+    pub fn decode_body(version: u16, body: &[u8]) -> Result<Header, DecodeError> {
+        let mut h = Header {
+            version,
+            ..Header::default()
+        };
+        let mut c = Cursor::new(body);
+        while !c.is_empty() {
+            let key = c.uvarint()?;
+            let val = c.bytes()?;
+            let num = || Cursor::new(val).uvarint();
+            let text = || String::from_utf8_lossy(val).into_owned();
+            match key {
+                header_key::PID => h.pid = num()? as u32,
+                header_key::EXE => h.exe = text(),
+                header_key::CMDLINE => {
+                    h.cmdline = if val.is_empty() {
+                        Vec::new()
+                    } else {
+                        text().split('\0').map(str::to_owned).collect()
+                    }
+                }
+                header_key::START_UNIX_NS => h.start_unix_ns = num()?,
+                header_key::START_MONO_NS => h.start_mono_ns = num()?,
+                header_key::PAGE_SIZE => h.page_size = num()?,
+                header_key::SAMPLING_RATE => h.sampling_rate = num()?,
+                header_key::INTERVAL_MS => h.interval_ms = num()?,
+                header_key::SOURCE => h.source = text(),
+                header_key::LIMIT_BYTES => h.limit_bytes = num()?,
+                header_key::ALLOCATOR => h.allocator = text(),
+                header_key::UNWIND => h.unwind = text(),
+                _ => {}
+            }
+        }
+        Ok(h)
+    }
+}
+
+/// Keys of timeline samples. Values are unsigned integers; latencies are in ns.
+pub mod sample_key {
+    /// Live heap, requested bytes.
+    pub const LIVE_BYTES: u64 = 1;
+    /// Live blocks.
+    pub const LIVE_BLOCKS: u64 = 2;
+    /// Cumulative allocated bytes.
+    pub const ALLOCATED_BYTES: u64 = 3;
+    /// Cumulative freed bytes.
+    pub const FREED_BYTES: u64 = 4;
+    /// Cumulative allocation calls.
+    pub const ALLOC_CALLS: u64 = 5;
+    /// Cumulative free calls.
+    pub const FREE_CALLS: u64 = 6;
+    /// Resident set size, bytes.
+    pub const RSS_BYTES: u64 = 7;
+    /// Anonymous resident bytes.
+    pub const RSS_ANON_BYTES: u64 = 8;
+    /// File-backed resident bytes.
+    pub const RSS_FILE_BYTES: u64 = 9;
+    /// Cumulative minor page faults.
+    pub const MINOR_FAULTS: u64 = 10;
+    /// Cumulative major page faults.
+    pub const MAJOR_FAULTS: u64 = 11;
+    /// Thread count.
+    pub const THREADS: u64 = 12;
+    /// Allocator latency in the interval, p50, ns.
+    pub const ALLOC_LATENCY_P50_NS: u64 = 13;
+    /// Allocator latency in the interval, p99, ns.
+    pub const ALLOC_LATENCY_P99_NS: u64 = 14;
+    /// Allocator latency in the interval, max, ns.
+    pub const ALLOC_LATENCY_MAX_NS: u64 = 15;
+    /// cgroup memory.current, bytes.
+    pub const CGROUP_CURRENT_BYTES: u64 = 16;
+    /// cgroup memory.max, bytes (absent when unlimited).
+    pub const CGROUP_MAX_BYTES: u64 = 17;
+    /// /proc/pressure/memory "some avg10", in hundredths of a percent.
+    pub const PSI_SOME_AVG10_CENTI: u64 = 18;
+    /// /proc/pressure/memory "full avg10", in hundredths of a percent.
+    pub const PSI_FULL_AVG10_CENTI: u64 = 19;
+    /// jemalloc stats.allocated.
+    pub const JEMALLOC_ALLOCATED: u64 = 20;
+    /// jemalloc stats.active.
+    pub const JEMALLOC_ACTIVE: u64 = 21;
+    /// jemalloc stats.resident.
+    pub const JEMALLOC_RESIDENT: u64 = 22;
+    /// jemalloc stats.mapped.
+    pub const JEMALLOC_MAPPED: u64 = 23;
+    /// jemalloc stats.retained.
+    pub const JEMALLOC_RETAINED: u64 = 24;
+}
+
+/// Keys of the trailer.
+pub mod trailer_key {
+    /// Allocation calls recorded.
+    pub const ALLOC_CALLS: u64 = 1;
+    /// Free calls recorded (non-null).
+    pub const FREE_CALLS: u64 = 2;
+    /// Bytes allocated.
+    pub const ALLOCATED_BYTES: u64 = 3;
+    /// CLOCK_MONOTONIC at the end, ns since start.
+    pub const END_NS: u64 = 4;
+    /// Next sequence number at the end (events have smaller ones).
+    pub const END_SEQ: u64 = 5;
+    /// Events that could not be recorded (recorder out of memory, etc.).
+    pub const DROPPED_EVENTS: u64 = 6;
+    /// Realloc calls recorded.
+    pub const REALLOC_CALLS: u64 = 7;
+}
+
+/// A loaded module (executable or shared object) of the target.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Module {
+    /// Path as the dynamic loader reported it (the executable is resolved from /proc/self/exe).
+    pub path: String,
+    /// GNU build-id, empty when absent.
+    pub build_id: Vec<u8>,
+    /// Load bias: runtime address minus the address in the file.
+    pub base: u64,
+    /// Loaded segments.
+    pub segments: Vec<Segment>,
+}
+
+/// One PT_LOAD segment of a module, at its runtime address.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Segment {
+    /// Runtime start address.
+    pub start: u64,
+    /// Size in memory.
+    pub size: u64,
+    /// ELF p_flags (1 = X, 2 = W, 4 = R).
+    pub flags: u32,
+}
+
+/// Symbolized frame carried in a [`Record::Symbols`] record.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SymbolFrame {
+    /// Demangled function name, empty when unknown.
+    pub function: String,
+    /// Source file, empty when unknown.
+    pub file: String,
+    /// Source line, 0 when unknown.
+    pub line: u32,
+}
+
+/// A decoded record. Thread context records are consumed by [`RecordIter`] and appear as the
+/// `tid` of events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Record {
+    /// A block was allocated.
+    Alloc {
+        /// Thread id.
+        tid: u32,
+        /// Global sequence number.
+        seq: u64,
+        /// Address returned.
+        addr: u64,
+        /// Requested size in bytes.
+        size: u64,
+        /// Interned stack id.
+        stack: u64,
+        /// Entry point.
+        kind: AllocKind,
+        /// Requested alignment, 0 for the default.
+        align: u64,
+    },
+    /// A non-null block was freed.
+    Free {
+        /// Thread id.
+        tid: u32,
+        /// Global sequence number.
+        seq: u64,
+        /// Address freed.
+        addr: u64,
+    },
+    /// A non-null block was resized: free of `old_addr` at `free_seq`, allocation of `new_addr`
+    /// at `seq`.
+    Realloc {
+        /// Thread id.
+        tid: u32,
+        /// Sequence number of the free half.
+        free_seq: u64,
+        /// Sequence number of the allocation half.
+        seq: u64,
+        /// Block passed in.
+        old_addr: u64,
+        /// Block returned.
+        new_addr: u64,
+        /// New requested size.
+        size: u64,
+        /// Interned stack id.
+        stack: u64,
+        /// `Realloc` or `Reallocarray`.
+        kind: AllocKind,
+    },
+    /// Definition of an interned stack (frames innermost first).
+    Stack {
+        /// Stack id.
+        id: u64,
+        /// Return addresses (the innermost is the caller of the allocation function).
+        frames: Vec<u64>,
+    },
+    /// A thread was registered.
+    Thread {
+        /// Thread id.
+        tid: u32,
+        /// Thread name.
+        name: String,
+        /// Lowest address of its stack.
+        stack_lo: u64,
+        /// Highest address of its stack.
+        stack_hi: u64,
+    },
+    /// A thread ended.
+    ThreadExit {
+        /// Thread id.
+        tid: u32,
+        /// Deepest stack use observed, bytes.
+        stack_high_water_bytes: u64,
+    },
+    /// Snapshot of the loaded modules (replaces any earlier one).
+    Modules {
+        /// Snapshot number, increasing.
+        generation: u64,
+        /// The modules.
+        modules: Vec<Module>,
+    },
+    /// Timeline sample.
+    Sample {
+        /// Sequence counter when the sample was taken.
+        seq: u64,
+        /// Time since start, ns.
+        t_ns: u64,
+        /// `(sample_key, value)` pairs.
+        values: Vec<(u64, u64)>,
+    },
+    /// Every event with a sequence number below `seq` has been written.
+    Watermark {
+        /// Sequence bound.
+        seq: u64,
+    },
+    /// End of a cleanly finished profile.
+    Trailer {
+        /// `(trailer_key, value)` pairs.
+        values: Vec<(u64, u64)>,
+    },
+    /// A message from the recorder (warnings, reasons recording stopped).
+    Message {
+        /// 0 info, 1 warning, 2 error.
+        level: u8,
+        /// Text.
+        text: String,
+    },
+    /// Symbols for return addresses.
+    Symbols {
+        /// `(ip, frames innermost first)`.
+        entries: Vec<(u64, Vec<SymbolFrame>)>,
+    },
+}
+
+/// Appends a thread context record.
+#[inline]
+pub fn put_context<S: Sink + ?Sized>(s: &mut S, tid: u32, seq_base: u64) {
+    s.put_u8(tag::CONTEXT);
+    put_uvarint(s, u64::from(tid));
+    put_uvarint(s, seq_base);
+}
+
+/// Appends an allocation record; `seq_delta` is relative to the previous sequence of the context.
+#[inline]
+#[allow(clippy::too_many_arguments)]
+pub fn put_alloc<S: Sink + ?Sized>(
+    s: &mut S,
+    seq_delta: u64,
+    addr: u64,
+    size: u64,
+    stack: u64,
+    kind: AllocKind,
+    align: u64,
+) {
+    s.put_u8(tag::ALLOC);
+    put_uvarint(s, seq_delta);
+    put_uvarint(s, addr);
+    put_uvarint(s, size);
+    put_uvarint(s, stack);
+    s.put_u8(kind as u8);
+    put_uvarint(s, align);
+}
+
+/// Appends a free record.
+#[inline]
+pub fn put_free<S: Sink + ?Sized>(s: &mut S, seq_delta: u64, addr: u64) {
+    s.put_u8(tag::FREE);
+    put_uvarint(s, seq_delta);
+    put_uvarint(s, addr);
+}
+
+/// Appends a realloc record. `free_seq_delta` is relative to the previous sequence of the
+/// context, `alloc_seq_delta` to the free half.
+#[inline]
+#[allow(clippy::too_many_arguments)]
+pub fn put_realloc<S: Sink + ?Sized>(
+    s: &mut S,
+    free_seq_delta: u64,
+    alloc_seq_delta: u64,
+    old_addr: u64,
+    new_addr: u64,
+    size: u64,
+    stack: u64,
+    kind: AllocKind,
+) {
+    s.put_u8(tag::REALLOC);
+    put_uvarint(s, free_seq_delta);
+    put_uvarint(s, alloc_seq_delta);
+    put_uvarint(s, old_addr);
+    put_uvarint(s, new_addr);
+    put_uvarint(s, size);
+    put_uvarint(s, stack);
+    s.put_u8(kind as u8);
+}
+
+/// Appends a stack definition.
+pub fn put_stack<S: Sink + ?Sized>(s: &mut S, id: u64, frames: &[u64]) {
+    s.put_u8(tag::STACK);
+    put_uvarint(s, id);
+    put_uvarint(s, frames.len() as u64);
+    let mut prev = 0u64;
+    for &f in frames {
+        put_ivarint(s, f.wrapping_sub(prev) as i64);
+        prev = f;
+    }
+}
+
+/// Appends a thread record.
+pub fn put_thread<S: Sink + ?Sized>(
+    s: &mut S,
+    tid: u32,
+    name: &[u8],
+    stack_lo: u64,
+    stack_hi: u64,
+) {
+    s.put_u8(tag::THREAD);
+    put_uvarint(s, u64::from(tid));
+    put_bytes(s, name);
+    put_uvarint(s, stack_lo);
+    put_uvarint(s, stack_hi);
+}
+
+/// Appends a thread-exit record.
+pub fn put_thread_exit<S: Sink + ?Sized>(s: &mut S, tid: u32, stack_high_water_bytes: u64) {
+    s.put_u8(tag::THREAD_EXIT);
+    put_uvarint(s, u64::from(tid));
+    put_uvarint(s, stack_high_water_bytes);
+}
+
+/// Appends a module map snapshot.
+pub fn put_modules<S: Sink + ?Sized>(s: &mut S, generation: u64, modules: &[Module]) {
+    s.put_u8(tag::MODULES);
+    put_uvarint(s, generation);
+    put_uvarint(s, modules.len() as u64);
+    for m in modules {
+        put_bytes(s, m.path.as_bytes());
+        put_bytes(s, &m.build_id);
+        put_uvarint(s, m.base);
+        put_uvarint(s, m.segments.len() as u64);
+        for seg in &m.segments {
+            put_uvarint(s, seg.start);
+            put_uvarint(s, seg.size);
+            put_uvarint(s, u64::from(seg.flags));
+        }
+    }
+}
+
+/// Appends a timeline sample.
+pub fn put_sample<S: Sink + ?Sized>(s: &mut S, seq: u64, t_ns: u64, values: &[(u64, u64)]) {
+    s.put_u8(tag::SAMPLE);
+    put_uvarint(s, seq);
+    put_uvarint(s, t_ns);
+    put_uvarint(s, values.len() as u64);
+    for &(k, v) in values {
+        put_uvarint(s, k);
+        put_uvarint(s, v);
+    }
+}
+
+/// Appends a watermark.
+pub fn put_watermark<S: Sink + ?Sized>(s: &mut S, seq: u64) {
+    s.put_u8(tag::WATERMARK);
+    put_uvarint(s, seq);
+}
+
+/// Appends a trailer.
+pub fn put_trailer<S: Sink + ?Sized>(s: &mut S, values: &[(u64, u64)]) {
+    s.put_u8(tag::TRAILER);
+    put_uvarint(s, values.len() as u64);
+    for &(k, v) in values {
+        put_uvarint(s, k);
+        put_uvarint(s, v);
+    }
+}
+
+/// Appends a message.
+pub fn put_message<S: Sink + ?Sized>(s: &mut S, level: u8, text: &str) {
+    s.put_u8(tag::MESSAGE);
+    s.put_u8(level);
+    put_bytes(s, text.as_bytes());
+}
+
+/// Appends a symbols record.
+pub fn put_symbols(s: &mut Vec<u8>, entries: &[(u64, Vec<SymbolFrame>)]) {
+    let mut body = Vec::new();
+    put_uvarint(&mut body, entries.len() as u64);
+    for (ip, frames) in entries {
+        put_uvarint(&mut body, *ip);
+        put_uvarint(&mut body, frames.len() as u64);
+        for f in frames {
+            put_bytes(&mut body, f.function.as_bytes());
+            put_bytes(&mut body, f.file.as_bytes());
+            put_uvarint(&mut body, u64::from(f.line));
+        }
+    }
+    s.put_u8(tag::SYMBOLS);
+    put_bytes(s, &body);
+}
+
+/// Frames a payload as a chunk and appends it to `out`.
+pub fn put_chunk(out: &mut Vec<u8>, payload: &[u8]) {
+    out.extend_from_slice(&CHUNK_MAGIC);
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    out.extend_from_slice(payload);
+}
+
+/// Writes a payload as a chunk to `w`.
+pub fn write_chunk<W: std::io::Write + ?Sized>(w: &mut W, payload: &[u8]) -> std::io::Result<()> {
+    let mut head = [0u8; CHUNK_HEADER_LEN];
+    head[..4].copy_from_slice(&CHUNK_MAGIC);
+    head[4..8].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+    head[8..].copy_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    w.write_all(&head)?;
+    w.write_all(payload)
+}

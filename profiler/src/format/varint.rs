@@ -1,0 +1,162 @@
+//! LEB128 variable-length integers, the building block of every record.
+
+/// Destination for encoded bytes. Implemented for `Vec<u8>` (analyzer, tests) and for the
+/// fixed-capacity buffers of the recorder, which must never allocate on the hot path.
+pub trait Sink {
+    /// Appends one byte.
+    fn put_u8(&mut self, b: u8);
+    /// Appends a slice.
+    fn put_slice(&mut self, s: &[u8]) {
+        for &b in s {
+            self.put_u8(b);
+        }
+    }
+}
+
+impl Sink for Vec<u8> {
+    #[inline]
+    fn put_u8(&mut self, b: u8) {
+        self.push(b);
+    }
+    #[inline]
+    fn put_slice(&mut self, s: &[u8]) {
+        self.extend_from_slice(s);
+    }
+}
+
+/// Appends `v` as unsigned LEB128 (1–10 bytes).
+#[inline]
+pub fn put_uvarint<S: Sink + ?Sized>(s: &mut S, mut v: u64) {
+    while v >= 0x80 {
+        s.put_u8((v as u8) | 0x80);
+        v >>= 7;
+    }
+    s.put_u8(v as u8);
+}
+
+/// Appends `v` zigzag-encoded (small magnitudes of either sign stay short).
+#[inline]
+pub fn put_ivarint<S: Sink + ?Sized>(s: &mut S, v: i64) {
+    put_uvarint(s, ((v << 1) ^ (v >> 63)) as u64);
+}
+
+/// Appends a length-prefixed byte string.
+pub fn put_bytes<S: Sink + ?Sized>(s: &mut S, b: &[u8]) {
+    put_uvarint(s, b.len() as u64);
+    s.put_slice(b);
+}
+
+/// Error from decoding bytes inside a chunk whose checksum was correct: the writer and reader
+/// disagree (a bug or a newer format), never a truncated file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodeError(pub &'static str);
+
+/// A cursor over a byte slice.
+#[derive(Debug, Clone)]
+pub struct Cursor<'a> {
+    data: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Cursor<'a> {
+    /// Starts at the beginning of `data`.
+    pub fn new(data: &'a [u8]) -> Self {
+        Cursor { data, pos: 0 }
+    }
+    /// True when every byte was consumed.
+    pub fn is_empty(&self) -> bool {
+        self.pos >= self.data.len()
+    }
+    /// Bytes consumed so far.
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+    /// Reads one byte.
+    pub fn u8(&mut self) -> Result<u8, DecodeError> {
+        let b = *self
+            .data
+            .get(self.pos)
+            .ok_or(DecodeError("record runs past the end of its chunk"))?;
+        self.pos += 1;
+        Ok(b)
+    }
+    /// Reads an unsigned LEB128 value.
+    pub fn uvarint(&mut self) -> Result<u64, DecodeError> {
+        let mut v: u64 = 0;
+        let mut shift = 0u32;
+        loop {
+            let b = self.u8()?;
+            if shift >= 64 || (shift == 63 && b > 1) {
+                return Err(DecodeError("varint overflows 64 bits"));
+            }
+            v |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+            shift += 7;
+        }
+    }
+    /// Reads a zigzag-encoded signed value.
+    pub fn ivarint(&mut self) -> Result<i64, DecodeError> {
+        let u = self.uvarint()?;
+        Ok(((u >> 1) as i64) ^ -((u & 1) as i64))
+    }
+    /// Reads a length-prefixed byte string.
+    pub fn bytes(&mut self) -> Result<&'a [u8], DecodeError> {
+        let n = self.uvarint()?;
+        let n = usize::try_from(n).map_err(|_| DecodeError("length does not fit in memory"))?;
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&e| e <= self.data.len())
+            .ok_or(DecodeError("string runs past the end of its chunk"))?;
+        let s = &self.data[self.pos..end];
+        self.pos = end;
+        Ok(s)
+    }
+    /// Reads a length-prefixed string, replacing invalid UTF-8.
+    pub fn string(&mut self) -> Result<String, DecodeError> {
+        Ok(String::from_utf8_lossy(self.bytes()?).into_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roundtrip_extremes() {
+        let vals = [
+            0u64,
+            1,
+            127,
+            128,
+            300,
+            u32::MAX as u64,
+            u64::MAX - 1,
+            u64::MAX,
+        ];
+        let mut buf = Vec::new();
+        for &v in &vals {
+            put_uvarint(&mut buf, v);
+        }
+        for &v in &[0i64, -1, 1, i64::MIN, i64::MAX] {
+            put_ivarint(&mut buf, v);
+        }
+        let mut c = Cursor::new(&buf);
+        for &v in &vals {
+            assert_eq!(c.uvarint().unwrap(), v);
+        }
+        for &v in &[0i64, -1, 1, i64::MIN, i64::MAX] {
+            assert_eq!(c.ivarint().unwrap(), v);
+        }
+        assert!(c.is_empty());
+    }
+
+    #[test]
+    fn truncated_and_overlong_are_errors() {
+        assert!(Cursor::new(&[0x80]).uvarint().is_err());
+        assert!(Cursor::new(&[0xff; 11]).uvarint().is_err());
+        assert!(Cursor::new(&[5, b'a']).bytes().is_err());
+    }
+}

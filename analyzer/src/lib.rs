@@ -1,1 +1,32 @@
+//! tidemark-analyzer: loads tidemark profiles, symbolizes them, and answers where the heap went.
+//!
+//! ```text
+//!  profile.tmk ─► load ─► model ─► analysis ─► render ─► SVG / folded / text / JSON
+//!  (format)      (replay   (stacks,  (summary,   (inferno,
+//!                 by seq)   sites)    sites)      serde)
+//!                   └──► symbolize (modules + build-ids → function/file/line)
+//! ```
+//!
+//! Each stage is one module with one contract: the on-disk format (`tidemark::format`) → the
+//! loaded [`model::Profile`] → analysis views → renderers. The `tidemark` binary ([`cli`]) only
+//! wires them.
+//!
+//! ```no_run
+//! use tidemark_analyzer::{analysis, load, render};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let profile = load::load_path("app.tmk".as_ref(), &load::LoadOptions::default())?;
+//! let summary = analysis::summary(&profile, 10);
+//! println!("{} allocation calls, peak {} bytes", summary.allocations, summary.peak_bytes);
+//! for line in render::folded(&profile, render::Metric::Leaked) {
+//!     println!("{line}");
+//! }
+//! # Ok(()) }
+//! ```
+#![warn(missing_docs)]
 
+pub mod analysis;
+pub mod cli;
+pub mod load;
+pub mod model;
+pub mod render;
+pub mod symbolize;

@@ -1,0 +1,296 @@
+//! Pure functions over a loaded [`Profile`]: the summary, allocation sites, per-function totals.
+//!
+//! Definitions (peak, leaked, temporary, site) are in `docs/metrics.md`.
+
+mod plumbing;
+
+pub use plumbing::is_allocator_plumbing;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use serde::Serialize;
+
+use crate::model::{Frame, FrameId, Profile, StackId, StackStats, StringId};
+
+/// Default number of sites in [`summary`] (the CLI's `--top`).
+pub const DEFAULT_TOP_N: usize = 10;
+
+/// Counts for a function or an allocation site.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct SiteTotals {
+    /// Allocation calls (realloc included).
+    pub allocations: u64,
+    /// Requested bytes over those calls.
+    pub allocated_bytes: u64,
+    /// Blocks still live at the end.
+    pub leaked_allocations: u64,
+    /// Requested bytes of those blocks.
+    pub leaked_bytes: u64,
+    /// Temporary allocations (docs/metrics.md).
+    pub temporary_allocations: u64,
+    /// Live bytes at the instant of the global peak.
+    pub peak_bytes: u64,
+}
+
+impl SiteTotals {
+    /// Adds one stack's aggregates.
+    pub fn add(&mut self, s: &StackStats) {
+        self.allocations += s.allocations;
+        self.allocated_bytes = self.allocated_bytes.saturating_add(s.allocated_bytes);
+        self.leaked_allocations += s.leaked_allocations;
+        self.leaked_bytes = self.leaked_bytes.saturating_add(s.leaked_bytes);
+        self.temporary_allocations += s.temporary_allocations;
+        self.peak_bytes = self.peak_bytes.saturating_add(s.peak_bytes);
+    }
+
+    /// Adds another total.
+    pub fn merge(&mut self, o: &SiteTotals) {
+        self.allocations += o.allocations;
+        self.allocated_bytes = self.allocated_bytes.saturating_add(o.allocated_bytes);
+        self.leaked_allocations += o.leaked_allocations;
+        self.leaked_bytes = self.leaked_bytes.saturating_add(o.leaked_bytes);
+        self.temporary_allocations += o.temporary_allocations;
+        self.peak_bytes = self.peak_bytes.saturating_add(o.peak_bytes);
+    }
+}
+
+/// The name used for allocations whose stack is empty or unknown.
+pub const UNKNOWN_FUNCTION: &str = "[unknown]";
+
+/// Per-function inclusive totals: each allocation counts once for every distinct function name on
+/// its symbolized stack (inlined frames included; a function appearing several times, as in
+/// recursion, counts once).
+pub fn function_totals(p: &Profile) -> BTreeMap<String, SiteTotals> {
+    let mut by_id: HashMap<StringId, SiteTotals> = HashMap::new();
+    let mut unknown = SiteTotals::default();
+    let mut names: HashSet<StringId> = HashSet::new();
+    for s in &p.stack_stats {
+        if s.stack.is_none() {
+            unknown.add(s);
+            continue;
+        }
+        names.clear();
+        names.extend(p.stack_frames(s.stack).map(|f| f.function));
+        for &n in &names {
+            by_id.entry(n).or_default().add(s);
+        }
+    }
+    let mut out: BTreeMap<String, SiteTotals> = by_id
+        .into_iter()
+        .map(|(id, t)| (p.str(id).to_owned(), t))
+        .collect();
+    if unknown != SiteTotals::default() {
+        out.entry(UNKNOWN_FUNCTION.to_owned())
+            .or_default()
+            .merge(&unknown);
+    }
+    out
+}
+
+/// The site of a stack: its innermost frame that is not allocator plumbing (or the innermost
+/// frame when every frame is plumbing). `None` for an empty or unknown stack.
+pub fn site_frame(p: &Profile, leaf: Option<StackId>) -> Option<FrameId> {
+    let mut innermost = None;
+    for ip in p.stack_ips(leaf) {
+        for &f in &p.ip(ip).frames {
+            innermost.get_or_insert(f);
+            if !is_allocator_plumbing(p.str(p.frame(f).function)) {
+                return Some(f);
+            }
+        }
+    }
+    innermost
+}
+
+/// An allocation site with its totals.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct SiteSummary {
+    /// Function name.
+    pub function: String,
+    /// Source file, empty when unknown.
+    pub file: String,
+    /// Source line, 0 when unknown.
+    pub line: u32,
+    /// Allocation calls.
+    pub allocations: u64,
+    /// Requested bytes.
+    pub allocated_bytes: u64,
+    /// Live bytes at the global peak.
+    pub peak_bytes: u64,
+    /// Bytes live at the end.
+    pub leaked_bytes: u64,
+    /// Blocks live at the end.
+    pub leaked_allocations: u64,
+    /// Temporary allocations.
+    pub temporary_allocations: u64,
+}
+
+/// Every allocation site, largest allocated bytes first (ties: more calls first, then by name).
+pub fn sites(p: &Profile) -> Vec<SiteSummary> {
+    let mut by_frame: HashMap<Option<FrameId>, SiteTotals> = HashMap::new();
+    for s in &p.stack_stats {
+        by_frame.entry(site_frame(p, s.stack)).or_default().add(s);
+    }
+    let mut out: Vec<SiteSummary> = by_frame
+        .into_iter()
+        .map(|(f, t)| {
+            let (function, file, line) = match f {
+                Some(f) => {
+                    let Frame {
+                        function,
+                        file,
+                        line,
+                    } = *p.frame(f);
+                    (p.str(function).to_owned(), p.str(file).to_owned(), line)
+                }
+                None => (UNKNOWN_FUNCTION.to_owned(), String::new(), 0),
+            };
+            SiteSummary {
+                function,
+                file,
+                line,
+                allocations: t.allocations,
+                allocated_bytes: t.allocated_bytes,
+                peak_bytes: t.peak_bytes,
+                leaked_bytes: t.leaked_bytes,
+                leaked_allocations: t.leaked_allocations,
+                temporary_allocations: t.temporary_allocations,
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| {
+        b.allocated_bytes
+            .cmp(&a.allocated_bytes)
+            .then(b.allocations.cmp(&a.allocations))
+            .then_with(|| a.function.cmp(&b.function))
+            .then_with(|| a.file.cmp(&b.file))
+            .then(a.line.cmp(&b.line))
+    });
+    out
+}
+
+/// What the profile says about the recorded process.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ProcessInfo {
+    /// Process id.
+    pub pid: u32,
+    /// Executable path.
+    pub exe: String,
+    /// Command line.
+    pub cmdline: Vec<String>,
+    /// "preload" or "in-process".
+    pub source: String,
+    /// Allocator serving the program.
+    pub allocator: String,
+    /// Unwinding mode.
+    pub unwind: String,
+    /// Format version of the file.
+    pub format_version: u16,
+    /// Mean bytes between samples; 0 = every allocation recorded.
+    pub sampling_rate_bytes: u64,
+}
+
+/// A recorder message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MessageSummary {
+    /// "info", "warning" or "error".
+    pub level: &'static str,
+    /// Text.
+    pub text: String,
+}
+
+/// The headline numbers of a profile (`tidemark summary --json`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    /// The recorded process.
+    pub process: ProcessInfo,
+    /// Calls to allocation functions, realloc included.
+    pub allocations: u64,
+    /// Of those, reallocs of a non-null block.
+    pub reallocs: u64,
+    /// `free` calls of non-null pointers.
+    pub frees: u64,
+    /// Frees of blocks allocated before recording began.
+    pub unmatched_frees: u64,
+    /// Requested bytes over every allocation call.
+    pub allocated_bytes: u64,
+    /// Largest live heap at any instant (requested bytes).
+    pub peak_bytes: u64,
+    /// Live blocks at that instant.
+    pub peak_blocks: u64,
+    /// Bytes live at the end.
+    pub leaked_bytes: u64,
+    /// Blocks live at the end.
+    pub leaked_allocations: u64,
+    /// Temporary allocations.
+    pub temporary_allocations: u64,
+    /// Recording duration, ms.
+    pub duration_ms: u64,
+    /// Threads seen.
+    pub threads: u64,
+    /// Timeline samples.
+    pub samples: u64,
+    /// The profile ended before its trailer.
+    pub truncated: bool,
+    /// Why, when truncated.
+    pub truncation_reason: Option<String>,
+    /// Events the recorder could not record.
+    pub dropped_events: u64,
+    /// The top allocation sites by allocated bytes.
+    pub top_sites: Vec<SiteSummary>,
+    /// Messages from the recorder.
+    pub messages: Vec<MessageSummary>,
+    /// Warnings from loading and symbolization.
+    pub warnings: Vec<String>,
+}
+
+/// The summary of a profile with its `top_n` largest sites.
+pub fn summary(p: &Profile, top_n: usize) -> Summary {
+    let t = &p.totals;
+    let mut top_sites = sites(p);
+    top_sites.truncate(top_n);
+    Summary {
+        process: ProcessInfo {
+            pid: p.header.pid,
+            exe: p.header.exe.clone(),
+            cmdline: p.header.cmdline.clone(),
+            source: p.header.source.clone(),
+            allocator: p.header.allocator.clone(),
+            unwind: p.header.unwind.clone(),
+            format_version: p.header.version,
+            sampling_rate_bytes: p.header.sampling_rate,
+        },
+        allocations: t.allocations,
+        reallocs: t.reallocs,
+        frees: t.frees,
+        unmatched_frees: t.unmatched_frees,
+        allocated_bytes: t.allocated_bytes,
+        peak_bytes: t.peak_bytes,
+        peak_blocks: t.peak_blocks,
+        leaked_bytes: t.leaked_bytes,
+        leaked_allocations: t.leaked_allocations,
+        temporary_allocations: t.temporary_allocations,
+        duration_ms: p.duration_ms(),
+        threads: p.threads.len() as u64,
+        samples: p.samples.len() as u64,
+        truncated: p.truncated.is_some(),
+        truncation_reason: p
+            .truncated
+            .as_ref()
+            .map(|tr| format!("{} (at byte {})", tr.reason, tr.offset)),
+        dropped_events: t.dropped_events,
+        top_sites,
+        messages: p
+            .messages
+            .iter()
+            .map(|m| MessageSummary {
+                level: m.level_name(),
+                text: m.text.clone(),
+            })
+            .collect(),
+        warnings: p.warnings.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,147 @@
+//! Allocator plumbing: frames skipped when looking for an allocation's site.
+//!
+//! The list is documented in `docs/metrics.md` ("Site"); keep the two in step.
+
+/// Name prefixes of allocator plumbing (demangled names).
+pub const PLUMBING_PREFIXES: &[&str] = &[
+    // Rust's allocator shims and the default global allocator.
+    "__rust_alloc",
+    "__rust_realloc",
+    "__rust_dealloc",
+    "__rust_no_alloc_shim_is_unstable",
+    "__rdl_",
+    "__rg_",
+    // The `alloc` crate: Box, Vec, String, RawVec growth, formatting into a String, collections.
+    "alloc::",
+    "<alloc::",
+    "std::alloc::",
+    "<std::alloc::",
+    "core::alloc::",
+    "<core::alloc::",
+    "std::sys::alloc::",
+    // Formatting machinery between `format!` and the String it grows.
+    "core::fmt::",
+    // hashbrown's table allocation (std's HashMap).
+    "hashbrown::raw::alloc::",
+    // tidemark itself (Tracking<A> and the preload library).
+    "tidemark::",
+    "<tidemark::",
+    "tidemark_preload::",
+    "<tidemark_preload::",
+    // C++ allocation.
+    "operator new",
+    "operator delete",
+    "__gnu_cxx::new_allocator<",
+    "__gnu_cxx::__new_allocator<",
+    "std::__new_allocator<",
+    "std::allocator<",
+    "std::allocator_traits<",
+];
+
+/// Exact names of allocator plumbing: the malloc family and thin wrappers around it.
+pub const PLUMBING_NAMES: &[&str] = &[
+    "malloc",
+    "calloc",
+    "realloc",
+    "reallocarray",
+    "free",
+    "posix_memalign",
+    "aligned_alloc",
+    "memalign",
+    "valloc",
+    "pvalloc",
+    "__libc_malloc",
+    "__libc_calloc",
+    "__libc_realloc",
+    "__libc_memalign",
+    "strdup",
+    "strndup",
+    "__strdup",
+    "__strndup",
+    "xmalloc",
+    "xcalloc",
+    "xrealloc",
+    "xstrdup",
+];
+
+/// Substrings that mark an implementation of Rust's allocator traits (any crate's).
+pub const PLUMBING_TRAIT_IMPLS: &[&str] = &[
+    "core::alloc::global::GlobalAlloc",
+    "core::alloc::Allocator",
+    " as GlobalAlloc>",
+    " as Allocator>",
+];
+
+/// Self types whose trait impls are library plumbing (`<str as alloc::string::ToString>`,
+/// `<&T as core::fmt::Display>`, `<[T] as alloc::borrow::ToOwned>`).
+const PLUMBING_SELF_TYPES: &[&str] = &["str ", "&", "[", "alloc::", "core::", "std::"];
+
+/// True when `function` (demangled) is allocator plumbing rather than the code that asked for
+/// memory.
+///
+/// ```
+/// use tidemark_analyzer::analysis::is_allocator_plumbing;
+/// assert!(is_allocator_plumbing("alloc::raw_vec::finish_grow"));
+/// assert!(is_allocator_plumbing("__rust_alloc"));
+/// assert!(is_allocator_plumbing("<alloc::alloc::Global as core::alloc::Allocator>::allocate"));
+/// assert!(is_allocator_plumbing("operator new(unsigned long)"));
+/// assert!(!is_allocator_plumbing("myapp::parse"));
+/// assert!(!is_allocator_plumbing("main"));
+/// ```
+pub fn is_allocator_plumbing(function: &str) -> bool {
+    if PLUMBING_NAMES.contains(&function) {
+        return true;
+    }
+    if PLUMBING_PREFIXES.iter().any(|p| function.starts_with(p)) {
+        return true;
+    }
+    if PLUMBING_TRAIT_IMPLS.iter().any(|p| function.contains(p)) {
+        return true;
+    }
+    if let Some(rest) = function.strip_prefix('<') {
+        let is_impl = rest.contains(" as alloc::") || rest.contains(" as core::");
+        if is_impl && PLUMBING_SELF_TYPES.iter().any(|t| rest.starts_with(t)) {
+            return true;
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_code_is_not_plumbing() {
+        for f in [
+            "tm_churn::churn_keep",
+            "<myapp::Foo as core::fmt::Display>::fmt",
+            "core::iter::traits::iterator::Iterator::collect",
+            "std::thread::spawn",
+            "main",
+            "ep_malloc",
+        ] {
+            assert!(!is_allocator_plumbing(f), "{f}");
+        }
+    }
+
+    #[test]
+    fn library_plumbing_is() {
+        for f in [
+            "__rdl_alloc",
+            "__rust_alloc_zeroed",
+            "alloc::fmt::format::format_inner",
+            "<alloc::string::String as core::fmt::Write>::write_str",
+            "<str as alloc::string::ToString>::to_string",
+            "<&T as core::fmt::Display>::fmt",
+            "std::sys::alloc::unix::<impl core::alloc::global::GlobalAlloc for std::alloc::System>::alloc",
+            "<tidemark::Tracking<A> as core::alloc::global::GlobalAlloc>::alloc",
+            "<tikv_jemallocator::Jemalloc as core::alloc::global::GlobalAlloc>::alloc",
+            "core::fmt::write",
+            "malloc",
+            "std::allocator_traits<std::allocator<int> >::allocate(std::allocator<int>&, unsigned long)",
+        ] {
+            assert!(is_allocator_plumbing(f), "{f}");
+        }
+    }
+}

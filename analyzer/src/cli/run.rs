@@ -1,0 +1,548 @@
+//! `tidemark run`: launch a program with the recorder preloaded, then finish its profile.
+
+use std::ffi::{OsStr, OsString};
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command as Process, ExitStatus};
+use std::time::SystemTime;
+
+use anyhow::{anyhow, bail, Context as _};
+
+use super::{RunArgs, DEFAULT_WORKLOAD_DIR, DEFAULT_WORKLOAD_DURATION_MS, EXIT_ERROR};
+use crate::analysis::summary;
+use crate::load::{load_path, LoadOptions};
+use crate::render::units::{bytes, count, duration_ms};
+use crate::render::{flamegraph_svg, summary_text, write_summary_json, Metric};
+use crate::symbolize::embed_symbols;
+
+/// File name of the recorder library looked up next to the `tidemark` executable.
+pub const PRELOAD_LIB: &str = "libtidemark_preload.so";
+/// The built-in workload's binary (from the fixtures crate), next to the `tidemark` executable.
+pub const WORKLOAD_BIN: &str = "tm-alloc-without-free";
+
+/// Parses an interval: `10ms`, `1s`, `250` (ms). At least 1 ms.
+pub fn parse_interval_ms(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (num, scale) = if let Some(n) = s.strip_suffix("ms") {
+        (n, 1)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1000)
+    } else {
+        (s, 1)
+    };
+    let n: u64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration: write e.g. 10ms, 1s or 250 (ms)"))?;
+    let ms = n.saturating_mul(scale);
+    if ms == 0 {
+        return Err("the interval must be at least 1ms".to_owned());
+    }
+    Ok(ms)
+}
+
+/// Finds `name` next to the running `tidemark` executable, or one directory up (tests run from
+/// `target/<profile>/deps`).
+pub fn find_beside_exe(name: &str) -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let dir = exe.parent()?;
+    let found = [Some(dir), dir.parent()]
+        .into_iter()
+        .flatten()
+        .map(|d| d.join(name))
+        .find(|p| p.is_file());
+    found
+}
+
+fn preload_library() -> anyhow::Result<PathBuf> {
+    find_beside_exe(PRELOAD_LIB).ok_or_else(|| {
+        let dir = std::env::current_exe()
+            .ok()
+            .and_then(|e| e.parent().map(Path::to_path_buf))
+            .unwrap_or_default();
+        anyhow!(
+            "cannot find {PRELOAD_LIB} next to tidemark (looked in {} and its parent); build it \
+             with `cargo build --release` in the tidemark workspace and run target/release/tidemark",
+            dir.display()
+        )
+    })
+}
+
+/// Resolves a command name like the shell: a path when it contains `/`, else the first
+/// executable match on `PATH`.
+pub(crate) fn resolve_command(name: &OsStr) -> anyhow::Result<PathBuf> {
+    if name.as_bytes().contains(&b'/') {
+        let p = PathBuf::from(name);
+        if !p.exists() {
+            bail!("{}: no such file", p.display());
+        }
+        if p.is_dir() {
+            bail!("{} is a directory, not a program", p.display());
+        }
+        return Ok(p);
+    }
+    let path = std::env::var_os("PATH").unwrap_or_else(|| OsString::from("/usr/bin:/bin"));
+    for dir in std::env::split_paths(&path) {
+        let cand = dir.join(name);
+        if let Ok(m) = fs::metadata(&cand) {
+            if m.is_file() && m.mode() & 0o111 != 0 {
+                return Ok(cand);
+            }
+        }
+    }
+    bail!(
+        "command not found: {} (searched PATH); give a path such as ./{}",
+        name.to_string_lossy(),
+        name.to_string_lossy()
+    )
+}
+
+/// Refuses programs that ignore `LD_PRELOAD`: statically linked executables (no program
+/// interpreter) and setuid/setgid ones.
+pub(crate) fn check_preloadable(exe: &Path) -> anyhow::Result<()> {
+    let meta = fs::metadata(exe).with_context(|| format!("cannot inspect {}", exe.display()))?;
+    // SAFETY: geteuid/getegid have no preconditions and cannot fail.
+    let (euid, egid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    let setuid = meta.mode() & 0o4000 != 0 && meta.uid() != euid;
+    let setgid = meta.mode() & 0o2000 != 0 && meta.gid() != egid;
+    if setuid || setgid {
+        bail!(
+            "{} is set{}id: the dynamic loader ignores LD_PRELOAD for it, so tidemark cannot \
+             record it. Profile a copy without the set{}id bit, or build the program with the \
+             in-process recorder (#[global_allocator] static A: tidemark::Tracking<System> = ...; \
+             see docs/usage.md)",
+            exe.display(),
+            if setuid { "u" } else { "g" },
+            if setuid { "u" } else { "g" },
+        );
+    }
+    let file = File::open(exe).with_context(|| format!("cannot open {}", exe.display()))?;
+    // SAFETY: read-only map used only within this function; see symbolize::debuginfo.
+    let map = unsafe { memmap2::Mmap::map(&file) }
+        .with_context(|| format!("cannot read {}", exe.display()))?;
+    if map.len() < 4 || &map[..4] != b"\x7fELF" {
+        // Scripts and other formats: their interpreter is what runs; let the loader decide.
+        return Ok(());
+    }
+    if !has_interpreter(&map) {
+        bail!(
+            "{} is statically linked (it has no program interpreter), so LD_PRELOAD cannot see \
+             its allocations. Link the in-process recorder instead: #[global_allocator] static \
+             A: tidemark::Tracking<System> = ...; (see docs/usage.md)",
+            exe.display()
+        );
+    }
+    Ok(())
+}
+
+/// True when an ELF image has a `PT_INTERP` program header (it is dynamically linked).
+/// Unparseable files count as dynamic: the loader will say what is wrong with them.
+pub(crate) fn has_interpreter(data: &[u8]) -> bool {
+    use object::elf::PT_INTERP;
+    use object::read::elf::{ElfFile32, ElfFile64, ProgramHeader};
+    use object::Endianness;
+    if let Ok(f) = ElfFile64::<Endianness>::parse(data) {
+        let e = f.endian();
+        return f
+            .elf_program_headers()
+            .iter()
+            .any(|ph| ph.p_type(e) == PT_INTERP);
+    }
+    if let Ok(f) = ElfFile32::<Endianness>::parse(data) {
+        let e = f.endian();
+        return f
+            .elf_program_headers()
+            .iter()
+            .any(|ph| ph.p_type(e) == PT_INTERP);
+    }
+    true
+}
+
+/// Removes an old profile at `path` and checks the directory is writable.
+fn prepare_output(path: &Path) -> anyhow::Result<()> {
+    if path.is_dir() {
+        bail!(
+            "{} is a directory; give a file name for the profile",
+            path.display()
+        );
+    }
+    match fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => bail!(
+            "cannot remove the old profile {}: {e}; remove it or choose another -o",
+            path.display()
+        ),
+    }
+    let probe = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .with_context(|| {
+            format!(
+                "cannot write the profile {}; check that the directory exists and is writable, \
+                 or choose another -o",
+                path.display()
+            )
+        })?;
+    drop(probe);
+    fs::remove_file(path).with_context(|| format!("cannot remove {}", path.display()))?;
+    Ok(())
+}
+
+/// The environment of a recorded child.
+pub(crate) fn recorder_env(
+    preload: &Path,
+    output: &Path,
+    interval_ms: u64,
+    unwind: &str,
+    existing_preload: Option<&OsStr>,
+) -> Vec<(&'static str, OsString)> {
+    let mut ld = preload.as_os_str().to_owned();
+    if let Some(old) = existing_preload.filter(|o| !o.is_empty()) {
+        ld.push(":");
+        ld.push(old);
+    }
+    // The recorder expands `%p`/`%e` in TIDEMARK_OUTPUT; `-o` is a plain path, so `%` is escaped.
+    let mut out = OsString::new();
+    for part in output
+        .as_os_str()
+        .as_bytes()
+        .split(|&b| b == b'%')
+        .enumerate()
+    {
+        if part.0 > 0 {
+            out.push("%%");
+        }
+        out.push(OsStr::from_bytes(part.1));
+    }
+    vec![
+        ("LD_PRELOAD", ld),
+        ("TIDEMARK_OUTPUT", out),
+        ("TIDEMARK_INTERVAL_MS", interval_ms.to_string().into()),
+        ("TIDEMARK_UNWIND", unwind.into()),
+    ]
+}
+
+/// Ignores SIGINT and SIGQUIT while the child runs (the terminal sends them to the child too),
+/// so tidemark survives to finish the profile; restores them on drop.
+struct IgnoreTerminalSignals {
+    old: [libc::sighandler_t; 2],
+}
+
+impl IgnoreTerminalSignals {
+    fn new() -> Self {
+        // SAFETY: installing SIG_IGN is async-signal-safe and the old handlers are restored in
+        // drop; no Rust code runs in a handler.
+        let old = unsafe {
+            [
+                libc::signal(libc::SIGINT, libc::SIG_IGN),
+                libc::signal(libc::SIGQUIT, libc::SIG_IGN),
+            ]
+        };
+        IgnoreTerminalSignals { old }
+    }
+}
+
+impl Drop for IgnoreTerminalSignals {
+    fn drop(&mut self) {
+        // SAFETY: restores the dispositions saved in `new`.
+        unsafe {
+            libc::signal(libc::SIGINT, self.old[0]);
+            libc::signal(libc::SIGQUIT, self.old[1]);
+        }
+    }
+}
+
+/// Runs `exe` with `argv` (argv[0] included) under the recorder.
+fn launch(
+    exe: &Path,
+    argv: &[OsString],
+    env: &[(&'static str, OsString)],
+) -> anyhow::Result<ExitStatus> {
+    let mut cmd = Process::new(exe);
+    if let Some(a0) = argv.first() {
+        cmd.arg0(a0);
+    }
+    cmd.args(argv.iter().skip(1));
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("cannot start {}", exe.display()))?;
+    let _guard = IgnoreTerminalSignals::new();
+    let status = child
+        .wait()
+        .with_context(|| format!("lost track of {}", exe.display()))?;
+    Ok(status)
+}
+
+/// The shell's convention: the exit code, or 128 + the signal that killed the process.
+pub(crate) fn exit_code(status: ExitStatus) -> u8 {
+    match (status.code(), status.signal()) {
+        (Some(c), _) => (c & 0xff) as u8,
+        (None, Some(sig)) => (128 + sig).min(255) as u8,
+        (None, None) => EXIT_ERROR,
+    }
+}
+
+fn describe_status(status: ExitStatus) -> String {
+    match (status.code(), status.signal()) {
+        (Some(c), _) => format!("exited with status {c}"),
+        (None, Some(sig)) => format!("was killed by signal {sig}"),
+        _ => "ended".to_owned(),
+    }
+}
+
+/// Profiles written by child processes (and programs the command `exec`s, which find the first
+/// name taken): `<stem>.<pid>.tmk` or `<stem>.<pid>.<n>.tmk` beside `profile`, modified since
+/// `since`.
+pub(crate) fn child_profiles(profile: &Path, since: SystemTime) -> Vec<PathBuf> {
+    let Some(stem) = profile
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+    else {
+        return Vec::new();
+    };
+    let dir = match profile.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let Ok(entries) = fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    let mut out: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(mid) = name
+                .strip_prefix(&stem)
+                .and_then(|r| r.strip_prefix('.'))
+                .and_then(|r| r.strip_suffix(".tmk"))
+            else {
+                return false;
+            };
+            let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+            let numbered = match mid.split_once('.') {
+                Some((pid, n)) => digits(pid) && digits(n),
+                None => digits(mid),
+            };
+            numbered
+                && e.metadata()
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| t >= since)
+        })
+        .map(|e| {
+            if profile.parent().is_some_and(|d| !d.as_os_str().is_empty()) {
+                e.path()
+            } else {
+                PathBuf::from(e.file_name())
+            }
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Default `-o`: `tidemark.<exe name>.<tidemark's pid>.tmk`.
+fn default_output(exe: &Path) -> PathBuf {
+    let name = exe
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "program".to_owned());
+    PathBuf::from(format!("tidemark.{name}.{}.tmk", std::process::id()))
+}
+
+pub(super) fn run(a: &RunArgs) -> anyhow::Result<u8> {
+    if a.command.is_empty() {
+        return run_workload(a);
+    }
+    let preload = preload_library()?;
+    let exe = resolve_command(&a.command[0])?;
+    check_preloadable(&exe)?;
+    let output = a.output.clone().unwrap_or_else(|| default_output(&exe));
+    prepare_output(&output)?;
+    let abs_output = std::path::absolute(&output).unwrap_or_else(|_| output.clone());
+    let env = recorder_env(
+        &preload,
+        &abs_output,
+        a.interval,
+        a.unwind.env_value(),
+        std::env::var_os("LD_PRELOAD").as_deref(),
+    );
+    let started = SystemTime::now();
+    let status = launch(&exe, &a.command, &env)?;
+    let code = exit_code(status);
+    let name = exe.file_name().unwrap_or(exe.as_os_str()).to_string_lossy();
+    eprintln!("tidemark: {name} {}", describe_status(status));
+    finish_profile(&output, started)?;
+    Ok(code)
+}
+
+/// Embeds symbols, loads the profile and prints a short summary on stderr.
+fn finish_profile(output: &Path, started: SystemTime) -> anyhow::Result<()> {
+    if !output.exists() {
+        bail!(
+            "no profile was written to {}: the recorder did not start in the program (it may \
+             ignore LD_PRELOAD, e.g. a static binary started by a script, or it failed; see any \
+             messages above)",
+            output.display()
+        );
+    }
+    embed_and_warn(output, true)?;
+    let p = load_path(
+        output,
+        &LoadOptions {
+            symbolize: true,
+            progress: true,
+        },
+    )?;
+    let s = summary(&p, 0);
+    if let Some(t) = &p.truncated {
+        eprintln!(
+            "tidemark: warning: the profile is truncated ({}); numbers cover the recorded part \
+             only",
+            t.reason
+        );
+    }
+    eprintln!(
+        "tidemark: {} allocation calls, {} allocated, peak {}, leaked {} in {} blocks, {} \
+         temporary, {}",
+        count(s.allocations),
+        bytes(s.allocated_bytes),
+        bytes(s.peak_bytes),
+        bytes(s.leaked_bytes),
+        count(s.leaked_allocations),
+        count(s.temporary_allocations),
+        duration_ms(s.duration_ms)
+    );
+    for m in &s.messages {
+        eprintln!("tidemark: recorder {}: {}", m.level, m.text);
+    }
+    eprintln!("tidemark: profile written to {}", output.display());
+    for child in child_profiles(output, started) {
+        // A child may still be running: only complete profiles get symbols embedded.
+        embed_and_warn(&child, false)?;
+        eprintln!("tidemark: child process profile: {}", child.display());
+    }
+    eprintln!(
+        "tidemark: next: tidemark summary {0}  |  tidemark flamegraph {0}",
+        output.display()
+    );
+    Ok(())
+}
+
+fn embed_and_warn(path: &Path, allow_truncated: bool) -> anyhow::Result<()> {
+    if !allow_truncated && !is_complete(path) {
+        return Ok(());
+    }
+    let report = embed_symbols(path)?;
+    let mut warnings = report.warnings;
+    warnings.sort();
+    warnings.dedup();
+    for w in warnings {
+        eprintln!("tidemark: warning: {w}");
+    }
+    Ok(())
+}
+
+/// True when the profile at `path` ends with its trailer.
+fn is_complete(path: &Path) -> bool {
+    let Ok(f) = File::open(path) else {
+        return false;
+    };
+    let Ok(mut r) = tidemark::format::Reader::new(std::io::BufReader::new(f)) else {
+        return false;
+    };
+    while let Ok(Some(_)) = r.next_chunk() {}
+    r.truncation().is_none()
+}
+
+/// `tidemark run` with no command: profile the built-in workload and write every output.
+fn run_workload(a: &RunArgs) -> anyhow::Result<u8> {
+    let preload = preload_library()?;
+    let workload = find_beside_exe(WORKLOAD_BIN).ok_or_else(|| {
+        anyhow!(
+            "cannot find the built-in workload {WORKLOAD_BIN} next to tidemark; build the whole \
+             workspace with `cargo build --release` (it comes from the fixtures crate), or give \
+             a command: tidemark run -- PROGRAM [ARGS]"
+        )
+    })?;
+    let dir = a
+        .output
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_WORKLOAD_DIR));
+    fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let profile = dir.join("profile.tmk");
+    let truth = dir.join("truth.json");
+    prepare_output(&profile)?;
+    let abs_profile = std::path::absolute(&profile).unwrap_or_else(|_| profile.clone());
+    let env = recorder_env(
+        &preload,
+        &abs_profile,
+        a.interval,
+        a.unwind.env_value(),
+        std::env::var_os("LD_PRELOAD").as_deref(),
+    );
+    let argv: Vec<OsString> = vec![
+        WORKLOAD_BIN.into(),
+        "--duration-ms".into(),
+        DEFAULT_WORKLOAD_DURATION_MS.to_string().into(),
+        "--truth".into(),
+        truth.clone().into_os_string(),
+    ];
+    eprintln!(
+        "tidemark: no command given: profiling the built-in workload (alloc-without-free, {})",
+        duration_ms(DEFAULT_WORKLOAD_DURATION_MS)
+    );
+    let started = SystemTime::now();
+    let status = launch(&workload, &argv, &env)?;
+    if !status.success() {
+        eprintln!("tidemark: {WORKLOAD_BIN} {}", describe_status(status));
+    }
+    finish_profile(&profile, started)?;
+
+    let p = load_path(
+        &profile,
+        &LoadOptions {
+            symbolize: true,
+            progress: false,
+        },
+    )?;
+    let mut written: Vec<PathBuf> = vec![profile.clone()];
+    if truth.is_file() {
+        written.push(truth);
+    }
+    for (name, metric) in [
+        ("flamegraph.svg", Metric::Allocated),
+        ("leaked.svg", Metric::Leaked),
+    ] {
+        let path = dir.join(name);
+        let mut f = std::io::BufWriter::new(
+            File::create(&path).with_context(|| format!("cannot create {}", path.display()))?,
+        );
+        flamegraph_svg(&p, metric, false, &mut f)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        f.flush()
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        written.push(path);
+    }
+    let s = summary(&p, crate::analysis::DEFAULT_TOP_N);
+    let txt = dir.join("summary.txt");
+    fs::write(&txt, summary_text(&s)).with_context(|| format!("cannot write {}", txt.display()))?;
+    written.push(txt);
+    let json = dir.join("summary.json");
+    let mut f = File::create(&json).with_context(|| format!("cannot create {}", json.display()))?;
+    write_summary_json(&s, &mut f).with_context(|| format!("cannot write {}", json.display()))?;
+    written.push(json);
+    eprintln!("tidemark: files written:");
+    for w in &written {
+        eprintln!("  {}", w.display());
+    }
+    Ok(exit_code(status))
+}

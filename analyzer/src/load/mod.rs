@@ -1,0 +1,368 @@
+//! Format reader → model: streams a profile, replays its events in global order and builds a
+//! [`Profile`].
+//!
+//! ```no_run
+//! use tidemark_analyzer::load::{load_path, LoadOptions};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let profile = load_path("app.tmk".as_ref(), &LoadOptions::default())?;
+//! if let Some(t) = &profile.truncated {
+//!     eprintln!("warning: the profile is truncated: {}", t.reason);
+//! }
+//! println!("peak: {} bytes", profile.totals.peak_bytes);
+//! # Ok(()) }
+//! ```
+
+mod progress;
+mod replay;
+#[cfg(test)]
+pub(crate) mod synthetic;
+
+pub use progress::{Progress, ProgressSink, StderrProgress};
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use tidemark::format::{trailer_key, FormatError, Reader, Record, SymbolFrame, Truncation};
+
+use crate::model::{Ip, IpId, Message, ModuleSnapshot, Profile, StackId, StackNode};
+use crate::symbolize;
+use replay::Replay;
+
+/// Default of [`LoadOptions::symbolize`].
+pub const DEFAULT_SYMBOLIZE: bool = true;
+/// Default of [`LoadOptions::progress`].
+pub const DEFAULT_PROGRESS: bool = false;
+
+/// How to load a profile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// Resolve return addresses to functions, files and lines from the binaries on disk.
+    /// Symbols embedded in the profile are used either way (they cost nothing); without either,
+    /// frames read `module+0xoffset`. Default: [`DEFAULT_SYMBOLIZE`] (`true`).
+    pub symbolize: bool,
+    /// Report progress of long steps on stderr (a line with a percentage, shown when stderr is a
+    /// terminal or once a step has taken more than a second). This is the only output the
+    /// library ever writes, and only when asked. Default: [`DEFAULT_PROGRESS`] (`false`).
+    pub progress: bool,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            symbolize: DEFAULT_SYMBOLIZE,
+            progress: DEFAULT_PROGRESS,
+        }
+    }
+}
+
+/// Why a profile could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoadError {
+    /// The file could not be opened or read.
+    #[error("cannot read profile {path}: {error}; check the path and its permissions")]
+    Io {
+        /// The profile.
+        path: PathBuf,
+        /// The I/O error.
+        error: io::Error,
+    },
+    /// The data is not a readable profile.
+    #[error("{path}: {error}{hint}", hint = hint(error))]
+    Format {
+        /// The profile (`<input>` for a reader).
+        path: PathBuf,
+        /// What the format reader found.
+        error: FormatError,
+    },
+}
+
+fn hint(e: &FormatError) -> &'static str {
+    match e {
+        FormatError::NotAProfile => {
+            "; pass a .tmk file written by `tidemark run` or the tidemark recorder"
+        }
+        FormatError::BadHeader(_) => {
+            "; the file was overwritten or damaged at its start and cannot be read"
+        }
+        _ => "",
+    }
+}
+
+/// Loads the profile at `path`.
+pub fn load_path(path: &Path, opts: &LoadOptions) -> Result<Profile, LoadError> {
+    let file = File::open(path).map_err(|error| LoadError::Io {
+        path: path.to_owned(),
+        error,
+    })?;
+    let total_bytes = file.metadata().ok().map(|m| m.len());
+    let reader = BufReader::with_capacity(1 << 20, file);
+    let label = path.display().to_string();
+    let result = if opts.progress {
+        let mut sink = StderrProgress::new(&label);
+        load_inner(reader, opts, total_bytes, Some(&mut sink))
+    } else {
+        load_inner(reader, opts, total_bytes, None)
+    };
+    result.map_err(|e| e.with_path(path))
+}
+
+/// Loads a profile from any reader (no progress percentage: the length is unknown).
+pub fn load_reader<R: Read>(r: R, opts: &LoadOptions) -> Result<Profile, LoadError> {
+    if opts.progress {
+        let mut sink = StderrProgress::new("profile");
+        load_inner(r, opts, None, Some(&mut sink))
+    } else {
+        load_inner(r, opts, None, None)
+    }
+}
+
+/// Loads a profile, reporting progress to `progress` (`total_bytes` enables percentages).
+pub fn load_reader_with_progress<R: Read>(
+    r: R,
+    opts: &LoadOptions,
+    total_bytes: Option<u64>,
+    progress: &mut dyn ProgressSink,
+) -> Result<Profile, LoadError> {
+    load_inner(r, opts, total_bytes, Some(progress))
+}
+
+impl LoadError {
+    fn with_path(self, p: &Path) -> Self {
+        match self {
+            LoadError::Format { error, .. } => LoadError::Format {
+                path: p.to_owned(),
+                error,
+            },
+            LoadError::Io { error, .. } => LoadError::Io {
+                path: p.to_owned(),
+                error,
+            },
+        }
+    }
+}
+
+fn format_error(error: FormatError) -> LoadError {
+    match error {
+        FormatError::Io(error) => LoadError::Io {
+            path: PathBuf::from("<input>"),
+            error,
+        },
+        error => LoadError::Format {
+            path: PathBuf::from("<input>"),
+            error,
+        },
+    }
+}
+
+/// Builds the stack prefix tree from stack definitions.
+#[derive(Default)]
+pub(crate) struct StackBuilder {
+    ip_index: HashMap<u64, IpId>,
+    node_index: HashMap<(Option<StackId>, IpId), StackId>,
+    /// Recorded stack id → leaf node (`None` for an empty stack).
+    pub(crate) defined: HashMap<u64, Option<StackId>>,
+}
+
+impl StackBuilder {
+    /// Adds a stack definition (frames innermost first).
+    pub(crate) fn define(&mut self, p: &mut Profile, id: u64, frames: &[u64]) {
+        let mut parent: Option<StackId> = None;
+        for &addr in frames.iter().rev() {
+            let ip = *self.ip_index.entry(addr).or_insert_with(|| {
+                p.ips.push(Ip {
+                    address: addr,
+                    frames: Vec::new(),
+                });
+                IpId((p.ips.len() - 1) as u32)
+            });
+            let node = *self.node_index.entry((parent, ip)).or_insert_with(|| {
+                p.stacks.push(StackNode { parent, ip });
+                StackId((p.stacks.len() - 1) as u32)
+            });
+            parent = Some(node);
+        }
+        self.defined.insert(id, parent);
+    }
+}
+
+fn load_inner<R: Read>(
+    r: R,
+    opts: &LoadOptions,
+    total_bytes: Option<u64>,
+    mut progress: Option<&mut dyn ProgressSink>,
+) -> Result<Profile, LoadError> {
+    let mut reader = Reader::new(r).map_err(format_error)?;
+    let mut p = Profile {
+        header: reader.header().clone(),
+        ..Profile::default()
+    };
+    let mut replay = Replay::default();
+    let mut stacks = StackBuilder::default();
+    let mut embedded: HashMap<u64, Vec<SymbolFrame>> = HashMap::new();
+    let mut last_sample_ns = 0u64;
+    let mut malformed: Option<Truncation> = None;
+    if let Some(pr) = progress.as_deref_mut() {
+        pr.begin("loading", total_bytes);
+    }
+    'chunks: loop {
+        let chunk_offset = reader.offset();
+        let Some(records) = reader.next_chunk().map_err(format_error)? else {
+            break;
+        };
+        for rec in records {
+            let rec = match rec {
+                Ok(rec) => rec,
+                Err(FormatError::BadRecord { offset, reason }) => {
+                    // A chunk with a good checksum that this reader cannot decode: keep what came
+                    // before it, and say the profile ends there.
+                    malformed = Some(Truncation {
+                        offset: chunk_offset.max(offset),
+                        reason: format!(
+                            "a chunk at byte {offset} holds a malformed record ({reason}); \
+                             the rest of the file was ignored"
+                        ),
+                    });
+                    break 'chunks;
+                }
+                Err(e) => return Err(format_error(e)),
+            };
+            apply_record(
+                rec,
+                &mut p,
+                &mut replay,
+                &mut stacks,
+                &mut embedded,
+                &mut last_sample_ns,
+            );
+        }
+        if let Some(pr) = progress.as_deref_mut() {
+            pr.update(reader.offset());
+        }
+    }
+    p.truncated = malformed.or_else(|| reader.truncation().cloned());
+    if let Some(pr) = progress.as_deref_mut() {
+        pr.finish();
+    }
+
+    let out = replay.finish();
+    p.totals = out.totals;
+    p.threads = out.threads;
+    p.samples = out.samples;
+    p.stack_stats = out.stats;
+    for (st, raw) in p.stack_stats.iter_mut().zip(&out.stack_raw_ids) {
+        st.stack = stacks.defined.get(raw).copied().flatten();
+    }
+    let undefined = out
+        .stack_raw_ids
+        .iter()
+        .filter(|raw| !stacks.defined.contains_key(raw))
+        .count();
+    if undefined > 0 {
+        p.warnings.push(format!(
+            "{undefined} stack(s) used by events were never defined in the profile; \
+             their allocations show as [unknown]"
+        ));
+    }
+    if let Some(trailer) = &p.trailer {
+        for &(k, v) in trailer {
+            match k {
+                trailer_key::END_NS => p.totals.duration_ns = v,
+                trailer_key::DROPPED_EVENTS => p.totals.dropped_events = v,
+                _ => {}
+            }
+        }
+    }
+    if p.totals.duration_ns == 0 {
+        p.totals.duration_ns = last_sample_ns;
+    }
+    if p.totals.dropped_events > 0 {
+        p.warnings.push(format!(
+            "the recorder dropped {} event(s): counts are lower bounds",
+            p.totals.dropped_events
+        ));
+    }
+    if p.totals.late_events > 0 {
+        p.warnings.push(format!(
+            "{} event(s) arrived after a watermark had passed them (a recorder ordering bug); \
+             they were applied late",
+            p.totals.late_events
+        ));
+    }
+    if p.header.sampling_rate > 0 {
+        p.warnings.push(format!(
+            "this profile was recorded with sampling (one sample per {} bytes on average): \
+             counts and bytes are those of the sampled events, not estimates of the totals",
+            p.header.sampling_rate
+        ));
+    }
+    symbolize::symbolize_profile(&mut p, &embedded, opts.symbolize, progress);
+    Ok(p)
+}
+
+fn apply_record(
+    rec: Record,
+    p: &mut Profile,
+    replay: &mut Replay,
+    stacks: &mut StackBuilder,
+    embedded: &mut HashMap<u64, Vec<SymbolFrame>>,
+    last_sample_ns: &mut u64,
+) {
+    match rec {
+        Record::Alloc {
+            tid,
+            seq,
+            addr,
+            size,
+            stack,
+            ..
+        } => replay.alloc(tid, seq, addr, size, stack),
+        Record::Free { tid, seq, addr } => replay.free(tid, seq, addr),
+        Record::Realloc {
+            tid,
+            free_seq,
+            seq,
+            old_addr,
+            new_addr,
+            size,
+            stack,
+            ..
+        } => replay.realloc(tid, free_seq, seq, old_addr, new_addr, size, stack),
+        Record::Stack { id, frames } => stacks.define(p, id, &frames),
+        Record::Thread {
+            tid,
+            name,
+            stack_lo,
+            stack_hi,
+        } => {
+            let t = replay.thread(tid);
+            t.name = name;
+            t.stack_lo = stack_lo;
+            t.stack_hi = stack_hi;
+        }
+        Record::ThreadExit {
+            tid,
+            stack_high_water_bytes,
+        } => replay.thread(tid).stack_high_water_bytes = Some(stack_high_water_bytes),
+        Record::Modules {
+            generation,
+            modules,
+        } => p.modules.push(ModuleSnapshot {
+            generation,
+            modules,
+        }),
+        Record::Sample { seq, t_ns, values } => {
+            *last_sample_ns = (*last_sample_ns).max(t_ns);
+            replay.sample(seq, t_ns, values);
+        }
+        Record::Watermark { seq } => replay.watermark(seq),
+        Record::Trailer { values } => p.trailer = Some(values),
+        Record::Message { level, text } => p.messages.push(Message { level, text }),
+        Record::Symbols { entries } => embedded.extend(entries),
+    }
+}
+
+#[cfg(test)]
+mod tests;

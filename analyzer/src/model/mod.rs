@@ -1,0 +1,289 @@
+//! The loaded profile: interned strings, frames and stacks with typed ids, per-stack aggregates,
+//! threads, timeline samples and totals.
+//!
+//! The loader ([`crate::load`]) builds a [`Profile`]; analyses ([`crate::analysis`]) and renderers
+//! ([`crate::render`]) only read it. Stacks form a prefix tree: each [`StackNode`] is one return
+//! address under its caller's node, so shared prefixes are stored once. A return address
+//! ([`Ip`]) expands to one or more [`Frame`]s after symbolization (inlined calls), innermost
+//! first.
+
+mod strings;
+
+pub use strings::{StringId, Strings};
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+use tidemark::format::{Header, Module, Truncation};
+
+/// Index of a [`Frame`] in [`Profile::frames`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FrameId(pub u32);
+
+/// Index of an [`Ip`] in [`Profile::ips`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct IpId(pub u32);
+
+/// Index of a [`StackNode`] in [`Profile::stacks`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StackId(pub u32);
+
+/// One symbolized source-level frame (a function, or a call inlined into one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Frame {
+    /// Demangled function name (never empty: `module+0xoffset` when unknown).
+    pub function: StringId,
+    /// Source file, empty when unknown.
+    pub file: StringId,
+    /// Source line, 0 when unknown.
+    pub line: u32,
+}
+
+/// A return address found in recorded stacks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ip {
+    /// The runtime address as recorded (a return address).
+    pub address: u64,
+    /// Its frames, innermost inlined call first; the last one is the real (outlined) function.
+    /// Never empty.
+    pub frames: Vec<FrameId>,
+}
+
+/// A node of the stack prefix tree: one return address called from its parent's frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct StackNode {
+    /// The caller's node; `None` for an outermost frame.
+    pub parent: Option<StackId>,
+    /// The return address of this frame.
+    pub ip: IpId,
+}
+
+/// Aggregates for one recorded allocation stack.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct StackStats {
+    /// Leaf node of the stack (the innermost frame); `None` when the stack was empty or never
+    /// defined in the profile (truncated file).
+    #[serde(skip)]
+    pub stack: Option<StackId>,
+    /// Allocation calls (realloc included).
+    pub allocations: u64,
+    /// Requested bytes over those calls.
+    pub allocated_bytes: u64,
+    /// Blocks still live at the end of the profile.
+    pub leaked_allocations: u64,
+    /// Requested bytes of those blocks.
+    pub leaked_bytes: u64,
+    /// Blocks freed by the allocating thread with no other allocation by that thread in between.
+    pub temporary_allocations: u64,
+    /// Live bytes from this stack at the instant of the global peak.
+    pub peak_bytes: u64,
+    /// Frees of blocks from this stack (realloc's free half included).
+    pub frees: u64,
+}
+
+/// A thread of the profiled process.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ThreadInfo {
+    /// Kernel thread id.
+    pub tid: u32,
+    /// Name at registration, empty when unknown.
+    pub name: String,
+    /// Lowest address of its stack (0 when unknown).
+    pub stack_lo: u64,
+    /// Highest address of its stack (0 when unknown).
+    pub stack_hi: u64,
+    /// Deepest stack use observed, bytes, when the thread's exit was recorded.
+    pub stack_high_water_bytes: Option<u64>,
+    /// Allocation calls made by this thread.
+    pub allocations: u64,
+    /// Bytes requested by this thread.
+    pub allocated_bytes: u64,
+}
+
+/// A timeline sample, with the replay's own view of the heap at that point.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Sample {
+    /// Time since the start of the process, ns.
+    pub t_ns: u64,
+    /// Sequence counter when the sample was taken: it follows every event with a smaller one.
+    pub seq: u64,
+    /// The recorder's values, `(tidemark::format::sample_key, value)`.
+    pub values: Vec<(u64, u64)>,
+    /// Live heap bytes at this point of the replay (exact, from events).
+    pub live_bytes: u64,
+    /// Live blocks at this point of the replay.
+    pub live_blocks: u64,
+}
+
+impl Sample {
+    /// The recorder's value for `key` (a `tidemark::format::sample_key`).
+    pub fn value(&self, key: u64) -> Option<u64> {
+        self.values.iter().find(|(k, _)| *k == key).map(|&(_, v)| v)
+    }
+}
+
+/// A message the recorder wrote into the profile.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Message {
+    /// 0 info, 1 warning, 2 error.
+    pub level: u8,
+    /// Text.
+    pub text: String,
+}
+
+impl Message {
+    /// `"info"`, `"warning"` or `"error"`.
+    pub fn level_name(&self) -> &'static str {
+        match self.level {
+            0 => "info",
+            1 => "warning",
+            _ => "error",
+        }
+    }
+}
+
+/// One module map snapshot of the profiled process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModuleSnapshot {
+    /// Snapshot number, increasing.
+    pub generation: u64,
+    /// The modules loaded at that point.
+    pub modules: Vec<Module>,
+}
+
+/// Whole-profile totals.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Totals {
+    /// Allocation calls, realloc included (each non-null realloc is one call).
+    pub allocations: u64,
+    /// Of those, realloc calls of a non-null block.
+    pub reallocs: u64,
+    /// `free` calls of a non-null pointer (realloc's free half not included).
+    pub frees: u64,
+    /// Frees (or realloc free halves) of addresses never seen allocated: blocks allocated before
+    /// recording began. They carry no bytes.
+    pub unmatched_frees: u64,
+    /// Requested bytes over every allocation call.
+    pub allocated_bytes: u64,
+    /// Largest live heap at any instant, requested bytes.
+    pub peak_bytes: u64,
+    /// Live blocks at that instant.
+    pub peak_blocks: u64,
+    /// Sequence number of the allocation that reached the peak.
+    pub peak_seq: u64,
+    /// Bytes live at the end.
+    pub leaked_bytes: u64,
+    /// Blocks live at the end.
+    pub leaked_allocations: u64,
+    /// Temporary allocations (docs/metrics.md).
+    pub temporary_allocations: u64,
+    /// Duration of the recording, ns: the trailer's end time, else the last sample's time.
+    pub duration_ns: u64,
+    /// Events the recorder reported it could not record (from the trailer).
+    pub dropped_events: u64,
+    /// Events that arrived after a watermark had promised them away (a recorder bug; applied
+    /// late).
+    pub late_events: u64,
+    /// An allocation returned an address that was still live (its free was not recorded).
+    pub reused_live_addresses: u64,
+}
+
+/// A loaded profile.
+#[derive(Debug, Clone, Default)]
+pub struct Profile {
+    /// The file's header.
+    pub header: Header,
+    /// Set when the profile ended before its trailer (killed process, damaged data). Every
+    /// output must show a warning.
+    pub truncated: Option<Truncation>,
+    /// Whole-profile totals.
+    pub totals: Totals,
+    /// Interned strings (function names, files).
+    pub strings: Strings,
+    /// Interned frames.
+    pub frames: Vec<Frame>,
+    /// Interned return addresses.
+    pub ips: Vec<Ip>,
+    /// The stack prefix tree.
+    pub stacks: Vec<StackNode>,
+    /// Aggregates per recorded allocation stack.
+    pub stack_stats: Vec<StackStats>,
+    /// Threads, ordered by first appearance.
+    pub threads: Vec<ThreadInfo>,
+    /// Timeline samples in time order, with replayed live heap.
+    pub samples: Vec<Sample>,
+    /// Messages from the recorder.
+    pub messages: Vec<Message>,
+    /// Warnings from loading and symbolization (missing files, build-id mismatches, ...).
+    pub warnings: Vec<String>,
+    /// Every module map snapshot, in file order.
+    pub modules: Vec<ModuleSnapshot>,
+    /// The trailer's raw values, when the profile ended cleanly.
+    pub trailer: Option<Vec<(u64, u64)>>,
+}
+
+impl Profile {
+    /// The string behind an id.
+    pub fn str(&self, id: StringId) -> &str {
+        self.strings.get(id)
+    }
+
+    /// A frame by id.
+    pub fn frame(&self, id: FrameId) -> &Frame {
+        &self.frames[id.0 as usize]
+    }
+
+    /// A return address by id.
+    pub fn ip(&self, id: IpId) -> &Ip {
+        &self.ips[id.0 as usize]
+    }
+
+    /// A stack node by id.
+    pub fn stack_node(&self, id: StackId) -> &StackNode {
+        &self.stacks[id.0 as usize]
+    }
+
+    /// The return addresses of a stack, innermost first.
+    pub fn stack_ips(&self, leaf: Option<StackId>) -> StackIps<'_> {
+        StackIps {
+            profile: self,
+            next: leaf,
+        }
+    }
+
+    /// Every frame of a stack, innermost first (inlined frames expanded).
+    pub fn stack_frames(&self, leaf: Option<StackId>) -> impl Iterator<Item = &Frame> + '_ {
+        self.stack_ips(leaf)
+            .flat_map(move |ip| self.ip(ip).frames.iter().map(move |&f| self.frame(f)))
+    }
+
+    /// Duration of the recording in ms.
+    pub fn duration_ms(&self) -> u64 {
+        self.totals.duration_ns / 1_000_000
+    }
+
+    /// Interns a frame.
+    pub fn intern_frame(&mut self, index: &mut HashMap<Frame, FrameId>, frame: Frame) -> FrameId {
+        *index.entry(frame).or_insert_with(|| {
+            self.frames.push(frame);
+            FrameId((self.frames.len() - 1) as u32)
+        })
+    }
+}
+
+/// Iterator over a stack's return addresses, innermost first.
+#[derive(Debug, Clone)]
+pub struct StackIps<'a> {
+    profile: &'a Profile,
+    next: Option<StackId>,
+}
+
+impl Iterator for StackIps<'_> {
+    type Item = IpId;
+    fn next(&mut self) -> Option<IpId> {
+        let id = self.next?;
+        let node = self.profile.stack_node(id);
+        self.next = node.parent;
+        Some(node.ip)
+    }
+}

@@ -1,0 +1,234 @@
+//! Renderers: folded stacks, inferno flamegraph SVG, the text and JSON summary.
+//!
+//! Folded lines are the only thing the flamegraph stage shares with the model (as in inferno:
+//! `collapse` → folded text → `flamegraph`).
+
+mod text;
+pub mod units;
+
+pub use text::{summary_text, write_summary_json};
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::{self, Write};
+use std::str::FromStr;
+
+use inferno::flamegraph::color::{BasicPalette, Palette};
+use inferno::flamegraph::{self, Direction, Options};
+
+use crate::model::Profile;
+
+/// What a flamegraph or folded line measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Metric {
+    /// Requested bytes over every allocation call.
+    Allocated,
+    /// Allocation calls.
+    Allocations,
+    /// Live bytes at the instant of the global peak.
+    Peak,
+    /// Bytes still live at the end.
+    Leaked,
+    /// Temporary allocations (count).
+    Temporary,
+}
+
+impl Metric {
+    /// Every metric, in CLI order.
+    pub const ALL: [Metric; 5] = [
+        Metric::Allocated,
+        Metric::Allocations,
+        Metric::Peak,
+        Metric::Leaked,
+        Metric::Temporary,
+    ];
+
+    /// The CLI name (`allocated`, `allocations`, `peak`, `leaked`, `temporary`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::Allocated => "allocated",
+            Metric::Allocations => "allocations",
+            Metric::Peak => "peak",
+            Metric::Leaked => "leaked",
+            Metric::Temporary => "temporary",
+        }
+    }
+
+    /// The unit counted: `"bytes"` or `"allocations"`.
+    pub fn count_name(self) -> &'static str {
+        match self {
+            Metric::Allocated | Metric::Peak | Metric::Leaked => "bytes",
+            Metric::Allocations | Metric::Temporary => "allocations",
+        }
+    }
+
+    /// A title for charts.
+    pub fn title(self) -> &'static str {
+        match self {
+            Metric::Allocated => "Allocated bytes",
+            Metric::Allocations => "Allocation calls",
+            Metric::Peak => "Live bytes at the peak",
+            Metric::Leaked => "Leaked bytes (live at the end)",
+            Metric::Temporary => "Temporary allocations",
+        }
+    }
+
+    fn value(self, s: &crate::model::StackStats) -> u64 {
+        match self {
+            Metric::Allocated => s.allocated_bytes,
+            Metric::Allocations => s.allocations,
+            Metric::Peak => s.peak_bytes,
+            Metric::Leaked => s.leaked_bytes,
+            Metric::Temporary => s.temporary_allocations,
+        }
+    }
+}
+
+impl fmt::Display for Metric {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// An unknown metric name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown metric {0:?}: use one of allocated, allocations, peak, leaked, temporary")]
+pub struct UnknownMetric(pub String);
+
+impl FromStr for Metric {
+    type Err = UnknownMetric;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Metric::ALL
+            .into_iter()
+            .find(|m| m.name() == s)
+            .ok_or_else(|| UnknownMetric(s.to_owned()))
+    }
+}
+
+/// Why rendering failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RenderError {
+    /// Writing the output failed.
+    #[error("cannot write the output: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// The name of a frame for folded output for a stack root → leaf.
+fn stack_line(p: &Profile, leaf: Option<crate::model::StackId>) -> String {
+    let mut names: Vec<&str> = p.stack_frames(leaf).map(|f| p.str(f.function)).collect();
+    if names.is_empty() {
+        return crate::analysis::UNKNOWN_FUNCTION.to_owned();
+    }
+    names.reverse();
+    names.join(";")
+}
+
+/// Folded stacks for `m`, root first (`main;f;g 1024`), one line per distinct stack, sorted,
+/// stacks with a zero value left out.
+pub fn folded(p: &Profile, m: Metric) -> Vec<String> {
+    let mut lines: BTreeMap<String, u64> = BTreeMap::new();
+    for s in &p.stack_stats {
+        let v = m.value(s);
+        if v == 0 {
+            continue;
+        }
+        let e = lines.entry(stack_line(p, s.stack)).or_default();
+        *e = e.saturating_add(v);
+    }
+    lines
+        .into_iter()
+        .map(|(stack, v)| format!("{stack} {v}"))
+        .collect()
+}
+
+/// The title and subtitle of a flamegraph of `p`.
+fn titles(p: &Profile, m: Metric) -> (String, Option<String>) {
+    let exe = p
+        .header
+        .exe
+        .rsplit('/')
+        .next()
+        .filter(|s| !s.is_empty())
+        .unwrap_or("profile");
+    let title = format!("{} — {exe} (pid {})", m.title(), p.header.pid);
+    let total = p.stack_stats.iter().map(|s| m.value(s)).sum::<u64>();
+    let total = match m.count_name() {
+        "bytes" => units::bytes(total),
+        _ => format!("{} allocations", units::count(total)),
+    };
+    let mut sub = format!("total {total}");
+    if let Some(t) = &p.truncated {
+        sub = format!(
+            "WARNING: truncated profile ({}); numbers cover the recorded part only — {sub}",
+            t.reason
+        );
+    }
+    (title, Some(sub))
+}
+
+/// Renders an inferno flamegraph of `m` (an icicle graph when `inverted`) as SVG into `out`.
+///
+/// A metric with nothing to show (no leaks, say) gives a small SVG that says so.
+pub fn flamegraph_svg<W: Write>(
+    p: &Profile,
+    m: Metric,
+    inverted: bool,
+    mut out: W,
+) -> Result<(), RenderError> {
+    let lines = folded(p, m);
+    let (title, subtitle) = titles(p, m);
+    if lines.is_empty() {
+        return empty_svg(
+            &mut out,
+            &title,
+            &format!("no {} in this profile", m.title().to_lowercase()),
+            subtitle.as_deref(),
+        );
+    }
+    let mut opts = Options::default();
+    opts.title = title;
+    opts.subtitle = subtitle;
+    opts.count_name = m.count_name().to_owned();
+    opts.colors = Palette::Basic(BasicPalette::Mem);
+    opts.deterministic = true;
+    opts.direction = if inverted {
+        Direction::Inverted
+    } else {
+        Direction::Straight
+    };
+    flamegraph::from_lines(&mut opts, lines.iter().map(String::as_str), &mut out)?;
+    Ok(())
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn empty_svg<W: Write>(
+    out: &mut W,
+    title: &str,
+    message: &str,
+    subtitle: Option<&str>,
+) -> Result<(), RenderError> {
+    writeln!(
+        out,
+        r##"<?xml version="1.0" standalone="no"?>
+<svg version="1.1" width="1200" height="110" xmlns="http://www.w3.org/2000/svg">
+<rect x="0" y="0" width="100%" height="100%" fill="#eeeeee"/>
+<text x="600" y="24" font-size="17" font-family="Verdana" text-anchor="middle">{}</text>
+<text x="600" y="50" font-size="12" font-family="Verdana" text-anchor="middle">{}</text>
+<text x="600" y="80" font-size="14" font-family="Verdana" text-anchor="middle">{}</text>
+</svg>"##,
+        xml_escape(title),
+        xml_escape(subtitle.unwrap_or("")),
+        xml_escape(message)
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

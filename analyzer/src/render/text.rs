@@ -1,0 +1,154 @@
+//! The summary as terminal text and as JSON.
+
+use std::io::Write;
+
+use super::units::{bytes, count, duration_ms, percent};
+use super::RenderError;
+use crate::analysis::Summary;
+
+/// Appends one formatted line to a String.
+macro_rules! push_line {
+    ($o:expr, $($arg:tt)*) => {{
+        $o.push_str(&format!($($arg)*));
+        $o.push('\n');
+    }};
+}
+
+/// The summary as terminal text. The truncation warning is part of the text too; the CLI also
+/// prints it on stderr.
+pub fn summary_text(s: &Summary) -> String {
+    let mut o = String::new();
+    let w = &mut o;
+    if s.truncated {
+        push_line!(
+            w,
+            "WARNING: truncated profile: {}\n         numbers cover the recorded part only\n",
+            s.truncation_reason.as_deref().unwrap_or("")
+        );
+    }
+    let p = &s.process;
+    let cmd = if p.cmdline.is_empty() {
+        p.exe.clone()
+    } else {
+        p.cmdline.join(" ")
+    };
+    push_line!(w, "process      {cmd} (pid {})", p.pid);
+    push_line!(
+        w,
+        "duration     {}, {} thread(s)",
+        duration_ms(s.duration_ms),
+        s.threads
+    );
+    push_line!(
+        w,
+        "allocations  {} calls ({} realloc), {} allocated",
+        count(s.allocations),
+        count(s.reallocs),
+        bytes(s.allocated_bytes)
+    );
+    push_line!(w, "frees        {} calls", count(s.frees));
+    push_line!(
+        w,
+        "peak         {} live in {} blocks",
+        bytes(s.peak_bytes),
+        count(s.peak_blocks)
+    );
+    push_line!(
+        w,
+        "leaked       {} in {} blocks (live at the end)",
+        bytes(s.leaked_bytes),
+        count(s.leaked_allocations)
+    );
+    push_line!(
+        w,
+        "temporary    {} allocations ({} of calls)",
+        count(s.temporary_allocations),
+        percent(s.temporary_allocations, s.allocations)
+    );
+    if s.unmatched_frees > 0 {
+        push_line!(
+            w,
+            "unmatched    {} frees of blocks allocated before recording began",
+            count(s.unmatched_frees)
+        );
+    }
+    if p.sampling_rate_bytes > 0 {
+        push_line!(
+            w,
+            "sampling     one sample per {} on average",
+            bytes(p.sampling_rate_bytes)
+        );
+    }
+    if !s.top_sites.is_empty() {
+        push_line!(w, "\ntop allocation sites by allocated bytes:");
+        push_line!(
+            w,
+            "{:>10} {:>10} {:>10} {:>10} {:>8}  site",
+            "allocated",
+            "calls",
+            "peak",
+            "leaked",
+            "temp"
+        );
+        for site in &s.top_sites {
+            let loc = if site.file.is_empty() {
+                String::new()
+            } else {
+                format!(" ({}:{})", short_path(&site.file), site.line)
+            };
+            push_line!(
+                w,
+                "{:>10} {:>10} {:>10} {:>10} {:>8}  {}{loc}",
+                bytes(site.allocated_bytes),
+                count(site.allocations),
+                bytes(site.peak_bytes),
+                bytes(site.leaked_bytes),
+                count(site.temporary_allocations),
+                site.function
+            );
+        }
+    }
+    if !s.messages.is_empty() {
+        push_line!(w, "\nrecorder messages:");
+        for m in &s.messages {
+            push_line!(w, "  {}: {}", m.level, m.text);
+        }
+    }
+    if !s.warnings.is_empty() {
+        push_line!(w, "\nwarnings:");
+        for m in &s.warnings {
+            push_line!(w, "  {m}");
+        }
+    }
+    o
+}
+
+/// The last three components of a path: enough to find the file, short enough for a terminal.
+fn short_path(path: &str) -> String {
+    let parts: Vec<&str> = path.rsplit('/').take(3).collect();
+    let short: Vec<&str> = parts.into_iter().rev().collect();
+    let s = short.join("/");
+    if s.len() < path.len() {
+        format!("…/{s}")
+    } else {
+        s
+    }
+}
+
+/// The summary as pretty JSON, newline-terminated.
+pub fn write_summary_json<W: Write>(s: &Summary, mut out: W) -> Result<(), RenderError> {
+    serde_json::to_writer_pretty(&mut out, s).map_err(std::io::Error::from)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_paths() {
+        assert_eq!(short_path("src/main.rs"), "src/main.rs");
+        assert_eq!(short_path("/home/u/p/src/a/b.rs"), "…/src/a/b.rs");
+    }
+}

@@ -1,0 +1,262 @@
+//! Debug information of one module: the file itself, separate debug files, and the lookups.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use addr2line::Loader;
+use object::Object;
+use tidemark::format::{Module, SymbolFrame};
+
+use super::demangle::demangle;
+
+/// Where separate debug files live (Debian's `-dbgsym` / `-dbg` packages install here).
+pub const DEBUG_ROOT: &str = "/usr/lib/debug";
+
+/// What the ELF file says about itself.
+#[derive(Debug, Default)]
+struct ElfFacts {
+    build_id: Option<Vec<u8>>,
+    debuglink: Option<String>,
+    altlink: Option<(PathBuf, Vec<u8>)>,
+}
+
+fn elf_facts(path: &Path) -> std::io::Result<ElfFacts> {
+    let file = File::open(path)?;
+    // SAFETY: the map is read-only and lives only in this function; a file truncated by someone
+    // else while mapped could fault, which is the accepted risk of every mmap-based reader
+    // (addr2line's loader maps the same way).
+    let map = unsafe { memmap2::Mmap::map(&file)? };
+    let obj = object::File::parse(&*map)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))?;
+    let build_id = obj.build_id().ok().flatten().map(<[u8]>::to_vec);
+    let debuglink = obj
+        .gnu_debuglink()
+        .ok()
+        .flatten()
+        .map(|(name, _crc)| String::from_utf8_lossy(name).into_owned());
+    let altlink = obj.gnu_debugaltlink().ok().flatten().map(|(name, id)| {
+        (
+            PathBuf::from(String::from_utf8_lossy(name).into_owned()),
+            id.to_vec(),
+        )
+    });
+    Ok(ElfFacts {
+        build_id,
+        debuglink,
+        altlink,
+    })
+}
+
+/// `/usr/lib/debug/.build-id/xx/yyyy.debug` for a build-id.
+pub fn build_id_debug_path(root: &Path, build_id: &[u8]) -> Option<PathBuf> {
+    if build_id.len() < 2 {
+        return None;
+    }
+    let hex: String = build_id.iter().map(|b| format!("{b:02x}")).collect();
+    Some(
+        root.join(".build-id")
+            .join(&hex[..2])
+            .join(format!("{}.debug", &hex[2..])),
+    )
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Debug information for one module, opened once.
+pub(crate) struct ModuleDebug {
+    /// The module's own file.
+    file: Option<Loader>,
+    /// A separate debug file, when one was found.
+    debug: Option<Loader>,
+}
+
+/// True for module paths that are not files (the vDSO, anonymous mappings).
+fn is_pseudo(path: &str) -> bool {
+    path.is_empty()
+        || path.starts_with('[')
+        || path.starts_with("linux-vdso")
+        || path.starts_with("linux-gate")
+        || !path.starts_with('/')
+}
+
+impl ModuleDebug {
+    /// Opens the module's file and its separate debug information (under `debug_root`, normally
+    /// [`DEBUG_ROOT`]); problems go to `warnings`.
+    pub(crate) fn open(
+        module: &Module,
+        debug_root: &Path,
+        warnings: &mut Vec<String>,
+    ) -> ModuleDebug {
+        let mut md = ModuleDebug {
+            file: None,
+            debug: None,
+        };
+        if is_pseudo(&module.path) {
+            return md;
+        }
+        let path = Path::new(&module.path);
+        let facts = match elf_facts(path) {
+            Ok(f) => f,
+            Err(e) => {
+                warnings.push(format!(
+                    "cannot read {}: {e}; its frames show as {}+0xOFFSET (copy the file here, \
+                     or record with `tidemark run`, which embeds symbols in the profile)",
+                    module.path,
+                    super::modules::basename(&module.path)
+                ));
+                return md;
+            }
+        };
+        if let Some(disk) = &facts.build_id {
+            if !module.build_id.is_empty() && *disk != module.build_id {
+                warnings.push(format!(
+                    "{} on disk has build-id {} but the profile recorded {}: the file changed \
+                     since the recording, so its symbols may be wrong (symbolize on the machine \
+                     that recorded, or embed symbols with `tidemark run`)",
+                    module.path,
+                    hex(disk),
+                    hex(&module.build_id)
+                ));
+            }
+        }
+        md.file = Loader::new(path).ok();
+        // Separate debug information: by the recorded build-id (the one that matches the code
+        // that ran), then by the file's own, then by .gnu_debuglink.
+        let mut candidates: Vec<PathBuf> = Vec::new();
+        let ids = [Some(module.build_id.clone()), facts.build_id.clone()];
+        for id in ids.iter().flatten() {
+            if let Some(p) = build_id_debug_path(debug_root, id) {
+                candidates.push(p);
+            }
+        }
+        if let Some(link) = &facts.debuglink {
+            let dir = path.parent().unwrap_or(Path::new("/"));
+            let rel = dir.strip_prefix("/").unwrap_or(dir);
+            candidates.push(debug_root.join(rel).join(link));
+            candidates.push(dir.join(".debug").join(link));
+            if Path::new(link) != path.file_name().map(Path::new).unwrap_or(Path::new("")) {
+                candidates.push(dir.join(link));
+            }
+        }
+        for c in candidates {
+            if c.is_file() {
+                if let Some(l) = open_debug_file(&c, debug_root) {
+                    md.debug = Some(l);
+                    break;
+                }
+            }
+        }
+        md
+    }
+
+    /// Frames for a file address (already adjusted for return addresses), innermost first.
+    /// Empty when nothing is known.
+    pub(crate) fn frames(&self, probe: u64) -> Vec<SymbolFrame> {
+        let loaders = [self.debug.as_ref(), self.file.as_ref()];
+        let mut symbol: Option<String> = None;
+        for l in loaders.iter().flatten() {
+            if symbol.is_none() {
+                symbol = l.find_symbol(probe).map(|s| demangle(s).into_owned());
+            }
+        }
+        for l in loaders.iter().flatten() {
+            let frames = dwarf_frames(l, probe);
+            if frames
+                .iter()
+                .any(|f| f.function.is_some() || f.file.is_some())
+            {
+                let n = frames.len();
+                return frames
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, f)| SymbolFrame {
+                        function: f.function.unwrap_or_else(|| {
+                            if i + 1 == n {
+                                symbol.clone().unwrap_or_default()
+                            } else {
+                                "[inlined]".to_owned()
+                            }
+                        }),
+                        file: f.file.unwrap_or_default(),
+                        line: f.line,
+                    })
+                    .filter(|f| !f.function.is_empty())
+                    .collect();
+            }
+        }
+        match symbol {
+            Some(function) => vec![SymbolFrame {
+                function,
+                file: String::new(),
+                line: 0,
+            }],
+            None => Vec::new(),
+        }
+    }
+}
+
+struct RawFrame {
+    function: Option<String>,
+    file: Option<String>,
+    line: u32,
+}
+
+fn dwarf_frames(l: &Loader, probe: u64) -> Vec<RawFrame> {
+    let mut out = Vec::new();
+    let Ok(mut it) = l.find_frames(probe) else {
+        return out;
+    };
+    while let Ok(Some(f)) = it.next() {
+        let function = f
+            .function
+            .as_ref()
+            .and_then(|n| n.raw_name().ok())
+            .map(|n| demangle(&n).into_owned());
+        let (file, line) = match &f.location {
+            Some(loc) => (loc.file.map(str::to_owned), loc.line.unwrap_or(0)),
+            None => (None, 0),
+        };
+        out.push(RawFrame {
+            function,
+            file,
+            line,
+        });
+        if out.len() > 256 {
+            break;
+        }
+    }
+    out
+}
+
+/// Opens a separate debug file, with its dwz supplementary file when it names one.
+fn open_debug_file(path: &Path, debug_root: &Path) -> Option<Loader> {
+    let facts = elf_facts(path).ok()?;
+    if let Some((alt, id)) = facts.altlink {
+        let mut sup = None;
+        let alt = if alt.is_absolute() {
+            alt
+        } else {
+            path.parent().unwrap_or(Path::new("/")).join(alt)
+        };
+        if alt.is_file() {
+            sup = Some(alt);
+        } else if let Some(p) = build_id_debug_path(debug_root, &id) {
+            if p.is_file() {
+                sup = Some(p);
+            }
+        }
+        if let Some(sup) = sup {
+            if let Ok(l) = Loader::new_with_sup(path, Some(&sup)) {
+                return Some(l);
+            }
+        }
+    }
+    Loader::new(path).ok()
+}
+
+/// Reads the build-id of an ELF file (for checks outside symbolization).
+pub fn file_build_id(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
+    Ok(elf_facts(path)?.build_id)
+}

@@ -1,0 +1,193 @@
+//! Symbolization tests against this test binary itself.
+
+use super::*;
+use crate::load::synthetic::{Builder, Ev};
+use crate::load::{load_path, LoadOptions};
+use crate::model::ModuleSnapshot;
+use tidemark::format::{put_modules, Segment};
+
+#[inline(never)]
+fn marker_function_for_symbolization(x: u64) -> u64 {
+    std::hint::black_box(x).wrapping_mul(3)
+}
+
+/// The main program's module (load bias and PT_LOAD segments), as the recorder would write it.
+fn self_module() -> Module {
+    unsafe extern "C" fn cb(
+        info: *mut libc::dl_phdr_info,
+        _size: libc::size_t,
+        data: *mut libc::c_void,
+    ) -> libc::c_int {
+        // SAFETY: the loader passes a valid info for the duration of the call; `data` is the
+        // `Option<Module>` passed below.
+        unsafe {
+            let out = &mut *(data as *mut Option<Module>);
+            let info = &*info;
+            let mut segments = Vec::new();
+            for i in 0..info.dlpi_phnum as usize {
+                let ph = &*info.dlpi_phdr.add(i);
+                if ph.p_type == libc::PT_LOAD {
+                    segments.push(Segment {
+                        start: info.dlpi_addr + ph.p_vaddr,
+                        size: ph.p_memsz,
+                        flags: ph.p_flags,
+                    });
+                }
+            }
+            let exe = std::env::current_exe().unwrap();
+            *out = Some(Module {
+                path: exe.display().to_string(),
+                build_id: file_build_id(&exe).unwrap().unwrap_or_default(),
+                base: info.dlpi_addr,
+                segments,
+            });
+        }
+        1 // the first entry is the main program; stop there
+    }
+    let mut out: Option<Module> = None;
+    // SAFETY: the callback only writes `out`, which outlives the call.
+    unsafe { libc::dl_iterate_phdr(Some(cb), &mut out as *mut _ as *mut libc::c_void) };
+    out.expect("main program")
+}
+
+fn marker_ip() -> u64 {
+    // A return address inside the function: its first byte + 1, so the lookup (ip - 1) lands on
+    // the function's first instruction.
+    marker_function_for_symbolization as *const () as u64 + 1
+}
+
+#[test]
+fn resolves_a_function_of_this_binary() {
+    assert_eq!(marker_function_for_symbolization(2), 6);
+    let m = self_module();
+    let mut s = Symbolizer::new(&[ModuleSnapshot {
+        generation: 1,
+        modules: vec![m],
+    }]);
+    let r = s.resolve(marker_ip());
+    assert!(r.symbolized, "{r:?}");
+    let outer = r.frames.last().unwrap();
+    assert!(
+        outer
+            .function
+            .ends_with("symbolize::tests::marker_function_for_symbolization"),
+        "{r:?}"
+    );
+    assert!(outer.file.ends_with("tests.rs"), "{r:?}");
+    assert!(outer.line > 0);
+    assert!(s.take_warnings().is_empty());
+    // An address outside every module.
+    let r = s.resolve(8);
+    assert!(!r.symbolized);
+    assert_eq!(r.frames[0].function, "0x8");
+}
+
+#[test]
+fn warns_on_build_id_mismatch() {
+    let mut m = self_module();
+    m.build_id = vec![0xde, 0xad, 0xbe, 0xef];
+    let mut s = Symbolizer::new(&[ModuleSnapshot {
+        generation: 1,
+        modules: vec![m],
+    }]);
+    let _ = s.resolve(marker_ip());
+    let w = s.take_warnings();
+    assert!(
+        w.iter()
+            .any(|w| w.contains("build-id") && w.contains("deadbeef")),
+        "{w:?}"
+    );
+}
+
+#[test]
+fn debug_file_path_from_build_id() {
+    let p = build_id_debug_path(Path::new("/usr/lib/debug"), &[0xab, 0xcd, 0xef]).unwrap();
+    assert_eq!(p, Path::new("/usr/lib/debug/.build-id/ab/cdef.debug"));
+    assert!(build_id_debug_path(Path::new("/x"), &[1]).is_none());
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("tidemark-sym-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn profile_with_self_module(trailer: bool) -> Vec<u8> {
+    let m = self_module();
+    let ip = marker_ip();
+    let mut b = Builder::new();
+    b.chunk(|p| put_modules(p, 1, std::slice::from_ref(&m)))
+        .stacks(&[(1, &[ip, 0x10])])
+        .batch(1, &[Ev::Alloc(0, 0xa, 8, 1)]);
+    if trailer {
+        b.trailer(&[]);
+    }
+    b.bytes()
+}
+
+#[test]
+fn embedded_symbols_travel_with_the_profile() {
+    let dir = temp_dir("embed");
+    let path = dir.join("p.tmk");
+    std::fs::write(&path, profile_with_self_module(true)).unwrap();
+    let report = embed_symbols(&path).unwrap();
+    assert_eq!(report.addresses, 2);
+    assert_eq!(report.resolved, 1, "0x10 lies in no module");
+    assert!(report.bytes_written > 0);
+    // Without reading any binary, the embedded names are used.
+    let p = load_path(
+        &path,
+        &LoadOptions {
+            symbolize: false,
+            progress: false,
+        },
+    )
+    .unwrap();
+    assert!(p.truncated.is_none(), "{:?}", p.truncated);
+    let lines = crate::render::folded(&p, crate::render::Metric::Allocated);
+    assert_eq!(lines.len(), 1);
+    assert!(
+        lines[0].contains("::marker_function_for_symbolization") && lines[0].ends_with(" 8"),
+        "{lines:?}"
+    );
+    assert!(lines[0].starts_with("0x10;"), "{lines:?}");
+    // A second call changes nothing.
+    let again = embed_symbols(&path).unwrap();
+    assert!(again.already_embedded);
+    assert_eq!(again.bytes_written, 0);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn embedding_into_a_truncated_profile_drops_the_unreadable_tail() {
+    let dir = temp_dir("trunc");
+    let path = dir.join("p.tmk");
+    let mut bytes = profile_with_self_module(false);
+    bytes.extend_from_slice(b"TMCK\x40\x00\x00\x00partial"); // a chunk cut short by a kill
+    std::fs::write(&path, &bytes).unwrap();
+    let report = embed_symbols(&path).unwrap();
+    assert_eq!(report.resolved, 1);
+    let p = load_path(
+        &path,
+        &LoadOptions {
+            symbolize: false,
+            progress: false,
+        },
+    )
+    .unwrap();
+    assert!(p.truncated.is_some(), "still truncated: no trailer");
+    let lines = crate::render::folded(&p, crate::render::Metric::Allocated);
+    assert!(
+        lines[0].contains("marker_function_for_symbolization"),
+        "{lines:?}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn embed_errors_name_the_file() {
+    let dir = temp_dir("err");
+    let e = embed_symbols(&dir.join("none.tmk")).unwrap_err();
+    assert!(e.to_string().contains("none.tmk"), "{e}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

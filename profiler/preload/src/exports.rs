@@ -1,0 +1,346 @@
+//! The exported malloc family, with glibc 2.36's semantics.
+
+use crate::alloc::*;
+use std::ffi::c_void;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use tidemark::record::{self, AllocKind};
+
+type UsableSizeFn = unsafe extern "C" fn(*mut c_void) -> usize;
+
+/// `malloc_usable_size` of the next object (glibc), resolved by the constructor.
+static NEXT_USABLE_SIZE: AtomicUsize = AtomicUsize::new(0);
+
+/// Resolves the functions forwarded through `dlsym(RTLD_NEXT, ..)`.
+pub fn resolve_next() {
+    // SAFETY: dlsym with a NUL-terminated name; the result is null or glibc's function.
+    let f = unsafe { libc::dlsym(libc::RTLD_NEXT, c"malloc_usable_size".as_ptr()) };
+    NEXT_USABLE_SIZE.store(f as usize, Ordering::Release);
+    next(&NEXT_EXECVE, c"execve");
+    next(&NEXT_EXECV, c"execv");
+    next(&NEXT_EXECVP, c"execvp");
+    next(&NEXT_EXECVPE, c"execvpe");
+    next(&NEXT_EXIT, c"_exit");
+}
+
+fn set_errno(e: i32) {
+    // SAFETY: __errno_location returns the calling thread's errno slot.
+    unsafe { *libc::__errno_location() = e };
+}
+
+fn errno() -> i32 {
+    // SAFETY: as above.
+    unsafe { *libc::__errno_location() }
+}
+
+fn page_size() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    unsafe { libc::sysconf(libc::_SC_PAGESIZE) as usize }
+}
+
+/// `malloc`.
+///
+/// # Safety
+/// C semantics.
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
+    // SAFETY: the closure is the real allocation.
+    unsafe {
+        record::record_alloc(AllocKind::Malloc, size, 0, || __libc_malloc(size).cast()).cast()
+    }
+}
+
+/// `free`.
+///
+/// # Safety
+/// C semantics.
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn free(ptr: *mut c_void) {
+    // SAFETY: the closure is the real free of `ptr`.
+    unsafe { record::record_free(ptr.cast(), || __libc_free(ptr)) }
+}
+
+/// `calloc`: overflow of `n * size` gives NULL and ENOMEM.
+///
+/// # Safety
+/// C semantics.
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
+    let Some(total) = n.checked_mul(size) else {
+        set_errno(libc::ENOMEM);
+        return std::ptr::null_mut();
+    };
+    // SAFETY: the closure is the real allocation.
+    unsafe {
+        record::record_alloc(AllocKind::Calloc, total, 0, || {
+            __libc_calloc(n, size).cast()
+        })
+        .cast()
+    }
+}
+
+/// `realloc`: `realloc(NULL, n)` allocates; `realloc(p, 0)` frees `p` and returns NULL.
+///
+/// # Safety
+/// C semantics.
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn realloc(ptr: *mut c_void, size: usize) -> *mut c_void {
+    // SAFETY: the closure is the real realloc.
+    unsafe {
+        record::record_realloc(ptr.cast(), size, AllocKind::Realloc, || {
+            __libc_realloc(ptr, size).cast()
+        })
+        .cast()
+    }
+}
+
+/// `reallocarray`: overflow of `n * size` gives NULL and ENOMEM, leaving `ptr` untouched.
+///
+/// # Safety
+/// C semantics.
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn reallocarray(ptr: *mut c_void, n: usize, size: usize) -> *mut c_void {
+    let Some(total) = n.checked_mul(size) else {
+        set_errno(libc::ENOMEM);
+        return std::ptr::null_mut();
+    };
+    // SAFETY: the closure is the real realloc.
+    unsafe {
+        record::record_realloc(ptr.cast(), total, AllocKind::Reallocarray, || {
+            __libc_realloc(ptr, total).cast()
+        })
+        .cast()
+    }
+}
+
+/// `posix_memalign`: EINVAL unless `align` is a power-of-two multiple of `sizeof(void *)`,
+/// ENOMEM on exhaustion; never changes `errno`.
+///
+/// # Safety
+/// C semantics.
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, size: usize) -> i32 {
+    let word = std::mem::size_of::<*mut c_void>();
+    if align == 0 || !align.is_multiple_of(word) || !(align / word).is_power_of_two() {
+        return libc::EINVAL;
+    }
+    let saved = errno();
+    // SAFETY: the closure is the real allocation.
+    let p = unsafe {
+        record::record_alloc(AllocKind::PosixMemalign, size, align, || {
+            __libc_memalign(align, size).cast()
+        })
+    };
+    set_errno(saved);
+    if p.is_null() {
+        return libc::ENOMEM;
+    }
+    // SAFETY: the caller passes a valid out-pointer.
+    unsafe { *out = p.cast() };
+    0
+}
+
+/// `aligned_alloc`: in glibc 2.36 the same function as `memalign` (a non-power-of-two
+/// alignment is rounded up to the next power of two).
+///
+/// # Safety
+/// C semantics.
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn aligned_alloc(align: usize, size: usize) -> *mut c_void {
+    // SAFETY: the closure is the real allocation.
+    unsafe {
+        record::record_alloc(AllocKind::AlignedAlloc, size, align, || {
+            __libc_memalign(align, size).cast()
+        })
+        .cast()
+    }
+}
+
+/// `memalign`.
+///
+/// # Safety
+/// C semantics.
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn memalign(align: usize, size: usize) -> *mut c_void {
+    // SAFETY: the closure is the real allocation.
+    unsafe {
+        record::record_alloc(AllocKind::Memalign, size, align, || {
+            __libc_memalign(align, size).cast()
+        })
+        .cast()
+    }
+}
+
+/// `valloc`: page-aligned.
+///
+/// # Safety
+/// C semantics.
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn valloc(size: usize) -> *mut c_void {
+    // SAFETY: the closure is the real allocation.
+    unsafe {
+        record::record_alloc(AllocKind::Valloc, size, page_size(), || {
+            __libc_valloc(size).cast()
+        })
+        .cast()
+    }
+}
+
+/// `pvalloc`: page-aligned, size rounded up to whole pages (the recorded size is the
+/// requested one).
+///
+/// # Safety
+/// C semantics.
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn pvalloc(size: usize) -> *mut c_void {
+    // SAFETY: the closure is the real allocation.
+    unsafe {
+        record::record_alloc(AllocKind::Pvalloc, size, page_size(), || {
+            __libc_pvalloc(size).cast()
+        })
+        .cast()
+    }
+}
+
+/// `malloc_usable_size`, forwarded to glibc (not recorded).
+///
+/// # Safety
+/// C semantics.
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn malloc_usable_size(ptr: *mut c_void) -> usize {
+    let mut f = NEXT_USABLE_SIZE.load(Ordering::Acquire);
+    if f == 0 {
+        resolve_next();
+        f = NEXT_USABLE_SIZE.load(Ordering::Acquire);
+    }
+    if f == 0 || ptr.is_null() {
+        return 0;
+    }
+    // SAFETY: `f` is glibc's malloc_usable_size resolved by `resolve_next`.
+    unsafe { std::mem::transmute::<usize, UsableSizeFn>(f)(ptr) }
+}
+
+type ExecveFn = unsafe extern "C" fn(
+    *const libc::c_char,
+    *const *const libc::c_char,
+    *const *const libc::c_char,
+) -> i32;
+type ExitFn = unsafe extern "C" fn(i32) -> !;
+
+type ExecvFn = unsafe extern "C" fn(*const libc::c_char, *const *const libc::c_char) -> i32;
+
+static NEXT_EXECVE: AtomicUsize = AtomicUsize::new(0);
+static NEXT_EXECV: AtomicUsize = AtomicUsize::new(0);
+static NEXT_EXECVP: AtomicUsize = AtomicUsize::new(0);
+static NEXT_EXECVPE: AtomicUsize = AtomicUsize::new(0);
+static NEXT_EXIT: AtomicUsize = AtomicUsize::new(0);
+
+fn next(slot: &AtomicUsize, name: &std::ffi::CStr) -> usize {
+    let mut f = slot.load(Ordering::Acquire);
+    if f == 0 {
+        // SAFETY: dlsym with a NUL-terminated name.
+        f = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) } as usize;
+        slot.store(f, Ordering::Release);
+    }
+    f
+}
+
+/// `execve`: the profile is finished (trailer written) before the image is replaced, since
+/// no `atexit` handler runs. If the call fails, the process goes on unrecorded.
+///
+/// # Safety
+/// C semantics.
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn execve(
+    path: *const libc::c_char,
+    argv: *const *const libc::c_char,
+    envp: *const *const libc::c_char,
+) -> i32 {
+    let f = next(&NEXT_EXECVE, c"execve");
+    if f == 0 {
+        set_errno(libc::ENOSYS);
+        return -1;
+    }
+    record::finish_before_exit();
+    // SAFETY: `f` is the next definition of execve.
+    unsafe { std::mem::transmute::<usize, ExecveFn>(f)(path, argv, envp) }
+}
+
+/// `execv`: as [`execve`].
+///
+/// # Safety
+/// C semantics.
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn execv(
+    path: *const libc::c_char,
+    argv: *const *const libc::c_char,
+) -> i32 {
+    let f = next(&NEXT_EXECV, c"execv");
+    if f == 0 {
+        set_errno(libc::ENOSYS);
+        return -1;
+    }
+    record::finish_before_exit();
+    // SAFETY: `f` is the next definition of execv.
+    unsafe { std::mem::transmute::<usize, ExecvFn>(f)(path, argv) }
+}
+
+/// `execvp`: as [`execve`] (glibc's internal path search calls are not interposable, so this
+/// is where the profile is finished).
+///
+/// # Safety
+/// C semantics.
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn execvp(
+    file: *const libc::c_char,
+    argv: *const *const libc::c_char,
+) -> i32 {
+    let f = next(&NEXT_EXECVP, c"execvp");
+    if f == 0 {
+        set_errno(libc::ENOSYS);
+        return -1;
+    }
+    record::finish_before_exit();
+    // SAFETY: `f` is the next definition of execvp.
+    unsafe { std::mem::transmute::<usize, ExecvFn>(f)(file, argv) }
+}
+
+/// `execvpe`: as [`execve`].
+///
+/// # Safety
+/// C semantics.
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn execvpe(
+    file: *const libc::c_char,
+    argv: *const *const libc::c_char,
+    envp: *const *const libc::c_char,
+) -> i32 {
+    let f = next(&NEXT_EXECVPE, c"execvpe");
+    if f == 0 {
+        set_errno(libc::ENOSYS);
+        return -1;
+    }
+    record::finish_before_exit();
+    // SAFETY: `f` is the next definition of execvpe.
+    unsafe { std::mem::transmute::<usize, ExecveFn>(f)(file, argv, envp) }
+}
+
+/// `_exit`: finishes the profile (no `atexit` handler runs), then exits.
+///
+/// # Safety
+/// C semantics.
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn _exit(status: i32) -> ! {
+    record::finish_before_exit();
+    let f = next(&NEXT_EXIT, c"_exit");
+    if f != 0 {
+        // SAFETY: `f` is the next definition of _exit.
+        unsafe { std::mem::transmute::<usize, ExitFn>(f)(status) }
+    }
+    // SAFETY: the exit_group system call ends the process.
+    unsafe {
+        libc::syscall(libc::SYS_exit_group, status);
+    }
+    loop {
+        std::hint::spin_loop();
+    }
+}

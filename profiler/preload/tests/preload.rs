@@ -1,0 +1,528 @@
+//! End-to-end: C programs built without frame pointers, run under `libtidemark_preload.so`,
+//! profiles read back through `tidemark::format::Reader` and checked against exact counts.
+
+mod support;
+
+use std::collections::{HashMap, HashSet};
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use support::*;
+use tidemark::format::{AllocKind, Record};
+
+/// Symbol size from `nm -S` (for "this return address lies in function f" checks).
+fn symbol_size(exe: &std::path::Path, name: &str) -> u64 {
+    let out = Command::new("nm").arg("-S").arg(exe).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    for line in text.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() == 4 && f[3] == name {
+            return u64::from_str_radix(f[1], 16).unwrap();
+        }
+    }
+    panic!("{name} not in nm output");
+}
+
+fn parse_addr(stdout: &str, key: &str) -> u64 {
+    let tok = stdout
+        .split_whitespace()
+        .find_map(|t| t.strip_prefix(&format!("{key}=")))
+        .unwrap();
+    u64::from_str_radix(tok.trim_start_matches("0x"), 16).unwrap()
+}
+
+#[test]
+fn basic_program_exact_counts_and_stacks() {
+    let dir = Scratch::new("basic");
+    let exe = build_c(&dir, "basic");
+    let out_path = dir.path("basic.tmk");
+    let out = run_ok(preloaded(&exe, &out_path));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let p = read_profile(&out_path);
+
+    // Header.
+    assert!(p.truncation.is_none(), "{:?}", p.truncation);
+    assert_eq!(p.header.source, "preload");
+    assert_eq!(p.header.allocator, "glibc");
+    assert_eq!(p.header.unwind, "dwarf");
+    assert_eq!(p.header.exe, exe.to_string_lossy());
+    assert_eq!(p.header.cmdline, vec![exe.to_string_lossy().into_owned()]);
+    assert_eq!(p.header.page_size, 4096);
+    assert_eq!(p.header.interval_ms, 10);
+
+    // Every event's stack is defined; collect events by size.
+    /// `(addr, stack, kind, align, tid)` of the allocations of one size.
+    type Events = Vec<(u64, u64, AllocKind, u64, u32)>;
+    let mut by_size: HashMap<u64, Events> = HashMap::new();
+    let mut frees: HashSet<u64> = HashSet::new();
+    let mut free_count = 0;
+    let mut reallocs = Vec::new();
+    let mut seqs = HashSet::new();
+    for r in &p.records {
+        match *r {
+            Record::Alloc {
+                tid,
+                seq,
+                addr,
+                size,
+                stack,
+                kind,
+                align,
+            } => {
+                p.stack_of(stack);
+                assert!(seqs.insert(seq));
+                by_size
+                    .entry(size)
+                    .or_default()
+                    .push((addr, stack, kind, align, tid));
+            }
+            Record::Free { seq, addr, .. } => {
+                assert!(seqs.insert(seq));
+                frees.insert(addr);
+                free_count += 1;
+            }
+            Record::Realloc {
+                free_seq,
+                seq,
+                old_addr,
+                new_addr,
+                size,
+                stack,
+                kind,
+                ..
+            } => {
+                p.stack_of(stack);
+                assert!(free_seq < seq);
+                assert!(seqs.insert(seq) && seqs.insert(free_seq));
+                reallocs.push((old_addr, new_addr, size, kind));
+            }
+            _ => {}
+        }
+    }
+
+    // 1000 x malloc(77) from one call site, 300 of them freed.
+    let a77 = &by_size[&77];
+    assert_eq!(a77.len(), 1000);
+    assert!(a77.iter().all(|e| e.2 == AllocKind::Malloc && e.3 == 0));
+    let stack77: HashSet<u64> = a77.iter().map(|e| e.1).collect();
+    assert_eq!(stack77.len(), 1, "one call site, one stack");
+    let freed77 = a77.iter().filter(|e| frees.contains(&e.0)).count();
+    assert_eq!(freed77, 300);
+
+    // The stack: alloc77's call site first, then main's; both in the executable.
+    let frames = p.stack_of(*stack77.iter().next().unwrap());
+    let alloc77 = parse_addr(&stdout, "alloc77");
+    let main_fn = parse_addr(&stdout, "main");
+    let exe_mod = p.module_of(frames[0]).expect("frame in a known module");
+    assert_eq!(exe_mod.path, exe.to_string_lossy());
+    assert!(
+        frames[0] > alloc77 && frames[0] < alloc77 + symbol_size(&exe, "alloc77"),
+        "{frames:x?}"
+    );
+    let basic_size = symbol_size(&exe, "basic");
+    assert!(
+        frames[1..]
+            .iter()
+            .any(|&f| f > main_fn && f < main_fn + basic_size),
+        "the caller's frame is missing: {frames:x?}"
+    );
+    assert!(frames.len() >= 3 && frames.len() < 20, "{frames:x?}");
+    assert!(
+        frames
+            .iter()
+            .any(|&f| p.module_of(f).is_some_and(|m| m.path.contains("libc.so"))),
+        "__libc_start_main should be on the stack: {frames:x?}"
+    );
+
+    // calloc(10, 12).
+    let c = &by_size[&120];
+    assert_eq!(c.len(), 1);
+    assert_eq!(c[0].2, AllocKind::Calloc);
+
+    // realloc(NULL, 40) is an allocation of kind realloc; realloc(p, 4000) a realloc record;
+    // realloc(p, 0) a free; the failed realloc records nothing.
+    assert_eq!(by_size[&40].len(), 1);
+    assert_eq!(by_size[&40][0].2, AllocKind::Realloc);
+    let r4000: Vec<_> = reallocs.iter().filter(|r| r.2 == 4000).collect();
+    assert_eq!(r4000.len(), 1);
+    assert_eq!(r4000[0].0, by_size[&40][0].0);
+    assert_eq!(r4000[0].3, AllocKind::Realloc);
+    assert!(
+        frees.contains(&r4000[0].1),
+        "realloc(p, 0) must be recorded as a free"
+    );
+    assert!(
+        !reallocs.iter().any(|r| r.2 > 1 << 40),
+        "failed realloc recorded"
+    );
+    assert_eq!(by_size[&8].len(), 1);
+    assert!(frees.contains(&by_size[&8][0].0));
+
+    // Aligned entry points with their kinds and alignments.
+    let kinds = |size: u64| {
+        by_size[&size]
+            .iter()
+            .map(|e| (e.2, e.3))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(kinds(100), vec![(AllocKind::PosixMemalign, 64)]);
+    assert_eq!(kinds(64), vec![(AllocKind::AlignedAlloc, 32)]);
+    assert_eq!(kinds(10), vec![(AllocKind::Memalign, 128)]);
+    assert_eq!(
+        by_size[&5].iter().map(|e| e.2).collect::<HashSet<_>>(),
+        HashSet::from([AllocKind::Valloc, AllocKind::Pvalloc])
+    );
+
+    // strdup allocates inside libc: the first frame is in libc, the next in the program.
+    let dup = &by_size[&15];
+    assert_eq!(dup.len(), 1);
+    let f = p.stack_of(dup[0].1);
+    assert!(
+        p.module_of(f[0]).unwrap().path.contains("libc.so"),
+        "{f:x?}"
+    );
+    assert_eq!(p.module_of(f[1]).unwrap().path, exe.to_string_lossy());
+
+    // malloc inside a qsort callback: the stack passes through libc's frames back into the
+    // program (qsort_site, then basic).
+    let q = &by_size[&91];
+    assert_eq!(q.len(), 1);
+    let f = p.stack_of(q[0].1);
+    let in_exe: Vec<bool> = f
+        .iter()
+        .map(|&a| {
+            p.module_of(a)
+                .is_some_and(|m| m.path == exe.to_string_lossy())
+        })
+        .collect();
+    let first_libc = in_exe.iter().position(|&x| !x).expect("libc frames");
+    assert!(
+        in_exe[first_libc..].iter().any(|&x| x),
+        "no program frame after libc: {f:x?}"
+    );
+    assert!(f.iter().any(|&a| a > main_fn && a < main_fn + basic_size));
+
+    // Two threads x 50 x malloc(33), each with its own tid and thread records.
+    let t33 = &by_size[&33];
+    assert_eq!(t33.len(), 100);
+    let tids: HashSet<u32> = t33.iter().map(|e| e.4).collect();
+    assert_eq!(tids.len(), 2);
+    for tid in &tids {
+        assert_eq!(t33.iter().filter(|e| e.4 == *tid).count(), 50);
+        assert!(p.records.iter().any(|r| matches!(r, Record::Thread { tid: t, stack_lo, stack_hi, .. } if t == tid && stack_lo < stack_hi)));
+        assert!(p
+            .records
+            .iter()
+            .any(|r| matches!(r, Record::ThreadExit { tid: t, .. } if t == tid)));
+    }
+    let stacks33: HashSet<u64> = t33.iter().map(|e| e.1).collect();
+    assert_eq!(
+        stacks33.len(),
+        1,
+        "both threads allocate from the same call site"
+    );
+
+    // Nothing recorded for free(NULL) or the calloc overflow; the trailer's totals match.
+    assert!(!frees.contains(&0));
+    let trailer = p
+        .records
+        .iter()
+        .find_map(|r| match r {
+            Record::Trailer { values } => Some(values.clone()),
+            _ => None,
+        })
+        .expect("trailer");
+    let get = |k| {
+        trailer
+            .iter()
+            .find(|(kk, _)| *kk == k)
+            .map(|p| p.1)
+            .unwrap()
+    };
+    use tidemark::format::trailer_key as tk;
+    let n_alloc = p
+        .records
+        .iter()
+        .filter(|r| matches!(r, Record::Alloc { .. }))
+        .count() as u64;
+    assert_eq!(get(tk::ALLOC_CALLS), n_alloc);
+    assert_eq!(get(tk::FREE_CALLS), free_count);
+    assert_eq!(get(tk::REALLOC_CALLS), reallocs.len() as u64);
+    assert_eq!(get(tk::DROPPED_EVENTS), 0);
+    assert!(get(tk::END_SEQ) > seqs.iter().copied().max().unwrap());
+
+    // Timeline samples and a final watermark covering every event.
+    assert!(p.records.iter().any(|r| matches!(r, Record::Sample { values, .. } if values.iter().any(|(k, v)| *k == tidemark::format::sample_key::RSS_BYTES && *v > 0))));
+    let last_wm = p
+        .records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Watermark { seq } => Some(*seq),
+            _ => None,
+        })
+        .max()
+        .unwrap();
+    assert!(last_wm > seqs.iter().copied().max().unwrap());
+}
+
+#[test]
+fn frame_pointer_mode_starts_at_the_same_call_site() {
+    let dir = Scratch::new("fp");
+    let exe = build_c(&dir, "basic");
+    let out_path = dir.path("fp.tmk");
+    let mut c = preloaded(&exe, &out_path);
+    c.env("TIDEMARK_UNWIND", "fp");
+    let out = run_ok(c);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let p = read_profile(&out_path);
+    assert_eq!(p.header.unwind, "fp");
+    let alloc77 = parse_addr(&stdout, "alloc77");
+    let a77: Vec<u64> = p
+        .records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Alloc {
+                size: 77, stack, ..
+            } => Some(*stack),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(a77.len(), 1000);
+    let f = p.stack_of(a77[0]);
+    assert!(f[0] > alloc77 && f[0] < alloc77 + symbol_size(&exe, "alloc77"));
+}
+
+#[test]
+fn sigkill_leaves_a_readable_truncated_profile() {
+    let dir = Scratch::new("kill");
+    let exe = build_c(&dir, "basic");
+    let out_path = dir.path("kill.tmk");
+    let mut c = preloaded(&exe, &out_path);
+    c.arg("spin").stdout(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "ready");
+    // Let at least one flush (every 100 ms) reach the file.
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let p = read_profile(&out_path);
+    assert!(p.truncation.is_some());
+    let allocs = p
+        .records
+        .iter()
+        .filter(|r| matches!(r, Record::Alloc { .. }))
+        .count();
+    assert!(
+        allocs > 10_000,
+        "only {allocs} allocations reached the file"
+    );
+    assert!(p
+        .records
+        .iter()
+        .any(|r| matches!(r, Record::Watermark { .. })));
+    for r in &p.records {
+        if let Record::Alloc { stack, .. } = r {
+            p.stack_of(*stack);
+        }
+    }
+}
+
+#[test]
+fn fork_child_writes_its_own_profile() {
+    let dir = Scratch::new("fork");
+    let exe = build_c(&dir, "basic");
+    let out_path = dir.path("fork.tmk");
+    let mut c = preloaded(&exe, &out_path);
+    c.arg("fork");
+    let out = run_ok(c);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let child: u32 = stdout
+        .trim()
+        .strip_prefix("child=")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let count = |p: &Profile, size: u64| {
+        p.records
+            .iter()
+            .filter(|r| matches!(r, Record::Alloc { size: s, .. } if *s == size))
+            .count()
+    };
+    let parent = read_profile(&out_path);
+    assert_eq!(count(&parent, 66), 10);
+    assert_eq!(count(&parent, 55), 0);
+    let child_path = dir.path(&format!("fork.{child}.tmk"));
+    let cp = read_profile(&child_path);
+    assert_eq!(cp.header.pid, child);
+    assert!(cp.truncation.is_none(), "{:?}", cp.truncation);
+    assert_eq!(count(&cp, 55), 10);
+    assert_eq!(count(&cp, 66), 0);
+}
+
+#[test]
+fn sampling_records_a_poisson_fraction_and_only_sampled_frees() {
+    let dir = Scratch::new("sample");
+    let exe = build_c(&dir, "basic");
+    let out_path = dir.path("sample.tmk");
+    let mut c = preloaded(&exe, &out_path);
+    c.env("TIDEMARK_SAMPLE_RATE", "4096");
+    run_ok(c);
+    let p = read_profile(&out_path);
+    assert_eq!(p.header.sampling_rate, 4096);
+    let mut live = HashSet::new();
+    let mut n77 = 0;
+    for r in &p.records {
+        match *r {
+            Record::Alloc { addr, size, stack, .. } => {
+                p.stack_of(stack);
+                n77 += usize::from(size == 77);
+                live.insert(addr);
+            }
+            Record::Realloc { old_addr, new_addr, .. } => {
+                assert!(live.remove(&old_addr));
+                live.insert(new_addr);
+            }
+            Record::Free { addr, .. } => {
+                assert!(live.remove(&addr), "free of a block that was not sampled: {addr:#x}");
+            }
+            _ => {}
+        }
+    }
+    // 1000 blocks of 77 bytes, each sampled with probability 1 - e^(-77/4096) = 1.86%.
+    assert!((4..=45).contains(&n77), "{n77} of 1000 sampled");
+    // Large blocks are nearly always sampled: 4000 > 4096 * ln(1/0.38).
+    assert!(p.records.len() < 2000);
+}
+
+#[test]
+fn dlopened_module_is_mapped_and_unwound() {
+    let dir = Scratch::new("dlopen");
+    let exe = build_c(&dir, "dlopen");
+    let plugin = dir.path("libplugin.so");
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/programs/plugin.c");
+    let out = Command::new("gcc")
+        .args(["-O2", "-fomit-frame-pointer", "-shared", "-fPIC", "-o"])
+        .arg(&plugin)
+        .arg(&src)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let out_path = dir.path("dlopen.tmk");
+    let mut c = preloaded(&exe, &out_path);
+    c.arg(&plugin);
+    run_ok(c);
+    let p = read_profile(&out_path);
+    let generations: Vec<u64> = p
+        .records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Modules { generation, .. } => Some(*generation),
+            _ => None,
+        })
+        .collect();
+    assert!(generations.len() >= 2, "no new module map after dlopen: {generations:?}");
+    assert!(p.modules.iter().any(|m| m.path == plugin.to_string_lossy()));
+    let stacks: HashSet<u64> = p
+        .records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Alloc { size: 123, stack, .. } => Some(*stack),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(stacks.len(), 1);
+    let f = p.stack_of(*stacks.iter().next().unwrap());
+    let module = |a: u64| p.module_of(a).map(|m| m.path.clone()).unwrap_or_default();
+    assert_eq!(module(f[0]), plugin.to_string_lossy(), "{f:x?}");
+    assert_eq!(module(f[1]), exe.to_string_lossy(), "main after the plugin: {f:x?}");
+}
+
+#[test]
+fn unwritable_output_disables_recording_with_one_line() {
+    let dir = Scratch::new("unwritable");
+    let exe = build_c(&dir, "basic");
+    let out = run_ok(preloaded(
+        &exe,
+        std::path::Path::new("/proc/nonexistent/x.tmk"),
+    ));
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(
+        err,
+        "tidemark: cannot write /proc/nonexistent/x.tmk: No such file or directory; recording disabled\n"
+    );
+}
+
+/// Prints the records of `$TIDEMARK_DUMP_FILE` (debugging aid):
+/// `TIDEMARK_DUMP_FILE=x.tmk cargo test -p tidemark-preload --test preload dump -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn dump() {
+    let Some(path) = std::env::var_os("TIDEMARK_DUMP_FILE") else {
+        return;
+    };
+    let p = read_profile(std::path::Path::new(&path));
+    println!("{:#?}", p.header);
+    for r in &p.records {
+        println!("{r:x?}");
+    }
+    println!("truncation: {:?}", p.truncation);
+}
+
+/// Summarises every profile in `$TIDEMARK_CHECK_DIR` (debugging aid).
+#[test]
+#[ignore]
+fn check_dir() {
+    let Some(dir) = std::env::var_os("TIDEMARK_CHECK_DIR") else {
+        return;
+    };
+    let mut paths: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "tmk"))
+        .collect();
+    paths.sort();
+    for path in paths {
+        let f = std::fs::File::open(&path).unwrap();
+        let mut r = match tidemark::format::Reader::new(std::io::BufReader::new(f)) {
+            Ok(r) => r,
+            Err(e) => {
+                println!("{}: {e}", path.display());
+                continue;
+            }
+        };
+        let (mut events, mut stacks, mut undefined) = (0, HashSet::new(), 0);
+        let mut max_depth = 0;
+        let res = r.for_each_record(|rec| {
+            match rec {
+                Record::Alloc { stack, .. } | Record::Realloc { stack, .. } => {
+                    events += 1;
+                    if !stacks.contains(&stack) {
+                        undefined += 1;
+                    }
+                }
+                Record::Free { .. } => events += 1,
+                Record::Stack { id, frames } => {
+                    stacks.insert(id);
+                    max_depth = max_depth.max(frames.len());
+                }
+                _ => {}
+            }
+            Ok(())
+        });
+        println!(
+            "{}: {events} events, {} stacks (max depth {max_depth}), {undefined} uses before definition, {:?} {:?}",
+            path.display(),
+            stacks.len(),
+            res.err(),
+            r.truncation().map(|t| &t.reason)
+        );
+    }
+}

@@ -1,0 +1,300 @@
+//! Recorder configuration and the one table of environment options.
+
+use crate::unwind::UnwindMode;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+/// Default output template.
+pub const DEFAULT_OUTPUT: &str = "tidemark.%e.%p.tmk";
+/// Default timeline interval.
+pub const DEFAULT_INTERVAL_MS: u64 = 10;
+/// How often buffers are written to the file. Chunks reach the file at least this often.
+pub const DEFAULT_FLUSH_MS: u64 = 100;
+
+/// One environment option.
+#[derive(Debug, Clone, Copy)]
+pub struct EnvOption {
+    /// Variable name.
+    pub name: &'static str,
+    /// Default, as text.
+    pub default: &'static str,
+    /// What it does.
+    pub help: &'static str,
+}
+
+/// Every environment variable the recorder reads, read once at start.
+pub const ENV_OPTIONS: &[EnvOption] = &[
+    EnvOption {
+        name: "TIDEMARK_OUTPUT",
+        default: DEFAULT_OUTPUT,
+        help: "profile path; %p is replaced by the pid, %e by the executable's file name. \
+               An existing file is never overwritten: <stem>.<pid>.tmk is written beside it",
+    },
+    EnvOption {
+        name: "TIDEMARK_INTERVAL_MS",
+        default: "10",
+        help: "timeline sampling interval in milliseconds (1..=60000)",
+    },
+    EnvOption {
+        name: "TIDEMARK_UNWIND",
+        default: "dwarf",
+        help: "stack unwinding: dwarf (correct without frame pointers) or fp (frame pointers)",
+    },
+    EnvOption {
+        name: "TIDEMARK_LIMIT_BYTES",
+        default: "0",
+        help: "memory limit stored in the profile for pressure and time-to-limit; 0 = none",
+    },
+    EnvOption {
+        name: "TIDEMARK_SAMPLE_RATE",
+        default: "0",
+        help: "mean bytes between sampled allocations; 0 records every allocation",
+    },
+];
+
+/// What the recorder does. Defaults are those of [`ENV_OPTIONS`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Output path template (`%p` → pid, `%e` → executable name, `%%` → `%`). Default:
+    /// [`DEFAULT_OUTPUT`].
+    pub output: PathBuf,
+    /// Timeline interval. Default: 10 ms.
+    pub interval_ms: u64,
+    /// How often buffers are written out. Default: 100 ms.
+    pub flush_ms: u64,
+    /// Stack capture. Default: DWARF.
+    pub unwind: UnwindMode,
+    /// Mean bytes between samples; 0 records everything. Default: 0.
+    pub sampling_rate: u64,
+    /// Memory limit stored in the header; 0 = none. Default: 0.
+    pub limit_bytes: u64,
+    /// `"preload"` or `"in-process"`. Default: `"preload"`.
+    pub source: &'static str,
+    /// Allocator serving the program, stored in the header. Default: `"glibc"`.
+    pub allocator: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            output: PathBuf::from(DEFAULT_OUTPUT),
+            interval_ms: DEFAULT_INTERVAL_MS,
+            flush_ms: DEFAULT_FLUSH_MS,
+            unwind: UnwindMode::Dwarf,
+            sampling_rate: 0,
+            limit_bytes: 0,
+            source: "preload",
+            allocator: "glibc".to_owned(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads [`ENV_OPTIONS`] from the environment. An invalid value keeps its default and is
+    /// reported with one line on stderr (`tidemark: TIDEMARK_UNWIND="x" is neither ...`).
+    pub fn from_env() -> Config {
+        let (cfg, warnings) = Config::from_lookup(|name| std::env::var(name).ok());
+        for w in warnings {
+            super::report(&w);
+        }
+        cfg
+    }
+
+    /// Like [`Config::from_env`] with an arbitrary lookup, returning the warnings instead of
+    /// printing them.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> (Config, Vec<String>) {
+        let mut cfg = Config::default();
+        let mut warnings = Vec::new();
+        let mut num = |name: &str, min: u64, max: u64, slot: &mut u64| {
+            if let Some(v) = get(name) {
+                match v.trim().parse::<u64>() {
+                    Ok(n) if (min..=max).contains(&n) => *slot = n,
+                    _ => warnings.push(format!(
+                        "{name}={v:?} is not a number in {min}..={max}; using {}",
+                        *slot
+                    )),
+                }
+            }
+        };
+        num("TIDEMARK_INTERVAL_MS", 1, 60_000, &mut cfg.interval_ms);
+        num("TIDEMARK_LIMIT_BYTES", 0, u64::MAX, &mut cfg.limit_bytes);
+        num("TIDEMARK_SAMPLE_RATE", 0, u64::MAX, &mut cfg.sampling_rate);
+        if let Some(v) = get("TIDEMARK_OUTPUT") {
+            if v.is_empty() {
+                warnings.push(format!("TIDEMARK_OUTPUT is empty; using {DEFAULT_OUTPUT}"));
+            } else {
+                cfg.output = PathBuf::from(v);
+            }
+        }
+        if let Some(v) = get("TIDEMARK_UNWIND") {
+            match v.trim().to_ascii_lowercase().as_str() {
+                "dwarf" => cfg.unwind = UnwindMode::Dwarf,
+                "fp" => cfg.unwind = UnwindMode::Fp,
+                _ => warnings.push(format!(
+                    "TIDEMARK_UNWIND={v:?} is neither \"dwarf\" nor \"fp\"; using dwarf"
+                )),
+            }
+        }
+        (cfg, warnings)
+    }
+}
+
+/// Expands `%p` (pid), `%e` (executable file name) and `%%` in an output template.
+pub fn expand_template(template: &Path, pid: u32, exe_name: &str) -> PathBuf {
+    let template = template.to_string_lossy();
+    let mut out = String::with_capacity(template.len() + 16);
+    let mut chars = template.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('p') => out.push_str(&pid.to_string()),
+            Some('e') => out.push_str(exe_name),
+            Some('%') => out.push('%'),
+            Some(other) => {
+                out.push('%');
+                out.push(other);
+            }
+            None => out.push('%'),
+        }
+    }
+    PathBuf::from(out)
+}
+
+/// The alternative name for an output that already exists: `<stem>.<pid>.tmk`, then
+/// `<stem>.<pid>.<n>.tmk`.
+pub fn alternative_path(path: &Path, pid: u32, attempt: u32) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let stem = name.strip_suffix(".tmk").unwrap_or(&name);
+    let alt = if attempt == 0 {
+        format!("{stem}.{pid}.tmk")
+    } else {
+        format!("{stem}.{pid}.{attempt}.tmk")
+    };
+    path.with_file_name(alt)
+}
+
+/// Creates the output file without overwriting: `O_CREAT|O_EXCL`; when the name exists (a
+/// child or exec'd process inheriting the environment), an alternative beside it.
+pub fn create_output(path: &Path, pid: u32) -> io::Result<(File, PathBuf)> {
+    let open = |p: &Path| {
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(p)
+    };
+    match open(path) {
+        Ok(f) => return Ok((f, path.to_owned())),
+        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
+        Err(_) => {}
+    }
+    let mut last = io::Error::from(io::ErrorKind::AlreadyExists);
+    for attempt in 0..100 {
+        let alt = alternative_path(path, pid, attempt);
+        match open(&alt) {
+            Ok(f) => return Ok((f, alt)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last = e,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn parse(vars: &[(&str, &str)]) -> (Config, Vec<String>) {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_without_environment() {
+        let (cfg, w) = parse(&[]);
+        assert_eq!(cfg, Config::default());
+        assert!(w.is_empty());
+        assert_eq!(cfg.interval_ms, 10);
+        assert_eq!(cfg.unwind, UnwindMode::Dwarf);
+    }
+
+    #[test]
+    fn every_option_is_read() {
+        let (cfg, w) = parse(&[
+            ("TIDEMARK_OUTPUT", "/tmp/x.%p.tmk"),
+            ("TIDEMARK_INTERVAL_MS", "25"),
+            ("TIDEMARK_UNWIND", "FP"),
+            ("TIDEMARK_LIMIT_BYTES", "1073741824"),
+            ("TIDEMARK_SAMPLE_RATE", "524288"),
+        ]);
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(cfg.output, PathBuf::from("/tmp/x.%p.tmk"));
+        assert_eq!(cfg.interval_ms, 25);
+        assert_eq!(cfg.unwind, UnwindMode::Fp);
+        assert_eq!(cfg.limit_bytes, 1 << 30);
+        assert_eq!(cfg.sampling_rate, 524288);
+        assert_eq!(ENV_OPTIONS.len(), 5);
+    }
+
+    #[test]
+    fn bad_values_warn_and_keep_defaults() {
+        let (cfg, w) = parse(&[
+            ("TIDEMARK_INTERVAL_MS", "0"),
+            ("TIDEMARK_UNWIND", "libunwind"),
+            ("TIDEMARK_LIMIT_BYTES", "1G"),
+        ]);
+        assert_eq!(cfg, Config::default());
+        assert_eq!(w.len(), 3);
+        assert!(w[0].contains("TIDEMARK_INTERVAL_MS"));
+    }
+
+    #[test]
+    fn templates_and_alternatives() {
+        assert_eq!(
+            expand_template(Path::new("out/%e.%p.tmk"), 42, "app"),
+            PathBuf::from("out/app.42.tmk")
+        );
+        assert_eq!(
+            expand_template(Path::new("a%%b%q%"), 1, "x"),
+            PathBuf::from("a%b%q%")
+        );
+        assert_eq!(
+            alternative_path(Path::new("/t/run.tmk"), 7, 0),
+            PathBuf::from("/t/run.7.tmk")
+        );
+        assert_eq!(
+            alternative_path(Path::new("/t/run"), 7, 2),
+            PathBuf::from("/t/run.7.2.tmk")
+        );
+    }
+
+    #[test]
+    fn existing_output_is_never_overwritten() {
+        let dir = std::env::temp_dir().join(format!("tidemark-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("p.tmk");
+        let _ = std::fs::remove_file(&p);
+        let (_, first) = create_output(&p, 9).unwrap();
+        assert_eq!(first, p);
+        let (_, second) = create_output(&p, 9).unwrap();
+        assert_eq!(second, dir.join("p.9.tmk"));
+        let (_, third) = create_output(&p, 9).unwrap();
+        assert_eq!(third, dir.join("p.9.1.tmk"));
+        let err = create_output(Path::new("/proc/tidemark/x.tmk"), 1).unwrap_err();
+        assert_ne!(err.kind(), io::ErrorKind::AlreadyExists);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,432 @@
+//! The recorder: allocation hooks → per-thread buffers → writer thread → profile file.
+//!
+//! The same code serves the `LD_PRELOAD` library (`tidemark-preload`) and in-process wrappers
+//! around a `GlobalAlloc`. Nothing here assumes that the recorder's own allocations avoid the
+//! hooked allocator: everything the recorder does for an event happens with the thread's `busy`
+//! flag set, and a busy thread's allocations pass straight through unrecorded.
+//!
+//! ```text
+//!  record_alloc ─► enter (pthread key → state, busy=1) ─► unwind + intern stack
+//!               ─► lock thread buffer ─► real allocator ─► seq = SEQ++ ─► append ─► unlock
+//!  record_free  ─► enter ─► lock ─► seq = SEQ++ ─► append ─► unlock ─► real free
+//!  writer       ─► every interval: sample; every flush (or when a buffer fills):
+//!                  W = SEQ; swap buffers; full queue; stack definitions → chunks; watermark W
+//! ```
+//!
+//! Usage (what the preload library does):
+//!
+//! ```no_run
+//! use tidemark::record::{self, AllocKind, Config};
+//! let cfg = Config::from_env(); // reports invalid values on stderr
+//! if let Err(e) = record::start(cfg) {
+//!     record::report(&format!("{e}; recording disabled"));
+//! }
+//! // in the malloc hook:
+//! # unsafe fn real_malloc(n: usize) -> *mut u8 { std::ptr::null_mut() }
+//! let p = unsafe { record::record_alloc(AllocKind::Malloc, 77, 0, || real_malloc(77)) };
+//! record::finish(); // from atexit
+//! ```
+
+mod buffer;
+pub mod config;
+mod sampler;
+mod sampling;
+mod session;
+pub(crate) mod spin;
+mod stacks;
+mod thread;
+mod writer;
+
+pub use crate::format::AllocKind;
+pub use crate::unwind::UnwindMode;
+pub use config::{Config, EnvOption, ENV_OPTIONS};
+
+use crate::format;
+use crate::unwind::{self, Skip};
+use session::{lock, Session, SEQ};
+use std::io;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use thread::{Counters, ThreadState};
+
+/// Why recording could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RecordError {
+    /// The profile file could not be created.
+    #[error("cannot write {}: {}", path.display(), describe_io(source))]
+    Output {
+        /// The path tried.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// A session is already recording in this process.
+    #[error("recording already started in this process")]
+    AlreadyStarted,
+    /// The per-thread state key could not be created.
+    #[error("cannot create a thread-specific key: {}", describe_io(.0))]
+    Key(io::Error),
+    /// The writer thread could not be started.
+    #[error("cannot start the writer thread: {}", describe_io(.0))]
+    Writer(io::Error),
+}
+
+/// An I/O error as a short phrase ("Permission denied"), without "(os error 13)".
+pub fn describe_io(e: &io::Error) -> String {
+    let s = e.to_string();
+    match s.find(" (os error") {
+        Some(i) => s[..i].to_owned(),
+        None => s,
+    }
+}
+
+/// Prints `tidemark: <msg>` on stderr in a single `write(2)` (no stdio, no locks).
+pub fn report(msg: &str) {
+    let line = format!("tidemark: {msg}\n");
+    // SAFETY: writes an initialised buffer to fd 2.
+    unsafe { libc::write(2, line.as_ptr().cast(), line.len()) };
+}
+
+/// Starts recording: creates the output file (never overwriting one), writes the header and
+/// module map, and starts the writer thread. Allocations before this call pass through.
+pub fn start(cfg: Config) -> Result<(), RecordError> {
+    session::start(cfg)
+}
+
+/// Ends recording: stops the writer after a final drain and a trailer. Idempotent; later
+/// allocations pass through. Call it from `atexit`.
+pub fn finish() {
+    session::finish()
+}
+
+/// Like [`finish`], for hooks of `execve` and `_exit` (no `atexit` runs there). Does nothing
+/// in a `vfork` child.
+pub fn finish_before_exit() {
+    session::finish_before_exit()
+}
+
+/// True while events are being recorded.
+pub fn is_recording() -> bool {
+    session::current().is_some_and(Session::is_running)
+}
+
+/// The profile being written, once started.
+pub fn output_path() -> Option<PathBuf> {
+    session::current().map(|s| s.path.clone())
+}
+
+#[inline(always)]
+fn running() -> Option<&'static Session> {
+    session::current().filter(|s| s.is_running())
+}
+
+/// The interned stack of the current call. Unwinds from here; frames at or below `marker_sp`
+/// (the hook's own frame) and, when the recorder is a shared library (the preload library),
+/// frames inside it are left out.
+#[inline(never)]
+fn stack_id(s: &Session, t: &ThreadState, marker_sp: u64) -> u64 {
+    // SAFETY: called on the owning thread while busy.
+    let o = unsafe { t.owned() };
+    let (Some(uw), Some(cache)) = (o.unwinder.as_mut(), o.stacks.as_mut()) else {
+        return 0;
+    };
+    let skip = Skip {
+        own_module: true,
+        marker_sp,
+    };
+    let c = uw.capture(s.cfg.unwind, skip, &mut o.frames);
+    if c.sp != 0 && c.sp < o.min_sp {
+        o.min_sp = c.sp;
+    }
+    if let Some(id) = cache.get(c.hash) {
+        return id;
+    }
+    let id = lock(&s.stacks).intern(c.hash, &o.frames[..c.len]);
+    cache.put(c.hash, id);
+    id
+}
+
+#[inline(always)]
+fn next_seq() -> u64 {
+    SEQ.fetch_add(1, Ordering::SeqCst)
+}
+
+/// Records an allocation made by `real` (called exactly once, with the thread's buffer locked).
+/// `align` is the requested alignment, 0 for the allocator's default.
+///
+/// # Safety
+/// `real` must be the real allocation, returning the block or null on failure.
+#[inline(always)]
+pub unsafe fn record_alloc(
+    kind: AllocKind,
+    size: usize,
+    align: usize,
+    real: impl FnOnce() -> *mut u8,
+) -> *mut u8 {
+    let Some(s) = running() else { return real() };
+    let marker = unwind::stack_pointer();
+    let Some(t) = thread::enter(s) else {
+        return real();
+    };
+    if s.sampling_rate() != 0 && !sampled(s, t, size) {
+        let p = real();
+        thread::leave(t);
+        return p;
+    }
+    let stack = stack_id(s, t, marker);
+    let p = {
+        let _g = t.lock.lock();
+        let p = real();
+        if !p.is_null() && track(s, p) {
+            let seq = next_seq();
+            // SAFETY: the lock is held and the thread is busy.
+            unsafe { append_alloc(s, t, seq, p as u64, size as u64, stack, kind, align as u64) };
+        }
+        p
+    };
+    thread::leave(t);
+    p
+}
+
+/// Sampling mode: whether this allocation is recorded.
+#[inline(never)]
+fn sampled(s: &Session, t: &ThreadState, size: usize) -> bool {
+    // SAFETY: called on the owning thread while busy.
+    unsafe { t.owned() }
+        .countdown
+        .take(size, s.sampling_rate())
+}
+
+/// Sampling mode: remembers a recorded block so its free is recorded too. False when it cannot
+/// be tracked (the event is then dropped and counted).
+#[inline(always)]
+fn track(s: &Session, p: *mut u8) -> bool {
+    match &s.sampled {
+        None => true,
+        Some(set) => set.insert(p as u64) || {
+            s.note_dropped();
+            false
+        },
+    }
+}
+
+/// Sampling mode: whether a free of `p` is recorded (the block was sampled).
+#[inline(always)]
+fn untrack(s: &Session, p: *mut u8) -> bool {
+    s.sampled.as_ref().is_none_or(|set| set.remove(p as u64))
+}
+
+/// Records the free of `ptr`, then calls `real`. Null pointers record nothing.
+///
+/// # Safety
+/// `real` must free `ptr`.
+#[inline(always)]
+pub unsafe fn record_free(ptr: *mut u8, real: impl FnOnce()) {
+    if ptr.is_null() {
+        return real();
+    }
+    let Some(s) = running() else { return real() };
+    let Some(t) = thread::enter(s) else {
+        return real();
+    };
+    if !untrack(s, ptr) {
+        real();
+        thread::leave(t);
+        return;
+    }
+    {
+        let _g = t.lock.lock();
+        let seq = next_seq();
+        // SAFETY: the lock is held and the thread is busy.
+        unsafe { append_free(s, t, seq, ptr as u64) };
+    }
+    real();
+    thread::leave(t);
+}
+
+/// Records a realloc done by `real`. `realloc(NULL, n)` is recorded as an allocation of
+/// `kind`; a null result for `size == 0` (glibc frees the block) as a free; any other null
+/// result (failure) records nothing.
+///
+/// # Safety
+/// `real` must perform the realloc of `ptr` to `size` bytes.
+#[inline(always)]
+pub unsafe fn record_realloc(
+    ptr: *mut u8,
+    size: usize,
+    kind: AllocKind,
+    real: impl FnOnce() -> *mut u8,
+) -> *mut u8 {
+    if ptr.is_null() {
+        // SAFETY: forwarded contract.
+        return unsafe { record_alloc(kind, size, 0, real) };
+    }
+    let Some(s) = running() else { return real() };
+    let marker = unwind::stack_pointer();
+    let Some(t) = thread::enter(s) else {
+        return real();
+    };
+    if s.sampling_rate() != 0 {
+        // SAFETY: forwarded contract; the thread is busy.
+        let p = unsafe { sampled_realloc(s, t, ptr, size, kind, marker, real) };
+        thread::leave(t);
+        return p;
+    }
+    let stack = stack_id(s, t, marker);
+    let p = {
+        let _g = t.lock.lock();
+        let free_seq = next_seq();
+        let p = real();
+        if !p.is_null() {
+            let seq = next_seq();
+            // SAFETY: the lock is held and the thread is busy.
+            unsafe {
+                append_realloc(s, t, free_seq, seq, ptr as u64, p as u64, size as u64, stack, kind)
+            };
+        } else if size == 0 {
+            // SAFETY: as above.
+            unsafe { append_free(s, t, free_seq, ptr as u64) };
+        }
+        p
+    };
+    thread::leave(t);
+    p
+}
+
+/// Realloc in sampling mode: the old block counts if it was sampled, the new one if the
+/// countdown says so; a realloc record needs both.
+///
+/// # Safety
+/// As [`record_realloc`]; `t` is the calling thread's busy state.
+unsafe fn sampled_realloc(
+    s: &Session,
+    t: &ThreadState,
+    ptr: *mut u8,
+    size: usize,
+    kind: AllocKind,
+    marker: u64,
+    real: impl FnOnce() -> *mut u8,
+) -> *mut u8 {
+    let old = untrack(s, ptr);
+    let new = size != 0 && sampled(s, t, size);
+    if !old && !new {
+        return real();
+    }
+    let stack = if new { stack_id(s, t, marker) } else { 0 };
+    let _g = t.lock.lock();
+    let free_seq = if old { next_seq() } else { 0 };
+    let p = real();
+    if p.is_null() {
+        if size == 0 && old {
+            // SAFETY: the lock is held and the thread is busy.
+            unsafe { append_free(s, t, free_seq, ptr as u64) };
+        } else if old {
+            // Failed: the old block lives on.
+            track(s, ptr);
+        }
+        return p;
+    }
+    let new = new && track(s, p);
+    match (old, new) {
+        (true, true) => {
+            let seq = next_seq();
+            // SAFETY: the lock is held and the thread is busy.
+            unsafe {
+                append_realloc(s, t, free_seq, seq, ptr as u64, p as u64, size as u64, stack, kind)
+            }
+        }
+        // SAFETY: as above.
+        (true, false) => unsafe { append_free(s, t, free_seq, ptr as u64) },
+        (false, true) => {
+            let seq = next_seq();
+            // SAFETY: as above.
+            unsafe { append_alloc(s, t, seq, p as u64, size as u64, stack, kind, 0) }
+        }
+        (false, false) => {}
+    }
+    p
+}
+
+/// # Safety
+/// The caller holds `t.lock` and is `t`'s busy owner.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn append_alloc(
+    s: &Session,
+    t: &ThreadState,
+    seq: u64,
+    addr: u64,
+    size: u64,
+    stack: u64,
+    kind: AllocKind,
+    align: u64,
+) {
+    // SAFETY: per the contract.
+    let Some(b) = (unsafe { t.room(s) }) else {
+        return;
+    };
+    // SAFETY: per the contract.
+    let l = unsafe { t.locked() };
+    format::put_alloc(b, seq - l.last_seq, addr, size, stack, kind, align);
+    b.dirty = true;
+    l.last_seq = seq;
+    Counters::bump(&t.counters.alloc_calls, 1);
+    Counters::bump(&t.counters.alloc_bytes, size);
+}
+
+/// # Safety
+/// As [`append_alloc`].
+#[inline(always)]
+unsafe fn append_free(s: &Session, t: &ThreadState, seq: u64, addr: u64) {
+    // SAFETY: per the contract.
+    let Some(b) = (unsafe { t.room(s) }) else {
+        return;
+    };
+    // SAFETY: per the contract.
+    let l = unsafe { t.locked() };
+    format::put_free(b, seq - l.last_seq, addr);
+    b.dirty = true;
+    l.last_seq = seq;
+    Counters::bump(&t.counters.free_calls, 1);
+}
+
+/// # Safety
+/// As [`append_alloc`].
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn append_realloc(
+    s: &Session,
+    t: &ThreadState,
+    free_seq: u64,
+    seq: u64,
+    old: u64,
+    new: u64,
+    size: u64,
+    stack: u64,
+    kind: AllocKind,
+) {
+    // SAFETY: per the contract.
+    let Some(b) = (unsafe { t.room(s) }) else {
+        return;
+    };
+    // SAFETY: per the contract.
+    let l = unsafe { t.locked() };
+    format::put_realloc(
+        b,
+        free_seq - l.last_seq,
+        seq - free_seq,
+        old,
+        new,
+        size,
+        stack,
+        kind,
+    );
+    b.dirty = true;
+    l.last_seq = seq;
+    Counters::bump(&t.counters.realloc_calls, 1);
+    Counters::bump(&t.counters.alloc_bytes, size);
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,132 @@
+//! Poisson byte sampling: on average one sample per `rate` allocated bytes, as jemalloc,
+//! tcmalloc and Go do. A block of `n` bytes is recorded with probability `1 - e^(-n/rate)`;
+//! the header stores the rate and each event its real size, so the analyzer can weight it.
+//! Frees are recorded only for sampled blocks, found in a [`SampledSet`].
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Per-thread state: bytes left until the next sample, and a xorshift generator.
+#[derive(Debug, Clone, Copy)]
+pub struct Countdown {
+    left: i64,
+    rng: u64,
+}
+
+impl Countdown {
+    /// A countdown seeded from `seed` (any value).
+    pub fn new(seed: u64, rate: u64) -> Countdown {
+        let mut c = Countdown {
+            left: 0,
+            rng: seed | 1,
+        };
+        c.left = c.draw(rate);
+        c
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        // xorshift64*
+        self.rng ^= self.rng >> 12;
+        self.rng ^= self.rng << 25;
+        self.rng ^= self.rng >> 27;
+        self.rng.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// An exponentially distributed gap with mean `rate` bytes.
+    fn draw(&mut self, rate: u64) -> i64 {
+        // Uniform in (0, 1]: never 0, so the logarithm is finite.
+        let u = ((self.next_u64() >> 11) + 1) as f64 / (1u64 << 53) as f64;
+        (-u.ln() * rate as f64).min(i64::MAX as f64 / 2.0) as i64 + 1
+    }
+
+    /// True when an allocation of `size` bytes is to be recorded.
+    #[inline]
+    pub fn take(&mut self, size: usize, rate: u64) -> bool {
+        self.left -= size as i64;
+        if self.left > 0 {
+            return false;
+        }
+        // Memoryless: a fresh gap starts after this block.
+        self.left = self.draw(rate);
+        true
+    }
+}
+
+const WAYS: usize = 8;
+
+/// Addresses of live sampled blocks: set-associative, lock-free, no tombstones (each
+/// bucket is one cache line of eight slots; 0 marks a free slot).
+pub struct SampledSet {
+    slots: Box<[AtomicU64]>,
+    buckets: usize,
+}
+
+impl SampledSet {
+    /// A set for `buckets` × 8 addresses (`buckets` rounded up to a power of two).
+    pub fn new(buckets: usize) -> SampledSet {
+        let buckets = buckets.next_power_of_two();
+        SampledSet {
+            slots: (0..buckets * WAYS).map(|_| AtomicU64::new(0)).collect(),
+            buckets,
+        }
+    }
+
+    #[inline]
+    fn bucket(&self, addr: u64) -> &[AtomicU64] {
+        let h = (addr >> 4).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 20;
+        let b = (h as usize) & (self.buckets - 1);
+        &self.slots[b * WAYS..(b + 1) * WAYS]
+    }
+
+    /// Adds `addr`; false when its bucket is full (the block is then not recorded).
+    pub fn insert(&self, addr: u64) -> bool {
+        self.bucket(addr).iter().any(|s| {
+            s.compare_exchange(0, addr, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        })
+    }
+
+    /// Removes `addr`; true when it was present.
+    #[inline]
+    pub fn remove(&self, addr: u64) -> bool {
+        self.bucket(addr).iter().any(|s| {
+            s.load(Ordering::Relaxed) == addr
+                && s.compare_exchange(addr, 0, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sampling_probability_matches_poisson() {
+        let rate = 4096;
+        let mut c = Countdown::new(42, rate);
+        for (size, expect) in [(64usize, 1.0 - (-64.0f64 / 4096.0).exp()), (8192, 1.0 - (-2.0f64).exp())] {
+            let n = 200_000;
+            let hits = (0..n).filter(|_| c.take(size, rate)).count();
+            let p = hits as f64 / n as f64;
+            assert!((p - expect).abs() < 0.01, "size {size}: {p} vs {expect}");
+        }
+    }
+
+    #[test]
+    fn set_inserts_and_removes() {
+        let s = SampledSet::new(16);
+        assert!(s.insert(0x1000));
+        assert!(s.insert(0x2000));
+        assert!(!s.remove(0x3000));
+        assert!(s.remove(0x1000));
+        assert!(!s.remove(0x1000));
+        // One bucket holds eight addresses at most.
+        let same_bucket: Vec<u64> = (1..100_000u64)
+            .map(|i| i * 16)
+            .filter(|&a| std::ptr::eq(s.bucket(a).as_ptr(), s.bucket(0x2000).as_ptr()))
+            .take(8)
+            .collect();
+        let inserted = same_bucket.iter().filter(|&&a| s.insert(a)).count();
+        assert_eq!(inserted, 7);
+    }
+}

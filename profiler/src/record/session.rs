@@ -1,0 +1,355 @@
+//! A recording session: one profile file, its writer thread and shared tables.
+//!
+//! ```text
+//!            start()                       finish() / atexit
+//!  (none) ───────────► RUNNING ─────────────────────────────► STOPPING ──writer done──► STOPPED
+//!                        │  fork(): the child drops the parent's session (never touching its
+//!                        │  locks or file) and starts its own, named with the child's pid
+//!                        └─ write error: STOPPED, one line on stderr, hooks pass through
+//! ```
+
+use super::buffer::{FullQueue, Pool};
+use super::config::{self, Config};
+use super::sampling::SampledSet;
+use super::stacks::StackTable;
+use super::thread::{self, ThreadState};
+use super::{writer, RecordError};
+use crate::format::{self, Header};
+use crate::unwind::{modules, process};
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Mutex, Once};
+
+/// Next sequence number. Global across sessions so a forked child continues the order.
+pub static SEQ: AtomicU64 = AtomicU64::new(1);
+
+static SESSION: AtomicPtr<Session> = AtomicPtr::new(std::ptr::null_mut());
+
+const RUNNING: u8 = 1;
+const STOPPING: u8 = 2;
+const STOPPED: u8 = 3;
+
+/// The current session, if any.
+#[inline(always)]
+pub fn current() -> Option<&'static Session> {
+    // SAFETY: sessions are leaked and never freed.
+    unsafe { SESSION.load(Ordering::Acquire).as_ref() }
+}
+
+/// A futex-backed wake-up flag for the writer.
+pub struct Wakeup {
+    word: AtomicU32,
+}
+
+impl Wakeup {
+    const fn new() -> Wakeup {
+        Wakeup {
+            word: AtomicU32::new(0),
+        }
+    }
+
+    /// Wakes the writer (cheap when already signalled).
+    pub fn wake(&self) {
+        if self.word.swap(1, Ordering::Release) == 0 {
+            // SAFETY: FUTEX_WAKE on a valid aligned u32.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_futex,
+                    self.word.as_ptr(),
+                    libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
+                    1,
+                );
+            }
+        }
+    }
+
+    /// Sleeps up to `ns` unless signalled; returns (and clears) whether it was signalled.
+    pub fn wait(&self, ns: u64) -> bool {
+        if self.word.swap(0, Ordering::Acquire) == 1 {
+            return true;
+        }
+        let ts = libc::timespec {
+            tv_sec: (ns / 1_000_000_000) as libc::time_t,
+            tv_nsec: (ns % 1_000_000_000) as libc::c_long,
+        };
+        // SAFETY: FUTEX_WAIT on a valid aligned u32 with a valid relative timeout.
+        unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                self.word.as_ptr(),
+                libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
+                0,
+                &ts as *const libc::timespec,
+            );
+        }
+        self.word.swap(0, Ordering::Acquire) == 1
+    }
+}
+
+/// Threads known to a session.
+pub struct ThreadPtr(pub &'static ThreadState);
+
+/// Counts of threads already reaped.
+#[derive(Default)]
+pub struct Retired {
+    /// Allocation records.
+    pub alloc_calls: AtomicU64,
+    /// Allocated bytes.
+    pub alloc_bytes: AtomicU64,
+    /// Free records.
+    pub free_calls: AtomicU64,
+    /// Realloc records.
+    pub realloc_calls: AtomicU64,
+}
+
+/// Everything one profile needs.
+pub struct Session {
+    /// The configuration it was started with.
+    pub cfg: Config,
+    /// Process id at start.
+    pub pid: u32,
+    /// Where the profile goes.
+    pub path: PathBuf,
+    state: AtomicU8,
+    /// CLOCK_MONOTONIC at start, ns.
+    pub start_mono_ns: u64,
+    /// Registered threads.
+    pub registry: Mutex<Vec<ThreadPtr>>,
+    /// Interned stacks and pending definitions.
+    pub stacks: Mutex<StackTable>,
+    /// Full buffers for the writer.
+    pub full: FullQueue,
+    /// Empty buffers.
+    pub pool: Pool,
+    /// Writer wake-up.
+    pub wake: Wakeup,
+    /// Set by `finish`: the writer's last pass.
+    pub stop: AtomicBool,
+    /// Events lost to memory exhaustion.
+    pub dropped: AtomicU64,
+    /// Totals of reaped threads.
+    pub retired: Retired,
+    /// Live sampled blocks, in sampling mode.
+    pub sampled: Option<SampledSet>,
+    writer: AtomicU64,
+}
+
+// SAFETY: all fields are synchronised (atomics, mutexes, lock-free queues).
+unsafe impl Sync for Session {}
+// SAFETY: as above.
+unsafe impl Send for Session {}
+
+impl Session {
+    /// True while events are recorded.
+    #[inline(always)]
+    pub fn is_running(&self) -> bool {
+        self.state.load(Ordering::Relaxed) == RUNNING
+    }
+
+    /// Mean bytes between samples; 0 when every allocation is recorded.
+    #[inline(always)]
+    pub fn sampling_rate(&self) -> u64 {
+        self.cfg.sampling_rate
+    }
+
+    /// Counts an event that could not be recorded.
+    pub fn note_dropped(&self) {
+        self.dropped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Lists a new thread.
+    pub fn add_thread(&self, t: &'static ThreadState) {
+        lock(&self.registry).push(ThreadPtr(t));
+    }
+
+    /// Stops recording for good (write failure).
+    pub fn disable(&self) {
+        self.state.store(STOPPED, Ordering::Release);
+    }
+}
+
+/// Locks a mutex, ignoring poisoning (nothing in the recorder panics while holding one).
+pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// CLOCK_MONOTONIC in ns.
+pub fn mono_ns() -> u64 {
+    clock_ns(libc::CLOCK_MONOTONIC)
+}
+
+fn clock_ns(clock: libc::clockid_t) -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid out-pointer.
+    unsafe { libc::clock_gettime(clock, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+fn exe_name(exe: &str) -> String {
+    std::path::Path::new(exe)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+fn cmdline() -> Vec<String> {
+    let raw = std::fs::read("/proc/self/cmdline").unwrap_or_default();
+    let mut args: Vec<String> = raw
+        .split(|&b| b == 0)
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    if args.last().is_some_and(String::is_empty) {
+        args.pop();
+    }
+    args
+}
+
+static ATFORK: Once = Once::new();
+
+/// Starts recording (see [`super::start`]).
+pub fn start(cfg: Config) -> Result<(), RecordError> {
+    if current().is_some_and(|s| s.state.load(Ordering::Acquire) != STOPPED) {
+        return Err(RecordError::AlreadyStarted);
+    }
+    if !thread::ensure_key() {
+        return Err(RecordError::Key(std::io::Error::last_os_error()));
+    }
+    ATFORK.call_once(|| {
+        // SAFETY: the handlers are plain functions valid for the life of the process.
+        unsafe { libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child)) };
+    });
+    if process::current().is_none() {
+        process::rebuild();
+    }
+    // SAFETY: getpid has no preconditions.
+    let pid = unsafe { libc::getpid() } as u32;
+    let exe = modules::exe_path();
+    let wanted = config::expand_template(&cfg.output, pid, &exe_name(&exe));
+    let (mut file, path) =
+        config::create_output(&wanted, pid).map_err(|source| RecordError::Output {
+            path: wanted.clone(),
+            source,
+        })?;
+    let start_mono_ns = mono_ns();
+    // 2^17 buckets x 8 slots (8 MiB): room for ~1M live sampled blocks.
+    let sampled = (cfg.sampling_rate != 0).then(|| SampledSet::new(1 << 17));
+    let header = Header {
+        version: format::VERSION,
+        pid,
+        exe,
+        cmdline: cmdline(),
+        start_unix_ns: clock_ns(libc::CLOCK_REALTIME),
+        start_mono_ns,
+        // SAFETY: sysconf has no preconditions.
+        page_size: unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64,
+        sampling_rate: cfg.sampling_rate,
+        interval_ms: cfg.interval_ms,
+        source: cfg.source.to_owned(),
+        limit_bytes: cfg.limit_bytes,
+        allocator: cfg.allocator.clone(),
+        unwind: cfg.unwind.name().to_owned(),
+    };
+    let session: &'static Session = Box::leak(Box::new(Session {
+        cfg,
+        pid,
+        path: path.clone(),
+        state: AtomicU8::new(RUNNING),
+        start_mono_ns,
+        registry: Mutex::new(Vec::with_capacity(64)),
+        stacks: Mutex::new(StackTable::new()),
+        full: FullQueue::new(),
+        pool: Pool::new(),
+        wake: Wakeup::new(),
+        stop: AtomicBool::new(false),
+        dropped: AtomicU64::new(0),
+        retired: Retired::default(),
+        sampled,
+        writer: AtomicU64::new(0),
+    }));
+    session.pool.prefill(8);
+    // Header and module map go out now: a process that execs or is killed right away still
+    // leaves a readable profile.
+    let mut first = header.encode();
+    let mut maps = Vec::new();
+    format::put_modules(&mut maps, 1, &modules::enumerate().format_modules());
+    format::put_chunk(&mut first, &maps);
+    file.write_all(&first).map_err(|source| {
+        session.disable();
+        RecordError::Output {
+            path: path.clone(),
+            source,
+        }
+    })?;
+    let tid = writer::spawn(session, file).map_err(|e| {
+        session.disable();
+        RecordError::Writer(e)
+    })?;
+    session.writer.store(tid, Ordering::Release);
+    SESSION.store(session as *const Session as *mut Session, Ordering::Release);
+    Ok(())
+}
+
+/// Ends the current session (see [`super::finish`]).
+pub fn finish() {
+    let Some(s) = current() else { return };
+    if s.state
+        .compare_exchange(RUNNING, STOPPING, Ordering::AcqRel, Ordering::Acquire)
+        .is_err()
+    {
+        return;
+    }
+    s.stop.store(true, Ordering::Release);
+    s.wake.wake();
+    let t = s.writer.load(Ordering::Acquire);
+    if t != 0 {
+        // SAFETY: `t` is the joinable writer thread of this session, joined only here (the
+        // state transition above lets exactly one caller through).
+        unsafe { libc::pthread_join(t as libc::pthread_t, std::ptr::null_mut()) };
+    }
+    s.state.store(STOPPED, Ordering::Release);
+}
+
+/// Ends the session before the process image goes away without `atexit` (`execve`,
+/// `_exit`). Does nothing in a `vfork` child, which shares the parent's memory: it must not
+/// stop the parent's session.
+pub fn finish_before_exit() {
+    let Some(s) = current() else { return };
+    // SAFETY: getpid has no preconditions (and is not cached by glibc).
+    if unsafe { libc::getpid() } as u32 == s.pid {
+        finish();
+    }
+}
+
+/// Marks the session stopped once the writer is done.
+pub fn writer_finished(s: &Session) {
+    let _ = s
+        .state
+        .compare_exchange(RUNNING, STOPPED, Ordering::AcqRel, Ordering::Acquire);
+}
+
+extern "C" fn fork_prepare() {
+    process::fork_prepare();
+}
+
+extern "C" fn fork_parent() {
+    process::fork_release();
+}
+
+extern "C" fn fork_child() {
+    process::fork_release();
+    let Some(s) = current() else { return };
+    if !s.is_running() {
+        return;
+    }
+    // The parent's session belongs to the parent: its writer does not exist here, and its
+    // locks may be held by threads that do not exist here either. Start over.
+    SESSION.store(std::ptr::null_mut(), Ordering::Release);
+    let cfg = s.cfg.clone();
+    if let Err(e) = start(cfg) {
+        super::report(&format!("{e}; recording disabled in child process"));
+    }
+}

@@ -1,0 +1,173 @@
+//! Stack interning: 128-bit hash → small id; each definition is written once.
+//!
+//! A per-thread direct-mapped cache answers most lookups without a lock; a miss goes to the
+//! session's table (a mutex), which appends the definition of a new stack to the definitions
+//! buffer. The writer takes that buffer *after* the thread buffers of the same pass and writes
+//! it *before* them, so every id in the file is defined no later than its first use.
+
+use crate::format;
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// Entries of the per-thread cache.
+const CACHE_SLOTS: usize = 1024;
+/// A definitions segment is closed at this size so no chunk grows unbounded.
+const SEGMENT_BYTES: usize = 4 << 20;
+
+/// Keys are already uniform 128-bit hashes: use their low bits.
+#[derive(Default)]
+pub struct PassThroughHasher(u64);
+
+impl Hasher for PassThroughHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | u64::from(b);
+        }
+    }
+    fn write_u128(&mut self, v: u128) {
+        self.0 = v as u64;
+    }
+}
+
+/// The session-wide table.
+#[derive(Default)]
+pub struct StackTable {
+    ids: HashMap<u128, u64, BuildHasherDefault<PassThroughHasher>>,
+    next_id: u64,
+    /// Encoded definitions not yet written, in segments of at most [`SEGMENT_BYTES`].
+    segments: Vec<Vec<u8>>,
+}
+
+impl StackTable {
+    /// An empty table; ids start at 1.
+    pub fn new() -> StackTable {
+        StackTable {
+            next_id: 1,
+            ..StackTable::default()
+        }
+    }
+
+    /// The id of the stack with this hash, defining it when new.
+    pub fn intern(&mut self, hash: u128, frames: &[u64]) -> u64 {
+        if let Some(&id) = self.ids.get(&hash) {
+            return id;
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        self.ids.insert(hash, id);
+        if self
+            .segments
+            .last()
+            .is_none_or(|s| s.len() >= SEGMENT_BYTES)
+        {
+            self.segments.push(Vec::with_capacity(16 << 10));
+        }
+        if let Some(seg) = self.segments.last_mut() {
+            format::put_stack(seg, id, frames);
+        }
+        id
+    }
+
+    /// Takes the definitions written since the last call.
+    pub fn take_definitions(&mut self) -> Vec<Vec<u8>> {
+        std::mem::take(&mut self.segments)
+    }
+
+    /// Distinct stacks so far.
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+}
+
+/// Per-thread cache in front of the table.
+pub struct StackCache {
+    slots: [(u128, u64); CACHE_SLOTS],
+}
+
+impl StackCache {
+    /// An empty cache (id 0 marks an empty slot).
+    pub fn new_boxed() -> Box<StackCache> {
+        let layout = std::alloc::Layout::new::<StackCache>();
+        // SAFETY: all-zero is a valid (empty) cache; the layout is non-zero sized; a null
+        // result is handled.
+        unsafe {
+            let p = std::alloc::alloc_zeroed(layout) as *mut StackCache;
+            if p.is_null() {
+                std::alloc::handle_alloc_error(layout);
+            }
+            Box::from_raw(p)
+        }
+    }
+
+    /// The cached id for `hash`, if any.
+    #[inline]
+    pub fn get(&self, hash: u128) -> Option<u64> {
+        let (h, id) = self.slots[hash as usize % CACHE_SLOTS];
+        (id != 0 && h == hash).then_some(id)
+    }
+
+    /// Remembers an id.
+    #[inline]
+    pub fn put(&mut self, hash: u128, id: u64) {
+        self.slots[hash as usize % CACHE_SLOTS] = (hash, id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::Record;
+    use crate::unwind::hash::hash_frames;
+
+    #[test]
+    fn interning_defines_each_stack_once() {
+        let mut t = StackTable::new();
+        let a = [0x10u64, 0x20, 0x30];
+        let b = [0x10u64, 0x20];
+        let ia = t.intern(hash_frames(&a), &a);
+        let ib = t.intern(hash_frames(&b), &b);
+        assert_eq!((ia, ib), (1, 2));
+        assert_eq!(t.intern(hash_frames(&a), &a), 1);
+        assert_eq!(t.len(), 2);
+        let defs = t.take_definitions().concat();
+        assert!(t.take_definitions().is_empty());
+        // Decode through a chunk to check the encoding.
+        let mut file = crate::format::Header::default().encode();
+        crate::format::put_chunk(&mut file, &defs);
+        let mut r = crate::format::Reader::new(&file[..]).unwrap();
+        let mut got = Vec::new();
+        r.for_each_record(|rec| {
+            got.push(rec);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(
+            got,
+            vec![
+                Record::Stack {
+                    id: 1,
+                    frames: a.to_vec()
+                },
+                Record::Stack {
+                    id: 2,
+                    frames: b.to_vec()
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn cache_hits_and_replaces() {
+        let mut c = StackCache::new_boxed();
+        assert_eq!(c.get(5), None);
+        c.put(5, 9);
+        assert_eq!(c.get(5), Some(9));
+        c.put(5 + CACHE_SLOTS as u128, 10);
+        assert_eq!(c.get(5), None);
+        assert_eq!(c.get(5 + CACHE_SLOTS as u128), Some(10));
+    }
+}

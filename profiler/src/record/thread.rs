@@ -1,0 +1,521 @@
+//! Per-thread recorder state, reached through a pthread key.
+//!
+//! Invariant (the recursion guard): while `busy` is set, every allocation the thread makes goes
+//! straight to the real allocator unrecorded. It is set for the whole time the recorder works
+//! on an event, and permanently on the writer thread. A thread without state (new, registering,
+//! or past its key destructor) is resolved by [`slow_current`] without allocating until the
+//! thread's id is in the [`REGISTERING`] set, which makes its own nested allocations pass
+//! through.
+//!
+//! ```text
+//!  no state ──first event──► registering ──► registered ──key destructor──► exiting ──► reaped
+//!  (tid in REGISTERING while allocating)     (in session.registry)   (in EXITED)   (writer, once
+//!                                                                                  the tid is gone)
+//! ```
+
+use super::buffer::Buffer;
+use super::sampling::Countdown;
+use super::session::{Session, SEQ};
+use super::spin::SpinLock;
+use super::stacks::StackCache;
+use crate::format;
+use crate::unwind::{StackBounds, ThreadUnwinder, MAX_FRAMES};
+use std::cell::UnsafeCell;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering};
+
+/// The pthread key holding each thread's `*const ThreadState`; `u32::MAX` until created.
+static KEY: AtomicU32 = AtomicU32::new(u32::MAX);
+
+/// Creates the key once per process. Returns false when the system refuses.
+pub fn ensure_key() -> bool {
+    if KEY.load(Ordering::Acquire) != u32::MAX {
+        return true;
+    }
+    let mut key: libc::pthread_key_t = 0;
+    // SAFETY: `key` is a valid out-pointer; the destructor has the required signature.
+    if unsafe { libc::pthread_key_create(&mut key, Some(on_thread_exit)) } != 0 {
+        return false;
+    }
+    if KEY
+        .compare_exchange(u32::MAX, key, Ordering::AcqRel, Ordering::Acquire)
+        .is_err()
+    {
+        // SAFETY: the key was just created by this call and is unused.
+        unsafe { libc::pthread_key_delete(key) };
+    }
+    true
+}
+
+/// A small lock-free set of thread ids.
+pub struct TidSet<const N: usize> {
+    slots: [AtomicU32; N],
+}
+
+impl<const N: usize> TidSet<N> {
+    /// An empty set.
+    pub const fn new() -> Self {
+        TidSet {
+            slots: [const { AtomicU32::new(0) }; N],
+        }
+    }
+    /// Adds `tid`; false when the set is full.
+    pub fn insert(&self, tid: u32) -> bool {
+        self.slots.iter().any(|s| {
+            s.compare_exchange(0, tid, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        })
+    }
+    /// True when `tid` is in the set.
+    pub fn contains(&self, tid: u32) -> bool {
+        self.slots.iter().any(|s| s.load(Ordering::Acquire) == tid)
+    }
+    /// Removes `tid`.
+    pub fn remove(&self, tid: u32) {
+        for s in &self.slots {
+            if s.compare_exchange(tid, 0, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            {
+                return;
+            }
+        }
+    }
+}
+
+/// Threads currently creating their state.
+pub static REGISTERING: TidSet<64> = TidSet::new();
+
+/// Threads whose key destructor ran but that have not ended yet: their late frees (libc's
+/// thread-exit cleanup) are still recorded with their state.
+pub struct Exited {
+    tids: [AtomicU32; 256],
+    states: [AtomicPtr<ThreadState>; 256],
+}
+
+impl Exited {
+    const fn new() -> Exited {
+        Exited {
+            tids: [const { AtomicU32::new(0) }; 256],
+            states: [const { AtomicPtr::new(std::ptr::null_mut()) }; 256],
+        }
+    }
+    fn insert(&self, t: &ThreadState) {
+        for (i, slot) in self.tids.iter().enumerate() {
+            if slot.load(Ordering::Relaxed) == 0 {
+                self.states[i].store(t as *const _ as *mut _, Ordering::Release);
+                if slot
+                    .compare_exchange(0, t.tid, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    return;
+                }
+            }
+        }
+    }
+    fn find(&self, tid: u32) -> Option<&'static ThreadState> {
+        let i = self
+            .tids
+            .iter()
+            .position(|s| s.load(Ordering::Acquire) == tid)?;
+        // SAFETY: a state stays allocated while its tid is listed (the writer unlists before
+        // freeing, and only once the thread is gone).
+        unsafe { self.states[i].load(Ordering::Acquire).as_ref() }
+    }
+    /// Unlists `t`.
+    pub fn remove(&self, t: &ThreadState) {
+        for (i, slot) in self.tids.iter().enumerate() {
+            if std::ptr::eq(self.states[i].load(Ordering::Acquire), t)
+                && slot
+                    .compare_exchange(t.tid, 0, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok()
+            {
+                return;
+            }
+        }
+    }
+}
+
+/// See [`Exited`].
+pub static EXITED: Exited = Exited::new();
+
+/// Cumulative per-thread counts, written only by the owner, read by the writer.
+#[derive(Default)]
+pub struct Counters {
+    /// Allocation records.
+    pub alloc_calls: AtomicU64,
+    /// Requested bytes of allocation and realloc records.
+    pub alloc_bytes: AtomicU64,
+    /// Free records.
+    pub free_calls: AtomicU64,
+    /// Realloc records.
+    pub realloc_calls: AtomicU64,
+}
+
+impl Counters {
+    #[inline]
+    pub(crate) fn bump(c: &AtomicU64, by: u64) {
+        c.store(
+            c.load(Ordering::Relaxed).wrapping_add(by),
+            Ordering::Relaxed,
+        );
+    }
+}
+
+/// Fields protected by the thread's lock.
+pub struct Locked {
+    /// Current buffer (`None` only when out of memory).
+    pub buf: Option<NonNull<Buffer>>,
+    /// Sequence number of the thread's last event (base of the next delta).
+    pub last_seq: u64,
+}
+
+/// Fields only the owning thread touches.
+pub struct Owned {
+    /// The recursion guard.
+    pub busy: bool,
+    /// Stack capture state (absent on the writer thread).
+    pub unwinder: Option<Box<ThreadUnwinder>>,
+    /// Stack id cache.
+    pub stacks: Option<Box<StackCache>>,
+    /// Scratch for captured frames.
+    pub frames: [u64; MAX_FRAMES],
+    /// Lowest user stack pointer seen.
+    pub min_sp: u64,
+    /// Name recorded in the last thread record.
+    pub name: [u8; 16],
+    /// Sampling countdown (sampling mode only).
+    pub countdown: Countdown,
+}
+
+/// One thread's recorder state.
+pub struct ThreadState {
+    /// The session this state belongs to; a state of an older session (before `fork`) is
+    /// replaced on the thread's next event.
+    pub session: *const Session,
+    /// Kernel thread id.
+    pub tid: u32,
+    /// The writer thread (always busy, records nothing).
+    pub writer: bool,
+    /// Taken for every append, and by the writer to swap buffers.
+    pub lock: SpinLock,
+    locked: UnsafeCell<Locked>,
+    owned: UnsafeCell<Owned>,
+    /// Set by the key destructor.
+    pub exiting: AtomicBool,
+    /// Event counts.
+    pub counters: Counters,
+    /// Stack bounds at registration.
+    pub bounds: StackBounds,
+}
+
+// SAFETY: `locked` is only accessed with `lock` held, `owned` only by the owning thread; the
+// rest is immutable or atomic.
+unsafe impl Sync for ThreadState {}
+// SAFETY: as above.
+unsafe impl Send for ThreadState {}
+
+/// Kernel thread id of the caller.
+pub fn gettid() -> u32 {
+    // SAFETY: gettid has no preconditions.
+    unsafe { libc::gettid() as u32 }
+}
+
+fn thread_name() -> [u8; 16] {
+    let mut name = [0u8; 16];
+    // SAFETY: PR_GET_NAME writes at most 16 bytes into the buffer.
+    unsafe {
+        libc::prctl(
+            libc::PR_GET_NAME,
+            name.as_mut_ptr() as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    };
+    name
+}
+
+fn name_bytes(name: &[u8; 16]) -> &[u8] {
+    let n = name.iter().position(|&b| b == 0).unwrap_or(16);
+    &name[..n]
+}
+
+impl ThreadState {
+    /// The fields under the lock.
+    ///
+    /// # Safety
+    /// The caller holds `self.lock`.
+    #[inline]
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn locked(&self) -> &mut Locked {
+        // SAFETY: exclusive per the contract.
+        unsafe { &mut *self.locked.get() }
+    }
+
+    /// The owner's fields.
+    ///
+    /// # Safety
+    /// Only the owning thread calls this, and never holds two of the returned references.
+    #[inline]
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn owned(&self) -> &mut Owned {
+        // SAFETY: exclusive per the contract.
+        unsafe { &mut *self.owned.get() }
+    }
+
+    /// Ensures room for one record in the current buffer, rotating a full one out. Returns the
+    /// buffer, or `None` when no buffer can be had (the event is dropped and counted).
+    ///
+    /// # Safety
+    /// The caller holds `self.lock` (and is busy: rotation may allocate).
+    #[inline]
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn room(&self, s: &Session) -> Option<&mut Buffer> {
+        // SAFETY: the lock is held.
+        let l = unsafe { self.locked() };
+        let mut b = l.buf?;
+        // SAFETY: the current buffer is owned by this state while the lock is held.
+        if unsafe { b.as_ref() }.has_room() {
+            // SAFETY: as above.
+            return Some(unsafe { b.as_mut() });
+        }
+        // SAFETY: as above.
+        unsafe { self.rotate(s) }
+    }
+
+    #[cold]
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn rotate(&self, s: &Session) -> Option<&mut Buffer> {
+        // SAFETY: the caller holds the lock.
+        let l = unsafe { self.locked() };
+        let Some(mut fresh) = s.pool.take() else {
+            s.note_dropped();
+            return None;
+        };
+        if let Some(old) = l.buf.take() {
+            s.full.push(old);
+        }
+        // SAFETY: `fresh` is an empty buffer now owned by this state.
+        let fb = unsafe { fresh.as_mut() };
+        format::put_context(fb, self.tid, l.last_seq);
+        l.buf = Some(fresh);
+        s.wake.wake();
+        Some(fb)
+    }
+
+    /// Swaps out the current buffer if it holds records, installing `fresh` (writer only).
+    /// Returns the old buffer, and `fresh` again when it was not needed.
+    pub fn swap_buffer(
+        &self,
+        mut fresh: NonNull<Buffer>,
+    ) -> (Option<NonNull<Buffer>>, Option<NonNull<Buffer>>) {
+        let _g = self.lock.lock();
+        // SAFETY: the lock is held.
+        let l = unsafe { self.locked() };
+        // SAFETY: the current buffer is owned by this state while the lock is held.
+        if l.buf.is_some_and(|cur| !unsafe { cur.as_ref() }.dirty) {
+            return (None, Some(fresh));
+        }
+        // SAFETY: `fresh` is an empty buffer handed over by the caller.
+        format::put_context(unsafe { fresh.as_mut() }, self.tid, l.last_seq);
+        (l.buf.replace(fresh), None)
+    }
+
+    /// Takes the current buffer for good (reaping). Writer only, once the thread is gone.
+    pub fn take_buffer(&self) -> Option<NonNull<Buffer>> {
+        let _g = self.lock.lock();
+        // SAFETY: the lock is held.
+        unsafe { self.locked() }.buf.take()
+    }
+
+    /// Thread-exit bookkeeping, from the key destructor: records the exit, hands the buffer to
+    /// the writer and lists the state in [`EXITED`] for the thread's last frees.
+    fn exit(&self, s: &Session) {
+        // SAFETY: runs on the owning thread.
+        let o = unsafe { self.owned() };
+        let name = thread_name();
+        let high_water = self
+            .bounds
+            .hi
+            .saturating_sub(o.min_sp)
+            .min(self.bounds.hi - self.bounds.lo);
+        {
+            let _g = self.lock.lock();
+            // SAFETY: the lock is held; the thread is busy.
+            if let Some(b) = unsafe { self.room(s) } {
+                if name != o.name {
+                    format::put_thread(
+                        b,
+                        self.tid,
+                        name_bytes(&name),
+                        self.bounds.lo,
+                        self.bounds.hi,
+                    );
+                }
+                format::put_thread_exit(
+                    b,
+                    self.tid,
+                    if o.min_sp == u64::MAX { 0 } else { high_water },
+                );
+                b.dirty = true;
+            }
+            // SAFETY: the lock is held.
+            let l = unsafe { self.locked() };
+            if let Some(mut fresh) = s.pool.take() {
+                // SAFETY: the fresh buffer is owned by this state.
+                format::put_context(unsafe { fresh.as_mut() }, self.tid, l.last_seq);
+                if let Some(old) = l.buf.replace(fresh) {
+                    s.full.push(old);
+                }
+            }
+        }
+        o.name = name;
+        self.exiting.store(true, Ordering::Release);
+        EXITED.insert(self);
+        s.wake.wake();
+    }
+}
+
+/// The calling thread's state when recording can proceed: `None` when the thread is busy,
+/// registering, or cannot get a state. Sets `busy`; the caller clears it with [`leave`].
+#[inline(always)]
+pub fn enter(s: &'static Session) -> Option<&'static ThreadState> {
+    let key = KEY.load(Ordering::Relaxed);
+    // SAFETY: the key exists whenever a session does (created before the first session).
+    let p = unsafe { libc::pthread_getspecific(key) } as *const ThreadState;
+    // SAFETY: key values are live states (freed only after the thread is gone).
+    let t = match unsafe { p.as_ref() } {
+        Some(t) if std::ptr::eq(t.session, s) => t,
+        _ => slow_current(s)?,
+    };
+    // SAFETY: this is the owning thread.
+    let o = unsafe { t.owned() };
+    if o.busy {
+        return None;
+    }
+    o.busy = true;
+    Some(t)
+}
+
+/// Clears `busy` (see [`enter`]).
+#[inline(always)]
+pub fn leave(t: &ThreadState) {
+    // SAFETY: called by the owning thread after `enter`.
+    unsafe { t.owned() }.busy = false;
+}
+
+#[cold]
+#[inline(never)]
+fn slow_current(s: &'static Session) -> Option<&'static ThreadState> {
+    let tid = gettid();
+    if REGISTERING.contains(tid) {
+        return None;
+    }
+    if let Some(t) = EXITED.find(tid) {
+        return std::ptr::eq(t.session, s).then_some(t);
+    }
+    if !REGISTERING.insert(tid) {
+        return None;
+    }
+    let t = register(s, tid, false);
+    REGISTERING.remove(tid);
+    t
+}
+
+/// Creates and installs the calling thread's state. The caller has put `tid` in
+/// [`REGISTERING`], so the allocations made here pass through unrecorded.
+pub fn register(s: &'static Session, tid: u32, writer: bool) -> Option<&'static ThreadState> {
+    let (bounds, unwinder, stacks) = if writer {
+        (StackBounds::default(), None, None)
+    } else {
+        let b = StackBounds::current();
+        (
+            b,
+            Some(Box::new(ThreadUnwinder::new(b))),
+            Some(StackCache::new_boxed()),
+        )
+    };
+    let name = thread_name();
+    let mut buf = s.pool.take();
+    let last_seq = SEQ.load(Ordering::Relaxed);
+    if let Some(b) = buf.as_mut() {
+        // SAFETY: a fresh buffer owned by this new state.
+        let b = unsafe { b.as_mut() };
+        format::put_context(b, tid, last_seq);
+        if !writer {
+            format::put_thread(b, tid, name_bytes(&name), bounds.lo, bounds.hi);
+            b.dirty = true;
+        }
+    }
+    let state = Box::new(ThreadState {
+        session: s,
+        tid,
+        writer,
+        lock: SpinLock::new(),
+        locked: UnsafeCell::new(Locked { buf, last_seq }),
+        owned: UnsafeCell::new(Owned {
+            busy: writer,
+            unwinder,
+            stacks,
+            frames: [0; MAX_FRAMES],
+            min_sp: u64::MAX,
+            name,
+            countdown: Countdown::new(
+                u64::from(tid) << 32 ^ super::session::mono_ns(),
+                s.cfg.sampling_rate.max(1),
+            ),
+        }),
+        exiting: AtomicBool::new(false),
+        counters: Counters::default(),
+        bounds,
+    });
+    let t: &'static ThreadState = Box::leak(state);
+    if !writer {
+        s.add_thread(t);
+    }
+    // SAFETY: the key exists; the value is a leaked (stable) state.
+    let rc = unsafe {
+        libc::pthread_setspecific(
+            KEY.load(Ordering::Relaxed),
+            t as *const _ as *const libc::c_void,
+        )
+    };
+    if rc != 0 {
+        // The thread keeps working unrecorded; the state stays listed so its records are
+        // still written, and is reaped when the thread ends.
+        t.exiting.store(true, Ordering::Release);
+        return None;
+    }
+    Some(t)
+}
+
+/// Frees a reaped state.
+///
+/// # Safety
+/// `t` came from [`register`], its thread is gone, and nothing refers to it any more.
+pub unsafe fn free_state(t: &'static ThreadState) {
+    // SAFETY: per the contract, this is the leaked box from `register`.
+    drop(unsafe { Box::from_raw(t as *const ThreadState as *mut ThreadState) });
+}
+
+unsafe extern "C" fn on_thread_exit(p: *mut libc::c_void) {
+    // SAFETY: the key's values are states from `register`.
+    let Some(t) = (unsafe { (p as *const ThreadState).as_ref() }) else {
+        return;
+    };
+    if t.writer {
+        return;
+    }
+    let Some(s) = super::session::current() else {
+        return;
+    };
+    if !std::ptr::eq(t.session, s) || !s.is_running() {
+        return;
+    }
+    // SAFETY: this is the owning thread.
+    let o = unsafe { t.owned() };
+    let was_busy = o.busy;
+    o.busy = true;
+    t.exit(s);
+    o.busy = was_busy;
+}

@@ -1,0 +1,268 @@
+//! The writer thread: timeline samples, module maps, and draining buffers into chunks.
+//!
+//! Each drain pass: read the sequence counter `W`; swap out every thread's buffer under its
+//! lock; take the full-buffer queue; take the stack definitions. Write the definitions chunk
+//! first, then one chunk per buffer, then a chunk with the pass's samples and a watermark `W`:
+//! every event with a sequence number below `W` is then in the file.
+
+use super::buffer::Buffer;
+use super::sampler::Sources;
+use super::session::{self, lock, mono_ns, Session, SEQ};
+use super::thread::{self, EXITED, REGISTERING};
+use crate::format::{self, sample_key, trailer_key};
+use std::fs::File;
+use std::io::{self, Write};
+use std::ptr::NonNull;
+use std::sync::atomic::Ordering;
+
+struct Start {
+    session: &'static Session,
+    file: File,
+}
+
+/// Spawns the writer with every signal blocked. Returns its `pthread_t`.
+pub fn spawn(session: &'static Session, file: File) -> io::Result<u64> {
+    let arg = Box::into_raw(Box::new(Start { session, file }));
+    // SAFETY: the signal sets are valid locals; `arg` is handed to the new thread, or taken
+    // back when creation fails; the thread function has the required signature.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+        let mut t: libc::pthread_t = 0;
+        let rc = libc::pthread_create(&mut t, std::ptr::null(), writer_main, arg.cast());
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+        if rc != 0 {
+            drop(Box::from_raw(arg));
+            return Err(io::Error::from_raw_os_error(rc));
+        }
+        Ok(t as u64)
+    }
+}
+
+extern "C" fn writer_main(arg: *mut libc::c_void) -> *mut libc::c_void {
+    // Become permanently busy before anything here allocates.
+    let tid = thread::gettid();
+    REGISTERING.insert(tid);
+    // SAFETY: `arg` is the `Start` leaked by `spawn`.
+    let start = unsafe { Box::from_raw(arg as *mut Start) };
+    let s = start.session;
+    thread::register(s, tid, true);
+    REGISTERING.remove(tid);
+    let mut w = Writer::new(s, start.file);
+    if let Err(e) = w.run() {
+        super::report(&format!(
+            "cannot write {}: {}; recording stopped",
+            s.path.display(),
+            super::describe_io(&e)
+        ));
+        s.disable();
+    }
+    session::writer_finished(s);
+    std::ptr::null_mut()
+}
+
+struct Writer {
+    s: &'static Session,
+    file: File,
+    /// Records of this pass that are not events (samples, module maps, watermark).
+    pending: Vec<u8>,
+    out: Vec<u8>,
+    bufs: Vec<NonNull<Buffer>>,
+    sources: Sources,
+    module_gen: u64,
+    values: Vec<(u64, u64)>,
+}
+
+impl Writer {
+    fn new(s: &'static Session, file: File) -> Writer {
+        Writer {
+            s,
+            file,
+            pending: Vec::with_capacity(64 << 10),
+            out: Vec::with_capacity(1 << 20),
+            bufs: Vec::with_capacity(256),
+            sources: Sources::discover(),
+            module_gen: 1,
+            values: Vec::with_capacity(32),
+        }
+    }
+
+    fn run(&mut self) -> io::Result<()> {
+        let interval = self.s.cfg.interval_ms.max(1) * 1_000_000;
+        let flush = self.s.cfg.flush_ms.max(1) * 1_000_000;
+        let mut next_sample = mono_ns();
+        let mut next_flush = next_sample + flush;
+        loop {
+            let stopping = self.s.stop.load(Ordering::Acquire);
+            let now = mono_ns();
+            if now >= next_sample || stopping {
+                self.sample(now);
+                next_sample = (next_sample + interval).max(now + interval / 2);
+                self.check_modules();
+                self.reap();
+            }
+            if stopping {
+                self.drain()?;
+                self.trailer()?;
+                return Ok(());
+            }
+            if now >= next_flush {
+                self.drain()?;
+                self.s.pool.prefill(8);
+                next_flush = now + flush;
+            }
+            let until = next_sample.min(next_flush).saturating_sub(mono_ns());
+            if self.s.wake.wait(until.max(1)) && !self.s.stop.load(Ordering::Acquire) {
+                // A buffer filled or a thread exited: write now.
+                self.drain()?;
+                self.s.pool.prefill(8);
+                next_flush = mono_ns() + flush;
+            }
+        }
+    }
+
+    fn totals(&self) -> [u64; 4] {
+        let r = &self.s.retired;
+        let mut t = [
+            r.alloc_calls.load(Ordering::Relaxed),
+            r.alloc_bytes.load(Ordering::Relaxed),
+            r.free_calls.load(Ordering::Relaxed),
+            r.realloc_calls.load(Ordering::Relaxed),
+        ];
+        for tp in lock(&self.s.registry).iter() {
+            let c = &tp.0.counters;
+            t[0] += c.alloc_calls.load(Ordering::Relaxed);
+            t[1] += c.alloc_bytes.load(Ordering::Relaxed);
+            t[2] += c.free_calls.load(Ordering::Relaxed);
+            t[3] += c.realloc_calls.load(Ordering::Relaxed);
+        }
+        t
+    }
+
+    fn sample(&mut self, now: u64) {
+        let seq = SEQ.load(Ordering::Acquire);
+        let [allocs, bytes, frees, reallocs] = self.totals();
+        self.values.clear();
+        self.values.extend_from_slice(&[
+            (sample_key::ALLOCATED_BYTES, bytes),
+            (sample_key::ALLOC_CALLS, allocs + reallocs),
+            (sample_key::FREE_CALLS, frees + reallocs),
+        ]);
+        self.sources.read(&mut self.values);
+        let t_ns = now.saturating_sub(self.s.start_mono_ns);
+        format::put_sample(&mut self.pending, seq, t_ns, &self.values);
+    }
+
+    fn check_modules(&mut self) {
+        if let Some(list) = crate::unwind::process::refresh() {
+            self.module_gen += 1;
+            format::put_modules(&mut self.pending, self.module_gen, &list.format_modules());
+        }
+    }
+
+    /// Frees the states of threads that exited and are gone.
+    fn reap(&mut self) {
+        let mut reg = lock(&self.s.registry);
+        let pid = self.s.pid as libc::pid_t;
+        let mut i = 0;
+        while i < reg.len() {
+            let t = reg[i].0;
+            // SAFETY: tgkill with signal 0 only checks that the thread exists.
+            let gone = t.exiting.load(Ordering::Acquire)
+                && unsafe { libc::syscall(libc::SYS_tgkill, pid, t.tid as libc::pid_t, 0) } == -1
+                && io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+            if !gone {
+                i += 1;
+                continue;
+            }
+            reg.swap_remove(i);
+            EXITED.remove(t);
+            if let Some(b) = t.take_buffer() {
+                // SAFETY: the buffer was owned by the state and now by the writer.
+                if unsafe { b.as_ref() }.dirty {
+                    self.s.full.push(b);
+                } else {
+                    self.s.pool.give(b);
+                }
+            }
+            let r = &self.s.retired;
+            let c = &t.counters;
+            r.alloc_calls
+                .fetch_add(c.alloc_calls.load(Ordering::Relaxed), Ordering::Relaxed);
+            r.alloc_bytes
+                .fetch_add(c.alloc_bytes.load(Ordering::Relaxed), Ordering::Relaxed);
+            r.free_calls
+                .fetch_add(c.free_calls.load(Ordering::Relaxed), Ordering::Relaxed);
+            r.realloc_calls
+                .fetch_add(c.realloc_calls.load(Ordering::Relaxed), Ordering::Relaxed);
+            // SAFETY: the thread is gone, and the state is no longer listed anywhere.
+            unsafe { thread::free_state(t) };
+        }
+    }
+
+    fn drain(&mut self) -> io::Result<()> {
+        let w = SEQ.load(Ordering::SeqCst);
+        {
+            let reg = lock(&self.s.registry);
+            for tp in reg.iter() {
+                let Some(fresh) = self.s.pool.take() else {
+                    break;
+                };
+                let (old, unused) = tp.0.swap_buffer(fresh);
+                if let Some(b) = old {
+                    self.bufs.push(b);
+                }
+                if let Some(f) = unused {
+                    self.s.pool.give(f);
+                }
+            }
+        }
+        self.s.full.take_all(&mut self.bufs);
+        let defs = lock(&self.s.stacks).take_definitions();
+        self.out.clear();
+        for d in &defs {
+            format::put_chunk(&mut self.out, d);
+        }
+        for b in self.bufs.drain(..) {
+            // SAFETY: swapped-out and queued buffers are owned by the writer.
+            format::put_chunk(&mut self.out, unsafe { b.as_ref() }.bytes());
+            self.s.pool.give(b);
+            if self.out.len() > 8 << 20 {
+                self.file.write_all(&self.out)?;
+                self.out.clear();
+            }
+        }
+        format::put_watermark(&mut self.pending, w);
+        format::put_chunk(&mut self.out, &self.pending);
+        self.pending.clear();
+        self.file.write_all(&self.out)
+    }
+
+    fn trailer(&mut self) -> io::Result<()> {
+        let [allocs, bytes, frees, reallocs] = self.totals();
+        let mut t = Vec::new();
+        format::put_trailer(
+            &mut t,
+            &[
+                (trailer_key::ALLOC_CALLS, allocs),
+                (trailer_key::FREE_CALLS, frees),
+                (trailer_key::ALLOCATED_BYTES, bytes),
+                (trailer_key::REALLOC_CALLS, reallocs),
+                (
+                    trailer_key::END_NS,
+                    mono_ns().saturating_sub(self.s.start_mono_ns),
+                ),
+                (trailer_key::END_SEQ, SEQ.load(Ordering::SeqCst)),
+                (
+                    trailer_key::DROPPED_EVENTS,
+                    self.s.dropped.load(Ordering::Relaxed),
+                ),
+            ],
+        );
+        self.out.clear();
+        format::put_chunk(&mut self.out, &t);
+        self.file.write_all(&self.out)
+    }
+}

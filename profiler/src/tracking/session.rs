@@ -1,0 +1,118 @@
+//! Recording sessions of the in-process recorder.
+//!
+//! ```text
+//!   ENV_UNCHECKED ──first allocation──► ENV_CHECKING ──► ENV_DONE
+//!                                         │ TIDEMARK_OUT set: start a session that lasts until
+//!                                         │ exit (flushed by the recorder's atexit handler)
+//!   Session::start ──► RECORDING = true ──drop──► recorder finish, RECORDING = false
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::OnceLock;
+
+static RECORDING: AtomicBool = AtomicBool::new(false);
+static ENV_STATE: AtomicU8 = AtomicU8::new(ENV_UNCHECKED);
+static ALLOCATOR_NAME: OnceLock<&'static str> = OnceLock::new();
+const ENV_UNCHECKED: u8 = 0;
+const ENV_CHECKING: u8 = 1;
+const ENV_DONE: u8 = 2;
+
+/// Why a session could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SessionError {
+    /// A session (or `TIDEMARK_OUT`) is already recording in this process.
+    #[error("a tidemark session is already recording in this process")]
+    AlreadyRecording,
+    /// The recorder could not start (for example, the output file cannot be created).
+    #[error("cannot start recording to {path}: {reason}")]
+    Start {
+        /// The requested profile path.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+/// A running recording; dropping it writes the trailer and closes the profile.
+///
+/// Allocations are recorded only when `#[global_allocator]` is a [`crate::Tracking`].
+#[derive(Debug)]
+pub struct Session {
+    path: PathBuf,
+}
+
+impl Session {
+    /// Starts recording every allocation of the process into `path`.
+    pub fn start(path: impl AsRef<Path>) -> Result<Session, SessionError> {
+        let path = path.as_ref().to_path_buf();
+        if RECORDING.load(Ordering::Acquire) {
+            return Err(SessionError::AlreadyRecording);
+        }
+        start_recorder(&path)?;
+        Ok(Session { path })
+    }
+
+    /// Path of the profile being written.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        RECORDING.store(false, Ordering::Release);
+        crate::record::finish();
+    }
+}
+
+fn start_recorder(path: &Path) -> Result<(), SessionError> {
+    let mut cfg = crate::record::Config::from_env();
+    cfg.output = path.to_path_buf();
+    cfg.source = "in-process";
+    cfg.allocator = ALLOCATOR_NAME.get().copied().unwrap_or("unknown").to_owned();
+    crate::record::start(cfg).map_err(|e| SessionError::Start {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    RECORDING.store(true, Ordering::Release);
+    Ok(())
+}
+
+/// True while a session records.
+#[inline]
+pub(crate) fn recording() -> bool {
+    RECORDING.load(Ordering::Relaxed)
+}
+
+/// At the first allocation of the process, starts a session if `TIDEMARK_OUT` names a file.
+#[inline]
+pub(crate) fn maybe_start_from_env(allocator_name: &'static str) {
+    if ENV_STATE.load(Ordering::Relaxed) == ENV_DONE {
+        return;
+    }
+    if ENV_STATE
+        .compare_exchange(ENV_UNCHECKED, ENV_CHECKING, Ordering::AcqRel, Ordering::Relaxed)
+        .is_err()
+    {
+        return;
+    }
+    // The wrapped allocator's type name, for the profile header.
+    let _ = ALLOCATOR_NAME.set(allocator_name);
+    // SAFETY: getenv with a NUL-terminated literal; it does not allocate. The returned pointer
+    // is read at once, before anything could change the environment.
+    let value = unsafe { libc::getenv(c"TIDEMARK_OUT".as_ptr()) };
+    if !value.is_null() {
+        // SAFETY: getenv returned a valid NUL-terminated string.
+        let bytes = unsafe { std::ffi::CStr::from_ptr(value) }.to_bytes();
+        if !bytes.is_empty() {
+            use std::os::unix::ffi::OsStrExt;
+            let path = PathBuf::from(std::ffi::OsStr::from_bytes(bytes));
+            if let Err(e) = start_recorder(&path) {
+                eprintln!("tidemark: TIDEMARK_OUT: {e}; recording disabled");
+            }
+        }
+    }
+    ENV_STATE.store(ENV_DONE, Ordering::Release);
+}

@@ -1,0 +1,214 @@
+//! Stack capture for the recorder.
+//!
+//! ```text
+//!  capture() ── registers (asm) ──► DWARF walk (framehop + walk cache)   default
+//!                                └► DWARF out of the recorder, then frame pointers   `fp`
+//!  result: return addresses, innermost first, starting at the return address into the caller
+//!          of the allocation function; plus a 128-bit hash of exactly those frames
+//! ```
+//!
+//! The DWARF unwinder is process-wide and immutable ([`process`]); per-thread state (framehop's
+//! rule cache and the walk cache) lives in a [`ThreadUnwinder`] owned by the thread's recorder
+//! state. Stack reads are confined to the thread's stack, between the capturing frame's stack
+//! pointer and the top, so a wrong unwind rule can never fault. Return addresses on the stack
+//! are never modified.
+
+pub mod bounds;
+pub mod hash;
+pub mod modules;
+pub mod process;
+mod walk;
+
+pub use bounds::StackBounds;
+
+/// Deepest stack recorded, in frames.
+pub const MAX_FRAMES: usize = 128;
+
+/// How stacks are captured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UnwindMode {
+    /// DWARF call-frame information (`.eh_frame`): correct without frame pointers. Default.
+    #[default]
+    Dwarf,
+    /// Frame-pointer chain (after leaving the recorder's own frames by DWARF): faster, but
+    /// stacks through code built without frame pointers are cut short or skip callers.
+    Fp,
+}
+
+impl UnwindMode {
+    /// The name written into profile headers: `"dwarf"` or `"fp"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            UnwindMode::Dwarf => "dwarf",
+            UnwindMode::Fp => "fp",
+        }
+    }
+}
+
+/// Which leading frames belong to the recorder and are left out.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Skip {
+    /// Leave out frames whose address lies in the module holding the recorder, when that is a
+    /// shared library (the preload library); no effect when the recorder is linked into the
+    /// executable.
+    pub own_module: bool,
+    /// Leave out frames whose stack pointer is at or below this value: pass the stack pointer of
+    /// the allocation function's own frame (see [`stack_pointer`]). 0 disables.
+    pub marker_sp: u64,
+}
+
+/// A captured stack, in the `out` array passed to [`ThreadUnwinder::capture`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Captured {
+    /// Frames written.
+    pub len: usize,
+    /// Hash of those frames.
+    pub hash: u128,
+    /// Stack pointer of the innermost recorded frame (0 when none): stack depth at the call.
+    pub sp: u64,
+}
+
+/// Reads the current stack pointer.
+#[inline(always)]
+pub fn stack_pointer() -> u64 {
+    let sp: u64;
+    // SAFETY: reads a register; no memory access.
+    unsafe {
+        core::arch::asm!("mov {}, rsp", out(reg) sp, options(nomem, nostack, preserves_flags));
+    }
+    sp
+}
+
+/// Per-thread unwinding state.
+pub struct ThreadUnwinder {
+    bounds: StackBounds,
+    walker: walk::Walker,
+    reuse: bool,
+}
+
+impl ThreadUnwinder {
+    /// State for a thread whose stack is `bounds`. Allocates ≈ 100 KiB.
+    pub fn new(bounds: StackBounds) -> ThreadUnwinder {
+        ThreadUnwinder {
+            bounds,
+            walker: walk::Walker::new(),
+            reuse: true,
+        }
+    }
+
+    /// Turns the walk cache off (`false`) or on (default). For measurements and tests.
+    pub fn set_walk_cache(&mut self, on: bool) {
+        self.reuse = on;
+    }
+
+    /// The thread's stack bounds.
+    pub fn bounds(&self) -> StackBounds {
+        self.bounds
+    }
+
+    /// Captures the calling thread's stack into `out`. Never allocates; never faults.
+    ///
+    /// Inlined into its caller, whose frame becomes frame 0 (one unwinding step less).
+    #[inline(always)]
+    pub fn capture(
+        &mut self,
+        mode: UnwindMode,
+        skip: Skip,
+        out: &mut [u64; MAX_FRAMES],
+    ) -> Captured {
+        let (ip, sp, bp): (u64, u64, u64);
+        // SAFETY: reads three registers; `lea` computes an address without accessing memory.
+        unsafe {
+            core::arch::asm!(
+                "lea {ip}, [rip]",
+                "mov {sp}, rsp",
+                "mov {bp}, rbp",
+                ip = out(reg) ip,
+                sp = out(reg) sp,
+                bp = out(reg) bp,
+                options(nomem, nostack, preserves_flags)
+            );
+        }
+        let Some(uw) = process::current() else {
+            return Captured::default();
+        };
+        let bounds = self.bounds;
+        let skipped = |i: usize, ip: u64, sp: u64| {
+            i == 0
+                || (skip.own_module && uw.is_own(ip))
+                || (skip.marker_sp != 0 && sp <= skip.marker_sp)
+        };
+        if mode == UnwindMode::Fp {
+            // DWARF only out of the recorder's own frames (built without frame pointers),
+            // then the frame-pointer chain.
+            let Some((ip0, sp0, bp0)) =
+                self.walker
+                    .walk_until(uw, bounds, (ip, sp, bp), 32, |i, ip, sp| {
+                        !skipped(i, ip, sp)
+                    })
+            else {
+                return Captured::default();
+            };
+            let len = fp_walk(bounds, sp0, ip0, bp0, out);
+            return Captured {
+                len,
+                hash: hash::hash_frames(&out[..len]),
+                sp: sp0,
+            };
+        }
+        let walk = self.walker.walk(uw, bounds, (ip, sp, bp), self.reuse);
+        let mut s = 0;
+        while s < walk.n && skipped(s, walk.ip[s], walk.sp_at(s)) {
+            s += 1;
+        }
+        if s >= walk.n {
+            return Captured::default();
+        }
+        let len = (walk.n - s).min(MAX_FRAMES);
+        out[..len].copy_from_slice(&walk.ip[s..s + len]);
+        let hash = if len == walk.n - s {
+            hash::finish(walk.h[s], len)
+        } else {
+            hash::hash_frames(&out[..len])
+        };
+        Captured {
+            len,
+            hash,
+            sp: walk.sp_at(s),
+        }
+    }
+}
+
+/// Frame-pointer walk from a frame at `ip` whose frame pointer is `bp`.
+fn fp_walk(
+    bounds: StackBounds,
+    sp: u64,
+    ip: u64,
+    mut bp: u64,
+    out: &mut [u64; MAX_FRAMES],
+) -> usize {
+    out[0] = ip;
+    let mut n = 1;
+    let mut floor = sp;
+    while n < MAX_FRAMES {
+        if bp < floor || bp & 7 != 0 || !bounds.contains_word(bp) || !bounds.contains_word(bp + 8) {
+            break;
+        }
+        // SAFETY: both words lie inside this thread's stack, above the current stack pointer.
+        let (next_bp, ra) = unsafe { (*(bp as *const u64), *((bp + 8) as *const u64)) };
+        if ra == 0 {
+            break;
+        }
+        out[n] = ra;
+        n += 1;
+        if next_bp <= bp {
+            break;
+        }
+        floor = bp + 16;
+        bp = next_bp;
+    }
+    n
+}
+
+#[cfg(test)]
+mod tests;

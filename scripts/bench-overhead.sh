@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# Recording overhead per allocator event: the same tm-churn binary (deep stacks) run plain, under
+# `tidemark run` and under heaptrack, interleaved, several repetitions each. Prints a table and
+# rewrites the results section of docs/performance.md (unless --no-update).
+#
+#   scripts/bench-overhead.sh [--reps N] [--threads N] [--iterations N] [--depth N] [--no-update]
+#
+# events     = malloc + free calls of the workload, from its ground truth (tm-churn --truth)
+# overhead   = (median wall time under the tool - median plain wall time) / events
+# Wall times include each tool's start-up and its work after the program ends (tidemark resolving
+# symbols, heaptrack interpreting and compressing its trace), as a user waits for both.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+reps=3
+threads=2
+iterations=1000000
+depth=25
+update=1
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --reps) reps=$2; shift 2 ;;
+        --threads) threads=$2; shift 2 ;;
+        --iterations) iterations=$2; shift 2 ;;
+        --depth) depth=$2; shift 2 ;;
+        --no-update) update=0; shift ;;
+        -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+        *) echo "bench-overhead: unknown argument $1 (see --help)" >&2; exit 2 ;;
+    esac
+done
+
+say() { printf 'bench-overhead: %s\n' "$*" >&2; }
+
+scripts/setup.sh >&2
+say "building release binaries"
+cargo build --release -p tidemark-fixtures -p tidemark-analyzer -p tidemark-preload >&2
+
+target_dir=${CARGO_TARGET_DIR:-target}
+churn="$target_dir/release/tm-churn"
+tidemark="$target_dir/release/tidemark"
+for f in "$churn" "$tidemark" "$target_dir/release/libtidemark_preload.so"; do
+    [ -e "$f" ] || { say "missing $f after the build"; exit 2; }
+done
+command -v heaptrack >/dev/null || { say "heaptrack is not installed (scripts/setup.sh)"; exit 2; }
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/tidemark-bench.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+args=(--threads "$threads" --iterations "$iterations" --depth "$depth")
+
+# Events from the workload's own count.
+"$churn" "${args[@]}" --truth "$work/truth.json" >/dev/null
+read -r allocations frees < <(awk '
+    /"totals"/ { in_totals = 1 }
+    in_totals && /"allocations"/ { gsub(/[^0-9]/, ""); a = $0 }
+    in_totals && /"frees"/ { gsub(/[^0-9]/, ""); f = $0 }
+    END { print a, f }' "$work/truth.json")
+events=$((allocations + frees))
+say "workload: tm-churn ${args[*]}: $allocations allocations + $frees frees = $events events"
+
+now_ns() { date +%s%N; }
+run_timed() { # mode rep -> prints elapsed ms
+    local mode=$1 rep=$2 start end
+    start=$(now_ns)
+    case "$mode" in
+        plain) "$churn" "${args[@]}" >"$work/$mode-$rep.log" 2>&1 ;;
+        tidemark) "$tidemark" run -o "$work/tm-$rep.tmk" -- "$churn" "${args[@]}" \
+            >"$work/$mode-$rep.log" 2>&1 ;;
+        heaptrack) heaptrack -o "$work/ht-$rep" "$churn" "${args[@]}" \
+            >"$work/$mode-$rep.log" 2>&1 ;;
+    esac || { say "$mode run $rep failed:"; cat "$work/$mode-$rep.log" >&2; exit 1; }
+    end=$(now_ns)
+    echo $(((end - start) / 1000000))
+}
+
+declare -A times
+modes=(plain tidemark heaptrack)
+for rep in $(seq 1 "$reps"); do
+    for mode in "${modes[@]}"; do
+        ms=$(run_timed "$mode" "$rep")
+        times[$mode]="${times[$mode]:-} $ms"
+        say "rep $rep/$reps $mode: $ms ms"
+    done
+    rm -f "$work"/tm-"$rep"* "$work"/ht-"$rep"*
+done
+
+median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{ v[NR] = $1 } END {
+    if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+plain_ms=$(median <<<"${times[plain]}")
+tm_ms=$(median <<<"${times[tidemark]}")
+ht_ms=$(median <<<"${times[heaptrack]}")
+per_event() { awk -v t="$1" -v p="$plain_ms" -v e="$events" 'BEGIN { printf "%.0f", (t - p) * 1e6 / e }'; }
+tm_ns=$(per_event "$tm_ms")
+ht_ns=$(per_event "$ht_ms")
+ratio=$(awk -v a="$tm_ns" -v b="$ht_ns" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }')
+
+table=$(cat <<TABLE
+| run | median wall time (ms) | runs (ms) | overhead per event (ns) |
+|---|---:|---|---:|
+| plain | $plain_ms | ${times[plain]# } | – |
+| tidemark run | $tm_ms | ${times[tidemark]# } | $tm_ns |
+| heaptrack | $ht_ms | ${times[heaptrack]# } | $ht_ns |
+
+events: $events (malloc + free calls: $allocations + $frees); overhead ratio tidemark / heaptrack: **$ratio**
+TABLE
+)
+echo "$table"
+
+if [ "$update" = 1 ]; then
+    doc=docs/performance.md
+    cpu=$(awk -F: '/model name/ { gsub(/^ +/, "", $2); print $2; exit }' /proc/cpuinfo)
+    section=$(cat <<SECTION
+<!-- bench-overhead:begin (written by scripts/bench-overhead.sh) -->
+Measured $(date -u +%Y-%m-%d) on: $cpu, $(nproc) cores, Linux $(uname -r),
+$(rustc --version), $(heaptrack --version 2>/dev/null | head -1),
+tidemark $(git rev-parse --short HEAD 2>/dev/null || echo unknown).
+
+Command: \`scripts/bench-overhead.sh --reps $reps --threads $threads --iterations $iterations --depth $depth\`
+(workload: \`tm-churn ${args[*]}\`)
+
+$table
+<!-- bench-overhead:end -->
+SECTION
+)
+    if [ -f "$doc" ] && grep -q 'bench-overhead:begin' "$doc"; then
+        SECTION="$section" awk '
+            /bench-overhead:begin/ { print ENVIRON["SECTION"]; skip = 1; next }
+            /bench-overhead:end/ { skip = 0; next }
+            !skip { print }' "$doc" >"$work/doc" && cp "$work/doc" "$doc"
+    else
+        printf '\n%s\n' "$section" >>"$doc"
+    fi
+    say "updated $doc"
+fi

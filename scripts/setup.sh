@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Installs what the tests and benchmarks need when it is missing: gcc (the C fixtures, and static
+# glibc for the statically-linked case), heaptrack (the overhead comparison). Idempotent: a tool
+# that is already there is left alone, and apt-get runs only when something is absent (one
+# `apt-get update` first). Run it as root, or with sudo available.
+set -euo pipefail
+
+say() { printf 'setup: %s\n' "$*"; }
+
+need_cmd() { ! command -v "$1" >/dev/null 2>&1; }
+
+missing=()
+if need_cmd gcc; then missing+=(gcc); fi
+if need_cmd heaptrack || need_cmd heaptrack_print; then missing+=(heaptrack); fi
+# gcc -static needs glibc's static archive (package libc6-dev, normally pulled in by gcc).
+if ! [ -e /usr/lib/x86_64-linux-gnu/libc.a ] && ! [ -e /usr/lib/libc.a ] \
+    && ! ls /usr/lib/*-linux-gnu/libc.a >/dev/null 2>&1; then
+    missing+=(libc6-dev)
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+    say "cargo is not on PATH: install a stable Rust toolchain (rustup) first"
+    exit 2
+fi
+
+if [ ${#missing[@]} -eq 0 ]; then
+    say "gcc, heaptrack and static libc are present; nothing to install"
+    exit 0
+fi
+
+if ! command -v apt-get >/dev/null 2>&1; then
+    say "missing: ${missing[*]}; apt-get is not available here, install them with your package manager"
+    exit 2
+fi
+
+sudo=()
+if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null 2>&1; then
+        sudo=(sudo)
+    else
+        say "missing: ${missing[*]}; run this script as root (or install sudo)"
+        exit 2
+    fi
+fi
+
+say "installing: ${missing[*]}"
+say "running: apt-get update"
+"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+say "running: apt-get install -y --no-install-recommends ${missing[*]}"
+"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y -qq --no-install-recommends "${missing[@]}"
+say "done"

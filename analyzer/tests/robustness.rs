@@ -22,7 +22,9 @@ const PROGRESS_TIMEOUT: Duration = Duration::from_secs(30);
 fn sigkill_mid_run_leaves_a_truncated_profile() {
     let scratch = Scratch::new("sigkill");
     let out = scratch.join("profile.tmk");
-    let mut child = Command::new(tidemark())
+    let mut cmd = Command::new(tidemark());
+    own_process_group(&mut cmd);
+    let mut child = cmd
         .arg("run")
         .arg("-o")
         .arg(&out)
@@ -58,7 +60,8 @@ fn sigkill_mid_run_leaves_a_truncated_profile() {
         let line = match rx.recv_timeout(left) {
             Ok(line) => line,
             Err(e) => {
-                let _ = child.kill();
+                // SAFETY: kill(2) on the process group our unreaped child leads.
+                unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
                 let _ = child.wait();
                 panic!(
                     "no progress from the fixture ({e}); stderr:\n{}",
@@ -125,7 +128,7 @@ fn load_both_ways(path: &Path, scratch: &Scratch) -> Result<bool, String> {
         load_path(path, &LoadOptions::default()).map(|p| p.truncated.is_some())
     }))
     .unwrap_or_else(|_| panic!("the library panicked loading {}", path.display()));
-    let cli = tidemark_cli(["summary", path_str(&path)], scratch);
+    let cli = tidemark_cli(["summary", path_str(path)], scratch);
     assert!(
         !cli.stderr.contains("panicked"),
         "tidemark summary panicked on {}: {}",

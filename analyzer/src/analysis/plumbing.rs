@@ -89,6 +89,9 @@ const PLUMBING_SELF_TYPES: &[&str] = &["str ", "&", "[", "alloc::", "core::", "s
 /// assert!(!is_allocator_plumbing("main"));
 /// ```
 pub fn is_allocator_plumbing(function: &str) -> bool {
+    // glibc's internal aliases: `__GI___strdup` is `__strdup`, `__GI___libc_malloc` is
+    // `__libc_malloc`.
+    let function = function.strip_prefix("__GI_").unwrap_or(function);
     if PLUMBING_NAMES.contains(&function) {
         return true;
     }
@@ -139,6 +142,7 @@ mod tests {
             "<tikv_jemallocator::Jemalloc as core::alloc::global::GlobalAlloc>::alloc",
             "core::fmt::write",
             "malloc",
+            "__GI___strdup",
             "std::allocator_traits<std::allocator<int> >::allocate(std::allocator<int>&, unsigned long)",
         ] {
             assert!(is_allocator_plumbing(f), "{f}");

@@ -8,16 +8,19 @@ use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command as Process, ExitStatus};
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::SystemTime;
 
 use anyhow::{anyhow, bail, Context as _};
 
 use super::{RunArgs, DEFAULT_WORKLOAD_DIR, DEFAULT_WORKLOAD_DURATION_MS, EXIT_ERROR};
 use crate::analysis::summary;
+use crate::load::StderrProgress;
 use crate::load::{load_path, LoadOptions};
+use crate::model::Profile;
 use crate::render::units::{bytes, count, duration_ms};
 use crate::render::{flamegraph_svg, summary_text, write_summary_json, Metric};
-use crate::symbolize::embed_symbols;
+use crate::symbolize::embed_symbols_with_progress;
 
 /// File name of the recorder library looked up next to the `tidemark` executable.
 pub const PRELOAD_LIB: &str = "libtidemark_preload.so";
@@ -228,33 +231,52 @@ pub(crate) fn recorder_env(
     ]
 }
 
-/// Ignores SIGINT and SIGQUIT while the child runs (the terminal sends them to the child too),
-/// so tidemark survives to finish the profile; restores them on drop.
-struct IgnoreTerminalSignals {
-    old: [libc::sighandler_t; 2],
-}
+/// The child being waited for, for [`forward_signal`].
+static CHILD_PID: AtomicI32 = AtomicI32::new(0);
 
-impl IgnoreTerminalSignals {
-    fn new() -> Self {
-        // SAFETY: installing SIG_IGN is async-signal-safe and the old handlers are restored in
-        // drop; no Rust code runs in a handler.
-        let old = unsafe {
-            [
-                libc::signal(libc::SIGINT, libc::SIG_IGN),
-                libc::signal(libc::SIGQUIT, libc::SIG_IGN),
-            ]
-        };
-        IgnoreTerminalSignals { old }
+/// Passes SIGTERM/SIGHUP on to the child, so `kill <tidemark>` or `timeout` stop the program and
+/// tidemark still finishes its profile.
+extern "C" fn forward_signal(sig: libc::c_int) {
+    let pid = CHILD_PID.load(Ordering::Relaxed);
+    if pid > 0 {
+        // SAFETY: kill is async-signal-safe; the pid is our own child, which we have not reaped.
+        unsafe { libc::kill(pid, sig) };
     }
 }
 
-impl Drop for IgnoreTerminalSignals {
+/// While the child runs: SIGINT and SIGQUIT are ignored (the terminal sends them to the child
+/// too), SIGTERM and SIGHUP are forwarded to the child; the old dispositions come back on drop.
+struct ChildSignals {
+    old: Vec<(libc::c_int, libc::sighandler_t)>,
+}
+
+impl ChildSignals {
+    fn new(child_pid: u32) -> Self {
+        CHILD_PID.store(child_pid as i32, Ordering::Relaxed);
+        let forward = forward_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        let plan = [
+            (libc::SIGINT, libc::SIG_IGN),
+            (libc::SIGQUIT, libc::SIG_IGN),
+            (libc::SIGTERM, forward),
+            (libc::SIGHUP, forward),
+        ];
+        let old = plan
+            .iter()
+            // SAFETY: the handlers are SIG_IGN or `forward_signal`, which only does
+            // async-signal-safe work; the previous handlers are restored in drop.
+            .map(|&(sig, handler)| (sig, unsafe { libc::signal(sig, handler) }))
+            .collect();
+        ChildSignals { old }
+    }
+}
+
+impl Drop for ChildSignals {
     fn drop(&mut self) {
-        // SAFETY: restores the dispositions saved in `new`.
-        unsafe {
-            libc::signal(libc::SIGINT, self.old[0]);
-            libc::signal(libc::SIGQUIT, self.old[1]);
+        for &(sig, handler) in &self.old {
+            // SAFETY: restores the disposition saved in `new`.
+            unsafe { libc::signal(sig, handler) };
         }
+        CHILD_PID.store(0, Ordering::Relaxed);
     }
 }
 
@@ -272,10 +294,20 @@ fn launch(
     for (k, v) in env {
         cmd.env(k, v);
     }
+    // SAFETY: the closure runs in the forked child before exec and only makes one syscall
+    // (prctl is async-signal-safe) without allocating.
+    unsafe {
+        cmd.pre_exec(|| {
+            // If tidemark dies (SIGKILL from a test harness or the OOM killer), the command gets
+            // SIGTERM instead of running on unobserved.
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            Ok(())
+        });
+    }
     let mut child = cmd
         .spawn()
         .with_context(|| format!("cannot start {}", exe.display()))?;
-    let _guard = IgnoreTerminalSignals::new();
+    let _signals = ChildSignals::new(child.id());
     let status = child
         .wait()
         .with_context(|| format!("lost track of {}", exe.display()))?;
@@ -385,7 +417,7 @@ pub(super) fn run(a: &RunArgs) -> anyhow::Result<u8> {
 }
 
 /// Embeds symbols, loads the profile and prints a short summary on stderr.
-fn finish_profile(output: &Path, started: SystemTime) -> anyhow::Result<()> {
+fn finish_profile(output: &Path, started: SystemTime) -> anyhow::Result<Profile> {
     if !output.exists() {
         bail!(
             "no profile was written to {}: the recorder did not start in the program (it may \
@@ -425,23 +457,58 @@ fn finish_profile(output: &Path, started: SystemTime) -> anyhow::Result<()> {
         eprintln!("tidemark: recorder {}: {}", m.level, m.text);
     }
     eprintln!("tidemark: profile written to {}", output.display());
-    for child in child_profiles(output, started) {
+    let children = child_profiles(output, started);
+    for child in &children {
         // A child may still be running: only complete profiles get symbols embedded.
-        embed_and_warn(&child, false)?;
-        eprintln!("tidemark: child process profile: {}", child.display());
+        embed_and_warn(child, false)?;
     }
+    report_children(&children);
     eprintln!(
         "tidemark: next: tidemark summary {0}  |  tidemark flamegraph {0}",
         output.display()
     );
-    Ok(())
+    Ok(p)
+}
+
+/// How many child profiles are named one by one; the rest are counted.
+const CHILDREN_LISTED: usize = 5;
+
+/// Lists child-process profiles, the largest first (a cheap proxy for the most interesting).
+fn report_children(children: &[PathBuf]) {
+    if children.is_empty() {
+        return;
+    }
+    let mut by_size: Vec<(u64, &PathBuf)> = children
+        .iter()
+        .map(|c| (fs::metadata(c).map(|m| m.len()).unwrap_or(0), c))
+        .collect();
+    by_size.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(b.1)));
+    eprintln!(
+        "tidemark: {} more profile(s) from child processes and exec'd programs{}:",
+        children.len(),
+        if children.len() > CHILDREN_LISTED {
+            ", largest first"
+        } else {
+            ""
+        }
+    );
+    for (size, c) in by_size.iter().take(CHILDREN_LISTED) {
+        eprintln!("tidemark:   {} ({})", c.display(), bytes(*size));
+    }
+    if children.len() > CHILDREN_LISTED {
+        eprintln!(
+            "tidemark:   ... and {} more beside it",
+            children.len() - CHILDREN_LISTED
+        );
+    }
 }
 
 fn embed_and_warn(path: &Path, allow_truncated: bool) -> anyhow::Result<()> {
     if !allow_truncated && !is_complete(path) {
         return Ok(());
     }
-    let report = embed_symbols(path)?;
+    let mut progress = StderrProgress::new(&path.display().to_string());
+    let report = embed_symbols_with_progress(path, &mut progress)?;
     let mut warnings = report.warnings;
     warnings.sort();
     warnings.dedup();
@@ -505,15 +572,7 @@ fn run_workload(a: &RunArgs) -> anyhow::Result<u8> {
     if !status.success() {
         eprintln!("tidemark: {WORKLOAD_BIN} {}", describe_status(status));
     }
-    finish_profile(&profile, started)?;
-
-    let p = load_path(
-        &profile,
-        &LoadOptions {
-            symbolize: true,
-            progress: false,
-        },
-    )?;
+    let p = finish_profile(&profile, started)?;
     let mut written: Vec<PathBuf> = vec![profile.clone()];
     if truth.is_file() {
         written.push(truth);

@@ -11,10 +11,10 @@ pub(super) fn summary(a: &SummaryArgs) -> anyhow::Result<u8> {
     let s = summarize(&p, a.top);
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
+    warn_truncated(&p, &a.profile);
     if a.json {
         write_summary_json(&s, &mut out)?;
     } else {
-        warn_truncated(&p, &a.profile);
         writeln!(out, "profile      {}", a.profile.display())?;
         out.write_all(summary_text(&s).as_bytes())?;
     }

@@ -199,7 +199,7 @@ fn load_inner<R: Read>(
         header: reader.header().clone(),
         ..Profile::default()
     };
-    let mut replay = Replay::default();
+    let mut replay = Replay::new(p.header.sampling_rate);
     let mut stacks = StackBuilder::default();
     let mut embedded: HashMap<u64, Vec<SymbolFrame>> = HashMap::new();
     let mut last_sample_ns = 0u64;
@@ -294,7 +294,7 @@ fn load_inner<R: Read>(
     if p.header.sampling_rate > 0 {
         p.warnings.push(format!(
             "this profile was recorded with sampling (one sample per {} bytes on average): \
-             counts and bytes are those of the sampled events, not estimates of the totals",
+             counts and bytes are estimates, and temporaries are counted among sampled blocks only",
             p.header.sampling_rate
         ));
     }

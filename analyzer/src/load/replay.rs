@@ -1,10 +1,15 @@
 //! Replays allocation events in global sequence order and accumulates per-stack aggregates.
 //!
 //! Events reach the file in per-thread batches, so their sequence numbers are not monotonic in the
-//! file. Pending events wait in a min-heap keyed by sequence number; a watermark `W` releases every
-//! pending event below `W` (the recorder promises nothing below `W` is still to come), and the
-//! rest is released at the end. Memory therefore grows with the events between two watermarks,
-//! the live blocks and the unique stacks — never with the length of the recording.
+//! file. Pending events wait until a watermark `W` releases every pending event below `W` (the
+//! recorder promises nothing below `W` is still to come); the rest is released at the end. Memory
+//! therefore grows with the events between two watermarks, the live blocks and the unique stacks —
+//! never with the length of the recording.
+//!
+//! A thread's batch is already in sequence order, so pending events are kept as sorted *runs*
+//! (one per batch; a new run starts whenever the order breaks) and merged through a min-heap of run
+//! heads. The heap holds one entry per run, not per event: with a million events between two
+//! watermarks this is what keeps the replay fast.
 //!
 //! The per-stack breakdown at the global peak is computed in the same pass with a lazy snapshot:
 //! a peak epoch increments whenever the live heap exceeds the previous peak; before a stack's live
@@ -12,8 +17,8 @@
 //! bytes at the latest peak (nothing touched it since). At the end every stack is settled the
 //! same way.
 
-use std::cmp::{Ordering, Reverse};
-use std::collections::{BinaryHeap, HashMap};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 
 use crate::model::{Sample, StackStats, ThreadInfo, Totals};
 
@@ -44,22 +49,36 @@ struct Pending {
     action: Action,
 }
 
-impl Ord for Pending {
-    fn cmp(&self, other: &Self) -> Ordering {
-        (self.seq, self.class, self.arrival).cmp(&(other.seq, other.class, other.arrival))
+/// Replay order: sequence number, then samples before events, then arrival.
+type Key = (u64, u8, u64);
+
+impl Pending {
+    fn key(&self) -> Key {
+        (self.seq, self.class, self.arrival)
     }
 }
 
-impl PartialOrd for Pending {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
+/// A run of pending entries in replay order.
+#[derive(Debug, Default)]
+struct Run {
+    items: VecDeque<Pending>,
+}
+
+/// The run being appended to.
+#[derive(Debug, Clone, Copy)]
+struct OpenRun {
+    run: usize,
+    tid: u32,
+    last: Key,
 }
 
 /// A live block.
 #[derive(Debug, Clone, Copy)]
 struct Block {
+    /// Requested bytes (in a sampled profile: the estimated bytes this sample stands for).
     size_bytes: u64,
+    /// Allocations this block stands for: 1, or its sampling weight in a sampled profile.
+    count: u64,
     seq: u64,
     stack: u32,
     tid: u32,
@@ -70,12 +89,23 @@ struct Block {
 struct StackLive {
     live_bytes: u64,
     epoch_seen: u64,
+    /// Fractions of estimated allocations and bytes not yet counted (sampled profiles), carried
+    /// so the integer totals stay within one unit of the estimate.
+    carry_count: f64,
+    carry_bytes: f64,
 }
 
 /// The replay engine.
 #[derive(Debug, Default)]
 pub(crate) struct Replay {
-    heap: BinaryHeap<Reverse<Pending>>,
+    /// Heads of the pending runs: `(key of the head event, run index)`.
+    heap: BinaryHeap<Reverse<(Key, usize)>>,
+    /// Pending runs (a slab; emptied runs are recycled through `free_runs`).
+    runs: Vec<Run>,
+    free_runs: Vec<usize>,
+    /// The run events are appended to, while the batch stays in order.
+    open: Option<OpenRun>,
+    pending: usize,
     arrival: u64,
     /// Highest sequence number released so far (for detecting late events).
     released_seq: Option<u64>,
@@ -83,6 +113,9 @@ pub(crate) struct Replay {
     /// Per thread, the sequence number of its last allocation.
     last_alloc_seq: HashMap<u32, u64>,
     live_bytes: u64,
+    live_blocks: u64,
+    /// Mean bytes between samples; 0 for a profile of every allocation.
+    sampling_rate: u64,
     epoch: u64,
     stats: Vec<StackStats>,
     stack_live: Vec<StackLive>,
@@ -106,14 +139,73 @@ pub(crate) struct ReplayOutput {
 }
 
 impl Replay {
-    fn push(&mut self, seq: u64, class: u8, action: Action) {
+    /// A replay for a profile recorded with `sampling_rate` (mean bytes between samples, 0 when
+    /// every allocation was recorded). A sampled allocation of `size` bytes stands for
+    /// `1 / (1 − e^(−size/R))` allocations (Poisson byte sampling, as jemalloc, tcmalloc and Go
+    /// weight their heap profiles).
+    pub(crate) fn new(sampling_rate: u64) -> Self {
+        Replay {
+            sampling_rate,
+            ..Replay::default()
+        }
+    }
+
+    /// The allocations and bytes an allocation of `size_bytes` from `stack` stands for.
+    fn weigh(&mut self, stack: u32, size_bytes: u64) -> (u64, u64) {
+        if self.sampling_rate == 0 {
+            return (1, size_bytes);
+        }
+        let r = self.sampling_rate as f64;
+        let size = size_bytes.max(1) as f64;
+        let w = 1.0 / (1.0 - (-size / r).exp());
+        let s = &mut self.stack_live[stack as usize];
+        s.carry_count += w;
+        s.carry_bytes += w * size_bytes as f64;
+        let count = s.carry_count.floor();
+        let bytes = s.carry_bytes.floor();
+        s.carry_count -= count;
+        s.carry_bytes -= bytes;
+        (count as u64, bytes as u64)
+    }
+
+    /// Appends an entry of thread `tid` (`u32::MAX` for samples, which always get a run of their
+    /// own) to the open run when it keeps the run sorted, else to a new run.
+    fn push(&mut self, tid: u32, seq: u64, class: u8, action: Action) {
         self.arrival += 1;
-        self.heap.push(Reverse(Pending {
+        let item = Pending {
             seq,
             class,
             arrival: self.arrival,
             action,
-        }));
+        };
+        let key = item.key();
+        self.pending += 1;
+        if let Some(open) = self.open.as_mut() {
+            if open.tid == tid && class == 1 && key > open.last {
+                open.last = key;
+                self.runs[open.run].items.push_back(item);
+                return;
+            }
+        }
+        let run = match self.free_runs.pop() {
+            Some(r) => r,
+            None => {
+                self.runs.push(Run::default());
+                self.runs.len() - 1
+            }
+        };
+        self.runs[run].items.push_back(item);
+        self.heap.push(Reverse((key, run)));
+        self.open = (class == 1).then_some(OpenRun {
+            run,
+            tid,
+            last: key,
+        });
+    }
+
+    /// Ends the open run: the next event starts a new one (at chunk boundaries and watermarks).
+    pub(crate) fn seal(&mut self) {
+        self.open = None;
     }
 
     fn stack_slot(&mut self, raw: u64) -> u32 {
@@ -144,6 +236,7 @@ impl Replay {
     pub(crate) fn alloc(&mut self, tid: u32, seq: u64, addr: u64, size_bytes: u64, stack: u64) {
         let stack = self.stack_slot(stack);
         self.push(
+            tid,
             seq,
             1,
             Action::Alloc {
@@ -159,6 +252,7 @@ impl Replay {
     /// Queues a free.
     pub(crate) fn free(&mut self, tid: u32, seq: u64, addr: u64) {
         self.push(
+            tid,
             seq,
             1,
             Action::Free {
@@ -183,6 +277,7 @@ impl Replay {
     ) {
         let stack = self.stack_slot(stack);
         self.push(
+            tid,
             free_seq,
             1,
             Action::Free {
@@ -192,6 +287,7 @@ impl Replay {
             },
         );
         self.push(
+            tid,
             seq,
             1,
             Action::Alloc {
@@ -206,26 +302,40 @@ impl Replay {
 
     /// Queues a timeline sample.
     pub(crate) fn sample(&mut self, seq: u64, t_ns: u64, values: Vec<(u64, u64)>) {
-        self.push(seq, 0, Action::Sample { t_ns, values });
+        self.push(u32::MAX, seq, 0, Action::Sample { t_ns, values });
     }
 
     /// Releases every pending entry with a sequence number below `seq`.
     pub(crate) fn watermark(&mut self, seq: u64) {
-        while let Some(Reverse(top)) = self.heap.peek() {
-            if top.seq >= seq {
+        self.seal();
+        self.release(|key| key.0 < seq);
+    }
+
+    /// Applies pending entries in replay order while `take(head key)` holds.
+    fn release(&mut self, take: impl Fn(Key) -> bool) {
+        while let Some(&Reverse((key, run))) = self.heap.peek() {
+            if !take(key) {
                 break;
             }
-            let Some(Reverse(p)) = self.heap.pop() else {
-                break;
+            self.heap.pop();
+            let r = &mut self.runs[run];
+            let Some(item) = r.items.pop_front() else {
+                continue;
             };
-            self.apply(p);
+            if let Some(head) = r.items.front() {
+                self.heap.push(Reverse((head.key(), run)));
+            } else {
+                self.free_runs.push(run);
+            }
+            self.pending -= 1;
+            self.apply(item);
         }
     }
 
     /// Pending entries (for tests and memory accounting).
     #[cfg(test)]
     pub(crate) fn pending(&self) -> usize {
-        self.heap.len()
+        self.pending
     }
 
     /// Brings a stack's peak snapshot up to date before its live bytes change.
@@ -243,6 +353,7 @@ impl Replay {
         let s = &mut self.stack_live[block.stack as usize];
         s.live_bytes = s.live_bytes.saturating_sub(block.size_bytes);
         self.live_bytes = self.live_bytes.saturating_sub(block.size_bytes);
+        self.live_blocks = self.live_blocks.saturating_sub(block.count);
     }
 
     fn apply(&mut self, p: Pending) {
@@ -258,7 +369,7 @@ impl Replay {
                 seq: p.seq,
                 values,
                 live_bytes: self.live_bytes,
-                live_blocks: self.live.len() as u64,
+                live_blocks: self.live_blocks,
             }),
             Action::Alloc {
                 tid,
@@ -267,8 +378,10 @@ impl Replay {
                 stack,
                 realloc,
             } => {
+                let (count, size_bytes) = self.weigh(stack, size_bytes);
                 let block = Block {
                     size_bytes,
+                    count,
                     seq: p.seq,
                     stack,
                     tid,
@@ -283,61 +396,62 @@ impl Replay {
                     .live_bytes
                     .saturating_add(size_bytes);
                 let st = &mut self.stats[stack as usize];
-                st.allocations += 1;
+                st.allocations += count;
                 st.allocated_bytes = st.allocated_bytes.saturating_add(size_bytes);
-                self.totals.allocations += 1;
+                self.totals.allocations += count;
                 if realloc {
-                    self.totals.reallocs += 1;
+                    self.totals.reallocs += count;
                 }
                 self.totals.allocated_bytes =
                     self.totals.allocated_bytes.saturating_add(size_bytes);
                 self.live_bytes = self.live_bytes.saturating_add(size_bytes);
+                self.live_blocks += count;
                 if self.live_bytes > self.totals.peak_bytes {
                     self.totals.peak_bytes = self.live_bytes;
-                    self.totals.peak_blocks = self.live.len() as u64;
+                    self.totals.peak_blocks = self.live_blocks;
                     self.totals.peak_seq = p.seq;
                     self.epoch += 1;
                 }
                 self.last_alloc_seq.insert(tid, p.seq);
                 let t = self.thread(tid);
-                t.allocations += 1;
+                t.allocations += count;
                 t.allocated_bytes = t.allocated_bytes.saturating_add(size_bytes);
             }
-            Action::Free { tid, addr, realloc } => {
-                if !realloc {
-                    self.totals.frees += 1;
-                }
-                match self.live.remove(&addr) {
-                    None => self.totals.unmatched_frees += 1,
-                    Some(block) => {
-                        self.release_block(&block);
-                        let st = &mut self.stats[block.stack as usize];
-                        st.frees += 1;
-                        if block.tid == tid && self.last_alloc_seq.get(&tid) == Some(&block.seq) {
-                            st.temporary_allocations += 1;
-                            self.totals.temporary_allocations += 1;
-                        }
+            Action::Free { tid, addr, realloc } => match self.live.remove(&addr) {
+                None => {
+                    self.totals.unmatched_frees += 1;
+                    if !realloc {
+                        self.totals.frees += 1;
                     }
                 }
-            }
+                Some(block) => {
+                    self.release_block(&block);
+                    if !realloc {
+                        self.totals.frees += block.count;
+                    }
+                    let st = &mut self.stats[block.stack as usize];
+                    st.frees += block.count;
+                    if block.tid == tid && self.last_alloc_seq.get(&tid) == Some(&block.seq) {
+                        st.temporary_allocations += block.count;
+                        self.totals.temporary_allocations += block.count;
+                    }
+                }
+            },
         }
     }
 
     /// Releases everything still pending and settles leaks and the peak breakdown.
     pub(crate) fn finish(mut self) -> ReplayOutput {
-        self.watermark(u64::MAX);
-        // Entries with the largest possible sequence number survive `watermark(u64::MAX)`.
-        while let Some(Reverse(p)) = self.heap.pop() {
-            self.apply(p);
-        }
+        self.seal();
+        self.release(|_| true);
         for i in 0..self.stats.len() {
             self.touch(i as u32);
         }
         for block in self.live.values() {
             let st = &mut self.stats[block.stack as usize];
-            st.leaked_allocations += 1;
+            st.leaked_allocations += block.count;
             st.leaked_bytes = st.leaked_bytes.saturating_add(block.size_bytes);
-            self.totals.leaked_allocations += 1;
+            self.totals.leaked_allocations += block.count;
             self.totals.leaked_bytes = self.totals.leaked_bytes.saturating_add(block.size_bytes);
         }
         ReplayOutput {
@@ -379,5 +493,62 @@ mod tests {
         assert_eq!(r.pending(), 1);
         r.watermark(6);
         assert_eq!(r.pending(), 0);
+    }
+
+    #[test]
+    fn unsorted_batches_and_samples_still_replay_in_order() {
+        let mut r = Replay::default();
+        // Thread 1's batch is out of order (damaged or reordered data): runs split where the
+        // order breaks.
+        r.free(1, 4, 0xa);
+        r.alloc(1, 3, 0xa, 10, 1);
+        r.alloc(1, 5, 0xb, 20, 1);
+        r.sample(3, 100, vec![]);
+        r.alloc(2, 0, 0xa, 30, 2);
+        r.free(2, 1, 0xa);
+        r.alloc(2, 2, 0xc, 40, 2);
+        r.watermark(3);
+        assert_eq!(r.pending(), 4);
+        let out = r.finish();
+        assert_eq!(out.totals.unmatched_frees, 0);
+        assert_eq!(out.totals.reused_live_addresses, 0);
+        assert_eq!(out.totals.leaked_bytes, 60);
+        assert_eq!(out.totals.peak_bytes, 60);
+        // The sample with sequence 3 sees the heap after events 0..=2: only 0xc is live.
+        assert_eq!(out.samples[0].live_bytes, 40);
+        assert_eq!(out.totals.late_events, 0);
+    }
+
+    #[test]
+    fn sampled_events_are_weighted() {
+        // R = 1000 bytes: a 1000-byte sample stands for 1/(1 - e^-1) ≈ 1.582 allocations; a
+        // 1 MB sample for exactly one.
+        let mut r = Replay::new(1000);
+        for i in 0..1000 {
+            r.alloc(1, i, 0x1000 + i, 1000, 1);
+        }
+        r.alloc(1, 1000, 0x10, 1_000_000, 2);
+        for i in 0..500 {
+            r.free(1, 1001 + i, 0x1000 + i);
+        }
+        let out = r.finish();
+        let w = 1.0 / (1.0 - (-1.0f64).exp());
+        let expect = (1000.0 * w).floor() as u64;
+        assert_eq!(out.stats[0].allocations, expect);
+        assert_eq!(
+            out.stats[0].allocated_bytes,
+            (1000.0 * w * 1000.0).floor() as u64
+        );
+        assert_eq!(out.stats[1].allocations, 1);
+        assert_eq!(out.stats[1].allocated_bytes, 1_000_000);
+        assert_eq!(out.totals.allocations, expect + 1);
+        // Live and leaked use the same per-block amounts, so they stay consistent.
+        let leaked: u64 = out.stats.iter().map(|s| s.leaked_allocations).sum();
+        assert_eq!(leaked, out.totals.leaked_allocations);
+        assert!(out.totals.leaked_allocations.abs_diff(expect / 2 + 1) <= 2);
+        assert_eq!(
+            out.totals.frees + out.totals.leaked_allocations,
+            out.totals.allocations
+        );
     }
 }

@@ -263,7 +263,11 @@ impl Profile {
     }
 
     /// Interns a frame.
-    pub fn intern_frame(&mut self, index: &mut HashMap<Frame, FrameId>, frame: Frame) -> FrameId {
+    pub(crate) fn intern_frame(
+        &mut self,
+        index: &mut HashMap<Frame, FrameId>,
+        frame: Frame,
+    ) -> FrameId {
         *index.entry(frame).or_insert_with(|| {
             self.frames.push(frame);
             FrameId((self.frames.len() - 1) as u32)

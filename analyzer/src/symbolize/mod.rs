@@ -218,6 +218,21 @@ const EMBED_CHUNK_BYTES: usize = 8 << 20;
 /// profile first loses its unreadable tail (it could never be read anyway). A profile that already
 /// carries symbols is left alone.
 pub fn embed_symbols(path: &Path) -> Result<EmbedReport, EmbedError> {
+    embed_inner(path, None)
+}
+
+/// [`embed_symbols`], reporting the symbolization's progress (one unit per address).
+pub fn embed_symbols_with_progress(
+    path: &Path,
+    progress: &mut dyn ProgressSink,
+) -> Result<EmbedReport, EmbedError> {
+    embed_inner(path, Some(progress))
+}
+
+fn embed_inner(
+    path: &Path,
+    mut progress: Option<&mut dyn ProgressSink>,
+) -> Result<EmbedReport, EmbedError> {
     let load_err = |error| LoadError::Io {
         path: path.to_owned(),
         error,
@@ -291,11 +306,22 @@ pub fn embed_symbols(path: &Path) -> Result<EmbedReport, EmbedError> {
     }
     let mut sym = Symbolizer::new(&snapshots);
     let mut entries: Vec<(u64, Vec<SymbolFrame>)> = Vec::new();
-    for a in addrs {
+    if let Some(pr) = progress.as_deref_mut() {
+        pr.begin("symbolizing", Some(addrs.len() as u64));
+    }
+    for (i, a) in addrs.into_iter().enumerate() {
         let r = sym.resolve(a);
         if r.symbolized {
             entries.push((a, r.frames));
         }
+        if i.is_multiple_of(1024) {
+            if let Some(pr) = progress.as_deref_mut() {
+                pr.update(i as u64);
+            }
+        }
+    }
+    if let Some(pr) = progress {
+        pr.finish();
     }
     report.resolved = entries.len();
     report.warnings = sym.take_warnings();

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fmt::Write as _;
 use std::fs;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -20,8 +21,9 @@ use std::time::{Duration, Instant};
 use tidemark_analyzer::load::{load_path, LoadOptions};
 use tidemark_fixtures::truth::{last_segment, Truth};
 
-/// Longest a recorded fixture run may take before the test kills it and fails.
-pub const RUN_TIMEOUT: Duration = Duration::from_secs(120);
+/// Longest a recorded fixture run may take before the test kills it and fails (they normally take
+/// a few seconds).
+pub const RUN_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The workspace root.
 pub fn workspace_root() -> PathBuf {
@@ -130,16 +132,25 @@ impl Finished {
     }
 }
 
-/// Waits for `child` at most `timeout`, killing it when the time is up.
+/// Puts the command in a process group of its own, so a timeout can end it with everything it
+/// started (see [`wait_bounded`]).
+pub fn own_process_group(cmd: &mut Command) -> &mut Command {
+    cmd.process_group(0)
+}
+
+/// Waits for `child` (started with [`own_process_group`]) at most `timeout`, killing its whole
+/// process group when the time is up.
 pub fn wait_bounded(child: &mut Child, timeout: Duration, what: &str) -> ExitStatus {
     let deadline = Instant::now() + timeout;
     loop {
         match child.try_wait() {
             Ok(Some(status)) => return status,
             Ok(None) if Instant::now() >= deadline => {
-                let _ = child.kill();
+                // SAFETY: kill(2) on the process group our child leads; the child is not reaped
+                // yet, so its id (and the group's) cannot have been reused.
+                unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
                 let _ = child.wait();
-                panic!("{what} did not finish within {timeout:?}; killed it");
+                panic!("{what} did not finish within {timeout:?}; killed it and its children");
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(20)),
             Err(e) => panic!("waiting for {what}: {e}"),
@@ -154,7 +165,8 @@ pub fn run_bounded(mut cmd: Command, scratch: &Scratch, timeout: Duration) -> Fi
     let out_path = scratch.join(&format!("cmd-{n}.stdout"));
     let err_path = scratch.join(&format!("cmd-{n}.stderr"));
     let what = format!("{cmd:?}");
-    cmd.stdin(Stdio::null())
+    own_process_group(&mut cmd)
+        .stdin(Stdio::null())
         .stdout(fs::File::create(&out_path).expect("create stdout file"))
         .stderr(fs::File::create(&err_path).expect("create stderr file"));
     let mut child = cmd

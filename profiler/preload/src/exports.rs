@@ -1,20 +1,14 @@
-//! The exported malloc family, with glibc 2.36's semantics.
+//! The exported malloc family, with glibc 2.36's semantics, recorded, then served by the
+//! chosen allocator ([`crate::backend`]).
 
-use crate::alloc::*;
-use std::ffi::c_void;
+use crate::backend::{self, set_errno};
+use std::ffi::{c_char, c_void};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use tidemark::record::{self, AllocKind};
 
-type UsableSizeFn = unsafe extern "C" fn(*mut c_void) -> usize;
-
-/// `malloc_usable_size` of the next object (glibc), resolved by the constructor.
-static NEXT_USABLE_SIZE: AtomicUsize = AtomicUsize::new(0);
-
 /// Resolves the functions forwarded through `dlsym(RTLD_NEXT, ..)`.
 pub fn resolve_next() {
-    // SAFETY: dlsym with a NUL-terminated name; the result is null or glibc's function.
-    let f = unsafe { libc::dlsym(libc::RTLD_NEXT, c"malloc_usable_size".as_ptr()) };
-    NEXT_USABLE_SIZE.store(f as usize, Ordering::Release);
+    backend::resolve_glibc_usable_size();
     next(&NEXT_EXECVE, c"execve");
     next(&NEXT_EXECV, c"execv");
     next(&NEXT_EXECVP, c"execvp");
@@ -22,19 +16,9 @@ pub fn resolve_next() {
     next(&NEXT_EXIT, c"_exit");
 }
 
-fn set_errno(e: i32) {
-    // SAFETY: __errno_location returns the calling thread's errno slot.
-    unsafe { *libc::__errno_location() = e };
-}
-
 fn errno() -> i32 {
     // SAFETY: as above.
     unsafe { *libc::__errno_location() }
-}
-
-fn page_size() -> usize {
-    // SAFETY: sysconf has no preconditions.
-    unsafe { libc::sysconf(libc::_SC_PAGESIZE) as usize }
 }
 
 /// `malloc`.
@@ -45,7 +29,7 @@ fn page_size() -> usize {
 pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
     // SAFETY: the closure is the real allocation.
     unsafe {
-        record::record_alloc(AllocKind::Malloc, size, 0, || __libc_malloc(size).cast()).cast()
+        record::record_alloc(AllocKind::Malloc, size, 0, || backend::malloc(size).cast()).cast()
     }
 }
 
@@ -56,7 +40,7 @@ pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn free(ptr: *mut c_void) {
     // SAFETY: the closure is the real free of `ptr`.
-    unsafe { record::record_free(ptr.cast(), || __libc_free(ptr)) }
+    unsafe { record::record_free(ptr.cast(), || backend::free(ptr)) }
 }
 
 /// `calloc`: overflow of `n * size` gives NULL and ENOMEM.
@@ -72,7 +56,7 @@ pub unsafe extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
     // SAFETY: the closure is the real allocation.
     unsafe {
         record::record_alloc(AllocKind::Calloc, total, 0, || {
-            __libc_calloc(n, size).cast()
+            backend::calloc(n, size).cast()
         })
         .cast()
     }
@@ -87,7 +71,7 @@ pub unsafe extern "C" fn realloc(ptr: *mut c_void, size: usize) -> *mut c_void {
     // SAFETY: the closure is the real realloc.
     unsafe {
         record::record_realloc(ptr.cast(), size, AllocKind::Realloc, || {
-            __libc_realloc(ptr, size).cast()
+            backend::realloc(ptr, size).cast()
         })
         .cast()
     }
@@ -106,7 +90,7 @@ pub unsafe extern "C" fn reallocarray(ptr: *mut c_void, n: usize, size: usize) -
     // SAFETY: the closure is the real realloc.
     unsafe {
         record::record_realloc(ptr.cast(), total, AllocKind::Reallocarray, || {
-            __libc_realloc(ptr, total).cast()
+            backend::realloc(ptr, total).cast()
         })
         .cast()
     }
@@ -127,7 +111,11 @@ pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, siz
     // SAFETY: the closure is the real allocation.
     let p = unsafe {
         record::record_alloc(AllocKind::PosixMemalign, size, align, || {
-            __libc_memalign(align, size).cast()
+            let mut p = std::ptr::null_mut();
+            match backend::posix_memalign(&mut p, align, size) {
+                0 => p.cast(),
+                _ => std::ptr::null_mut(),
+            }
         })
     };
     set_errno(saved);
@@ -149,7 +137,7 @@ pub unsafe extern "C" fn aligned_alloc(align: usize, size: usize) -> *mut c_void
     // SAFETY: the closure is the real allocation.
     unsafe {
         record::record_alloc(AllocKind::AlignedAlloc, size, align, || {
-            __libc_memalign(align, size).cast()
+            backend::memalign(align, size).cast()
         })
         .cast()
     }
@@ -164,7 +152,7 @@ pub unsafe extern "C" fn memalign(align: usize, size: usize) -> *mut c_void {
     // SAFETY: the closure is the real allocation.
     unsafe {
         record::record_alloc(AllocKind::Memalign, size, align, || {
-            __libc_memalign(align, size).cast()
+            backend::memalign(align, size).cast()
         })
         .cast()
     }
@@ -178,8 +166,8 @@ pub unsafe extern "C" fn memalign(align: usize, size: usize) -> *mut c_void {
 pub unsafe extern "C" fn valloc(size: usize) -> *mut c_void {
     // SAFETY: the closure is the real allocation.
     unsafe {
-        record::record_alloc(AllocKind::Valloc, size, page_size(), || {
-            __libc_valloc(size).cast()
+        record::record_alloc(AllocKind::Valloc, size, backend::page_size(), || {
+            backend::valloc(size).cast()
         })
         .cast()
     }
@@ -194,29 +182,38 @@ pub unsafe extern "C" fn valloc(size: usize) -> *mut c_void {
 pub unsafe extern "C" fn pvalloc(size: usize) -> *mut c_void {
     // SAFETY: the closure is the real allocation.
     unsafe {
-        record::record_alloc(AllocKind::Pvalloc, size, page_size(), || {
-            __libc_pvalloc(size).cast()
+        record::record_alloc(AllocKind::Pvalloc, size, backend::page_size(), || {
+            backend::pvalloc(size).cast()
         })
         .cast()
     }
 }
 
-/// `malloc_usable_size`, forwarded to glibc (not recorded).
+/// `malloc_usable_size`, answered by the allocator that owns the block (not recorded).
 ///
 /// # Safety
 /// C semantics.
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn malloc_usable_size(ptr: *mut c_void) -> usize {
-    let mut f = NEXT_USABLE_SIZE.load(Ordering::Acquire);
-    if f == 0 {
-        resolve_next();
-        f = NEXT_USABLE_SIZE.load(Ordering::Acquire);
-    }
-    if f == 0 || ptr.is_null() {
-        return 0;
-    }
-    // SAFETY: `f` is glibc's malloc_usable_size resolved by `resolve_next`.
-    unsafe { std::mem::transmute::<usize, UsableSizeFn>(f)(ptr) }
+    // SAFETY: forwarded contract.
+    unsafe { backend::usable_size(ptr) }
+}
+
+/// jemalloc's `mallctl` (`opt.*`, `stats.*`, ...) when `TIDEMARK_ALLOCATOR=jemalloc` serves
+/// the program; fails with ENOENT otherwise.
+///
+/// # Safety
+/// C semantics of jemalloc's `mallctl`.
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn mallctl(
+    name: *const c_char,
+    oldp: *mut c_void,
+    oldlenp: *mut usize,
+    newp: *mut c_void,
+    newlen: usize,
+) -> i32 {
+    // SAFETY: forwarded contract.
+    unsafe { backend::mallctl(name, oldp, oldlenp, newp, newlen) }
 }
 
 type ExecveFn = unsafe extern "C" fn(
@@ -270,10 +267,7 @@ pub unsafe extern "C" fn execve(
 /// # Safety
 /// C semantics.
 #[cfg_attr(not(test), no_mangle)]
-pub unsafe extern "C" fn execv(
-    path: *const libc::c_char,
-    argv: *const *const libc::c_char,
-) -> i32 {
+pub unsafe extern "C" fn execv(path: *const libc::c_char, argv: *const *const libc::c_char) -> i32 {
     let f = next(&NEXT_EXECV, c"execv");
     if f == 0 {
         set_errno(libc::ENOSYS);

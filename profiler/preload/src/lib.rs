@@ -2,10 +2,16 @@
 //!
 //! ```text
 //!  LD_PRELOAD=libtidemark_preload.so ./app
-//!    constructor (.init_array) ─► Config::from_env ─► tidemark::record::start ─► atexit(finish)
-//!    malloc/free/... (exported) ─► tidemark::record hooks ─► __libc_malloc/__libc_free/...
+//!    constructor (.init_array) ─► Config::from_env ─► choose the allocator
+//!                              ─► tidemark::record::start ─► atexit(finish)
+//!    malloc/free/... (exported) ─► tidemark::record hooks ─► backend: glibc (__libc_*) or the
+//!                                                            bundled jemalloc (_rjem_*)
 //!    Rust allocations of the library itself ─► __libc_* directly (never re-enter the hooks)
 //! ```
+//!
+//! With `TIDEMARK_ALLOCATOR=jemalloc` the program runs on the bundled jemalloc (options from
+//! `TIDEMARK_MALLOC_CONF`) while the recorder's own memory stays on glibc, so jemalloc's
+//! statistics in the timeline describe the program alone.
 //!
 //! This is the only crate that exports C symbols. Under `cfg(test)` nothing is exported, so
 //! unit tests keep the harness's malloc.
@@ -13,6 +19,8 @@
 #![cfg_attr(test, allow(dead_code))]
 
 mod alloc;
+mod backend;
+mod early;
 mod exports;
 
 use tidemark::record::{self, Config};
@@ -20,7 +28,19 @@ use tidemark::record::{self, Config};
 /// Runs before `main` (and before the program's own constructors).
 extern "C" fn init() {
     exports::resolve_next();
-    let cfg = Config::from_env();
+    let mut cfg = Config::from_env();
+    let jemalloc = cfg.allocator == "jemalloc";
+    match backend::choose(jemalloc) {
+        Ok(()) if jemalloc => cfg.extra_sampler = Some(record::jemalloc_sampler),
+        Ok(()) => {}
+        Err(backend::TooManyEarlyBlocks) => {
+            record::report(&format!(
+                "{} blocks were allocated before the library started; staying on glibc",
+                backend::early_blocks()
+            ));
+            cfg.allocator = "glibc".to_owned();
+        }
+    }
     match record::start(cfg) {
         Ok(()) => {
             // SAFETY: `at_exit` is a plain function valid for the life of the process.

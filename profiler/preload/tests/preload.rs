@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use support::*;
-use tidemark::format::{AllocKind, Record};
+use tidemark::format::{sample_key as sk, AllocKind, Record};
 
 /// Symbol size from `nm -S` (for "this return address lies in function f" checks).
 fn symbol_size(exe: &std::path::Path, name: &str) -> u64 {
@@ -32,10 +32,53 @@ fn parse_addr(stdout: &str, key: &str) -> u64 {
 
 #[test]
 fn basic_program_exact_counts_and_stacks() {
-    let dir = Scratch::new("basic");
+    basic_program_on("glibc");
+}
+
+#[test]
+fn basic_program_on_jemalloc_exact_counts_and_statistics() {
+    let p = basic_program_on("jemalloc");
+    // Every timeline sample carries jemalloc's statistics; the program's blocks are in them.
+    let samples: Vec<&Vec<(u64, u64)>> = p
+        .records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Sample { values, .. } => Some(values),
+            _ => None,
+        })
+        .collect();
+    assert!(!samples.is_empty());
+    for v in &samples {
+        let get = |k| v.iter().find(|p| p.0 == k).map(|p| p.1);
+        for k in [
+            sk::JEMALLOC_ALLOCATED,
+            sk::JEMALLOC_ACTIVE,
+            sk::JEMALLOC_RESIDENT,
+            sk::JEMALLOC_MAPPED,
+            sk::JEMALLOC_RETAINED,
+        ] {
+            assert!(get(k).is_some(), "sample without key {k}: {v:?}");
+        }
+        assert!(get(sk::JEMALLOC_ACTIVE) >= get(sk::JEMALLOC_ALLOCATED));
+    }
+    // The last sample sees the 700 blocks of 77 bytes that were never freed, at least.
+    let last = samples.last().unwrap();
+    let allocated = last
+        .iter()
+        .find(|p| p.0 == sk::JEMALLOC_ALLOCATED)
+        .unwrap()
+        .1;
+    assert!(allocated >= 700 * 77, "{allocated}");
+}
+
+/// Runs `basic.c` on `allocator` and checks the exact records every entry point leaves.
+fn basic_program_on(allocator: &str) -> Profile {
+    let dir = Scratch::new(&format!("basic-{allocator}"));
     let exe = build_c(&dir, "basic");
     let out_path = dir.path("basic.tmk");
-    let out = run_ok(preloaded(&exe, &out_path));
+    let mut c = preloaded(&exe, &out_path);
+    c.env("TIDEMARK_ALLOCATOR", allocator);
+    let out = run_ok(c);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.stderr.is_empty(),
@@ -47,7 +90,7 @@ fn basic_program_exact_counts_and_stacks() {
     // Header.
     assert!(p.truncation.is_none(), "{:?}", p.truncation);
     assert_eq!(p.header.source, "preload");
-    assert_eq!(p.header.allocator, "glibc");
+    assert_eq!(p.header.allocator, allocator);
     assert_eq!(p.header.unwind, "dwarf");
     assert_eq!(p.header.exe, exe.to_string_lossy());
     assert_eq!(p.header.cmdline, vec![exe.to_string_lossy().into_owned()]);
@@ -161,6 +204,16 @@ fn basic_program_exact_counts_and_stacks() {
     );
     assert_eq!(by_size[&8].len(), 1);
     assert!(frees.contains(&by_size[&8][0].0));
+    // reallocarray(NULL, 7, 9) allocates 63 bytes of kind reallocarray; reallocarray(p, 11,
+    // 13) is a realloc record of 143; the overflowing call records nothing; the block is freed.
+    assert_eq!(by_size[&63].len(), 1);
+    assert_eq!(by_size[&63][0].2, AllocKind::Reallocarray);
+    let r143: Vec<_> = reallocs.iter().filter(|r| r.2 == 143).collect();
+    assert_eq!(r143.len(), 1);
+    assert_eq!(r143[0].0, by_size[&63][0].0);
+    assert_eq!(r143[0].3, AllocKind::Reallocarray);
+    assert!(frees.contains(&r143[0].1));
+    assert_eq!(reallocs.len(), 2, "{reallocs:?}");
 
     // Aligned entry points with their kinds and alignments.
     let kinds = |size: u64| {
@@ -267,6 +320,210 @@ fn basic_program_exact_counts_and_stacks() {
         .max()
         .unwrap();
     assert!(last_wm > seqs.iter().copied().max().unwrap());
+    p
+}
+
+/// The values of every timeline sample.
+fn samples(p: &Profile) -> Vec<&Vec<(u64, u64)>> {
+    p.records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Sample { values, .. } => Some(values),
+            _ => None,
+        })
+        .collect()
+}
+
+fn value(v: &[(u64, u64)], k: u64) -> Option<u64> {
+    v.iter().find(|p| p.0 == k).map(|p| p.1)
+}
+
+#[test]
+fn samples_carry_allocator_latency() {
+    for (every, allocator) in [("1", "glibc"), ("8", "jemalloc")] {
+        let dir = Scratch::new(&format!("latency-{every}"));
+        let exe = build_c(&dir, "basic");
+        let out_path = dir.path("latency.tmk");
+        let mut c = preloaded(&exe, &out_path);
+        c.env("TIDEMARK_LATENCY_EVERY", every)
+            .env("TIDEMARK_ALLOCATOR", allocator);
+        run_ok(c);
+        let p = read_profile(&out_path);
+        let mut with = 0;
+        for v in samples(&p) {
+            let keys = [
+                sk::ALLOC_LATENCY_P50_NS,
+                sk::ALLOC_LATENCY_P99_NS,
+                sk::ALLOC_LATENCY_MAX_NS,
+            ];
+            let [p50, p99, max] = keys.map(|k| value(v, k));
+            match (p50, p99, max) {
+                (Some(p50), Some(p99), Some(max)) => {
+                    with += 1;
+                    assert!(p50 <= p99 && p99 <= max, "{p50} {p99} {max}");
+                    assert!(p50 > 0 && max < 10_000_000_000, "{p50} {max}");
+                }
+                (None, None, None) => {}
+                other => panic!("latency keys come together: {other:?}"),
+            }
+        }
+        assert!(
+            with >= 1,
+            "no sample with latency keys ({every}, {allocator})"
+        );
+    }
+}
+
+#[test]
+fn jemalloc_backend_returns_early_blocks_to_glibc_and_takes_options() {
+    let dir = Scratch::new("backend");
+    build_shared(&dir, "early");
+    let exe = build_c_with(&dir, "backend", &["early"]);
+    let run = |allocator: &str, conf: Option<&str>, name: &str| {
+        let out_path = dir.path(name);
+        let mut c = preloaded(&exe, &out_path);
+        c.env("TIDEMARK_ALLOCATOR", allocator);
+        if let Some(conf) = conf {
+            c.env("TIDEMARK_MALLOC_CONF", conf);
+        }
+        let out = run_ok(c);
+        assert!(
+            out.stderr.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(stdout.ends_with("ok\n"), "{stdout}");
+        (stdout, read_profile(&out_path))
+    };
+
+    let (stdout, p) = run("jemalloc", Some("dirty_decay_ms:0,narenas:2"), "je.tmk");
+    assert_eq!(p.header.allocator, "jemalloc");
+    assert!(stdout.contains("dirty_decay_ms=0\n"), "{stdout}");
+    assert!(stdout.contains("jemalloc_serves=1\n"), "{stdout}");
+    // The glibc blocks from the library constructor: reallocs and frees are recorded like any
+    // other (their allocation predates the profile).
+    let early_a = parse_addr(&stdout, "early_a");
+    let reallocs: Vec<(u64, u64, u64, AllocKind)> = p
+        .records
+        .iter()
+        .filter_map(|r| match *r {
+            Record::Realloc {
+                old_addr,
+                new_addr,
+                size,
+                kind,
+                ..
+            } => Some((old_addr, new_addr, size, kind)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reallocs.len(), 2, "{reallocs:x?}");
+    assert_eq!(reallocs[0].0, early_a);
+    assert_eq!(
+        (reallocs[0].2, reallocs[0].3, reallocs[1].2, reallocs[1].3),
+        (5000, AllocKind::Realloc, 30, AllocKind::Reallocarray)
+    );
+    let frees: HashSet<u64> = p
+        .records
+        .iter()
+        .filter_map(|r| match *r {
+            Record::Free { addr, .. } => Some(addr),
+            _ => None,
+        })
+        .collect();
+    assert!(frees.contains(&reallocs[0].1) && frees.contains(&reallocs[1].1));
+    // free(early_b), realloc(early_c, 0), two frees of the moved blocks, free of the 1 MiB
+    // block, and whatever libc frees at exit.
+    assert!(frees.len() >= 5, "{frees:x?}");
+    assert!(p
+        .records
+        .iter()
+        .any(|r| matches!(r, Record::Alloc { size, .. } if *size == 1 << 20)));
+
+    // jemalloc's own default when no option is given: the option above took effect.
+    let (stdout, _) = run("jemalloc", None, "je-default.tmk");
+    assert!(stdout.contains("dirty_decay_ms=10000\n"), "{stdout}");
+
+    // On glibc, mallctl is refused and the early blocks are glibc's as everything else.
+    let (stdout, p) = run("glibc", Some("dirty_decay_ms:0"), "glibc.tmk");
+    assert_eq!(p.header.allocator, "glibc");
+    assert!(stdout.contains("mallctl=ENOENT\n"), "{stdout}");
+}
+
+#[test]
+fn jemalloc_is_refused_when_too_many_blocks_predate_the_library() {
+    let dir = Scratch::new("early-overflow");
+    build_shared(&dir, "early");
+    let exe = build_c_with(&dir, "backend", &["early"]);
+    let out_path = dir.path("overflow.tmk");
+    let mut c = preloaded(&exe, &out_path);
+    c.env("TIDEMARK_ALLOCATOR", "jemalloc")
+        .env("EARLY_BLOCKS", "5000");
+    let out = run_ok(c);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        stderr.starts_with("tidemark: ")
+            && stderr
+                .ends_with(" blocks were allocated before the library started; staying on glibc\n"),
+        "{stderr}"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        stdout.contains("mallctl=ENOENT\n") && stdout.ends_with("ok\n"),
+        "{stdout}"
+    );
+    assert_eq!(read_profile(&out_path).header.allocator, "glibc");
+}
+
+#[test]
+fn cross_thread_churn_on_jemalloc() {
+    let dir = Scratch::new("threads-je");
+    let exe = build_c(&dir, "threads");
+    let out_path = dir.path("threads.tmk");
+    let mut c = preloaded(&exe, &out_path);
+    c.env("TIDEMARK_ALLOCATOR", "jemalloc");
+    run_ok(c);
+    let p = read_profile(&out_path);
+    assert!(p.truncation.is_none());
+    assert_eq!(p.header.allocator, "jemalloc");
+    let allocs = p
+        .records
+        .iter()
+        .filter(|r| matches!(r, Record::Alloc { .. }))
+        .count();
+    assert!(allocs >= 400_000, "{allocs}");
+}
+
+#[test]
+fn live_trace_prints_a_line_per_second() {
+    let dir = Scratch::new("trace");
+    build_shared(&dir, "early");
+    let exe = build_c_with(&dir, "backend", &["early"]);
+    for (allocator, limit) in [("jemalloc", Some("1073741824")), ("glibc", None)] {
+        let out_path = dir.path(&format!("trace-{allocator}.tmk"));
+        let mut c = preloaded(&exe, &out_path);
+        c.args(["churn", "1500"])
+            .env("TIDEMARK_TRACE", "1")
+            .env("TIDEMARK_ALLOCATOR", allocator);
+        if let Some(l) = limit {
+            c.env("TIDEMARK_LIMIT_BYTES", l);
+        }
+        let out = run_ok(c);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        let lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with("tm @")).collect();
+        assert!(!lines.is_empty(), "no trace line: {stderr}");
+        for l in &lines {
+            for part in [" heap ", "/s) rss ", " allocs ", "/s p99 alloc "] {
+                assert!(l.contains(part), "{part:?} missing in {l:?}");
+            }
+            assert_eq!(l.contains(" limit "), limit.is_some(), "{l}");
+            // Human units: bytes in B/KiB/MiB/GiB, the heap growing.
+            assert!(l.contains("iB (+") || l.contains("B (+"), "{l}");
+        }
+        // The profile itself is unaffected.
+        assert!(read_profile(&out_path).truncation.is_none());
+    }
 }
 
 #[test]
@@ -381,17 +638,24 @@ fn sampling_records_a_poisson_fraction_and_only_sampled_frees() {
     let mut n77 = 0;
     for r in &p.records {
         match *r {
-            Record::Alloc { addr, size, stack, .. } => {
+            Record::Alloc {
+                addr, size, stack, ..
+            } => {
                 p.stack_of(stack);
                 n77 += usize::from(size == 77);
                 live.insert(addr);
             }
-            Record::Realloc { old_addr, new_addr, .. } => {
+            Record::Realloc {
+                old_addr, new_addr, ..
+            } => {
                 assert!(live.remove(&old_addr));
                 live.insert(new_addr);
             }
             Record::Free { addr, .. } => {
-                assert!(live.remove(&addr), "free of a block that was not sampled: {addr:#x}");
+                assert!(
+                    live.remove(&addr),
+                    "free of a block that was not sampled: {addr:#x}"
+                );
             }
             _ => {}
         }
@@ -428,13 +692,18 @@ fn dlopened_module_is_mapped_and_unwound() {
             _ => None,
         })
         .collect();
-    assert!(generations.len() >= 2, "no new module map after dlopen: {generations:?}");
+    assert!(
+        generations.len() >= 2,
+        "no new module map after dlopen: {generations:?}"
+    );
     assert!(p.modules.iter().any(|m| m.path == plugin.to_string_lossy()));
     let stacks: HashSet<u64> = p
         .records
         .iter()
         .filter_map(|r| match r {
-            Record::Alloc { size: 123, stack, .. } => Some(*stack),
+            Record::Alloc {
+                size: 123, stack, ..
+            } => Some(*stack),
             _ => None,
         })
         .collect();
@@ -442,7 +711,77 @@ fn dlopened_module_is_mapped_and_unwound() {
     let f = p.stack_of(*stacks.iter().next().unwrap());
     let module = |a: u64| p.module_of(a).map(|m| m.path.clone()).unwrap_or_default();
     assert_eq!(module(f[0]), plugin.to_string_lossy(), "{f:x?}");
-    assert_eq!(module(f[1]), exe.to_string_lossy(), "main after the plugin: {f:x?}");
+    assert_eq!(
+        module(f[1]),
+        exe.to_string_lossy(),
+        "main after the plugin: {f:x?}"
+    );
+}
+
+#[test]
+fn cross_thread_churn_replays_consistently_by_sequence() {
+    let dir = Scratch::new("threads");
+    let exe = build_c(&dir, "threads");
+    let out_path = dir.path("threads.tmk");
+    run_ok(preloaded(&exe, &out_path));
+    let p = read_profile(&out_path);
+    assert!(p.truncation.is_none());
+    // (seq, op): op 0 = alloc addr, 1 = free addr.
+    let mut ops: Vec<(u64, u8, u64)> = Vec::new();
+    let mut tids = HashSet::new();
+    for r in &p.records {
+        match *r {
+            Record::Alloc { seq, addr, tid, .. } => {
+                ops.push((seq, 0, addr));
+                tids.insert(tid);
+            }
+            Record::Free { seq, addr, tid } => {
+                ops.push((seq, 1, addr));
+                tids.insert(tid);
+            }
+            Record::Realloc {
+                free_seq,
+                seq,
+                old_addr,
+                new_addr,
+                tid,
+                ..
+            } => {
+                tids.insert(tid);
+                ops.push((free_seq, 1, old_addr));
+                ops.push((seq, 0, new_addr));
+            }
+            _ => {}
+        }
+    }
+    assert!(tids.len() >= 8, "{tids:?}");
+    ops.sort_unstable();
+    for w in ops.windows(2) {
+        assert_ne!(w[0].0, w[1].0, "sequence number used twice");
+    }
+    let mut live: HashSet<u64> = HashSet::new();
+    let (mut allocs, mut frees, mut unknown_frees) = (0, 0, 0);
+    for (seq, op, addr) in ops {
+        if op == 0 {
+            assert!(
+                live.insert(addr),
+                "seq {seq}: {addr:#x} allocated while live"
+            );
+            allocs += 1;
+        } else if live.remove(&addr) {
+            frees += 1;
+        } else {
+            // Only blocks allocated before recording started (none here) may be unknown.
+            unknown_frees += 1;
+        }
+    }
+    // 4 x 50000 x 2 mallocs plus realloc'd blocks, all freed.
+    assert!(allocs >= 400_000, "{allocs}");
+    assert!(frees >= 400_000, "{frees}");
+    assert!(
+        unknown_frees < 10,
+        "{unknown_frees} frees of unknown blocks"
+    );
 }
 
 #[test]

@@ -12,6 +12,15 @@ pub const DEFAULT_OUTPUT: &str = "tidemark.%e.%p.tmk";
 pub const DEFAULT_INTERVAL_MS: u64 = 10;
 /// How often buffers are written to the file. Chunks reach the file at least this often.
 pub const DEFAULT_FLUSH_MS: u64 = 100;
+/// One allocator call in this many is timed for the latency keys (see `record::latency`).
+pub const DEFAULT_LATENCY_EVERY: u32 = 8;
+/// Allocators the preload library can forward to.
+pub const ALLOCATORS: [&str; 2] = ["glibc", "jemalloc"];
+
+/// A function the writer thread calls at every timeline sample to append `(sample_key, value)`
+/// pairs, e.g. [`crate::record::jemalloc_sampler`] (feature `jemalloc`). It runs on the writer
+/// thread, whose own allocations are never recorded.
+pub type ExtraSampler = fn(&mut Vec<(u64, u64)>);
 
 /// One environment option.
 #[derive(Debug, Clone, Copy)]
@@ -52,10 +61,34 @@ pub const ENV_OPTIONS: &[EnvOption] = &[
         default: "0",
         help: "mean bytes between sampled allocations; 0 records every allocation",
     },
+    EnvOption {
+        name: "TIDEMARK_ALLOCATOR",
+        default: "glibc",
+        help: "allocator the preload library forwards to: glibc or jemalloc (bundled); \
+               ignored by the in-process recorder",
+    },
+    EnvOption {
+        name: "TIDEMARK_MALLOC_CONF",
+        default: "",
+        help: "options for the bundled jemalloc, in MALLOC_CONF syntax \
+               (dirty_decay_ms:0,narenas:2); preload library only",
+    },
+    EnvOption {
+        name: "TIDEMARK_TRACE",
+        default: "0",
+        help: "1 prints one line per second on stderr: heap, growth, RSS, limit, allocation \
+               rate, p99 allocator latency",
+    },
+    EnvOption {
+        name: "TIDEMARK_LATENCY_EVERY",
+        default: "8",
+        help: "time one allocator call in this many (a power of two up to 1024) for the \
+               latency percentiles; 1 times every call, 0 none",
+    },
 ];
 
 /// What the recorder does. Defaults are those of [`ENV_OPTIONS`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Config {
     /// Output path template (`%p` → pid, `%e` → executable name, `%%` → `%`). Default:
     /// [`DEFAULT_OUTPUT`].
@@ -72,8 +105,17 @@ pub struct Config {
     pub limit_bytes: u64,
     /// `"preload"` or `"in-process"`. Default: `"preload"`.
     pub source: &'static str,
-    /// Allocator serving the program, stored in the header. Default: `"glibc"`.
+    /// Allocator serving the program, stored in the header (`TIDEMARK_ALLOCATOR` for the
+    /// preload library). Default: `"glibc"`.
     pub allocator: String,
+    /// Print a live trace line on stderr once a second (`TIDEMARK_TRACE=1`). Default: false.
+    pub trace: bool,
+    /// Time one allocator call in this many, chosen at random, for the latency keys of the
+    /// timeline; a power of two, 1 = every call, 0 = none. Default: [`DEFAULT_LATENCY_EVERY`].
+    pub latency_every: u32,
+    /// Called by the writer at every timeline sample to add readings, e.g.
+    /// [`crate::record::jemalloc_sampler`] when jemalloc serves the program. Default: `None`.
+    pub extra_sampler: Option<ExtraSampler>,
 }
 
 impl Default for Config {
@@ -87,9 +129,49 @@ impl Default for Config {
             limit_bytes: 0,
             source: "preload",
             allocator: "glibc".to_owned(),
+            trace: false,
+            latency_every: DEFAULT_LATENCY_EVERY,
+            extra_sampler: None,
         }
     }
 }
+
+/// Field by field; extra samplers compare by address.
+impl PartialEq for Config {
+    fn eq(&self, o: &Config) -> bool {
+        let Config {
+            output,
+            interval_ms,
+            flush_ms,
+            unwind,
+            sampling_rate,
+            limit_bytes,
+            source,
+            allocator,
+            trace,
+            latency_every,
+            extra_sampler,
+        } = self;
+        let same_sampler = match (extra_sampler, o.extra_sampler) {
+            (None, None) => true,
+            (Some(a), Some(b)) => std::ptr::fn_addr_eq(*a, b),
+            _ => false,
+        };
+        *output == o.output
+            && *interval_ms == o.interval_ms
+            && *flush_ms == o.flush_ms
+            && *unwind == o.unwind
+            && *sampling_rate == o.sampling_rate
+            && *limit_bytes == o.limit_bytes
+            && *source == o.source
+            && *allocator == o.allocator
+            && *trace == o.trace
+            && *latency_every == o.latency_every
+            && same_sampler
+    }
+}
+
+impl Eq for Config {}
 
 impl Config {
     /// Reads [`ENV_OPTIONS`] from the environment. An invalid value keeps its default and is
@@ -126,6 +208,31 @@ impl Config {
                 warnings.push(format!("TIDEMARK_OUTPUT is empty; using {DEFAULT_OUTPUT}"));
             } else {
                 cfg.output = PathBuf::from(v);
+            }
+        }
+        if let Some(v) = get("TIDEMARK_LATENCY_EVERY") {
+            match v.trim().parse::<u32>() {
+                Ok(n) if n == 0 || (n.is_power_of_two() && n <= 1024) => cfg.latency_every = n,
+                _ => warnings.push(format!(
+                    "TIDEMARK_LATENCY_EVERY={v:?} is not 0 or a power of two up to 1024; using {}",
+                    DEFAULT_LATENCY_EVERY
+                )),
+            }
+        }
+        if let Some(v) = get("TIDEMARK_TRACE") {
+            match v.trim() {
+                "1" | "true" | "yes" | "on" => cfg.trace = true,
+                "0" | "false" | "no" | "off" | "" => cfg.trace = false,
+                _ => warnings.push(format!("TIDEMARK_TRACE={v:?} is neither 1 nor 0; using 0")),
+            }
+        }
+        if let Some(v) = get("TIDEMARK_ALLOCATOR") {
+            let name = v.trim().to_ascii_lowercase();
+            match ALLOCATORS.iter().find(|a| **a == name) {
+                Some(a) => cfg.allocator = (*a).to_owned(),
+                None => warnings.push(format!(
+                    "TIDEMARK_ALLOCATOR={v:?} is neither \"glibc\" nor \"jemalloc\"; using glibc"
+                )),
             }
         }
         if let Some(v) = get("TIDEMARK_UNWIND") {
@@ -239,14 +346,22 @@ mod tests {
             ("TIDEMARK_UNWIND", "FP"),
             ("TIDEMARK_LIMIT_BYTES", "1073741824"),
             ("TIDEMARK_SAMPLE_RATE", "524288"),
+            ("TIDEMARK_ALLOCATOR", "JeMalloc"),
+            ("TIDEMARK_TRACE", "1"),
+            ("TIDEMARK_LATENCY_EVERY", "1"),
+            ("TIDEMARK_MALLOC_CONF", "dirty_decay_ms:0"),
         ]);
         assert!(w.is_empty(), "{w:?}");
+        assert_eq!(cfg.allocator, "jemalloc");
+        assert!(cfg.trace);
+        assert_eq!(cfg.latency_every, 1);
+        assert!(cfg.extra_sampler.is_none());
         assert_eq!(cfg.output, PathBuf::from("/tmp/x.%p.tmk"));
         assert_eq!(cfg.interval_ms, 25);
         assert_eq!(cfg.unwind, UnwindMode::Fp);
         assert_eq!(cfg.limit_bytes, 1 << 30);
         assert_eq!(cfg.sampling_rate, 524288);
-        assert_eq!(ENV_OPTIONS.len(), 5);
+        assert_eq!(ENV_OPTIONS.len(), 9);
     }
 
     #[test]
@@ -255,9 +370,12 @@ mod tests {
             ("TIDEMARK_INTERVAL_MS", "0"),
             ("TIDEMARK_UNWIND", "libunwind"),
             ("TIDEMARK_LIMIT_BYTES", "1G"),
+            ("TIDEMARK_ALLOCATOR", "tcmalloc"),
+            ("TIDEMARK_TRACE", "maybe"),
+            ("TIDEMARK_LATENCY_EVERY", "3"),
         ]);
         assert_eq!(cfg, Config::default());
-        assert_eq!(w.len(), 3);
+        assert_eq!(w.len(), 6, "{w:?}");
         assert!(w[0].contains("TIDEMARK_INTERVAL_MS"));
     }
 

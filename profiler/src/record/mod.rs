@@ -7,10 +7,13 @@
 //!
 //! ```text
 //!  record_alloc ─► enter (pthread key → state, busy=1) ─► unwind + intern stack
-//!               ─► lock thread buffer ─► real allocator ─► seq = SEQ++ ─► append ─► unlock
-//!  record_free  ─► enter ─► lock ─► seq = SEQ++ ─► append ─► unlock ─► real free
-//!  writer       ─► every interval: sample; every flush (or when a buffer fills):
+//!               ─► lock thread buffer ─► real allocator* ─► seq = SEQ++ ─► append ─► unlock
+//!  record_free  ─► enter ─► lock ─► seq = SEQ++ ─► append ─► unlock ─► real free*
+//!  writer       ─► every interval: sample (/proc, latency, extra sampler, live trace);
+//!                  every flush (or when a buffer fills):
 //!                  W = SEQ; swap buffers; full queue; stack definitions → chunks; watermark W
+//!
+//!  * timed with the TSC for one call in `latency_every` (see [`latency`])
 //! ```
 //!
 //! Usage (what the preload library does):
@@ -23,23 +26,30 @@
 //! }
 //! // in the malloc hook:
 //! # unsafe fn real_malloc(n: usize) -> *mut u8 { std::ptr::null_mut() }
+//! // SAFETY: the closure is the real allocation.
 //! let p = unsafe { record::record_alloc(AllocKind::Malloc, 77, 0, || real_malloc(77)) };
 //! record::finish(); // from atexit
 //! ```
 
 mod buffer;
 pub mod config;
+#[cfg(feature = "jemalloc")]
+mod jemalloc;
+mod latency;
 mod sampler;
 mod sampling;
 mod session;
 pub(crate) mod spin;
 mod stacks;
 mod thread;
+mod trace;
 mod writer;
 
 pub use crate::format::AllocKind;
 pub use crate::unwind::UnwindMode;
-pub use config::{Config, EnvOption, ENV_OPTIONS};
+pub use config::{Config, EnvOption, ExtraSampler, ENV_OPTIONS};
+#[cfg(feature = "jemalloc")]
+pub use jemalloc::jemalloc_sampler;
 
 use crate::format;
 use crate::unwind::{self, Skip};
@@ -152,6 +162,21 @@ fn next_seq() -> u64 {
     SEQ.fetch_add(1, Ordering::SeqCst)
 }
 
+/// Calls the real allocator function, timing it when this call is among the randomly picked
+/// ones (see [`latency`]).
+#[inline(always)]
+fn timed<R>(s: &Session, t: &ThreadState, real: impl FnOnce() -> R) -> R {
+    let every = s.cfg.latency_every;
+    // SAFETY: called on the owning thread while busy.
+    if every == 0 || !unsafe { t.latency.pick(every) } {
+        return real();
+    }
+    let t0 = latency::ticks();
+    let r = real();
+    t.latency.record(latency::ticks().wrapping_sub(t0));
+    r
+}
+
 /// Records an allocation made by `real` (called exactly once, with the thread's buffer locked).
 /// `align` is the requested alignment, 0 for the allocator's default.
 ///
@@ -170,14 +195,14 @@ pub unsafe fn record_alloc(
         return real();
     };
     if s.sampling_rate() != 0 && !sampled(s, t, size) {
-        let p = real();
+        let p = timed(s, t, real);
         thread::leave(t);
         return p;
     }
     let stack = stack_id(s, t, marker);
     let p = {
         let _g = t.lock.lock();
-        let p = real();
+        let p = timed(s, t, real);
         if !p.is_null() && track(s, p) {
             let seq = next_seq();
             // SAFETY: the lock is held and the thread is busy.
@@ -193,9 +218,7 @@ pub unsafe fn record_alloc(
 #[inline(never)]
 fn sampled(s: &Session, t: &ThreadState, size: usize) -> bool {
     // SAFETY: called on the owning thread while busy.
-    unsafe { t.owned() }
-        .countdown
-        .take(size, s.sampling_rate())
+    unsafe { t.owned() }.countdown.take(size, s.sampling_rate())
 }
 
 /// Sampling mode: remembers a recorded block so its free is recorded too. False when it cannot
@@ -204,10 +227,12 @@ fn sampled(s: &Session, t: &ThreadState, size: usize) -> bool {
 fn track(s: &Session, p: *mut u8) -> bool {
     match &s.sampled {
         None => true,
-        Some(set) => set.insert(p as u64) || {
-            s.note_dropped();
-            false
-        },
+        Some(set) => {
+            set.insert(p as u64) || {
+                s.note_dropped();
+                false
+            }
+        }
     }
 }
 
@@ -231,7 +256,7 @@ pub unsafe fn record_free(ptr: *mut u8, real: impl FnOnce()) {
         return real();
     };
     if !untrack(s, ptr) {
-        real();
+        timed(s, t, real);
         thread::leave(t);
         return;
     }
@@ -241,7 +266,7 @@ pub unsafe fn record_free(ptr: *mut u8, real: impl FnOnce()) {
         // SAFETY: the lock is held and the thread is busy.
         unsafe { append_free(s, t, seq, ptr as u64) };
     }
-    real();
+    timed(s, t, real);
     thread::leave(t);
 }
 
@@ -277,12 +302,22 @@ pub unsafe fn record_realloc(
     let p = {
         let _g = t.lock.lock();
         let free_seq = next_seq();
-        let p = real();
+        let p = timed(s, t, real);
         if !p.is_null() {
             let seq = next_seq();
             // SAFETY: the lock is held and the thread is busy.
             unsafe {
-                append_realloc(s, t, free_seq, seq, ptr as u64, p as u64, size as u64, stack, kind)
+                append_realloc(
+                    s,
+                    t,
+                    free_seq,
+                    seq,
+                    ptr as u64,
+                    p as u64,
+                    size as u64,
+                    stack,
+                    kind,
+                )
             };
         } else if size == 0 {
             // SAFETY: as above.
@@ -311,12 +346,12 @@ unsafe fn sampled_realloc(
     let old = untrack(s, ptr);
     let new = size != 0 && sampled(s, t, size);
     if !old && !new {
-        return real();
+        return timed(s, t, real);
     }
     let stack = if new { stack_id(s, t, marker) } else { 0 };
     let _g = t.lock.lock();
     let free_seq = if old { next_seq() } else { 0 };
-    let p = real();
+    let p = timed(s, t, real);
     if p.is_null() {
         if size == 0 && old {
             // SAFETY: the lock is held and the thread is busy.
@@ -333,7 +368,17 @@ unsafe fn sampled_realloc(
             let seq = next_seq();
             // SAFETY: the lock is held and the thread is busy.
             unsafe {
-                append_realloc(s, t, free_seq, seq, ptr as u64, p as u64, size as u64, stack, kind)
+                append_realloc(
+                    s,
+                    t,
+                    free_seq,
+                    seq,
+                    ptr as u64,
+                    p as u64,
+                    size as u64,
+                    stack,
+                    kind,
+                )
             }
         }
         // SAFETY: as above.
@@ -430,3 +475,10 @@ unsafe fn append_realloc(
 
 #[cfg(test)]
 mod tests;
+
+/// True when the calling thread is inside the recorder right now, so an allocation it makes is
+/// the recorder's own (it is passed through unrecorded). In-process wrappers use this to keep
+/// the recorder's allocations out of their counters.
+pub fn in_recorder() -> bool {
+    running().is_some_and(thread::is_busy)
+}

@@ -104,7 +104,10 @@ mod tests {
     fn sampling_probability_matches_poisson() {
         let rate = 4096;
         let mut c = Countdown::new(42, rate);
-        for (size, expect) in [(64usize, 1.0 - (-64.0f64 / 4096.0).exp()), (8192, 1.0 - (-2.0f64).exp())] {
+        for (size, expect) in [
+            (64usize, 1.0 - (-64.0f64 / 4096.0).exp()),
+            (8192, 1.0 - (-2.0f64).exp()),
+        ] {
             let n = 200_000;
             let hits = (0..n).filter(|_| c.take(size, rate)).count();
             let p = hits as f64 / n as f64;

@@ -3,7 +3,7 @@
 //! session at a time.
 
 use super::*;
-use crate::format::{trailer_key, Reader, Record};
+use crate::format::{sample_key, trailer_key, Reader, Record};
 use std::collections::{HashMap, HashSet};
 use std::hint::black_box;
 
@@ -19,6 +19,11 @@ fn site_b(addr: usize) -> *mut u8 {
     black_box(unsafe { record_alloc(AllocKind::Calloc, 48, 0, || addr as *mut u8) })
 }
 
+/// An extra sampler: every sample carries key 999.
+fn extra(out: &mut Vec<(u64, u64)>) {
+    out.push((999, 42));
+}
+
 #[test]
 fn session_records_threads_and_finishes_cleanly() {
     let dir = std::env::temp_dir().join(format!("tidemark-record-{}", std::process::id()));
@@ -30,6 +35,8 @@ fn session_records_threads_and_finishes_cleanly() {
         source: "in-process",
         allocator: "fake".to_owned(),
         flush_ms: 20,
+        latency_every: 1,
+        extra_sampler: Some(extra),
         ..Config::default()
     };
     start(cfg).unwrap();
@@ -168,6 +175,30 @@ fn session_records_threads_and_finishes_cleanly() {
             .iter()
             .any(|r| matches!(r, Record::ThreadExit { tid: t, .. } if t == tid)));
     }
+    // Timeline samples: the extra sampler's key in each, and the latency of the timed fake
+    // calls (every call is timed here) in at least one, ordered.
+    let samples: Vec<&Vec<(u64, u64)>> = recs
+        .iter()
+        .filter_map(|r| match r {
+            Record::Sample { values, .. } => Some(values),
+            _ => None,
+        })
+        .collect();
+    assert!(!samples.is_empty());
+    assert!(samples.iter().all(|v| v.contains(&(999, 42))));
+    let lat: Vec<[u64; 3]> = samples
+        .iter()
+        .filter_map(|v| {
+            let get = |k| v.iter().find(|p| p.0 == k).map(|p| p.1);
+            Some([
+                get(sample_key::ALLOC_LATENCY_P50_NS)?,
+                get(sample_key::ALLOC_LATENCY_P99_NS)?,
+                get(sample_key::ALLOC_LATENCY_MAX_NS)?,
+            ])
+        })
+        .collect();
+    assert!(!lat.is_empty());
+    assert!(lat.iter().all(|[a, b, c]| a <= b && b <= c), "{lat:?}");
     let trailer = match recs.last().unwrap() {
         Record::Trailer { values } => values.clone(),
         other => panic!("last record is {other:?}"),

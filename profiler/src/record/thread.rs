@@ -14,6 +14,7 @@
 //! ```
 
 use super::buffer::Buffer;
+use super::latency::ThreadLatency;
 use super::sampling::Countdown;
 use super::session::{Session, SEQ};
 use super::spin::SpinLock;
@@ -100,15 +101,16 @@ impl Exited {
         }
     }
     fn insert(&self, t: &ThreadState) {
+        // Claim a slot by its tid first: two exiting threads may race for the same slot, and
+        // only the winner may write the state pointer. Only `t`'s own thread looks its tid up,
+        // after this returns.
         for (i, slot) in self.tids.iter().enumerate() {
-            if slot.load(Ordering::Relaxed) == 0 {
+            if slot
+                .compare_exchange(0, t.tid, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            {
                 self.states[i].store(t as *const _ as *mut _, Ordering::Release);
-                if slot
-                    .compare_exchange(0, t.tid, Ordering::AcqRel, Ordering::Relaxed)
-                    .is_ok()
-                {
-                    return;
-                }
+                return;
             }
         }
     }
@@ -124,11 +126,9 @@ impl Exited {
     /// Unlists `t`.
     pub fn remove(&self, t: &ThreadState) {
         for (i, slot) in self.tids.iter().enumerate() {
-            if std::ptr::eq(self.states[i].load(Ordering::Acquire), t)
-                && slot
-                    .compare_exchange(t.tid, 0, Ordering::AcqRel, Ordering::Relaxed)
-                    .is_ok()
-            {
+            if std::ptr::eq(self.states[i].load(Ordering::Acquire), t) {
+                self.states[i].store(std::ptr::null_mut(), Ordering::Release);
+                slot.store(0, Ordering::Release);
                 return;
             }
         }
@@ -204,6 +204,8 @@ pub struct ThreadState {
     pub exiting: AtomicBool,
     /// Event counts.
     pub counters: Counters,
+    /// Allocator call latency (owner records, writer collects).
+    pub latency: ThreadLatency,
     /// Stack bounds at registration.
     pub bounds: StackBounds,
 }
@@ -467,6 +469,7 @@ pub fn register(s: &'static Session, tid: u32, writer: bool) -> Option<&'static 
         }),
         exiting: AtomicBool::new(false),
         counters: Counters::default(),
+        latency: ThreadLatency::new(u64::from(tid).rotate_left(32) ^ super::session::mono_ns()),
         bounds,
     });
     let t: &'static ThreadState = Box::leak(state);
@@ -512,10 +515,30 @@ unsafe extern "C" fn on_thread_exit(p: *mut libc::c_void) {
     if !std::ptr::eq(t.session, s) || !s.is_running() {
         return;
     }
+    // glibc has already cleared the key, so `busy` is not reachable from the hooks: make the
+    // allocations done here pass through by listing the thread as registering.
+    let listed = REGISTERING.insert(t.tid);
     // SAFETY: this is the owning thread.
     let o = unsafe { t.owned() };
     let was_busy = o.busy;
     o.busy = true;
     t.exit(s);
     o.busy = was_busy;
+    if listed {
+        REGISTERING.remove(t.tid);
+    }
+}
+
+/// True when the calling thread is inside the recorder of `s` (busy or registering): its
+/// allocations are the recorder's own.
+pub fn is_busy(s: &'static Session) -> bool {
+    let key = KEY.load(Ordering::Relaxed);
+    // SAFETY: the key exists whenever a session does.
+    let p = unsafe { libc::pthread_getspecific(key) } as *const ThreadState;
+    // SAFETY: key values are live states (freed only after the thread is gone).
+    match unsafe { p.as_ref() } {
+        // SAFETY: this is the owning thread; `busy` is only read.
+        Some(t) if std::ptr::eq(t.session, s) => unsafe { t.owned() }.busy,
+        _ => REGISTERING.contains(gettid()),
+    }
 }

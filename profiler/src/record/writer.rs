@@ -6,9 +6,11 @@
 //! every event with a sequence number below `W` is then in the file.
 
 use super::buffer::Buffer;
+use super::latency::{self, Collector, Interval};
 use super::sampler::Sources;
 use super::session::{self, lock, mono_ns, Session, SEQ};
 use super::thread::{self, EXITED, REGISTERING};
+use super::trace::Trace;
 use crate::format::{self, sample_key, trailer_key};
 use std::fs::File;
 use std::io::{self, Write};
@@ -73,7 +75,16 @@ struct Writer {
     sources: Sources,
     module_gen: u64,
     values: Vec<(u64, u64)>,
+    /// Allocator latency collected from the threads, and the last interval's.
+    latency: Collector,
+    interval: Interval,
+    /// TSC ticks per ns (1 where the hooks read CLOCK_MONOTONIC).
+    ticks_per_ns: f64,
+    trace: Option<Trace>,
 }
+
+/// How long the writer calibrates the TSC against CLOCK_MONOTONIC before its first sample.
+const CALIBRATION_NS: u64 = 5_000_000;
 
 impl Writer {
     fn new(s: &'static Session, file: File) -> Writer {
@@ -86,6 +97,14 @@ impl Writer {
             sources: Sources::discover(),
             module_gen: 1,
             values: Vec::with_capacity(32),
+            latency: Collector::default(),
+            interval: Interval::default(),
+            ticks_per_ns: if s.cfg.latency_every == 0 {
+                1.0
+            } else {
+                latency::calibrate(CALIBRATION_NS)
+            },
+            trace: s.cfg.trace.then(|| Trace::new(s.cfg.limit_bytes)),
         }
     }
 
@@ -151,8 +170,31 @@ impl Writer {
             (sample_key::FREE_CALLS, frees + reallocs),
         ]);
         self.sources.read(&mut self.values);
+        self.collect_latency();
+        if let Some([p50, p99, max]) = self.interval.summary_ns(self.ticks_per_ns) {
+            self.values.extend_from_slice(&[
+                (sample_key::ALLOC_LATENCY_P50_NS, p50),
+                (sample_key::ALLOC_LATENCY_P99_NS, p99),
+                (sample_key::ALLOC_LATENCY_MAX_NS, max),
+            ]);
+        }
+        if let Some(extra) = self.s.cfg.extra_sampler {
+            extra(&mut self.values);
+        }
         let t_ns = now.saturating_sub(self.s.start_mono_ns);
         format::put_sample(&mut self.pending, seq, t_ns, &self.values);
+        if let Some(trace) = &mut self.trace {
+            trace.on_sample(t_ns, &self.values, &self.interval, self.ticks_per_ns);
+        }
+    }
+
+    /// Moves the calls every thread timed since the last sample into `self.interval`.
+    fn collect_latency(&mut self) {
+        for tp in lock(&self.s.registry).iter() {
+            // SAFETY: this is the writer thread.
+            unsafe { self.latency.collect(&tp.0.latency) };
+        }
+        self.latency.take(&mut self.interval);
     }
 
     fn check_modules(&mut self) {
@@ -179,6 +221,9 @@ impl Writer {
             }
             reg.swap_remove(i);
             EXITED.remove(t);
+            // Its last timed calls count in the next sample.
+            // SAFETY: this is the writer thread.
+            unsafe { self.latency.collect(&t.latency) };
             if let Some(b) = t.take_buffer() {
                 // SAFETY: the buffer was owned by the state and now by the writer.
                 if unsafe { b.as_ref() }.dirty {

@@ -48,6 +48,12 @@ impl<A> Tracking<A> {
     }
 }
 
+/// The recorder's own allocations (made while it records) stay out of the counters.
+#[inline]
+fn recorder_internal() -> bool {
+    session::recording() && crate::record::in_recorder()
+}
+
 fn kind_for(layout: &Layout, zeroed: bool) -> AllocKind {
     match (zeroed, layout.align() > 16) {
         (true, _) => AllocKind::Calloc,
@@ -84,7 +90,7 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Tracking<A> {
             // SAFETY: forwarded with the caller's contract.
             unsafe { self.inner.alloc(layout) }
         };
-        if !p.is_null() {
+        if !p.is_null() && !recorder_internal() {
             counters::on_alloc(p, layout.size());
         }
         p
@@ -107,7 +113,7 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Tracking<A> {
             // SAFETY: forwarded with the caller's contract.
             unsafe { self.inner.alloc_zeroed(layout) }
         };
-        if !p.is_null() {
+        if !p.is_null() && !recorder_internal() {
             counters::on_alloc(p, layout.size());
         }
         p
@@ -115,7 +121,9 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Tracking<A> {
 
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        counters::on_free(ptr, layout.size());
+        if !recorder_internal() {
+            counters::on_free(ptr, layout.size());
+        }
         if session::recording() {
             // SAFETY: the closure performs the real free exactly once.
             unsafe { crate::record::record_free(ptr, || self.inner.dealloc(ptr, layout)) }
@@ -138,7 +146,7 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Tracking<A> {
             // SAFETY: forwarded with the caller's contract.
             unsafe { self.inner.realloc(ptr, layout, new_size) }
         };
-        if !p.is_null() {
+        if !p.is_null() && !recorder_internal() {
             counters::on_free(ptr, layout.size());
             counters::on_alloc(p, new_size);
         }

@@ -44,11 +44,22 @@ pub struct Session {
 }
 
 impl Session {
-    /// Starts recording every allocation of the process into `path`.
+    /// Starts recording every allocation of the process into `path`, replacing any file there.
     pub fn start(path: impl AsRef<Path>) -> Result<Session, SessionError> {
         let path = path.as_ref().to_path_buf();
         if RECORDING.load(Ordering::Acquire) {
             return Err(SessionError::AlreadyRecording);
+        }
+        // The recorder never overwrites (a child inheriting TIDEMARK_OUT gets its own file);
+        // a path given here is the caller's to replace.
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(SessionError::Start {
+                    path,
+                    reason: format!("cannot replace the existing file: {e}"),
+                })
+            }
+            _ => {}
         }
         start_recorder(&path)?;
         Ok(Session { path })

@@ -108,7 +108,9 @@ impl ThreadUnwinder {
 
     /// Captures the calling thread's stack into `out`. Never allocates; never faults.
     ///
-    /// Inlined into its caller, whose frame becomes frame 0 (one unwinding step less).
+    /// Inlined into its caller, whose frame becomes frame 0 (one unwinding step less). Frame 0
+    /// is never recorded: the stack starts at the return address into the caller's caller, or
+    /// further out as `skip` says.
     #[inline(always)]
     pub fn capture(
         &mut self,

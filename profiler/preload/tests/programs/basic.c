@@ -5,7 +5,10 @@
  *   alloc77:     1000 x malloc(77), the first 300 freed by free300
  *   calloc_site: calloc(10, 12) = 120 bytes, kept
  *   realloc_site: realloc(NULL, 40) (kind realloc), realloc(p, 4000) (realloc record),
- *                 realloc(p, 0) (a free); malloc(8), a failing realloc of it, free
+ *                 realloc(p, 0) (a free); malloc(8), a failing realloc of it, free;
+ *                 reallocarray(NULL, 7, 9) = 63 bytes (kind reallocarray), reallocarray(p, 11,
+ *                 13) = 143 (realloc record), an overflowing reallocarray (ENOMEM, p kept),
+ *                 free
  *   aligned_site: posix_memalign(64, 100), aligned_alloc(32, 64), memalign(128, 10),
  *                 valloc(5), pvalloc(5): all kept; posix_memalign(24, ...) -> EINVAL
  *   strdup_site: strdup of a 14-char string (15 bytes, allocated inside libc)
@@ -48,6 +51,15 @@ __attribute__((noinline)) void realloc_site(void) {
     void *r = realloc(q, SIZE_MAX / 2);
     if (r != NULL) abort();
     free(q);
+    void *volatile none = NULL;
+    void *a = reallocarray(none, 7, 9);
+    if (a == NULL) abort();
+    a = reallocarray(a, 11, 13);
+    if (a == NULL || malloc_usable_size(a) < 143) abort();
+    errno = 0;
+    volatile size_t big = SIZE_MAX / 4;
+    if (reallocarray(a, big, 8) != NULL || errno != ENOMEM) abort();
+    free(a);
 }
 
 __attribute__((noinline)) void aligned_site(void) {

@@ -55,20 +55,55 @@ impl Drop for Scratch {
 
 /// Compiles `tests/programs/<name>.c` with `-O2 -fomit-frame-pointer`.
 pub fn build_c(dir: &Scratch, name: &str) -> PathBuf {
+    build_c_with(dir, name, &[])
+}
+
+/// Like [`build_c`], linked with `libs` (built by [`build_shared`] into the same directory).
+pub fn build_c_with(dir: &Scratch, name: &str, libs: &[&str]) -> PathBuf {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/programs/{name}.c"));
     let exe = dir.path(name);
-    let out = Command::new("gcc")
-        .args(["-O2", "-fomit-frame-pointer", "-g", "-pthread", "-o"])
+    let mut c = Command::new("gcc");
+    c.args(["-O2", "-fomit-frame-pointer", "-g", "-pthread", "-o"])
         .arg(&exe)
-        .arg(&src)
-        .output()
-        .expect("gcc must be installed");
+        .arg(&src);
+    if !libs.is_empty() {
+        c.arg(format!("-L{}", dir.0.display()))
+            .arg(format!("-Wl,-rpath,{}", dir.0.display()));
+        for l in libs {
+            c.arg(format!("-l{l}"));
+        }
+        c.arg("-ldl");
+    }
+    gcc(c);
+    exe
+}
+
+/// Compiles `tests/programs/<name>.c` into `lib<name>.so` in `dir`.
+pub fn build_shared(dir: &Scratch, name: &str) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/programs/{name}.c"));
+    let lib = dir.path(&format!("lib{name}.so"));
+    let mut c = Command::new("gcc");
+    c.args([
+        "-O2",
+        "-fomit-frame-pointer",
+        "-g",
+        "-shared",
+        "-fPIC",
+        "-o",
+    ])
+    .arg(&lib)
+    .arg(&src);
+    gcc(c);
+    lib
+}
+
+fn gcc(mut c: Command) {
+    let out = c.output().expect("gcc must be installed");
     assert!(
         out.status.success(),
         "gcc failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    exe
 }
 
 /// A command running `exe` under the preload library, writing to `output`.

@@ -4,7 +4,7 @@
 
 mod plumbing;
 
-pub use plumbing::is_allocator_plumbing;
+pub use plumbing::{is_allocator_plumbing, is_plumbing_frame};
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -94,7 +94,8 @@ pub fn site_frame(p: &Profile, leaf: Option<StackId>) -> Option<FrameId> {
     for ip in p.stack_ips(leaf) {
         for &f in &p.ip(ip).frames {
             innermost.get_or_insert(f);
-            if !is_allocator_plumbing(p.str(p.frame(f).function)) {
+            let frame = p.frame(f);
+            if !is_plumbing_frame(p.str(frame.function), p.str(frame.file)) {
                 return Some(f);
             }
         }

@@ -72,6 +72,29 @@ pub const PLUMBING_TRAIT_IMPLS: &[&str] = &[
     " as Allocator>",
 ];
 
+/// Source paths of allocator plumbing, for inlined frames: with `debug = "line-tables-only"`
+/// an inlined function is named without its path (`push`, `new`), but its file still says where
+/// it comes from (`/rustc/<hash>/library/alloc/src/vec/mod.rs`).
+pub const PLUMBING_FILES: &[&str] = &[
+    "/library/alloc/src/",
+    "/library/core/src/alloc/",
+    "/library/core/src/fmt/",
+    "/library/std/src/alloc.rs",
+    "/library/std/src/sys/alloc/",
+];
+
+/// True when a frame is allocator plumbing by its name ([`is_allocator_plumbing`]) or, for
+/// frames named without a path, by its source file ([`PLUMBING_FILES`], hashbrown's
+/// `raw/alloc.rs`).
+pub fn is_plumbing_frame(function: &str, file: &str) -> bool {
+    if is_allocator_plumbing(function) {
+        return true;
+    }
+    !crate::symbolize::is_qualified(function)
+        && (PLUMBING_FILES.iter().any(|m| file.contains(m))
+            || (file.contains("hashbrown") && file.ends_with("raw/alloc.rs")))
+}
+
 /// Self types whose trait impls are library plumbing (`<str as alloc::string::ToString>`,
 /// `<&T as core::fmt::Display>`, `<[T] as alloc::borrow::ToOwned>`).
 const PLUMBING_SELF_TYPES: &[&str] = &["str ", "&", "[", "alloc::", "core::", "std::"];
@@ -113,6 +136,27 @@ pub fn is_allocator_plumbing(function: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn inlined_library_frames_are_plumbing_by_file() {
+        assert!(is_plumbing_frame(
+            "push",
+            "/rustc/abc/library/alloc/src/vec/mod.rs"
+        ));
+        assert!(is_plumbing_frame(
+            "new",
+            "/rustc/abc/library/alloc/src/boxed.rs"
+        ));
+        assert!(!is_plumbing_frame(
+            "churn_keep",
+            "fixtures/src/bin/tm-churn.rs"
+        ));
+        // A qualified user function defined in a file that happens to match stays user code.
+        assert!(!is_plumbing_frame(
+            "myapp::push",
+            "/home/u/library/alloc/src/x.rs"
+        ));
+    }
 
     #[test]
     fn user_code_is_not_plumbing() {

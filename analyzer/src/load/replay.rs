@@ -431,7 +431,12 @@ impl Replay {
                     }
                     let st = &mut self.stats[block.stack as usize];
                     st.frees += block.count;
-                    if block.tid == tid && self.last_alloc_seq.get(&tid) == Some(&block.seq) {
+                    // A block resized by realloc was not discarded: not a temporary (counting
+                    // it would flag every growing Vec as churn).
+                    if !realloc
+                        && block.tid == tid
+                        && self.last_alloc_seq.get(&tid) == Some(&block.seq)
+                    {
                         st.temporary_allocations += block.count;
                         self.totals.temporary_allocations += block.count;
                     }

@@ -7,7 +7,7 @@ use addr2line::Loader;
 use object::Object;
 use tidemark::format::{Module, SymbolFrame};
 
-use super::demangle::demangle;
+use super::demangle::{demangle, is_qualified};
 
 /// Where separate debug files live (Debian's `-dbgsym` / `-dbg` packages install here).
 pub const DEBUG_ROOT: &str = "/usr/lib/debug";
@@ -172,13 +172,11 @@ impl ModuleDebug {
                     .into_iter()
                     .enumerate()
                     .map(|(i, f)| SymbolFrame {
-                        function: f.function.unwrap_or_else(|| {
-                            if i + 1 == n {
-                                symbol.clone().unwrap_or_default()
-                            } else {
-                                "[inlined]".to_owned()
-                            }
-                        }),
+                        function: if i + 1 == n {
+                            outer_name(f.function, symbol.as_deref())
+                        } else {
+                            f.function.unwrap_or_else(|| "[inlined]".to_owned())
+                        },
                         file: f.file.unwrap_or_default(),
                         line: f.line,
                     })
@@ -194,6 +192,18 @@ impl ModuleDebug {
             }],
             None => Vec::new(),
         }
+    }
+}
+
+/// The name of the outermost (real, not inlined) function at an address. DWARF written with
+/// `debug = "line-tables-only"` names functions without their path (`churn_keep`, `grow_one`),
+/// while the symbol table's linkage name has it (`tm_churn::churn_keep`): prefer the qualified
+/// name when DWARF's has none.
+fn outer_name(dwarf: Option<String>, symbol: Option<&str>) -> String {
+    match (dwarf, symbol) {
+        (Some(d), Some(s)) if !is_qualified(&d) && is_qualified(s) => s.to_owned(),
+        (Some(d), _) => d,
+        (None, s) => s.unwrap_or_default().to_owned(),
     }
 }
 
@@ -259,4 +269,29 @@ fn open_debug_file(path: &Path, debug_root: &Path) -> Option<Loader> {
 /// Reads the build-id of an ELF file (for checks outside symbolization).
 pub fn file_build_id(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
     Ok(elf_facts(path)?.build_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outer_names_prefer_qualified_symbols() {
+        let q = |d: Option<&str>, s: Option<&str>| outer_name(d.map(str::to_owned), s);
+        assert_eq!(
+            q(Some("churn_keep"), Some("tm_churn::churn_keep")),
+            "tm_churn::churn_keep"
+        );
+        assert_eq!(q(Some("a::b"), Some("a::b::c")), "a::b");
+        assert_eq!(
+            q(
+                Some("finish_grow<alloc::alloc::Global>"),
+                Some("alloc::raw_vec::RawVecInner<A>::finish_grow")
+            ),
+            "alloc::raw_vec::RawVecInner<A>::finish_grow"
+        );
+        assert_eq!(q(Some("ep_malloc"), Some("ep_malloc")), "ep_malloc");
+        assert_eq!(q(None, Some("x::y")), "x::y");
+        assert_eq!(q(None, None), "");
+    }
 }

@@ -46,6 +46,31 @@ pub fn demangle(name: &str) -> Cow<'_, str> {
     Cow::Borrowed(name)
 }
 
+/// True when a demangled name has a path (`a::b`), not counting paths inside generic arguments:
+/// `finish_grow<alloc::alloc::Global>` is not qualified, `alloc::raw_vec::finish_grow` is.
+///
+/// ```
+/// use tidemark_analyzer::symbolize::is_qualified;
+/// assert!(is_qualified("tm_churn::churn_keep"));
+/// assert!(is_qualified("<T as core::clone::Clone>::clone"));
+/// assert!(!is_qualified("finish_grow<alloc::alloc::Global>"));
+/// assert!(!is_qualified("main"));
+/// ```
+pub fn is_qualified(name: &str) -> bool {
+    let mut depth = 0usize;
+    let mut prev = '\0';
+    for c in name.chars() {
+        match c {
+            '<' | '(' | '[' => depth += 1,
+            '>' | ')' | ']' => depth = depth.saturating_sub(1),
+            ':' if prev == ':' && depth == 0 => return true,
+            _ => {}
+        }
+        prev = c;
+    }
+    false
+}
+
 /// Legacy Rust symbols end in a hash component `17h` + 16 hex digits + `E`, possibly followed
 /// by a `.llvm.…`-style suffix.
 fn looks_like_legacy_rust(name: &str) -> bool {

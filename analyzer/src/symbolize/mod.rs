@@ -16,7 +16,7 @@ mod demangle;
 mod modules;
 
 pub use debuginfo::{build_id_debug_path, file_build_id, DEBUG_ROOT};
-pub use demangle::demangle;
+pub use demangle::{demangle, is_qualified};
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};

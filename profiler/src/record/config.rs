@@ -18,7 +18,7 @@ pub const DEFAULT_LATENCY_EVERY: u32 = 8;
 pub const ALLOCATORS: [&str; 2] = ["glibc", "jemalloc"];
 
 /// A function the writer thread calls at every timeline sample to append `(sample_key, value)`
-/// pairs, e.g. [`crate::record::jemalloc_sampler`] (feature `jemalloc`). It runs on the writer
+/// pairs, e.g. `tidemark::record::jemalloc_sampler` (feature `jemalloc`). It runs on the writer
 /// thread, whose own allocations are never recorded.
 pub type ExtraSampler = fn(&mut Vec<(u64, u64)>);
 
@@ -114,7 +114,7 @@ pub struct Config {
     /// timeline; a power of two, 1 = every call, 0 = none. Default: [`DEFAULT_LATENCY_EVERY`].
     pub latency_every: u32,
     /// Called by the writer at every timeline sample to add readings, e.g.
-    /// [`crate::record::jemalloc_sampler`] when jemalloc serves the program. Default: `None`.
+    /// `tidemark::record::jemalloc_sampler` when jemalloc serves the program. Default: `None`.
     pub extra_sampler: Option<ExtraSampler>,
 }
 

@@ -186,7 +186,8 @@ impl Default for Interval {
 }
 
 impl Interval {
-    /// Counts `n` calls of `ticks` each (tests and merging).
+    /// Counts `n` calls of `ticks` each.
+    #[cfg(test)]
     pub fn add(&mut self, ticks: u64, n: u64) {
         self.counts[bucket(ticks)] += n;
         self.calls += n;

@@ -144,11 +144,21 @@ fn merge_into(outer: &mut Scope, inner: &Scope) {
     outer.m.allocations += inner.m.allocations;
     outer.m.allocated_bytes += inner.m.allocated_bytes;
     outer.m.frees += inner.m.frees;
-    outer.m.peak_bytes = outer.m.peak_bytes.max(outer.live_bytes + inner.m.peak_bytes);
+    outer.m.peak_bytes = outer
+        .m
+        .peak_bytes
+        .max(outer.live_bytes + inner.m.peak_bytes);
     for (&addr, &size) in &inner.live {
         outer.live.insert(addr, size);
         outer.live_bytes += size as u64;
     }
+}
+
+/// True while [`measure`]'s own bookkeeping allocates on this thread: such allocations are
+/// neither counted nor recorded.
+#[inline]
+pub(crate) fn in_bookkeeping() -> bool {
+    BOOKKEEPING.try_with(|b| b.get()).unwrap_or(false)
 }
 
 struct Bookkeeping(bool);

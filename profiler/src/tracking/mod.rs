@@ -54,6 +54,13 @@ fn recorder_internal() -> bool {
     session::recording() && crate::record::in_recorder()
 }
 
+/// Whether this call is recorded: a session runs and the allocation is not `measure`'s own
+/// bookkeeping.
+#[inline]
+fn record_this() -> bool {
+    session::recording() && !counters::in_bookkeeping()
+}
+
 fn kind_for(layout: &Layout, zeroed: bool) -> AllocKind {
     match (zeroed, layout.align() > 16) {
         (true, _) => AllocKind::Calloc,
@@ -76,7 +83,7 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Tracking<A> {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         session::maybe_start_from_env(std::any::type_name::<A>());
-        let p = if session::recording() {
+        let p = if record_this() {
             // SAFETY: the closure performs the real allocation exactly once.
             unsafe {
                 crate::record::record_alloc(
@@ -99,7 +106,7 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Tracking<A> {
     #[inline]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         session::maybe_start_from_env(std::any::type_name::<A>());
-        let p = if session::recording() {
+        let p = if record_this() {
             // SAFETY: the closure performs the real allocation exactly once.
             unsafe {
                 crate::record::record_alloc(
@@ -124,7 +131,7 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Tracking<A> {
         if !recorder_internal() {
             counters::on_free(ptr, layout.size());
         }
-        if session::recording() {
+        if record_this() {
             // SAFETY: the closure performs the real free exactly once.
             unsafe { crate::record::record_free(ptr, || self.inner.dealloc(ptr, layout)) }
         } else {
@@ -135,7 +142,7 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Tracking<A> {
 
     #[inline]
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let p = if session::recording() {
+        let p = if record_this() {
             // SAFETY: the closure performs the real realloc exactly once.
             unsafe {
                 crate::record::record_realloc(ptr, new_size, AllocKind::Realloc, || {

@@ -82,13 +82,38 @@ fn start_recorder(path: &Path) -> Result<(), SessionError> {
     let mut cfg = crate::record::Config::from_env();
     cfg.output = path.to_path_buf();
     cfg.source = "in-process";
-    cfg.allocator = ALLOCATOR_NAME.get().copied().unwrap_or("unknown").to_owned();
+    cfg.allocator = ALLOCATOR_NAME
+        .get()
+        .copied()
+        .unwrap_or("unknown")
+        .to_owned();
+    // jemalloc's own counters join the timeline when it is the wrapped allocator.
+    #[cfg(feature = "jemalloc")]
+    if cfg.allocator.contains("Jemalloc") {
+        cfg.extra_sampler = Some(crate::record::jemalloc_sampler);
+    }
     crate::record::start(cfg).map_err(|e| SessionError::Start {
         path: path.to_path_buf(),
         reason: e.to_string(),
     })?;
     RECORDING.store(true, Ordering::Release);
+    register_atexit();
     Ok(())
+}
+
+/// Finishes the profile when the process exits without dropping the session (`TIDEMARK_OUT`,
+/// `std::process::exit`): buffered events, a trailer. Registered once per process.
+fn register_atexit() {
+    static REGISTERED: AtomicBool = AtomicBool::new(false);
+    extern "C" fn finish_at_exit() {
+        RECORDING.store(false, Ordering::Release);
+        crate::record::finish();
+    }
+    if !REGISTERED.swap(true, Ordering::AcqRel) {
+        // SAFETY: registers a plain `extern "C"` function with no captured state; `finish` is
+        // idempotent, so a session already dropped is not finished twice.
+        unsafe { libc::atexit(finish_at_exit) };
+    }
 }
 
 /// True while a session records.
@@ -104,7 +129,12 @@ pub(crate) fn maybe_start_from_env(allocator_name: &'static str) {
         return;
     }
     if ENV_STATE
-        .compare_exchange(ENV_UNCHECKED, ENV_CHECKING, Ordering::AcqRel, Ordering::Relaxed)
+        .compare_exchange(
+            ENV_UNCHECKED,
+            ENV_CHECKING,
+            Ordering::AcqRel,
+            Ordering::Relaxed,
+        )
         .is_err()
     {
         return;

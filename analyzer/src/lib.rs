@@ -29,4 +29,5 @@ pub mod cli;
 pub mod load;
 pub mod model;
 pub mod render;
+pub mod report;
 pub mod symbolize;

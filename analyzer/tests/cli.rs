@@ -256,4 +256,24 @@ fn run_without_a_command_profiles_the_builtin_workload_into_tidemark_out() {
         list_dir(&out)
     );
     assert_matches_truth(&profiles[0], &truth);
+
+    // Every other output a new user gets: SVGs that are SVGs, JSON that parses.
+    let files = list_dir(&out);
+    let svgs: Vec<_> = files
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "svg"))
+        .collect();
+    assert!(!svgs.is_empty(), "no SVG in tidemark-out: {files:?}");
+    for svg in svgs {
+        let text = fs::read_to_string(svg).unwrap();
+        assert!(text.contains("<svg"), "{} is not an SVG", svg.display());
+    }
+    for json in files
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "json") && **p != truth_path)
+    {
+        let text = fs::read_to_string(json).unwrap();
+        serde_json::from_str::<serde_json::Value>(&text)
+            .unwrap_or_else(|e| panic!("{} is not JSON: {e}", json.display()));
+    }
 }

@@ -134,7 +134,10 @@ pub fn growth(series: &[(f64, f64)], opts: &GrowthOptions) -> Option<Growth> {
     let threshold = opts.min_leak_bytes.max(peak * 0.01);
     let needed = windows - 1 - (windows - 1) / 4; // all transitions, one spared per four
     let (leak, reason) = if fit.slope <= 0.0 {
-        (false, "the live heap does not grow over the steady part".to_owned())
+        (
+            false,
+            "the live heap does not grow over the steady part".to_owned(),
+        )
     } else if rises < needed {
         (
             false,
@@ -146,9 +149,7 @@ pub fn growth(series: &[(f64, f64)], opts: &GrowthOptions) -> Option<Growth> {
     } else if net < threshold {
         (
             false,
-            format!(
-                "the troughs rose by {net:.0} bytes, below the {threshold:.0}-byte threshold"
-            ),
+            format!("the troughs rose by {net:.0} bytes, below the {threshold:.0}-byte threshold"),
         )
     } else {
         (
@@ -209,11 +210,7 @@ pub fn latency_spikes(
     factor: f64,
     floor_ns: f64,
 ) -> Vec<LatencySpike> {
-    let mut p50s: Vec<f64> = intervals
-        .iter()
-        .map(|i| i.1)
-        .filter(|v| *v > 0.0)
-        .collect();
+    let mut p50s: Vec<f64> = intervals.iter().map(|i| i.1).filter(|v| *v > 0.0).collect();
     if p50s.is_empty() {
         return Vec::new();
     }
@@ -262,7 +259,17 @@ mod tests {
     #[test]
     fn growth_with_a_start_up_burst_fits_the_steady_part() {
         let rate = 1.0e6;
-        let s = series(|t| if t < 0.05 { 5.0e7 * t } else { 2.5e6 + rate * t }, 5.0, 0.01);
+        let s = series(
+            |t| {
+                if t < 0.05 {
+                    5.0e7 * t
+                } else {
+                    2.5e6 + rate * t
+                }
+            },
+            5.0,
+            0.01,
+        );
         let g = growth(&s, &GrowthOptions::default()).unwrap();
         assert!((g.growth_bytes_per_sec - rate).abs() / rate < 0.01);
         assert!(g.leak_verdict);
@@ -274,7 +281,11 @@ mod tests {
         let g = growth(&saw, &GrowthOptions::default()).unwrap();
         assert!(!g.leak_verdict, "sawtooth: {}", g.verdict_reason);
         let plateau = series(|t| 3.0e7 + ((t * 37.0).sin() * 1.0e5), 5.0, 0.01);
-        assert!(!growth(&plateau, &GrowthOptions::default()).unwrap().leak_verdict);
+        assert!(
+            !growth(&plateau, &GrowthOptions::default())
+                .unwrap()
+                .leak_verdict
+        );
         let step = series(|t| if t < 2.5 { 1.0e7 } else { 5.0e7 }, 5.0, 0.01);
         let g = growth(&step, &GrowthOptions::default()).unwrap();
         assert!(g.growth_bytes_per_sec > 0.0);

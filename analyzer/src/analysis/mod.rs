@@ -2,9 +2,13 @@
 //!
 //! Definitions (peak, leaked, temporary, site) are in `docs/metrics.md`.
 
+pub mod growth;
 mod plumbing;
+pub mod pressure;
+pub mod stats;
 
 pub use plumbing::{is_allocator_plumbing, is_plumbing_frame};
+pub use pressure::{pressure, Pressure, PressureOptions};
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -201,7 +205,7 @@ pub struct MessageSummary {
 }
 
 /// The headline numbers of a profile (`tidemark summary --json`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Summary {
     /// The recorded process.
     pub process: ProcessInfo,
@@ -243,10 +247,18 @@ pub struct Summary {
     pub messages: Vec<MessageSummary>,
     /// Warnings from loading and symbolization.
     pub warnings: Vec<String>,
+    /// Growth, leak verdict, limit, RSS, rates and allocator latency (flattened into the JSON).
+    #[serde(flatten)]
+    pub pressure: Pressure,
 }
 
 /// The summary of a profile with its `top_n` largest sites.
 pub fn summary(p: &Profile, top_n: usize) -> Summary {
+    summary_with(p, top_n, &PressureOptions::default())
+}
+
+/// [`summary`] with pressure options (a memory limit to project against).
+pub fn summary_with(p: &Profile, top_n: usize, pressure_opts: &PressureOptions) -> Summary {
     let t = &p.totals;
     let mut top_sites = sites(p);
     top_sites.truncate(top_n);
@@ -290,6 +302,7 @@ pub fn summary(p: &Profile, top_n: usize) -> Summary {
             })
             .collect(),
         warnings: p.warnings.clone(),
+        pressure: pressure::pressure(p, pressure_opts),
     }
 }
 

@@ -1,7 +1,9 @@
 //! Pressure view of a profile: growth, leak verdict, limit, fragmentation, rates and allocator
 //! latency, computed from the timeline samples (docs/metrics.md, "Growth and pressure").
 
-use super::growth::{self, fragmentation_ratio, latency_spikes, time_to_limit, GrowthOptions, LatencySpike};
+use super::growth::{
+    self, fragmentation_ratio, latency_spikes, time_to_limit, GrowthOptions, LatencySpike,
+};
 use crate::model::{Profile, Sample};
 use serde::Serialize;
 use tidemark::format::sample_key as key;
@@ -11,6 +13,10 @@ use tidemark::format::sample_key as key;
 pub const DEFAULT_SPIKE_FACTOR: f64 = 50.0;
 /// ...and takes at least this long. Default: 100 µs.
 pub const DEFAULT_SPIKE_FLOOR_NS: f64 = 100_000.0;
+
+/// Below this live heap at the end (or below 10% of the peak), RSS/live is not reported.
+/// Default: 1 MiB.
+pub const MIN_FRAGMENTATION_LIVE_BYTES: f64 = 1024.0 * 1024.0;
 
 /// Options of [`pressure`].
 #[derive(Debug, Clone, Copy, Default)]
@@ -34,7 +40,7 @@ pub enum LimitSource {
 }
 
 /// Pressure metrics of one profile. Fields are `null` when the profile has too few samples.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Pressure {
     /// Least-squares slope of the live heap over the steady part, bytes per second.
     pub growth_bytes_per_sec: Option<f64>,
@@ -74,7 +80,10 @@ fn secs(s: &Sample) -> f64 {
 
 /// The live heap over time: `(seconds, bytes)`.
 pub fn live_heap_series(p: &Profile) -> Vec<(f64, f64)> {
-    p.samples.iter().map(|s| (secs(s), s.live_bytes as f64)).collect()
+    p.samples
+        .iter()
+        .map(|s| (secs(s), s.live_bytes as f64))
+        .collect()
 }
 
 /// A sampled value over time: `(seconds, value)` where present.
@@ -117,9 +126,12 @@ pub fn pressure(p: &Profile, opts: &PressureOptions) -> Pressure {
     let last = p.samples.last();
     let live_end = last.map(|s| s.live_bytes as f64).unwrap_or(0.0);
     let lim = limit(p, opts.limit_bytes);
-    let duration_sec = (p.totals.duration_ns as f64 / 1e9)
-        .max(last.map(secs).unwrap_or(0.0));
-    let peak_rss = p.samples.iter().filter_map(|s| s.value(key::RSS_BYTES)).max();
+    let duration_sec = (p.totals.duration_ns as f64 / 1e9).max(last.map(secs).unwrap_or(0.0));
+    let peak_rss = p
+        .samples
+        .iter()
+        .filter_map(|s| s.value(key::RSS_BYTES))
+        .max();
     let rss_end = p.samples.iter().rev().find_map(|s| s.value(key::RSS_BYTES));
 
     // Calls per interval weight the interval's p99.
@@ -155,11 +167,22 @@ pub fn pressure(p: &Profile, opts: &PressureOptions) -> Pressure {
         limit_bytes: lim.map(|l| l.0),
         limit_source: lim.map(|l| l.1),
         time_to_limit_sec: lim.and_then(|(l, _)| {
-            time_to_limit(live_end, g.as_ref().map_or(0.0, |g| g.growth_bytes_per_sec), l as f64)
+            time_to_limit(
+                live_end,
+                g.as_ref().map_or(0.0, |g| g.growth_bytes_per_sec),
+                l as f64,
+            )
         }),
         pressure_ratio: lim.map(|(l, _)| live_end / l as f64),
         peak_rss_bytes: peak_rss,
-        fragmentation_ratio: rss_end.and_then(|r| fragmentation_ratio(r as f64, live_end)),
+        // Only meaningful while the heap still holds a fair part of its peak: after a release
+        // to nothing, RSS/live grows without bound and says nothing about fragmentation.
+        fragmentation_ratio: rss_end
+            .filter(|_| {
+                live_end >= MIN_FRAGMENTATION_LIVE_BYTES
+                    && live_end >= 0.1 * p.totals.peak_bytes as f64
+            })
+            .and_then(|r| fragmentation_ratio(r as f64, live_end)),
         alloc_rate_bytes_per_sec: (duration_sec > 0.0)
             .then(|| p.totals.allocated_bytes as f64 / duration_sec),
         alloc_rate_calls_per_sec: (duration_sec > 0.0)

@@ -69,19 +69,25 @@ pub fn welch_t_test(a: &[f64], b: &[f64]) -> Option<Welch> {
     if ea.n < 2 || eb.n < 2 {
         return None;
     }
-    let (va, vb) = (ea.std_dev.powi(2) / ea.n as f64, eb.std_dev.powi(2) / eb.n as f64);
+    let (va, vb) = (
+        ea.std_dev.powi(2) / ea.n as f64,
+        eb.std_dev.powi(2) / eb.n as f64,
+    );
     let se2 = va + vb;
     if se2 <= 0.0 {
         let same = ea.mean == eb.mean;
         return Some(Welch {
-            t: if same { 0.0 } else { f64::INFINITY.copysign(eb.mean - ea.mean) },
+            t: if same {
+                0.0
+            } else {
+                f64::INFINITY.copysign(eb.mean - ea.mean)
+            },
             df: (ea.n + eb.n - 2) as f64,
             p_value: if same { 1.0 } else { 0.0 },
         });
     }
     let t = (eb.mean - ea.mean) / se2.sqrt();
-    let df = se2.powi(2)
-        / (va.powi(2) / (ea.n - 1) as f64 + vb.powi(2) / (eb.n - 1) as f64);
+    let df = se2.powi(2) / (va.powi(2) / (ea.n - 1) as f64 + vb.powi(2) / (eb.n - 1) as f64);
     let dist = StudentsT::new(0.0, 1.0, df).ok()?;
     let p = 2.0 * (1.0 - dist.cdf(t.abs()));
     Some(Welch {

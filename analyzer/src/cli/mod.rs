@@ -4,9 +4,14 @@
 //! with. Exit codes: 0 ok, 1 a check failed, 2 an error (`tidemark run` passes on the command's
 //! own status).
 
+mod check;
+mod diff;
 mod flamegraph;
+mod report;
 mod run;
 mod summary;
+mod timeline;
+pub mod units;
 
 pub use run::{find_beside_exe, parse_interval_ms, PRELOAD_LIB, WORKLOAD_BIN};
 
@@ -59,6 +64,117 @@ pub enum Command {
     Summary(SummaryArgs),
     /// Draw a flamegraph (SVG) or write folded stacks of one metric.
     Flamegraph(FlamegraphArgs),
+    /// Draw the pressure curves over time (SVG panels), or write them as CSV.
+    Timeline(TimelineArgs),
+    /// Compare scenarios (each one or more runs) in one HTML, Markdown or JSON report.
+    Report(ReportArgs),
+    /// Draw the differential flamegraph of two profiles (red grew, blue shrank).
+    Diff(DiffArgs),
+    /// Check a profile against budgets: exit 0 within budget, 1 over budget, 2 on error.
+    Check(CheckArgs),
+}
+
+/// `tidemark timeline`.
+#[derive(Debug, Args)]
+pub struct TimelineArgs {
+    /// Output file, `-` for stdout. Default: `<profile stem>.timeline.svg` (or `.csv`) next to
+    /// the profile.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Write the raw series as CSV, one named column per series, instead of SVG.
+    #[arg(long)]
+    pub csv: bool,
+    /// Memory limit to draw and project against (`512MiB`, `1GB`); default: the one given at
+    /// record time, else the cgroup's memory.max.
+    #[arg(long, value_name = "SIZE", value_parser = units::parse_size)]
+    pub limit: Option<u64>,
+    /// Loading options.
+    #[command(flatten)]
+    pub load: LoadArgs,
+    /// The profile (.tmk).
+    pub profile: PathBuf,
+}
+
+/// Report output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    /// One self-contained HTML page.
+    Html,
+    /// Markdown, fit for a pull-request comment.
+    Md,
+    /// JSON (schema in docs/report.md).
+    Json,
+}
+
+/// `tidemark report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The scenario compared against. Default: the first label.
+    #[arg(long, value_name = "LABEL")]
+    pub baseline: Option<String>,
+    /// Output file (`-` for stdout). Default: `report.html`.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Output format. Default: from the output's extension (.html, .md, .json).
+    #[arg(long, value_enum)]
+    pub format: Option<ReportFormat>,
+    /// Loading options.
+    #[command(flatten)]
+    pub load: LoadArgs,
+    /// `LABEL=PROFILE` or `PROFILE`; a label may name several runs (`before=base.*.tmk`,
+    /// expanded by tidemark). Bare profiles are labelled by their file stem without a run
+    /// number.
+    #[arg(required = true, value_name = "[LABEL=]PROFILE")]
+    pub profiles: Vec<String>,
+}
+
+/// `tidemark diff`.
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// What the widths measure.
+    #[arg(long, value_enum, default_value_t = MetricArg::Allocated)]
+    pub metric: MetricArg,
+    /// Output file (`-` for stdout). Default: `<new>-vs-<base>.<metric>.diff.svg` next to NEW.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Loading options.
+    #[command(flatten)]
+    pub load: LoadArgs,
+    /// The baseline profile.
+    pub base: PathBuf,
+    /// The new profile.
+    pub new: PathBuf,
+}
+
+/// `tidemark check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Largest allowed peak heap (`64MiB`, `1.5GB`, bytes).
+    #[arg(long, value_name = "SIZE", value_parser = units::parse_size)]
+    pub max_peak: Option<u64>,
+    /// Largest allowed leaked bytes (live at the end).
+    #[arg(long, value_name = "SIZE", value_parser = units::parse_size)]
+    pub max_leaked: Option<u64>,
+    /// Largest allowed number of allocation calls (`2M`, `5000`).
+    #[arg(long, value_name = "COUNT", value_parser = units::parse_count)]
+    pub max_allocations: Option<u64>,
+    /// Largest allowed number of temporary allocations.
+    #[arg(long, value_name = "COUNT", value_parser = units::parse_count)]
+    pub max_temporary: Option<u64>,
+    /// Largest allowed growth slope of the live heap (`1MiB/s`).
+    #[arg(long, value_name = "RATE", value_parser = units::parse_rate)]
+    pub max_growth: Option<f64>,
+    /// Largest allowed peak RSS.
+    #[arg(long, value_name = "SIZE", value_parser = units::parse_size)]
+    pub max_rss: Option<u64>,
+    /// Fail when the leak verdict says the heap grows without bound.
+    #[arg(long)]
+    pub no_leak: bool,
+    /// Loading options.
+    #[command(flatten)]
+    pub load: LoadArgs,
+    /// The profile (.tmk).
+    pub profile: PathBuf,
 }
 
 /// How profiles are loaded.
@@ -163,6 +279,15 @@ impl UnwindArg {
     }
 }
 
+/// The `--allocator` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AllocatorArg {
+    /// glibc's malloc (what the program would use anyway).
+    System,
+    /// The jemalloc bundled in the preload library.
+    Jemalloc,
+}
+
 /// `tidemark run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -176,6 +301,24 @@ pub struct RunArgs {
     /// Stack unwinding mode of the recorder.
     #[arg(long, value_enum, default_value_t = UnwindArg::Dwarf)]
     pub unwind: UnwindArg,
+    /// Memory limit (`512MiB`, `1GB`): recorded in the profile, drawn on the timeline, and the
+    /// base of time-to-limit; the live trace shows the heap's share of it.
+    #[arg(long, value_name = "SIZE", value_parser = units::parse_size)]
+    pub limit: Option<u64>,
+    /// Print one line per second on stderr while the program runs (heap, growth, RSS, limit,
+    /// allocation rate, allocator p99 latency).
+    #[arg(long)]
+    pub trace: bool,
+    /// The allocator behind the program's malloc: glibc's, or the bundled jemalloc.
+    #[arg(long, value_enum, default_value_t = AllocatorArg::System)]
+    pub allocator: AllocatorArg,
+    /// jemalloc options (`dirty_decay_ms:0,narenas:2`); needs `--allocator jemalloc`.
+    #[arg(long, value_name = "CONF", requires = "allocator")]
+    pub malloc_conf: Option<String>,
+    /// Run the command N times; the profiles are numbered (`-o base.tmk` → `base.1.tmk` …
+    /// `base.N.tmk`), ready for `tidemark report`.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub repeat: u32,
     /// The program and its arguments (after `--`). None: profile the built-in workload.
     #[arg(
         trailing_var_arg = true,
@@ -191,7 +334,36 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Run(a) => run::run(&a),
         Command::Summary(a) => summary::summary(&a),
         Command::Flamegraph(a) => flamegraph::flamegraph(&a),
+        Command::Timeline(a) => timeline::timeline(&a),
+        Command::Report(a) => report::report(&a),
+        Command::Diff(a) => diff::diff(&a),
+        Command::Check(a) => check::check(&a),
     }
+}
+
+/// Writes `bytes` to `path` (`-` is stdout), naming the file in any error.
+fn write_output(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use std::io::Write;
+    if path.as_os_str() == "-" {
+        let mut out = std::io::stdout().lock();
+        out.write_all(bytes)?;
+        out.flush()?;
+        return Ok(());
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create the directory {}", dir.display()))?;
+    }
+    // Write beside the target, then rename: an error never leaves half a file behind.
+    let tmp = path.with_extension(format!(
+        "{}.tmp{}",
+        path.extension().and_then(|e| e.to_str()).unwrap_or(""),
+        std::process::id()
+    ));
+    std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", path.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
 }
 
 /// Loads a profile for a command, with progress and the context the error message needs.

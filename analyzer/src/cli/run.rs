@@ -13,7 +13,9 @@ use std::time::SystemTime;
 
 use anyhow::{anyhow, bail, Context as _};
 
-use super::{RunArgs, DEFAULT_WORKLOAD_DIR, DEFAULT_WORKLOAD_DURATION_MS, EXIT_ERROR};
+use super::{
+    AllocatorArg, RunArgs, DEFAULT_WORKLOAD_DIR, DEFAULT_WORKLOAD_DURATION_MS, EXIT_ERROR,
+};
 use crate::analysis::summary;
 use crate::load::StderrProgress;
 use crate::load::{load_path, LoadOptions};
@@ -390,6 +392,42 @@ fn default_output(exe: &Path) -> PathBuf {
     PathBuf::from(format!("tidemark.{name}.{}.tmk", std::process::id()))
 }
 
+/// Recorder settings beyond output, interval and unwinding: limit, trace, allocator.
+pub(crate) fn extra_env(a: &RunArgs) -> anyhow::Result<Vec<(&'static str, OsString)>> {
+    let mut env = Vec::new();
+    if let Some(limit) = a.limit {
+        env.push(("TIDEMARK_LIMIT_BYTES", limit.to_string().into()));
+    }
+    if a.trace {
+        env.push(("TIDEMARK_TRACE", "1".into()));
+    }
+    match a.allocator {
+        AllocatorArg::System => {
+            if a.malloc_conf.is_some() {
+                bail!("--malloc-conf sets jemalloc options: add --allocator jemalloc");
+            }
+            env.push(("TIDEMARK_ALLOCATOR", "glibc".into()));
+        }
+        AllocatorArg::Jemalloc => {
+            env.push(("TIDEMARK_ALLOCATOR", "jemalloc".into()));
+            if let Some(conf) = &a.malloc_conf {
+                env.push(("TIDEMARK_MALLOC_CONF", conf.into()));
+            }
+        }
+    }
+    Ok(env)
+}
+
+/// `base.tmk` → `base.3.tmk` (run 3 of a `--repeat`).
+pub(crate) fn numbered(path: &Path, run: u32) -> PathBuf {
+    let stem = path.file_stem().unwrap_or_default().to_string_lossy();
+    let name = match path.extension() {
+        Some(ext) => format!("{stem}.{run}.{}", ext.to_string_lossy()),
+        None => format!("{stem}.{run}"),
+    };
+    path.with_file_name(name)
+}
+
 pub(super) fn run(a: &RunArgs) -> anyhow::Result<u8> {
     if a.command.is_empty() {
         return run_workload(a);
@@ -397,23 +435,49 @@ pub(super) fn run(a: &RunArgs) -> anyhow::Result<u8> {
     let preload = preload_library()?;
     let exe = resolve_command(&a.command[0])?;
     check_preloadable(&exe)?;
-    let output = a.output.clone().unwrap_or_else(|| default_output(&exe));
-    prepare_output(&output)?;
-    let abs_output = std::path::absolute(&output).unwrap_or_else(|_| output.clone());
-    let env = recorder_env(
-        &preload,
-        &abs_output,
-        a.interval,
-        a.unwind.env_value(),
-        std::env::var_os("LD_PRELOAD").as_deref(),
-    );
-    let started = SystemTime::now();
-    let status = launch(&exe, &a.command, &env)?;
-    let code = exit_code(status);
-    let name = exe.file_name().unwrap_or(exe.as_os_str()).to_string_lossy();
-    eprintln!("tidemark: {name} {}", describe_status(status));
-    finish_profile(&output, started)?;
-    Ok(code)
+    let extra = extra_env(a)?;
+    let base = a.output.clone().unwrap_or_else(|| default_output(&exe));
+    let mut worst = 0u8;
+    for run in 1..=a.repeat {
+        let output = if a.repeat > 1 {
+            numbered(&base, run)
+        } else {
+            base.clone()
+        };
+        if a.repeat > 1 {
+            eprintln!("tidemark: run {run} of {}: {}", a.repeat, output.display());
+        }
+        prepare_output(&output)?;
+        let abs_output = std::path::absolute(&output).unwrap_or_else(|_| output.clone());
+        let mut env = recorder_env(
+            &preload,
+            &abs_output,
+            a.interval,
+            a.unwind.env_value(),
+            std::env::var_os("LD_PRELOAD").as_deref(),
+        );
+        env.extend(extra.iter().cloned());
+        let started = SystemTime::now();
+        let status = launch(&exe, &a.command, &env)?;
+        let code = exit_code(status);
+        let name = exe.file_name().unwrap_or(exe.as_os_str()).to_string_lossy();
+        eprintln!("tidemark: {name} {}", describe_status(status));
+        finish_profile(&output, started)?;
+        if worst == 0 {
+            worst = code;
+        }
+    }
+    if a.repeat > 1 {
+        eprintln!(
+            "tidemark: {} runs written; compare them with: tidemark report LABEL={} …",
+            a.repeat,
+            numbered(&base, 0)
+                .display()
+                .to_string()
+                .replace(".0.", ".*.")
+        );
+    }
+    Ok(worst)
 }
 
 /// Embeds symbols, loads the profile and prints a short summary on stderr.
@@ -530,16 +594,54 @@ fn is_complete(path: &Path) -> bool {
     r.truncation().is_none()
 }
 
-/// `tidemark run` with no command: profile the built-in workload and write every output.
-fn run_workload(a: &RunArgs) -> anyhow::Result<u8> {
-    let preload = preload_library()?;
-    let workload = find_beside_exe(WORKLOAD_BIN).ok_or_else(|| {
+/// The second built-in scenario of the default run: growth that is released (not a leak).
+pub const SAWTOOTH_BIN: &str = "tm-sawtooth";
+
+/// Records one built-in workload into `profile`; returns its exit status and the loaded profile.
+fn record_builtin(
+    a: &RunArgs,
+    preload: &Path,
+    bin: &str,
+    args: &[OsString],
+    profile: &Path,
+) -> anyhow::Result<(ExitStatus, Profile)> {
+    let exe = find_beside_exe(bin).ok_or_else(|| {
         anyhow!(
-            "cannot find the built-in workload {WORKLOAD_BIN} next to tidemark; build the whole \
+            "cannot find the built-in workload {bin} next to tidemark; build the whole \
              workspace with `cargo build --release` (it comes from the fixtures crate), or give \
              a command: tidemark run -- PROGRAM [ARGS]"
         )
     })?;
+    prepare_output(profile)?;
+    let abs_profile = std::path::absolute(profile).unwrap_or_else(|_| profile.to_path_buf());
+    let mut env = recorder_env(
+        preload,
+        &abs_profile,
+        a.interval,
+        a.unwind.env_value(),
+        std::env::var_os("LD_PRELOAD").as_deref(),
+    );
+    env.extend(extra_env(a)?);
+    let mut argv: Vec<OsString> = vec![bin.into()];
+    argv.extend(args.iter().cloned());
+    let started = SystemTime::now();
+    let status = launch(&exe, &argv, &env)?;
+    if !status.success() {
+        eprintln!("tidemark: {bin} {}", describe_status(status));
+    }
+    let p = finish_profile(profile, started)?;
+    Ok((status, p))
+}
+
+fn create(path: &Path) -> anyhow::Result<std::io::BufWriter<File>> {
+    Ok(std::io::BufWriter::new(File::create(path).with_context(
+        || format!("cannot create {}", path.display()),
+    )?))
+}
+
+/// `tidemark run` with no command: profile the built-in workload and write every output.
+fn run_workload(a: &RunArgs) -> anyhow::Result<u8> {
+    let preload = preload_library()?;
     let dir = a
         .output
         .clone()
@@ -547,32 +649,17 @@ fn run_workload(a: &RunArgs) -> anyhow::Result<u8> {
     fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let profile = dir.join("profile.tmk");
     let truth = dir.join("truth.json");
-    prepare_output(&profile)?;
-    let abs_profile = std::path::absolute(&profile).unwrap_or_else(|_| profile.clone());
-    let env = recorder_env(
-        &preload,
-        &abs_profile,
-        a.interval,
-        a.unwind.env_value(),
-        std::env::var_os("LD_PRELOAD").as_deref(),
+    eprintln!(
+        "tidemark: no command given: profiling the built-in workload (alloc-without-free, {})",
+        duration_ms(DEFAULT_WORKLOAD_DURATION_MS)
     );
-    let argv: Vec<OsString> = vec![
-        WORKLOAD_BIN.into(),
+    let args: Vec<OsString> = vec![
         "--duration-ms".into(),
         DEFAULT_WORKLOAD_DURATION_MS.to_string().into(),
         "--truth".into(),
         truth.clone().into_os_string(),
     ];
-    eprintln!(
-        "tidemark: no command given: profiling the built-in workload (alloc-without-free, {})",
-        duration_ms(DEFAULT_WORKLOAD_DURATION_MS)
-    );
-    let started = SystemTime::now();
-    let status = launch(&workload, &argv, &env)?;
-    if !status.success() {
-        eprintln!("tidemark: {WORKLOAD_BIN} {}", describe_status(status));
-    }
-    let p = finish_profile(&profile, started)?;
+    let (status, p) = record_builtin(a, &preload, WORKLOAD_BIN, &args, &profile)?;
     let mut written: Vec<PathBuf> = vec![profile.clone()];
     if truth.is_file() {
         written.push(truth);
@@ -582,23 +669,73 @@ fn run_workload(a: &RunArgs) -> anyhow::Result<u8> {
         ("leaked.svg", Metric::Leaked),
     ] {
         let path = dir.join(name);
-        let mut f = std::io::BufWriter::new(
-            File::create(&path).with_context(|| format!("cannot create {}", path.display()))?,
-        );
+        let mut f = create(&path)?;
         flamegraph_svg(&p, metric, false, &mut f)
             .with_context(|| format!("cannot write {}", path.display()))?;
         f.flush()
             .with_context(|| format!("cannot write {}", path.display()))?;
         written.push(path);
     }
-    let s = summary(&p, crate::analysis::DEFAULT_TOP_N);
+    let curves_path = dir.join("curves.svg");
+    let svg = crate::render::timeline::render_svg(
+        "tidemark timeline: built-in alloc-without-free workload",
+        &crate::render::curves::panels(&p, a.limit),
+        crate::render::timeline::DEFAULT_WIDTH_PX,
+    )
+    .context("cannot draw the timeline")?;
+    fs::write(&curves_path, svg)
+        .with_context(|| format!("cannot write {}", curves_path.display()))?;
+    written.push(curves_path);
+    let s = crate::analysis::summary_with(
+        &p,
+        crate::analysis::DEFAULT_TOP_N,
+        &crate::analysis::PressureOptions {
+            limit_bytes: a.limit,
+            ..Default::default()
+        },
+    );
     let txt = dir.join("summary.txt");
     fs::write(&txt, summary_text(&s)).with_context(|| format!("cannot write {}", txt.display()))?;
     written.push(txt);
     let json = dir.join("summary.json");
-    let mut f = File::create(&json).with_context(|| format!("cannot create {}", json.display()))?;
+    let mut f = create(&json)?;
     write_summary_json(&s, &mut f).with_context(|| format!("cannot write {}", json.display()))?;
+    f.flush()
+        .with_context(|| format!("cannot write {}", json.display()))?;
     written.push(json);
+
+    // A second scenario, so the first run shows a comparison too: growth that is released.
+    eprintln!(
+        "tidemark: recording a second scenario for the comparison report (sawtooth, {})",
+        duration_ms(DEFAULT_WORKLOAD_DURATION_MS)
+    );
+    let saw_profile = dir.join("sawtooth.tmk");
+    let saw_args: Vec<OsString> = vec![
+        "--duration-ms".into(),
+        DEFAULT_WORKLOAD_DURATION_MS.to_string().into(),
+        "--truth".into(),
+        dir.join("sawtooth.truth.json").into_os_string(),
+    ];
+    let (_, saw) = record_builtin(a, &preload, SAWTOOTH_BIN, &saw_args, &saw_profile)?;
+    written.push(saw_profile.clone());
+    let scenarios = vec![
+        crate::report::ScenarioInput {
+            label: "alloc-without-free".into(),
+            runs: vec![super::report::run_input(&profile, &p)],
+        },
+        crate::report::ScenarioInput {
+            label: "sawtooth".into(),
+            runs: vec![super::report::run_input(&saw_profile, &saw)],
+        },
+    ];
+    for (name, format) in [
+        ("report.html", super::ReportFormat::Html),
+        ("report.md", super::ReportFormat::Md),
+    ] {
+        let path = dir.join(name);
+        super::report::write_report(&scenarios, None, &path, format)?;
+        written.push(path);
+    }
     eprintln!("tidemark: files written:");
     for w in &written {
         eprintln!("  {}", w.display());

@@ -6,7 +6,10 @@ use crate::model::Profile;
 use tidemark::format::sample_key as key;
 
 fn line(label: &str, points: Vec<(f64, f64)>) -> Line {
-    Line { label: label.to_owned(), points }
+    Line {
+        label: label.to_owned(),
+        points,
+    }
 }
 
 /// The panels of `tidemark timeline`, sharing one time axis: heap vs RSS vs allocator resident,
@@ -23,7 +26,10 @@ pub fn panels(p: &Profile, limit_override: Option<u64>) -> Vec<Panel> {
             line("RSS", series(p, key::RSS_BYTES)),
             line("RSS anon", series(p, key::RSS_ANON_BYTES)),
             line("jemalloc resident", series(p, key::JEMALLOC_RESIDENT)),
-            line("cgroup memory.current", series(p, key::CGROUP_CURRENT_BYTES)),
+            line(
+                "cgroup memory.current",
+                series(p, key::CGROUP_CURRENT_BYTES),
+            ),
         ],
         reference: lim.map(|(l, _)| ("limit".to_owned(), l as f64)),
     }];
@@ -62,9 +68,16 @@ pub fn panels(p: &Profile, limit_override: Option<u64>) -> Vec<Panel> {
         reference: None,
     });
     if let Some((l, _)) = lim {
-        let pct = |pts: Vec<(f64, f64)>| pts.into_iter().map(|(t, v)| (t, 100.0 * v / l as f64)).collect();
+        let pct = |pts: Vec<(f64, f64)>| {
+            pts.into_iter()
+                .map(|(t, v)| (t, 100.0 * v / l as f64))
+                .collect()
+        };
         out.push(Panel {
-            title: format!("Pressure against the limit ({})", timeline::human_bytes(l as f64)),
+            title: format!(
+                "Pressure against the limit ({})",
+                timeline::human_bytes(l as f64)
+            ),
             unit: Unit::Percent,
             lines: vec![
                 line("live heap / limit", pct(live_heap_series(p))),
@@ -124,7 +137,10 @@ pub fn csv(p: &Profile) -> String {
         ("cgroup_max_bytes", series(p, key::CGROUP_MAX_BYTES)),
         ("psi_some_avg10_centi", series(p, key::PSI_SOME_AVG10_CENTI)),
         ("psi_full_avg10_centi", series(p, key::PSI_FULL_AVG10_CENTI)),
-        ("jemalloc_allocated_bytes", series(p, key::JEMALLOC_ALLOCATED)),
+        (
+            "jemalloc_allocated_bytes",
+            series(p, key::JEMALLOC_ALLOCATED),
+        ),
         ("jemalloc_active_bytes", series(p, key::JEMALLOC_ACTIVE)),
         ("jemalloc_resident_bytes", series(p, key::JEMALLOC_RESIDENT)),
         ("jemalloc_mapped_bytes", series(p, key::JEMALLOC_MAPPED)),

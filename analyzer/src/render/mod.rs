@@ -3,7 +3,10 @@
 //! Folded lines are the only thing the flamegraph stage shares with the model (as in inferno:
 //! `collapse` → folded text → `flamegraph`).
 
+pub mod curves;
+pub mod diff;
 mod text;
+pub mod timeline;
 pub mod units;
 
 pub use text::{summary_text, write_summary_json};
@@ -122,6 +125,37 @@ fn stack_line(p: &Profile, leaf: Option<crate::model::StackId>) -> String {
     }
     names.reverse();
     names.join(";")
+}
+
+/// Like [`folded`], with each stack cut at its allocation site: the allocator plumbing inside the
+/// site (`alloc`, `RawVec::grow`, `operator new`, …) is left out, so the leaf of every line is the
+/// site (docs/metrics.md). Comparisons use these lines: their leaves are the sites.
+pub fn folded_to_sites(p: &Profile, m: Metric) -> Vec<String> {
+    let mut lines: BTreeMap<String, u64> = BTreeMap::new();
+    for s in &p.stack_stats {
+        let v = m.value(s);
+        if v == 0 {
+            continue;
+        }
+        let frames: Vec<&crate::model::Frame> = p.stack_frames(s.stack).collect();
+        let site = frames
+            .iter()
+            .position(|f| !crate::analysis::is_plumbing_frame(p.str(f.function), p.str(f.file)))
+            .unwrap_or(0);
+        let mut names: Vec<&str> = frames[site..].iter().map(|f| p.str(f.function)).collect();
+        let line = if names.is_empty() {
+            crate::analysis::UNKNOWN_FUNCTION.to_owned()
+        } else {
+            names.reverse();
+            names.join(";")
+        };
+        let e = lines.entry(line).or_default();
+        *e = e.saturating_add(v);
+    }
+    lines
+        .into_iter()
+        .map(|(stack, v)| format!("{stack} {v}"))
+        .collect()
 }
 
 /// Folded stacks for `m`, root first (`main;f;g 1024`), one line per distinct stack, sorted,

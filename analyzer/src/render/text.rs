@@ -65,6 +65,7 @@ pub fn summary_text(s: &Summary) -> String {
         count(s.temporary_allocations),
         percent(s.temporary_allocations, s.allocations)
     );
+    pressure_lines(w, s);
     if s.unmatched_frees > 0 {
         push_line!(
             w,
@@ -150,5 +151,74 @@ mod tests {
     fn short_paths() {
         assert_eq!(short_path("src/main.rs"), "src/main.rs");
         assert_eq!(short_path("/home/u/p/src/a/b.rs"), "…/src/a/b.rs");
+    }
+}
+
+/// Growth, limit, RSS, rates and latency lines (omitted when the timeline cannot tell).
+fn pressure_lines(w: &mut String, s: &Summary) {
+    use super::timeline::{human_bytes, human_count, human_nanos};
+    let p = &s.pressure;
+    if let (Some(slope), Some(r2)) = (p.growth_bytes_per_sec, p.growth_r2) {
+        let sign = if slope < 0.0 { "-" } else { "+" };
+        push_line!(
+            w,
+            "growth       {sign}{}/s (R² {r2:.2}) — {}: {}",
+            human_bytes(slope.abs()),
+            if p.leak_verdict { "LEAK" } else { "no leak" },
+            p.leak_verdict_reason
+        );
+    }
+    if let Some(limit) = p.limit_bytes {
+        let used = p
+            .pressure_ratio
+            .map(|r| format!(", {:.0}% used at the end", r * 100.0))
+            .unwrap_or_default();
+        let when = match p.time_to_limit_sec {
+            Some(t) if t <= 0.0 => ", already reached".to_owned(),
+            Some(t) => format!(", reached in {t:.1} s at this rate"),
+            None => ", not approached (no growth)".to_owned(),
+        };
+        let source = match p.limit_source {
+            Some(crate::analysis::pressure::LimitSource::Cgroup) => " (cgroup memory.max)",
+            Some(crate::analysis::pressure::LimitSource::Recorder) => " (--limit)",
+            _ => "",
+        };
+        push_line!(
+            w,
+            "limit        {}{source}{used}{when}",
+            human_bytes(limit as f64)
+        );
+    }
+    if let Some(rss) = p.peak_rss_bytes {
+        let frag = p
+            .fragmentation_ratio
+            .map(|f| format!(", RSS/live {f:.2} at the end"))
+            .unwrap_or_default();
+        push_line!(w, "rss          peak {}{frag}", human_bytes(rss as f64));
+    }
+    if let (Some(calls), Some(b)) = (p.alloc_rate_calls_per_sec, p.alloc_rate_bytes_per_sec) {
+        push_line!(
+            w,
+            "alloc rate   {} calls/s, {}/s",
+            human_count(calls),
+            human_bytes(b)
+        );
+    }
+    if let Some(p99) = p.alloc_latency_p99_ns {
+        let max = p
+            .alloc_latency_max_ns
+            .map(|m| format!(", max {}", human_nanos(m as f64)))
+            .unwrap_or_default();
+        push_line!(w, "latency      allocator p99 {}{max}", human_nanos(p99));
+    }
+    if let Some(first) = p.latency_spikes.first() {
+        push_line!(
+            w,
+            "spikes       {} interval(s) with slow allocator calls; first at {:.2} s: {} (heap {})",
+            p.latency_spikes.len(),
+            first.at_sec,
+            human_nanos(first.max_ns),
+            human_bytes(first.live_bytes)
+        );
     }
 }

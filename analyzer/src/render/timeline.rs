@@ -172,7 +172,9 @@ where
             ))
             .map_err(err)?
             .label(line.label.as_str())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+            });
     }
     if let Some((label, value)) = &panel.reference {
         let style = BLACK.mix(0.6).stroke_width(1);
@@ -281,11 +283,15 @@ mod tests {
             lines: vec![
                 Line {
                     label: "live heap".into(),
-                    points: (0..n).map(|i| (i as f64 * 0.01, i as f64 * 4096.0)).collect(),
+                    points: (0..n)
+                        .map(|i| (i as f64 * 0.01, i as f64 * 4096.0))
+                        .collect(),
                 },
                 Line {
                     label: "RSS".into(),
-                    points: (0..n).map(|i| (i as f64 * 0.01, 1e6 + i as f64 * 5000.0)).collect(),
+                    points: (0..n)
+                        .map(|i| (i as f64 * 0.01, 1e6 + i as f64 * 5000.0))
+                        .collect(),
                 },
             ],
             reference: Some(("limit".into(), 2e6)),
@@ -294,13 +300,21 @@ mod tests {
 
     #[test]
     fn draws_labelled_panels() {
-        let svg = render_svg("pressure <test>", &[panel("heap", 200), panel("empty", 0)], 800).unwrap();
+        let svg = render_svg(
+            "pressure <test>",
+            &[panel("heap", 200), panel("empty", 0)],
+            800,
+        )
+        .unwrap();
         assert!(svg.starts_with("<svg"));
         assert!(svg.contains("live heap"));
         assert!(svg.contains("RSS"));
         assert!(svg.contains("limit"));
         assert!(svg.contains("&lt;test&gt;"), "title must be escaped");
-        assert!(!svg.contains("empty"), "a panel without points is not drawn");
+        assert!(
+            !svg.contains("empty"),
+            "a panel without points is not drawn"
+        );
         assert!(svg.contains("MiB") || svg.contains("KiB"));
     }
 
@@ -316,10 +330,7 @@ mod tests {
             ("a", vec![(0.0, 1.0), (1.0, 2.0)]),
             ("b", vec![(1.0, 5.0), (2.0, 6.0)]),
         ]);
-        assert_eq!(
-            csv,
-            "t_sec,a,b\n0.000000,1,\n1.000000,2,5\n2.000000,,6\n"
-        );
+        assert_eq!(csv, "t_sec,a,b\n0.000000,1,\n1.000000,2,5\n2.000000,,6\n");
     }
 
     #[test]

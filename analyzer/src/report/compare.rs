@@ -2,19 +2,19 @@
 //! change, the top functions' share before and after, and the sites that grew most.
 
 use serde::Serialize;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 /// How many hotspots and growing sites a comparison lists. Default: 10.
 pub const TOP_N: usize = 10;
 
-/// A function's share of the total cost, before and after.
+/// An allocation site's share of the total cost, before and after.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Hotspot {
-    /// Function name.
+    /// Function name of the site (the leaf of its folded stacks).
     pub function: String,
-    /// Inclusive share of the baseline's total cost, 0..=1.
+    /// Share of the baseline's total cost allocated at this site, 0..=1.
     pub share_before: f64,
-    /// Inclusive share of this scenario's total cost, 0..=1.
+    /// Share of this scenario's total cost allocated at this site, 0..=1.
     pub share_after: f64,
 }
 
@@ -55,7 +55,6 @@ pub struct Comparison {
 struct Folded {
     total: f64,
     depth_weighted: f64,
-    inclusive: BTreeMap<String, f64>,
     leaf: BTreeMap<String, f64>,
 }
 
@@ -64,20 +63,19 @@ fn parse(lines: &[&str], runs: usize) -> Folded {
     let mut f = Folded {
         total: 0.0,
         depth_weighted: 0.0,
-        inclusive: BTreeMap::new(),
         leaf: BTreeMap::new(),
     };
     for line in lines {
-        let Some((stack, count)) = line.rsplit_once(' ') else { continue };
-        let Ok(count) = count.trim().parse::<f64>() else { continue };
+        let Some((stack, count)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let Ok(count) = count.trim().parse::<f64>() else {
+            continue;
+        };
         let cost = count * per_run;
         let frames: Vec<&str> = stack.split(';').filter(|s| !s.is_empty()).collect();
         f.total += cost;
         f.depth_weighted += cost * frames.len() as f64;
-        let distinct: BTreeSet<&str> = frames.iter().copied().collect();
-        for func in distinct {
-            *f.inclusive.entry(func.to_owned()).or_default() += cost;
-        }
         if let Some(leaf) = frames.last() {
             *f.leaf.entry((*leaf).to_owned()).or_default() += cost;
         }
@@ -102,18 +100,18 @@ pub fn compare_folded(
             0.0
         }
     };
-    let mut names: Vec<&String> = b.inclusive.keys().chain(a.inclusive.keys()).collect();
+    // Hotspots are sites (leaves): inclusive shares are dominated by the frames every stack
+    // shares (`main`, `_start`, thread entry points) and say nothing about a shift.
+    let mut names: Vec<&String> = b.leaf.keys().chain(a.leaf.keys()).collect();
     names.sort();
     names.dedup();
     let mut hotspots: Vec<Hotspot> = names
         .into_iter()
         .map(|n| Hotspot {
             function: n.clone(),
-            share_before: share(&b.inclusive, b.total, n),
-            share_after: share(&a.inclusive, a.total, n),
+            share_before: share(&b.leaf, b.total, n),
+            share_after: share(&a.leaf, a.total, n),
         })
-        // A function on every stack (main, _start) says nothing about a shift.
-        .filter(|h| h.share_before < 0.999 || h.share_after < 0.999)
         .collect();
     hotspots.sort_by(|x, y| {
         let kx = x.share_before.max(x.share_after);
@@ -129,13 +127,28 @@ pub fn compare_folded(
         .map(|s| {
             let before = b.leaf.get(s).copied().unwrap_or(0.0);
             let after = a.leaf.get(s).copied().unwrap_or(0.0);
-            SiteGrowth { site: s.clone(), before, after, delta: after - before }
+            SiteGrowth {
+                site: s.clone(),
+                before,
+                after,
+                delta: after - before,
+            }
         })
         .filter(|g| g.delta > 0.0)
         .collect();
-    growth.sort_by(|x, y| y.delta.total_cmp(&x.delta).then_with(|| x.site.cmp(&y.site)));
+    growth.sort_by(|x, y| {
+        y.delta
+            .total_cmp(&x.delta)
+            .then_with(|| x.site.cmp(&y.site))
+    });
     growth.truncate(TOP_N);
-    let depth = |f: &Folded| if f.total > 0.0 { f.depth_weighted / f.total } else { 0.0 };
+    let depth = |f: &Folded| {
+        if f.total > 0.0 {
+            f.depth_weighted / f.total
+        } else {
+            0.0
+        }
+    };
     Comparison {
         total_cost_before: b.total,
         total_cost_after: a.total,
@@ -162,9 +175,17 @@ mod tests {
         assert_eq!(c.total_cost_change_pct, Some(0.0));
         assert_eq!(c.mean_depth_before, (3.0 * 300.0 + 2.0 * 100.0) / 400.0);
         assert_eq!(c.mean_depth_after, (3.0 * 100.0 + 4.0 * 300.0) / 400.0);
-        let render = c.hotspots.iter().find(|h| h.function == "render").unwrap();
-        assert_eq!((render.share_before, render.share_after), (0.25, 0.75));
-        assert!(c.hotspots.iter().all(|h| h.function != "main"));
+        let share = |name: &str| {
+            let h = c.hotspots.iter().find(|h| h.function == name).unwrap();
+            (h.share_before, h.share_after)
+        };
+        assert_eq!(share("alloc"), (0.75, 0.25));
+        assert_eq!(share("x"), (0.0, 0.75));
+        assert_eq!(share("render"), (0.25, 0.0));
+        assert!(
+            c.hotspots.iter().all(|h| h.function != "main"),
+            "roots are not sites"
+        );
         assert_eq!(c.top_growth[0].site, "x");
         assert_eq!(c.top_growth[0].delta, 300.0);
         assert_eq!(c.top_growth.len(), 1);
@@ -172,7 +193,12 @@ mod tests {
 
     #[test]
     fn runs_are_averaged_and_junk_skipped() {
-        let c = compare_folded(&["a;b 10", "a;b 30", "garbage", "a;c notanumber"], 2, &["a;b 20"], 1);
+        let c = compare_folded(
+            &["a;b 10", "a;b 30", "garbage", "a;c notanumber"],
+            2,
+            &["a;b 20"],
+            1,
+        );
         assert_eq!(c.total_cost_before, 20.0);
         assert_eq!(c.total_cost_change, 0.0);
     }

@@ -4,7 +4,6 @@ use super::markdown::cell_value;
 use super::{format_delta, significance_text, Report, ReportError, ScenarioInput, METRICS};
 use crate::render::timeline::{self, human_bytes, Line, Panel, Unit};
 use base64::Engine as _;
-use inferno::flamegraph::{self, color::BasicPalette, Options, Palette};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
@@ -51,42 +50,21 @@ fn merged_folded(s: &ScenarioInput) -> Vec<String> {
         .collect()
 }
 
-fn flame_svg(lines: &[String], title: &str, subtitle: Option<String>) -> Result<String, ReportError> {
-    let mut opts = Options::default();
-    opts.title = title.to_owned();
-    opts.subtitle = subtitle;
-    opts.count_name = "bytes".to_owned();
-    opts.colors = Palette::Basic(BasicPalette::Mem);
-    opts.deterministic = true;
-    let mut out = Vec::new();
-    if lines.is_empty() {
-        return Ok(String::new());
-    }
-    flamegraph::from_lines(&mut opts, lines.iter().map(String::as_str), &mut out)
-        .map_err(|e| ReportError::Flamegraph(e.to_string()))?;
-    Ok(String::from_utf8_lossy(&out).into_owned())
+fn flame_svg(lines: &[String], title: &str) -> Result<String, ReportError> {
+    crate::render::diff::folded_svg(lines, title, None, "bytes").map_err(ReportError::Flamegraph)
 }
 
 fn diff_svg(before: &[String], after: &[String], title: &str) -> Result<String, ReportError> {
-    if after.is_empty() {
-        return Ok(String::new());
-    }
-    let mut diff = Vec::new();
-    inferno::differential::from_readers(
-        inferno::differential::Options::default(),
-        before.join("\n").as_bytes(),
-        after.join("\n").as_bytes(),
-        &mut diff,
-    )
-    .map_err(|e| ReportError::Flamegraph(e.to_string()))?;
-    let mut lines: Vec<String> = String::from_utf8_lossy(&diff).lines().map(str::to_owned).collect();
-    lines.sort();
-    flame_svg(&lines, title, Some("widths: new scenario · red grew, blue shrank".to_owned()))
+    crate::render::diff::differential_svg(before, after, title, "bytes")
+        .map_err(ReportError::Flamegraph)
 }
 
 fn img(svg: &str, alt: &str) -> String {
     if svg.is_empty() {
-        return format!("<p class=muted>{}: no allocations recorded.</p>", html_escape(alt));
+        return format!(
+            "<p class=muted>{}: no allocations recorded.</p>",
+            html_escape(alt)
+        );
     }
     // An <img> keeps each flamegraph's own script and ids out of the page (no clashes between
     // several graphs); open the image on its own for the interactive version.
@@ -138,21 +116,41 @@ pub fn to_html(r: &Report, inputs: &[ScenarioInput]) -> Result<String, ReportErr
     }
     o.push_str("<h2>Metrics</h2><table><tr><th>Metric</th>");
     for s in &r.scenarios {
-        let base = if s.label == r.baseline { " <span class=muted>(baseline)</span>" } else { "" };
-        let _ = write!(o, "<th>{}{base}<br><span class=muted>{} run(s)</span></th>", html_escape(&s.label), s.runs);
+        let base = if s.label == r.baseline {
+            " <span class=muted>(baseline)</span>"
+        } else {
+            ""
+        };
+        let _ = write!(
+            o,
+            "<th>{}{base}<br><span class=muted>{} run(s)</span></th>",
+            html_escape(&s.label),
+            s.runs
+        );
     }
     o.push_str("</tr>\n");
     for def in METRICS {
-        if r.scenarios.iter().all(|s| !s.metrics.contains_key(def.name)) {
+        if r.scenarios
+            .iter()
+            .all(|s| !s.metrics.contains_key(def.name))
+        {
             continue;
         }
-        let _ = write!(o, "<tr><td><a href=\"#def-{}\">{}</a></td>", def.anchor, def.title);
+        let _ = write!(
+            o,
+            "<tr><td><a href=\"#def-{}\">{}</a></td>",
+            def.anchor, def.title
+        );
         for s in &r.scenarios {
             let Some(st) = s.metrics.get(def.name) else {
                 o.push_str("<td>–</td>");
                 continue;
             };
-            let _ = write!(o, "<td class=num>{}", html_escape(&cell_value(def.unit, st)));
+            let _ = write!(
+                o,
+                "<td class=num>{}",
+                html_escape(&cell_value(def.unit, st))
+            );
             if let Some(d) = st.delta_vs_baseline {
                 let class = match st.significant {
                     Some(false) => "ns",
@@ -177,12 +175,20 @@ pub fn to_html(r: &Report, inputs: &[ScenarioInput]) -> Result<String, ReportErr
         .iter()
         .filter_map(|s| {
             let run = s.runs.first()?;
-            Some(Line { label: s.label.clone(), points: run.live_heap.clone() })
+            Some(Line {
+                label: s.label.clone(),
+                points: run.live_heap.clone(),
+            })
         })
         .collect();
     let chart = timeline::render_svg(
         "Live heap over time (first run of each scenario)",
-        &[Panel { title: "Live heap".into(), unit: Unit::Bytes, lines, reference: None }],
+        &[Panel {
+            title: "Live heap".into(),
+            unit: Unit::Bytes,
+            lines,
+            reference: None,
+        }],
         1100,
     )?;
     let _ = writeln!(o, "<h2>Growth curves</h2><figure>{chart}</figure>");
@@ -192,17 +198,31 @@ pub fn to_html(r: &Report, inputs: &[ScenarioInput]) -> Result<String, ReportErr
     for (s, input) in r.scenarios.iter().zip(inputs) {
         let _ = writeln!(o, "<h2>{}</h2>", html_escape(&s.label));
         let folded = merged_folded(input);
-        let flame = flame_svg(&folded, &format!("{}: allocated bytes (mean per run)", s.label), None)?;
-        let _ = writeln!(o, "<figure><figcaption>Flamegraph of allocated bytes</figcaption>{}</figure>", img(&flame, &format!("flamegraph of {}", s.label)));
+        let flame = flame_svg(
+            &folded,
+            &format!("{}: allocated bytes (mean per run)", s.label),
+        )?;
+        let _ = writeln!(
+            o,
+            "<figure><figcaption>Flamegraph of allocated bytes</figcaption>{}</figure>",
+            img(&flame, &format!("flamegraph of {}", s.label))
+        );
         let Some(c) = &s.comparison else { continue };
-        let diff = diff_svg(&base_folded, &folded, &format!("{} vs {}: allocated bytes", s.label, r.baseline))?;
+        let diff = diff_svg(
+            &base_folded,
+            &folded,
+            &format!("{} vs {}: allocated bytes", s.label, r.baseline),
+        )?;
         let _ = writeln!(
             o,
             "<figure><figcaption>Differential flamegraph against {} (red grew, blue shrank)</figcaption>{}</figure>",
             html_escape(&r.baseline),
             img(&diff, &format!("differential flamegraph of {} against {}", s.label, r.baseline))
         );
-        let pct = c.total_cost_change_pct.map(|p| format!(" ({p:+.1}%)")).unwrap_or_default();
+        let pct = c
+            .total_cost_change_pct
+            .map(|p| format!(" ({p:+.1}%)"))
+            .unwrap_or_default();
         let _ = writeln!(
             o,
             "<ul><li>Total allocated bytes per run (flamegraph area): {} → {}{}</li><li>Mean stack depth at allocation: {:.1} → {:.1} frames</li></ul>",
@@ -213,7 +233,7 @@ pub fn to_html(r: &Report, inputs: &[ScenarioInput]) -> Result<String, ReportErr
             c.mean_depth_after
         );
         if !c.hotspots.is_empty() {
-            o.push_str("<table><tr><th>Function</th><th>Share before</th><th>Share after</th></tr>");
+            o.push_str("<table><tr><th>Site</th><th>Share before</th><th>Share after</th></tr>");
             for h in &c.hotspots {
                 let _ = write!(
                     o,
@@ -261,10 +281,18 @@ mod tests {
 
     #[test]
     fn escapes_and_embeds() {
-        let a = ScenarioInput { label: "base".into(), runs: vec![run("a", 10.0, 1.0, &["main;f 10"])] };
+        let a = ScenarioInput {
+            label: "base".into(),
+            runs: vec![run("a", 10.0, 1.0, &["main;f 10"])],
+        };
         let b = ScenarioInput {
             label: "new<&>".into(),
-            runs: vec![run("b", 20.0, 1.0, &["main;std::vector<int>::push_back 20"])],
+            runs: vec![run(
+                "b",
+                20.0,
+                1.0,
+                &["main;std::vector<int>::push_back 20"],
+            )],
         };
         let inputs = [a, b];
         let html = to_html(&build(&inputs, None).unwrap(), &inputs).unwrap();
@@ -272,7 +300,14 @@ mod tests {
         assert!(!html.contains("new<&>"));
         assert!(html.contains("std::vector&lt;int&gt;::push_back"));
         assert!(html.contains("data:image/svg+xml;base64,"));
-        assert!(!html.contains("http://") || !html.contains("src=\"http"), "no external resources");
-        assert_eq!(html.matches("<img").count(), 3, "two flamegraphs and one differential");
+        assert!(
+            !html.contains("http://") || !html.contains("src=\"http"),
+            "no external resources"
+        );
+        assert_eq!(
+            html.matches("<img").count(),
+            3,
+            "two flamegraphs and one differential"
+        );
     }
 }

@@ -14,7 +14,7 @@ pub fn md_escape(s: &str) -> String {
             '>' => out.push_str("&gt;"),
             '&' => out.push_str("&amp;"),
             '`' => out.push('\''),
-            '*' | '_' | '[' | ']' | '\\' => {
+            '*' | '[' | ']' | '\\' => {
                 out.push('\\');
                 out.push(c);
             }
@@ -23,6 +23,16 @@ pub fn md_escape(s: &str) -> String {
         }
     }
     out
+}
+
+/// A function name as a Markdown code span, safe inside a table cell.
+pub fn md_code(s: &str) -> String {
+    format!(
+        "`{}`",
+        s.replace('`', "'")
+            .replace('|', "\\|")
+            .replace(['\n', '\r'], " ")
+    )
 }
 
 pub(crate) fn cell_value(def_unit: super::MetricUnit, s: &MetricStat) -> String {
@@ -66,8 +76,19 @@ pub fn to_markdown(r: &Report) -> String {
     }
     o.push_str("| Metric |");
     for s in &r.scenarios {
-        let base = if s.label == r.baseline { " (baseline)" } else { "" };
-        let _ = write!(o, " {}{} ({} run{}) |", md_escape(&s.label), base, s.runs, if s.runs == 1 { "" } else { "s" });
+        let base = if s.label == r.baseline {
+            " (baseline)"
+        } else {
+            ""
+        };
+        let _ = write!(
+            o,
+            " {}{} ({} run{}) |",
+            md_escape(&s.label),
+            base,
+            s.runs,
+            if s.runs == 1 { "" } else { "s" }
+        );
     }
     o.push_str("\n|---|");
     for _ in &r.scenarios {
@@ -75,7 +96,10 @@ pub fn to_markdown(r: &Report) -> String {
     }
     o.push('\n');
     for def in METRICS {
-        if r.scenarios.iter().all(|s| !s.metrics.contains_key(def.name)) {
+        if r.scenarios
+            .iter()
+            .all(|s| !s.metrics.contains_key(def.name))
+        {
             continue;
         }
         let _ = write!(o, "| [{}]({}#{}) |", def.title, r.definitions, def.anchor);
@@ -99,7 +123,12 @@ pub fn to_markdown(r: &Report) -> String {
     }
     for s in &r.scenarios {
         let Some(c) = &s.comparison else { continue };
-        let _ = writeln!(o, "\n## {} vs {}\n", md_escape(&s.label), md_escape(&r.baseline));
+        let _ = writeln!(
+            o,
+            "\n## {} vs {}\n",
+            md_escape(&s.label),
+            md_escape(&r.baseline)
+        );
         let pct = c
             .total_cost_change_pct
             .map(|p| format!(" ({p:+.1}%)"))
@@ -117,12 +146,12 @@ pub fn to_markdown(r: &Report) -> String {
             c.mean_depth_before, c.mean_depth_after
         );
         if !c.hotspots.is_empty() {
-            o.push_str("| Function | Share before | Share after |\n|---|---:|---:|\n");
+            o.push_str("| Site | Share before | Share after |\n|---|---:|---:|\n");
             for h in &c.hotspots {
                 let _ = writeln!(
                     o,
                     "| {} | {:.1}% | {:.1}% |",
-                    md_escape(&h.function),
+                    md_code(&h.function),
                     h.share_before * 100.0,
                     h.share_after * 100.0
                 );
@@ -135,7 +164,7 @@ pub fn to_markdown(r: &Report) -> String {
                 let _ = writeln!(
                     o,
                     "| {} | {} | {} | +{} |",
-                    md_escape(&g.site),
+                    md_code(&g.site),
                     human_bytes(g.before),
                     human_bytes(g.after),
                     human_bytes(g.delta)
@@ -164,8 +193,18 @@ mod tests {
         let after = ScenarioInput {
             label: "after<T>|x".into(),
             runs: vec![
-                run("b1", 2048.0, 12.0, &["main;parse 100", "main;render;Vec<u8>::push 500"]),
-                run("b2", 2048.0, 12.0, &["main;parse 100", "main;render;Vec<u8>::push 500"]),
+                run(
+                    "b1",
+                    2048.0,
+                    12.0,
+                    &["main;parse 100", "main;render;Vec<u8>::push 500"],
+                ),
+                run(
+                    "b2",
+                    2048.0,
+                    12.0,
+                    &["main;parse 100", "main;render;Vec<u8>::push 500"],
+                ),
             ],
         };
         let md = to_markdown(&build(&[base, after], None).unwrap());
@@ -180,9 +219,18 @@ mod tests {
             let actual = std::env::temp_dir().join("tidemark-golden.md");
             std::fs::write(&actual, &md).unwrap();
             for (i, (a, e)) in md.lines().zip(expected.lines()).enumerate() {
-                assert_eq!(a, e, "{path}:{} differs (actual output kept in {})", i + 1, actual.display());
+                assert_eq!(
+                    a,
+                    e,
+                    "{path}:{} differs (actual output kept in {})",
+                    i + 1,
+                    actual.display()
+                );
             }
-            panic!("{path}: line count differs (actual output kept in {})", actual.display());
+            panic!(
+                "{path}: line count differs (actual output kept in {})",
+                actual.display()
+            );
         }
         assert!(md.contains("after&lt;T&gt;\\|x"));
     }

@@ -14,7 +14,7 @@ mod html;
 mod markdown;
 
 pub use compare::{compare_folded, Comparison, Hotspot, SiteGrowth};
-pub use html::to_html;
+pub use html::{html_escape, to_html};
 pub use markdown::to_markdown;
 
 use crate::analysis::stats::{estimate, welch_t_test, DEFAULT_ALPHA};
@@ -57,16 +57,66 @@ pub struct MetricDef {
 
 /// Every metric of a report, in display order.
 pub const METRICS: &[MetricDef] = &[
-    MetricDef { name: "allocations", title: "Allocation calls", unit: MetricUnit::Count, anchor: "allocations" },
-    MetricDef { name: "allocated_bytes", title: "Allocated bytes", unit: MetricUnit::Bytes, anchor: "allocated-bytes" },
-    MetricDef { name: "peak_bytes", title: "Peak heap", unit: MetricUnit::Bytes, anchor: "peak" },
-    MetricDef { name: "leaked_bytes", title: "Leaked bytes", unit: MetricUnit::Bytes, anchor: "leaked" },
-    MetricDef { name: "temporary_allocations", title: "Temporary allocations", unit: MetricUnit::Count, anchor: "temporary" },
-    MetricDef { name: "growth_bytes_per_sec", title: "Growth slope", unit: MetricUnit::BytesPerSec, anchor: "growth" },
-    MetricDef { name: "leak_verdict", title: "Leak verdict", unit: MetricUnit::Verdict, anchor: "leak-verdict" },
-    MetricDef { name: "peak_rss_bytes", title: "Peak RSS", unit: MetricUnit::Bytes, anchor: "peak-rss" },
-    MetricDef { name: "alloc_latency_p99_ns", title: "Allocator latency p99", unit: MetricUnit::Nanos, anchor: "allocator-latency" },
-    MetricDef { name: "duration_ms", title: "Duration", unit: MetricUnit::Millis, anchor: "duration" },
+    MetricDef {
+        name: "allocations",
+        title: "Allocation calls",
+        unit: MetricUnit::Count,
+        anchor: "allocations",
+    },
+    MetricDef {
+        name: "allocated_bytes",
+        title: "Allocated bytes",
+        unit: MetricUnit::Bytes,
+        anchor: "allocated-bytes",
+    },
+    MetricDef {
+        name: "peak_bytes",
+        title: "Peak heap",
+        unit: MetricUnit::Bytes,
+        anchor: "peak",
+    },
+    MetricDef {
+        name: "leaked_bytes",
+        title: "Leaked bytes",
+        unit: MetricUnit::Bytes,
+        anchor: "leaked",
+    },
+    MetricDef {
+        name: "temporary_allocations",
+        title: "Temporary allocations",
+        unit: MetricUnit::Count,
+        anchor: "temporary",
+    },
+    MetricDef {
+        name: "growth_bytes_per_sec",
+        title: "Growth slope",
+        unit: MetricUnit::BytesPerSec,
+        anchor: "growth",
+    },
+    MetricDef {
+        name: "leak_verdict",
+        title: "Leak verdict",
+        unit: MetricUnit::Verdict,
+        anchor: "leak-verdict",
+    },
+    MetricDef {
+        name: "peak_rss_bytes",
+        title: "Peak RSS",
+        unit: MetricUnit::Bytes,
+        anchor: "peak-rss",
+    },
+    MetricDef {
+        name: "alloc_latency_p99_ns",
+        title: "Allocator latency p99",
+        unit: MetricUnit::Nanos,
+        anchor: "allocator-latency",
+    },
+    MetricDef {
+        name: "duration_ms",
+        title: "Duration",
+        unit: MetricUnit::Millis,
+        anchor: "duration",
+    },
 ];
 
 /// One run of a scenario, reduced to what a report needs.
@@ -300,7 +350,13 @@ pub fn format_delta(unit: MetricUnit, stat: &MetricStat) -> String {
     let Some(d) = stat.delta_vs_baseline else {
         return "baseline".to_owned();
     };
-    let sign = if d > 0.0 { "+" } else if d < 0.0 { "−" } else { "±" };
+    let sign = if d > 0.0 {
+        "+"
+    } else if d < 0.0 {
+        "−"
+    } else {
+        "±"
+    };
     let body = match unit {
         MetricUnit::Verdict => format!("{:.0} pts", d.abs() * 100.0),
         _ => format_value(unit, d.abs()),
@@ -349,18 +405,29 @@ mod tests {
     }
 
     fn scen(label: &str, runs: Vec<RunInput>) -> ScenarioInput {
-        ScenarioInput { label: label.into(), runs }
+        ScenarioInput {
+            label: label.into(),
+            runs,
+        }
     }
 
     #[test]
     fn deltas_and_significance() {
         let base = scen(
             "before",
-            vec![run("a1", 100.0, 10.0, &["main;f 100"]), run("a2", 102.0, 10.0, &["main;f 102"]), run("a3", 98.0, 10.0, &["main;f 98"])],
+            vec![
+                run("a1", 100.0, 10.0, &["main;f 100"]),
+                run("a2", 102.0, 10.0, &["main;f 102"]),
+                run("a3", 98.0, 10.0, &["main;f 98"]),
+            ],
         );
         let after = scen(
             "after",
-            vec![run("b1", 150.0, 10.0, &["main;g 150"]), run("b2", 151.0, 10.0, &["main;g 151"]), run("b3", 149.0, 10.0, &["main;g 149"])],
+            vec![
+                run("b1", 150.0, 10.0, &["main;g 150"]),
+                run("b2", 151.0, 10.0, &["main;g 151"]),
+                run("b3", 149.0, 10.0, &["main;g 149"]),
+            ],
         );
         let r = build(&[base, after], None).unwrap();
         assert_eq!(r.baseline, "before");
@@ -371,7 +438,9 @@ mod tests {
         let allocs = &r.scenarios[1].metrics["allocations"];
         assert_eq!(allocs.p_value, Some(1.0));
         assert_eq!(allocs.significant, Some(false));
-        assert!(r.scenarios[0].metrics["peak_bytes"].delta_vs_baseline.is_none());
+        assert!(r.scenarios[0].metrics["peak_bytes"]
+            .delta_vs_baseline
+            .is_none());
         assert!(r.scenarios[0].comparison.is_none());
         let c = r.scenarios[1].comparison.as_ref().unwrap();
         assert_eq!(c.total_cost_before, 100.0);
@@ -380,27 +449,66 @@ mod tests {
 
     #[test]
     fn noise_is_not_called_significant() {
-        let base = scen("x", vec![run("1", 100.0, 5.0, &[]), run("2", 110.0, 5.0, &[]), run("3", 90.0, 5.0, &[])]);
-        let same = scen("y", vec![run("4", 105.0, 5.0, &[]), run("5", 95.0, 5.0, &[]), run("6", 101.0, 5.0, &[])]);
+        let base = scen(
+            "x",
+            vec![
+                run("1", 100.0, 5.0, &[]),
+                run("2", 110.0, 5.0, &[]),
+                run("3", 90.0, 5.0, &[]),
+            ],
+        );
+        let same = scen(
+            "y",
+            vec![
+                run("4", 105.0, 5.0, &[]),
+                run("5", 95.0, 5.0, &[]),
+                run("6", 101.0, 5.0, &[]),
+            ],
+        );
         let r = build(&[base, same], Some("x")).unwrap();
-        assert_eq!(r.scenarios[1].metrics["peak_bytes"].significant, Some(false));
+        assert_eq!(
+            r.scenarios[1].metrics["peak_bytes"].significant,
+            Some(false)
+        );
     }
 
     #[test]
     fn bad_inputs_are_errors() {
         assert!(matches!(build(&[], None), Err(ReportError::Empty)));
         let a = scen("a", vec![run("1", 1.0, 1.0, &[])]);
-        assert!(matches!(build(&[a.clone(), a.clone()], None), Err(ReportError::DuplicateLabel(_))));
-        assert!(matches!(build(&[a.clone()], Some("zz")), Err(ReportError::UnknownBaseline(_))));
-        assert!(matches!(build(&[scen("e", vec![])], None), Err(ReportError::NoRuns(_))));
+        assert!(matches!(
+            build(&[a.clone(), a.clone()], None),
+            Err(ReportError::DuplicateLabel(_))
+        ));
+        assert!(matches!(
+            build(&[a.clone()], Some("zz")),
+            Err(ReportError::UnknownBaseline(_))
+        ));
+        assert!(matches!(
+            build(&[scen("e", vec![])], None),
+            Err(ReportError::NoRuns(_))
+        ));
     }
 
     #[test]
     fn values_read_well() {
         assert_eq!(format_value(MetricUnit::Bytes, 1536.0), "1.5 KiB");
         assert_eq!(format_value(MetricUnit::Verdict, 1.0), "leak");
-        assert_eq!(format_value(MetricUnit::Verdict, 0.5), "leak in 50% of runs");
-        let s = MetricStat { n: 1, mean: 2.0, std_dev: 0.0, ci95_low: 2.0, ci95_high: 2.0, delta_vs_baseline: Some(-1024.0), delta_pct: Some(-50.0), p_value: None, significant: None };
+        assert_eq!(
+            format_value(MetricUnit::Verdict, 0.5),
+            "leak in 50% of runs"
+        );
+        let s = MetricStat {
+            n: 1,
+            mean: 2.0,
+            std_dev: 0.0,
+            ci95_low: 2.0,
+            ci95_high: 2.0,
+            delta_vs_baseline: Some(-1024.0),
+            delta_pct: Some(-50.0),
+            p_value: None,
+            significant: None,
+        };
         assert_eq!(format_delta(MetricUnit::Bytes, &s), "−1.0 KiB (−50.0%)");
         assert_eq!(significance_text(&s), "untested (needs ≥2 runs each)");
     }

@@ -1,0 +1,215 @@
+//! `tidemark report`: scenarios side by side against a baseline, as HTML, Markdown or JSON.
+
+use anyhow::{bail, Context};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use super::{load, write_output, ReportArgs, ReportFormat};
+use crate::analysis::{pressure::live_heap_series, summary};
+use crate::model::Profile;
+use crate::render::{folded_to_sites, Metric};
+use crate::report::{self, RunInput, ScenarioInput, METRICS};
+
+/// The label of a bare profile path: its file stem without a trailing run number
+/// (`base.3.tmk` → `base`), so repeated runs group into one scenario.
+pub(crate) fn label_of(path: &Path) -> String {
+    let stem = path
+        .file_stem()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned();
+    match stem.rsplit_once('.') {
+        Some((head, n)) if !head.is_empty() && n.chars().all(|c| c.is_ascii_digit()) => {
+            head.to_owned()
+        }
+        _ => stem,
+    }
+}
+
+/// Expands `[LABEL=]PATTERN` arguments into `(label, path)` pairs, in order. Patterns with
+/// `*`, `?` or `[` are expanded here (a shell does not expand `label=base.*.tmk`).
+pub(crate) fn expand_inputs(args: &[String]) -> anyhow::Result<Vec<(String, PathBuf)>> {
+    let mut out = Vec::new();
+    for arg in args {
+        let (label, pattern) = match arg.split_once('=') {
+            Some((l, p)) if !l.is_empty() && !l.contains('/') => (Some(l.to_owned()), p),
+            _ => (None, arg.as_str()),
+        };
+        let paths: Vec<PathBuf> = if pattern.contains(['*', '?', '[']) {
+            let mut v: Vec<PathBuf> = glob::glob(pattern)
+                .with_context(|| format!("bad pattern {pattern:?}"))?
+                .filter_map(Result::ok)
+                .collect();
+            v.sort_by(|a, b| natural_key(a).cmp(&natural_key(b)));
+            if v.is_empty() {
+                bail!("{pattern:?} matches no file");
+            }
+            v
+        } else {
+            vec![PathBuf::from(pattern)]
+        };
+        for p in paths {
+            let l = label.clone().unwrap_or_else(|| label_of(&p));
+            out.push((l, p));
+        }
+    }
+    Ok(out)
+}
+
+/// Sorts `x.2.tmk` before `x.10.tmk`.
+fn natural_key(p: &Path) -> (String, u64) {
+    let stem = p
+        .file_stem()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned();
+    match stem.rsplit_once('.') {
+        Some((head, n)) => match n.parse::<u64>() {
+            Ok(n) => (head.to_owned(), n),
+            Err(_) => (stem.clone(), 0),
+        },
+        None => (stem, 0),
+    }
+}
+
+/// One profile reduced to what a report needs; the metrics are exactly `summary --json`'s.
+pub(crate) fn run_input(path: &Path, p: &Profile) -> RunInput {
+    let s = serde_json::to_value(summary(p, 0)).expect("summary serializes");
+    let mut metrics = BTreeMap::new();
+    for def in METRICS {
+        let v = match s.get(def.name) {
+            Some(serde_json::Value::Bool(b)) => Some(if *b { 1.0 } else { 0.0 }),
+            Some(v) => v.as_f64(),
+            None => None,
+        };
+        if let Some(v) = v {
+            metrics.insert(def.name.to_owned(), v);
+        }
+    }
+    RunInput {
+        path: path.display().to_string(),
+        metrics,
+        live_heap: live_heap_series(p),
+        folded: folded_to_sites(p, Metric::Allocated),
+        truncated: p.truncated.is_some(),
+    }
+}
+
+/// Groups `(label, path)` pairs into scenarios (first appearance order), loading each profile.
+pub(crate) fn scenarios(
+    inputs: &[(String, PathBuf)],
+    load_one: &mut dyn FnMut(&Path) -> anyhow::Result<Profile>,
+) -> anyhow::Result<Vec<ScenarioInput>> {
+    let mut out: Vec<ScenarioInput> = Vec::new();
+    for (i, (label, path)) in inputs.iter().enumerate() {
+        eprintln!(
+            "tidemark: loading {}/{}: {} ({label})",
+            i + 1,
+            inputs.len(),
+            path.display()
+        );
+        let p = load_one(path)?;
+        if let Some(t) = &p.truncated {
+            eprintln!(
+                "tidemark: warning: {} is truncated ({}); its numbers cover the recorded part only",
+                path.display(),
+                t.reason
+            );
+        }
+        let run = run_input(path, &p);
+        match out.iter_mut().find(|s| &s.label == label) {
+            Some(s) => s.runs.push(run),
+            None => out.push(ScenarioInput {
+                label: label.clone(),
+                runs: vec![run],
+            }),
+        }
+    }
+    Ok(out)
+}
+
+fn format_of(a: &ReportArgs, out: &Path) -> ReportFormat {
+    if let Some(f) = a.format {
+        return f;
+    }
+    match out.extension().and_then(|e| e.to_str()) {
+        Some("md") | Some("markdown") => ReportFormat::Md,
+        Some("json") => ReportFormat::Json,
+        _ => ReportFormat::Html,
+    }
+}
+
+/// Writes a report of `scenarios` to `out` in `format`.
+pub(crate) fn write_report(
+    scen: &[ScenarioInput],
+    baseline: Option<&str>,
+    out: &Path,
+    format: ReportFormat,
+) -> anyhow::Result<()> {
+    let r = report::build(scen, baseline)?;
+    let body = match format {
+        ReportFormat::Json => report::to_json(&r) + "\n",
+        ReportFormat::Md => report::to_markdown(&r),
+        ReportFormat::Html => report::to_html(&r, scen)?,
+    };
+    write_output(out, body.as_bytes())
+}
+
+pub(super) fn report(a: &ReportArgs) -> anyhow::Result<u8> {
+    let inputs = expand_inputs(&a.profiles)?;
+    if inputs.is_empty() {
+        bail!("give at least one profile: tidemark report [LABEL=]PROFILE…");
+    }
+    let scen = scenarios(&inputs, &mut |p| load(p, &a.load))?;
+    let out = a
+        .output
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("report.html"));
+    let format = format_of(a, &out);
+    write_report(&scen, a.baseline.as_deref(), &out, format)?;
+    if out.as_os_str() != "-" {
+        eprintln!(
+            "tidemark: report of {} scenario(s), {} profile(s) written to {}",
+            scen.len(),
+            inputs.len(),
+            out.display()
+        );
+    }
+    Ok(super::EXIT_OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_group_repeated_runs() {
+        assert_eq!(label_of(Path::new("/x/base.3.tmk")), "base");
+        assert_eq!(label_of(Path::new("new.tmk")), "new");
+        assert_eq!(label_of(Path::new("a.b.tmk")), "a.b");
+        let v = expand_inputs(&["before=/nonexistent/a.tmk".into(), "/x/b.2.tmk".into()]).unwrap();
+        assert_eq!(
+            v[0],
+            ("before".to_owned(), PathBuf::from("/nonexistent/a.tmk"))
+        );
+        assert_eq!(v[1].0, "b");
+        assert!(expand_inputs(&["x=/nonexistent/*.tmk".into()]).is_err());
+    }
+
+    #[test]
+    fn globs_expand_in_run_order() {
+        let d = std::env::temp_dir().join(format!("tidemark-glob-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        for n in [1, 2, 10] {
+            std::fs::write(d.join(format!("base.{n}.tmk")), b"").unwrap();
+        }
+        let v = expand_inputs(&[format!("before={}/base.*.tmk", d.display())]).unwrap();
+        let names: Vec<String> = v
+            .iter()
+            .map(|(_, p)| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["base.1.tmk", "base.2.tmk", "base.10.tmk"]);
+        assert!(v.iter().all(|(l, _)| l == "before"));
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+}

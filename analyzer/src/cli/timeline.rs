@@ -1,0 +1,52 @@
+//! `tidemark timeline`: pressure curves as SVG panels, or the raw series as CSV.
+
+use anyhow::Context;
+use std::path::PathBuf;
+
+use super::{load, warn_truncated, write_output, TimelineArgs};
+use crate::render::{curves, timeline};
+
+pub(super) fn timeline(a: &TimelineArgs) -> anyhow::Result<u8> {
+    let p = load(&a.profile, &a.load)?;
+    warn_truncated(&p, &a.profile);
+    let ext = if a.csv { "csv" } else { "svg" };
+    let out = a.output.clone().unwrap_or_else(|| {
+        let stem = a
+            .profile
+            .file_stem()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        a.profile.with_file_name(format!("{stem}.timeline.{ext}"))
+    });
+    let body = if a.csv {
+        curves::csv(&p)
+    } else {
+        let mut title = format!(
+            "tidemark timeline: {}",
+            p.header
+                .cmdline
+                .first()
+                .cloned()
+                .unwrap_or_else(|| p.header.exe.clone())
+        );
+        if p.truncated.is_some() {
+            title.push_str(" (TRUNCATED profile)");
+        }
+        timeline::render_svg(
+            &title,
+            &curves::panels(&p, a.limit),
+            timeline::DEFAULT_WIDTH_PX,
+        )
+        .context("cannot draw the timeline")?
+    };
+    write_output(&out, body.as_bytes())?;
+    if out != PathBuf::from("-") {
+        eprintln!(
+            "tidemark: timeline ({} samples) written to {}",
+            p.samples.len(),
+            out.display()
+        );
+    }
+    Ok(super::EXIT_OK)
+}

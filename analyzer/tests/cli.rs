@@ -251,11 +251,24 @@ fn run_without_a_command_profiles_the_builtin_workload_into_tidemark_out() {
         .collect();
     assert_eq!(
         profiles.len(),
-        1,
-        "expected one .tmk profile in tidemark-out: {:?}",
+        2,
+        "expected the workload's profile and the sawtooth scenario's in tidemark-out: {:?}",
         list_dir(&out)
     );
-    assert_matches_truth(&profiles[0], &truth);
+    assert_matches_truth(&out.join("profile.tmk"), &truth);
+    let saw_truth = read_truth(&out.join("sawtooth.truth.json"));
+    assert_matches_truth(&out.join("sawtooth.tmk"), &saw_truth);
+
+    // The pressure chart and the comparison report of the two scenarios.
+    let curves = fs::read_to_string(out.join("curves.svg")).expect("curves.svg written");
+    assert!(
+        curves.contains("Live heap"),
+        "curves.svg has no live-heap panel"
+    );
+    let html = fs::read_to_string(out.join("report.html")).expect("report.html written");
+    assert!(html.contains("alloc-without-free") && html.contains("sawtooth"));
+    let md = fs::read_to_string(out.join("report.md")).expect("report.md written");
+    assert!(md.contains("| [Leak verdict]"), "{md}");
 
     // Every other output a new user gets: SVGs that are SVGs, JSON that parses.
     let files = list_dir(&out);

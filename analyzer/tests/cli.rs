@@ -48,7 +48,7 @@ fn help_lists_the_commands_and_run_options() {
 fn churn_profile(scratch: &Scratch) -> std::path::PathBuf {
     record(
         scratch,
-        &fixture_bin("tm-churn"),
+        &fixture_bin("tm-churn", scratch),
         &["--threads", "2", "--iterations", "4000"],
     )
     .profile

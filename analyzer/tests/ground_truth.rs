@@ -15,7 +15,7 @@ fn alloc_without_free_matches_truth_across_threads_and_sites() {
     let truth_path = scratch.join("truth.json");
     let rec = record(
         &scratch,
-        &fixture_bin("tm-alloc-without-free"),
+        &fixture_bin("tm-alloc-without-free", &scratch),
         &[
             "--duration-ms",
             "500",
@@ -50,7 +50,7 @@ fn churn_two_threads_matches_truth_including_temporaries() {
     let truth_path = scratch.join("truth.json");
     let rec = record(
         &scratch,
-        &fixture_bin("tm-churn"),
+        &fixture_bin("tm-churn", &scratch),
         &[
             "--threads",
             "2",
@@ -75,7 +75,7 @@ fn churn_deep_stacks_match_truth() {
     let truth_path = scratch.join("truth.json");
     let rec = record(
         &scratch,
-        &fixture_bin("tm-churn"),
+        &fixture_bin("tm-churn", &scratch),
         &[
             "--threads",
             "2",

@@ -29,7 +29,7 @@ fn sigkill_mid_run_leaves_a_truncated_profile() {
         .arg("-o")
         .arg(&out)
         .arg("--")
-        .arg(fixture_bin("tm-alloc-without-free"))
+        .arg(fixture_bin("tm-alloc-without-free", &scratch))
         .args(["--duration-ms", "10000", "--progress"])
         .current_dir(scratch.path())
         .stdin(Stdio::null())
@@ -190,7 +190,7 @@ fn damaged_and_cut_profiles_never_panic_and_say_so() {
     let scratch = Scratch::new("damaged");
     let rec = record(
         &scratch,
-        &fixture_bin("tm-churn"),
+        &fixture_bin("tm-churn", &scratch),
         &["--threads", "2", "--iterations", "3000"],
     );
     let good = fs::read(&rec.profile).unwrap();

@@ -251,9 +251,14 @@ pub fn list_dir(dir: &Path) -> Vec<PathBuf> {
     v
 }
 
-/// A fixture binary of the `tidemark-fixtures` crate.
-pub fn fixture_bin(name: &str) -> PathBuf {
-    artifact(name)
+/// A fixture binary of the `tidemark-fixtures` crate, copied into `scratch`: a rebuild of
+/// `target/release` while the test runs (another `cargo build` in the same tree) then cannot
+/// change the binary between recording and symbolizing.
+pub fn fixture_bin(name: &str, scratch: &Scratch) -> PathBuf {
+    let copy = scratch.join(name);
+    fs::copy(artifact(name), &copy)
+        .unwrap_or_else(|e| panic!("cannot copy {name} into {}: {e}", scratch.path().display()));
+    copy
 }
 
 /// Compiles `fixtures/c/<name>.c` the way the fixtures document (`-O2 -g -fomit-frame-pointer`).

@@ -40,7 +40,7 @@ pub(crate) fn expand_inputs(args: &[String]) -> anyhow::Result<Vec<(String, Path
                 .with_context(|| format!("bad pattern {pattern:?}"))?
                 .filter_map(Result::ok)
                 .collect();
-            v.sort_by(|a, b| natural_key(a).cmp(&natural_key(b)));
+            v.sort_by_key(|p| natural_key(p));
             if v.is_empty() {
                 bail!("{pattern:?} matches no file");
             }

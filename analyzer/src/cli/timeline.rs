@@ -1,7 +1,6 @@
 //! `tidemark timeline`: pressure curves as SVG panels, or the raw series as CSV.
 
 use anyhow::Context;
-use std::path::PathBuf;
 
 use super::{load, warn_truncated, write_output, TimelineArgs};
 use crate::render::{curves, timeline};
@@ -41,7 +40,7 @@ pub(super) fn timeline(a: &TimelineArgs) -> anyhow::Result<u8> {
         .context("cannot draw the timeline")?
     };
     write_output(&out, body.as_bytes())?;
-    if out != PathBuf::from("-") {
+    if out.as_os_str() != "-" {
         eprintln!(
             "tidemark: timeline ({} samples) written to {}",
             p.samples.len(),

@@ -23,7 +23,7 @@ pub fn folded_svg(
     opts.colors = Palette::Basic(BasicPalette::Mem);
     opts.deterministic = true;
     let mut out = Vec::new();
-    flamegraph::from_lines(&mut opts, sorted.into_iter(), &mut out).map_err(|e| e.to_string())?;
+    flamegraph::from_lines(&mut opts, sorted, &mut out).map_err(|e| e.to_string())?;
     Ok(String::from_utf8_lossy(&out).into_owned())
 }
 

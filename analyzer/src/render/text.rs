@@ -143,17 +143,6 @@ pub fn write_summary_json<W: Write>(s: &Summary, mut out: W) -> Result<(), Rende
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn short_paths() {
-        assert_eq!(short_path("src/main.rs"), "src/main.rs");
-        assert_eq!(short_path("/home/u/p/src/a/b.rs"), "…/src/a/b.rs");
-    }
-}
-
 /// Growth, limit, RSS, rates and latency lines (omitted when the timeline cannot tell).
 fn pressure_lines(w: &mut String, s: &Summary) {
     use super::timeline::{human_bytes, human_count, human_nanos};
@@ -220,5 +209,16 @@ fn pressure_lines(w: &mut String, s: &Summary) {
             human_nanos(first.max_ns),
             human_bytes(first.live_bytes)
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_paths() {
+        assert_eq!(short_path("src/main.rs"), "src/main.rs");
+        assert_eq!(short_path("/home/u/p/src/a/b.rs"), "…/src/a/b.rs");
     }
 }

@@ -373,7 +373,7 @@ pub fn significance_text(stat: &MetricStat) -> String {
         (_, None) => String::new(),
         (Some(p), _) if p < DEFAULT_ALPHA => format!("significant (p{})", format_p(p)),
         (Some(p), _) => format!("not significant (p{})", format_p(p)),
-        (None, Some(d)) if d == 0.0 => "no change".to_owned(),
+        (None, Some(0.0)) => "no change".to_owned(),
         (None, Some(_)) => "untested (needs ≥2 runs each)".to_owned(),
     }
 }
@@ -481,7 +481,7 @@ mod tests {
             Err(ReportError::DuplicateLabel(_))
         ));
         assert!(matches!(
-            build(&[a.clone()], Some("zz")),
+            build(std::slice::from_ref(&a), Some("zz")),
             Err(ReportError::UnknownBaseline(_))
         ));
         assert!(matches!(

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests and benchmarks need when it is missing: gcc (the C fixtures, and static
-# glibc for the statically-linked case), heaptrack (the overhead comparison). Idempotent: a tool
+# glibc for the statically-linked case), make (building the bundled jemalloc), heaptrack (the
+# overhead comparison), chromium (the HTML report is rendered in headless Chromium). Idempotent: a tool
 # that is already there is left alone, and apt-get runs only when something is absent (one
 # `apt-get update` first). Run it as root, or with sudo available.
 set -euo pipefail
@@ -11,7 +12,9 @@ need_cmd() { ! command -v "$1" >/dev/null 2>&1; }
 
 missing=()
 if need_cmd gcc; then missing+=(gcc); fi
+if need_cmd make; then missing+=(make); fi
 if need_cmd heaptrack || need_cmd heaptrack_print; then missing+=(heaptrack); fi
+if need_cmd chromium; then missing+=(chromium); fi
 # gcc -static needs glibc's static archive (package libc6-dev, normally pulled in by gcc).
 if ! [ -e /usr/lib/x86_64-linux-gnu/libc.a ] && ! [ -e /usr/lib/libc.a ] \
     && ! ls /usr/lib/*-linux-gnu/libc.a >/dev/null 2>&1; then
@@ -24,7 +27,7 @@ if ! command -v cargo >/dev/null 2>&1; then
 fi
 
 if [ ${#missing[@]} -eq 0 ]; then
-    say "gcc, heaptrack and static libc are present; nothing to install"
+    say "gcc, make, heaptrack, chromium and static libc are present; nothing to install"
     exit 0
 fi
 

@@ -243,6 +243,13 @@ fn load_inner<R: Read>(
         }
     }
     p.truncated = malformed.or_else(|| reader.truncation().cloned());
+    if let Some(d) = reader.trailing_damage() {
+        p.warnings.push(format!(
+            "the data appended after the profile's trailer is damaged at byte {} ({}); the \
+             recorded numbers are complete, but embedded symbols in it were skipped",
+            d.offset, d.reason
+        ));
+    }
     if let Some(pr) = progress.as_deref_mut() {
         pr.finish();
     }

@@ -109,29 +109,37 @@ impl ModuleDebug {
                 return md;
             }
         };
-        if let Some(disk) = &facts.build_id {
-            if !module.build_id.is_empty() && *disk != module.build_id {
-                warnings.push(format!(
-                    "{} on disk has build-id {} but the profile recorded {}: the file changed \
-                     since the recording, so its symbols may be wrong (symbolize on the machine \
-                     that recorded, or embed symbols with `tidemark run`)",
-                    module.path,
-                    hex(disk),
-                    hex(&module.build_id)
-                ));
-            }
+        // A file whose build-id differs from the recorded one is other code: its symbols would be
+        // wrong, and wrong names are worse than none. Only debug information matched by the
+        // recorded build-id is used then.
+        let changed = matches!(&facts.build_id, Some(disk)
+            if !module.build_id.is_empty() && *disk != module.build_id);
+        if changed {
+            warnings.push(format!(
+                "{} on disk has build-id {} but the profile recorded {}: the file changed since \
+                 the recording, so its frames show as {}+0xOFFSET (symbolize on the machine that \
+                 recorded, or embed symbols with `tidemark run`)",
+                module.path,
+                hex(facts.build_id.as_deref().unwrap_or_default()),
+                hex(&module.build_id),
+                super::modules::basename(&module.path)
+            ));
+        } else {
+            md.file = Loader::new(path).ok();
         }
-        md.file = Loader::new(path).ok();
         // Separate debug information: by the recorded build-id (the one that matches the code
         // that ran), then by the file's own, then by .gnu_debuglink.
         let mut candidates: Vec<PathBuf> = Vec::new();
-        let ids = [Some(module.build_id.clone()), facts.build_id.clone()];
+        let ids = [
+            Some(module.build_id.clone()),
+            facts.build_id.clone().filter(|_| !changed),
+        ];
         for id in ids.iter().flatten() {
             if let Some(p) = build_id_debug_path(debug_root, id) {
                 candidates.push(p);
             }
         }
-        if let Some(link) = &facts.debuglink {
+        if let Some(link) = facts.debuglink.as_ref().filter(|_| !changed) {
             let dir = path.parent().unwrap_or(Path::new("/"));
             let rel = dir.strip_prefix("/").unwrap_or(dir);
             candidates.push(debug_root.join(rel).join(link));

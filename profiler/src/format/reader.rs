@@ -65,6 +65,7 @@ pub struct Reader<R> {
     offset: u64,
     payload: Vec<u8>,
     truncation: Option<Truncation>,
+    trailing_damage: Option<Truncation>,
     saw_trailer: bool,
     finished: bool,
     chunk_offset: u64,
@@ -129,6 +130,7 @@ impl<R: Read> Reader<R> {
             offset: (16 + body_len + 4) as u64,
             payload: Vec::new(),
             truncation: None,
+            trailing_damage: None,
             saw_trailer: false,
             finished: false,
             chunk_offset: 0,
@@ -146,6 +148,12 @@ impl<R: Read> Reader<R> {
         self.truncation.as_ref()
     }
 
+    /// Set when the profile ended cleanly (its trailer was read) but bytes after the trailer —
+    /// chunks appended later, such as embedded symbols — are damaged and were skipped.
+    pub fn trailing_damage(&self) -> Option<&Truncation> {
+        self.trailing_damage.as_ref()
+    }
+
     /// Bytes consumed so far (for progress reporting).
     pub fn offset(&self) -> u64 {
         self.offset
@@ -153,11 +161,14 @@ impl<R: Read> Reader<R> {
 
     fn stop(&mut self, reason: String) {
         self.finished = true;
+        let t = Truncation {
+            offset: self.offset,
+            reason,
+        };
         if !self.saw_trailer {
-            self.truncation = Some(Truncation {
-                offset: self.offset,
-                reason,
-            });
+            self.truncation = Some(t);
+        } else {
+            self.trailing_damage = Some(t);
         }
     }
 
@@ -169,7 +180,12 @@ impl<R: Read> Reader<R> {
         let mut head = [0u8; CHUNK_HEADER_LEN];
         let n = read_full(&mut self.inner, &mut head)?;
         if n == 0 {
-            self.stop("the file ends without a trailer: the process was killed, crashed, or is still running".to_owned());
+            if self.saw_trailer {
+                // A clean end.
+                self.finished = true;
+            } else {
+                self.stop("the file ends without a trailer: the process was killed, crashed, or is still running".to_owned());
+            }
             return Ok(None);
         }
         if n < CHUNK_HEADER_LEN {
@@ -573,5 +589,20 @@ mod tests {
         assert!(trunc.unwrap().reason.contains("checksum"));
         let (_, trunc) = read_all(&sample_profile(false));
         assert!(trunc.unwrap().reason.contains("without a trailer"));
+        // Damage after the trailer: not a truncation, but reported.
+        let mut bytes = sample_profile(true);
+        let mut extra = Vec::new();
+        put_chunk(&mut extra, b"\x0bxxxxxxxx");
+        let n = extra.len();
+        extra[n - 1] ^= 0xff;
+        bytes.extend_from_slice(&extra);
+        let mut r = Reader::new(&bytes[..]).unwrap();
+        r.for_each_record(|_| Ok(())).unwrap();
+        assert!(r.truncation().is_none());
+        assert!(r.trailing_damage().unwrap().reason.contains("checksum"));
+        let clean = sample_profile(true);
+        let mut r = Reader::new(&clean[..]).unwrap();
+        r.for_each_record(|_| Ok(())).unwrap();
+        assert!(r.trailing_damage().is_none() && r.truncation().is_none());
     }
 }

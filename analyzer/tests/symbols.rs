@@ -1,0 +1,89 @@
+//! Symbols come only from the code that ran: a binary rebuilt after the recording (another
+//! build-id) is not used to name frames.
+
+use std::path::Path;
+use std::process::Command;
+use tidemark_analyzer::analysis::function_totals;
+use tidemark_analyzer::load::{load_path, LoadOptions};
+
+fn gcc(src: &str, out: &Path) {
+    let c = out.with_extension("c");
+    std::fs::write(&c, src).unwrap();
+    let st = Command::new("gcc")
+        .args([
+            "-O2",
+            "-g",
+            "-fomit-frame-pointer",
+            "-fno-optimize-sibling-calls",
+            "-Wl,--build-id",
+            "-o",
+        ])
+        .arg(out)
+        .arg(&c)
+        .status()
+        .expect("gcc is needed (scripts/setup.sh installs it)");
+    assert!(st.success());
+}
+
+const V1: &str = r#"#include <stdlib.h>
+__attribute__((noinline)) void *named_site_one(int i) { return malloc(64 + i); }
+int main(void) { for (int i = 0; i < 100; i++) free(named_site_one(i)); return 0; }
+"#;
+const V2: &str = r#"#include <stdlib.h>
+#include <stdio.h>
+__attribute__((noinline)) void *other_function(int i) { return calloc(1, 32 + i); }
+int main(void) { void *p = other_function(3); printf("%p\n", p); free(p); return 0; }
+"#;
+
+#[test]
+fn a_rebuilt_binary_does_not_name_the_recorded_frames() {
+    let rel = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release");
+    let preload = rel.join("libtidemark_preload.so");
+    assert!(preload.exists(), "run `cargo build --release` first");
+    let dir = std::env::temp_dir().join(format!("tidemark-symbols-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let exe = dir.join("prog");
+    gcc(V1, &exe);
+    let profile = dir.join("p.tmk");
+    let st = Command::new(&exe)
+        .env("LD_PRELOAD", &preload)
+        .env("TIDEMARK_OUTPUT", &profile)
+        .status()
+        .unwrap();
+    assert!(st.success());
+
+    // Same binary: named.
+    let p = load_path(&profile, &LoadOptions::default()).unwrap();
+    let named = function_totals(&p);
+    assert_eq!(
+        named.get("named_site_one").map(|t| t.allocations),
+        Some(100),
+        "{:?}",
+        named.keys()
+    );
+
+    // Rebuilt with other code at the same path: never named from it.
+    gcc(V2, &exe);
+    let p = load_path(&profile, &LoadOptions::default()).unwrap();
+    let totals = function_totals(&p);
+    assert!(
+        !totals.contains_key("named_site_one"),
+        "symbols taken from the rebuilt file"
+    );
+    assert!(
+        !totals.contains_key("other_function"),
+        "symbols taken from the rebuilt file"
+    );
+    assert!(
+        totals.keys().any(|k| k.starts_with("prog+0x")),
+        "{:?}",
+        totals.keys()
+    );
+    assert!(
+        p.warnings.iter().any(|w| w.contains("build-id")),
+        "{:?}",
+        p.warnings
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

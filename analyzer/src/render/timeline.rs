@@ -36,7 +36,8 @@ impl Unit {
             Unit::BytesPerSec => format!("{}/s", human_bytes(v)),
             Unit::Nanos => human_nanos(v),
             Unit::PerSec => format!("{}/s", human_count(v)),
-            Unit::Percent => format!("{v:.0}%"),
+            Unit::Percent if v.abs() >= 10.0 || v.fract() == 0.0 => format!("{v:.0}%"),
+            Unit::Percent => format!("{v:.1}%"),
             Unit::Count => human_count(v),
         }
     }
@@ -340,5 +341,6 @@ mod tests {
         assert_eq!(human_nanos(3100.0), "3.1µs");
         assert_eq!(human_count(1.2e6), "1.2M");
         assert_eq!(Unit::Percent.format(41.2), "41%");
+        assert_eq!(Unit::Percent.format(0.4), "0.4%");
     }
 }

@@ -42,4 +42,6 @@ pub mod record;
 mod tracking;
 pub mod unwind;
 
-pub use tracking::{measure, stats, Measurement, Session, SessionError, Stats, Tracking};
+pub use tracking::{
+    measure, stats, MeasuredSite, Measurement, Session, SessionError, Stats, Tracking, TOP_SITES,
+};

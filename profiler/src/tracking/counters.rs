@@ -62,6 +62,9 @@ pub struct Measurement {
     pub leaked_bytes: u64,
     /// Blocks allocated inside the closure and still live when it returned.
     pub leaked_allocations: u64,
+    /// While a [`crate::Session`] records: the sites that allocated the most bytes inside the
+    /// closure (at most [`super::sites::TOP_SITES`]). Empty without a session.
+    pub top_sites: Vec<super::sites::MeasuredSite>,
 }
 
 impl fmt::Display for Measurement {
@@ -75,12 +78,25 @@ impl fmt::Display for Measurement {
             self.peak_bytes,
             self.leaked_bytes,
             self.leaked_allocations
-        )
+        )?;
+        for (i, s) in self.top_sites.iter().enumerate() {
+            write!(
+                f,
+                "{} {} ({} allocations, {} bytes)",
+                if i == 0 { "; top sites:" } else { "," },
+                s.function,
+                s.allocations,
+                s.allocated_bytes
+            )?;
+        }
+        Ok(())
     }
 }
 
 struct Scope {
     m: Measurement,
+    /// Stacks of the scope's allocations, while a session records.
+    sites: Option<super::sites::SiteCapture>,
     live_bytes: u64,
     /// Blocks allocated inside the scope and not yet freed: address → size.
     live: HashMap<usize, usize>,
@@ -108,6 +124,7 @@ pub fn measure<T>(f: impl FnOnce() -> T) -> (T, Measurement) {
         let _guard = Bookkeeping::enter();
         Box::into_raw(Box::new(Scope {
             m: Measurement::default(),
+            sites: super::session::recording().then(super::sites::SiteCapture::new),
             live_bytes: 0,
             live: HashMap::new(),
         }))
@@ -137,6 +154,10 @@ pub fn measure<T>(f: impl FnOnce() -> T) -> (T, Measurement) {
     let mut m = s.m.clone();
     m.leaked_bytes = s.live_bytes;
     m.leaked_allocations = s.live.len() as u64;
+    if let Some(sites) = &s.sites {
+        let _guard = Bookkeeping::enter();
+        m.top_sites = sites.top(super::sites::TOP_SITES);
+    }
     drop(restore);
     (out, m)
 }
@@ -201,6 +222,9 @@ pub(crate) fn on_alloc(addr: *mut u8, size: usize) {
     with_scope(|s| {
         s.m.allocations += 1;
         s.m.allocated_bytes += size as u64;
+        if let Some(sites) = s.sites.as_mut() {
+            sites.record(size);
+        }
         s.live.insert(addr as usize, size);
         s.live_bytes += size as u64;
         s.m.peak_bytes = s.m.peak_bytes.max(s.live_bytes);

@@ -10,9 +10,11 @@
 
 mod counters;
 mod session;
+mod sites;
 
 pub use counters::{measure, stats, Measurement, Stats};
 pub use session::{Session, SessionError};
+pub use sites::{MeasuredSite, TOP_SITES};
 
 use crate::format::AllocKind;
 use std::alloc::{GlobalAlloc, Layout};

@@ -221,7 +221,7 @@ mod tests {
     #[test]
     fn names_a_function_of_this_binary() {
         let mut s = Symbols::load();
-        let ip = names_a_function_of_this_binary as usize as u64 + 1;
+        let ip = names_a_function_of_this_binary as fn() as usize as u64 + 1;
         assert!(
             s.name(ip).contains("names_a_function_of_this_binary"),
             "{}",

@@ -18,7 +18,10 @@
 //! same way.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, VecDeque};
+
+// Integer keys from the profile itself: a fast non-cryptographic hash (the replay's hot path).
+use rustc_hash::FxHashMap as HashMap;
 
 use crate::model::{Sample, StackStats, ThreadInfo, Totals};
 

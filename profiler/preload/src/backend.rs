@@ -17,6 +17,7 @@ use crate::alloc::*;
 use crate::early::EarlyBlocks;
 use std::ffi::{c_char, c_void};
 use std::sync::atomic::{AtomicPtr, AtomicU8, AtomicUsize, Ordering};
+use tidemark::format::AllocKind;
 use tikv_jemalloc_sys as je;
 
 const UNDECIDED: u8 = 0;
@@ -80,13 +81,20 @@ fn backend() -> u8 {
     BACKEND.load(Ordering::Relaxed)
 }
 
-/// Lists a block glibc returned before the choice.
+/// Lists a block glibc returned before the choice: `size` requested bytes from entry point
+/// `kind` (a `tidemark::format::AllocKind`).
 #[inline(never)]
-fn listed(p: *mut c_void) -> *mut c_void {
+fn listed(p: *mut c_void, size: usize, kind: AllocKind) -> *mut c_void {
     if !p.is_null() {
-        EARLY.insert(p as usize);
+        EARLY.insert(p as usize, size, kind as u8);
     }
     p
+}
+
+/// Calls `f(addr, size, kind)` for every block allocated before the library started and still
+/// live (the recorder reports them as allocations when it starts).
+pub fn for_each_early(mut f: impl FnMut(usize, usize, AllocKind)) {
+    EARLY.for_each(|a, s, k| f(a, s, AllocKind::from_u8(k).unwrap_or(AllocKind::Malloc)));
 }
 
 /// True when `p` is a glibc block from before jemalloc was chosen.
@@ -145,7 +153,7 @@ pub unsafe fn malloc(size: usize) -> *mut c_void {
         match backend() {
             JEMALLOC => je::malloc(size),
             GLIBC => __libc_malloc(size),
-            _ => listed(__libc_malloc(size)),
+            _ => listed(__libc_malloc(size), size, AllocKind::Malloc),
         }
     }
 }
@@ -161,7 +169,7 @@ pub unsafe fn calloc(n: usize, size: usize) -> *mut c_void {
         match backend() {
             JEMALLOC => je::calloc(n, size),
             GLIBC => __libc_calloc(n, size),
-            _ => listed(__libc_calloc(n, size)),
+            _ => listed(__libc_calloc(n, size), n * size, AllocKind::Calloc),
         }
     }
 }
@@ -214,7 +222,7 @@ pub unsafe fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
                 if !q.is_null() || (size == 0 && !p.is_null()) {
                     EARLY.remove(p as usize);
                 }
-                listed(q)
+                listed(q, size, AllocKind::Realloc)
             }
         }
     }
@@ -265,7 +273,7 @@ pub unsafe fn memalign(align: usize, size: usize) -> *mut c_void {
                 je::aligned_alloc(align.next_power_of_two(), size)
             }
             GLIBC => __libc_memalign(align, size),
-            _ => listed(__libc_memalign(align, size)),
+            _ => listed(__libc_memalign(align, size), size, AllocKind::Memalign),
         }
     }
 }
@@ -299,7 +307,7 @@ pub unsafe fn valloc(size: usize) -> *mut c_void {
         match backend() {
             JEMALLOC => memalign(page_size(), size),
             GLIBC => __libc_valloc(size),
-            _ => listed(__libc_valloc(size)),
+            _ => listed(__libc_valloc(size), size, AllocKind::Valloc),
         }
     }
 }
@@ -321,7 +329,7 @@ pub unsafe fn pvalloc(size: usize) -> *mut c_void {
                 memalign(page, (rounded & !(page - 1)).max(page))
             }
             GLIBC => __libc_pvalloc(size),
-            _ => listed(__libc_pvalloc(size)),
+            _ => listed(__libc_pvalloc(size), size, AllocKind::Pvalloc),
         }
     }
 }

@@ -25,9 +25,28 @@ mod exports;
 
 use tidemark::record::{self, Config};
 
+/// libstdc++'s `__gnu_cxx::__freeres()`, which frees its emergency exception pool; 0 when the
+/// program has no libstdc++.
+static CXX_FREERES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Resolves [`CXX_FREERES`] now, in the constructor: a failed lookup allocates its error message,
+/// which must not happen at exit while recording. Clearing the error twice frees that message.
+fn resolve_cxx_freeres() {
+    // SAFETY: dlsym/dlerror with NUL-terminated names; the result is null or the function.
+    unsafe {
+        let f = libc::dlsym(libc::RTLD_DEFAULT, c"_ZN9__gnu_cxx9__freeresEv".as_ptr());
+        if f.is_null() {
+            libc::dlerror();
+            libc::dlerror();
+        }
+        CXX_FREERES.store(f as usize, std::sync::atomic::Ordering::Release);
+    }
+}
+
 /// Runs before `main` (and before the program's own constructors).
 extern "C" fn init() {
     exports::resolve_next();
+    resolve_cxx_freeres();
     let mut cfg = Config::from_env();
     let jemalloc = cfg.allocator == "jemalloc";
     match backend::choose(jemalloc) {
@@ -43,6 +62,13 @@ extern "C" fn init() {
     }
     match record::start(cfg) {
         Ok(()) => {
+            // Blocks that libraries initialised before this one allocated (libstdc++'s emergency
+            // exception pool, for one) are still live: record them now, so the counts cover the
+            // whole process and their later frees match. Their stack is the loader's init path.
+            backend::for_each_early(|addr, size, kind| {
+                // SAFETY: the "real" call returns the existing block without allocating.
+                unsafe { record::record_alloc(kind, size, 0, || addr as *mut u8) };
+            });
             // SAFETY: `at_exit` is a plain function valid for the life of the process.
             unsafe { libc::atexit(at_exit) };
         }
@@ -51,6 +77,14 @@ extern "C" fn init() {
 }
 
 extern "C" fn at_exit() {
+    // The runtime's own pool is returned before the end, as heaptrack does, so it is not
+    // reported as the program's leak.
+    let f = CXX_FREERES.load(std::sync::atomic::Ordering::Acquire);
+    if f != 0 {
+        // SAFETY: `f` is libstdc++'s `__gnu_cxx::__freeres()`, a plain `void()` function meant
+        // to be called at exit.
+        unsafe { std::mem::transmute::<usize, extern "C" fn()>(f)() };
+    }
     record::finish();
 }
 

@@ -449,6 +449,35 @@ fn jemalloc_backend_returns_early_blocks_to_glibc_and_takes_options() {
     let (stdout, p) = run("glibc", Some("dirty_decay_ms:0"), "glibc.tmk");
     assert_eq!(p.header.allocator, "glibc");
     assert!(stdout.contains("mallctl=ENOENT\n"), "{stdout}");
+
+    // The constructor's blocks were live when the recorder started: they are recorded as
+    // allocations with their requested sizes and entry points, so the profile covers them and
+    // their later frees match.
+    let early: Vec<(u64, u64, AllocKind)> = p
+        .records
+        .iter()
+        .filter_map(|r| match *r {
+            Record::Alloc {
+                addr, size, kind, ..
+            } => Some((addr, size, kind)),
+            _ => None,
+        })
+        .collect();
+    let early_a = parse_addr(&stdout, "early_a");
+    assert!(
+        early.contains(&(early_a, 100, AllocKind::Malloc)),
+        "early_a ({early_a:#x}, 100 bytes) not recorded: {early:x?}"
+    );
+    for (size, kind) in [
+        (200, AllocKind::Malloc),
+        (300, AllocKind::Calloc),
+        (400, AllocKind::Malloc),
+    ] {
+        assert!(
+            early.iter().any(|&(_, s, k)| s == size && k == kind),
+            "{kind:?}({size}) from the constructor not recorded: {early:x?}"
+        );
+    }
 }
 
 #[test]

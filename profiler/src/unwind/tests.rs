@@ -105,34 +105,3 @@ fn skip_by_marker_drops_inner_frames() {
     assert_eq!(some.len + 1, all.len);
     assert!(some.sp > sp);
 }
-
-/// Capture cost per stack at ~25 frames, with and without the walk cache (a measurement, not
-/// an assertion): `cargo test --release -p tidemark --lib capture_cost -- --ignored --nocapture`
-#[test]
-#[ignore]
-fn capture_cost() {
-    #[inline(never)]
-    fn timed(t: &mut ThreadUnwinder, mode: UnwindMode, depth: usize, vary: bool) -> (f64, usize) {
-        let n = 200_000;
-        let t0 = std::time::Instant::now();
-        let mut frames = 0;
-        for i in 0..n {
-            let d = if vary { depth + (i & 7) } else { depth };
-            frames = black_box(outer(t, mode, d)).0.len();
-        }
-        (t0.elapsed().as_nanos() as f64 / n as f64, frames)
-    }
-    let mut t = setup();
-    for (mode, cache, vary) in [
-        (UnwindMode::Dwarf, true, false),
-        (UnwindMode::Dwarf, true, true),
-        (UnwindMode::Dwarf, false, false),
-        (UnwindMode::Fp, true, false),
-    ] {
-        t.set_walk_cache(cache);
-        let (ns, frames) = timed(&mut t, mode, 14, vary);
-        println!(
-            "{mode:?} walk_cache={cache} vary={vary}: {ns:.1} ns per capture of {frames} frames"
-        );
-    }
-}

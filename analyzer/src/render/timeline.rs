@@ -3,6 +3,7 @@
 //! The input is plain data ([`Panel`]s of [`Line`]s), so the same renderer draws one profile's
 //! timeline and the overlaid curves of a comparison report.
 
+pub use super::units::{human_bytes, human_count, human_nanos};
 use plotters::prelude::*;
 use std::fmt::Write as _;
 
@@ -227,50 +228,6 @@ pub fn write_csv(columns: &[(&str, Vec<(f64, f64)>)]) -> String {
         out.push('\n');
     }
     out
-}
-
-/// `1536` → `1.5 KiB`.
-pub fn human_bytes(v: f64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut x = v.abs();
-    let mut u = 0;
-    while x >= 1024.0 && u + 1 < UNITS.len() {
-        x /= 1024.0;
-        u += 1;
-    }
-    let sign = if v < 0.0 { "-" } else { "" };
-    if u == 0 {
-        format!("{sign}{x:.0} B")
-    } else {
-        format!("{sign}{x:.1} {}", UNITS[u])
-    }
-}
-
-/// `1500` → `1.5µs`.
-pub fn human_nanos(v: f64) -> String {
-    if v >= 1e9 {
-        format!("{:.2}s", v / 1e9)
-    } else if v >= 1e6 {
-        format!("{:.1}ms", v / 1e6)
-    } else if v >= 1e3 {
-        format!("{:.1}µs", v / 1e3)
-    } else {
-        format!("{v:.0}ns")
-    }
-}
-
-/// `1200000` → `1.2M`.
-pub fn human_count(v: f64) -> String {
-    let a = v.abs();
-    if a >= 1e9 {
-        format!("{:.1}G", v / 1e9)
-    } else if a >= 1e6 {
-        format!("{:.1}M", v / 1e6)
-    } else if a >= 1e3 {
-        format!("{:.1}k", v / 1e3)
-    } else {
-        format!("{v:.0}")
-    }
 }
 
 #[cfg(test)]

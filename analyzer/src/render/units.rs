@@ -9,20 +9,60 @@
 /// assert_eq!(bytes(12_897_485), "12.3 MiB");
 /// ```
 pub fn bytes(n: u64) -> String {
+    human_bytes(n as f64)
+}
+
+/// [`bytes`] for any value, negative or fractional (slopes, deltas, means): `-1.5 KiB/s` style.
+///
+/// ```
+/// use tidemark_analyzer::render::units::human_bytes;
+/// assert_eq!(human_bytes(1536.0), "1.5 KiB");
+/// assert_eq!(human_bytes(-2048.0), "-2.0 KiB");
+/// ```
+pub fn human_bytes(v: f64) -> String {
     const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
-    if n < 1024 {
-        return format!("{n} B");
+    let sign = if v < 0.0 { "-" } else { "" };
+    let mut x = v.abs();
+    if x < 1024.0 {
+        return format!("{sign}{x:.0} B");
     }
-    let mut v = n as f64 / 1024.0;
+    x /= 1024.0;
     let mut unit = 0;
-    while v >= 1024.0 && unit + 1 < UNITS.len() {
-        v /= 1024.0;
+    while x >= 1024.0 && unit + 1 < UNITS.len() {
+        x /= 1024.0;
         unit += 1;
     }
-    if v >= 100.0 {
-        format!("{v:.0} {}", UNITS[unit])
+    if x >= 100.0 {
+        format!("{sign}{x:.0} {}", UNITS[unit])
     } else {
-        format!("{v:.1} {}", UNITS[unit])
+        format!("{sign}{x:.1} {}", UNITS[unit])
+    }
+}
+
+/// A short count for rates and axes: `950`, `1.2k`, `3.4M`, `1.0G`.
+pub fn human_count(v: f64) -> String {
+    let a = v.abs();
+    if a >= 1e9 {
+        format!("{:.1}G", v / 1e9)
+    } else if a >= 1e6 {
+        format!("{:.1}M", v / 1e6)
+    } else if a >= 1e3 {
+        format!("{:.1}k", v / 1e3)
+    } else {
+        format!("{v:.0}")
+    }
+}
+
+/// Nanoseconds: `850ns`, `3.1µs`, `4.2ms`, `1.25s`.
+pub fn human_nanos(v: f64) -> String {
+    if v >= 1e9 {
+        format!("{:.2}s", v / 1e9)
+    } else if v >= 1e6 {
+        format!("{:.1}ms", v / 1e6)
+    } else if v >= 1e3 {
+        format!("{:.1}µs", v / 1e3)
+    } else {
+        format!("{v:.0}ns")
     }
 }
 

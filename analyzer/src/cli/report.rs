@@ -10,20 +10,27 @@ use crate::model::Profile;
 use crate::render::{folded_to_sites, Metric};
 use crate::report::{self, RunInput, ScenarioInput, METRICS};
 
+/// A file stem's trailing run number: `base.3` → `("base", 3)` (what `run --repeat` writes).
+fn split_run_number(stem: &str) -> Option<(&str, u64)> {
+    let (head, n) = stem.rsplit_once('.')?;
+    if head.is_empty() || n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((head, n.parse().ok()?))
+}
+
+fn stem_of(path: &Path) -> String {
+    path.file_stem()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned()
+}
+
 /// The label of a bare profile path: its file stem without a trailing run number
 /// (`base.3.tmk` → `base`), so repeated runs group into one scenario.
 pub(crate) fn label_of(path: &Path) -> String {
-    let stem = path
-        .file_stem()
-        .unwrap_or_default()
-        .to_string_lossy()
-        .into_owned();
-    match stem.rsplit_once('.') {
-        Some((head, n)) if !head.is_empty() && n.chars().all(|c| c.is_ascii_digit()) => {
-            head.to_owned()
-        }
-        _ => stem,
-    }
+    let stem = stem_of(path);
+    split_run_number(&stem).map_or_else(|| stem.clone(), |(head, _)| head.to_owned())
 }
 
 /// Expands `[LABEL=]PATTERN` arguments into `(label, path)` pairs, in order. Patterns with
@@ -58,16 +65,9 @@ pub(crate) fn expand_inputs(args: &[String]) -> anyhow::Result<Vec<(String, Path
 
 /// Sorts `x.2.tmk` before `x.10.tmk`.
 fn natural_key(p: &Path) -> (String, u64) {
-    let stem = p
-        .file_stem()
-        .unwrap_or_default()
-        .to_string_lossy()
-        .into_owned();
-    match stem.rsplit_once('.') {
-        Some((head, n)) => match n.parse::<u64>() {
-            Ok(n) => (head.to_owned(), n),
-            Err(_) => (stem.clone(), 0),
-        },
+    let stem = stem_of(p);
+    match split_run_number(&stem) {
+        Some((head, n)) => (head.to_owned(), n),
         None => (stem, 0),
     }
 }

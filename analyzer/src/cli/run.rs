@@ -435,7 +435,7 @@ pub(super) fn run(a: &RunArgs) -> anyhow::Result<u8> {
     let preload = preload_library()?;
     let exe = resolve_command(&a.command[0])?;
     check_preloadable(&exe)?;
-    let extra = extra_env(a)?;
+    extra_env(a)?; // option errors before anything runs
     let base = a.output.clone().unwrap_or_else(|| default_output(&exe));
     let mut worst = 0u8;
     for run in 1..=a.repeat {
@@ -447,22 +447,8 @@ pub(super) fn run(a: &RunArgs) -> anyhow::Result<u8> {
         if a.repeat > 1 {
             eprintln!("tidemark: run {run} of {}: {}", a.repeat, output.display());
         }
-        prepare_output(&output)?;
-        let abs_output = std::path::absolute(&output).unwrap_or_else(|_| output.clone());
-        let mut env = recorder_env(
-            &preload,
-            &abs_output,
-            a.interval,
-            a.unwind.env_value(),
-            std::env::var_os("LD_PRELOAD").as_deref(),
-        );
-        env.extend(extra.iter().cloned());
-        let started = SystemTime::now();
-        let status = launch(&exe, &a.command, &env)?;
+        let (status, _) = record_one(a, &preload, &exe, &a.command, &output)?;
         let code = exit_code(status);
-        let name = exe.file_name().unwrap_or(exe.as_os_str()).to_string_lossy();
-        eprintln!("tidemark: {name} {}", describe_status(status));
-        finish_profile(&output, started)?;
         if worst == 0 {
             worst = code;
         }
@@ -597,6 +583,33 @@ fn is_complete(path: &Path) -> bool {
 /// The second built-in scenario of the default run: growth that is released (not a leak).
 pub const SAWTOOTH_BIN: &str = "tm-sawtooth";
 
+/// Runs `exe` with `argv` under the recorder into `output`, then finishes the profile (symbols,
+/// summary); returns the command's exit status and the loaded profile.
+fn record_one(
+    a: &RunArgs,
+    preload: &Path,
+    exe: &Path,
+    argv: &[OsString],
+    output: &Path,
+) -> anyhow::Result<(ExitStatus, Profile)> {
+    prepare_output(output)?;
+    let abs_output = std::path::absolute(output).unwrap_or_else(|_| output.to_path_buf());
+    let mut env = recorder_env(
+        preload,
+        &abs_output,
+        a.interval,
+        a.unwind.env_value(),
+        std::env::var_os("LD_PRELOAD").as_deref(),
+    );
+    env.extend(extra_env(a)?);
+    let started = SystemTime::now();
+    let status = launch(exe, argv, &env)?;
+    let name = exe.file_name().unwrap_or(exe.as_os_str()).to_string_lossy();
+    eprintln!("tidemark: {name} {}", describe_status(status));
+    let p = finish_profile(output, started)?;
+    Ok((status, p))
+}
+
 /// Records one built-in workload into `profile`; returns its exit status and the loaded profile.
 fn record_builtin(
     a: &RunArgs,
@@ -612,25 +625,9 @@ fn record_builtin(
              a command: tidemark run -- PROGRAM [ARGS]"
         )
     })?;
-    prepare_output(profile)?;
-    let abs_profile = std::path::absolute(profile).unwrap_or_else(|_| profile.to_path_buf());
-    let mut env = recorder_env(
-        preload,
-        &abs_profile,
-        a.interval,
-        a.unwind.env_value(),
-        std::env::var_os("LD_PRELOAD").as_deref(),
-    );
-    env.extend(extra_env(a)?);
     let mut argv: Vec<OsString> = vec![bin.into()];
     argv.extend(args.iter().cloned());
-    let started = SystemTime::now();
-    let status = launch(&exe, &argv, &env)?;
-    if !status.success() {
-        eprintln!("tidemark: {bin} {}", describe_status(status));
-    }
-    let p = finish_profile(profile, started)?;
-    Ok((status, p))
+    record_one(a, preload, &exe, &argv, profile)
 }
 
 fn create(path: &Path) -> anyhow::Result<std::io::BufWriter<File>> {

@@ -116,6 +116,10 @@ pub struct Config {
     /// Called by the writer at every timeline sample to add readings, e.g.
     /// `tidemark::record::jemalloc_sampler` when jemalloc serves the program. Default: `None`.
     pub extra_sampler: Option<ExtraSampler>,
+    /// Replace an existing file at `output` instead of writing beside it. Off for the preload
+    /// (children and exec'd programs inherit its environment and must not truncate the parent's
+    /// profile); on for an explicit `tidemark::Session::start(path)`. Default: false.
+    pub replace: bool,
 }
 
 impl Default for Config {
@@ -132,6 +136,7 @@ impl Default for Config {
             trace: false,
             latency_every: DEFAULT_LATENCY_EVERY,
             extra_sampler: None,
+            replace: false,
         }
     }
 }
@@ -151,6 +156,7 @@ impl PartialEq for Config {
             trace,
             latency_every,
             extra_sampler,
+            replace,
         } = self;
         let same_sampler = match (extra_sampler, o.extra_sampler) {
             (None, None) => true,
@@ -168,6 +174,7 @@ impl PartialEq for Config {
             && *trace == o.trace
             && *latency_every == o.latency_every
             && same_sampler
+            && *replace == o.replace
     }
 }
 
@@ -288,9 +295,20 @@ pub fn alternative_path(path: &Path, pid: u32, attempt: u32) -> PathBuf {
     path.with_file_name(alt)
 }
 
-/// Creates the output file without overwriting: `O_CREAT|O_EXCL`; when the name exists (a
-/// child or exec'd process inheriting the environment), an alternative beside it.
-pub fn create_output(path: &Path, pid: u32) -> io::Result<(File, PathBuf)> {
+/// Creates the output file. With `replace`, an existing file is truncated. Without it, never
+/// overwrites: `O_CREAT|O_EXCL`, and when the name exists (a child or exec'd process inheriting
+/// the environment), an alternative beside it.
+pub fn create_output(path: &Path, pid: u32, replace: bool) -> io::Result<(File, PathBuf)> {
+    if replace {
+        let f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o644)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(path)?;
+        return Ok((f, path.to_owned()));
+    }
     let open = |p: &Path| {
         OpenOptions::new()
             .write(true)
@@ -405,14 +423,26 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let p = dir.join("p.tmk");
         let _ = std::fs::remove_file(&p);
-        let (_, first) = create_output(&p, 9).unwrap();
+        let (_, first) = create_output(&p, 9, false).unwrap();
         assert_eq!(first, p);
-        let (_, second) = create_output(&p, 9).unwrap();
+        let (_, second) = create_output(&p, 9, false).unwrap();
         assert_eq!(second, dir.join("p.9.tmk"));
-        let (_, third) = create_output(&p, 9).unwrap();
+        let (_, third) = create_output(&p, 9, false).unwrap();
         assert_eq!(third, dir.join("p.9.1.tmk"));
-        let err = create_output(Path::new("/proc/tidemark/x.tmk"), 1).unwrap_err();
+        let err = create_output(Path::new("/proc/tidemark/x.tmk"), 1, false).unwrap_err();
         assert_ne!(err.kind(), io::ErrorKind::AlreadyExists);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn replace_truncates_the_named_file() {
+        let dir = std::env::temp_dir().join(format!("tidemark-replace-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("s.tmk");
+        std::fs::write(&p, b"old contents").unwrap();
+        let (_, path) = create_output(&p, 9, true).unwrap();
+        assert_eq!(path, p);
+        assert_eq!(std::fs::metadata(&p).unwrap().len(), 0);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

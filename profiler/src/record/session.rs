@@ -230,7 +230,7 @@ pub fn start(cfg: Config) -> Result<(), RecordError> {
     let exe = modules::exe_path();
     let wanted = config::expand_template(&cfg.output, pid, &exe_name(&exe));
     let (mut file, path) =
-        config::create_output(&wanted, pid).map_err(|source| RecordError::Output {
+        config::create_output(&wanted, pid, cfg.replace).map_err(|source| RecordError::Output {
             path: wanted.clone(),
             source,
         })?;

@@ -50,18 +50,7 @@ impl Session {
         if RECORDING.load(Ordering::Acquire) {
             return Err(SessionError::AlreadyRecording);
         }
-        // The recorder never overwrites (a child inheriting TIDEMARK_OUT gets its own file);
-        // a path given here is the caller's to replace.
-        match std::fs::remove_file(&path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(SessionError::Start {
-                    path,
-                    reason: format!("cannot replace the existing file: {e}"),
-                })
-            }
-            _ => {}
-        }
-        start_recorder(&path)?;
+        start_recorder(&path, true)?;
         Ok(Session { path })
     }
 
@@ -78,9 +67,13 @@ impl Drop for Session {
     }
 }
 
-fn start_recorder(path: &Path) -> Result<(), SessionError> {
+/// Starts the recorder into `path`; `replace` truncates an existing file (an explicit
+/// `Session::start`), otherwise the recorder writes beside it (`TIDEMARK_OUT`, inherited by
+/// child processes).
+fn start_recorder(path: &Path, replace: bool) -> Result<(), SessionError> {
     let mut cfg = crate::record::Config::from_env();
     cfg.output = path.to_path_buf();
+    cfg.replace = replace;
     cfg.source = "in-process";
     cfg.allocator = ALLOCATOR_NAME
         .get()
@@ -150,7 +143,7 @@ pub(crate) fn maybe_start_from_env(allocator_name: &'static str) {
         if !bytes.is_empty() {
             use std::os::unix::ffi::OsStrExt;
             let path = PathBuf::from(std::ffi::OsStr::from_bytes(bytes));
-            if let Err(e) = start_recorder(&path) {
+            if let Err(e) = start_recorder(&path, false) {
                 eprintln!("tidemark: TIDEMARK_OUT: {e}; recording disabled");
             }
         }

@@ -262,8 +262,9 @@ struct Layout {
 
 /// Walks the chunk framing (header, then `"TMCK" len:u32le crc:u32le payload` chunks).
 fn chunk_layout(profile: &[u8]) -> Layout {
-    use tidemark::format::{tag, CHUNK_HEADER_LEN, CHUNK_MAGIC, MAGIC};
+    use tidemark::format::{tag, ChunkKind, CHUNK_HEADER_LEN, CHUNK_MAGIC, MAGIC};
     assert_eq!(profile[..8], MAGIC, "not a profile");
+    let version = u16::from_le_bytes([profile[8], profile[9]]);
     let body_len = u32::from_le_bytes(profile[12..16].try_into().unwrap()) as usize;
     let header_len = 16 + body_len + 4;
     let mut offset = header_len;
@@ -277,8 +278,14 @@ fn chunk_layout(profile: &[u8]) -> Layout {
         let len = u32::from_le_bytes(profile[offset + 4..offset + 8].try_into().unwrap()) as usize;
         let payload = &profile[offset + CHUNK_HEADER_LEN..offset + CHUNK_HEADER_LEN + len];
         offset += CHUNK_HEADER_LEN + len;
-        // The trailer is the last record of its chunk, which the recorder writes on its own.
-        if payload.first() == Some(&tag::TRAILER) && trailer_end.is_none() {
+        // The trailer is the last record of its chunk, which the recorder writes on its own
+        // (a chunk of kind Trailer from version 2 on).
+        let first = if version >= 2 {
+            ChunkKind::Trailer as u8
+        } else {
+            tag::TRAILER
+        };
+        if payload.first() == Some(&first) && trailer_end.is_none() {
             trailer_end = Some(offset);
         }
     }

@@ -160,20 +160,21 @@ fn format_error(error: FormatError) -> LoadError {
 /// Builds the stack prefix tree from stack definitions.
 #[derive(Default)]
 pub(crate) struct StackBuilder {
-    ip_index: HashMap<u64, IpId>,
+    ip_index: HashMap<(u64, u64), IpId>,
     node_index: HashMap<(Option<StackId>, IpId), StackId>,
     /// Recorded stack id → leaf node (`None` for an empty stack).
     pub(crate) defined: HashMap<u64, Option<StackId>>,
 }
 
 impl StackBuilder {
-    /// Adds a stack definition (frames innermost first).
-    pub(crate) fn define(&mut self, p: &mut Profile, id: u64, frames: &[u64]) {
+    /// Adds a stack definition (frames innermost first) of module generation `generation`.
+    pub(crate) fn define(&mut self, p: &mut Profile, id: u64, generation: u64, frames: &[u64]) {
         let mut parent: Option<StackId> = None;
         for &addr in frames.iter().rev() {
-            let ip = *self.ip_index.entry(addr).or_insert_with(|| {
+            let ip = *self.ip_index.entry((addr, generation)).or_insert_with(|| {
                 p.ips.push(Ip {
                     address: addr,
+                    generation,
                     frames: Vec::new(),
                 });
                 IpId((p.ips.len() - 1) as u32)
@@ -201,7 +202,7 @@ fn load_inner<R: Read>(
     };
     let mut replay = Replay::new(p.header.sampling_rate);
     let mut stacks = StackBuilder::default();
-    let mut embedded: HashMap<u64, Vec<SymbolFrame>> = HashMap::new();
+    let mut embedded: HashMap<(u64, u64), Vec<SymbolFrame>> = HashMap::new();
     let mut last_sample_ns = 0u64;
     let mut malformed: Option<Truncation> = None;
     if let Some(pr) = progress.as_deref_mut() {
@@ -314,7 +315,7 @@ fn apply_record(
     p: &mut Profile,
     replay: &mut Replay,
     stacks: &mut StackBuilder,
-    embedded: &mut HashMap<u64, Vec<SymbolFrame>>,
+    embedded: &mut HashMap<(u64, u64), Vec<SymbolFrame>>,
     last_sample_ns: &mut u64,
 ) {
     match rec {
@@ -337,7 +338,12 @@ fn apply_record(
             stack,
             ..
         } => replay.realloc(tid, free_seq, seq, old_addr, new_addr, size, stack),
-        Record::Stack { id, frames } => stacks.define(p, id, &frames),
+        Record::Stack {
+            id,
+            generation,
+            frames,
+            ..
+        } => stacks.define(p, id, generation, &frames),
         Record::Thread {
             tid,
             name,
@@ -367,7 +373,11 @@ fn apply_record(
         Record::Watermark { seq } => replay.watermark(seq),
         Record::Trailer { values } => p.trailer = Some(values),
         Record::Message { level, text } => p.messages.push(Message { level, text }),
-        Record::Symbols { entries } => embedded.extend(entries),
+        Record::Symbols {
+            generation,
+            entries,
+        } => embedded.extend(entries.into_iter().map(|(ip, f)| ((ip, generation), f))),
+        Record::CpuSample { .. } | Record::EventFrames { .. } => {}
     }
 }
 

@@ -1,8 +1,10 @@
-//! Synthetic profiles for unit tests, written with the format's own encoders.
+//! Synthetic profiles for unit tests, written with the format's own encoders in version 1's
+//! sequenced layout (events numbered explicitly, per-thread batches in any order, watermarks),
+//! which exercises the reader's reordering. Version-2 files come from the real recorder.
 
 use tidemark::format::{
-    put_chunk, put_context, put_modules, put_sample, put_stack, put_symbols, put_trailer,
-    put_watermark, AllocKind, Header, Module, Segment, SymbolFrame, VERSION,
+    put_chunk_raw, put_context, put_ivarint, put_modules, put_sample, put_trailer, put_uvarint,
+    put_watermark, tag, AllocKind, Header, Module, Segment, SymbolFrame,
 };
 
 /// Symbols of one address for [`Builder::symbols`]: `(ip, [(function, file, line)])`.
@@ -17,7 +19,7 @@ impl Builder {
     /// A profile with a plain header (pid 42, exe /bin/app).
     pub(crate) fn new() -> Self {
         let h = Header {
-            version: VERSION,
+            version: 1,
             pid: 42,
             exe: "/bin/app".into(),
             cmdline: vec!["app".into()],
@@ -28,14 +30,16 @@ impl Builder {
             unwind: "dwarf".into(),
             ..Header::default()
         };
-        Builder { out: h.encode() }
+        let mut out = h.encode();
+        out[8..10].copy_from_slice(&1u16.to_le_bytes());
+        Builder { out }
     }
 
-    /// Appends one chunk whose payload `f` writes.
+    /// Appends one chunk whose records `f` writes.
     pub(crate) fn chunk(&mut self, f: impl FnOnce(&mut Vec<u8>)) -> &mut Self {
         let mut p = Vec::new();
         f(&mut p);
-        put_chunk(&mut self.out, &p);
+        put_chunk_raw(&mut self.out, &p);
         self
     }
 
@@ -43,7 +47,15 @@ impl Builder {
     pub(crate) fn stacks(&mut self, stacks: &[(u64, &[u64])]) -> &mut Self {
         self.chunk(|p| {
             for (id, frames) in stacks {
-                put_stack(p, *id, frames);
+                // Version 1's layout: `id, n, frame deltas`.
+                p.push(tag::STACK);
+                put_uvarint(p, *id);
+                put_uvarint(p, frames.len() as u64);
+                let mut prev = 0u64;
+                for &f in *frames {
+                    put_ivarint(p, f.wrapping_sub(prev) as i64);
+                    prev = f;
+                }
             }
         })
     }
@@ -100,9 +112,7 @@ impl Builder {
                 )
             })
             .collect();
-        let mut p = Vec::new();
-        put_symbols(&mut p, &entries);
-        put_chunk(&mut self.out, &p);
+        tidemark::format::put_symbols_chunk(&mut self.out, 1, 0, &entries);
         self
     }
 

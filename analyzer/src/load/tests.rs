@@ -3,7 +3,7 @@
 use super::synthetic::{Builder, Ev, Rng};
 use super::*;
 use crate::analysis::function_totals;
-use tidemark::format::{put_chunk, sample_key, trailer_key};
+use tidemark::format::{put_chunk_raw, sample_key, trailer_key};
 
 const X: u64 = 0x100;
 
@@ -324,7 +324,7 @@ fn garbled_chunks_with_good_checksums_never_panic() {
                     payload.push(if rng.below(4) == 0 { b } else { b & 0x7f });
                 }
             }
-            put_chunk(&mut out, &payload);
+            put_chunk_raw(&mut out, &payload);
         } else {
             // Valid chunks with a few bytes flipped, checksums recomputed.
             let mut r = tidemark::format::Reader::new(&valid[..]).unwrap();
@@ -342,7 +342,7 @@ fn garbled_chunks_with_good_checksums_never_panic() {
                         p[i] ^= 1 << rng.below(8);
                     }
                 }
-                put_chunk(&mut out, &p);
+                put_chunk_raw(&mut out, &p);
             }
         }
         if let Ok(p) = load_reader(&out[..], &opts) {

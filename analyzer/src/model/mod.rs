@@ -44,6 +44,8 @@ pub struct Frame {
 pub struct Ip {
     /// The runtime address as recorded (a return address).
     pub address: u64,
+    /// Module generation the address belongs to (0: the latest module map that has it).
+    pub generation: u64,
     /// Its frames, innermost inlined call first; the last one is the real (outlined) function.
     /// Never empty.
     pub frames: Vec<FrameId>,

@@ -69,9 +69,14 @@ impl Symbolizer {
         fallback_name(self.map.find(addr), addr)
     }
 
-    /// Resolves one return address.
+    /// Resolves one return address against the latest module map that has it.
     pub fn resolve(&mut self, addr: u64) -> Resolved {
-        let Some(module) = self.map.find(addr) else {
+        self.resolve_at(addr, 0)
+    }
+
+    /// Resolves one return address of a stack of module generation `generation` (0: any).
+    pub fn resolve_at(&mut self, addr: u64, generation: u64) -> Resolved {
+        let Some(module) = self.map.find_at(addr, generation) else {
             return unresolved(None, addr);
         };
         let key = (module.path.clone(), module.build_id.clone());
@@ -84,7 +89,7 @@ impl Symbolizer {
         let probe = file_addr.saturating_sub(1);
         let frames = self.cache[&key].frames(probe);
         if frames.is_empty() {
-            let module = self.map.find(addr);
+            let module = self.map.find_at(addr, generation);
             unresolved(module, addr)
         } else {
             Resolved {
@@ -117,7 +122,7 @@ fn unresolved(module: Option<&Module>, addr: u64) -> Resolved {
 /// binaries on disk, else `module+0xoffset`.
 pub(crate) fn symbolize_profile(
     p: &mut Profile,
-    embedded: &HashMap<u64, Vec<SymbolFrame>>,
+    embedded: &HashMap<(u64, u64), Vec<SymbolFrame>>,
     use_files: bool,
     mut progress: Option<&mut dyn ProgressSink>,
 ) {
@@ -136,11 +141,11 @@ pub(crate) fn symbolize_profile(
         pr.begin("symbolizing", Some(p.ips.len() as u64));
     }
     for i in 0..p.ips.len() {
-        let addr = p.ips[i].address;
-        let frames = match embedded.get(&addr) {
+        let (addr, generation) = (p.ips[i].address, p.ips[i].generation);
+        let frames = match embedded.get(&(addr, generation)) {
             Some(f) if !f.is_empty() => f.clone(),
-            _ if use_files => sym.resolve(addr).frames,
-            _ => unresolved(sym.map.find(addr), addr).frames,
+            _ if use_files => sym.resolve_at(addr, generation).frames,
+            _ => unresolved(sym.map.find_at(addr, generation), addr).frames,
         };
         let mut ids = Vec::with_capacity(frames.len());
         for f in frames {
@@ -253,18 +258,23 @@ fn embed_inner(
         }
     };
     let mut reader = Reader::new(BufReader::with_capacity(1 << 20, file)).map_err(fmt_err)?;
-    let mut addrs: Vec<u64> = Vec::new();
-    let mut seen: HashSet<u64> = HashSet::new();
+    let version = reader.header().version;
+    reader.skip_events(true);
+    // (address, module generation) of every frame.
+    let mut addrs: Vec<(u64, u64)> = Vec::new();
+    let mut seen: HashSet<(u64, u64)> = HashSet::new();
     let mut snapshots = Vec::new();
     let mut already = false;
     let mut malformed = false;
     'chunks: while let Some(records) = reader.next_chunk().map_err(fmt_err)? {
         for rec in records {
             match rec {
-                Ok(Record::Stack { frames, .. }) => {
+                Ok(Record::Stack {
+                    frames, generation, ..
+                }) => {
                     for f in frames {
-                        if seen.insert(f) {
-                            addrs.push(f);
+                        if seen.insert((f, generation)) {
+                            addrs.push((f, generation));
                         }
                     }
                 }
@@ -305,14 +315,14 @@ fn embed_inner(
         return Ok(report);
     }
     let mut sym = Symbolizer::new(&snapshots);
-    let mut entries: Vec<(u64, Vec<SymbolFrame>)> = Vec::new();
+    let mut entries: Vec<(u64, u64, Vec<SymbolFrame>)> = Vec::new();
     if let Some(pr) = progress.as_deref_mut() {
         pr.begin("symbolizing", Some(addrs.len() as u64));
     }
-    for (i, a) in addrs.into_iter().enumerate() {
-        let r = sym.resolve(a);
+    for (i, (a, generation)) in addrs.into_iter().enumerate() {
+        let r = sym.resolve_at(a, generation);
         if r.symbolized {
-            entries.push((a, r.frames));
+            entries.push((generation, a, r.frames));
         }
         if i.is_multiple_of(1024) {
             if let Some(pr) = progress.as_deref_mut() {
@@ -325,23 +335,29 @@ fn embed_inner(
     }
     report.resolved = entries.len();
     report.warnings = sym.take_warnings();
+    // One Symbols record per module generation (almost always just one).
+    entries.sort_by_key(|e| e.0);
     let mut out = Vec::new();
     let mut batch: Vec<(u64, Vec<SymbolFrame>)> = Vec::new();
     let mut batch_bytes = 0usize;
-    for e in entries {
+    let mut batch_generation = entries.first().map_or(0, |e| e.0);
+    for (generation, addr, frames) in entries {
         let size = 16
-            + e.1
+            + frames
                 .iter()
                 .map(|f| f.function.len() + f.file.len() + 8)
                 .sum::<usize>();
-        if !batch.is_empty() && batch_bytes + size > EMBED_CHUNK_BYTES {
-            flush_symbols(&mut out, &mut batch);
+        if !batch.is_empty()
+            && (batch_bytes + size > EMBED_CHUNK_BYTES || generation != batch_generation)
+        {
+            flush_symbols(&mut out, version, batch_generation, &mut batch);
             batch_bytes = 0;
         }
+        batch_generation = generation;
         batch_bytes += size;
-        batch.push(e);
+        batch.push((addr, frames));
     }
-    flush_symbols(&mut out, &mut batch);
+    flush_symbols(&mut out, version, batch_generation, &mut batch);
     let write_err = |error| EmbedError::Write {
         path: path.to_owned(),
         error,
@@ -365,13 +381,16 @@ fn embed_inner(
     Ok(report)
 }
 
-fn flush_symbols(out: &mut Vec<u8>, batch: &mut Vec<(u64, Vec<SymbolFrame>)>) {
+fn flush_symbols(
+    out: &mut Vec<u8>,
+    version: u16,
+    generation: u64,
+    batch: &mut Vec<(u64, Vec<SymbolFrame>)>,
+) {
     if batch.is_empty() {
         return;
     }
-    let mut payload = Vec::new();
-    format::put_symbols(&mut payload, batch);
-    format::put_chunk(out, &payload);
+    format::put_symbols_chunk(out, version, generation, batch);
     batch.clear();
 }
 

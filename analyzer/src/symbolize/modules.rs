@@ -7,6 +7,8 @@ use crate::model::ModuleSnapshot;
 /// One snapshot's segments, sorted by start address.
 #[derive(Debug, Default)]
 struct Generation {
+    /// The snapshot's generation number.
+    number: u64,
     /// `(start, end, module index)`.
     ranges: Vec<(u64, u64, usize)>,
     modules: Vec<Module>,
@@ -39,6 +41,7 @@ impl ModuleMap {
                 }
                 ranges.sort_unstable();
                 Generation {
+                    number: s.generation,
                     ranges,
                     modules: s.modules.clone(),
                 }
@@ -52,9 +55,18 @@ impl ModuleMap {
         self.generations.iter().all(|g| g.ranges.is_empty())
     }
 
-    /// The module containing `addr`.
+    /// The module containing `addr`, in the latest snapshot that has one.
     pub(crate) fn find(&self, addr: u64) -> Option<&Module> {
+        self.find_at(addr, 0)
+    }
+
+    /// The module containing `addr` as of module generation `generation`: the latest snapshot
+    /// of that generation or an earlier one that has it (0: any generation).
+    pub(crate) fn find_at(&self, addr: u64, generation: u64) -> Option<&Module> {
         for g in &self.generations {
+            if generation != 0 && g.number > generation {
+                continue;
+            }
             let i = g.ranges.partition_point(|r| r.0 <= addr);
             if i > 0 {
                 let (start, end, m) = g.ranges[i - 1];
@@ -112,5 +124,9 @@ mod tests {
         assert_eq!(map.find(0x50f0).unwrap().path, "/plugin");
         assert!(map.find(0x9000).is_none());
         assert!(map.find(0x2000).is_none());
+        // As of generation 1, /b did not exist yet and the plugin did.
+        assert_eq!(map.find_at(0x50f0, 1).unwrap().path, "/plugin");
+        assert_eq!(map.find_at(0x5010, 1).unwrap().path, "/plugin");
+        assert_eq!(map.find_at(0x5010, 2).unwrap().path, "/b");
     }
 }

@@ -1,4 +1,4 @@
-//! The tidemark profile format, version 1 — the contract between recorder and analyzer.
+//! The tidemark profile format, version 2 — the contract between recorder and analyzer.
 //!
 //! `docs/format.md` is the normative description; this module is its implementation.
 //!
@@ -7,7 +7,8 @@
 //! header  := "TIDEMARK" version:u16le reserved:u16le body_len:u32le body crc32(body):u32le
 //! body    := (key:uvarint len:uvarint value)*          -- TLV, unknown keys are skipped
 //! chunk   := "TMCK" payload_len:u32le crc32(payload):u32le payload
-//! payload := record*
+//! payload := kind:u8 codec:u8 raw_len:uvarint data      -- v2; v1: payload := record*
+//! data    := record*, stored (codec 0) or as one zstd frame (codec 1)
 //! record  := tag:u8 fields                              -- tags < 64: fixed layout
 //!          | tag:u8 len:uvarint fields                  -- tags >= 64: length-prefixed
 //! ```
@@ -19,16 +20,20 @@
 //! watermark record promises that every event with a smaller sequence has been written, which
 //! lets a reader restore the global order with bounded memory.
 
+mod chunk;
+mod decode;
 mod reader;
 pub mod varint;
 
-pub use reader::{FormatError, Reader, RecordIter, Truncation};
+pub use chunk::{put_chunk, put_chunk_raw, ChunkCodec, ChunkKind, ChunkWriter};
+pub use decode::{RecordIter, BLOCK_ID};
+pub use reader::{FormatError, Reader, Truncation};
 pub use varint::{put_bytes, put_ivarint, put_uvarint, Cursor, DecodeError, Sink};
 
 /// First eight bytes of every profile.
 pub const MAGIC: [u8; 8] = *b"TIDEMARK";
-/// Format version written by this crate.
-pub const VERSION: u16 = 1;
+/// Format version written by this crate. Readers accept every version from 1 to this one.
+pub const VERSION: u16 = 2;
 /// First four bytes of every chunk.
 pub const CHUNK_MAGIC: [u8; 4] = *b"TMCK";
 /// Size of a chunk's framing (magic, length, checksum).
@@ -38,16 +43,18 @@ pub const MAX_CHUNK_PAYLOAD: usize = 64 << 20;
 
 /// Record tags.
 pub mod tag {
-    /// Thread context: `tid, seq_base`.
+    /// Thread context: sequenced layout `tid, seq_base`; ordered layout (v2 event chunks) `tid`.
     pub const CONTEXT: u8 = 1;
-    /// Allocation: `seq_delta, addr, size, stack_id, kind:u8, align`.
+    /// Allocation: sequenced `seq_delta, addr, size, stack_id, kind:u8, align`; ordered
+    /// `size, stack_id, kind:u8, align`.
     pub const ALLOC: u8 = 2;
-    /// Free: `seq_delta, addr`.
+    /// Free: sequenced `seq_delta, addr`; ordered `back` (`0, addr` for an unknown block).
     pub const FREE: u8 = 3;
-    /// Realloc of a non-null block: `free_seq_delta, alloc_seq_delta, old_addr, new_addr, size,
-    /// stack_id, kind:u8`.
+    /// Realloc of a non-null block: sequenced `free_seq_delta, alloc_seq_delta, old_addr,
+    /// new_addr, size, stack_id, kind:u8`; ordered `back (0, addr), size, stack_id, kind:u8`.
     pub const REALLOC: u8 = 4;
-    /// Stack definition: `id, n, frame*n` (frames innermost first, return addresses).
+    /// Stack definition: `id, generation, flags, n, frame*n` (frames innermost first, return
+    /// addresses; v1: `id, n, frame*n`).
     pub const STACK: u8 = 5;
     /// Thread: `tid, name, stack_lo, stack_hi`.
     pub const THREAD: u8 = 6;
@@ -63,6 +70,12 @@ pub mod tag {
     pub const MESSAGE: u8 = 11;
     /// Thread exit: `tid, stack_high_water_bytes`.
     pub const THREAD_EXIT: u8 = 12;
+    /// CPU sample (v2): `tid, t_ns, stack_id, weight_ns`.
+    pub const CPU_SAMPLE: u8 = 13;
+    /// Frame addresses of the event just before it in the same context (v2): `sp,
+    /// n, (cfa - sp)*n`: the stack pointer of the hooked call's caller and the canonical frame
+    /// addresses of the first `n` frames of its stack.
+    pub const EVENT_FRAMES: u8 = 14;
     /// Symbols resolved at the end of a run (length-prefixed): `n, (ip, m, (function, file,
     /// line)*m)*n`, innermost inlined frame first.
     pub const SYMBOLS: u8 = 64;
@@ -416,6 +429,11 @@ pub enum Record {
     Stack {
         /// Stack id.
         id: u64,
+        /// Module generation the addresses belong to (the [`Record::Modules`] snapshot with this
+        /// generation, or the latest earlier one); 0 in v1 files (resolve against the latest).
+        generation: u64,
+        /// True when the walk stopped at the frame limit: outer frames are missing.
+        truncated: bool,
         /// Return addresses (the innermost is the caller of the allocation function).
         frames: Vec<u64>,
     },
@@ -470,14 +488,41 @@ pub enum Record {
         /// Text.
         text: String,
     },
+    /// An on-CPU stack sample.
+    CpuSample {
+        /// Thread id.
+        tid: u32,
+        /// Time since start, ns.
+        t_ns: u64,
+        /// Interned stack id.
+        stack: u64,
+        /// CPU time this sample stands for, ns.
+        weight_ns: u64,
+    },
+    /// Frame addresses of the event just before this record on the same thread.
+    EventFrames {
+        /// Thread id.
+        tid: u32,
+        /// Stack pointer of the hooked call's caller.
+        sp: u64,
+        /// Canonical frame addresses of the first frames of the event's stack, innermost first.
+        cfas: Vec<u64>,
+    },
     /// Symbols for return addresses.
     Symbols {
+        /// Module generation of the addresses (0 in v1 files: any).
+        generation: u64,
         /// `(ip, frames innermost first)`.
         entries: Vec<(u64, Vec<SymbolFrame>)>,
     },
 }
 
-/// Appends a thread context record.
+// Event records in the sequenced layout: what the recorder's thread buffers hold (and version-1
+// files): each event carries its sequence number (as a delta within a thread context) and its
+// block's address. The writer turns them into version 2's ordered layout (see `events`).
+
+/// Appends a thread context record: the thread, and the sequence number the deltas of the
+/// following events start from (sequenced layout).
 #[inline]
 pub fn put_context<S: Sink + ?Sized>(s: &mut S, tid: u32, seq_base: u64) {
     s.put_u8(tag::CONTEXT);
@@ -485,7 +530,8 @@ pub fn put_context<S: Sink + ?Sized>(s: &mut S, tid: u32, seq_base: u64) {
     put_uvarint(s, seq_base);
 }
 
-/// Appends an allocation record; `seq_delta` is relative to the previous sequence of the context.
+/// Appends an allocation record (sequenced layout); `seq_delta` is relative to the previous
+/// sequence of the context.
 #[inline]
 #[allow(clippy::too_many_arguments)]
 pub fn put_alloc<S: Sink + ?Sized>(
@@ -506,7 +552,7 @@ pub fn put_alloc<S: Sink + ?Sized>(
     put_uvarint(s, align);
 }
 
-/// Appends a free record.
+/// Appends a free record (sequenced layout).
 #[inline]
 pub fn put_free<S: Sink + ?Sized>(s: &mut S, seq_delta: u64, addr: u64) {
     s.put_u8(tag::FREE);
@@ -514,8 +560,8 @@ pub fn put_free<S: Sink + ?Sized>(s: &mut S, seq_delta: u64, addr: u64) {
     put_uvarint(s, addr);
 }
 
-/// Appends a realloc record. `free_seq_delta` is relative to the previous sequence of the
-/// context, `alloc_seq_delta` to the free half.
+/// Appends a realloc record (sequenced layout). `free_seq_delta` is relative to the previous
+/// sequence of the context, `alloc_seq_delta` to the free half.
 #[inline]
 #[allow(clippy::too_many_arguments)]
 pub fn put_realloc<S: Sink + ?Sized>(
@@ -538,10 +584,93 @@ pub fn put_realloc<S: Sink + ?Sized>(
     s.put_u8(kind as u8);
 }
 
-/// Appends a stack definition.
-pub fn put_stack<S: Sink + ?Sized>(s: &mut S, id: u64, frames: &[u64]) {
+// Event records in version 2's ordered layout (event chunks of version-2 files): events in
+// global order, each block named by its number (allocations are numbered from 0 in file order).
+
+/// Appends a thread switch (ordered layout): the following events are thread `tid`'s.
+#[inline]
+pub fn put_thread_switch<S: Sink + ?Sized>(s: &mut S, tid: u32) {
+    s.put_u8(tag::CONTEXT);
+    put_uvarint(s, u64::from(tid));
+}
+
+/// Which block a free names (ordered layout).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FreedBlock {
+    /// The block allocated this many allocations ago (1: the latest).
+    Back(u64),
+    /// A block the profile never saw allocated, by address.
+    Unknown(u64),
+}
+
+fn put_freed<S: Sink + ?Sized>(s: &mut S, f: FreedBlock) {
+    match f {
+        FreedBlock::Back(n) => put_uvarint(s, n.max(1)),
+        FreedBlock::Unknown(addr) => {
+            put_uvarint(s, 0);
+            put_uvarint(s, addr);
+        }
+    }
+}
+
+/// Appends an allocation (ordered layout): it makes the next block.
+#[inline]
+pub fn put_block_alloc<S: Sink + ?Sized>(
+    s: &mut S,
+    size: u64,
+    stack: u64,
+    kind: AllocKind,
+    align: u64,
+) {
+    s.put_u8(tag::ALLOC);
+    put_uvarint(s, size);
+    put_uvarint(s, stack);
+    s.put_u8(kind as u8);
+    put_uvarint(s, align);
+}
+
+/// Appends a free (ordered layout).
+#[inline]
+pub fn put_block_free<S: Sink + ?Sized>(s: &mut S, freed: FreedBlock) {
+    s.put_u8(tag::FREE);
+    put_freed(s, freed);
+}
+
+/// Appends a realloc (ordered layout): frees `freed` and makes the next block.
+#[inline]
+pub fn put_block_realloc<S: Sink + ?Sized>(
+    s: &mut S,
+    freed: FreedBlock,
+    size: u64,
+    stack: u64,
+    kind: AllocKind,
+) {
+    s.put_u8(tag::REALLOC);
+    put_freed(s, freed);
+    put_uvarint(s, size);
+    put_uvarint(s, stack);
+    s.put_u8(kind as u8);
+}
+
+/// Flag bits of a stack definition.
+pub mod stack_flag {
+    /// The walk stopped at the frame limit: outer frames are missing.
+    pub const TRUNCATED: u64 = 1;
+}
+
+/// Appends a stack definition: `generation` is the module generation its addresses belong to,
+/// `truncated` says the walk stopped at the frame limit.
+pub fn put_stack<S: Sink + ?Sized>(
+    s: &mut S,
+    id: u64,
+    generation: u64,
+    truncated: bool,
+    frames: &[u64],
+) {
     s.put_u8(tag::STACK);
     put_uvarint(s, id);
+    put_uvarint(s, generation);
+    put_uvarint(s, if truncated { stack_flag::TRUNCATED } else { 0 });
     put_uvarint(s, frames.len() as u64);
     let mut prev = 0u64;
     for &f in frames {
@@ -625,9 +754,63 @@ pub fn put_message<S: Sink + ?Sized>(s: &mut S, level: u8, text: &str) {
     put_bytes(s, text.as_bytes());
 }
 
-/// Appends a symbols record.
-pub fn put_symbols(s: &mut Vec<u8>, entries: &[(u64, Vec<SymbolFrame>)]) {
+/// Appends a CPU sample.
+pub fn put_cpu_sample<S: Sink + ?Sized>(
+    s: &mut S,
+    tid: u32,
+    t_ns: u64,
+    stack: u64,
+    weight_ns: u64,
+) {
+    s.put_u8(tag::CPU_SAMPLE);
+    put_uvarint(s, u64::from(tid));
+    put_uvarint(s, t_ns);
+    put_uvarint(s, stack);
+    put_uvarint(s, weight_ns);
+}
+
+/// Appends the frame addresses of the event just written to the same context: `sp`, then each
+/// CFA as its distance above `sp`.
+pub fn put_event_frames<S: Sink + ?Sized>(s: &mut S, sp: u64, cfas: &[u64]) {
+    s.put_u8(tag::EVENT_FRAMES);
+    put_uvarint(s, sp);
+    put_uvarint(s, cfas.len() as u64);
+    for &c in cfas {
+        put_uvarint(s, c.wrapping_sub(sp));
+    }
+}
+
+/// Appends a symbols chunk for return addresses of module `generation`, in the layout of a
+/// `version` file (version 1 has no generation and no chunk kinds), to `out`.
+pub fn put_symbols_chunk(
+    out: &mut Vec<u8>,
+    version: u16,
+    generation: u64,
+    entries: &[(u64, Vec<SymbolFrame>)],
+) {
+    let mut record = Vec::new();
+    put_symbols(&mut record, (version >= 2).then_some(generation), entries);
+    if version < 2 {
+        put_chunk_raw(out, &record);
+        return;
+    }
+    // Names and paths compress several times over; a stored chunk is the fallback.
+    let compressed = ChunkWriter::new(SYMBOLS_ZSTD_LEVEL)
+        .and_then(|mut w| w.put(out, ChunkKind::Appendix, &record));
+    if compressed.is_err() {
+        put_chunk(out, ChunkKind::Appendix, &record);
+    }
+}
+
+/// zstd level of embedded symbols: written once, after the run, so a higher level pays.
+const SYMBOLS_ZSTD_LEVEL: i32 = 9;
+
+/// Appends a symbols record (with a module generation from version 2 on).
+pub fn put_symbols(s: &mut Vec<u8>, generation: Option<u64>, entries: &[(u64, Vec<SymbolFrame>)]) {
     let mut body = Vec::new();
+    if let Some(g) = generation {
+        put_uvarint(&mut body, g);
+    }
     put_uvarint(&mut body, entries.len() as u64);
     for (ip, frames) in entries {
         put_uvarint(&mut body, *ip);
@@ -640,22 +823,4 @@ pub fn put_symbols(s: &mut Vec<u8>, entries: &[(u64, Vec<SymbolFrame>)]) {
     }
     s.put_u8(tag::SYMBOLS);
     put_bytes(s, &body);
-}
-
-/// Frames a payload as a chunk and appends it to `out`.
-pub fn put_chunk(out: &mut Vec<u8>, payload: &[u8]) {
-    out.extend_from_slice(&CHUNK_MAGIC);
-    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    out.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
-    out.extend_from_slice(payload);
-}
-
-/// Writes a payload as a chunk to `w`.
-pub fn write_chunk<W: std::io::Write + ?Sized>(w: &mut W, payload: &[u8]) -> std::io::Result<()> {
-    let mut head = [0u8; CHUNK_HEADER_LEN];
-    head[..4].copy_from_slice(&CHUNK_MAGIC);
-    head[4..8].copy_from_slice(&(payload.len() as u32).to_le_bytes());
-    head[8..].copy_from_slice(&crc32fast::hash(payload).to_le_bytes());
-    w.write_all(&head)?;
-    w.write_all(payload)
 }

@@ -1,7 +1,9 @@
 //! Streaming reader: header, then chunk by chunk. Memory is one chunk at a time.
 
-use super::varint::{Cursor, DecodeError};
-use super::{tag, AllocKind, Header, Module, Record, Segment, SymbolFrame};
+use super::chunk::{ChunkCodec, ChunkKind};
+use super::decode::{OrderedState, RecordIter};
+use super::varint::Cursor;
+use super::{tag, Header, Record};
 use super::{CHUNK_HEADER_LEN, CHUNK_MAGIC, MAGIC, MAX_CHUNK_PAYLOAD, VERSION};
 use std::io::{self, Read};
 
@@ -64,6 +66,11 @@ pub struct Reader<R> {
     header: Header,
     offset: u64,
     payload: Vec<u8>,
+    /// Decompressed records of the current chunk (version 2, zstd).
+    raw: Vec<u8>,
+    zstd: Option<zstd::bulk::Decompressor<'static>>,
+    skip_events: bool,
+    ordered: OrderedState,
     truncation: Option<Truncation>,
     trailing_damage: Option<Truncation>,
     saw_trailer: bool,
@@ -129,6 +136,10 @@ impl<R: Read> Reader<R> {
             header,
             offset: (16 + body_len + 4) as u64,
             payload: Vec::new(),
+            raw: Vec::new(),
+            zstd: None,
+            skip_events: false,
+            ordered: OrderedState::default(),
             truncation: None,
             trailing_damage: None,
             saw_trailer: false,
@@ -154,6 +165,13 @@ impl<R: Read> Reader<R> {
         self.trailing_damage.as_ref()
     }
 
+    /// With `true`, [`Reader::next_chunk`] passes over version-2 event chunks without
+    /// decompressing them: only definitions (stacks, modules), samples, messages, the trailer and
+    /// appended symbols are delivered. Version-1 files have no chunk kinds and deliver everything.
+    pub fn skip_events(&mut self, skip: bool) {
+        self.skip_events = skip;
+    }
+
     /// Bytes consumed so far (for progress reporting).
     pub fn offset(&self) -> u64 {
         self.offset
@@ -174,8 +192,27 @@ impl<R: Read> Reader<R> {
 
     /// The next intact chunk's records, or `None` at the end (check [`Reader::truncation`]).
     pub fn next_chunk(&mut self) -> Result<Option<RecordIter<'_>>, FormatError> {
+        loop {
+            let version = self.header.version;
+            let at = self.chunk_offset;
+            return Ok(Some(match self.advance()? {
+                Step::End => return Ok(None),
+                Step::Skipped => continue,
+                Step::Payload(from) if version < 2 => {
+                    RecordIter::new(&self.payload[from..], version, at)
+                }
+                Step::Payload(from) => {
+                    RecordIter::ordered(&self.payload[from..], &mut self.ordered, at)
+                }
+                Step::Raw => RecordIter::ordered(&self.raw, &mut self.ordered, at),
+            }));
+        }
+    }
+
+    /// Reads the next chunk and says where its records are.
+    fn advance(&mut self) -> Result<Step, FormatError> {
         if self.finished {
-            return Ok(None);
+            return Ok(Step::End);
         }
         let mut head = [0u8; CHUNK_HEADER_LEN];
         let n = read_full(&mut self.inner, &mut head)?;
@@ -186,15 +223,15 @@ impl<R: Read> Reader<R> {
             } else {
                 self.stop("the file ends without a trailer: the process was killed, crashed, or is still running".to_owned());
             }
-            return Ok(None);
+            return Ok(Step::End);
         }
         if n < CHUNK_HEADER_LEN {
             self.stop(format!("the file ends {n} bytes into a chunk header"));
-            return Ok(None);
+            return Ok(Step::End);
         }
         if head[..4] != CHUNK_MAGIC {
             self.stop("bytes that are not a chunk (damaged or overwritten data)".to_owned());
-            return Ok(None);
+            return Ok(Step::End);
         }
         let len = u32::from_le_bytes(head[4..8].try_into().expect("4 bytes")) as usize;
         let crc = u32::from_le_bytes(head[8..12].try_into().expect("4 bytes"));
@@ -202,7 +239,7 @@ impl<R: Read> Reader<R> {
             self.stop(format!(
                 "a chunk claims an implausible length of {len} bytes"
             ));
-            return Ok(None);
+            return Ok(Step::End);
         }
         self.payload.resize(len, 0);
         let got = read_full(&mut self.inner, &mut self.payload)?;
@@ -210,25 +247,66 @@ impl<R: Read> Reader<R> {
             self.stop(format!(
                 "the file ends inside a chunk ({got} of {len} bytes present)"
             ));
-            return Ok(None);
+            return Ok(Step::End);
         }
         if crc32fast::hash(&self.payload) != crc {
             self.stop("a chunk fails its checksum (damaged data)".to_owned());
-            return Ok(None);
+            return Ok(Step::End);
         }
         self.chunk_offset = self.offset;
         self.offset += (CHUNK_HEADER_LEN + len) as u64;
-        // A trailer is always the last record of the last chunk.
-        if self.payload.first() == Some(&tag::TRAILER) || contains_trailer(&self.payload) {
+        let version = self.header.version;
+        if version < 2 {
+            // A trailer is always the last record of the last chunk.
+            if contains_trailer(&self.payload) {
+                self.saw_trailer = true;
+            }
+            return Ok(Step::Payload(0));
+        }
+        let bad = |reason| FormatError::BadRecord {
+            offset: self.chunk_offset,
+            reason,
+        };
+        let mut c = Cursor::new(&self.payload);
+        let (kind, codec, raw_len) = match (c.u8(), c.u8(), c.uvarint()) {
+            (Ok(k), Ok(codec), Ok(n)) => (ChunkKind::from_u8(k), codec, n),
+            _ => return Err(bad("chunk framing cut short")),
+        };
+        if raw_len > MAX_CHUNK_PAYLOAD as u64 {
+            return Err(bad("chunk claims an implausible decoded length"));
+        }
+        let data_at = c.position();
+        if kind == ChunkKind::Trailer {
             self.saw_trailer = true;
         }
-        Ok(Some(RecordIter {
-            cursor: Cursor::new(&self.payload),
-            tid: 0,
-            prev_seq: 0,
-            chunk_offset: self.chunk_offset,
-            failed: false,
-        }))
+        if self.skip_events && kind == ChunkKind::Events {
+            return Ok(Step::Skipped);
+        }
+        if codec == ChunkCodec::Stored as u8 {
+            if raw_len as usize != self.payload.len() - data_at {
+                return Err(bad("stored chunk length mismatch"));
+            }
+            Ok(Step::Payload(data_at))
+        } else if codec == ChunkCodec::Zstd as u8 {
+            let z = match &mut self.zstd {
+                Some(z) => z,
+                None => self.zstd.insert(zstd::bulk::Decompressor::new()?),
+            };
+            self.raw.clear();
+            self.raw.reserve(raw_len as usize);
+            match z.decompress_to_buffer(&self.payload[data_at..], &mut self.raw) {
+                Ok(n) if n == raw_len as usize => {}
+                _ => {
+                    return Err(FormatError::BadRecord {
+                        offset: self.chunk_offset,
+                        reason: "compressed chunk does not decode to its stated length",
+                    })
+                }
+            }
+            Ok(Step::Raw)
+        } else {
+            Err(bad("unknown chunk codec"))
+        }
     }
 
     /// Reads every remaining record into `f`, chunk by chunk.
@@ -245,15 +323,24 @@ impl<R: Read> Reader<R> {
     }
 }
 
+/// Where [`Reader::advance`] left the current chunk's records.
+enum Step {
+    /// No more chunks.
+    End,
+    /// An event chunk passed over ([`Reader::skip_events`]).
+    Skipped,
+    /// In `payload`, from this offset.
+    Payload(usize),
+    /// In `raw` (decompressed).
+    Raw,
+}
+
 /// Scans a payload for a trailer record (cheap: walks records without materializing them).
 fn contains_trailer(payload: &[u8]) -> bool {
-    let mut it = RecordIter {
-        cursor: Cursor::new(payload),
-        tid: 0,
-        prev_seq: 0,
-        chunk_offset: 0,
-        failed: false,
-    };
+    if payload.first() == Some(&tag::TRAILER) {
+        return true;
+    }
+    let mut it = RecordIter::new(payload, 1, 0);
     // The writer puts the trailer in a chunk of its own at the end; check the last record.
     let mut last_is_trailer = false;
     for r in it.by_ref() {
@@ -264,208 +351,6 @@ fn contains_trailer(payload: &[u8]) -> bool {
         }
     }
     last_is_trailer
-}
-
-/// Iterator over the records of one chunk.
-pub struct RecordIter<'a> {
-    cursor: Cursor<'a>,
-    tid: u32,
-    prev_seq: u64,
-    chunk_offset: u64,
-    failed: bool,
-}
-
-impl RecordIter<'_> {
-    fn decode(&mut self) -> Result<Option<Record>, DecodeError> {
-        loop {
-            if self.cursor.is_empty() {
-                return Ok(None);
-            }
-            let c = &mut self.cursor;
-            let t = c.u8()?;
-            let rec = match t {
-                tag::CONTEXT => {
-                    self.tid = c.uvarint()? as u32;
-                    self.prev_seq = c.uvarint()?;
-                    continue;
-                }
-                tag::ALLOC => {
-                    let seq = self.prev_seq.wrapping_add(c.uvarint()?);
-                    self.prev_seq = seq;
-                    let addr = c.uvarint()?;
-                    let size = c.uvarint()?;
-                    let stack = c.uvarint()?;
-                    let kind = AllocKind::from_u8(c.u8()?)
-                        .ok_or(DecodeError("unknown allocation kind"))?;
-                    let align = c.uvarint()?;
-                    Record::Alloc {
-                        tid: self.tid,
-                        seq,
-                        addr,
-                        size,
-                        stack,
-                        kind,
-                        align,
-                    }
-                }
-                tag::FREE => {
-                    let seq = self.prev_seq.wrapping_add(c.uvarint()?);
-                    self.prev_seq = seq;
-                    Record::Free {
-                        tid: self.tid,
-                        seq,
-                        addr: c.uvarint()?,
-                    }
-                }
-                tag::REALLOC => {
-                    let free_seq = self.prev_seq.wrapping_add(c.uvarint()?);
-                    let seq = free_seq.wrapping_add(c.uvarint()?);
-                    self.prev_seq = seq;
-                    let old_addr = c.uvarint()?;
-                    let new_addr = c.uvarint()?;
-                    let size = c.uvarint()?;
-                    let stack = c.uvarint()?;
-                    let kind = AllocKind::from_u8(c.u8()?)
-                        .ok_or(DecodeError("unknown allocation kind"))?;
-                    Record::Realloc {
-                        tid: self.tid,
-                        free_seq,
-                        seq,
-                        old_addr,
-                        new_addr,
-                        size,
-                        stack,
-                        kind,
-                    }
-                }
-                tag::STACK => {
-                    let id = c.uvarint()?;
-                    let n = c.uvarint()?;
-                    if n > 4096 {
-                        return Err(DecodeError("stack deeper than 4096 frames"));
-                    }
-                    let mut frames = Vec::with_capacity(n as usize);
-                    let mut prev = 0u64;
-                    for _ in 0..n {
-                        prev = prev.wrapping_add(c.ivarint()? as u64);
-                        frames.push(prev);
-                    }
-                    Record::Stack { id, frames }
-                }
-                tag::THREAD => Record::Thread {
-                    tid: c.uvarint()? as u32,
-                    name: c.string()?,
-                    stack_lo: c.uvarint()?,
-                    stack_hi: c.uvarint()?,
-                },
-                tag::THREAD_EXIT => Record::ThreadExit {
-                    tid: c.uvarint()? as u32,
-                    stack_high_water_bytes: c.uvarint()?,
-                },
-                tag::MODULES => {
-                    let generation = c.uvarint()?;
-                    let n = c.uvarint()?;
-                    let mut modules = Vec::new();
-                    for _ in 0..n {
-                        let path = c.string()?;
-                        let build_id = c.bytes()?.to_vec();
-                        let base = c.uvarint()?;
-                        let ns = c.uvarint()?;
-                        let mut segments = Vec::new();
-                        for _ in 0..ns {
-                            segments.push(Segment {
-                                start: c.uvarint()?,
-                                size: c.uvarint()?,
-                                flags: c.uvarint()? as u32,
-                            });
-                        }
-                        modules.push(Module {
-                            path,
-                            build_id,
-                            base,
-                            segments,
-                        });
-                    }
-                    Record::Modules {
-                        generation,
-                        modules,
-                    }
-                }
-                tag::SAMPLE => {
-                    let seq = c.uvarint()?;
-                    let t_ns = c.uvarint()?;
-                    let values = read_pairs(c)?;
-                    Record::Sample { seq, t_ns, values }
-                }
-                tag::WATERMARK => Record::Watermark { seq: c.uvarint()? },
-                tag::TRAILER => Record::Trailer {
-                    values: read_pairs(c)?,
-                },
-                tag::MESSAGE => Record::Message {
-                    level: c.u8()?,
-                    text: c.string()?,
-                },
-                tag::SYMBOLS => {
-                    let body = c.bytes()?;
-                    let mut b = Cursor::new(body);
-                    let n = b.uvarint()?;
-                    let mut entries = Vec::new();
-                    for _ in 0..n {
-                        let ip = b.uvarint()?;
-                        let m = b.uvarint()?;
-                        let mut frames = Vec::new();
-                        for _ in 0..m {
-                            frames.push(SymbolFrame {
-                                function: b.string()?,
-                                file: b.string()?,
-                                line: b.uvarint()? as u32,
-                            });
-                        }
-                        entries.push((ip, frames));
-                    }
-                    Record::Symbols { entries }
-                }
-                t if t >= 64 => {
-                    // Extensible record this version does not know: skip it.
-                    c.bytes()?;
-                    continue;
-                }
-                _ => return Err(DecodeError("unknown record tag")),
-            };
-            return Ok(Some(rec));
-        }
-    }
-}
-
-fn read_pairs(c: &mut Cursor<'_>) -> Result<Vec<(u64, u64)>, DecodeError> {
-    let n = c.uvarint()?;
-    if n > 1 << 16 {
-        return Err(DecodeError("implausible number of values"));
-    }
-    let mut v = Vec::with_capacity(n as usize);
-    for _ in 0..n {
-        v.push((c.uvarint()?, c.uvarint()?));
-    }
-    Ok(v)
-}
-
-impl Iterator for RecordIter<'_> {
-    type Item = Result<Record, FormatError>;
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.failed {
-            return None;
-        }
-        match self.decode() {
-            Ok(r) => r.map(Ok),
-            Err(e) => {
-                self.failed = true;
-                Some(Err(FormatError::BadRecord {
-                    offset: self.chunk_offset,
-                    reason: e.0,
-                }))
-            }
-        }
-    }
 }
 
 #[cfg(test)]
@@ -485,23 +370,164 @@ mod tests {
         };
         let mut out = h.encode();
         let mut p = Vec::new();
-        put_context(&mut p, 7, 100);
-        put_alloc(&mut p, 1, 0x1000, 64, 3, AllocKind::Calloc, 0);
-        put_free(&mut p, 2, 0x1000);
-        put_realloc(&mut p, 1, 1, 0x2000, 0x3000, 128, 4, AllocKind::Realloc);
+        put_thread_switch(&mut p, 7);
+        put_block_alloc(&mut p, 64, 3, AllocKind::Calloc, 0);
+        put_block_free(&mut p, FreedBlock::Back(1));
+        put_block_realloc(
+            &mut p,
+            FreedBlock::Unknown(0x2000),
+            128,
+            4,
+            AllocKind::Realloc,
+        );
         put_stack(
             &mut p,
             3,
+            1,
+            false,
             &[0x55_0000_1234, 0x55_0000_1000, 0x7f00_0000_0000],
         );
         put_watermark(&mut p, 106);
-        put_chunk(&mut out, &p);
+        put_chunk(&mut out, ChunkKind::Events, &p);
         if with_trailer {
             let mut t = Vec::new();
             put_trailer(&mut t, &[(trailer_key::ALLOC_CALLS, 2)]);
-            put_chunk(&mut out, &t);
+            put_chunk(&mut out, ChunkKind::Trailer, &t);
         }
         out
+    }
+
+    /// A version-1 file, byte by byte as version 1 wrote it.
+    fn v1_profile() -> Vec<u8> {
+        let h = Header {
+            version: 1,
+            pid: 9,
+            ..Header::default()
+        };
+        let mut out = h.encode();
+        out[8..10].copy_from_slice(&1u16.to_le_bytes());
+        let mut p = Vec::new();
+        put_context(&mut p, 7, 100);
+        put_alloc(&mut p, 1, 0x1000, 64, 3, AllocKind::Malloc, 0);
+        put_free(&mut p, 1, 0x1000);
+        p.push(tag::STACK);
+        put_uvarint(&mut p, 3);
+        put_uvarint(&mut p, 2);
+        put_ivarint(&mut p, 0x4000);
+        put_ivarint(&mut p, -0x10);
+        put_chunk_raw(&mut out, &p);
+        let mut t = Vec::new();
+        put_trailer(&mut t, &[(trailer_key::ALLOC_CALLS, 1)]);
+        put_chunk_raw(&mut out, &t);
+        out
+    }
+
+    #[test]
+    fn reads_version_1() {
+        let bytes = v1_profile();
+        let (recs, trunc) = read_all(&bytes);
+        assert!(trunc.is_none(), "{trunc:?}");
+        assert_eq!(
+            recs[..3],
+            [
+                Record::Alloc {
+                    tid: 7,
+                    seq: 101,
+                    addr: 0x1000,
+                    size: 64,
+                    stack: 3,
+                    kind: AllocKind::Malloc,
+                    align: 0
+                },
+                Record::Free {
+                    tid: 7,
+                    seq: 102,
+                    addr: 0x1000
+                },
+                Record::Stack {
+                    id: 3,
+                    generation: 0,
+                    truncated: false,
+                    frames: vec![0x4000, 0x3ff0]
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn compressed_chunks_and_skipping_events() {
+        let mut w = ChunkWriter::new(3).unwrap();
+        let mut out = Header::default().encode();
+        let mut p = Vec::new();
+        put_thread_switch(&mut p, 1);
+        for _ in 0..10_000u64 {
+            put_block_alloc(&mut p, 48, 1, AllocKind::Malloc, 0);
+            put_block_free(&mut p, FreedBlock::Back(1));
+        }
+        let raw = p.len();
+        w.put(&mut out, ChunkKind::Events, &p).unwrap();
+        let mut d = Vec::new();
+        put_stack(&mut d, 1, 1, true, &[0x1234, 0x5678]);
+        w.put(&mut out, ChunkKind::Definitions, &d).unwrap();
+        let mut t = Vec::new();
+        put_trailer(&mut t, &[(trailer_key::ALLOC_CALLS, 10_000)]);
+        put_chunk(&mut out, ChunkKind::Trailer, &t);
+        assert!(out.len() * 50 < raw, "{} of {raw} bytes", out.len());
+
+        let (recs, trunc) = read_all(&out);
+        assert!(trunc.is_none());
+        assert_eq!(recs.len(), 20_000 + 2);
+        assert_eq!(
+            recs[19_999],
+            Record::Free {
+                tid: 1,
+                seq: 19_999,
+                addr: BLOCK_ID | 9_999
+            }
+        );
+        assert_eq!(
+            recs[19_998],
+            Record::Alloc {
+                tid: 1,
+                seq: 19_998,
+                addr: BLOCK_ID | 9_999,
+                size: 48,
+                stack: 1,
+                kind: AllocKind::Malloc,
+                align: 0
+            }
+        );
+        let mut r = Reader::new(&out[..]).unwrap();
+        r.skip_events(true);
+        let mut kept = Vec::new();
+        r.for_each_record(|rec| {
+            kept.push(rec);
+            Ok(())
+        })
+        .unwrap();
+        assert!(r.truncation().is_none());
+        assert_eq!(kept.len(), 2);
+        assert!(matches!(
+            kept[0],
+            Record::Stack {
+                truncated: true,
+                ..
+            }
+        ));
+        // A compressed chunk whose checksum holds but whose data does not decode is malformed.
+        let mut bad = Header::default().encode();
+        let mut z = Vec::new();
+        w.put(&mut z, ChunkKind::Events, &p).unwrap();
+        let n = z.len();
+        z[n - 3] ^= 0x55;
+        let len = z.len() - CHUNK_HEADER_LEN;
+        let crc = crc32fast::hash(&z[CHUNK_HEADER_LEN..]);
+        z[8..12].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(len, z.len() - 12);
+        bad.extend_from_slice(&z);
+        let mut r = Reader::new(&bad[..]).unwrap();
+        let err = r.for_each_record(|_| Ok(()));
+        assert!(matches!(err, Err(FormatError::BadRecord { .. })), "{err:?}");
     }
 
     fn read_all(bytes: &[u8]) -> (Vec<Record>, Option<Truncation>) {
@@ -527,8 +553,8 @@ mod tests {
             recs[0],
             Record::Alloc {
                 tid: 7,
-                seq: 101,
-                addr: 0x1000,
+                seq: 0,
+                addr: BLOCK_ID,
                 size: 64,
                 stack: 3,
                 kind: AllocKind::Calloc,
@@ -539,18 +565,18 @@ mod tests {
             recs[1],
             Record::Free {
                 tid: 7,
-                seq: 103,
-                addr: 0x1000
+                seq: 1,
+                addr: BLOCK_ID
             }
         );
         assert_eq!(
             recs[2],
             Record::Realloc {
                 tid: 7,
-                free_seq: 104,
-                seq: 105,
+                free_seq: 2,
+                seq: 3,
                 old_addr: 0x2000,
-                new_addr: 0x3000,
+                new_addr: BLOCK_ID | 1,
                 size: 128,
                 stack: 4,
                 kind: AllocKind::Realloc
@@ -560,6 +586,8 @@ mod tests {
             recs[3],
             Record::Stack {
                 id: 3,
+                generation: 1,
+                truncated: false,
                 frames: vec![0x55_0000_1234, 0x55_0000_1000, 0x7f00_0000_0000]
             }
         );
@@ -592,7 +620,7 @@ mod tests {
         // Damage after the trailer: not a truncation, but reported.
         let mut bytes = sample_profile(true);
         let mut extra = Vec::new();
-        put_chunk(&mut extra, b"\x0bxxxxxxxx");
+        put_chunk(&mut extra, ChunkKind::Appendix, b"\x0bxxxxxxxx");
         let n = extra.len();
         extra[n - 1] ^= 0xff;
         bytes.extend_from_slice(&extra);

@@ -36,6 +36,7 @@ pub mod config;
 #[cfg(feature = "jemalloc")]
 mod jemalloc;
 mod latency;
+mod order;
 mod sampler;
 mod sampling;
 mod session;
@@ -116,6 +117,25 @@ pub fn finish_before_exit() {
     session::finish_before_exit()
 }
 
+/// Tells the recorder that modules may have been loaded or unloaded (call it after `dlopen` and
+/// `dlclose` return): when the loader's counters moved, the unwinder is rebuilt and a module
+/// snapshot of the new generation is written, so events from now on resolve against it. The
+/// writer also checks at every timeline sample, for loads nobody reported.
+pub fn modules_changed() {
+    let Some(s) = running() else { return };
+    let Some(t) = thread::enter(s) else { return };
+    note_module_change(s);
+    thread::leave(t);
+}
+
+/// Rebuilds the unwinder and queues a module snapshot when the module set changed. The caller
+/// is busy (or the writer).
+fn note_module_change(s: &Session) {
+    if let Some((list, generation)) = crate::unwind::process::refresh() {
+        lock(&s.stacks).define_modules(generation, &list.format_modules());
+    }
+}
+
 /// True while events are being recorded.
 pub fn is_recording() -> bool {
     session::current().is_some_and(Session::is_running)
@@ -149,13 +169,20 @@ fn stack_id(s: &Session, t: &ThreadState, marker_sp: u64) -> u64 {
     if c.sp != 0 && c.sp < o.min_sp {
         o.min_sp = c.sp;
     }
-    if let Some(id) = cache.get(c.hash) {
+    // The same addresses name other code once a module was unloaded (and another may be loaded
+    // there): stacks are interned per module generation, which they resolve against.
+    let key = c.hash ^ u128::from(c.generation).wrapping_mul(GENERATION_MIX);
+    if let Some(id) = cache.get(key) {
         return id;
     }
-    let id = lock(&s.stacks).intern(c.hash, &o.frames[..c.len]);
-    cache.put(c.hash, id);
+    let truncated = c.len >= unwind::MAX_FRAMES;
+    let id = lock(&s.stacks).intern(key, &o.frames[..c.len], c.generation, truncated);
+    cache.put(key, id);
     id
 }
+
+/// Odd 128-bit constant spreading the module generation over the stack hash.
+const GENERATION_MIX: u128 = 0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835;
 
 #[inline(always)]
 fn next_seq() -> u64 {

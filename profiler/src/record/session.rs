@@ -222,9 +222,9 @@ pub fn start(cfg: Config) -> Result<(), RecordError> {
         // SAFETY: the handlers are plain functions valid for the life of the process.
         unsafe { libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child)) };
     });
-    if process::current().is_none() {
-        process::rebuild();
-    }
+    // The module map the profile starts with, and the unwinder of the same generation.
+    let modules_now = modules::enumerate();
+    let generation = process::install(&modules_now).generation;
     // SAFETY: getpid has no preconditions.
     let pid = unsafe { libc::getpid() } as u32;
     let exe = modules::exe_path();
@@ -275,8 +275,8 @@ pub fn start(cfg: Config) -> Result<(), RecordError> {
     // leaves a readable profile.
     let mut first = header.encode();
     let mut maps = Vec::new();
-    format::put_modules(&mut maps, 1, &modules::enumerate().format_modules());
-    format::put_chunk(&mut first, &maps);
+    format::put_modules(&mut maps, generation, &modules_now.format_modules());
+    format::put_chunk(&mut first, format::ChunkKind::Definitions, &maps);
     file.write_all(&first).map_err(|source| {
         session.disable();
         RecordError::Output {

@@ -50,14 +50,27 @@ impl StackTable {
         }
     }
 
-    /// The id of the stack with this hash, defining it when new.
-    pub fn intern(&mut self, hash: u128, frames: &[u64]) -> u64 {
+    /// The id of the stack with this hash, defining it when new (with the module generation its
+    /// addresses belong to, and whether the walk was cut at the frame limit).
+    pub fn intern(&mut self, hash: u128, frames: &[u64], generation: u64, truncated: bool) -> u64 {
         if let Some(&id) = self.ids.get(&hash) {
             return id;
         }
         let id = self.next_id;
         self.next_id += 1;
         self.ids.insert(hash, id);
+        format::put_stack(self.segment(), id, generation, truncated, frames);
+        id
+    }
+
+    /// Queues a module snapshot: it is written before the events of the same writer pass, and
+    /// so before every stack of its generation.
+    pub fn define_modules(&mut self, generation: u64, modules: &[format::Module]) {
+        format::put_modules(self.segment(), generation, modules);
+    }
+
+    /// The open definitions segment.
+    fn segment(&mut self) -> &mut Vec<u8> {
         if self
             .segments
             .last()
@@ -65,10 +78,9 @@ impl StackTable {
         {
             self.segments.push(Vec::with_capacity(16 << 10));
         }
-        if let Some(seg) = self.segments.last_mut() {
-            format::put_stack(seg, id, frames);
-        }
-        id
+        self.segments
+            .last_mut()
+            .expect("a segment was just ensured")
     }
 
     /// Takes the definitions written since the last call.
@@ -128,16 +140,16 @@ mod tests {
         let mut t = StackTable::new();
         let a = [0x10u64, 0x20, 0x30];
         let b = [0x10u64, 0x20];
-        let ia = t.intern(hash_frames(&a), &a);
-        let ib = t.intern(hash_frames(&b), &b);
+        let ia = t.intern(hash_frames(&a), &a, 1, false);
+        let ib = t.intern(hash_frames(&b), &b, 2, true);
         assert_eq!((ia, ib), (1, 2));
-        assert_eq!(t.intern(hash_frames(&a), &a), 1);
+        assert_eq!(t.intern(hash_frames(&a), &a, 1, false), 1);
         assert_eq!(t.len(), 2);
         let defs = t.take_definitions().concat();
         assert!(t.take_definitions().is_empty());
         // Decode through a chunk to check the encoding.
         let mut file = crate::format::Header::default().encode();
-        crate::format::put_chunk(&mut file, &defs);
+        crate::format::put_chunk(&mut file, crate::format::ChunkKind::Definitions, &defs);
         let mut r = crate::format::Reader::new(&file[..]).unwrap();
         let mut got = Vec::new();
         r.for_each_record(|rec| {
@@ -150,10 +162,14 @@ mod tests {
             vec![
                 Record::Stack {
                     id: 1,
+                    generation: 1,
+                    truncated: false,
                     frames: a.to_vec()
                 },
                 Record::Stack {
                     id: 2,
+                    generation: 2,
+                    truncated: true,
                     frames: b.to_vec()
                 }
             ]

@@ -2,16 +2,18 @@
 //!
 //! Each drain pass: read the sequence counter `W`; swap out every thread's buffer under its
 //! lock; take the full-buffer queue; take the stack definitions. Write the definitions chunk
-//! first, then one chunk per buffer, then a chunk with the pass's samples and a watermark `W`:
-//! every event with a sequence number below `W` is then in the file.
+//! first, then every event numbered below `W` and the pass's timeline samples in global order
+//! ([`super::order`]) as zstd-compressed event chunks; events numbered `W` or above wait for the
+//! next pass (the last pass writes everything).
 
 use super::buffer::Buffer;
 use super::latency::{self, Collector, Interval};
+use super::order::{Orderer, PendingSample};
 use super::sampler::Sources;
 use super::session::{self, lock, mono_ns, Session, SEQ};
 use super::thread::{self, EXITED, REGISTERING};
 use super::trace::Trace;
-use crate::format::{self, sample_key, trailer_key};
+use crate::format::{self, sample_key, trailer_key, ChunkKind, ChunkWriter};
 use std::fs::File;
 use std::io::{self, Write};
 use std::ptr::NonNull;
@@ -52,8 +54,8 @@ extern "C" fn writer_main(arg: *mut libc::c_void) -> *mut libc::c_void {
     let s = start.session;
     thread::register(s, tid, true);
     REGISTERING.remove(tid);
-    let mut w = Writer::new(s, start.file);
-    if let Err(e) = w.run() {
+    let result = Writer::new(s, start.file).and_then(|mut w| w.run());
+    if let Err(e) = result {
         super::report(&format!(
             "cannot write {}: {}; recording stopped",
             s.path.display(),
@@ -68,12 +70,16 @@ extern "C" fn writer_main(arg: *mut libc::c_void) -> *mut libc::c_void {
 struct Writer {
     s: &'static Session,
     file: File,
-    /// Records of this pass that are not events (samples, module maps, watermark).
-    pending: Vec<u8>,
+    /// Events and samples in global order.
+    orderer: Orderer,
+    /// When the next timeline sample is due (CLOCK_MONOTONIC ns).
+    next_sample: u64,
     out: Vec<u8>,
     bufs: Vec<NonNull<Buffer>>,
+    /// Records of the event chunk being assembled from several buffers.
+    events: Vec<u8>,
+    chunks: ChunkWriter,
     sources: Sources,
-    module_gen: u64,
     values: Vec<(u64, u64)>,
     /// Allocator latency collected from the threads, and the last interval's.
     latency: Collector,
@@ -85,17 +91,25 @@ struct Writer {
 
 /// How long the writer calibrates the TSC against CLOCK_MONOTONIC before its first sample.
 const CALIBRATION_NS: u64 = 5_000_000;
+/// Records gathered into one event chunk before it is compressed: large enough for zstd to find
+/// the repetition across buffers, small enough to stay in cache.
+const EVENT_CHUNK_BYTES: usize = 1 << 20;
+/// zstd level of the chunks. Level 1 compresses a typical event stream at several hundred MB/s
+/// on one core, far more than the hooks produce, and keeps most of level 3's ratio on it.
+const ZSTD_LEVEL: i32 = 1;
 
 impl Writer {
-    fn new(s: &'static Session, file: File) -> Writer {
-        Writer {
+    fn new(s: &'static Session, file: File) -> io::Result<Writer> {
+        Ok(Writer {
             s,
             file,
-            pending: Vec::with_capacity(64 << 10),
+            orderer: Orderer::new(),
+            next_sample: 0,
             out: Vec::with_capacity(1 << 20),
             bufs: Vec::with_capacity(256),
+            events: Vec::with_capacity(EVENT_CHUNK_BYTES + super::buffer::BUFFER_BYTES),
+            chunks: ChunkWriter::new(ZSTD_LEVEL)?,
             sources: Sources::discover(),
-            module_gen: 1,
             values: Vec::with_capacity(32),
             latency: Collector::default(),
             interval: Interval::default(),
@@ -105,41 +119,52 @@ impl Writer {
                 latency::calibrate(CALIBRATION_NS)
             },
             trace: s.cfg.trace.then(|| Trace::new(s.cfg.limit_bytes)),
-        }
+        })
     }
 
     fn run(&mut self) -> io::Result<()> {
-        let interval = self.s.cfg.interval_ms.max(1) * 1_000_000;
         let flush = self.s.cfg.flush_ms.max(1) * 1_000_000;
-        let mut next_sample = mono_ns();
-        let mut next_flush = next_sample + flush;
+        self.next_sample = mono_ns();
+        let mut next_flush = self.next_sample + flush;
         loop {
             let stopping = self.s.stop.load(Ordering::Acquire);
             let now = mono_ns();
-            if now >= next_sample || stopping {
-                self.sample(now);
-                next_sample = (next_sample + interval).max(now + interval / 2);
+            if self.sample_if_due(stopping) {
                 self.check_modules();
                 self.reap();
             }
             if stopping {
-                self.drain()?;
+                self.drain(true)?;
                 self.trailer()?;
                 return Ok(());
             }
             if now >= next_flush {
-                self.drain()?;
+                self.drain(false)?;
                 self.s.pool.prefill(8);
                 next_flush = now + flush;
             }
-            let until = next_sample.min(next_flush).saturating_sub(mono_ns());
+            let until = self.next_sample.min(next_flush).saturating_sub(mono_ns());
             if self.s.wake.wait(until.max(1)) && !self.s.stop.load(Ordering::Acquire) {
                 // A buffer filled or a thread exited: write now.
-                self.drain()?;
+                self.drain(false)?;
                 self.s.pool.prefill(8);
                 next_flush = mono_ns() + flush;
             }
         }
+    }
+
+    /// Takes a timeline sample when one is due (or `now_anyway`). Also called between the
+    /// buffers of a long drain, so a busy writer keeps the timeline's pace: a sample taken there
+    /// is numbered above the pass's watermark and is written with the next pass.
+    fn sample_if_due(&mut self, now_anyway: bool) -> bool {
+        let now = mono_ns();
+        if now < self.next_sample && !now_anyway {
+            return false;
+        }
+        let interval = self.s.cfg.interval_ms.max(1) * 1_000_000;
+        self.sample(now);
+        self.next_sample = (self.next_sample + interval).max(now + interval / 2);
+        true
     }
 
     fn totals(&self) -> [u64; 4] {
@@ -182,7 +207,11 @@ impl Writer {
             extra(&mut self.values);
         }
         let t_ns = now.saturating_sub(self.s.start_mono_ns);
-        format::put_sample(&mut self.pending, seq, t_ns, &self.values);
+        self.orderer.take_sample(PendingSample {
+            seq,
+            t_ns,
+            values: self.values.clone(),
+        });
         if let Some(trace) = &mut self.trace {
             trace.on_sample(t_ns, &self.values, &self.interval, self.ticks_per_ns);
         }
@@ -198,10 +227,7 @@ impl Writer {
     }
 
     fn check_modules(&mut self) {
-        if let Some(list) = crate::unwind::process::refresh() {
-            self.module_gen += 1;
-            format::put_modules(&mut self.pending, self.module_gen, &list.format_modules());
-        }
+        super::note_module_change(self.s);
     }
 
     /// Frees the states of threads that exited and are gone.
@@ -247,8 +273,13 @@ impl Writer {
         }
     }
 
-    fn drain(&mut self) -> io::Result<()> {
-        let w = SEQ.load(Ordering::SeqCst);
+    /// Writes what the threads recorded. `last`: the final pass, which writes every event.
+    fn drain(&mut self, last: bool) -> io::Result<()> {
+        let w = if last {
+            u64::MAX / 2
+        } else {
+            SEQ.load(Ordering::SeqCst)
+        };
         {
             let reg = lock(&self.s.registry);
             for tp in reg.iter() {
@@ -268,20 +299,47 @@ impl Writer {
         let defs = lock(&self.s.stacks).take_definitions();
         self.out.clear();
         for d in &defs {
-            format::put_chunk(&mut self.out, d);
+            self.chunks.put(&mut self.out, ChunkKind::Definitions, d)?;
         }
-        for b in self.bufs.drain(..) {
+        self.events.clear();
+        // A thread's buffers hold consecutive ranges of its events: in (thread, first number)
+        // order they make one sorted run per thread, which the orderer's sort merges cheaply.
+        // SAFETY: swapped-out and queued buffers are owned by the writer.
+        self.bufs
+            .sort_by_key(|b| super::order::buffer_start(unsafe { b.as_ref() }.bytes()));
+        let mut bufs = std::mem::take(&mut self.bufs);
+        for b in bufs.drain(..) {
             // SAFETY: swapped-out and queued buffers are owned by the writer.
-            format::put_chunk(&mut self.out, unsafe { b.as_ref() }.bytes());
+            self.orderer
+                .take_buffer(unsafe { b.as_ref() }.bytes(), &mut self.events);
             self.s.pool.give(b);
-            if self.out.len() > 8 << 20 {
-                self.file.write_all(&self.out)?;
-                self.out.clear();
+            if !last {
+                self.sample_if_due(false);
             }
         }
-        format::put_watermark(&mut self.pending, w);
-        format::put_chunk(&mut self.out, &self.pending);
-        self.pending.clear();
+        self.bufs = bufs;
+        let Writer {
+            orderer,
+            events,
+            chunks,
+            out,
+            file,
+            ..
+        } = self;
+        orderer.write_below(w, events, EVENT_CHUNK_BYTES, |ev| {
+            chunks.put(out, ChunkKind::Events, ev)?;
+            ev.clear();
+            if out.len() > 8 << 20 {
+                file.write_all(out)?;
+                out.clear();
+            }
+            Ok(())
+        })?;
+        if !self.events.is_empty() {
+            self.chunks
+                .put(&mut self.out, ChunkKind::Events, &self.events)?;
+            self.events.clear();
+        }
         self.file.write_all(&self.out)
     }
 
@@ -299,7 +357,7 @@ impl Writer {
                     trailer_key::END_NS,
                     mono_ns().saturating_sub(self.s.start_mono_ns),
                 ),
-                (trailer_key::END_SEQ, SEQ.load(Ordering::SeqCst)),
+                (trailer_key::END_SEQ, self.orderer.end_seq()),
                 (
                     trailer_key::DROPPED_EVENTS,
                     self.s.dropped.load(Ordering::Relaxed),
@@ -307,7 +365,7 @@ impl Writer {
             ],
         );
         self.out.clear();
-        format::put_chunk(&mut self.out, &t);
+        format::put_chunk(&mut self.out, ChunkKind::Trailer, &t);
         self.file.write_all(&self.out)
     }
 }

@@ -66,6 +66,9 @@ pub struct Captured {
     pub hash: u128,
     /// Stack pointer of the innermost recorded frame (0 when none): stack depth at the call.
     pub sp: u64,
+    /// Module generation of the unwinder the walk used: once a module is unloaded, the same
+    /// addresses may name other code, so stacks are interned per generation.
+    pub generation: u64,
 }
 
 /// Reads the current stack pointer.
@@ -156,6 +159,7 @@ impl ThreadUnwinder {
                 len,
                 hash: hash::hash_frames(&out[..len]),
                 sp: sp0,
+                generation: uw.generation,
             };
         }
         let walk = self.walker.walk(uw, bounds, (ip, sp, bp), self.reuse);
@@ -177,6 +181,7 @@ impl ThreadUnwinder {
             len,
             hash,
             sp: walk.sp_at(s),
+            generation: uw.generation,
         }
     }
 }

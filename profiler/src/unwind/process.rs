@@ -57,6 +57,10 @@ pub struct ProcessUnwinder {
     pub adds: u64,
     /// Loader counters at build time.
     pub subs: u64,
+    /// Module generation: 1 for the first unwinder of the process, one more each time a module
+    /// was unloaded since the previous one (loads alone keep the generation: every address
+    /// valid before still names the same code). Stacks are interned per generation.
+    pub generation: u64,
 }
 
 impl ProcessUnwinder {
@@ -113,6 +117,7 @@ impl ProcessUnwinder {
             texts,
             adds: list.adds,
             subs: list.subs,
+            generation: 0,
         }
     }
 
@@ -213,20 +218,27 @@ pub fn fork_release() {
 }
 
 /// Rebuilds when the loader's counters moved since the current unwinder was built (dlopen,
-/// dlclose). Returns the new module list when it did.
-pub fn refresh() -> Option<ModuleList> {
+/// dlclose). Returns the new module list and its generation when it did.
+pub fn refresh() -> Option<(ModuleList, u64)> {
     let (adds, subs) = modules::load_counts();
     match current() {
         Some(u) if u.adds == adds && u.subs == subs => None,
         _ => {
             let list = modules::enumerate();
-            install(&list);
-            Some(list)
+            let u = install(&list);
+            Some((list, u.generation))
         }
     }
 }
 
-fn publish(u: ProcessUnwinder) -> &'static ProcessUnwinder {
+/// Publishes `u`, with the next generation when a module was unloaded since the current one.
+/// The caller holds `REBUILD`.
+fn publish(mut u: ProcessUnwinder) -> &'static ProcessUnwinder {
+    u.generation = match current() {
+        Some(c) if c.subs == u.subs => c.generation,
+        Some(c) => c.generation + 1,
+        None => 1,
+    };
     let leaked: &'static mut ProcessUnwinder = Box::leak(Box::new(u));
     CURRENT.store(leaked, Ordering::Release);
     leaked

@@ -148,7 +148,7 @@ pub fn read_profile(path: &Path) -> Profile {
     let mut modules = Vec::new();
     for rec in &records {
         match rec {
-            Record::Stack { id, frames } => {
+            Record::Stack { id, frames, .. } => {
                 assert!(
                     stacks.insert(*id, frames.clone()).is_none(),
                     "stack {id} defined twice"

@@ -1,0 +1,88 @@
+//! Format compatibility: a committed profile of every released format version keeps loading, and
+//! gives the numbers the tidemark that wrote it printed.
+//!
+//! `tests/data/compat/vN-churn.tmk` was recorded by format version N's tidemark with
+//! `tidemark run -o vN-churn.tmk -- tm-churn --threads 2 --iterations 3000 --seed 7 --truth
+//! vN-churn.truth.json`; `vN-churn.summary.json` is that tidemark's `summary --json` of it, and
+//! the truth file what the workload counted itself while it ran.
+
+mod support;
+
+use std::path::PathBuf;
+use support::*;
+use tidemark_analyzer::load::{load_path, LoadOptions};
+
+fn compat(name: &str) -> PathBuf {
+    workspace_root()
+        .join("analyzer/tests/data/compat")
+        .join(name)
+}
+
+/// Loads a committed profile from its embedded symbols alone (the binaries that made it are not
+/// on this machine) and checks it against what its writer printed and against the truth.
+fn check(version: u16) {
+    let profile = compat(&format!("v{version}-churn.tmk"));
+    let p = load_path(
+        &profile,
+        &LoadOptions {
+            symbolize: false,
+            progress: false,
+        },
+    )
+    .unwrap_or_else(|e| panic!("{}: {e}", profile.display()));
+    assert_eq!(p.header.version, version);
+    assert!(p.truncated.is_none(), "{:?}", p.truncated);
+    let written: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(compat(&format!("v{version}-churn.summary.json"))).unwrap(),
+    )
+    .unwrap();
+    let now = summary_json(&p, 10);
+    for field in [
+        "allocations",
+        "reallocs",
+        "frees",
+        "unmatched_frees",
+        "allocated_bytes",
+        "peak_bytes",
+        "peak_blocks",
+        "leaked_bytes",
+        "leaked_allocations",
+        "temporary_allocations",
+        "dropped_events",
+    ] {
+        assert_eq!(
+            field_u64(&now, field),
+            field_u64(&written, field),
+            "v{version} {field}"
+        );
+    }
+    let sites = |v: &serde_json::Value| -> Vec<(String, u64, u64)> {
+        v["top_sites"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                (
+                    s["function"].as_str().unwrap().to_owned(),
+                    s["allocations"].as_u64().unwrap(),
+                    s["allocated_bytes"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(sites(&now), sites(&written), "v{version} top sites");
+    assert_matches_truth(
+        &profile,
+        &read_truth(&compat(&format!("v{version}-churn.truth.json"))),
+    );
+}
+
+#[test]
+fn version_1_profile_still_loads_with_its_numbers() {
+    check(1);
+}
+
+#[test]
+fn version_2_profile_loads_with_its_numbers() {
+    check(2);
+}

@@ -1,0 +1,373 @@
+//! Record decoding: one chunk's records, for every format version.
+
+use super::varint::{Cursor, DecodeError};
+use super::{tag, AllocKind, FormatError, Module, Record, Segment, SymbolFrame};
+
+/// Deepest stack a reader accepts.
+pub const MAX_STACK_FRAMES: u64 = 4096;
+
+/// Iterator over the records of one chunk.
+pub struct RecordIter<'a> {
+    cursor: Cursor<'a>,
+    version: u16,
+    tid: u32,
+    prev_seq: u64,
+    /// Version 2's ordered event stream: block and sequence counters across chunks.
+    ordered: Option<&'a mut OrderedState>,
+    chunk_offset: u64,
+    failed: bool,
+}
+
+/// Bit set in the `addr` of events decoded from a version-2 file: the rest is the block's number
+/// in the profile (its identity), not its address. Frees of blocks the profile never saw
+/// allocated carry their real address (bit clear).
+pub const BLOCK_ID: u64 = 1 << 63;
+
+/// Counters of version 2's ordered event stream, carried from chunk to chunk.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OrderedState {
+    /// Number of the next block allocated.
+    pub next_block: u64,
+    /// Sequence number of the next event (its position in the stream).
+    pub next_seq: u64,
+}
+
+impl<'a> RecordIter<'a> {
+    /// Records of a chunk in the sequenced layout (version-1 files, the recorder's thread
+    /// buffers), starting from `data`; `chunk_offset` (the chunk's position in the file) is
+    /// named in errors.
+    pub fn new(data: &'a [u8], version: u16, chunk_offset: u64) -> RecordIter<'a> {
+        RecordIter {
+            cursor: Cursor::new(data),
+            version,
+            tid: 0,
+            prev_seq: 0,
+            ordered: None,
+            chunk_offset,
+            failed: false,
+        }
+    }
+
+    /// Records of a version-2 chunk; events continue the stream `state` describes.
+    pub(crate) fn ordered(
+        data: &'a [u8],
+        state: &'a mut OrderedState,
+        chunk_offset: u64,
+    ) -> RecordIter<'a> {
+        RecordIter {
+            cursor: Cursor::new(data),
+            version: 2,
+            tid: 0,
+            prev_seq: 0,
+            ordered: Some(state),
+            chunk_offset,
+            failed: false,
+        }
+    }
+
+    /// Version 2: the block a free names (`back`, and the address when `back` is 0).
+    fn freed_block(&mut self, next_block: u64) -> Result<u64, DecodeError> {
+        let back = self.cursor.uvarint()?;
+        if back == 0 {
+            return self.cursor.uvarint();
+        }
+        if back > next_block {
+            return Err(DecodeError("a free names a block before the first"));
+        }
+        Ok(BLOCK_ID | (next_block - back))
+    }
+
+    /// Decodes an event of version 2's ordered layout.
+    fn ordered_event(&mut self, t: u8) -> Result<Record, DecodeError> {
+        let Some(st) = self.ordered.as_deref().copied() else {
+            return Err(DecodeError("unknown record tag"));
+        };
+        let mut next = st;
+        let rec = match t {
+            tag::ALLOC => {
+                let c = &mut self.cursor;
+                let size = c.uvarint()?;
+                let stack = c.uvarint()?;
+                let kind =
+                    AllocKind::from_u8(c.u8()?).ok_or(DecodeError("unknown allocation kind"))?;
+                let align = c.uvarint()?;
+                next.next_block += 1;
+                next.next_seq += 1;
+                Record::Alloc {
+                    tid: self.tid,
+                    seq: st.next_seq,
+                    addr: BLOCK_ID | st.next_block,
+                    size,
+                    stack,
+                    kind,
+                    align,
+                }
+            }
+            tag::FREE => {
+                let addr = self.freed_block(st.next_block)?;
+                next.next_seq += 1;
+                Record::Free {
+                    tid: self.tid,
+                    seq: st.next_seq,
+                    addr,
+                }
+            }
+            _ => {
+                let old_addr = self.freed_block(st.next_block)?;
+                let c = &mut self.cursor;
+                let size = c.uvarint()?;
+                let stack = c.uvarint()?;
+                let kind =
+                    AllocKind::from_u8(c.u8()?).ok_or(DecodeError("unknown allocation kind"))?;
+                next.next_block += 1;
+                next.next_seq += 2;
+                Record::Realloc {
+                    tid: self.tid,
+                    free_seq: st.next_seq,
+                    seq: st.next_seq + 1,
+                    old_addr,
+                    new_addr: BLOCK_ID | st.next_block,
+                    size,
+                    stack,
+                    kind,
+                }
+            }
+        };
+        if let Some(s) = self.ordered.as_deref_mut() {
+            *s = next;
+        }
+        Ok(rec)
+    }
+
+    fn decode(&mut self) -> Result<Option<Record>, DecodeError> {
+        loop {
+            if self.cursor.is_empty() {
+                return Ok(None);
+            }
+            let c = &mut self.cursor;
+            let t = c.u8()?;
+            let rec = match t {
+                tag::CONTEXT => {
+                    self.tid = c.uvarint()? as u32;
+                    if self.ordered.is_none() {
+                        self.prev_seq = c.uvarint()?;
+                    }
+                    continue;
+                }
+                tag::ALLOC | tag::FREE | tag::REALLOC if self.ordered.is_some() => {
+                    self.ordered_event(t)?
+                }
+                tag::ALLOC => {
+                    let seq = self.prev_seq.wrapping_add(c.uvarint()?);
+                    self.prev_seq = seq;
+                    let addr = c.uvarint()?;
+                    let size = c.uvarint()?;
+                    let stack = c.uvarint()?;
+                    let kind = AllocKind::from_u8(c.u8()?)
+                        .ok_or(DecodeError("unknown allocation kind"))?;
+                    let align = c.uvarint()?;
+                    Record::Alloc {
+                        tid: self.tid,
+                        seq,
+                        addr,
+                        size,
+                        stack,
+                        kind,
+                        align,
+                    }
+                }
+                tag::FREE => {
+                    let seq = self.prev_seq.wrapping_add(c.uvarint()?);
+                    self.prev_seq = seq;
+                    Record::Free {
+                        tid: self.tid,
+                        seq,
+                        addr: c.uvarint()?,
+                    }
+                }
+                tag::REALLOC => {
+                    let free_seq = self.prev_seq.wrapping_add(c.uvarint()?);
+                    let seq = free_seq.wrapping_add(c.uvarint()?);
+                    self.prev_seq = seq;
+                    let old_addr = c.uvarint()?;
+                    let new_addr = c.uvarint()?;
+                    let size = c.uvarint()?;
+                    let stack = c.uvarint()?;
+                    let kind = AllocKind::from_u8(c.u8()?)
+                        .ok_or(DecodeError("unknown allocation kind"))?;
+                    Record::Realloc {
+                        tid: self.tid,
+                        free_seq,
+                        seq,
+                        old_addr,
+                        new_addr,
+                        size,
+                        stack,
+                        kind,
+                    }
+                }
+                tag::STACK => {
+                    let id = c.uvarint()?;
+                    let (generation, flags) = if self.version >= 2 {
+                        (c.uvarint()?, c.uvarint()?)
+                    } else {
+                        (0, 0)
+                    };
+                    let n = c.uvarint()?;
+                    if n > MAX_STACK_FRAMES {
+                        return Err(DecodeError("stack deeper than 4096 frames"));
+                    }
+                    let mut frames = Vec::with_capacity(n as usize);
+                    let mut prev = 0u64;
+                    for _ in 0..n {
+                        prev = prev.wrapping_add(c.ivarint()? as u64);
+                        frames.push(prev);
+                    }
+                    Record::Stack {
+                        id,
+                        generation,
+                        truncated: flags & super::stack_flag::TRUNCATED != 0,
+                        frames,
+                    }
+                }
+                tag::CPU_SAMPLE if self.version >= 2 => Record::CpuSample {
+                    tid: c.uvarint()? as u32,
+                    t_ns: c.uvarint()?,
+                    stack: c.uvarint()?,
+                    weight_ns: c.uvarint()?,
+                },
+                tag::EVENT_FRAMES if self.version >= 2 => {
+                    let sp = c.uvarint()?;
+                    let n = c.uvarint()?;
+                    if n > MAX_STACK_FRAMES {
+                        return Err(DecodeError("more frame addresses than frames"));
+                    }
+                    let mut cfas = Vec::with_capacity(n as usize);
+                    for _ in 0..n {
+                        cfas.push(sp.wrapping_add(c.uvarint()?));
+                    }
+                    Record::EventFrames {
+                        tid: self.tid,
+                        sp,
+                        cfas,
+                    }
+                }
+                tag::THREAD => Record::Thread {
+                    tid: c.uvarint()? as u32,
+                    name: c.string()?,
+                    stack_lo: c.uvarint()?,
+                    stack_hi: c.uvarint()?,
+                },
+                tag::THREAD_EXIT => Record::ThreadExit {
+                    tid: c.uvarint()? as u32,
+                    stack_high_water_bytes: c.uvarint()?,
+                },
+                tag::MODULES => {
+                    let generation = c.uvarint()?;
+                    let n = c.uvarint()?;
+                    let mut modules = Vec::new();
+                    for _ in 0..n {
+                        let path = c.string()?;
+                        let build_id = c.bytes()?.to_vec();
+                        let base = c.uvarint()?;
+                        let ns = c.uvarint()?;
+                        let mut segments = Vec::new();
+                        for _ in 0..ns {
+                            segments.push(Segment {
+                                start: c.uvarint()?,
+                                size: c.uvarint()?,
+                                flags: c.uvarint()? as u32,
+                            });
+                        }
+                        modules.push(Module {
+                            path,
+                            build_id,
+                            base,
+                            segments,
+                        });
+                    }
+                    Record::Modules {
+                        generation,
+                        modules,
+                    }
+                }
+                tag::SAMPLE => {
+                    let seq = c.uvarint()?;
+                    let t_ns = c.uvarint()?;
+                    let values = read_pairs(c)?;
+                    Record::Sample { seq, t_ns, values }
+                }
+                tag::WATERMARK => Record::Watermark { seq: c.uvarint()? },
+                tag::TRAILER => Record::Trailer {
+                    values: read_pairs(c)?,
+                },
+                tag::MESSAGE => Record::Message {
+                    level: c.u8()?,
+                    text: c.string()?,
+                },
+                tag::SYMBOLS => {
+                    let body = c.bytes()?;
+                    let mut b = Cursor::new(body);
+                    let generation = if self.version >= 2 { b.uvarint()? } else { 0 };
+                    let n = b.uvarint()?;
+                    let mut entries = Vec::new();
+                    for _ in 0..n {
+                        let ip = b.uvarint()?;
+                        let m = b.uvarint()?;
+                        let mut frames = Vec::new();
+                        for _ in 0..m {
+                            frames.push(SymbolFrame {
+                                function: b.string()?,
+                                file: b.string()?,
+                                line: b.uvarint()? as u32,
+                            });
+                        }
+                        entries.push((ip, frames));
+                    }
+                    Record::Symbols {
+                        generation,
+                        entries,
+                    }
+                }
+                t if t >= 64 => {
+                    // Extensible record this version does not know: skip it.
+                    c.bytes()?;
+                    continue;
+                }
+                _ => return Err(DecodeError("unknown record tag")),
+            };
+            return Ok(Some(rec));
+        }
+    }
+}
+
+fn read_pairs(c: &mut Cursor<'_>) -> Result<Vec<(u64, u64)>, DecodeError> {
+    let n = c.uvarint()?;
+    if n > 1 << 16 {
+        return Err(DecodeError("implausible number of values"));
+    }
+    let mut v = Vec::with_capacity(n as usize);
+    for _ in 0..n {
+        v.push((c.uvarint()?, c.uvarint()?));
+    }
+    Ok(v)
+}
+
+impl Iterator for RecordIter<'_> {
+    type Item = Result<Record, FormatError>;
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
+        }
+        match self.decode() {
+            Ok(r) => r.map(Ok),
+            Err(e) => {
+                self.failed = true;
+                Some(Err(FormatError::BadRecord {
+                    offset: self.chunk_offset,
+                    reason: e.0,
+                }))
+            }
+        }
+    }
+}

@@ -1,0 +1,319 @@
+//! The writer's event transform: thread buffers (sequenced layout, per thread) → one stream in
+//! global order with blocks named by number (the version-2 ordered layout, `docs/format.md` §3.2).
+//!
+//! Each writer pass hands over the records of every thread buffer and the watermark `W` (every
+//! event numbered below `W` is among them or earlier passes'). The events below `W` are sorted
+//! by sequence number, timeline samples placed among them, and written in that order; later ones
+//! wait for the next pass. In global order every free meets the block it frees, so a free names
+//! its block by how many allocations ago it was made (`back`) instead of by address: churn, where
+//! a block is freed right after it was made, encodes as `back = 1` again and again, which zstd
+//! compresses to almost nothing, and the analyzer needs no reordering.
+
+use crate::format::{self, tag, AllocKind, Cursor, DecodeError, FreedBlock};
+use rustc_hash::FxHashMap;
+
+/// One event of a pass, decoded from a thread buffer.
+#[derive(Debug, Clone, Copy)]
+struct Ev {
+    /// Sort key: sequence number × 2, + 1 for events (a sample numbered `S` goes before the
+    /// event numbered `S`).
+    key: u64,
+    tid: u32,
+    what: What,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum What {
+    Alloc {
+        addr: u64,
+        size: u64,
+        stack: u64,
+        kind: AllocKind,
+        align: u64,
+    },
+    Free {
+        addr: u64,
+    },
+    /// The free half of a realloc; the allocation half follows on the same thread.
+    ReallocFree {
+        addr: u64,
+    },
+    ReallocAlloc {
+        addr: u64,
+        size: u64,
+        stack: u64,
+        kind: AllocKind,
+    },
+    /// Index into the pass's samples.
+    Sample(usize),
+}
+
+/// A block a free refers to.
+#[derive(Debug, Clone, Copy)]
+enum Freed {
+    /// Allocated in this profile as block number `n`.
+    Block(u64),
+    /// Not allocated in this profile (before recording started, or not sampled): its address.
+    Unknown(u64),
+}
+
+/// Timeline sample waiting for its place in the stream.
+pub struct PendingSample {
+    /// Sequence counter when it was taken.
+    pub seq: u64,
+    /// Time since start, ns.
+    pub t_ns: u64,
+    /// Its values.
+    pub values: Vec<(u64, u64)>,
+}
+
+/// The thread and first sequence number of a thread buffer (from its leading context record).
+pub fn buffer_start(bytes: &[u8]) -> (u32, u64) {
+    let mut c = Cursor::new(bytes);
+    match c.u8() {
+        Ok(tag::CONTEXT) => (c.uvarint().unwrap_or(0) as u32, c.uvarint().unwrap_or(0)),
+        _ => (0, 0),
+    }
+}
+
+/// Events between two watermarks written to the stream.
+const WATERMARK_EVERY: u32 = 4096;
+
+/// The transform's state across passes.
+#[derive(Default)]
+pub struct Orderer {
+    /// Events numbered at or above the last watermark, waiting for the next pass.
+    waiting: Vec<Ev>,
+    samples: Vec<PendingSample>,
+    /// Live blocks: address → block number.
+    live: FxHashMap<u64, u64>,
+    /// The free half of a realloc in flight, per thread.
+    realloc_freed: FxHashMap<u32, Freed>,
+    /// Number of the next block.
+    next_block: u64,
+    /// Events written (each allocation and free counts one, a realloc two).
+    written_seq: u64,
+    /// Thread of the last event written in the current chunk (`u32::MAX`: none yet).
+    tid: u32,
+    since_watermark: u32,
+}
+
+impl Orderer {
+    /// A transform at the start of a profile.
+    pub fn new() -> Orderer {
+        Orderer {
+            tid: u32::MAX,
+            ..Orderer::default()
+        }
+    }
+
+    /// Events written so far: the trailer's end sequence.
+    pub fn end_seq(&self) -> u64 {
+        self.written_seq
+    }
+
+    /// Takes the events of one thread buffer (sequenced layout); records without a sequence
+    /// number (threads, thread exits) go straight to `out`.
+    pub fn take_buffer(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
+        if self.take_events(bytes, out).is_err() {
+            // The recorder wrote it in this very process: a record it cannot read back is a
+            // bug, and the rest of the buffer cannot be trusted.
+            debug_assert!(false, "undecodable thread buffer");
+        }
+    }
+
+    /// Decodes a buffer's records (the hot part of the writer: no allocation per event).
+    fn take_events(&mut self, bytes: &[u8], out: &mut Vec<u8>) -> Result<(), DecodeError> {
+        let mut c = Cursor::new(bytes);
+        let (mut tid, mut seq) = (0u32, 0u64);
+        let kind_of = |b: u8| AllocKind::from_u8(b).ok_or(DecodeError("unknown allocation kind"));
+        while !c.is_empty() {
+            let t = c.u8()?;
+            let what = match t {
+                tag::CONTEXT => {
+                    tid = c.uvarint()? as u32;
+                    seq = c.uvarint()?;
+                    continue;
+                }
+                tag::ALLOC => {
+                    seq += c.uvarint()?;
+                    What::Alloc {
+                        addr: c.uvarint()?,
+                        size: c.uvarint()?,
+                        stack: c.uvarint()?,
+                        kind: kind_of(c.u8()?)?,
+                        align: c.uvarint()?,
+                    }
+                }
+                tag::FREE => {
+                    seq += c.uvarint()?;
+                    What::Free { addr: c.uvarint()? }
+                }
+                tag::REALLOC => {
+                    let free_seq = seq + c.uvarint()?;
+                    seq = free_seq + c.uvarint()?;
+                    let old = c.uvarint()?;
+                    self.waiting.push(Ev {
+                        key: free_seq * 2 + 1,
+                        tid,
+                        what: What::ReallocFree { addr: old },
+                    });
+                    What::ReallocAlloc {
+                        addr: c.uvarint()?,
+                        size: c.uvarint()?,
+                        stack: c.uvarint()?,
+                        kind: kind_of(c.u8()?)?,
+                    }
+                }
+                tag::THREAD => {
+                    let t = c.uvarint()? as u32;
+                    let name = c.bytes()?;
+                    let (lo, hi) = (c.uvarint()?, c.uvarint()?);
+                    format::put_thread(out, t, name, lo, hi);
+                    continue;
+                }
+                tag::THREAD_EXIT => {
+                    let t = c.uvarint()? as u32;
+                    format::put_thread_exit(out, t, c.uvarint()?);
+                    continue;
+                }
+                _ => return Err(DecodeError("unknown record in a thread buffer")),
+            };
+            self.waiting.push(Ev {
+                key: seq * 2 + 1,
+                tid,
+                what,
+            });
+        }
+        Ok(())
+    }
+
+    /// Queues a timeline sample taken when the sequence counter read `seq`.
+    pub fn take_sample(&mut self, sample: PendingSample) {
+        let key = sample.seq * 2;
+        self.waiting.push(Ev {
+            key,
+            tid: 0,
+            what: What::Sample(self.samples.len()),
+        });
+        self.samples.push(sample);
+    }
+
+    /// Writes every waiting event numbered below `watermark` to `out`, which starts a chunk, in
+    /// order; calls `flush` whenever `out` holds at least `chunk_bytes`, at a record boundary
+    /// (the caller writes out the rest as the pass's last chunk).
+    pub fn write_below(
+        &mut self,
+        watermark: u64,
+        out: &mut Vec<u8>,
+        chunk_bytes: usize,
+        mut flush: impl FnMut(&mut Vec<u8>) -> std::io::Result<()>,
+    ) -> std::io::Result<()> {
+        // `out` starts a new chunk (the previous pass's last one was flushed).
+        self.tid = u32::MAX;
+        // Stable sort: it finds the runs (each buffer is in order already) and merges them.
+        self.waiting.sort_by_key(|e| e.key);
+        let n = self.waiting.partition_point(|e| e.key < watermark * 2);
+        for i in 0..n {
+            let e = self.waiting[i];
+            self.write(e, out);
+            if out.len() >= chunk_bytes {
+                flush(out)?;
+                // Each chunk names its thread again, so chunks decode on their own.
+                self.tid = u32::MAX;
+            }
+        }
+        self.waiting.drain(..n);
+        if self.since_watermark > 0 {
+            // Every event of the stream so far is written.
+            format::put_watermark(out, self.written_seq);
+            self.since_watermark = 0;
+        }
+        if self
+            .waiting
+            .iter()
+            .all(|e| !matches!(e.what, What::Sample(_)))
+        {
+            self.samples.clear();
+        }
+        Ok(())
+    }
+
+    fn switch_to(&mut self, tid: u32, out: &mut Vec<u8>) {
+        if self.tid != tid {
+            format::put_thread_switch(out, tid);
+            self.tid = tid;
+        }
+    }
+
+    fn freed(&mut self, addr: u64) -> Freed {
+        match self.live.remove(&addr) {
+            Some(n) => Freed::Block(n),
+            None => Freed::Unknown(addr),
+        }
+    }
+
+    /// How the stream names a freed block now.
+    fn named(&self, f: Freed) -> FreedBlock {
+        match f {
+            Freed::Block(n) => FreedBlock::Back(self.next_block - n),
+            Freed::Unknown(addr) => FreedBlock::Unknown(addr),
+        }
+    }
+
+    fn write(&mut self, e: Ev, out: &mut Vec<u8>) {
+        match e.what {
+            What::Sample(i) => {
+                let s = &self.samples[i];
+                format::put_sample(out, self.written_seq, s.t_ns, &s.values);
+                return;
+            }
+            What::Alloc {
+                addr,
+                size,
+                stack,
+                kind,
+                align,
+            } => {
+                self.switch_to(e.tid, out);
+                format::put_block_alloc(out, size, stack, kind, align);
+                self.live.insert(addr, self.next_block);
+                self.next_block += 1;
+                self.written_seq += 1;
+            }
+            What::Free { addr } => {
+                self.switch_to(e.tid, out);
+                let f = self.freed(addr);
+                format::put_block_free(out, self.named(f));
+                self.written_seq += 1;
+            }
+            What::ReallocFree { addr } => {
+                // Written with the allocation half, as one record numbered with it.
+                let f = self.freed(addr);
+                self.realloc_freed.insert(e.tid, f);
+                return;
+            }
+            What::ReallocAlloc {
+                addr,
+                size,
+                stack,
+                kind,
+            } => {
+                self.switch_to(e.tid, out);
+                let f = self
+                    .realloc_freed
+                    .remove(&e.tid)
+                    .unwrap_or(Freed::Unknown(0));
+                format::put_block_realloc(out, self.named(f), size, stack, kind);
+                self.live.insert(addr, self.next_block);
+                self.next_block += 1;
+                self.written_seq += 2;
+            }
+        }
+        self.since_watermark += 1;
+        if self.since_watermark >= WATERMARK_EVERY {
+            format::put_watermark(out, self.written_seq);
+            self.since_watermark = 0;
+        }
+    }
+}

@@ -42,6 +42,7 @@ mod session;
 pub(crate) mod spin;
 mod stacks;
 mod thread;
+mod tidmap;
 mod trace;
 mod writer;
 

@@ -132,6 +132,11 @@ pub struct Session {
     pub retired: Retired,
     /// Live sampled blocks, in sampling mode.
     pub sampled: Option<SampledSet>,
+    /// True when a thread re-entering the hooks while busy is the program's own event, which is
+    /// then counted as dropped: in the preload library the recorder's own allocations never
+    /// reach the exported hooks, so only a signal handler interrupting an event re-enters. In
+    /// process (`Tracking`) the recorder's allocations do come back through the hooks.
+    pub count_reentry: bool,
     writer: AtomicU64,
 }
 
@@ -253,6 +258,7 @@ pub fn start(cfg: Config) -> Result<(), RecordError> {
         allocator: cfg.allocator.clone(),
         unwind: cfg.unwind.name().to_owned(),
     };
+    let count_reentry = cfg.source == "preload";
     let session: &'static Session = Box::leak(Box::new(Session {
         cfg,
         pid,
@@ -268,6 +274,7 @@ pub fn start(cfg: Config) -> Result<(), RecordError> {
         dropped: AtomicU64::new(0),
         retired: Retired::default(),
         sampled,
+        count_reentry,
         writer: AtomicU64::new(0),
     }));
     session.pool.prefill(8);

@@ -21,6 +21,7 @@
 mod alloc;
 mod backend;
 mod early;
+mod exits;
 mod exports;
 
 use tidemark::record::{self, Config};
@@ -45,7 +46,8 @@ fn resolve_cxx_freeres() {
 
 /// Runs before `main` (and before the program's own constructors).
 extern "C" fn init() {
-    exports::resolve_next();
+    exits::resolve_next();
+    backend::resolve_glibc_usable_size();
     resolve_cxx_freeres();
     let mut cfg = Config::from_env();
     let jemalloc = cfg.allocator == "jemalloc";
@@ -70,10 +72,19 @@ extern "C" fn init() {
                 unsafe { record::record_alloc(kind, size, 0, || addr as *mut u8) };
             });
             // SAFETY: `at_exit` is a plain function valid for the life of the process.
-            unsafe { libc::atexit(at_exit) };
+            unsafe {
+                libc::atexit(at_exit);
+                at_quick_exit(at_exit);
+            }
+            record::install_fatal_handlers();
         }
         Err(e) => record::report(&format!("{e}; recording disabled")),
     }
+}
+
+extern "C" {
+    /// C11's `at_quick_exit` (not in the `libc` crate): `quick_exit` runs these, not `atexit`'s.
+    fn at_quick_exit(f: extern "C" fn()) -> libc::c_int;
 }
 
 extern "C" fn at_exit() {

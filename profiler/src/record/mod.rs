@@ -33,6 +33,7 @@
 
 mod buffer;
 pub mod config;
+mod fatal;
 #[cfg(feature = "jemalloc")]
 mod jemalloc;
 mod latency;
@@ -111,10 +112,27 @@ pub fn finish() {
     session::finish()
 }
 
-/// Like [`finish`], for hooks of `execve` and `_exit` (no `atexit` runs there). Does nothing
-/// in a `vfork` child.
+/// Like [`finish`], for hooks of `_exit`, `_Exit` and `exit_group` (no `atexit` runs there).
+/// Does nothing in a `vfork` child.
 pub fn finish_before_exit() {
     session::finish_before_exit()
+}
+
+/// Like [`finish`], for hooks of the `exec` family; pair with [`resume_after_failed_exec`]
+/// when the call returns. Does nothing in a `vfork` child.
+pub fn finish_before_exec() {
+    session::finish_before_exec()
+}
+
+/// Continues the profile stopped by [`finish_before_exec`] when the `exec` failed.
+pub fn resume_after_failed_exec() {
+    session::resume_after_failed_exec()
+}
+
+/// Installs the fatal-signal handlers that finish the profile when the program crashes (see
+/// [`fatal`]).
+pub fn install_fatal_handlers() {
+    fatal::install()
 }
 
 /// True while events are being recorded.
@@ -127,9 +145,16 @@ pub fn output_path() -> Option<PathBuf> {
     session::current().map(|s| s.path.clone())
 }
 
+/// The session recording this event; `None` passes the event through (counted as dropped
+/// while the session is stopped for an `exec` that may fail).
 #[inline(always)]
 fn running() -> Option<&'static Session> {
-    session::current().filter(|s| s.is_running())
+    let s = session::current()?;
+    if s.is_running() {
+        return Some(s);
+    }
+    session::note_if_paused();
+    None
 }
 
 /// The interned stack of the current call. Unwinds from here; frames at or below `marker_sp`
@@ -481,5 +506,7 @@ mod tests;
 /// the recorder's own (it is passed through unrecorded). In-process wrappers use this to keep
 /// the recorder's allocations out of their counters.
 pub fn in_recorder() -> bool {
-    running().is_some_and(thread::is_busy)
+    session::current()
+        .filter(|s| s.is_running())
+        .is_some_and(thread::is_busy)
 }

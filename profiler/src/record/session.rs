@@ -137,6 +137,8 @@ pub struct Session {
     /// reach the exported hooks, so only a signal handler interrupting an event re-enters. In
     /// process (`Tracking`) the recorder's allocations do come back through the hooks.
     pub count_reentry: bool,
+    /// Set while the session is stopped for an `exec` that may still fail.
+    pub paused: AtomicBool,
     writer: AtomicU64,
 }
 
@@ -275,6 +277,7 @@ pub fn start(cfg: Config) -> Result<(), RecordError> {
         retired: Retired::default(),
         sampled,
         count_reentry,
+        paused: AtomicBool::new(false),
         writer: AtomicU64::new(0),
     }));
     session.pool.prefill(8);
@@ -302,32 +305,163 @@ pub fn start(cfg: Config) -> Result<(), RecordError> {
 
 /// Ends the current session (see [`super::finish`]).
 pub fn finish() {
-    let Some(s) = current() else { return };
+    if let Some(s) = current() {
+        stop(s, None);
+    }
+}
+
+/// Stops `s`: the writer drains every buffer, writes the trailer and ends. Waits for it at most
+/// `max_wait` (`None`: as long as it takes). True when the writer finished in time.
+fn stop(s: &Session, max_wait: Option<std::time::Duration>) -> bool {
     if s.state
         .compare_exchange(RUNNING, STOPPING, Ordering::AcqRel, Ordering::Acquire)
         .is_err()
     {
-        return;
+        return false;
     }
     s.stop.store(true, Ordering::Release);
     s.wake.wake();
     let t = s.writer.load(Ordering::Acquire);
-    if t != 0 {
-        // SAFETY: `t` is the joinable writer thread of this session, joined only here (the
-        // state transition above lets exactly one caller through).
-        unsafe { libc::pthread_join(t as libc::pthread_t, std::ptr::null_mut()) };
-    }
+    let joined = t == 0 || join(t as libc::pthread_t, max_wait);
     s.state.store(STOPPED, Ordering::Release);
+    joined
 }
 
-/// Ends the session before the process image goes away without `atexit` (`execve`,
-/// `_exit`). Does nothing in a `vfork` child, which shares the parent's memory: it must not
-/// stop the parent's session.
-pub fn finish_before_exit() {
-    let Some(s) = current() else { return };
+/// Joins the writer, waiting at most `max_wait`.
+fn join(t: libc::pthread_t, max_wait: Option<std::time::Duration>) -> bool {
+    // SAFETY: `t` is the joinable writer thread of this session, joined only here (the state
+    // transition in `stop` lets exactly one caller through); `ts` is a valid timespec.
+    unsafe {
+        match max_wait {
+            None => libc::pthread_join(t, std::ptr::null_mut()) == 0,
+            Some(d) => {
+                let mut ts = libc::timespec {
+                    tv_sec: 0,
+                    tv_nsec: 0,
+                };
+                libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts);
+                let ns = ts.tv_nsec as u64 + d.subsec_nanos() as u64;
+                ts.tv_sec += d.as_secs() as libc::time_t + (ns / 1_000_000_000) as libc::time_t;
+                ts.tv_nsec = (ns % 1_000_000_000) as libc::c_long;
+                libc::pthread_timedjoin_np(t, std::ptr::null_mut(), &ts) == 0
+            }
+        }
+    }
+}
+
+/// The current session when it belongs to this process (not to the parent of a `vfork` child,
+/// which shares the parent's memory and must not stop the parent's session).
+fn own_session() -> Option<&'static Session> {
+    let s = current()?;
     // SAFETY: getpid has no preconditions (and is not cached by glibc).
-    if unsafe { libc::getpid() } as u32 == s.pid {
-        finish();
+    (unsafe { libc::getpid() } as u32 == s.pid).then_some(s)
+}
+
+/// Ends the session before the process image goes away without `atexit` (`_exit`, `_Exit`,
+/// `syscall(SYS_exit_group)`). Does nothing in a `vfork` child.
+pub fn finish_before_exit() {
+    if let Some(s) = own_session() {
+        stop(s, None);
+    }
+}
+
+/// Ends the session from a fatal-signal handler, waiting for the writer at most `max_wait`: a
+/// thread that crashed inside the recorder may hold a lock the writer needs, and the process
+/// must still die. True when the profile was finished.
+pub fn finish_from_fatal_signal(max_wait: std::time::Duration) -> bool {
+    own_session().is_some_and(|s| stop(s, Some(max_wait)))
+}
+
+/// Ends the session before an `exec` replaces the image (the profile is complete if it
+/// succeeds); [`resume_after_failed_exec`] continues it if the call returns. Does nothing in a
+/// `vfork` child.
+pub fn finish_before_exec() {
+    if let Some(s) = own_session() {
+        if stop(s, None) {
+            s.paused.store(true, Ordering::Release);
+        }
+    }
+}
+
+/// After a failed `exec`: removes the trailer written by [`finish_before_exec`] and records on
+/// into the same profile with a new writer. Events other threads made while the session was
+/// stopped are counted as dropped. Says so on stderr (and stays stopped) when the profile
+/// cannot be reopened.
+pub fn resume_after_failed_exec() {
+    let Some(s) = own_session() else { return };
+    if !s.paused.load(Ordering::Acquire) {
+        return;
+    }
+    let file = match reopen_without_trailer(&s.path) {
+        Ok(f) => f,
+        Err(e) => {
+            s.paused.store(false, Ordering::Release);
+            super::report(&format!(
+                "cannot continue {} after a failed exec: {}; recording stopped",
+                s.path.display(),
+                super::describe_io(&e)
+            ));
+            return;
+        }
+    };
+    s.stop.store(false, Ordering::Release);
+    s.state.store(RUNNING, Ordering::Release);
+    s.paused.store(false, Ordering::Release);
+    match writer::spawn(s, file) {
+        Ok(tid) => s.writer.store(tid, Ordering::Release),
+        Err(e) => {
+            s.disable();
+            super::report(&format!(
+                "cannot restart the writer after a failed exec: {}; recording stopped",
+                super::describe_io(&e)
+            ));
+        }
+    }
+}
+
+/// Opens the finished profile at `path` for appending, cut before its last chunk when that
+/// chunk holds the trailer (a process that dies later must not leave a profile claiming to be
+/// complete).
+fn reopen_without_trailer(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(path)?;
+    let mut reader = format::Reader::new(std::io::BufReader::new(&file))
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    let mut cut = None;
+    loop {
+        let start = reader.offset();
+        let Some(chunk) = reader
+            .next_chunk()
+            .map_err(|e| std::io::Error::other(e.to_string()))?
+        else {
+            break;
+        };
+        let mut trailer = false;
+        for r in chunk {
+            trailer = matches!(r, Ok(format::Record::Trailer { .. }));
+        }
+        cut = trailer.then_some(start);
+    }
+    drop(reader);
+    if let Some(at) = cut {
+        file.set_len(at)?;
+    }
+    let mut file = file;
+    std::io::Seek::seek(&mut file, std::io::SeekFrom::End(0))?;
+    Ok(file)
+}
+
+/// Counts an event that arrived while the session was stopped for an `exec` that then failed.
+#[cold]
+pub fn note_if_paused() {
+    if let Some(s) = current() {
+        if s.paused.load(Ordering::Relaxed) {
+            s.note_dropped();
+        }
     }
 }
 

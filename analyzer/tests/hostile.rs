@@ -1,0 +1,232 @@
+//! Hostile but ordinary programs (issue 9): thread bursts, signal handlers that allocate, every
+//! way out of a process (exit paths, exec, crashes), programs that bring their own allocator,
+//! fork/vfork/posix_spawn/system/pipelines, huge blocks and many tiny ones.
+//!
+//! Each C fixture in `fixtures/c/` counts what it does and writes that ground truth. Every case
+//! runs the program twice, natively and under the preload library (`LD_PRELOAD`, the way
+//! `tidemark run` starts it), and checks:
+//! - the program's exit status (code or signal) and stdout are the same in both runs;
+//! - the program counted the same both times (its own truth);
+//! - the profile of the program's process matches that truth per call site, exactly;
+//! - the profile is not truncated, and `dropped_events` is what the case allows (0 unless said).
+
+mod support;
+
+use std::ffi::OsStr;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus};
+
+use support::*;
+use tidemark_fixtures::truth::Truth;
+
+/// One program run natively and under the recorder.
+struct Runs {
+    scratch: Scratch,
+    native: Finished,
+    recorded: Finished,
+    /// Profiles the recorded run wrote (one per process image).
+    profiles: Vec<PathBuf>,
+    native_truth: Option<Truth>,
+    recorded_truth: Option<Truth>,
+}
+
+/// Environment that records `cmd` with the preload library, profiles going to `dir`.
+fn preload_env(cmd: &mut Command, dir: &Path) {
+    cmd.env("LD_PRELOAD", preload_lib())
+        .env("TIDEMARK_OUTPUT", dir.join("profile.%p.tmk"));
+}
+
+/// Runs `exe ARGS --truth T` natively and under the preload; `env` is set for both runs.
+fn run_both(name: &str, exe_src: &Path, args: &[&str], env: &[(&str, &str)]) -> Runs {
+    let scratch = Scratch::new(name);
+    let exe = scratch.join(
+        exe_src
+            .file_name()
+            .and_then(OsStr::to_str)
+            .expect("plain file name"),
+    );
+    std::fs::copy(exe_src, &exe).expect("copy the fixture into the scratch directory");
+    let rec_dir = scratch.join("rec");
+    std::fs::create_dir_all(&rec_dir).expect("create the profile directory");
+    let native_truth = scratch.join("native-truth.json");
+    let recorded_truth = scratch.join("recorded-truth.json");
+
+    let mut cmd = Command::new(&exe);
+    cmd.args(args).arg("--truth").arg(&native_truth);
+    cmd.current_dir(scratch.path());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let native = run_bounded(cmd, &scratch, RUN_TIMEOUT);
+
+    let mut cmd = Command::new(&exe);
+    cmd.args(args).arg("--truth").arg(&recorded_truth);
+    cmd.current_dir(scratch.path());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    preload_env(&mut cmd, &rec_dir);
+    let recorded = run_bounded(cmd, &scratch, RUN_TIMEOUT);
+
+    let read = |p: &Path| p.is_file().then(|| read_truth(p));
+    Runs {
+        native_truth: read(&native_truth),
+        recorded_truth: read(&recorded_truth),
+        profiles: list_dir(&rec_dir),
+        native,
+        recorded,
+        scratch,
+    }
+}
+
+fn describe_status(s: &ExitStatus) -> String {
+    match (s.code(), s.signal()) {
+        (Some(c), _) => format!("exit code {c}"),
+        (_, Some(sig)) => format!("signal {sig}"),
+        _ => format!("{s}"),
+    }
+}
+
+impl Runs {
+    /// The program behaved the same with and without the recorder.
+    fn assert_unchanged(&self) {
+        assert_eq!(
+            describe_status(&self.native.status),
+            describe_status(&self.recorded.status),
+            "the recorder changed the exit status\nnative: {}\nrecorded: {}",
+            self.native.describe(),
+            self.recorded.describe()
+        );
+        assert_eq!(
+            self.native.stdout,
+            self.recorded.stdout,
+            "the recorder changed stdout\nrecorded: {}",
+            self.recorded.describe()
+        );
+        assert!(
+            !self.recorded.stderr.contains("check failed"),
+            "the program's own checks failed under the recorder: {}",
+            self.recorded.describe()
+        );
+    }
+
+    /// The truth the recorded run wrote, which must equal the native run's when `same` is set
+    /// (deterministic programs).
+    fn truth(&self, same: bool) -> &Truth {
+        let t = self.recorded_truth.as_ref().unwrap_or_else(|| {
+            panic!(
+                "the recorded run wrote no truth file: {}",
+                self.recorded.describe()
+            )
+        });
+        if same {
+            assert_eq!(
+                self.native_truth.as_ref(),
+                Some(t),
+                "native and recorded runs counted differently"
+            );
+        }
+        t
+    }
+
+    /// The profile whose header names `exe_name` as the executable.
+    fn profile_of(&self, exe_name: &str) -> PathBuf {
+        let found: Vec<&PathBuf> = self
+            .profiles
+            .iter()
+            .filter(|p| {
+                let prof = load(p);
+                Path::new(&prof.header.exe)
+                    .file_name()
+                    .is_some_and(|n| n == exe_name)
+            })
+            .collect();
+        match found.as_slice() {
+            [one] => (*one).clone(),
+            other => panic!(
+                "expected one profile of {exe_name} in {}, found {other:?} among {:?}\n{}",
+                self.scratch.path().display(),
+                self.profiles,
+                self.recorded.describe()
+            ),
+        }
+    }
+}
+
+/// Checks `profile` against `truth` (exact per site, not truncated) and returns its dropped
+/// event count.
+fn check_profile(profile: &Path, truth: &Truth) -> u64 {
+    assert_matches_truth(profile, truth);
+    load(profile).totals.dropped_events
+}
+
+fn compile(name: &str, flags: &[&str]) -> (Scratch, PathBuf) {
+    let scratch = Scratch::new(&format!("build-{name}"));
+    let exe = compile_c(name, &scratch, flags);
+    (scratch, exe)
+}
+
+#[test]
+fn thousand_threads_released_together_lose_nothing() {
+    let (_b, exe) = compile("burst", &["-pthread"]);
+    let runs = run_both("burst", &exe, &["1000", "1000"], &[]);
+    runs.assert_unchanged();
+    let truth = runs.truth(true);
+    let site = |f: &str| truth.sites.iter().find(|s| s.function == f).unwrap();
+    assert_eq!(site("burst_alloc").allocations, 1_000_000);
+    assert_eq!(site("burst_leak").leaked_allocations, 1_000);
+    let dropped = check_profile(&runs.profile_of("burst"), truth);
+    assert_eq!(dropped, 0, "no event may be dropped");
+}
+
+/// Every exit path: the profile is complete (trailer) and exact.
+#[test]
+fn every_exit_exec_and_crash_path_leaves_a_complete_profile() {
+    let (_b, exe) = compile("exits", &[]);
+    let modes = [
+        "exit",
+        "_exit",
+        "_Exit",
+        "quick_exit",
+        "exit_group",
+        "execl",
+        "execle",
+        "execlp",
+        "execv",
+        "execve",
+        "execvp",
+        "execvpe",
+        "syscall_execve",
+        "fexecve",
+        "failed_execv",
+        "failed_execl",
+        "failed_execvp",
+        "abort",
+        "assert",
+        "segv",
+    ];
+    for mode in modes {
+        let runs = run_both(&format!("exits-{mode}"), &exe, &[mode], &[]);
+        runs.assert_unchanged();
+        let truth = runs.truth(true);
+        let after = truth
+            .sites
+            .iter()
+            .find(|s| s.function == "after_failed")
+            .unwrap();
+        assert_eq!(after.allocations, if mode.starts_with("failed_") { 25 } else { 0 });
+        let profile = runs.profile_of("exits");
+        let dropped = check_profile(&profile, truth);
+        assert_eq!(dropped, 0, "{mode}: events dropped");
+        if mode.starts_with("exec") || mode.ends_with("execve") {
+            assert!(
+                runs.recorded.stdout.contains("exec ok"),
+                "{mode}: {}",
+                runs.recorded.describe()
+            );
+            let echo = runs.profile_of("echo");
+            assert!(load(&echo).truncated.is_none(), "{mode}: echo's profile");
+        }
+    }
+}

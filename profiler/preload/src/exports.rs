@@ -1,4 +1,4 @@
-//! The exported malloc family, with glibc 2.36's semantics, recorded, then served by the
+//! The exported malloc family, recorded, then served by the
 //! chosen allocator ([`crate::backend`]).
 
 use crate::backend::{self, set_errno};
@@ -116,8 +116,7 @@ pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, siz
     0
 }
 
-/// `aligned_alloc`: in glibc 2.36 the same function as `memalign` (a non-power-of-two
-/// alignment is rounded up to the next power of two).
+/// `aligned_alloc`.
 ///
 /// # Safety
 /// C semantics.
@@ -126,7 +125,7 @@ pub unsafe extern "C" fn aligned_alloc(align: usize, size: usize) -> *mut c_void
     // SAFETY: the closure is the real allocation.
     unsafe {
         record::record_alloc(AllocKind::AlignedAlloc, size, align, || {
-            backend::memalign(align, size).cast()
+            backend::aligned_alloc(align, size).cast()
         })
         .cast()
     }

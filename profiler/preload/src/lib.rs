@@ -4,8 +4,9 @@
 //!  LD_PRELOAD=libtidemark_preload.so ./app
 //!    constructor (.init_array) ─► Config::from_env ─► choose the allocator
 //!                              ─► tidemark::record::start ─► atexit(finish)
-//!    malloc/free/... (exported) ─► tidemark::record hooks ─► backend: glibc (__libc_*) or the
-//!                                                            bundled jemalloc (_rjem_*)
+//!    malloc/free/... (exported) ─► tidemark::record hooks ─► backend: the next definition
+//!                                  (glibc, or the program's jemalloc/mimalloc/tcmalloc) or the
+//!                                  bundled jemalloc (_rjem_*)
 //!    Rust allocations of the library itself ─► __libc_* directly (never re-enter the hooks)
 //! ```
 //!
@@ -23,6 +24,7 @@ mod backend;
 mod early;
 mod exits;
 mod exports;
+mod next;
 
 use tidemark::record::{self, Config};
 
@@ -47,19 +49,30 @@ fn resolve_cxx_freeres() {
 /// Runs before `main` (and before the program's own constructors).
 extern "C" fn init() {
     exits::resolve_next();
-    backend::resolve_glibc_usable_size();
     resolve_cxx_freeres();
     let mut cfg = Config::from_env();
     let jemalloc = cfg.allocator == "jemalloc";
+    if !jemalloc {
+        cfg.allocator = next::allocator_name();
+    }
+    let shadowed = next::malloc_shadowed_by();
+    if let Some(file) = &shadowed {
+        cfg.allocator = next::allocator_of(file);
+        record::report(&format!(
+            "malloc is defined by {file}, which comes before libtidemark_preload.so in lookup \
+             order: its calls never reach the recorder and the profile will miss them; put \
+             libtidemark_preload.so first in LD_PRELOAD (tidemark run does)"
+        ));
+    }
     match backend::choose(jemalloc) {
         Ok(()) if jemalloc => cfg.extra_sampler = Some(record::jemalloc_sampler),
         Ok(()) => {}
         Err(backend::TooManyEarlyBlocks) => {
             record::report(&format!(
-                "{} blocks were allocated before the library started; staying on glibc",
+                "{} blocks were allocated before the library started; staying on the program's allocator",
                 backend::early_blocks()
             ));
-            cfg.allocator = "glibc".to_owned();
+            cfg.allocator = next::allocator_name();
         }
     }
     match record::start(cfg) {
@@ -77,6 +90,10 @@ extern "C" fn init() {
                 at_quick_exit(at_exit);
             }
             record::install_fatal_handlers();
+            if let Some(file) = shadowed {
+                let name = file.rsplit('/').next().unwrap_or(&file).to_owned();
+                record::message(1, &format!("malloc is {name}'s, ahead of tidemark: not recorded"));
+            }
         }
         Err(e) => record::report(&format!("{e}; recording disabled")),
     }

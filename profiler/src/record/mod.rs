@@ -499,6 +499,30 @@ unsafe fn append_realloc(
     Counters::bump(&t.counters.alloc_bytes, size);
 }
 
+/// Longest message text [`message`] keeps: a record must fit the room every buffer guarantees
+/// (`buffer::RECORD_MAX_BYTES`).
+pub const MESSAGE_MAX_BYTES: usize = 80;
+
+/// Writes a message into the profile (shown by every output under "recorder messages"), cut to
+/// [`MESSAGE_MAX_BYTES`] at a character boundary. `level`: 0 info, 1 warning.
+pub fn message(level: u8, text: &str) {
+    let Some(s) = running() else { return };
+    let Some(t) = thread::enter(s) else { return };
+    let mut end = text.len().min(MESSAGE_MAX_BYTES);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    {
+        let _g = t.lock.lock();
+        // SAFETY: the lock is held and the thread is busy.
+        if let Some(b) = unsafe { t.room(s) } {
+            format::put_message(b, level, &text[..end]);
+            b.dirty = true;
+        }
+    }
+    thread::leave(t);
+}
+
 #[cfg(test)]
 mod tests;
 

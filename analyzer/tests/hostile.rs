@@ -31,9 +31,15 @@ struct Runs {
     recorded_truth: Option<Truth>,
 }
 
-/// Environment that records `cmd` with the preload library, profiles going to `dir`.
-fn preload_env(cmd: &mut Command, dir: &Path) {
-    cmd.env("LD_PRELOAD", preload_lib())
+/// Environment that records `cmd` with the preload library, profiles going to `dir`. The
+/// preload goes first in `LD_PRELOAD`, ahead of what the case preloads (as `tidemark run` does).
+fn preload_env(cmd: &mut Command, dir: &Path, env: &[(&str, &str)]) {
+    let mut ld = preload_lib().into_os_string();
+    if let Some((_, more)) = env.iter().find(|(k, _)| *k == "LD_PRELOAD") {
+        ld.push(":");
+        ld.push(more);
+    }
+    cmd.env("LD_PRELOAD", ld)
         .env("TIDEMARK_OUTPUT", dir.join("profile.%p.tmk"));
 }
 
@@ -66,7 +72,7 @@ fn run_both(name: &str, exe_src: &Path, args: &[&str], env: &[(&str, &str)]) -> 
     for (k, v) in env {
         cmd.env(k, v);
     }
-    preload_env(&mut cmd, &rec_dir);
+    preload_env(&mut cmd, &rec_dir, env);
     let recorded = run_bounded(cmd, &scratch, RUN_TIMEOUT);
 
     let read = |p: &Path| p.is_file().then(|| read_truth(p));
@@ -136,8 +142,10 @@ impl Runs {
             .profiles
             .iter()
             .filter(|p| {
-                let prof = load(p);
-                Path::new(&prof.header.exe)
+                let file = std::fs::File::open(p).expect("open a profile");
+                let reader = tidemark::format::Reader::new(std::io::BufReader::new(file))
+                    .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+                Path::new(&reader.header().exe)
                     .file_name()
                     .is_some_and(|n| n == exe_name)
             })
@@ -229,4 +237,94 @@ fn every_exit_exec_and_crash_path_leaves_a_complete_profile() {
             assert!(load(&echo).truncated.is_none(), "{mode}: echo's profile");
         }
     }
+}
+
+/// A shared library of the system (an allocator the tests need), or a failure saying how to
+/// install it.
+fn system_lib(file: &str) -> String {
+    let dirs = [
+        "/usr/lib/x86_64-linux-gnu",
+        "/usr/lib/aarch64-linux-gnu",
+        "/usr/lib64",
+        "/usr/lib",
+    ];
+    dirs.iter()
+        .map(|d| Path::new(d).join(file))
+        .find(|p| p.exists())
+        .unwrap_or_else(|| panic!("{file} is not installed: run scripts/setup.sh"))
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Runs `fixtures/c/foreign.c` expecting `allocator` to serve it, with `env`.
+fn check_foreign(case: &str, exe: &Path, allocator: &str, env: &[(&str, &str)]) {
+    let runs = run_both(case, exe, &[allocator], env);
+    runs.assert_unchanged();
+    let truth = runs.truth(true);
+    let profile = runs.profile_of(exe.file_name().unwrap().to_str().unwrap());
+    assert_eq!(check_profile(&profile, truth), 0, "{case}: events dropped");
+    assert_eq!(
+        load(&profile).header.allocator,
+        allocator,
+        "{case}: the header names the wrong allocator"
+    );
+}
+
+#[test]
+fn programs_keep_the_allocator_they_bring() {
+    // Linked in.
+    system_lib("libjemalloc.so");
+    let (_b, linked) = compile("foreign", &["-DLINKED_JEMALLOC", "-ljemalloc", "-ldl"]);
+    check_foreign("foreign-linked-jemalloc", &linked, "jemalloc", &[]);
+    // Preloaded after the recorder, and none at all.
+    let (_b2, exe) = compile("foreign", &["-ldl"]);
+    check_foreign("foreign-glibc", &exe, "glibc", &[]);
+    for (name, file) in [
+        ("jemalloc", "libjemalloc.so.2"),
+        ("mimalloc", "libmimalloc.so.2"),
+        ("tcmalloc", "libtcmalloc.so.4"),
+    ] {
+        let lib = system_lib(file);
+        check_foreign(
+            &format!("foreign-preloaded-{name}"),
+            &exe,
+            name,
+            &[("LD_PRELOAD", &lib)],
+        );
+    }
+}
+
+#[test]
+fn an_allocator_preloaded_ahead_of_the_recorder_is_reported_not_hidden() {
+    let lib = system_lib("libjemalloc.so.2");
+    let (_b, exe) = compile("foreign", &["-ldl"]);
+    let scratch = Scratch::new("foreign-ahead");
+    let rec_dir = scratch.join("rec");
+    std::fs::create_dir_all(&rec_dir).unwrap();
+    let mut native = Command::new(&exe);
+    native.arg("jemalloc").env("LD_PRELOAD", &lib);
+    let native = run_bounded(native, &scratch, RUN_TIMEOUT);
+    let mut rec = Command::new(&exe);
+    let mut ld = std::ffi::OsString::from(&lib);
+    ld.push(":");
+    ld.push(preload_lib());
+    rec.arg("jemalloc")
+        .env("LD_PRELOAD", ld)
+        .env("TIDEMARK_OUTPUT", rec_dir.join("p.tmk"));
+    let rec = run_bounded(rec, &scratch, RUN_TIMEOUT);
+    native.assert_success("foreign with jemalloc preloaded");
+    rec.assert_success("foreign with jemalloc preloaded ahead of tidemark");
+    assert_eq!(native.stdout, rec.stdout);
+    assert!(
+        rec.stderr.contains("comes before libtidemark_preload.so"),
+        "no warning on stderr: {}",
+        rec.describe()
+    );
+    let p = load(&rec_dir.join("p.tmk"));
+    assert_eq!(p.header.allocator, "jemalloc");
+    assert!(
+        p.messages.iter().any(|m| m.text.contains("not recorded")),
+        "the profile does not say its malloc calls were not seen: {:?}",
+        p.messages
+    );
 }

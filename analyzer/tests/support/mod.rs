@@ -265,12 +265,15 @@ pub fn fixture_bin(name: &str, scratch: &Scratch) -> PathBuf {
 pub fn compile_c(name: &str, scratch: &Scratch, extra: &[&str]) -> PathBuf {
     let src = fixture_source(&format!("c/{name}.c"));
     let exe = scratch.join(name);
+    // Libraries (`-l...`) go after the source, where the linker looks for them.
+    let (libs, flags): (Vec<&str>, Vec<&str>) = extra.iter().partition(|f| f.starts_with("-l"));
     let out = Command::new("gcc")
         .args(["-O2", "-g", "-fomit-frame-pointer", "-Wall"])
-        .args(extra)
+        .args(flags)
         .arg("-o")
         .arg(&exe)
         .arg(&src)
+        .args(libs)
         .output()
         .unwrap_or_else(|e| panic!("cannot run gcc (scripts/setup.sh installs it): {e}"));
     assert!(

@@ -328,3 +328,36 @@ fn an_allocator_preloaded_ahead_of_the_recorder_is_reported_not_hidden() {
         p.messages
     );
 }
+
+/// A signal handler allocating while the thread is inside malloc or the recorder: each of its
+/// events is recorded, or counted in `dropped_events` — never lost silently. The handler mallocs
+/// and frees within one invocation, so an invocation is either recorded whole or dropped whole
+/// (two events).
+#[test]
+fn allocations_in_signal_handlers_are_recorded_or_counted() {
+    let (_b, exe) = compile("signals", &[]);
+    let runs = run_both("signals", &exe, &["1000000"], &[]);
+    runs.assert_unchanged();
+    let mut truth = runs.truth(false).clone();
+    let profile_path = runs.profile_of("signals");
+    let profile = load(&profile_path);
+    let dropped = profile.totals.dropped_events;
+    let handler = truth
+        .sites
+        .iter_mut()
+        .find(|s| s.function == "handler_alloc")
+        .unwrap();
+    let handler = &mut handler.counts;
+    assert!(handler.allocations > 0, "the timer never fired");
+    assert_eq!(dropped % 2, 0, "a handler invocation was split: {dropped} dropped");
+    let missed = dropped / 2;
+    assert!(
+        missed <= handler.allocations,
+        "{dropped} events dropped, more than the handler's {} invocations",
+        handler.allocations
+    );
+    // What the profile must hold: every handler invocation that was not counted as dropped.
+    handler.allocations -= missed;
+    handler.allocated_bytes = handler.allocated_bytes.map(|b| b - 200 * missed);
+    assert_matches_truth(&profile_path, &truth);
+}

@@ -392,12 +392,28 @@ fn slow_current(s: &'static Session) -> Option<&'static ThreadState> {
         s.note_dropped();
         return None;
     }
-    let t = register(s, tid, false);
+    // Signals wait until the state exists: a handler that allocates meanwhile would be taken
+    // for the registration's own allocations and pass through uncounted.
+    let t = with_signals_blocked(|| register(s, tid, false));
     REGISTERING.remove(tid);
     if t.is_none() {
         s.note_dropped();
     }
     t
+}
+
+/// Runs `f` with every signal blocked on the calling thread.
+fn with_signals_blocked<R>(f: impl FnOnce() -> R) -> R {
+    // SAFETY: valid signal sets; the previous mask is restored before returning.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut old);
+        let r = f();
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+        r
+    }
 }
 
 /// Creates and installs the calling thread's state. The caller has put `tid` in

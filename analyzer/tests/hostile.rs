@@ -361,3 +361,82 @@ fn allocations_in_signal_handlers_are_recorded_or_counted() {
     handler.allocated_bytes = handler.allocated_bytes.map(|b| b - 200 * missed);
     assert_matches_truth(&profile_path, &truth);
 }
+
+/// The profile written by process `pid`.
+fn profile_by_pid(runs: &Runs, pid: u64) -> PathBuf {
+    runs.profiles
+        .iter()
+        .find(|p| {
+            let file = std::fs::File::open(p).expect("open a profile");
+            tidemark::format::Reader::new(std::io::BufReader::new(file))
+                .is_ok_and(|r| u64::from(r.header().pid) == pid)
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no profile of pid {pid} among {:?}\n{}",
+                runs.profiles,
+                runs.recorded.describe()
+            )
+        })
+        .clone()
+}
+
+/// The truth's counts with the writing process's pid (in "config") taken out.
+fn pid_and_counts(t: &Truth) -> (u64, Truth) {
+    let pid = t.config["pid"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("truth without a pid: {t:?}"));
+    let mut counts = t.clone();
+    counts.config = serde_json::Value::Null;
+    (pid, counts)
+}
+
+/// fork while other threads allocate, vfork+exec, posix_spawn, system, a shell pipeline,
+/// 1 GiB blocks and 10M tiny allocations: every process's profile is complete and exact.
+#[test]
+fn process_life_cycles_and_extreme_sizes_match_truth() {
+    let (_b, exe) = compile("procs", &["-pthread"]);
+    for mode in [
+        "fork_threads",
+        "vfork_exec",
+        "posix_spawn",
+        "system",
+        "pipeline",
+        "huge",
+        "tiny",
+    ] {
+        let runs = run_both(&format!("procs-{mode}"), &exe, &[mode], &[]);
+        runs.assert_unchanged();
+        let (pid, truth) = pid_and_counts(runs.truth(false));
+        let (_, native) = pid_and_counts(runs.native_truth.as_ref().expect("native truth"));
+        assert_eq!(native, truth, "{mode}: native and recorded runs counted differently");
+        let profile = profile_by_pid(&runs, pid);
+        assert_eq!(check_profile(&profile, &truth), 0, "{mode}: events dropped");
+        for p in &runs.profiles {
+            let loaded = load(p);
+            assert!(
+                loaded.truncated.is_none() && loaded.totals.dropped_events == 0,
+                "{mode}: {} ({}) is truncated or dropped events: {:?}",
+                p.display(),
+                loaded.header.exe,
+                loaded.truncated
+            );
+        }
+        let site = |t: &Truth, f: &str| t.sites.iter().find(|s| s.function == f).unwrap().counts.clone();
+        match mode {
+            "fork_threads" => {
+                assert_eq!(site(&truth, "thread_alloc").allocations, 80_000);
+                for k in 0..5 {
+                    let path = runs.scratch.join(&format!("recorded-truth.json.child{k}"));
+                    let (child_pid, child) = pid_and_counts(&read_truth(&path));
+                    assert_eq!(site(&child, "child_alloc").leaked_allocations, 6);
+                    let child_profile = profile_by_pid(&runs, child_pid);
+                    check_profile(&child_profile, &child);
+                }
+            }
+            "huge" => assert_eq!(site(&truth, "huge_alloc").allocated_bytes, Some(2 << 30)),
+            "tiny" => assert_eq!(site(&truth, "tiny_alloc").allocations, 10_000_000),
+            _ => assert_eq!(site(&truth, "after_spawn").allocations, 10),
+        }
+    }
+}

@@ -440,3 +440,46 @@ fn process_life_cycles_and_extreme_sizes_match_truth() {
         }
     }
 }
+
+/// A library's constructor allocates before the recorder starts: every event is in the profile
+/// (the freed ones too, beyond any fixed table size), under an explicit
+/// `[before tidemark started]` frame rather than a guessed stack, and the program's later frees
+/// match.
+#[test]
+fn allocations_before_the_recorder_started_are_counted_and_labelled() {
+    let build = Scratch::new("build-early");
+    let src = fixture_source("c/early.c");
+    let gcc = |args: &[&OsStr]| {
+        let out = Command::new("gcc")
+            .args(["-O2", "-g", "-fomit-frame-pointer", "-Wall"])
+            .args(args)
+            .output()
+            .expect("run gcc (scripts/setup.sh installs it)");
+        assert!(out.status.success(), "gcc: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let lib = build.join("libearly.so");
+    gcc(&[
+        OsStr::new("-shared"),
+        OsStr::new("-fPIC"),
+        OsStr::new("-DEARLY_LIB"),
+        OsStr::new("-o"),
+        lib.as_os_str(),
+        src.as_os_str(),
+    ]);
+    let exe = build.join("early");
+    gcc(&[
+        OsStr::new("-o"),
+        exe.as_os_str(),
+        src.as_os_str(),
+        OsStr::new("-L"),
+        build.path().as_os_str(),
+        OsStr::new("-learly"),
+    ]);
+    let lib_dir = build.path().to_str().expect("UTF-8 path");
+    let runs = run_both("early", &exe, &[], &[("LD_LIBRARY_PATH", lib_dir)]);
+    runs.assert_unchanged();
+    let truth = runs.truth(true);
+    assert_eq!(truth.sites[0].allocations, 5120);
+    let profile = runs.profile_of("early");
+    assert_eq!(check_profile(&profile, truth), 0);
+}

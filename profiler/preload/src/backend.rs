@@ -16,6 +16,7 @@
 //! variable still works and overrides these options).
 
 use crate::early::EarlyBlocks;
+use crate::earlylog::{self, Event};
 use crate::next::{self, Fn};
 use std::ffi::{c_char, c_void};
 use std::sync::atomic::{AtomicPtr, AtomicU8, AtomicUsize, Ordering};
@@ -88,15 +89,23 @@ fn backend() -> u8 {
 #[inline(never)]
 fn listed(p: *mut c_void, size: usize, kind: AllocKind) -> *mut c_void {
     if !p.is_null() {
-        EARLY.insert(p as usize, size, kind as u8);
+        EARLY.insert(p as usize);
+        earlylog::push(Event::Alloc {
+            addr: p as usize,
+            size,
+            kind,
+        });
     }
     p
 }
 
-/// Calls `f(addr, size, kind)` for every block allocated before the library started and still
-/// live (the recorder reports them as allocations when it starts).
-pub fn for_each_early(mut f: impl FnMut(usize, usize, AllocKind)) {
-    EARLY.for_each(|a, s, k| f(a, s, AllocKind::from_u8(k).unwrap_or(AllocKind::Malloc)));
+/// Unlists a block freed (or moved by realloc) before the choice.
+#[inline(never)]
+fn unlisted(p: *mut c_void) {
+    if !p.is_null() {
+        EARLY.remove(p as usize);
+        earlylog::push(Event::Free { addr: p as usize });
+    }
 }
 
 /// True when `p` is a glibc block from before jemalloc was chosen.
@@ -298,7 +307,7 @@ pub unsafe fn free(p: *mut c_void) {
             }
             NEXT => n_free(p),
             _ => {
-                EARLY.remove(p as usize);
+                unlisted(p);
                 n_free(p)
             }
         }
@@ -324,8 +333,8 @@ pub unsafe fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
             NEXT => n_realloc(p, size),
             _ => {
                 let q = n_realloc(p, size);
-                if !q.is_null() || (size == 0 && !p.is_null()) {
-                    EARLY.remove(p as usize);
+                if !q.is_null() || size == 0 {
+                    unlisted(p);
                 }
                 listed(q, size, AllocKind::Realloc)
             }

@@ -22,6 +22,7 @@
 mod alloc;
 mod backend;
 mod early;
+mod earlylog;
 mod exits;
 mod exports;
 mod next;
@@ -48,6 +49,7 @@ fn resolve_cxx_freeres() {
 
 /// Runs before `main` (and before the program's own constructors).
 extern "C" fn init() {
+    earlylog::own_begin();
     exits::resolve_next();
     resolve_cxx_freeres();
     let mut cfg = Config::from_env();
@@ -75,15 +77,23 @@ extern "C" fn init() {
             cfg.allocator = next::allocator_name();
         }
     }
+    earlylog::own_end();
     match record::start(cfg) {
         Ok(()) => {
-            // Blocks that libraries initialised before this one allocated (libstdc++'s emergency
-            // exception pool, for one) are still live: record them now, so the counts cover the
-            // whole process and their later frees match. Their stack is the loader's init path.
-            backend::for_each_early(|addr, size, kind| {
-                // SAFETY: the "real" call returns the existing block without allocating.
-                unsafe { record::record_alloc(kind, size, 0, || addr as *mut u8) };
+            // Libraries initialised before this one (libstdc++'s emergency exception pool, for
+            // one) allocated and freed already: record it all now, so the counts cover the whole
+            // process and later frees match. Their stacks are unknown, and said so.
+            let stack = earlylog::before_start_stack();
+            let lost = earlylog::drain(|e| match e {
+                earlylog::Event::Alloc { addr, size, kind } => {
+                    record::record_early_alloc(kind, size, addr, &stack)
+                }
+                earlylog::Event::Free { addr } => record::record_early_free(addr),
             });
+            if lost > 0 {
+                record::note_dropped(lost as u64);
+                record::message(1, &format!("{lost} events before the start: no memory to log"));
+            }
             // SAFETY: `at_exit` is a plain function valid for the life of the process.
             unsafe {
                 libc::atexit(at_exit);

@@ -40,7 +40,7 @@ mod latency;
 mod sampler;
 mod sampling;
 mod session;
-pub(crate) mod spin;
+pub mod spin;
 mod stacks;
 mod thread;
 mod tidmap;
@@ -497,6 +497,37 @@ unsafe fn append_realloc(
     l.last_seq = seq;
     Counters::bump(&t.counters.realloc_calls, 1);
     Counters::bump(&t.counters.alloc_bytes, size);
+}
+
+/// Records an allocation made before recording started (found by the preload library), with
+/// `frames` (return addresses, innermost first) as its stack. Nothing when not recording.
+pub fn record_early_alloc(kind: AllocKind, size: usize, addr: usize, frames: &[u64]) {
+    let Some(s) = running() else { return };
+    let Some(t) = thread::enter(s) else { return };
+    if s.sampling_rate() == 0 || sampled(s, t, size) {
+        let stack = lock(&s.stacks).intern(unwind::hash::hash_frames(frames), frames);
+        let _g = t.lock.lock();
+        if track(s, addr as *mut u8) {
+            let seq = next_seq();
+            // SAFETY: the lock is held and the thread is busy.
+            unsafe { append_alloc(s, t, seq, addr as u64, size as u64, stack, kind, 0) };
+        }
+    }
+    thread::leave(t);
+}
+
+/// Counts `n` events that could not be recorded (in the trailer's `dropped_events`).
+pub fn note_dropped(n: u64) {
+    if let Some(s) = session::current() {
+        s.dropped.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// Records the free of `addr` made before recording started (after its
+/// [`record_early_alloc`]).
+pub fn record_early_free(addr: usize) {
+    // SAFETY: the block is already gone; nothing is freed now.
+    unsafe { record_free(addr as *mut u8, || {}) }
 }
 
 /// Longest message text [`message`] keeps: a record must fit the room every buffer guarantees

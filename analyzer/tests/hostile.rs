@@ -165,8 +165,30 @@ impl Runs {
 /// Checks `profile` against `truth` (exact per site, not truncated) and returns its dropped
 /// event count.
 fn check_profile(profile: &Path, truth: &Truth) -> u64 {
-    assert_matches_truth(profile, truth);
-    load(profile).totals.dropped_events
+    let loaded = load(profile);
+    assert_loaded_matches_truth(&loaded, profile, truth);
+    loaded.totals.dropped_events
+}
+
+/// Whether a profile ended with a trailer, and its dropped-event count, read with the format
+/// reader alone (no symbolization: cheap for the child processes' profiles).
+fn complete_and_dropped(profile: &Path) -> (bool, u64) {
+    let file = std::fs::File::open(profile).expect("open a profile");
+    let mut reader = tidemark::format::Reader::new(std::io::BufReader::new(file))
+        .unwrap_or_else(|e| panic!("{}: {e}", profile.display()));
+    let mut dropped = 0;
+    reader
+        .for_each_record(|r| {
+            if let tidemark::format::Record::Trailer { values } = r {
+                dropped = values
+                    .iter()
+                    .find(|(k, _)| *k == tidemark::format::trailer_key::DROPPED_EVENTS)
+                    .map_or(0, |(_, v)| *v);
+            }
+            Ok(())
+        })
+        .unwrap_or_else(|e| panic!("{}: {e}", profile.display()));
+    (reader.truncation().is_none(), dropped)
 }
 
 fn compile(name: &str, flags: &[&str]) -> (Scratch, PathBuf) {
@@ -188,32 +210,9 @@ fn thousand_threads_released_together_lose_nothing() {
     assert_eq!(dropped, 0, "no event may be dropped");
 }
 
-/// Every exit path: the profile is complete (trailer) and exact.
-#[test]
-fn every_exit_exec_and_crash_path_leaves_a_complete_profile() {
+/// Runs `fixtures/c/exits.c` in each mode: the profile is complete (trailer) and exact.
+fn check_exit_modes(modes: &[&str]) {
     let (_b, exe) = compile("exits", &[]);
-    let modes = [
-        "exit",
-        "_exit",
-        "_Exit",
-        "quick_exit",
-        "exit_group",
-        "execl",
-        "execle",
-        "execlp",
-        "execv",
-        "execve",
-        "execvp",
-        "execvpe",
-        "syscall_execve",
-        "fexecve",
-        "failed_execv",
-        "failed_execl",
-        "failed_execvp",
-        "abort",
-        "assert",
-        "segv",
-    ];
     for mode in modes {
         let runs = run_both(&format!("exits-{mode}"), &exe, &[mode], &[]);
         runs.assert_unchanged();
@@ -234,9 +233,42 @@ fn every_exit_exec_and_crash_path_leaves_a_complete_profile() {
                 runs.recorded.describe()
             );
             let echo = runs.profile_of("echo");
-            assert!(load(&echo).truncated.is_none(), "{mode}: echo's profile");
+            assert!(complete_and_dropped(&echo).0, "{mode}: echo's profile");
         }
     }
+}
+
+#[test]
+fn exits_without_atexit_leave_a_complete_profile() {
+    check_exit_modes(&["exit", "_exit", "_Exit", "quick_exit", "exit_group"]);
+}
+
+#[test]
+fn every_exec_call_finishes_the_profile_first() {
+    check_exit_modes(&[
+        "execl",
+        "execle",
+        "execlp",
+        "execv",
+        "execve",
+        "execvp",
+        "execvpe",
+        "syscall_execve",
+        "fexecve",
+    ]);
+}
+
+/// A failed exec keeps recording into the same profile, which stays exact.
+#[test]
+fn a_failed_exec_resumes_recording() {
+    check_exit_modes(&["failed_execv", "failed_execl", "failed_execvp"]);
+}
+
+/// A failed assert, abort and a segfault: the profile holds everything, and the program dies of
+/// the same signal.
+#[test]
+fn crashes_leave_a_complete_profile() {
+    check_exit_modes(&["abort", "assert", "segv"]);
 }
 
 /// A shared library of the system (an allocator the tests need), or a failure saying how to
@@ -391,20 +423,10 @@ fn pid_and_counts(t: &Truth) -> (u64, Truth) {
     (pid, counts)
 }
 
-/// fork while other threads allocate, vfork+exec, posix_spawn, system, a shell pipeline,
-/// 1 GiB blocks and 10M tiny allocations: every process's profile is complete and exact.
-#[test]
-fn process_life_cycles_and_extreme_sizes_match_truth() {
+/// Runs `fixtures/c/procs.c` in each mode: every process's profile is complete and exact.
+fn check_proc_modes(modes: &[&str]) {
     let (_b, exe) = compile("procs", &["-pthread"]);
-    for mode in [
-        "fork_threads",
-        "vfork_exec",
-        "posix_spawn",
-        "system",
-        "pipeline",
-        "huge",
-        "tiny",
-    ] {
+    for &mode in modes {
         let runs = run_both(&format!("procs-{mode}"), &exe, &[mode], &[]);
         runs.assert_unchanged();
         let (pid, truth) = pid_and_counts(runs.truth(false));
@@ -413,13 +435,11 @@ fn process_life_cycles_and_extreme_sizes_match_truth() {
         let profile = profile_by_pid(&runs, pid);
         assert_eq!(check_profile(&profile, &truth), 0, "{mode}: events dropped");
         for p in &runs.profiles {
-            let loaded = load(p);
-            assert!(
-                loaded.truncated.is_none() && loaded.totals.dropped_events == 0,
-                "{mode}: {} ({}) is truncated or dropped events: {:?}",
-                p.display(),
-                loaded.header.exe,
-                loaded.truncated
+            assert_eq!(
+                complete_and_dropped(p),
+                (true, 0),
+                "{mode}: {} is truncated or dropped events",
+                p.display()
             );
         }
         let site = |t: &Truth, f: &str| t.sites.iter().find(|s| s.function == f).unwrap().counts.clone();
@@ -439,6 +459,21 @@ fn process_life_cycles_and_extreme_sizes_match_truth() {
             _ => assert_eq!(site(&truth, "after_spawn").allocations, 10),
         }
     }
+}
+
+#[test]
+fn fork_while_threads_allocate_gives_every_process_an_exact_profile() {
+    check_proc_modes(&["fork_threads"]);
+}
+
+#[test]
+fn vfork_posix_spawn_system_and_pipelines_match_truth() {
+    check_proc_modes(&["vfork_exec", "posix_spawn", "system", "pipeline"]);
+}
+
+#[test]
+fn gigabyte_blocks_and_ten_million_tiny_allocations_match_truth() {
+    check_proc_modes(&["huge", "tiny"]);
 }
 
 /// A library's constructor allocates before the recorder starts: every event is in the profile

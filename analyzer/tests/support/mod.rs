@@ -320,14 +320,22 @@ pub fn function_totals(profile: &tidemark_analyzer::model::Profile) -> BTreeMap<
 /// Compares every site of `truth` with the profile's per-function totals and fails with a table
 /// of every mismatch (site, field, expected, got).
 pub fn assert_matches_truth(profile_path: &Path, truth: &Truth) {
-    let profile = load(profile_path);
+    assert_loaded_matches_truth(&load(profile_path), profile_path, truth);
+}
+
+/// [`assert_matches_truth`] for a profile already loaded from `profile_path`.
+pub fn assert_loaded_matches_truth(
+    profile: &tidemark_analyzer::model::Profile,
+    profile_path: &Path,
+    truth: &Truth,
+) {
     assert!(
         profile.truncated.is_none(),
         "{} is truncated ({:?}) after a clean run",
         profile_path.display(),
         profile.truncated
     );
-    let totals = function_totals(&profile);
+    let totals = function_totals(profile);
     let mut problems = String::new();
     for site in &truth.sites {
         let name = last_segment(&site.function);

@@ -222,7 +222,10 @@ fn check_exit_modes(modes: &[&str]) {
             .iter()
             .find(|s| s.function == "after_failed")
             .unwrap();
-        assert_eq!(after.allocations, if mode.starts_with("failed_") { 25 } else { 0 });
+        assert_eq!(
+            after.allocations,
+            if mode.starts_with("failed_") { 25 } else { 0 }
+        );
         let profile = runs.profile_of("exits");
         let dropped = check_profile(&profile, truth);
         assert_eq!(dropped, 0, "{mode}: events dropped");
@@ -381,7 +384,11 @@ fn allocations_in_signal_handlers_are_recorded_or_counted() {
         .unwrap();
     let handler = &mut handler.counts;
     assert!(handler.allocations > 0, "the timer never fired");
-    assert_eq!(dropped % 2, 0, "a handler invocation was split: {dropped} dropped");
+    assert_eq!(
+        dropped % 2,
+        0,
+        "a handler invocation was split: {dropped} dropped"
+    );
     let missed = dropped / 2;
     assert!(
         missed <= handler.allocations,
@@ -431,7 +438,10 @@ fn check_proc_modes(modes: &[&str]) {
         runs.assert_unchanged();
         let (pid, truth) = pid_and_counts(runs.truth(false));
         let (_, native) = pid_and_counts(runs.native_truth.as_ref().expect("native truth"));
-        assert_eq!(native, truth, "{mode}: native and recorded runs counted differently");
+        assert_eq!(
+            native, truth,
+            "{mode}: native and recorded runs counted differently"
+        );
         let profile = profile_by_pid(&runs, pid);
         assert_eq!(check_profile(&profile, &truth), 0, "{mode}: events dropped");
         for p in &runs.profiles {
@@ -442,7 +452,14 @@ fn check_proc_modes(modes: &[&str]) {
                 p.display()
             );
         }
-        let site = |t: &Truth, f: &str| t.sites.iter().find(|s| s.function == f).unwrap().counts.clone();
+        let site = |t: &Truth, f: &str| {
+            t.sites
+                .iter()
+                .find(|s| s.function == f)
+                .unwrap()
+                .counts
+                .clone()
+        };
         match mode {
             "fork_threads" => {
                 assert_eq!(site(&truth, "thread_alloc").allocations, 80_000);
@@ -490,7 +507,11 @@ fn allocations_before_the_recorder_started_are_counted_and_labelled() {
             .args(args)
             .output()
             .expect("run gcc (scripts/setup.sh installs it)");
-        assert!(out.status.success(), "gcc: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "gcc: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     };
     let lib = build.join("libearly.so");
     gcc(&[

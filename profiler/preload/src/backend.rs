@@ -388,7 +388,11 @@ pub unsafe fn memalign(align: usize, size: usize) -> *mut c_void {
                 je::aligned_alloc(align.next_power_of_two(), size)
             }
             NEXT => n_aligned(Fn::Memalign, align, size),
-            _ => listed(n_aligned(Fn::Memalign, align, size), size, AllocKind::Memalign),
+            _ => listed(
+                n_aligned(Fn::Memalign, align, size),
+                size,
+                AllocKind::Memalign,
+            ),
         }
     }
 }
@@ -492,7 +496,8 @@ pub unsafe fn usable_size(p: *mut c_void) -> usize {
 /// The next `mallctl` (the program's own jemalloc), resolved on first use; 1 when there is none.
 static NEXT_MALLCTL: AtomicUsize = AtomicUsize::new(0);
 
-type MallctlFn = unsafe extern "C" fn(*const c_char, *mut c_void, *mut usize, *mut c_void, usize) -> i32;
+type MallctlFn =
+    unsafe extern "C" fn(*const c_char, *mut c_void, *mut usize, *mut c_void, usize) -> i32;
 
 /// `mallctl`: the bundled jemalloc's when it serves the program, else the next definition (a
 /// jemalloc the program brings); ENOENT when there is none.

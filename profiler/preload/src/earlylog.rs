@@ -17,7 +17,11 @@ use tidemark::record::spin::SpinLock;
 #[derive(Clone, Copy)]
 pub enum Event {
     /// A block of `size` requested bytes from entry point `kind`.
-    Alloc { addr: usize, size: usize, kind: AllocKind },
+    Alloc {
+        addr: usize,
+        size: usize,
+        kind: AllocKind,
+    },
     /// A block was freed (or moved away by realloc).
     Free { addr: usize },
 }

@@ -23,11 +23,17 @@ use std::ffi::c_char;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use tidemark::record;
 
-type ExecveFn = unsafe extern "C" fn(*const c_char, *const *const c_char, *const *const c_char) -> i32;
+type ExecveFn =
+    unsafe extern "C" fn(*const c_char, *const *const c_char, *const *const c_char) -> i32;
 type ExecvFn = unsafe extern "C" fn(*const c_char, *const *const c_char) -> i32;
 type FexecveFn = unsafe extern "C" fn(i32, *const *const c_char, *const *const c_char) -> i32;
-type ExecveatFn =
-    unsafe extern "C" fn(i32, *const c_char, *const *const c_char, *const *const c_char, i32) -> i32;
+type ExecveatFn = unsafe extern "C" fn(
+    i32,
+    *const c_char,
+    *const *const c_char,
+    *const *const c_char,
+    i32,
+) -> i32;
 type ExitFn = unsafe extern "C" fn(i32) -> !;
 type SyscallFn = unsafe extern "C" fn(i64, i64, i64, i64, i64, i64, i64) -> i64;
 
@@ -308,8 +314,8 @@ pub unsafe extern "C" fn _exit(status: i32) -> ! {
 ///
 /// # Safety
 /// C semantics.
-#[cfg_attr(not(test), no_mangle)]
-pub unsafe extern "C" fn _Exit(status: i32) -> ! {
+#[cfg_attr(not(test), export_name = "_Exit")]
+pub unsafe extern "C" fn exit_upper(status: i32) -> ! {
     record::finish_before_exit();
     exit_through(&NEXT_EXIT_UPPER, c"_Exit", status)
 }

@@ -71,7 +71,8 @@ extern "C" fn init() {
         Ok(()) => {}
         Err(backend::TooManyEarlyBlocks) => {
             record::report(&format!(
-                "{} blocks were allocated before the library started; staying on the program's allocator",
+                "more than {} blocks were allocated before the library started, too many to hand \
+                 over to the bundled jemalloc; staying on the program's allocator",
                 backend::early_blocks()
             ));
             cfg.allocator = next::allocator_name();
@@ -92,7 +93,10 @@ extern "C" fn init() {
             });
             if lost > 0 {
                 record::note_dropped(lost as u64);
-                record::message(1, &format!("{lost} events before the start: no memory to log"));
+                record::message(
+                    1,
+                    &format!("{lost} events before the start: no memory to log"),
+                );
             }
             // SAFETY: `at_exit` is a plain function valid for the life of the process.
             unsafe {
@@ -102,7 +106,10 @@ extern "C" fn init() {
             record::install_fatal_handlers();
             if let Some(file) = shadowed {
                 let name = file.rsplit('/').next().unwrap_or(&file).to_owned();
-                record::message(1, &format!("malloc is {name}'s, ahead of tidemark: not recorded"));
+                record::message(
+                    1,
+                    &format!("malloc is {name}'s, ahead of tidemark: not recorded"),
+                );
             }
         }
         Err(e) => record::report(&format!("{e}; recording disabled")),

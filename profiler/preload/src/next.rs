@@ -61,10 +61,8 @@ fn gettid() -> u32 {
 /// resolving (the caller then serves the call from the bootstrap arena) or when there is none.
 #[inline(always)]
 pub fn get(f: Fn) -> usize {
-    if STATE.load(Ordering::Acquire) != RESOLVED {
-        if !resolve() {
-            return 0;
-        }
+    if STATE.load(Ordering::Acquire) != RESOLVED && !resolve() {
+        return 0;
     }
     NEXT[f as usize].load(Ordering::Relaxed)
 }
@@ -102,8 +100,7 @@ fn malloc_object() -> (usize, String) {
     // SAFETY: dladdr fills `info` for an address inside a loaded object.
     unsafe {
         let mut info: libc::Dl_info = std::mem::zeroed();
-        if f == 0 || libc::dladdr(f as *const c_void, &mut info) == 0 || info.dli_fname.is_null()
-        {
+        if f == 0 || libc::dladdr(f as *const c_void, &mut info) == 0 || info.dli_fname.is_null() {
             return (0, String::new());
         }
         let name = CStr::from_ptr(info.dli_fname as *const c_char)

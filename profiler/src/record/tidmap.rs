@@ -122,7 +122,10 @@ mod tests {
     fn holds_every_possible_tid_and_clears_only_its_own_value() {
         let m = Box::new(TidMap::new());
         assert_eq!(m.get(5), 0);
-        for tid in (1..TID_LIMIT as u32).step_by(997).chain([TID_LIMIT as u32 - 1]) {
+        for tid in (1..TID_LIMIT as u32)
+            .step_by(997)
+            .chain([TID_LIMIT as u32 - 1])
+        {
             assert!(m.set(tid, tid as usize + 7));
         }
         for tid in (1..TID_LIMIT as u32).step_by(997) {

@@ -209,3 +209,37 @@ pub fn before_start_stack() -> [u64; 1] {
     let f = before_start_stack as *const () as u64;
     [f + 1]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drains_every_event_in_order_past_any_fixed_size() {
+        let n = FIRST_CAP * 3 + 7;
+        for i in 0..n {
+            if i % 3 == 2 {
+                push(Event::Free { addr: i });
+            } else {
+                push(Event::Alloc {
+                    addr: i,
+                    size: i * 2,
+                    kind: AllocKind::Calloc,
+                });
+            }
+        }
+        let mut seen = 0;
+        let lost = drain(|e| {
+            match e {
+                Event::Alloc { addr, size, kind } => {
+                    assert_eq!((addr, size, kind), (seen, seen * 2, AllocKind::Calloc));
+                    assert_ne!(seen % 3, 2);
+                }
+                Event::Free { addr } => assert_eq!((addr, seen % 3), (seen, 2)),
+            }
+            seen += 1;
+        });
+        assert_eq!((seen, lost), (n, 0));
+        assert_eq!(drain(|_| panic!("drained twice")), 0);
+    }
+}

@@ -215,3 +215,38 @@ pub unsafe fn bootstrap_size(p: *mut c_void) -> usize {
     // SAFETY: written by `bootstrap_alloc` just before the block.
     unsafe { ((p as *mut u8).sub(HEADER) as *const usize).read() }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bootstrap_blocks_are_aligned_sized_and_recognised() {
+        let a = bootstrap_alloc(10, 16);
+        let b = bootstrap_alloc(100, 256);
+        assert!(!a.is_null() && !b.is_null());
+        assert_eq!(a as usize % 16, 0);
+        assert_eq!(b as usize % 256, 0);
+        assert!(is_bootstrap(a) && is_bootstrap(b));
+        // SAFETY: both are bootstrap blocks.
+        unsafe {
+            assert_eq!(bootstrap_size(a), 10);
+            assert_eq!(bootstrap_size(b), 100);
+        }
+        let heap = Box::new(0u8);
+        assert!(!is_bootstrap(&*heap as *const u8 as *mut c_void));
+        assert!(bootstrap_alloc(ARENA_BYTES, 16).is_null());
+    }
+
+    #[test]
+    fn names_allocators_by_their_library() {
+        assert_eq!(allocator_of("/usr/lib/x86_64-linux-gnu/libc.so.6"), "glibc");
+        assert_eq!(allocator_of("/usr/lib/libjemalloc.so.2"), "jemalloc");
+        assert_eq!(allocator_of("/usr/lib/libmimalloc.so.2.0"), "mimalloc");
+        assert_eq!(
+            allocator_of("/usr/lib/libtcmalloc_minimal.so.4"),
+            "tcmalloc"
+        );
+        assert_eq!(allocator_of("/opt/app/libmyalloc.so"), "libmyalloc.so");
+    }
+}

@@ -238,7 +238,11 @@ impl ThreadState {
     pub unsafe fn room(&self, s: &Session) -> Option<&mut Buffer> {
         // SAFETY: the lock is held.
         let l = unsafe { self.locked() };
-        let mut b = l.buf?;
+        let Some(mut b) = l.buf else {
+            // No buffer since registration or a failed rotation (out of memory).
+            s.note_dropped();
+            return None;
+        };
         // SAFETY: the current buffer is owned by this state while the lock is held.
         if unsafe { b.as_ref() }.has_room() {
             // SAFETY: as above.

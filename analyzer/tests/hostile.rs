@@ -329,6 +329,39 @@ fn programs_keep_the_allocator_they_bring() {
     }
 }
 
+/// Through `tidemark run`, with the user's `LD_PRELOAD` naming the allocator: the recorder goes
+/// first, the program keeps the allocator, and the summary names it.
+#[test]
+fn tidemark_run_keeps_a_preloaded_allocator_and_names_it() {
+    let lib = system_lib("libmimalloc.so.2");
+    let (_b, exe) = compile("foreign", &["-ldl"]);
+    let scratch = Scratch::new("foreign-run");
+    let out = scratch.join("p.tmk");
+    let mut cmd = Command::new(tidemark());
+    cmd.arg("run")
+        .arg("-o")
+        .arg(&out)
+        .arg("--")
+        .arg(&exe)
+        .arg("mimalloc")
+        .env("LD_PRELOAD", &lib)
+        .current_dir(scratch.path());
+    let run = run_bounded(cmd, &scratch, RUN_TIMEOUT);
+    run.assert_success("tidemark run -- foreign mimalloc");
+    assert!(
+        run.stdout.contains("blocks served by mimalloc"),
+        "{}",
+        run.describe()
+    );
+    let summary = tidemark_cli([OsStr::new("summary"), out.as_os_str()], &scratch);
+    summary.assert_success("tidemark summary");
+    assert!(
+        summary.stdout.contains("allocator    mimalloc"),
+        "{}",
+        summary.describe()
+    );
+}
+
 #[test]
 fn an_allocator_preloaded_ahead_of_the_recorder_is_reported_not_hidden() {
     let lib = system_lib("libjemalloc.so.2");

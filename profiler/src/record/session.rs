@@ -377,8 +377,10 @@ pub fn finish_from_fatal_signal(max_wait: std::time::Duration) -> bool {
 /// `vfork` child.
 pub fn finish_before_exec() {
     if let Some(s) = own_session() {
-        if stop(s, None) {
-            s.paused.store(true, Ordering::Release);
+        // Set first: other threads' events from now on are counted as dropped.
+        s.paused.store(true, Ordering::Release);
+        if !stop(s, None) {
+            s.paused.store(false, Ordering::Release);
         }
     }
 }

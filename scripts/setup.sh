@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the tests and benchmarks need when it is missing: gcc (the C fixtures, and static
 # glibc for the statically-linked case), make (building the bundled jemalloc), heaptrack (the
-# overhead comparison), chromium (the HTML report is rendered in headless Chromium). Idempotent: a tool
+# overhead comparison), chromium (the HTML report is rendered in headless Chromium), and the
+# allocators the foreign-allocator tests run programs on: libjemalloc-dev, libmimalloc-dev,
+# libgoogle-perftools-dev (tcmalloc). Idempotent: a tool
 # that is already there is left alone, and apt-get runs only when something is absent (one
 # `apt-get update` first). Run it as root, or with sudo available.
 set -euo pipefail
@@ -20,6 +22,11 @@ if ! [ -e /usr/lib/x86_64-linux-gnu/libc.a ] && ! [ -e /usr/lib/libc.a ] \
     && ! ls /usr/lib/*-linux-gnu/libc.a >/dev/null 2>&1; then
     missing+=(libc6-dev)
 fi
+# Other allocators: the preload must forward to them (analyzer/tests/hostile.rs).
+need_lib() { ! ls /usr/lib/*-linux-gnu/"$1" >/dev/null 2>&1; }
+if need_lib libjemalloc.so; then missing+=(libjemalloc-dev); fi
+if need_lib libmimalloc.so; then missing+=(libmimalloc-dev); fi
+if need_lib libtcmalloc.so; then missing+=(libgoogle-perftools-dev); fi
 
 if ! command -v cargo >/dev/null 2>&1; then
     say "cargo is not on PATH: install a stable Rust toolchain (rustup) first"
@@ -27,7 +34,7 @@ if ! command -v cargo >/dev/null 2>&1; then
 fi
 
 if [ ${#missing[@]} -eq 0 ]; then
-    say "gcc, make, heaptrack, chromium and static libc are present; nothing to install"
+    say "gcc, make, heaptrack, chromium, static libc, jemalloc, mimalloc and tcmalloc are present; nothing to install"
     exit 0
 fi
 

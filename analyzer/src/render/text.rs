@@ -33,6 +33,9 @@ pub fn summary_text(s: &Summary) -> String {
         p.cmdline.join(" ")
     };
     push_line!(w, "process      {cmd} (pid {})", p.pid);
+    if !p.allocator.is_empty() {
+        push_line!(w, "allocator    {}", p.allocator);
+    }
     push_line!(
         w,
         "duration     {}, {} thread(s)",

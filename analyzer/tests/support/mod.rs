@@ -265,12 +265,15 @@ pub fn fixture_bin(name: &str, scratch: &Scratch) -> PathBuf {
 pub fn compile_c(name: &str, scratch: &Scratch, extra: &[&str]) -> PathBuf {
     let src = fixture_source(&format!("c/{name}.c"));
     let exe = scratch.join(name);
+    // Libraries (`-l...`) go after the source, where the linker looks for them.
+    let (libs, flags): (Vec<&str>, Vec<&str>) = extra.iter().partition(|f| f.starts_with("-l"));
     let out = Command::new("gcc")
         .args(["-O2", "-g", "-fomit-frame-pointer", "-Wall"])
-        .args(extra)
+        .args(flags)
         .arg("-o")
         .arg(&exe)
         .arg(&src)
+        .args(libs)
         .output()
         .unwrap_or_else(|e| panic!("cannot run gcc (scripts/setup.sh installs it): {e}"));
     assert!(
@@ -317,14 +320,22 @@ pub fn function_totals(profile: &tidemark_analyzer::model::Profile) -> BTreeMap<
 /// Compares every site of `truth` with the profile's per-function totals and fails with a table
 /// of every mismatch (site, field, expected, got).
 pub fn assert_matches_truth(profile_path: &Path, truth: &Truth) {
-    let profile = load(profile_path);
+    assert_loaded_matches_truth(&load(profile_path), profile_path, truth);
+}
+
+/// [`assert_matches_truth`] for a profile already loaded from `profile_path`.
+pub fn assert_loaded_matches_truth(
+    profile: &tidemark_analyzer::model::Profile,
+    profile_path: &Path,
+    truth: &Truth,
+) {
     assert!(
         profile.truncated.is_none(),
         "{} is truncated ({:?}) after a clean run",
         profile_path.display(),
         profile.truncated
     );
-    let totals = function_totals(&profile);
+    let totals = function_totals(profile);
     let mut problems = String::new();
     for site in &truth.sites {
         let name = last_segment(&site.function);

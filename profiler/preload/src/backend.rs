@@ -1,10 +1,12 @@
-//! Which allocator serves the program: glibc (default) or the bundled jemalloc
-//! (`TIDEMARK_ALLOCATOR=jemalloc`), with glibc 2.36's argument handling and errno on both.
+//! Which allocator serves the program: its own (default: the next definition of each function
+//! in lookup order — glibc, or jemalloc/mimalloc/tcmalloc when the program brings one, see
+//! [`crate::next`]) or the bundled jemalloc (`TIDEMARK_ALLOCATOR=jemalloc`, with glibc 2.36's
+//! argument handling and errno).
 //!
 //! ```text
-//!  load ──► UNDECIDED ──constructor──► GLIBC     every call → __libc_*
-//!           (glibc; every             └► JEMALLOC  every call → _rjem_*, except blocks listed
-//!            block listed in EARLY)                in EARLY (made before): back to glibc
+//!  load ──► UNDECIDED ──constructor──► NEXT      every call → the next definition
+//!           (next; every              └► JEMALLOC  every call → _rjem_*, except blocks listed
+//!            block listed in EARLY)                in EARLY (made before): back to the next
 //! ```
 //!
 //! jemalloc reads its options when it initialises, in its own constructor. The options of
@@ -13,20 +15,21 @@
 //! `_rjem_` prefix reads `_RJEM_MALLOC_CONF` from the environment, never `MALLOC_CONF`; that
 //! variable still works and overrides these options).
 
-use crate::alloc::*;
 use crate::early::EarlyBlocks;
+use crate::earlylog::{self, Event};
+use crate::next::{self, Fn};
 use std::ffi::{c_char, c_void};
 use std::sync::atomic::{AtomicPtr, AtomicU8, AtomicUsize, Ordering};
 use tidemark::format::AllocKind;
 use tikv_jemalloc_sys as je;
 
 const UNDECIDED: u8 = 0;
-const GLIBC: u8 = 1;
+const NEXT: u8 = 1;
 const JEMALLOC: u8 = 2;
 
 static BACKEND: AtomicU8 = AtomicU8::new(UNDECIDED);
 
-/// glibc blocks from before the choice.
+/// Blocks of the next allocator from before the choice.
 static EARLY: EarlyBlocks = EarlyBlocks::new();
 
 /// Alignment glibc's malloc guarantees on x86_64: memalign below it is malloc.
@@ -59,10 +62,10 @@ pub struct TooManyEarlyBlocks;
 /// before could not be listed (it would later be freed to the wrong allocator).
 pub fn choose(jemalloc: bool) -> Result<(), TooManyEarlyBlocks> {
     if jemalloc && EARLY.overflowed() {
-        BACKEND.store(GLIBC, Ordering::Release);
+        BACKEND.store(NEXT, Ordering::Release);
         return Err(TooManyEarlyBlocks);
     }
-    BACKEND.store(if jemalloc { JEMALLOC } else { GLIBC }, Ordering::Release);
+    BACKEND.store(if jemalloc { JEMALLOC } else { NEXT }, Ordering::Release);
     Ok(())
 }
 
@@ -86,15 +89,23 @@ fn backend() -> u8 {
 #[inline(never)]
 fn listed(p: *mut c_void, size: usize, kind: AllocKind) -> *mut c_void {
     if !p.is_null() {
-        EARLY.insert(p as usize, size, kind as u8);
+        EARLY.insert(p as usize);
+        earlylog::push(Event::Alloc {
+            addr: p as usize,
+            size,
+            kind,
+        });
     }
     p
 }
 
-/// Calls `f(addr, size, kind)` for every block allocated before the library started and still
-/// live (the recorder reports them as allocations when it starts).
-pub fn for_each_early(mut f: impl FnMut(usize, usize, AllocKind)) {
-    EARLY.for_each(|a, s, k| f(a, s, AllocKind::from_u8(k).unwrap_or(AllocKind::Malloc)));
+/// Unlists a block freed (or moved by realloc) before the choice.
+#[inline(never)]
+fn unlisted(p: *mut c_void) {
+    if !p.is_null() {
+        EARLY.remove(p as usize);
+        earlylog::push(Event::Free { addr: p as usize });
+    }
 }
 
 /// True when `p` is a glibc block from before jemalloc was chosen.
@@ -113,33 +124,136 @@ pub fn page_size() -> usize {
     unsafe { libc::sysconf(libc::_SC_PAGESIZE) as usize }
 }
 
+type MallocFn = unsafe extern "C" fn(usize) -> *mut c_void;
+type FreeFn = unsafe extern "C" fn(*mut c_void);
+type CallocFn = unsafe extern "C" fn(usize, usize) -> *mut c_void;
+type ReallocFn = unsafe extern "C" fn(*mut c_void, usize) -> *mut c_void;
+type AlignFn = unsafe extern "C" fn(usize, usize) -> *mut c_void;
+type PosixMemalignFn = unsafe extern "C" fn(*mut *mut c_void, usize, usize) -> i32;
 type UsableSizeFn = unsafe extern "C" fn(*mut c_void) -> usize;
 
-/// glibc's `malloc_usable_size`, resolved by [`resolve_glibc_usable_size`].
-static GLIBC_USABLE_SIZE: AtomicUsize = AtomicUsize::new(0);
-
-/// Resolves glibc's `malloc_usable_size` (the next definition after this library's).
-pub fn resolve_glibc_usable_size() -> usize {
-    // SAFETY: dlsym with a NUL-terminated name; the result is null or glibc's function.
-    let f = unsafe { libc::dlsym(libc::RTLD_NEXT, c"malloc_usable_size".as_ptr()) } as usize;
-    GLIBC_USABLE_SIZE.store(f, Ordering::Release);
-    f
-}
-
-/// glibc's `malloc_usable_size(p)`; 0 when it cannot be resolved.
+/// The next `malloc` (the bootstrap arena while resolving).
 ///
 /// # Safety
-/// `p` is null or a live glibc block.
-unsafe fn glibc_usable_size(p: *mut c_void) -> usize {
-    let mut f = GLIBC_USABLE_SIZE.load(Ordering::Acquire);
-    if f == 0 {
-        f = resolve_glibc_usable_size();
+/// C semantics.
+#[inline(always)]
+unsafe fn n_malloc(size: usize) -> *mut c_void {
+    match next::get(Fn::Malloc) {
+        0 => next::bootstrap_alloc(size, MALLOC_ALIGN),
+        // SAFETY: the next definition of malloc.
+        f => unsafe { std::mem::transmute::<usize, MallocFn>(f)(size) },
     }
-    if f == 0 || p.is_null() {
-        return 0;
+}
+
+/// The next `free` (bootstrap blocks are never freed).
+///
+/// # Safety
+/// C semantics.
+#[inline(always)]
+unsafe fn n_free(p: *mut c_void) {
+    if next::is_bootstrap(p) {
+        return;
     }
-    // SAFETY: `f` is glibc's malloc_usable_size.
-    unsafe { std::mem::transmute::<usize, UsableSizeFn>(f)(p) }
+    match next::get(Fn::Free) {
+        0 => {}
+        // SAFETY: the next definition of free, with a block of that allocator.
+        f => unsafe { std::mem::transmute::<usize, FreeFn>(f)(p) },
+    }
+}
+
+/// The next `calloc` (the caller checked `n * size`).
+///
+/// # Safety
+/// C semantics.
+#[inline(always)]
+unsafe fn n_calloc(n: usize, size: usize) -> *mut c_void {
+    match next::get(Fn::Calloc) {
+        // The arena starts zeroed and is never reused.
+        0 => next::bootstrap_alloc(n.saturating_mul(size), MALLOC_ALIGN),
+        // SAFETY: the next definition of calloc.
+        f => unsafe { std::mem::transmute::<usize, CallocFn>(f)(n, size) },
+    }
+}
+
+/// The next `realloc`; a bootstrap block is copied into a new block.
+///
+/// # Safety
+/// C semantics.
+#[inline(always)]
+unsafe fn n_realloc(p: *mut c_void, size: usize) -> *mut c_void {
+    if next::is_bootstrap(p) {
+        // SAFETY: `p` is a bootstrap block; the copy stays within both blocks.
+        unsafe {
+            if size == 0 {
+                return std::ptr::null_mut();
+            }
+            let q = n_malloc(size);
+            if !q.is_null() {
+                let n = next::bootstrap_size(p).min(size);
+                std::ptr::copy_nonoverlapping(p as *const u8, q as *mut u8, n);
+            }
+            return q;
+        }
+    }
+    match next::get(Fn::Realloc) {
+        0 if p.is_null() => next::bootstrap_alloc(size, MALLOC_ALIGN),
+        0 => std::ptr::null_mut(),
+        // SAFETY: the next definition of realloc, with a block of that allocator.
+        f => unsafe { std::mem::transmute::<usize, ReallocFn>(f)(p, size) },
+    }
+}
+
+/// The next aligned allocation function `which` (`memalign`, `aligned_alloc`, `valloc`,
+/// `pvalloc`; the latter two take no alignment and ignore `align`).
+///
+/// # Safety
+/// C semantics.
+#[inline(always)]
+unsafe fn n_aligned(which: Fn, align: usize, size: usize) -> *mut c_void {
+    match (next::get(which), which) {
+        (0, _) => next::bootstrap_alloc(size, align),
+        // SAFETY: the next definition of valloc/pvalloc.
+        (f, Fn::Valloc | Fn::Pvalloc) => unsafe { std::mem::transmute::<usize, MallocFn>(f)(size) },
+        // SAFETY: the next definition of memalign/aligned_alloc.
+        (f, _) => unsafe { std::mem::transmute::<usize, AlignFn>(f)(align, size) },
+    }
+}
+
+/// The next `posix_memalign`.
+///
+/// # Safety
+/// C semantics.
+#[inline(always)]
+unsafe fn n_posix_memalign(out: *mut *mut c_void, align: usize, size: usize) -> i32 {
+    match next::get(Fn::PosixMemalign) {
+        0 => {
+            let p = next::bootstrap_alloc(size, align);
+            if p.is_null() {
+                return libc::ENOMEM;
+            }
+            // SAFETY: a valid out-pointer per the contract.
+            unsafe { *out = p };
+            0
+        }
+        // SAFETY: the next definition of posix_memalign.
+        f => unsafe { std::mem::transmute::<usize, PosixMemalignFn>(f)(out, align, size) },
+    }
+}
+
+/// The next `malloc_usable_size` (0 when there is none).
+///
+/// # Safety
+/// `p` is null or a live block of the next allocator (or a bootstrap block).
+unsafe fn n_usable_size(p: *mut c_void) -> usize {
+    if next::is_bootstrap(p) {
+        // SAFETY: a bootstrap block.
+        return unsafe { next::bootstrap_size(p) };
+    }
+    match next::get(Fn::UsableSize) {
+        0 => 0,
+        // SAFETY: the next definition of malloc_usable_size.
+        f => unsafe { std::mem::transmute::<usize, UsableSizeFn>(f)(p) },
+    }
 }
 
 /// `malloc`.
@@ -152,8 +266,8 @@ pub unsafe fn malloc(size: usize) -> *mut c_void {
     unsafe {
         match backend() {
             JEMALLOC => je::malloc(size),
-            GLIBC => __libc_malloc(size),
-            _ => listed(__libc_malloc(size), size, AllocKind::Malloc),
+            NEXT => n_malloc(size),
+            _ => listed(n_malloc(size), size, AllocKind::Malloc),
         }
     }
 }
@@ -168,8 +282,8 @@ pub unsafe fn calloc(n: usize, size: usize) -> *mut c_void {
     unsafe {
         match backend() {
             JEMALLOC => je::calloc(n, size),
-            GLIBC => __libc_calloc(n, size),
-            _ => listed(__libc_calloc(n, size), n * size, AllocKind::Calloc),
+            NEXT => n_calloc(n, size),
+            _ => listed(n_calloc(n, size), n * size, AllocKind::Calloc),
         }
     }
 }
@@ -186,15 +300,15 @@ pub unsafe fn free(p: *mut c_void) {
             JEMALLOC if EARLY.is_empty() => je::free(p),
             JEMALLOC => {
                 if EARLY.remove(p as usize) {
-                    __libc_free(p)
+                    n_free(p)
                 } else {
                     je::free(p)
                 }
             }
-            GLIBC => __libc_free(p),
+            NEXT => n_free(p),
             _ => {
-                EARLY.remove(p as usize);
-                __libc_free(p)
+                unlisted(p);
+                n_free(p)
             }
         }
     }
@@ -216,11 +330,11 @@ pub unsafe fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
                 std::ptr::null_mut()
             }
             JEMALLOC => je::realloc(p, size),
-            GLIBC => __libc_realloc(p, size),
+            NEXT => n_realloc(p, size),
             _ => {
-                let q = __libc_realloc(p, size);
-                if !q.is_null() || (size == 0 && !p.is_null()) {
-                    EARLY.remove(p as usize);
+                let q = n_realloc(p, size);
+                if !q.is_null() || size == 0 {
+                    unlisted(p);
                 }
                 listed(q, size, AllocKind::Realloc)
             }
@@ -228,27 +342,28 @@ pub unsafe fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
     }
 }
 
-/// Realloc of a glibc block from before jemalloc was chosen: the new block is jemalloc's.
+/// Realloc of a block of the next allocator from before jemalloc was chosen: the new block is
+/// jemalloc's.
 ///
 /// # Safety
-/// `p` is a live listed glibc block.
+/// `p` is a live listed block of the next allocator.
 #[cold]
 unsafe fn migrate(p: *mut c_void, size: usize) -> *mut c_void {
     // SAFETY: per the contract; the copy stays within both blocks.
     unsafe {
         if size == 0 {
             EARLY.remove(p as usize);
-            __libc_free(p);
+            n_free(p);
             return std::ptr::null_mut();
         }
         let q = je::malloc(size);
         if q.is_null() {
             return q;
         }
-        let n = glibc_usable_size(p).min(size);
+        let n = n_usable_size(p).min(size);
         std::ptr::copy_nonoverlapping(p as *const u8, q as *mut u8, n);
         EARLY.remove(p as usize);
-        __libc_free(p);
+        n_free(p);
         q
     }
 }
@@ -272,8 +387,12 @@ pub unsafe fn memalign(align: usize, size: usize) -> *mut c_void {
                 }
                 je::aligned_alloc(align.next_power_of_two(), size)
             }
-            GLIBC => __libc_memalign(align, size),
-            _ => listed(__libc_memalign(align, size), size, AllocKind::Memalign),
+            NEXT => n_aligned(Fn::Memalign, align, size),
+            _ => listed(
+                n_aligned(Fn::Memalign, align, size),
+                size,
+                AllocKind::Memalign,
+            ),
         }
     }
 }
@@ -283,18 +402,40 @@ pub unsafe fn memalign(align: usize, size: usize) -> *mut c_void {
 /// # Safety
 /// C semantics; `out` is a valid out-pointer.
 pub unsafe fn posix_memalign(out: *mut *mut c_void, align: usize, size: usize) -> i32 {
-    if backend() == JEMALLOC {
-        // SAFETY: a valid out-pointer and alignment.
-        return unsafe { je::posix_memalign(out, align, size) };
+    // SAFETY: a valid out-pointer and alignment.
+    unsafe {
+        match backend() {
+            JEMALLOC => je::posix_memalign(out, align, size),
+            NEXT => n_posix_memalign(out, align, size),
+            _ => {
+                let rc = n_posix_memalign(out, align, size);
+                if rc == 0 {
+                    listed(*out, size, AllocKind::PosixMemalign);
+                }
+                rc
+            }
+        }
     }
-    // SAFETY: as for memalign.
-    let p = unsafe { memalign(align, size) };
-    if p.is_null() {
-        return libc::ENOMEM;
+}
+
+/// `aligned_alloc`: the next definition's own, or, on the bundled jemalloc, glibc 2.36's (the
+/// same function as `memalign`).
+///
+/// # Safety
+/// C semantics.
+pub unsafe fn aligned_alloc(align: usize, size: usize) -> *mut c_void {
+    // SAFETY: plain allocator calls.
+    unsafe {
+        match backend() {
+            JEMALLOC => memalign(align, size),
+            NEXT => n_aligned(Fn::AlignedAlloc, align, size),
+            _ => listed(
+                n_aligned(Fn::AlignedAlloc, align, size),
+                size,
+                AllocKind::AlignedAlloc,
+            ),
+        }
     }
-    // SAFETY: the caller passes a valid out-pointer.
-    unsafe { *out = p };
-    0
 }
 
 /// `valloc`: page-aligned.
@@ -306,8 +447,8 @@ pub unsafe fn valloc(size: usize) -> *mut c_void {
     unsafe {
         match backend() {
             JEMALLOC => memalign(page_size(), size),
-            GLIBC => __libc_valloc(size),
-            _ => listed(__libc_valloc(size), size, AllocKind::Valloc),
+            NEXT => n_aligned(Fn::Valloc, 0, size),
+            _ => listed(n_aligned(Fn::Valloc, 0, size), size, AllocKind::Valloc),
         }
     }
 }
@@ -328,8 +469,8 @@ pub unsafe fn pvalloc(size: usize) -> *mut c_void {
                 };
                 memalign(page, (rounded & !(page - 1)).max(page))
             }
-            GLIBC => __libc_pvalloc(size),
-            _ => listed(__libc_pvalloc(size), size, AllocKind::Pvalloc),
+            NEXT => n_aligned(Fn::Pvalloc, 0, size),
+            _ => listed(n_aligned(Fn::Pvalloc, 0, size), size, AllocKind::Pvalloc),
         }
     }
 }
@@ -347,12 +488,19 @@ pub unsafe fn usable_size(p: *mut c_void) -> usize {
         if backend() == JEMALLOC && !early(p) {
             je::malloc_usable_size(p)
         } else {
-            glibc_usable_size(p)
+            n_usable_size(p)
         }
     }
 }
 
-/// jemalloc's `mallctl` when jemalloc serves the program; ENOENT otherwise.
+/// The next `mallctl` (the program's own jemalloc), resolved on first use; 1 when there is none.
+static NEXT_MALLCTL: AtomicUsize = AtomicUsize::new(0);
+
+type MallctlFn =
+    unsafe extern "C" fn(*const c_char, *mut c_void, *mut usize, *mut c_void, usize) -> i32;
+
+/// `mallctl`: the bundled jemalloc's when it serves the program, else the next definition (a
+/// jemalloc the program brings); ENOENT when there is none.
 ///
 /// # Safety
 /// C semantics of `mallctl`.
@@ -363,9 +511,20 @@ pub unsafe fn mallctl(
     newp: *mut c_void,
     newlen: usize,
 ) -> i32 {
-    if !is_jemalloc() {
+    if is_jemalloc() {
+        // SAFETY: forwarded contract.
+        return unsafe { je::mallctl(name, oldp, oldlenp, newp, newlen) };
+    }
+    let mut f = NEXT_MALLCTL.load(Ordering::Acquire);
+    if f == 0 {
+        // SAFETY: dlsym with a NUL-terminated name.
+        f = unsafe { libc::dlsym(libc::RTLD_NEXT, c"mallctl".as_ptr()) } as usize;
+        f = f.max(1);
+        NEXT_MALLCTL.store(f, Ordering::Release);
+    }
+    if f == 1 {
         return libc::ENOENT;
     }
-    // SAFETY: forwarded contract.
-    unsafe { je::mallctl(name, oldp, oldlenp, newp, newlen) }
+    // SAFETY: the next definition of mallctl; forwarded contract.
+    unsafe { std::mem::transmute::<usize, MallctlFn>(f)(name, oldp, oldlenp, newp, newlen) }
 }

@@ -1,4 +1,5 @@
-//! Blocks glibc handed out before the library chose its allocator.
+//! Blocks the program's allocator handed out before the library chose the bundled jemalloc or
+//! not (used only to send their frees back to it; recording them is [`crate::earlylog`]'s job).
 //!
 //! The exported `malloc` is interposed from the moment the dynamic loader relocates the
 //! program, but the allocator is chosen in the constructor, after the loader, libc and the
@@ -11,7 +12,7 @@
 //! choice, lookups and removals at any time. Removed entries become tombstones, so probe
 //! chains stay intact.
 
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 /// Slots; the table refuses entries beyond three quarters of them.
 const CAP: usize = 4096;
@@ -21,10 +22,6 @@ const TOMBSTONE: usize = 1;
 /// The table.
 pub struct EarlyBlocks {
     slots: [AtomicUsize; CAP],
-    /// Requested size of the block in the same slot.
-    sizes: [AtomicUsize; CAP],
-    /// `tidemark::format::AllocKind` of the call that made it.
-    kinds: [AtomicU8; CAP],
     live: AtomicUsize,
     overflowed: AtomicBool,
 }
@@ -40,16 +37,14 @@ impl EarlyBlocks {
     pub const fn new() -> EarlyBlocks {
         EarlyBlocks {
             slots: [const { AtomicUsize::new(EMPTY) }; CAP],
-            sizes: [const { AtomicUsize::new(0) }; CAP],
-            kinds: [const { AtomicU8::new(0) }; CAP],
             live: AtomicUsize::new(0),
             overflowed: AtomicBool::new(false),
         }
     }
 
-    /// Lists a block of `size` requested bytes made by entry point `kind`. False (and
-    /// [`EarlyBlocks::overflowed`] from then on) when the table is full.
-    pub fn insert(&self, addr: usize, size: usize, kind: u8) -> bool {
+    /// Lists a block. False (and [`EarlyBlocks::overflowed`] from then on) when the table is
+    /// full.
+    pub fn insert(&self, addr: usize) -> bool {
         if addr <= TOMBSTONE {
             return true;
         }
@@ -67,8 +62,6 @@ impl EarlyBlocks {
                     .compare_exchange(cur, addr, Ordering::AcqRel, Ordering::Acquire)
                     .is_ok()
             {
-                self.sizes[i].store(size, Ordering::Release);
-                self.kinds[i].store(kind, Ordering::Release);
                 self.live.fetch_add(1, Ordering::AcqRel);
                 return true;
             }
@@ -130,21 +123,6 @@ impl EarlyBlocks {
         self.live.load(Ordering::Acquire)
     }
 
-    /// Calls `f(addr, size, kind)` for every listed block (while no other thread changes the
-    /// table: the recorder reports them at start, in the constructor).
-    pub fn for_each(&self, mut f: impl FnMut(usize, usize, u8)) {
-        for i in 0..CAP {
-            let a = self.slots[i].load(Ordering::Acquire);
-            if a > TOMBSTONE {
-                f(
-                    a,
-                    self.sizes[i].load(Ordering::Acquire),
-                    self.kinds[i].load(Ordering::Acquire),
-                );
-            }
-        }
-    }
-
     /// True once a block could not be listed: such a block would be unknown later, so the
     /// library must stay on glibc.
     pub fn overflowed(&self) -> bool {
@@ -163,7 +141,7 @@ mod tests {
         assert!(!t.remove(0x1000));
         let addrs: Vec<usize> = (0..1000).map(|i| 0x7f00_0000_0000 + i * 48).collect();
         for &a in &addrs {
-            assert!(t.insert(a, 0, 0));
+            assert!(t.insert(a));
         }
         assert_eq!(t.len(), 1000);
         assert!(addrs.iter().all(|&a| t.contains(a)));
@@ -178,7 +156,7 @@ mod tests {
         assert!(addrs.iter().step_by(2).all(|&a| !t.contains(a)));
         // Re-inserting reuses tombstones.
         for &a in addrs.iter().step_by(2) {
-            assert!(t.insert(a, 0, 0));
+            assert!(t.insert(a));
         }
         assert_eq!(t.len(), 1000);
         for &a in &addrs {
@@ -193,7 +171,7 @@ mod tests {
     fn refuses_beyond_three_quarters() {
         let t = Box::new(EarlyBlocks::new());
         let mut n = 0;
-        while t.insert(0x10_0000 + n * 16, 0, 0) {
+        while t.insert(0x10_0000 + n * 16) {
             n += 1;
         }
         assert_eq!(n, CAP / 4 * 3);

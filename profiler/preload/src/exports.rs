@@ -1,20 +1,9 @@
-//! The exported malloc family, with glibc 2.36's semantics, recorded, then served by the
+//! The exported malloc family, recorded, then served by the
 //! chosen allocator ([`crate::backend`]).
 
 use crate::backend::{self, set_errno};
 use std::ffi::{c_char, c_void};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use tidemark::record::{self, AllocKind};
-
-/// Resolves the functions forwarded through `dlsym(RTLD_NEXT, ..)`.
-pub fn resolve_next() {
-    backend::resolve_glibc_usable_size();
-    next(&NEXT_EXECVE, c"execve");
-    next(&NEXT_EXECV, c"execv");
-    next(&NEXT_EXECVP, c"execvp");
-    next(&NEXT_EXECVPE, c"execvpe");
-    next(&NEXT_EXIT, c"_exit");
-}
 
 fn errno() -> i32 {
     // SAFETY: as above.
@@ -127,8 +116,7 @@ pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, siz
     0
 }
 
-/// `aligned_alloc`: in glibc 2.36 the same function as `memalign` (a non-power-of-two
-/// alignment is rounded up to the next power of two).
+/// `aligned_alloc`.
 ///
 /// # Safety
 /// C semantics.
@@ -137,7 +125,7 @@ pub unsafe extern "C" fn aligned_alloc(align: usize, size: usize) -> *mut c_void
     // SAFETY: the closure is the real allocation.
     unsafe {
         record::record_alloc(AllocKind::AlignedAlloc, size, align, || {
-            backend::memalign(align, size).cast()
+            backend::aligned_alloc(align, size).cast()
         })
         .cast()
     }
@@ -214,127 +202,4 @@ pub unsafe extern "C" fn mallctl(
 ) -> i32 {
     // SAFETY: forwarded contract.
     unsafe { backend::mallctl(name, oldp, oldlenp, newp, newlen) }
-}
-
-type ExecveFn = unsafe extern "C" fn(
-    *const libc::c_char,
-    *const *const libc::c_char,
-    *const *const libc::c_char,
-) -> i32;
-type ExitFn = unsafe extern "C" fn(i32) -> !;
-
-type ExecvFn = unsafe extern "C" fn(*const libc::c_char, *const *const libc::c_char) -> i32;
-
-static NEXT_EXECVE: AtomicUsize = AtomicUsize::new(0);
-static NEXT_EXECV: AtomicUsize = AtomicUsize::new(0);
-static NEXT_EXECVP: AtomicUsize = AtomicUsize::new(0);
-static NEXT_EXECVPE: AtomicUsize = AtomicUsize::new(0);
-static NEXT_EXIT: AtomicUsize = AtomicUsize::new(0);
-
-fn next(slot: &AtomicUsize, name: &std::ffi::CStr) -> usize {
-    let mut f = slot.load(Ordering::Acquire);
-    if f == 0 {
-        // SAFETY: dlsym with a NUL-terminated name.
-        f = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) } as usize;
-        slot.store(f, Ordering::Release);
-    }
-    f
-}
-
-/// `execve`: the profile is finished (trailer written) before the image is replaced, since
-/// no `atexit` handler runs. If the call fails, the process goes on unrecorded.
-///
-/// # Safety
-/// C semantics.
-#[cfg_attr(not(test), no_mangle)]
-pub unsafe extern "C" fn execve(
-    path: *const libc::c_char,
-    argv: *const *const libc::c_char,
-    envp: *const *const libc::c_char,
-) -> i32 {
-    let f = next(&NEXT_EXECVE, c"execve");
-    if f == 0 {
-        set_errno(libc::ENOSYS);
-        return -1;
-    }
-    record::finish_before_exit();
-    // SAFETY: `f` is the next definition of execve.
-    unsafe { std::mem::transmute::<usize, ExecveFn>(f)(path, argv, envp) }
-}
-
-/// `execv`: as [`execve`].
-///
-/// # Safety
-/// C semantics.
-#[cfg_attr(not(test), no_mangle)]
-pub unsafe extern "C" fn execv(path: *const libc::c_char, argv: *const *const libc::c_char) -> i32 {
-    let f = next(&NEXT_EXECV, c"execv");
-    if f == 0 {
-        set_errno(libc::ENOSYS);
-        return -1;
-    }
-    record::finish_before_exit();
-    // SAFETY: `f` is the next definition of execv.
-    unsafe { std::mem::transmute::<usize, ExecvFn>(f)(path, argv) }
-}
-
-/// `execvp`: as [`execve`] (glibc's internal path search calls are not interposable, so this
-/// is where the profile is finished).
-///
-/// # Safety
-/// C semantics.
-#[cfg_attr(not(test), no_mangle)]
-pub unsafe extern "C" fn execvp(
-    file: *const libc::c_char,
-    argv: *const *const libc::c_char,
-) -> i32 {
-    let f = next(&NEXT_EXECVP, c"execvp");
-    if f == 0 {
-        set_errno(libc::ENOSYS);
-        return -1;
-    }
-    record::finish_before_exit();
-    // SAFETY: `f` is the next definition of execvp.
-    unsafe { std::mem::transmute::<usize, ExecvFn>(f)(file, argv) }
-}
-
-/// `execvpe`: as [`execve`].
-///
-/// # Safety
-/// C semantics.
-#[cfg_attr(not(test), no_mangle)]
-pub unsafe extern "C" fn execvpe(
-    file: *const libc::c_char,
-    argv: *const *const libc::c_char,
-    envp: *const *const libc::c_char,
-) -> i32 {
-    let f = next(&NEXT_EXECVPE, c"execvpe");
-    if f == 0 {
-        set_errno(libc::ENOSYS);
-        return -1;
-    }
-    record::finish_before_exit();
-    // SAFETY: `f` is the next definition of execvpe.
-    unsafe { std::mem::transmute::<usize, ExecveFn>(f)(file, argv, envp) }
-}
-
-/// `_exit`: finishes the profile (no `atexit` handler runs), then exits.
-///
-/// # Safety
-/// C semantics.
-#[cfg_attr(not(test), no_mangle)]
-pub unsafe extern "C" fn _exit(status: i32) -> ! {
-    record::finish_before_exit();
-    let f = next(&NEXT_EXIT, c"_exit");
-    if f != 0 {
-        // SAFETY: `f` is the next definition of _exit.
-        unsafe { std::mem::transmute::<usize, ExitFn>(f)(status) }
-    }
-    // SAFETY: the exit_group system call ends the process.
-    unsafe {
-        libc::syscall(libc::SYS_exit_group, status);
-    }
-    loop {
-        std::hint::spin_loop();
-    }
 }

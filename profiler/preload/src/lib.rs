@@ -4,8 +4,9 @@
 //!  LD_PRELOAD=libtidemark_preload.so ./app
 //!    constructor (.init_array) ─► Config::from_env ─► choose the allocator
 //!                              ─► tidemark::record::start ─► atexit(finish)
-//!    malloc/free/... (exported) ─► tidemark::record hooks ─► backend: glibc (__libc_*) or the
-//!                                                            bundled jemalloc (_rjem_*)
+//!    malloc/free/... (exported) ─► tidemark::record hooks ─► backend: the next definition
+//!                                  (glibc, or the program's jemalloc/mimalloc/tcmalloc) or the
+//!                                  bundled jemalloc (_rjem_*)
 //!    Rust allocations of the library itself ─► __libc_* directly (never re-enter the hooks)
 //! ```
 //!
@@ -21,7 +22,10 @@
 mod alloc;
 mod backend;
 mod early;
+mod earlylog;
+mod exits;
 mod exports;
+mod next;
 
 use tidemark::record::{self, Config};
 
@@ -45,35 +49,76 @@ fn resolve_cxx_freeres() {
 
 /// Runs before `main` (and before the program's own constructors).
 extern "C" fn init() {
-    exports::resolve_next();
+    earlylog::own_begin();
+    exits::resolve_next();
     resolve_cxx_freeres();
     let mut cfg = Config::from_env();
     let jemalloc = cfg.allocator == "jemalloc";
+    if !jemalloc {
+        cfg.allocator = next::allocator_name();
+    }
+    let shadowed = next::malloc_shadowed_by();
+    if let Some(file) = &shadowed {
+        cfg.allocator = next::allocator_of(file);
+        record::report(&format!(
+            "malloc is defined by {file}, which comes before libtidemark_preload.so in lookup \
+             order: its calls never reach the recorder and the profile will miss them; put \
+             libtidemark_preload.so first in LD_PRELOAD (tidemark run does)"
+        ));
+    }
     match backend::choose(jemalloc) {
         Ok(()) if jemalloc => cfg.extra_sampler = Some(record::jemalloc_sampler),
         Ok(()) => {}
         Err(backend::TooManyEarlyBlocks) => {
             record::report(&format!(
-                "{} blocks were allocated before the library started; staying on glibc",
+                "more than {} blocks were allocated before the library started, too many to hand \
+                 over to the bundled jemalloc; staying on the program's allocator",
                 backend::early_blocks()
             ));
-            cfg.allocator = "glibc".to_owned();
+            cfg.allocator = next::allocator_name();
         }
     }
+    earlylog::own_end();
     match record::start(cfg) {
         Ok(()) => {
-            // Blocks that libraries initialised before this one allocated (libstdc++'s emergency
-            // exception pool, for one) are still live: record them now, so the counts cover the
-            // whole process and their later frees match. Their stack is the loader's init path.
-            backend::for_each_early(|addr, size, kind| {
-                // SAFETY: the "real" call returns the existing block without allocating.
-                unsafe { record::record_alloc(kind, size, 0, || addr as *mut u8) };
+            // Libraries initialised before this one (libstdc++'s emergency exception pool, for
+            // one) allocated and freed already: record it all now, so the counts cover the whole
+            // process and later frees match. Their stacks are unknown, and said so.
+            let stack = earlylog::before_start_stack();
+            let lost = earlylog::drain(|e| match e {
+                earlylog::Event::Alloc { addr, size, kind } => {
+                    record::record_early_alloc(kind, size, addr, &stack)
+                }
+                earlylog::Event::Free { addr } => record::record_early_free(addr),
             });
+            if lost > 0 {
+                record::note_dropped(lost as u64);
+                record::message(
+                    1,
+                    &format!("{lost} events before the start: no memory to log"),
+                );
+            }
             // SAFETY: `at_exit` is a plain function valid for the life of the process.
-            unsafe { libc::atexit(at_exit) };
+            unsafe {
+                libc::atexit(at_exit);
+                at_quick_exit(at_exit);
+            }
+            record::install_fatal_handlers();
+            if let Some(file) = shadowed {
+                let name = file.rsplit('/').next().unwrap_or(&file).to_owned();
+                record::message(
+                    1,
+                    &format!("malloc is {name}'s, ahead of tidemark: not recorded"),
+                );
+            }
         }
         Err(e) => record::report(&format!("{e}; recording disabled")),
     }
+}
+
+extern "C" {
+    /// C11's `at_quick_exit` (not in the `libc` crate): `quick_exit` runs these, not `atexit`'s.
+    fn at_quick_exit(f: extern "C" fn()) -> libc::c_int;
 }
 
 extern "C" fn at_exit() {

@@ -510,8 +510,7 @@ fn jemalloc_is_refused_when_too_many_blocks_predate_the_library() {
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(
         stderr.starts_with("tidemark: ")
-            && stderr
-                .ends_with(" blocks were allocated before the library started; staying on glibc\n"),
+            && stderr.ends_with(" to the bundled jemalloc; staying on the program's allocator\n"),
         "{stderr}"
     );
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();

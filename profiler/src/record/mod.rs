@@ -33,6 +33,7 @@
 
 mod buffer;
 pub mod config;
+mod fatal;
 #[cfg(feature = "jemalloc")]
 mod jemalloc;
 mod latency;
@@ -40,9 +41,10 @@ mod order;
 mod sampler;
 mod sampling;
 mod session;
-pub(crate) mod spin;
+pub mod spin;
 mod stacks;
 mod thread;
+mod tidmap;
 mod trace;
 mod writer;
 
@@ -111,8 +113,8 @@ pub fn finish() {
     session::finish()
 }
 
-/// Like [`finish`], for hooks of `execve` and `_exit` (no `atexit` runs there). Does nothing
-/// in a `vfork` child.
+/// Like [`finish`], for hooks of `_exit`, `_Exit` and `exit_group` (no `atexit` runs there).
+/// Does nothing in a `vfork` child.
 pub fn finish_before_exit() {
     session::finish_before_exit()
 }
@@ -136,6 +138,23 @@ fn note_module_change(s: &Session) {
     }
 }
 
+/// Like [`finish`], for hooks of the `exec` family; pair with [`resume_after_failed_exec`]
+/// when the call returns. Does nothing in a `vfork` child.
+pub fn finish_before_exec() {
+    session::finish_before_exec()
+}
+
+/// Continues the profile stopped by [`finish_before_exec`] when the `exec` failed.
+pub fn resume_after_failed_exec() {
+    session::resume_after_failed_exec()
+}
+
+/// Installs the fatal-signal handlers that finish the profile when the program crashes (see
+/// [`fatal`]).
+pub fn install_fatal_handlers() {
+    fatal::install()
+}
+
 /// True while events are being recorded.
 pub fn is_recording() -> bool {
     session::current().is_some_and(Session::is_running)
@@ -146,9 +165,16 @@ pub fn output_path() -> Option<PathBuf> {
     session::current().map(|s| s.path.clone())
 }
 
+/// The session recording this event; `None` passes the event through (counted as dropped
+/// while the session is stopped for an `exec` that may fail).
 #[inline(always)]
 fn running() -> Option<&'static Session> {
-    session::current().filter(|s| s.is_running())
+    let s = session::current()?;
+    if s.is_running() {
+        return Some(s);
+    }
+    session::note_if_paused();
+    None
 }
 
 /// The interned stack of the current call. Unwinds from here; frames at or below `marker_sp`
@@ -179,6 +205,15 @@ fn stack_id(s: &Session, t: &ThreadState, marker_sp: u64) -> u64 {
     let id = lock(&s.stacks).intern(key, &o.frames[..c.len], c.generation, truncated);
     cache.put(key, id);
     id
+}
+
+/// Interns a stack given as frames (not captured by this thread's walk), for the current module
+/// generation.
+fn intern_frames(s: &Session, frames: &[u64]) -> u64 {
+    let generation = unwind::process::current().map_or(1, |u| u.generation);
+    let key =
+        unwind::hash::hash_frames(frames) ^ u128::from(generation).wrapping_mul(GENERATION_MIX);
+    lock(&s.stacks).intern(key, frames, generation, frames.len() >= unwind::MAX_FRAMES)
 }
 
 /// Odd 128-bit constant spreading the module generation over the stack hash.
@@ -500,6 +535,61 @@ unsafe fn append_realloc(
     Counters::bump(&t.counters.alloc_bytes, size);
 }
 
+/// Records an allocation made before recording started (found by the preload library), with
+/// `frames` (return addresses, innermost first) as its stack. Nothing when not recording.
+pub fn record_early_alloc(kind: AllocKind, size: usize, addr: usize, frames: &[u64]) {
+    let Some(s) = running() else { return };
+    let Some(t) = thread::enter(s) else { return };
+    if s.sampling_rate() == 0 || sampled(s, t, size) {
+        let stack = intern_frames(s, frames);
+        let _g = t.lock.lock();
+        if track(s, addr as *mut u8) {
+            let seq = next_seq();
+            // SAFETY: the lock is held and the thread is busy.
+            unsafe { append_alloc(s, t, seq, addr as u64, size as u64, stack, kind, 0) };
+        }
+    }
+    thread::leave(t);
+}
+
+/// Counts `n` events that could not be recorded (in the trailer's `dropped_events`).
+pub fn note_dropped(n: u64) {
+    if let Some(s) = session::current() {
+        s.dropped.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// Records the free of `addr` made before recording started (after its
+/// [`record_early_alloc`]).
+pub fn record_early_free(addr: usize) {
+    // SAFETY: the block is already gone; nothing is freed now.
+    unsafe { record_free(addr as *mut u8, || {}) }
+}
+
+/// Longest message text [`message`] keeps: a record must fit the room every buffer guarantees
+/// (`buffer::RECORD_MAX_BYTES`).
+pub const MESSAGE_MAX_BYTES: usize = 80;
+
+/// Writes a message into the profile (shown by every output under "recorder messages"), cut to
+/// [`MESSAGE_MAX_BYTES`] at a character boundary. `level`: 0 info, 1 warning.
+pub fn message(level: u8, text: &str) {
+    let Some(s) = running() else { return };
+    let Some(t) = thread::enter(s) else { return };
+    let mut end = text.len().min(MESSAGE_MAX_BYTES);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    {
+        let _g = t.lock.lock();
+        // SAFETY: the lock is held and the thread is busy.
+        if let Some(b) = unsafe { t.room(s) } {
+            format::put_message(b, level, &text[..end]);
+            b.dirty = true;
+        }
+    }
+    thread::leave(t);
+}
+
 #[cfg(test)]
 mod tests;
 
@@ -507,5 +597,7 @@ mod tests;
 /// the recorder's own (it is passed through unrecorded). In-process wrappers use this to keep
 /// the recorder's allocations out of their counters.
 pub fn in_recorder() -> bool {
-    running().is_some_and(thread::is_busy)
+    session::current()
+        .filter(|s| s.is_running())
+        .is_some_and(thread::is_busy)
 }

@@ -177,6 +177,12 @@ impl Orderer {
                     format::put_thread_exit(out, t, c.uvarint()?);
                     continue;
                 }
+                tag::MESSAGE => {
+                    let level = c.u8()?;
+                    let text = String::from_utf8_lossy(c.bytes()?);
+                    format::put_message(out, level, &text);
+                    continue;
+                }
                 _ => return Err(DecodeError("unknown record in a thread buffer")),
             };
             self.waiting.push(Ev {

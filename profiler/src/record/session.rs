@@ -120,6 +120,9 @@ pub struct Session {
     pub stacks: Mutex<StackTable>,
     /// Full buffers for the writer.
     pub full: FullQueue,
+    /// The event stream's state while no writer runs (between a writer stopped for an `exec`
+    /// and the one that continues the profile when the `exec` failed): block numbers go on.
+    pub orderer: Mutex<Option<super::order::Orderer>>,
     /// Empty buffers.
     pub pool: Pool,
     /// Writer wake-up.
@@ -132,6 +135,13 @@ pub struct Session {
     pub retired: Retired,
     /// Live sampled blocks, in sampling mode.
     pub sampled: Option<SampledSet>,
+    /// True when a thread re-entering the hooks while busy is the program's own event, which is
+    /// then counted as dropped: in the preload library the recorder's own allocations never
+    /// reach the exported hooks, so only a signal handler interrupting an event re-enters. In
+    /// process (`Tracking`) the recorder's allocations do come back through the hooks.
+    pub count_reentry: bool,
+    /// Set while the session is stopped for an `exec` that may still fail.
+    pub paused: AtomicBool,
     writer: AtomicU64,
 }
 
@@ -253,6 +263,7 @@ pub fn start(cfg: Config) -> Result<(), RecordError> {
         allocator: cfg.allocator.clone(),
         unwind: cfg.unwind.name().to_owned(),
     };
+    let count_reentry = cfg.source == "preload";
     let session: &'static Session = Box::leak(Box::new(Session {
         cfg,
         pid,
@@ -262,12 +273,15 @@ pub fn start(cfg: Config) -> Result<(), RecordError> {
         registry: Mutex::new(Vec::with_capacity(64)),
         stacks: Mutex::new(StackTable::new()),
         full: FullQueue::new(),
+        orderer: Mutex::new(None),
         pool: Pool::new(),
         wake: Wakeup::new(),
         stop: AtomicBool::new(false),
         dropped: AtomicU64::new(0),
         retired: Retired::default(),
         sampled,
+        count_reentry,
+        paused: AtomicBool::new(false),
         writer: AtomicU64::new(0),
     }));
     session.pool.prefill(8);
@@ -295,32 +309,181 @@ pub fn start(cfg: Config) -> Result<(), RecordError> {
 
 /// Ends the current session (see [`super::finish`]).
 pub fn finish() {
-    let Some(s) = current() else { return };
+    if let Some(s) = current() {
+        stop(s, None);
+    }
+}
+
+/// Stops `s`: the writer drains every buffer, writes the trailer and ends. Waits for it at most
+/// `max_wait` (`None`: as long as it takes). True when the writer finished in time.
+fn stop(s: &Session, max_wait: Option<std::time::Duration>) -> bool {
     if s.state
         .compare_exchange(RUNNING, STOPPING, Ordering::AcqRel, Ordering::Acquire)
         .is_err()
     {
-        return;
+        return false;
     }
     s.stop.store(true, Ordering::Release);
     s.wake.wake();
     let t = s.writer.load(Ordering::Acquire);
-    if t != 0 {
-        // SAFETY: `t` is the joinable writer thread of this session, joined only here (the
-        // state transition above lets exactly one caller through).
-        unsafe { libc::pthread_join(t as libc::pthread_t, std::ptr::null_mut()) };
-    }
+    let joined = t == 0 || join(t as libc::pthread_t, max_wait);
     s.state.store(STOPPED, Ordering::Release);
+    joined
 }
 
-/// Ends the session before the process image goes away without `atexit` (`execve`,
-/// `_exit`). Does nothing in a `vfork` child, which shares the parent's memory: it must not
-/// stop the parent's session.
-pub fn finish_before_exit() {
-    let Some(s) = current() else { return };
+/// Joins the writer, waiting at most `max_wait`.
+fn join(t: libc::pthread_t, max_wait: Option<std::time::Duration>) -> bool {
+    // SAFETY: `t` is the joinable writer thread of this session, joined only here (the state
+    // transition in `stop` lets exactly one caller through); `ts` is a valid timespec.
+    unsafe {
+        match max_wait {
+            None => libc::pthread_join(t, std::ptr::null_mut()) == 0,
+            Some(d) => {
+                let mut ts = libc::timespec {
+                    tv_sec: 0,
+                    tv_nsec: 0,
+                };
+                libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts);
+                let ns = ts.tv_nsec as u64 + d.subsec_nanos() as u64;
+                ts.tv_sec += d.as_secs() as libc::time_t + (ns / 1_000_000_000) as libc::time_t;
+                ts.tv_nsec = (ns % 1_000_000_000) as libc::c_long;
+                libc::pthread_timedjoin_np(t, std::ptr::null_mut(), &ts) == 0
+            }
+        }
+    }
+}
+
+/// The current session when it belongs to this process (not to the parent of a `vfork` child,
+/// which shares the parent's memory and must not stop the parent's session).
+fn own_session() -> Option<&'static Session> {
+    let s = current()?;
     // SAFETY: getpid has no preconditions (and is not cached by glibc).
-    if unsafe { libc::getpid() } as u32 == s.pid {
-        finish();
+    (unsafe { libc::getpid() } as u32 == s.pid).then_some(s)
+}
+
+/// Ends the session before the process image goes away without `atexit` (`_exit`, `_Exit`,
+/// `syscall(SYS_exit_group)`). Does nothing in a `vfork` child.
+pub fn finish_before_exit() {
+    if let Some(s) = own_session() {
+        stop(s, None);
+    }
+}
+
+/// Ends the session from a fatal-signal handler, waiting for the writer at most `max_wait`: a
+/// thread that crashed inside the recorder may hold a lock the writer needs, and the process
+/// must still die. True when the profile was finished.
+pub fn finish_from_fatal_signal(max_wait: std::time::Duration) -> bool {
+    own_session().is_some_and(|s| stop(s, Some(max_wait)))
+}
+
+/// Ends the session before an `exec` replaces the image (the profile is complete if it
+/// succeeds); [`resume_after_failed_exec`] continues it if the call returns. Does nothing in a
+/// `vfork` child.
+pub fn finish_before_exec() {
+    if let Some(s) = own_session() {
+        // Set first: other threads' events from now on are counted as dropped.
+        s.paused.store(true, Ordering::Release);
+        if !stop(s, None) {
+            s.paused.store(false, Ordering::Release);
+        }
+    }
+}
+
+/// After a failed `exec`: removes the trailer written by [`finish_before_exec`] and records on
+/// into the same profile with a new writer. Events other threads made while the session was
+/// stopped are counted as dropped. Says so on stderr (and stays stopped) when the profile
+/// cannot be reopened.
+pub fn resume_after_failed_exec() {
+    let Some(s) = own_session() else { return };
+    if !s.paused.load(Ordering::Acquire) {
+        return;
+    }
+    // Reopening the profile and starting a writer allocate: the recorder's own work, not the
+    // program's events.
+    RESUMING.store(thread::gettid(), Ordering::Release);
+    resume(s);
+    RESUMING.store(0, Ordering::Release);
+}
+
+/// The thread resuming a session after a failed exec (0: none).
+static RESUMING: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+fn resume(s: &'static Session) {
+    let file = match reopen_without_trailer(&s.path) {
+        Ok(f) => f,
+        Err(e) => {
+            s.paused.store(false, Ordering::Release);
+            super::report(&format!(
+                "cannot continue {} after a failed exec: {}; recording stopped",
+                s.path.display(),
+                super::describe_io(&e)
+            ));
+            return;
+        }
+    };
+    s.stop.store(false, Ordering::Release);
+    s.state.store(RUNNING, Ordering::Release);
+    s.paused.store(false, Ordering::Release);
+    match writer::spawn(s, file) {
+        Ok(tid) => s.writer.store(tid, Ordering::Release),
+        Err(e) => {
+            s.disable();
+            super::report(&format!(
+                "cannot restart the writer after a failed exec: {}; recording stopped",
+                super::describe_io(&e)
+            ));
+        }
+    }
+}
+
+/// Opens the finished profile at `path` for appending, cut before its last chunk when that
+/// chunk holds the trailer (a process that dies later must not leave a profile claiming to be
+/// complete).
+fn reopen_without_trailer(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(path)?;
+    let mut reader = format::Reader::new(std::io::BufReader::new(&file))
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    let mut cut = None;
+    loop {
+        let start = reader.offset();
+        let Some(chunk) = reader
+            .next_chunk()
+            .map_err(|e| std::io::Error::other(e.to_string()))?
+        else {
+            break;
+        };
+        let mut trailer = false;
+        for r in chunk {
+            trailer = matches!(r, Ok(format::Record::Trailer { .. }));
+        }
+        cut = trailer.then_some(start);
+    }
+    drop(reader);
+    if let Some(at) = cut {
+        file.set_len(at)?;
+    }
+    let mut file = file;
+    std::io::Seek::seek(&mut file, std::io::SeekFrom::End(0))?;
+    Ok(file)
+}
+
+/// Counts an event that arrived while the session was stopped for an `exec` that then failed.
+#[cold]
+pub fn note_if_paused() {
+    if let Some(s) = current() {
+        // The writer's own allocations (its last pass runs while paused) and those of the thread
+        // resuming the session are not events.
+        if s.paused.load(Ordering::Relaxed)
+            && !thread::is_busy(s)
+            && RESUMING.load(Ordering::Acquire) != thread::gettid()
+        {
+            s.note_dropped();
+        }
     }
 }
 

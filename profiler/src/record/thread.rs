@@ -19,11 +19,12 @@ use super::sampling::Countdown;
 use super::session::{Session, SEQ};
 use super::spin::SpinLock;
 use super::stacks::StackCache;
+use super::tidmap::TidMap;
 use crate::format;
 use crate::unwind::{StackBounds, ThreadUnwinder, MAX_FRAMES};
 use std::cell::UnsafeCell;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 /// The pthread key holding each thread's `*const ThreadState`; `u32::MAX` until created.
 static KEY: AtomicU32 = AtomicU32::new(u32::MAX);
@@ -48,90 +49,52 @@ pub fn ensure_key() -> bool {
     true
 }
 
-/// A small lock-free set of thread ids.
-pub struct TidSet<const N: usize> {
-    slots: [AtomicU32; N],
-}
+/// Threads creating their state (registering) or handing it in (exiting): their allocations
+/// are the recorder's own and pass through. Room for every thread id (see [`TidMap`]).
+pub struct Registering(TidMap);
 
-impl<const N: usize> TidSet<N> {
-    /// An empty set.
-    pub const fn new() -> Self {
-        TidSet {
-            slots: [const { AtomicU32::new(0) }; N],
-        }
+impl Registering {
+    const fn new() -> Registering {
+        Registering(TidMap::new())
     }
-    /// Adds `tid`; false when the set is full.
+    /// Lists `tid`; false when the system refused memory for it.
     pub fn insert(&self, tid: u32) -> bool {
-        self.slots.iter().any(|s| {
-            s.compare_exchange(0, tid, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
-        })
+        self.0.set(tid, 1)
     }
-    /// True when `tid` is in the set.
+    /// True when `tid` is listed.
     pub fn contains(&self, tid: u32) -> bool {
-        self.slots.iter().any(|s| s.load(Ordering::Acquire) == tid)
+        self.0.get(tid) != 0
     }
-    /// Removes `tid`.
+    /// Unlists `tid`.
     pub fn remove(&self, tid: u32) {
-        for s in &self.slots {
-            if s.compare_exchange(tid, 0, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
-            {
-                return;
-            }
-        }
+        self.0.clear_if(tid, 1);
     }
 }
 
-/// Threads currently creating their state.
-pub static REGISTERING: TidSet<64> = TidSet::new();
+/// See [`Registering`].
+pub static REGISTERING: Registering = Registering::new();
 
 /// Threads whose key destructor ran but that have not ended yet: their late frees (libc's
-/// thread-exit cleanup) are still recorded with their state.
-pub struct Exited {
-    tids: [AtomicU32; 256],
-    states: [AtomicPtr<ThreadState>; 256],
-}
+/// thread-exit cleanup) are still recorded with their state. Keyed by thread id, with room for
+/// every thread id (see [`TidMap`]).
+pub struct Exited(TidMap);
 
 impl Exited {
     const fn new() -> Exited {
-        Exited {
-            tids: [const { AtomicU32::new(0) }; 256],
-            states: [const { AtomicPtr::new(std::ptr::null_mut()) }; 256],
-        }
+        Exited(TidMap::new())
     }
-    fn insert(&self, t: &ThreadState) {
-        // Claim a slot by its tid first: two exiting threads may race for the same slot, and
-        // only the winner may write the state pointer. Only `t`'s own thread looks its tid up,
-        // after this returns.
-        for (i, slot) in self.tids.iter().enumerate() {
-            if slot
-                .compare_exchange(0, t.tid, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
-            {
-                self.states[i].store(t as *const _ as *mut _, Ordering::Release);
-                return;
-            }
-        }
+    /// Lists `t`; false when the system refused memory for it.
+    fn insert(&self, t: &ThreadState) -> bool {
+        self.0.set(t.tid, t as *const ThreadState as usize)
     }
     fn find(&self, tid: u32) -> Option<&'static ThreadState> {
-        let i = self
-            .tids
-            .iter()
-            .position(|s| s.load(Ordering::Acquire) == tid)?;
-        // SAFETY: a state stays allocated while its tid is listed (the writer unlists before
-        // freeing, and only once the thread is gone).
-        unsafe { self.states[i].load(Ordering::Acquire).as_ref() }
+        // SAFETY: a state stays allocated while it is listed (the writer unlists before freeing,
+        // and only once the thread is gone).
+        unsafe { (self.0.get(tid) as *const ThreadState).as_ref() }
     }
-    /// Unlists `t`.
+    /// Unlists `t` (a newer thread with the same id keeps its entry).
     pub fn remove(&self, t: &ThreadState) {
-        for (i, slot) in self.tids.iter().enumerate() {
-            if std::ptr::eq(self.states[i].load(Ordering::Acquire), t) {
-                self.states[i].store(std::ptr::null_mut(), Ordering::Release);
-                slot.store(0, Ordering::Release);
-                return;
-            }
-        }
+        self.0.clear_if(t.tid, t as *const ThreadState as usize);
     }
 }
 
@@ -275,7 +238,11 @@ impl ThreadState {
     pub unsafe fn room(&self, s: &Session) -> Option<&mut Buffer> {
         // SAFETY: the lock is held.
         let l = unsafe { self.locked() };
-        let mut b = l.buf?;
+        let Some(mut b) = l.buf else {
+            // No buffer since registration or a failed rotation (out of memory).
+            s.note_dropped();
+            return None;
+        };
         // SAFETY: the current buffer is owned by this state while the lock is held.
         if unsafe { b.as_ref() }.has_room() {
             // SAFETY: as above.
@@ -373,7 +340,10 @@ impl ThreadState {
         }
         o.name = name;
         self.exiting.store(true, Ordering::Release);
-        EXITED.insert(self);
+        if !EXITED.insert(self) {
+            // Its late frees will find no state and register a new one: still recorded.
+            super::report("no memory to list an exiting thread; its last frees get a new state");
+        }
         s.wake.wake();
     }
 }
@@ -393,6 +363,11 @@ pub fn enter(s: &'static Session) -> Option<&'static ThreadState> {
     // SAFETY: this is the owning thread.
     let o = unsafe { t.owned() };
     if o.busy {
+        if s.count_reentry && !t.writer {
+            // Only a signal handler can re-enter here (see `Session::count_reentry`): the
+            // interrupted event may be half-written, so this one is counted, not recorded.
+            s.note_dropped();
+        }
         return None;
     }
     o.busy = true;
@@ -413,15 +388,36 @@ fn slow_current(s: &'static Session) -> Option<&'static ThreadState> {
     if REGISTERING.contains(tid) {
         return None;
     }
-    if let Some(t) = EXITED.find(tid) {
-        return std::ptr::eq(t.session, s).then_some(t);
+    if let Some(t) = EXITED.find(tid).filter(|t| std::ptr::eq(t.session, s)) {
+        return Some(t);
     }
+    // A state listed for an older session (before fork) is the parent's: register anew.
     if !REGISTERING.insert(tid) {
+        s.note_dropped();
         return None;
     }
-    let t = register(s, tid, false);
+    // Signals wait until the state exists: a handler that allocates meanwhile would be taken
+    // for the registration's own allocations and pass through uncounted.
+    let t = with_signals_blocked(|| register(s, tid, false));
     REGISTERING.remove(tid);
+    if t.is_none() {
+        s.note_dropped();
+    }
     t
+}
+
+/// Runs `f` with every signal blocked on the calling thread.
+fn with_signals_blocked<R>(f: impl FnOnce() -> R) -> R {
+    // SAFETY: valid signal sets; the previous mask is restored before returning.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut old);
+        let r = f();
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+        r
+    }
 }
 
 /// Creates and installs the calling thread's state. The caller has put `tid` in

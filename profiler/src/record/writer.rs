@@ -103,7 +103,7 @@ impl Writer {
         Ok(Writer {
             s,
             file,
-            orderer: Orderer::new(),
+            orderer: lock(&s.orderer).take().unwrap_or_else(Orderer::new),
             next_sample: 0,
             out: Vec::with_capacity(1 << 20),
             bufs: Vec::with_capacity(256),
@@ -136,6 +136,8 @@ impl Writer {
             if stopping {
                 self.drain(true)?;
                 self.trailer()?;
+                // A writer started after a failed exec continues this stream.
+                *lock(&self.s.orderer) = Some(std::mem::take(&mut self.orderer));
                 return Ok(());
             }
             if now >= next_flush {

@@ -145,6 +145,7 @@ fn stack_id(s: &Session, t: &ThreadState, marker_sp: u64) -> u64 {
         own_module: true,
         marker_sp,
     };
+    uw.set_walk_cache(s.cfg.walk_cache);
     let c = uw.capture(s.cfg.unwind, skip, &mut o.frames);
     if c.sp != 0 && c.sp < o.min_sp {
         o.min_sp = c.sp;

@@ -4,7 +4,8 @@
 //!  capture() ── registers (asm) ──► DWARF walk (framehop + walk cache)   default
 //!                                └► DWARF out of the recorder, then frame pointers   `fp`
 //!  result: return addresses, innermost first, starting at the return address into the caller
-//!          of the allocation function; plus a 128-bit hash of exactly those frames
+//!          of the allocation function; a 128-bit hash of exactly those frames; whether the
+//!          stack went on beyond the frame limit
 //! ```
 //!
 //! The DWARF unwinder is process-wide and immutable ([`process`]); per-thread state (framehop's
@@ -17,9 +18,11 @@ pub mod bounds;
 pub mod hash;
 pub mod modules;
 pub mod process;
+mod shape;
 mod walk;
 
 pub use bounds::StackBounds;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Deepest stack recorded, in frames.
 pub const MAX_FRAMES: usize = 128;
@@ -66,6 +69,40 @@ pub struct Captured {
     pub hash: u128,
     /// Stack pointer of the innermost recorded frame (0 when none): stack depth at the call.
     pub sp: u64,
+    /// The stack went on beyond [`MAX_FRAMES`] recorded frames (or beyond the walk's own limit):
+    /// its outermost frames are missing.
+    pub truncated: bool,
+}
+
+/// Frame-pointer walks made, process-wide (counted per thread in batches, see
+/// [`fp_walk_stats`]).
+static FP_WALKS: AtomicU64 = AtomicU64::new(0);
+/// Frame-pointer walks that looked broken.
+static FP_BROKEN: AtomicU64 = AtomicU64::new(0);
+/// A thread adds its counts to the process-wide ones every this many walks.
+const FP_BATCH: u32 = 1024;
+
+/// How many frame-pointer walks (`UnwindMode::Fp`) were made and how many looked broken.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FpWalkStats {
+    /// Walks made.
+    pub walks: u64,
+    /// Walks that looked broken: a return address outside every module's executable segments
+    /// (the chain ran into data: the walk stops before it), or a chain that stopped at its first
+    /// step on a frame pointer that is not one (the caller keeps no frame pointer). Either means
+    /// code on the stack was built without frame pointers and its stacks are cut short or
+    /// skip callers: `--unwind dwarf` gives them whole.
+    pub broken: u64,
+}
+
+/// Frame-pointer walk counts of the process so far. Each thread adds its counts every 1024
+/// walks and when its unwinder is dropped (thread exit) or [`ThreadUnwinder::flush_counts`]
+/// runs, so up to 1023 walks per live thread may not be included yet.
+pub fn fp_walk_stats() -> FpWalkStats {
+    FpWalkStats {
+        walks: FP_WALKS.load(Ordering::Relaxed),
+        broken: FP_BROKEN.load(Ordering::Relaxed),
+    }
 }
 
 /// Reads the current stack pointer.
@@ -84,6 +121,9 @@ pub struct ThreadUnwinder {
     bounds: StackBounds,
     walker: walk::Walker,
     reuse: bool,
+    /// Frame-pointer walks and broken ones not yet added to [`FP_WALKS`] / [`FP_BROKEN`].
+    fp_walks: u32,
+    fp_broken: u32,
 }
 
 impl ThreadUnwinder {
@@ -93,12 +133,26 @@ impl ThreadUnwinder {
             bounds,
             walker: walk::Walker::new(),
             reuse: true,
+            fp_walks: 0,
+            fp_broken: 0,
         }
     }
 
-    /// Turns the walk cache off (`false`) or on (default). For measurements and tests.
+    /// Turns the walk cache off (`false`) or on (default). For measurements and tests: the
+    /// stacks are the same either way.
+    #[inline]
     pub fn set_walk_cache(&mut self, on: bool) {
         self.reuse = on;
+    }
+
+    /// Adds this thread's frame-pointer walk counts to [`fp_walk_stats`].
+    pub fn flush_counts(&mut self) {
+        if self.fp_walks != 0 {
+            FP_WALKS.fetch_add(u64::from(self.fp_walks), Ordering::Relaxed);
+            FP_BROKEN.fetch_add(u64::from(self.fp_broken), Ordering::Relaxed);
+            self.fp_walks = 0;
+            self.fp_broken = 0;
+        }
     }
 
     /// The thread's stack bounds.
@@ -151,11 +205,17 @@ impl ThreadUnwinder {
             else {
                 return Captured::default();
             };
-            let len = fp_walk(bounds, sp0, ip0, bp0, out);
+            let fp = fp_walk(uw, bounds, sp0, ip0, bp0, out);
+            self.fp_walks += 1;
+            self.fp_broken += u32::from(fp.broken);
+            if self.fp_walks == FP_BATCH {
+                self.flush_counts();
+            }
             return Captured {
-                len,
-                hash: hash::hash_frames(&out[..len]),
+                len: fp.len,
+                hash: hash::hash_frames(&out[..fp.len]),
                 sp: sp0,
+                truncated: fp.truncated,
             };
         }
         let walk = self.walker.walk(uw, bounds, (ip, sp, bp), self.reuse);
@@ -177,23 +237,49 @@ impl ThreadUnwinder {
             len,
             hash,
             sp: walk.sp_at(s),
+            truncated: walk.truncated || len < walk.n - s,
         }
     }
 }
 
-/// Frame-pointer walk from a frame at `ip` whose frame pointer is `bp`.
+impl Drop for ThreadUnwinder {
+    fn drop(&mut self) {
+        self.flush_counts();
+    }
+}
+
+/// Result of [`fp_walk`].
+struct FpWalk {
+    len: usize,
+    truncated: bool,
+    broken: bool,
+}
+
+/// Frame-pointer walk from a frame at `ip` whose frame pointer is `bp`. Every return address
+/// must lie in some module's executable segments: the first one that does not ends the walk
+/// (frames pointing into data are never recorded) and marks it broken.
 fn fp_walk(
+    uw: &process::ProcessUnwinder,
     bounds: StackBounds,
     sp: u64,
     ip: u64,
     mut bp: u64,
     out: &mut [u64; MAX_FRAMES],
-) -> usize {
+) -> FpWalk {
     out[0] = ip;
-    let mut n = 1;
+    let mut w = FpWalk {
+        len: 1,
+        truncated: false,
+        broken: false,
+    };
     let mut floor = sp;
-    while n < MAX_FRAMES {
+    // bp == 0 is the outermost frame (`_start` and glibc's thread start clear it).
+    while bp != 0 {
         if bp < floor || bp & 7 != 0 || !bounds.contains_word(bp) || !bounds.contains_word(bp + 8) {
+            // Not a frame pointer. Past the first frame this is usually a library without
+            // frame pointers near the outermost frames (glibc's start code); at the first one,
+            // the caller keeps none.
+            w.broken = w.len == 1;
             break;
         }
         // SAFETY: both words lie inside this thread's stack, above the current stack pointer.
@@ -201,15 +287,23 @@ fn fp_walk(
         if ra == 0 {
             break;
         }
-        out[n] = ra;
-        n += 1;
-        if next_bp <= bp {
+        if !uw.knows(ra) {
+            w.broken = true;
+            break;
+        }
+        if w.len == MAX_FRAMES {
+            w.truncated = true;
+            break;
+        }
+        out[w.len] = ra;
+        w.len += 1;
+        if next_bp != 0 && next_bp <= bp {
             break;
         }
         floor = bp + 16;
         bp = next_bp;
     }
-    n
+    w
 }
 
 #[cfg(test)]

@@ -145,6 +145,12 @@ impl ThreadUnwinder {
         self.reuse = on;
     }
 
+    /// DWARF unwinding steps made so far (frames the walk cache did not supply). For tests and
+    /// benchmarks.
+    pub fn steps(&self) -> u64 {
+        self.walker.steps
+    }
+
     /// Adds this thread's frame-pointer walk counts to [`fp_walk_stats`].
     pub fn flush_counts(&mut self) {
         if self.fp_walks != 0 {

@@ -124,6 +124,10 @@ impl Walk {
             self.needs_bp[t] = f & USES_BP != 0 || (f & KEEPS_BP != 0 && next_needs);
             self.bpw[t] = if next_needs { self.bpload[t] } else { 0 };
             let mut lo = self.rmin[t + 1];
+            if last {
+                // A truncated walk's last step succeeded, but its caller is not recorded.
+                self.raw[t] = 0;
+            }
             if self.raw[t] != 0 {
                 self.checks[pos] = (self.raw[t], self.ip[t + 1]);
                 pos += 1;
@@ -182,6 +186,8 @@ pub struct Walker {
     shapes: Shapes,
     prev: Box<Walk>,
     next: Box<Walk>,
+    /// Steps made with framehop (frames not taken from the cache), for tests and benchmarks.
+    pub steps: u64,
 }
 
 impl Walker {
@@ -192,6 +198,7 @@ impl Walker {
             shapes: Shapes::new(),
             prev: Walk::new_boxed(),
             next: Walk::new_boxed(),
+            steps: 0,
         }
     }
 
@@ -284,6 +291,7 @@ impl Walker {
             let r = uw
                 .framehop
                 .unwind_frame(addr, &mut regs, &mut self.cache, &mut read);
+            self.steps += 1;
             let shape = self.shapes.get(uw, &mut self.cache, addr);
             // Frame 0 is only ever matched by a walk starting at the same stack pointer.
             let below = if k > 0 && below { BELOW_START } else { 0 };

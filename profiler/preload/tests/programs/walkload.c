@@ -7,6 +7,9 @@
  *   walkload recurse ROUNDS     ROUNDS passes over depths 1..60 (1,2,..,60,59,..,1, then
  *                               interleaved); at every depth of every descent one malloc(24+d)
  *                               that is freed on the way back up; prints "allocations=<n>"
+ *   walkload fpdata N           N malloc+free pairs called with rbp pointing at a frame record
+ *                               on the stack whose "return address" is a data address: what a
+ *                               frame-pointer walk meets when code keeps a stack pointer in rbp
  *
  * Build: gcc -O2 -fomit-frame-pointer -g. `hot_loop` and `descend` keep a counter in rbp
  * (checked by the tests with objdump). */
@@ -55,6 +58,21 @@ __attribute__((noinline)) long nest(int d, long n) {
 
 static long allocations;
 
+/* call_with_rbp(f, arg, rbp): calls f(arg) with rbp set to `rbp` (restored after). */
+void call_with_rbp(void (*f)(long), long arg, unsigned long *rbp);
+__asm__(".text\n"
+        ".globl call_with_rbp\n"
+        ".type call_with_rbp, @function\n"
+        "call_with_rbp:\n"
+        "  push %rbp\n"
+        "  mov %rdx, %rbp\n"
+        "  mov %rdi, %rax\n"
+        "  mov %rsi, %rdi\n"
+        "  call *%rax\n"
+        "  pop %rbp\n"
+        "  ret\n"
+        ".size call_with_rbp, .-call_with_rbp\n");
+
 /* One allocation per level on the way down, freed on the way back up. The loop body keeps
  * several values live across the recursive call, so rbp holds one of them. */
 __attribute__((noinline)) long descend(int d, long salt) {
@@ -101,6 +119,17 @@ int main(int argc, char **argv) {
         printf("allocations=%ld\n", allocations);
         return 0;
     }
-    fprintf(stderr, "usage: walkload churn DEPTH N | walkload recurse ROUNDS\n");
+    if (argc >= 3 && !strcmp(argv[1], "fpdata")) {
+        long n = atol(argv[2]);
+        volatile unsigned long rec[4];
+        rec[0] = (unsigned long)&rec[2]; /* saved frame pointer: the next record */
+        rec[1] = (unsigned long)&knob;   /* "return address": data */
+        rec[2] = 0;
+        rec[3] = 0;
+        for (long i = 0; i < n; i++) call_with_rbp(pair, i, (unsigned long *)rec);
+        printf("pairs=%ld\n", n);
+        return 0;
+    }
+    fprintf(stderr, "usage: walkload churn DEPTH N | walkload recurse ROUNDS | walkload fpdata N\n");
     return 2;
 }

@@ -225,17 +225,18 @@ impl ThreadUnwinder {
             };
         }
         let walk = self.walker.walk(uw, bounds, (ip, sp, bp), self.reuse);
+        let n = walk.len();
         let mut s = 0;
-        while s < walk.n && skipped(s, walk.ip[s], walk.sp_at(s)) {
+        while s < n && skipped(s, walk.ip_at(s), walk.sp_at(s)) {
             s += 1;
         }
-        if s >= walk.n {
+        if s >= n {
             return Captured::default();
         }
-        let len = (walk.n - s).min(MAX_FRAMES);
-        out[..len].copy_from_slice(&walk.ip[s..s + len]);
-        let hash = if len == walk.n - s {
-            hash::finish(walk.h[s], len)
+        let len = (n - s).min(MAX_FRAMES);
+        walk.copy_frames(s, &mut out[..len]);
+        let hash = if len == n - s {
+            hash::finish(walk.hash_from(s), len)
         } else {
             hash::hash_frames(&out[..len])
         };
@@ -243,7 +244,7 @@ impl ThreadUnwinder {
             len,
             hash,
             sp: walk.sp_at(s),
-            truncated: walk.truncated || len < walk.n - s,
+            truncated: walk.truncated() || len < n - s,
         }
     }
 }

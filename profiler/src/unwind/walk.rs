@@ -26,11 +26,18 @@
 //! never defeats the cache, and a frame-pointer function's `rbp` is still compared where it
 //! matters. A walk cut at [`MAX_WALK`] is marked truncated and never reused. Nothing on the stack
 //! is ever written.
+//!
+//! Frames whose shape is known are stepped directly by that shape (the same arithmetic and reads
+//! as framehop's rule, without its per-step lookups); framehop steps the others. A walk is stored
+//! outermost frame first, with everything derived from its outer part (hashes, the words to
+//! check, `needs_bp`) accumulated in that order, so reusing an outer part never moves it: the
+//! new inner frames are appended. With the cache off (`reuse == false`) every step is
+//! framehop's, which is what the tests compare the cache against.
 
 use super::bounds::StackBounds;
 use super::hash::{self, HashState};
 use super::process::ProcessUnwinder;
-use super::shape::{Shape, Shapes};
+use super::shape::{Base, BpRule, Shape, Shapes};
 use framehop::x86_64::{CacheX86_64, UnwindRegsX86_64};
 use framehop::{FrameAddress, MustNotAllocateDuringUnwind, Unwinder};
 
@@ -47,135 +54,206 @@ const KEEPS_BP: u8 = 2;
 /// A read of the step was refused for lying below the walk's starting stack pointer.
 const BELOW_START: u8 = 4;
 
-/// One walk: frames, what they depend on, and suffix hashes.
+/// One walk, stored outermost frame first: index `j` holds frame `n - 1 - j` (frame 0 is the
+/// capture point).
 pub struct Walk {
-    /// Number of frames in the walk.
-    pub n: usize,
-    /// Instruction pointer of each frame: the capture point for frame 0, return addresses after.
-    pub ip: [u64; MAX_WALK],
+    n: usize,
+    ip: [u64; MAX_WALK],
     sp: [u64; MAX_WALK],
     bp: [u64; MAX_WALK],
-    /// `USES_BP | KEEPS_BP | BELOW_START` of the step out of each frame.
-    flags: [u8; MAX_WALK],
-    /// Address the step out of frame i loaded frame i+1's bp from; 0 when it did not.
-    bpload: [u64; MAX_WALK],
-    /// Address of frame i+1's return address (0 when not known: raw-DWARF and final steps).
-    raw: [u64; MAX_WALK],
-    /// `bpload[i]` when frame i+1's bp matters to the rest of the walk, else 0.
-    bpw: [u64; MAX_WALK],
-    /// Whether the rest of the walk from frame i depends on `bp[i]`.
+    /// Whether the rest of the walk from this frame outwards depends on its bp.
     needs_bp: [bool; MAX_WALK],
-    /// `xstart[i]..xstart[i+1]`: every word read by the step out of frame i, kept for
-    /// raw-DWARF and final steps only.
-    xstart: [u32; MAX_WALK + 1],
-    xreads: [(u64, u64); MAX_XREADS],
-    /// Lowest address of a word the walk depends on from frame i on; 0 when it also depends on
-    /// where the walk started (a read refused for lying below the start).
-    rmin: [u64; MAX_WALK + 1],
-    /// Every `(address, value)` the walk depends on, outermost frame first, so that the words
-    /// of frames `i..n` are `checks[..cend[i]]` whatever the inner frames are.
+    /// Every `(address, value)` the walk depends on; those of the `j` outermost frames are
+    /// `checks[..cend[j]]`.
     checks: [(u64, u64); MAX_CHECKS],
     cend: [u32; MAX_WALK + 1],
-    /// `h[i]`: hash state of frames `i..n`.
-    pub h: [HashState; MAX_WALK + 1],
+    /// `rmin[j]`: lowest address in `checks[..cend[j]]`; 0 when those frames also depend on where
+    /// the walk started (a read refused for lying below the start).
+    rmin: [u64; MAX_WALK + 1],
+    /// `h[j]`: hash state of the `j` outermost frames.
+    h: [HashState; MAX_WALK + 1],
     /// The walk stopped at [`MAX_WALK`] frames while the stack went on.
-    pub truncated: bool,
-    /// True when the walk may be reused (complete, nothing dropped from its records).
+    truncated: bool,
+    /// True when the walk may be reused (made with the cache, complete, nothing dropped).
     reusable: bool,
     /// The unwinder and stack the walk was made with.
     unwinder: usize,
     bounds: StackBounds,
 }
 
-impl Walk {
-    fn new_boxed() -> Box<Walk> {
-        // Built in place: the arrays are too large for small thread stacks.
-        let layout = std::alloc::Layout::new::<Walk>();
-        // SAFETY: `Walk` is plain integers and booleans (all-zero is a valid value), the layout
-        // is non-zero sized, and a null result is handled.
-        unsafe {
-            let p = std::alloc::alloc_zeroed(layout) as *mut Walk;
-            if p.is_null() {
-                std::alloc::handle_alloc_error(layout);
-            }
-            Box::from_raw(p)
+/// New frames of the walk in progress, innermost first, with what their steps depended on.
+struct Fresh {
+    ip: [u64; MAX_WALK],
+    sp: [u64; MAX_WALK],
+    bp: [u64; MAX_WALK],
+    /// `USES_BP | KEEPS_BP | BELOW_START` of the step out of each frame.
+    flags: [u8; MAX_WALK],
+    /// Address the caller's return address was read from (0: not known, see `xreads`).
+    raw: [u64; MAX_WALK],
+    /// Address the caller's bp was loaded from (0: kept, or not known).
+    bpload: [u64; MAX_WALK],
+    /// `xstart[i]..xstart[i+1]`: every word the step out of frame i read, kept for steps whose
+    /// shape is not known and for the final step.
+    xstart: [u32; MAX_WALK + 1],
+    xreads: [(u64, u64); MAX_XREADS],
+}
+
+/// Allocates a zeroed `T` on the heap, in place (these arrays are too large for small thread
+/// stacks).
+fn boxed_zeroed<T>() -> Box<T> {
+    let layout = std::alloc::Layout::new::<T>();
+    // SAFETY: only used for `Walk` and `Fresh`, which are plain integers and booleans (all-zero
+    // is a valid value); the layout is non-zero sized, and a null result is handled.
+    unsafe {
+        let p = std::alloc::alloc_zeroed(layout) as *mut T;
+        if p.is_null() {
+            std::alloc::handle_alloc_error(layout);
         }
+        Box::from_raw(p)
+    }
+}
+
+impl Walk {
+    /// Number of frames.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.n
+    }
+
+    /// Instruction pointer of frame `i` (innermost first): the capture point for frame 0,
+    /// return addresses after.
+    #[inline]
+    pub fn ip_at(&self, i: usize) -> u64 {
+        self.ip[self.n - 1 - i]
     }
 
     /// Stack pointer of frame `i`.
+    #[inline]
     pub fn sp_at(&self, i: usize) -> u64 {
-        self.sp[i]
+        self.sp[self.n - 1 - i]
     }
 
-    /// Computes `needs_bp`, `bpw`, `rmin`, `checks`, `cend` and `h` of frames `0..upto` from
-    /// those of frame `upto` (or from the end when `upto == n`).
-    fn finish_below(&mut self, upto: usize) {
-        let n = self.n;
-        if upto >= n {
-            self.h[n] = hash::EMPTY;
-            self.rmin[n] = u64::MAX;
-            self.cend[n] = 0;
-        }
-        let mut pos = self.cend[upto.min(n)] as usize;
-        for t in (0..upto.min(n)).rev() {
-            let last = t + 1 == n;
-            let f = self.flags[t];
-            let next_needs = !last && self.needs_bp[t + 1];
-            self.needs_bp[t] = f & USES_BP != 0 || (f & KEEPS_BP != 0 && next_needs);
-            self.bpw[t] = if next_needs { self.bpload[t] } else { 0 };
-            let mut lo = self.rmin[t + 1];
-            if last {
-                // A truncated walk's last step succeeded, but its caller is not recorded.
-                self.raw[t] = 0;
-            }
-            if self.raw[t] != 0 {
-                self.checks[pos] = (self.raw[t], self.ip[t + 1]);
-                pos += 1;
-            }
-            if self.bpw[t] != 0 {
-                self.checks[pos] = (self.bpw[t], self.bp[t + 1]);
-                pos += 1;
-            }
-            let x = self.xstart[t] as usize..self.xstart[t + 1] as usize;
-            let added = x.len();
-            self.checks[pos..pos + added].copy_from_slice(&self.xreads[x]);
-            pos += added;
-            for &(a, _) in &self.checks[self.cend[t + 1] as usize..pos] {
-                lo = lo.min(a);
-            }
-            if f & BELOW_START != 0 {
-                lo = 0;
-            }
-            self.rmin[t] = lo;
-            self.cend[t] = pos as u32;
-            self.h[t] = hash::push(self.h[t + 1], self.ip[t]);
+    /// Hash state of frames `i..n`.
+    #[inline]
+    pub fn hash_from(&self, i: usize) -> HashState {
+        self.h[self.n - i]
+    }
+
+    /// True when the stack went on beyond the walk's frame limit.
+    #[inline]
+    pub fn truncated(&self) -> bool {
+        self.truncated
+    }
+
+    /// Copies frames `s..s + out.len()` (innermost first) into `out`.
+    #[inline]
+    pub fn copy_frames(&self, s: usize, out: &mut [u64]) {
+        let top = self.n - 1 - s;
+        for (k, o) in out.iter_mut().enumerate() {
+            *o = self.ip[top - k];
         }
     }
 
-    /// Checks that every word the walk depends on from frame `m` on still holds its value, for a
-    /// walk now starting at stack pointer `lo`. On a mismatch, returns the frame whose step read
-    /// the changed word: no frame at or below it can be reused either.
+    /// Checks that every word frames `m..n` depend on still holds its value, for a walk now
+    /// starting at stack pointer `lo`. On a mismatch, returns the frame whose step read the
+    /// changed word: no frame at or below it can be reused either.
     #[inline]
     fn verify(&self, m: usize, lo: u64) -> Result<(), usize> {
-        if self.rmin[m] < lo {
+        let j = self.n - m;
+        if self.rmin[j] < lo {
             return Err(m);
         }
-        let checks = &self.checks[..self.cend[m] as usize];
+        let checks = &self.checks[..self.cend[j] as usize];
         // SAFETY: every address was read from this thread's stack, inside `self.bounds` (equal
         // to the current bounds, checked by the caller), by the walk that recorded it, and is
-        // at or above `rmin[m] >= lo`, the current stack pointer; that range is mapped.
+        // at or above `rmin[j] >= lo`, the current stack pointer; that range is mapped.
         let same = |&(a, v): &(u64, u64)| unsafe { (a as *const u64).read_unaligned() } == v;
         match checks.iter().position(|c| !same(c)) {
             None => Ok(()),
             Some(p) => {
-                // The frame whose words hold position p: cend decreases outwards.
-                let mut t = self.n - 1;
-                while self.cend[t] as usize <= p {
-                    t -= 1;
+                // The outermost frame whose checks end after position p.
+                let mut r = 0;
+                while self.cend[r + 1] as usize <= p {
+                    r += 1;
                 }
-                Err(t)
+                Err(self.n - 1 - r)
             }
         }
+    }
+
+    /// Appends `fresh` frames `0..k` as the walk's new innermost frames (the outermost of them
+    /// first), deriving what the walk depends on from what each step read.
+    fn append(&mut self, fresh: &Fresh, k: usize) {
+        for i in (0..k).rev() {
+            let j = self.n;
+            if j == MAX_WALK {
+                // Only after a reused outer part: the stack is deeper than the limit.
+                self.cut_outer(1);
+            }
+            let j = self.n;
+            let f = fresh.flags[i];
+            let outer = j.checked_sub(1);
+            let outer_needs = outer.is_some_and(|o| self.needs_bp[o]);
+            self.needs_bp[j] = f & USES_BP != 0 || (f & KEEPS_BP != 0 && outer_needs);
+            let mut pos = self.cend[j] as usize;
+            let mut lo = self.rmin[j];
+            let mut push = |w: &mut Walk, c: (u64, u64)| {
+                if pos < MAX_CHECKS {
+                    w.checks[pos] = c;
+                    pos += 1;
+                    lo = lo.min(c.0);
+                } else {
+                    w.reusable = false;
+                }
+            };
+            if let Some(o) = outer {
+                if fresh.raw[i] != 0 {
+                    push(self, (fresh.raw[i], self.ip[o]));
+                }
+                if outer_needs && fresh.bpload[i] != 0 {
+                    push(self, (fresh.bpload[i], self.bp[o]));
+                }
+            }
+            for &x in &fresh.xreads[fresh.xstart[i] as usize..fresh.xstart[i + 1] as usize] {
+                push(self, x);
+            }
+            if f & BELOW_START != 0 {
+                lo = 0;
+            }
+            self.ip[j] = fresh.ip[i];
+            self.sp[j] = fresh.sp[i];
+            self.bp[j] = fresh.bp[i];
+            self.cend[j + 1] = pos as u32;
+            self.rmin[j + 1] = lo;
+            self.h[j + 1] = hash::push(self.h[j], fresh.ip[i]);
+            self.n = j + 1;
+        }
+    }
+
+    /// Drops the `d` outermost frames (the stack is deeper than the walk may be): the walk is
+    /// truncated and will not be reused.
+    fn cut_outer(&mut self, d: usize) {
+        let n = self.n;
+        self.ip.copy_within(d..n, 0);
+        self.sp.copy_within(d..n, 0);
+        self.bp.copy_within(d..n, 0);
+        self.needs_bp.copy_within(d..n, 0);
+        self.n = n - d;
+        for j in 0..self.n {
+            self.h[j + 1] = hash::push(self.h[j], self.ip[j]);
+        }
+        self.truncated = true;
+        self.reusable = false;
+    }
+
+    /// Empties the walk.
+    fn clear(&mut self) {
+        self.n = 0;
+        self.cend[0] = 0;
+        self.rmin[0] = u64::MAX;
+        self.h[0] = hash::EMPTY;
+        self.truncated = false;
+        self.reusable = true;
     }
 }
 
@@ -184,20 +262,23 @@ impl Walk {
 pub struct Walker {
     cache: Box<CacheX86_64<MustNotAllocateDuringUnwind>>,
     shapes: Shapes,
-    prev: Box<Walk>,
-    next: Box<Walk>,
-    /// Steps made with framehop (frames not taken from the cache), for tests and benchmarks.
+    walk: Box<Walk>,
+    fresh: Box<Fresh>,
+    /// Frames unwound (not taken from the cache), for tests and benchmarks.
     pub steps: u64,
 }
 
 impl Walker {
-    /// Allocates the caches (≈ 150 KiB).
+    /// Allocates the caches (≈ 130 KiB).
     pub fn new() -> Walker {
+        let mut walk: Box<Walk> = boxed_zeroed();
+        walk.clear();
+        walk.reusable = false;
         Walker {
             cache: Box::new(CacheX86_64::new_in()),
             shapes: Shapes::new(),
-            prev: Walk::new_boxed(),
-            next: Walk::new_boxed(),
+            walk,
+            fresh: boxed_zeroed(),
             steps: 0,
         }
     }
@@ -214,46 +295,41 @@ impl Walker {
     ) -> &Walk {
         let lo = start.1;
         let uw_id = uw as *const ProcessUnwinder as usize;
-        let prev = &mut *self.prev;
-        let next = &mut *self.next;
+        let prev = &mut *self.walk;
+        let fresh = &mut *self.fresh;
         let prev_usable =
             reuse && prev.reusable && prev.unwinder == uw_id && prev.bounds == bounds && prev.n > 0;
-        let mut regs = UnwindRegsX86_64::new(start.0, start.1, start.2);
+        let pn = prev.n;
         let mut addr = FrameAddress::from_instruction_pointer(start.0);
         let mut nx = 0usize;
         let mut overflow = false;
-        let mut j = 1usize; // cursor into prev for frames >= 1
+        let mut j = 1usize; // cursor into prev for frames >= 1 (innermost-first numbering)
         let mut hopeless = 0usize; // prev frames below this are known not to match
         let mut k = 0usize;
         let mut state = start;
+        let mut matched = None;
         let mut truncated = false;
         loop {
             if prev_usable {
                 let cand = if k == 0 {
-                    (prev.ip[0] == state.0 && prev.sp[0] == state.1).then_some(0)
+                    (prev.ip_at(0) == state.0 && prev.sp_at(0) == state.1).then_some(0)
                 } else {
-                    while j < prev.n && prev.sp[j] < state.1 {
+                    while j < pn && prev.sp_at(j) < state.1 {
                         j += 1;
                     }
                     let mut t = j;
-                    while t < prev.n && prev.sp[t] == state.1 && prev.ip[t] != state.0 {
+                    while t < pn && prev.sp_at(t) == state.1 && prev.ip_at(t) != state.0 {
                         t += 1;
                     }
-                    (t < prev.n && prev.sp[t] == state.1).then_some(t)
+                    (t < pn && prev.sp_at(t) == state.1).then_some(t)
                 };
                 if let Some(m) = cand {
-                    if m >= hopeless && (!prev.needs_bp[m] || prev.bp[m] == state.2) {
+                    let r = pn - 1 - m;
+                    if m >= hopeless && (!prev.needs_bp[r] || prev.bp[r] == state.2) {
                         match prev.verify(m, lo) {
                             Ok(()) => {
-                                if k == m && prev.xstart[m] as usize == nx && !overflow {
-                                    // Same depth (the common case): only the new frames
-                                    // change, in place.
-                                    replace_prefix(prev, next, k);
-                                } else {
-                                    splice(prev, next, k, m, nx, overflow);
-                                    std::mem::swap(&mut self.prev, &mut self.next);
-                                }
-                                return &self.prev;
+                                matched = Some(m);
+                                break;
                             }
                             Err(f) => hopeless = f + 1,
                         }
@@ -264,10 +340,10 @@ impl Walker {
                 truncated = true;
                 break;
             }
-            next.ip[k] = state.0;
-            next.sp[k] = state.1;
-            next.bp[k] = state.2;
-            next.xstart[k] = nx as u32;
+            fresh.ip[k] = state.0;
+            fresh.sp[k] = state.1;
+            fresh.bp[k] = state.2;
+            fresh.xstart[k] = nx as u32;
             let mark = nx;
             let mut below = false;
             let mut read = |a: u64| -> Result<u64, ()> {
@@ -281,61 +357,126 @@ impl Walker {
                 // SAFETY: `a` lies in this thread's mapped stack, at or above the stack pointer.
                 let v = unsafe { (a as *const u64).read_unaligned() };
                 if nx < MAX_XREADS {
-                    next.xreads[nx] = (a, v);
+                    fresh.xreads[nx] = (a, v);
                     nx += 1;
                 } else {
                     overflow = true;
                 }
                 Ok(v)
             };
-            let r = uw
-                .framehop
-                .unwind_frame(addr, &mut regs, &mut self.cache, &mut read);
+            let shape = if reuse {
+                self.shapes.get(uw, &mut self.cache, addr)
+            } else {
+                Shape::Opaque
+            };
+            let caller = match shape {
+                Shape::End => None,
+                Shape::Step { .. } => step_by_shape(shape, state, &mut read),
+                Shape::Opaque => {
+                    let mut regs = UnwindRegsX86_64::new(state.0, state.1, state.2);
+                    match uw
+                        .framehop
+                        .unwind_frame(addr, &mut regs, &mut self.cache, &mut read)
+                    {
+                        Ok(Some(_)) => Some((regs.ip(), regs.sp(), regs.bp())),
+                        Ok(None) | Err(_) => None,
+                    }
+                }
+            };
             self.steps += 1;
-            let shape = self.shapes.get(uw, &mut self.cache, addr);
             // Frame 0 is only ever matched by a walk starting at the same stack pointer.
             let below = if k > 0 && below { BELOW_START } else { 0 };
             let t = k;
             k += 1;
-            let caller = match r {
-                Ok(Some(ra)) => FrameAddress::from_return_address(ra),
-                _ => None,
-            };
-            let Some(caller) = caller else {
+            let caller =
+                caller.and_then(|c| FrameAddress::from_return_address(c.0).map(|a| (c, a)));
+            let Some((next, next_addr)) = caller else {
                 // The final step: everything it read, and bp unless it ends every walk.
-                next.flags[t] = below | if shape == Shape::End { 0 } else { USES_BP };
-                next.raw[t] = 0;
-                next.bpload[t] = 0;
+                fresh.flags[t] = below | if shape == Shape::End { 0 } else { USES_BP };
+                fresh.raw[t] = 0;
+                fresh.bpload[t] = 0;
                 break;
             };
-            let (sp, bp) = (regs.sp(), regs.bp());
             if let Shape::Step { .. } = shape {
                 // Only the return address and the loaded bp matter; the step's other reads
                 // (saved registers) influence nothing.
                 nx = mark;
-                next.flags[t] = below
+                fresh.flags[t] = below
                     | if shape.uses_bp() { USES_BP } else { 0 }
                     | if shape.keeps_bp() { KEEPS_BP } else { 0 };
-                next.raw[t] = sp - 8;
-                next.bpload[t] = shape.bp_load(state.1, state.2).unwrap_or(0);
+                fresh.raw[t] = next.1 - 8;
+                fresh.bpload[t] = shape.bp_load(state.1, state.2).unwrap_or(0);
             } else {
-                next.flags[t] = below | USES_BP;
-                next.raw[t] = 0;
-                next.bpload[t] = 0;
+                fresh.flags[t] = below | USES_BP;
+                fresh.raw[t] = 0;
+                fresh.bpload[t] = 0;
             }
-            addr = caller;
-            state = (regs.ip(), sp, bp);
+            addr = next_addr;
+            state = next;
         }
-        next.n = k;
-        next.xstart[k] = nx as u32;
-        next.truncated = truncated;
-        next.reusable = !overflow && !truncated;
-        next.unwinder = uw_id;
-        next.bounds = bounds;
-        next.finish_below(k);
-        std::mem::swap(&mut self.prev, &mut self.next);
-        &self.prev
+        fresh.xstart[k] = nx as u32;
+        match matched {
+            Some(m) => {
+                // Keep frames m.. of the previous walk (its `pn - m` outermost), add the new ones.
+                prev.n = pn - m;
+            }
+            None => {
+                prev.clear();
+                prev.unwinder = uw_id;
+                prev.bounds = bounds;
+                prev.reusable = reuse;
+            }
+        }
+        prev.append(fresh, k);
+        if overflow || truncated {
+            prev.reusable = false;
+        }
+        prev.truncated |= truncated;
+        prev
     }
+}
+
+/// One step out of a frame at `(ip, sp, bp)` by its shape: the same arithmetic, checks and
+/// reads as the framehop rule of that shape (`UseFramePointer` and the first-frame variant
+/// included), so the result is framehop's. `None` ends the walk.
+#[inline]
+fn step_by_shape(
+    shape: Shape,
+    (ip, sp, bp): (u64, u64, u64),
+    read: &mut impl FnMut(u64) -> Result<u64, ()>,
+) -> Option<(u64, u64, u64)> {
+    let Shape::Step { cfa, off, bp: rule } = shape else {
+        return None;
+    };
+    let off = i64::from(off);
+    let new_sp = match cfa {
+        Base::Sp => sp.checked_add_signed(off)?,
+        Base::Bp => {
+            if bp == 0 {
+                return None;
+            }
+            let s = bp.checked_add_signed(off)?;
+            if s <= sp {
+                return None;
+            }
+            s
+        }
+    };
+    let new_bp = match rule {
+        BpRule::Keep => bp,
+        BpRule::Load { base, off } => {
+            let b = match base {
+                Base::Sp => sp,
+                Base::Bp => bp,
+            };
+            read(b.checked_add_signed(i64::from(off))?).ok()?
+        }
+    };
+    let ra = read(new_sp.checked_sub(8)?).ok()?;
+    if ra == 0 || (new_sp == sp && ra == ip) {
+        return None;
+    }
+    Some((ra, new_sp, new_bp))
 }
 
 impl Walker {
@@ -378,64 +519,5 @@ impl Walker {
 impl Default for Walker {
     fn default() -> Self {
         Self::new()
-    }
-}
-
-/// Overwrites `prev`'s first `k` frames (whose reads take as many slots as `next`'s) with
-/// `next`'s.
-fn replace_prefix(prev: &mut Walk, next: &Walk, k: usize) {
-    if k == 0 {
-        return;
-    }
-    prev.ip[..k].copy_from_slice(&next.ip[..k]);
-    prev.sp[..k].copy_from_slice(&next.sp[..k]);
-    prev.bp[..k].copy_from_slice(&next.bp[..k]);
-    prev.flags[..k].copy_from_slice(&next.flags[..k]);
-    prev.bpload[..k].copy_from_slice(&next.bpload[..k]);
-    prev.raw[..k].copy_from_slice(&next.raw[..k]);
-    prev.xstart[..k].copy_from_slice(&next.xstart[..k]);
-    let r = prev.xstart[k] as usize;
-    prev.xreads[..r].copy_from_slice(&next.xreads[..r]);
-    prev.finish_below(k);
-}
-
-/// Builds in `next` the walk made of `next`'s first `k` frames (with `nx` reads kept) followed
-/// by `prev`'s frames from `m` on.
-fn splice(prev: &Walk, next: &mut Walk, k: usize, m: usize, nx: usize, overflow: bool) {
-    let tail = prev.n - m;
-    let n = (k + tail).min(MAX_WALK);
-    let take = n - k;
-    next.ip[k..n].copy_from_slice(&prev.ip[m..m + take]);
-    next.sp[k..n].copy_from_slice(&prev.sp[m..m + take]);
-    next.bp[k..n].copy_from_slice(&prev.bp[m..m + take]);
-    next.flags[k..n].copy_from_slice(&prev.flags[m..m + take]);
-    next.bpload[k..n].copy_from_slice(&prev.bpload[m..m + take]);
-    next.raw[k..n].copy_from_slice(&prev.raw[m..m + take]);
-    next.bpw[k..n].copy_from_slice(&prev.bpw[m..m + take]);
-    next.needs_bp[k..n].copy_from_slice(&prev.needs_bp[m..m + take]);
-    next.rmin[k..=n].copy_from_slice(&prev.rmin[m..=m + take]);
-    next.cend[k..=n].copy_from_slice(&prev.cend[m..=m + take]);
-    let c = prev.cend[m] as usize;
-    next.checks[..c].copy_from_slice(&prev.checks[..c]);
-    let r0 = prev.xstart[m] as usize;
-    let r1 = prev.xstart[m + take] as usize;
-    let fits = !overflow && nx + (r1 - r0) <= MAX_XREADS;
-    let copied = if fits { r1 - r0 } else { 0 };
-    next.xreads[nx..nx + copied].copy_from_slice(&prev.xreads[r0..r0 + copied]);
-    for i in 0..=take {
-        let off = prev.xstart[m + i] as usize - r0;
-        next.xstart[k + i] = (nx + off.min(copied)) as u32;
-    }
-    next.n = n;
-    // Deeper than the limit: cut like an uncached walk would be, and never reused.
-    next.truncated = take < tail;
-    next.reusable = fits && !next.truncated;
-    next.unwinder = prev.unwinder;
-    next.bounds = prev.bounds;
-    if take == tail {
-        next.h[k..=n].copy_from_slice(&prev.h[m..=prev.n]);
-        next.finish_below(k);
-    } else {
-        next.finish_below(n);
     }
 }

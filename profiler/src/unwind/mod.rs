@@ -127,7 +127,7 @@ pub struct ThreadUnwinder {
 }
 
 impl ThreadUnwinder {
-    /// State for a thread whose stack is `bounds`. Allocates ≈ 100 KiB.
+    /// State for a thread whose stack is `bounds`. Allocates ≈ 150 KiB.
     pub fn new(bounds: StackBounds) -> ThreadUnwinder {
         ThreadUnwinder {
             bounds,

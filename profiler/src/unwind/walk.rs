@@ -269,7 +269,7 @@ pub struct Walker {
 }
 
 impl Walker {
-    /// Allocates the caches (≈ 130 KiB).
+    /// Allocates the caches (≈ 150 KiB).
     pub fn new() -> Walker {
         let mut walk: Box<Walk> = boxed_zeroed();
         walk.clear();

@@ -286,28 +286,28 @@ fn step_shapes_of_known_frames() {
 #[test]
 fn cache_ignores_rbp_used_as_a_register() {
     let mut c = ctx();
+    // Other tests running in parallel rebuild the process unwinder, which invalidates the
+    // walk cache: a call is counted only when the unwinder stayed the same from before the
+    // previous call (whose walk this one reuses) to after this one.
+    let current = || process::current().map(|u| u as *const process::ProcessUnwinder);
     for frame in [tm_sp_frame, tm_fp_frame] {
-        let mut first = None;
-        let mut before = 0;
+        let mut counted = 0;
+        let mut last_uw = None;
         for i in 0..100u64 {
+            let (uw, steps) = (current(), c.cached.steps());
             let (a, b) = through(frame, &mut c, i.wrapping_mul(0x9e37_79b9_7f4a_7c15));
             assert_eq!(a, b, "rbp {i}");
-            match &first {
-                None => {
-                    first = Some(a);
-                    before = c.cached.steps();
-                }
-                Some(f) => assert_eq!(&a, f),
+            // The first calls may come from a different call site (a peeled loop iteration).
+            if i >= 2 && last_uw == Some(uw) && current() == uw {
+                // Every walk comes from the cache, whatever rbp holds (the rbp-keyed cache
+                // missed each time in `tm_sp_frame`); `tm_fp_frame`'s rbp is its own frame
+                // pointer, which the changing argument never reaches.
+                assert_eq!(c.cached.steps(), steps, "frames unwound in call {i}");
+                counted += 1;
             }
+            last_uw = Some(uw);
         }
-        // Every walk after the first came from the cache, whatever rbp held (the rbp-keyed
-        // cache missed each time in `tm_sp_frame`); `tm_fp_frame`'s rbp is its own frame
-        // pointer, which the changing argument never reaches.
-        assert_eq!(
-            c.cached.steps(),
-            before,
-            "steps made despite an unchanged stack"
-        );
+        assert!(counted > 50, "only {counted} calls without a rebuild");
     }
 }
 

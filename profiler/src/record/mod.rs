@@ -146,13 +146,15 @@ fn stack_id(s: &Session, t: &ThreadState, marker_sp: u64) -> u64 {
         marker_sp,
     };
     uw.set_walk_cache(s.cfg.walk_cache);
-    let c = uw.capture(s.cfg.unwind, skip, &mut o.frames);
+    let c = uw.capture_hash(s.cfg.unwind, skip);
     if c.sp != 0 && c.sp < o.min_sp {
         o.min_sp = c.sp;
     }
     if let Some(id) = cache.get(c.hash) {
         return id;
     }
+    // A stack this thread has not seen (recently): now its frames are needed.
+    uw.last_frames(&mut o.frames[..c.len]);
     let id = lock(&s.stacks).intern(c.hash, &o.frames[..c.len]);
     cache.put(c.hash, id);
     id

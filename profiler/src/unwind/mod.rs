@@ -124,6 +124,13 @@ pub struct ThreadUnwinder {
     /// Frame-pointer walks and broken ones not yet added to [`FP_WALKS`] / [`FP_BROKEN`].
     fp_walks: u32,
     fp_broken: u32,
+    /// Frames of the last frame-pointer walk.
+    fp_frames: [u64; MAX_FRAMES],
+    /// Where the last capture's frames are: the frame-pointer buffer, or frames
+    /// `last_skip..last_skip + len` of the walker's walk.
+    last_fp: bool,
+    last_skip: usize,
+    last_len: usize,
 }
 
 impl ThreadUnwinder {
@@ -135,6 +142,10 @@ impl ThreadUnwinder {
             reuse: true,
             fp_walks: 0,
             fp_broken: 0,
+            fp_frames: [0; MAX_FRAMES],
+            last_fp: false,
+            last_skip: 0,
+            last_len: 0,
         }
     }
 
@@ -178,6 +189,16 @@ impl ThreadUnwinder {
         skip: Skip,
         out: &mut [u64; MAX_FRAMES],
     ) -> Captured {
+        let c = self.capture_hash(mode, skip);
+        self.last_frames(&mut out[..c.len]);
+        c
+    }
+
+    /// Like [`ThreadUnwinder::capture`], without copying the frames out: a caller that interns
+    /// stacks by hash needs them only for a stack it has not seen, and takes them then with
+    /// [`ThreadUnwinder::last_frames`].
+    #[inline(always)]
+    pub fn capture_hash(&mut self, mode: UnwindMode, skip: Skip) -> Captured {
         let (ip, sp, bp): (u64, u64, u64);
         // SAFETY: reads three registers; `lea` computes an address without accessing memory.
         unsafe {
@@ -191,6 +212,7 @@ impl ThreadUnwinder {
                 options(nomem, nostack, preserves_flags)
             );
         }
+        self.last_len = 0;
         let Some(uw) = process::current() else {
             return Captured::default();
         };
@@ -211,15 +233,17 @@ impl ThreadUnwinder {
             else {
                 return Captured::default();
             };
-            let fp = fp_walk(uw, bounds, sp0, ip0, bp0, out);
+            let fp = fp_walk(uw, bounds, sp0, ip0, bp0, &mut self.fp_frames);
             self.fp_walks += 1;
             self.fp_broken += u32::from(fp.broken);
             if self.fp_walks == FP_BATCH {
                 self.flush_counts();
             }
+            self.last_fp = true;
+            self.last_len = fp.len;
             return Captured {
                 len: fp.len,
-                hash: hash::hash_frames(&out[..fp.len]),
+                hash: hash::hash_frames(&self.fp_frames[..fp.len]),
                 sp: sp0,
                 truncated: fp.truncated,
             };
@@ -234,17 +258,37 @@ impl ThreadUnwinder {
             return Captured::default();
         }
         let len = (n - s).min(MAX_FRAMES);
-        walk.copy_frames(s, &mut out[..len]);
         let hash = if len == n - s {
             hash::finish(walk.hash_from(s), len)
         } else {
-            hash::hash_frames(&out[..len])
+            let mut frames = [0u64; MAX_FRAMES];
+            walk.copy_frames(s, &mut frames[..len]);
+            hash::hash_frames(&frames[..len])
         };
-        Captured {
+        let c = Captured {
             len,
             hash,
             sp: walk.sp_at(s),
             truncated: walk.truncated() || len < n - s,
+        };
+        self.last_fp = false;
+        self.last_skip = s;
+        self.last_len = len;
+        c
+    }
+
+    /// Copies the frames of the last capture (its `len` of them, innermost first) into `out`,
+    /// which must hold exactly that many.
+    #[inline]
+    pub fn last_frames(&self, out: &mut [u64]) {
+        debug_assert_eq!(out.len(), self.last_len);
+        let len = out.len().min(self.last_len);
+        if self.last_fp {
+            out[..len].copy_from_slice(&self.fp_frames[..len]);
+        } else {
+            self.walker
+                .last()
+                .copy_frames(self.last_skip, &mut out[..len]);
         }
     }
 }

@@ -516,6 +516,14 @@ impl Walker {
     }
 }
 
+impl Walker {
+    /// The last walk made by [`Walker::walk`].
+    #[inline]
+    pub fn last(&self) -> &Walk {
+        &self.walk
+    }
+}
+
 impl Default for Walker {
     fn default() -> Self {
         Self::new()

@@ -34,7 +34,9 @@ pub enum UnwindMode {
     #[default]
     Dwarf,
     /// Frame-pointer chain (after leaving the recorder's own frames by DWARF): faster, but
-    /// stacks through code built without frame pointers are cut short or skip callers.
+    /// stacks through code built without frame pointers are cut short or skip callers. A chain
+    /// that reaches a return address outside every module's code is cut there, and the walk is
+    /// counted as broken ([`fp_walk_stats`]).
     Fp,
 }
 

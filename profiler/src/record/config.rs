@@ -52,6 +52,12 @@ pub const ENV_OPTIONS: &[EnvOption] = &[
         help: "stack unwinding: dwarf (correct without frame pointers) or fp (frame pointers)",
     },
     EnvOption {
+        name: "TIDEMARK_WALK_CACHE",
+        default: "1",
+        help: "0 turns off the per-thread stack-walk cache (every stack unwound in full); the \
+               stacks are the same either way: for measurements and tests",
+    },
+    EnvOption {
         name: "TIDEMARK_LIMIT_BYTES",
         default: "0",
         help: "memory limit stored in the profile for pressure and time-to-limit; 0 = none",
@@ -99,6 +105,9 @@ pub struct Config {
     pub flush_ms: u64,
     /// Stack capture. Default: DWARF.
     pub unwind: UnwindMode,
+    /// Reuse the outer part of each thread's previous stack walk when it is proven unchanged
+    /// (`TIDEMARK_WALK_CACHE`). Off only to measure it or to test it. Default: true.
+    pub walk_cache: bool,
     /// Mean bytes between samples; 0 records everything. Default: 0.
     pub sampling_rate: u64,
     /// Memory limit stored in the header; 0 = none. Default: 0.
@@ -129,6 +138,7 @@ impl Default for Config {
             interval_ms: DEFAULT_INTERVAL_MS,
             flush_ms: DEFAULT_FLUSH_MS,
             unwind: UnwindMode::Dwarf,
+            walk_cache: true,
             sampling_rate: 0,
             limit_bytes: 0,
             source: "preload",
@@ -149,6 +159,7 @@ impl PartialEq for Config {
             interval_ms,
             flush_ms,
             unwind,
+            walk_cache,
             sampling_rate,
             limit_bytes,
             source,
@@ -167,6 +178,7 @@ impl PartialEq for Config {
             && *interval_ms == o.interval_ms
             && *flush_ms == o.flush_ms
             && *unwind == o.unwind
+            && *walk_cache == o.walk_cache
             && *sampling_rate == o.sampling_rate
             && *limit_bytes == o.limit_bytes
             && *source == o.source
@@ -231,6 +243,15 @@ impl Config {
                 "1" | "true" | "yes" | "on" => cfg.trace = true,
                 "0" | "false" | "no" | "off" | "" => cfg.trace = false,
                 _ => warnings.push(format!("TIDEMARK_TRACE={v:?} is neither 1 nor 0; using 0")),
+            }
+        }
+        if let Some(v) = get("TIDEMARK_WALK_CACHE") {
+            match v.trim() {
+                "1" | "true" | "yes" | "on" | "" => cfg.walk_cache = true,
+                "0" | "false" | "no" | "off" => cfg.walk_cache = false,
+                _ => warnings.push(format!(
+                    "TIDEMARK_WALK_CACHE={v:?} is neither 1 nor 0; using 1"
+                )),
             }
         }
         if let Some(v) = get("TIDEMARK_ALLOCATOR") {
@@ -368,6 +389,7 @@ mod tests {
             ("TIDEMARK_TRACE", "1"),
             ("TIDEMARK_LATENCY_EVERY", "1"),
             ("TIDEMARK_MALLOC_CONF", "dirty_decay_ms:0"),
+            ("TIDEMARK_WALK_CACHE", "off"),
         ]);
         assert!(w.is_empty(), "{w:?}");
         assert_eq!(cfg.allocator, "jemalloc");
@@ -379,7 +401,8 @@ mod tests {
         assert_eq!(cfg.unwind, UnwindMode::Fp);
         assert_eq!(cfg.limit_bytes, 1 << 30);
         assert_eq!(cfg.sampling_rate, 524288);
-        assert_eq!(ENV_OPTIONS.len(), 9);
+        assert!(!cfg.walk_cache);
+        assert_eq!(ENV_OPTIONS.len(), 10);
     }
 
     #[test]
@@ -391,9 +414,10 @@ mod tests {
             ("TIDEMARK_ALLOCATOR", "tcmalloc"),
             ("TIDEMARK_TRACE", "maybe"),
             ("TIDEMARK_LATENCY_EVERY", "3"),
+            ("TIDEMARK_WALK_CACHE", "2"),
         ]);
         assert_eq!(cfg, Config::default());
-        assert_eq!(w.len(), 6, "{w:?}");
+        assert_eq!(w.len(), 7, "{w:?}");
         assert!(w[0].contains("TIDEMARK_INTERVAL_MS"));
     }
 

@@ -191,7 +191,8 @@ fn stack_id(s: &Session, t: &ThreadState, marker_sp: u64) -> u64 {
         own_module: true,
         marker_sp,
     };
-    let c = uw.capture(s.cfg.unwind, skip, &mut o.frames);
+    uw.set_walk_cache(s.cfg.walk_cache);
+    let c = uw.capture_hash(s.cfg.unwind, skip);
     if c.sp != 0 && c.sp < o.min_sp {
         o.min_sp = c.sp;
     }
@@ -201,8 +202,9 @@ fn stack_id(s: &Session, t: &ThreadState, marker_sp: u64) -> u64 {
     if let Some(id) = cache.get(key) {
         return id;
     }
-    let truncated = c.len >= unwind::MAX_FRAMES;
-    let id = lock(&s.stacks).intern(key, &o.frames[..c.len], c.generation, truncated);
+    // A stack this thread has not seen (recently): now its frames are needed.
+    uw.last_frames(&mut o.frames[..c.len]);
+    let id = lock(&s.stacks).intern(key, &o.frames[..c.len], c.generation, c.truncated);
     cache.put(key, id);
     id
 }

@@ -4,10 +4,12 @@
 
 pub mod growth;
 mod plumbing;
+mod stack_quality;
 pub mod pressure;
 pub mod stats;
 
 pub use plumbing::{is_allocator_plumbing, is_plumbing_frame};
+pub use stack_quality::{stack_quality, StackQuality};
 pub use pressure::{pressure, Pressure, PressureOptions};
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -301,7 +303,12 @@ pub fn summary_with(p: &Profile, top_n: usize, pressure_opts: &PressureOptions) 
                 text: m.text.clone(),
             })
             .collect(),
-        warnings: p.warnings.clone(),
+        warnings: p
+            .warnings
+            .iter()
+            .cloned()
+            .chain(stack_quality(p).warnings())
+            .collect(),
         pressure: pressure::pressure(p, pressure_opts),
     }
 }

@@ -2,7 +2,6 @@
 
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -13,6 +12,8 @@ use std::time::SystemTime;
 
 use anyhow::{anyhow, bail, Context as _};
 
+use super::checks;
+use super::output;
 use super::{
     AllocatorArg, RunArgs, DEFAULT_WORKLOAD_DIR, DEFAULT_WORKLOAD_DURATION_MS, EXIT_ERROR,
 };
@@ -167,26 +168,19 @@ pub(crate) fn has_interpreter(data: &[u8]) -> bool {
     true
 }
 
-/// Removes an old profile at `path` and checks the directory is writable.
-fn prepare_output(path: &Path) -> anyhow::Result<()> {
-    if path.is_dir() {
-        bail!(
-            "{} is a directory; give a file name for the profile",
-            path.display()
-        );
-    }
-    match fs::remove_file(path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => bail!(
-            "cannot remove the old profile {}: {e}; remove it or choose another -o",
-            path.display()
-        ),
-    }
+/// Checks that the profile can be written at `path` and returns the temporary path the recorder
+/// writes instead; [`finish_profile`] renames it onto `path` once the run is over (see
+/// [`super::output`]). Nothing at `path` is touched here: a special file or a symbolic link there
+/// is refused, a regular file is replaced only at the end.
+fn prepare_output(path: &Path) -> anyhow::Result<PathBuf> {
+    output::check_target(path, "the profile")?;
+    let tmp = output::temp_path(path, ".tmk");
+    // Probe the directory with the temporary name itself; the recorder creates it again with
+    // O_EXCL, so the name must be free when the program starts.
     let probe = OpenOptions::new()
         .write(true)
         .create_new(true)
-        .open(path)
+        .open(&tmp)
         .with_context(|| {
             format!(
                 "cannot write the profile {}; check that the directory exists and is writable, \
@@ -195,8 +189,8 @@ fn prepare_output(path: &Path) -> anyhow::Result<()> {
             )
         })?;
     drop(probe);
-    fs::remove_file(path).with_context(|| format!("cannot remove {}", path.display()))?;
-    Ok(())
+    fs::remove_file(&tmp).with_context(|| format!("cannot remove {}", tmp.display()))?;
+    Ok(tmp)
 }
 
 /// The environment of a recorded child.
@@ -466,9 +460,25 @@ pub(super) fn run(a: &RunArgs) -> anyhow::Result<u8> {
     Ok(worst)
 }
 
-/// Embeds symbols, loads the profile and prints a short summary on stderr.
-fn finish_profile(output: &Path, started: SystemTime) -> anyhow::Result<Profile> {
-    if !output.exists() {
+/// Embeds symbols into the profile the recorder wrote at `tmp`, loads it, prints a short summary
+/// on stderr, then renames it (and the child processes' profiles named after it) onto `output`.
+/// Only `tmp` is read: its name is this run's own, so the numbers printed are never those of a
+/// profile another run wrote to the same `-o`.
+fn finish_profile(
+    output: &Path,
+    tmp: &Path,
+    started: SystemTime,
+    argv: &[OsString],
+) -> anyhow::Result<Profile> {
+    let dir = parent_dir(output);
+    let disk_full = checks::disk_full(&dir);
+    if !tmp.exists() {
+        if let Some(w) = &disk_full {
+            eprintln!("tidemark: error: {w}");
+        }
+        for w in checks::preload_dropped(argv) {
+            eprintln!("tidemark: warning: {w}");
+        }
         bail!(
             "no profile was written to {}: the recorder did not start in the program (it may \
              ignore LD_PRELOAD, e.g. a static binary started by a script, or it failed; see any \
@@ -476,9 +486,9 @@ fn finish_profile(output: &Path, started: SystemTime) -> anyhow::Result<Profile>
             output.display()
         );
     }
-    embed_and_warn(output, true)?;
+    embed_and_warn(tmp, true)?;
     let p = load_path(
-        output,
+        tmp,
         &LoadOptions {
             symbolize: true,
             progress: true,
@@ -486,11 +496,17 @@ fn finish_profile(output: &Path, started: SystemTime) -> anyhow::Result<Profile>
     )?;
     let s = summary(&p, 0);
     if let Some(t) = &p.truncated {
+        let reason = match &disk_full {
+            Some(_) => "disk full".to_owned(),
+            None => t.reason.clone(),
+        };
         eprintln!(
-            "tidemark: warning: the profile is truncated ({}); numbers cover the recorded part \
-             only",
-            t.reason
+            "tidemark: warning: the profile is truncated ({reason}); numbers cover the recorded \
+             part only"
         );
+        if let Some(w) = &disk_full {
+            eprintln!("tidemark: warning: {w}");
+        }
     }
     eprintln!(
         "tidemark: {} allocation calls, {} allocated, peak {}, leaked {} in {} blocks, {} \
@@ -506,18 +522,90 @@ fn finish_profile(output: &Path, started: SystemTime) -> anyhow::Result<Profile>
     for m in &s.messages {
         eprintln!("tidemark: recorder {}: {}", m.level, m.text);
     }
+    for w in checks::stack_warnings(&p) {
+        eprintln!("tidemark: warning: {w}");
+    }
+    output::persist(tmp, output, "the profile")?;
     eprintln!("tidemark: profile written to {}", output.display());
-    let children = child_profiles(output, started);
+    let children = rename_children(tmp, output, child_profiles(tmp, started));
     for child in &children {
         // A child may still be running: only complete profiles get symbols embedded.
         embed_and_warn(child, false)?;
     }
     report_children(&children);
+    let mut dropped = checks::preload_dropped(argv);
+    if dropped.is_empty() && s.allocations == 0 && children.is_empty() {
+        dropped.push(checks::NO_EVENTS.to_owned());
+    }
+    for w in dropped {
+        eprintln!("tidemark: warning: {w}");
+    }
     eprintln!(
         "tidemark: next: tidemark summary {0}  |  tidemark flamegraph {0}",
         output.display()
     );
     Ok(p)
+}
+
+/// The directory of `path` (`.` for a bare file name).
+fn parent_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Renames the child processes' profiles, named after the temporary `tmp`
+/// (`<tmp stem>.<pid>[.<n>].tmk`), after `output` (`<output stem>.<pid>[.<n>].tmk`, the names the
+/// recorder gives children of a plain `TIDEMARK_OUTPUT`). An existing file of that name is kept
+/// and the child's profile gets a further number. Returns the final names.
+fn rename_children(tmp: &Path, output: &Path, children: Vec<PathBuf>) -> Vec<PathBuf> {
+    let tmp_stem = tmp
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let out_name = output
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let out_stem = out_name.strip_suffix(".tmk").unwrap_or(&out_name).to_owned();
+    children
+        .into_iter()
+        .map(|child| {
+            let name = child
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let Some(mid) = name
+                .strip_prefix(&tmp_stem)
+                .and_then(|r| r.strip_prefix('.'))
+                .and_then(|r| r.strip_suffix(".tmk"))
+            else {
+                return child;
+            };
+            for attempt in 0..100u32 {
+                let new_name = if attempt == 0 {
+                    format!("{out_stem}.{mid}.tmk")
+                } else {
+                    format!("{out_stem}.{mid}.{attempt}.tmk")
+                };
+                let target = child.with_file_name(new_name);
+                match output::rename_no_replace(&child, &target) {
+                    Ok(true) => return target,
+                    Ok(false) => continue,
+                    Err(e) => {
+                        eprintln!(
+                            "tidemark: warning: cannot rename {} to {}: {e}",
+                            child.display(),
+                            target.display()
+                        );
+                        return child;
+                    }
+                }
+            }
+            child
+        })
+        .collect()
 }
 
 /// How many child profiles are named one by one; the rest are counted.
@@ -592,8 +680,8 @@ fn record_one(
     argv: &[OsString],
     output: &Path,
 ) -> anyhow::Result<(ExitStatus, Profile)> {
-    prepare_output(output)?;
-    let abs_output = std::path::absolute(output).unwrap_or_else(|_| output.to_path_buf());
+    let tmp = prepare_output(output)?;
+    let abs_output = std::path::absolute(&tmp).unwrap_or_else(|_| tmp.clone());
     let mut env = recorder_env(
         preload,
         &abs_output,
@@ -606,7 +694,7 @@ fn record_one(
     let status = launch(exe, argv, &env)?;
     let name = exe.file_name().unwrap_or(exe.as_os_str()).to_string_lossy();
     eprintln!("tidemark: {name} {}", describe_status(status));
-    let p = finish_profile(output, started)?;
+    let p = finish_profile(output, &tmp, started, argv)?;
     Ok((status, p))
 }
 
@@ -630,11 +718,6 @@ fn record_builtin(
     record_one(a, preload, &exe, &argv, profile)
 }
 
-fn create(path: &Path) -> anyhow::Result<std::io::BufWriter<File>> {
-    Ok(std::io::BufWriter::new(File::create(path).with_context(
-        || format!("cannot create {}", path.display()),
-    )?))
-}
 
 /// `tidemark run` with no command: profile the built-in workload and write every output.
 fn run_workload(a: &RunArgs) -> anyhow::Result<u8> {
@@ -643,6 +726,15 @@ fn run_workload(a: &RunArgs) -> anyhow::Result<u8> {
         .output
         .clone()
         .unwrap_or_else(|| PathBuf::from(DEFAULT_WORKLOAD_DIR));
+    if let Ok(m) = fs::symlink_metadata(&dir) {
+        if !m.is_dir() {
+            bail!(
+                "will not write the outputs to {}: with no command, -o names a directory, and \
+                 this is not one; give a directory path",
+                dir.display()
+            );
+        }
+    }
     fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let profile = dir.join("profile.tmk");
     let truth = dir.join("truth.json");
@@ -666,11 +758,10 @@ fn run_workload(a: &RunArgs) -> anyhow::Result<u8> {
         ("leaked.svg", Metric::Leaked),
     ] {
         let path = dir.join(name);
-        let mut f = create(&path)?;
+        let mut f = output::AtomicOutput::create(&path, "the flamegraph")?;
         flamegraph_svg(&p, metric, false, &mut f)
             .with_context(|| format!("cannot write {}", path.display()))?;
-        f.flush()
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        f.commit()?;
         written.push(path);
     }
     let curves_path = dir.join("curves.svg");
@@ -680,8 +771,7 @@ fn run_workload(a: &RunArgs) -> anyhow::Result<u8> {
         crate::render::timeline::DEFAULT_WIDTH_PX,
     )
     .context("cannot draw the timeline")?;
-    fs::write(&curves_path, svg)
-        .with_context(|| format!("cannot write {}", curves_path.display()))?;
+    output::write_atomically(&curves_path, svg.as_bytes(), "the timeline")?;
     written.push(curves_path);
     let s = crate::analysis::summary_with(
         &p,
@@ -692,13 +782,12 @@ fn run_workload(a: &RunArgs) -> anyhow::Result<u8> {
         },
     );
     let txt = dir.join("summary.txt");
-    fs::write(&txt, summary_text(&s)).with_context(|| format!("cannot write {}", txt.display()))?;
+    output::write_atomically(&txt, summary_text(&s).as_bytes(), "the summary")?;
     written.push(txt);
     let json = dir.join("summary.json");
-    let mut f = create(&json)?;
+    let mut f = output::AtomicOutput::create(&json, "the summary")?;
     write_summary_json(&s, &mut f).with_context(|| format!("cannot write {}", json.display()))?;
-    f.flush()
-        .with_context(|| format!("cannot write {}", json.display()))?;
+    f.commit()?;
     written.push(json);
 
     // A second scenario, so the first run shows a comparison too: growth that is released.

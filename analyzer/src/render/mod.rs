@@ -117,11 +117,16 @@ pub enum RenderError {
     Io(#[from] io::Error),
 }
 
-/// The name of a frame for folded output for a stack root → leaf.
-fn stack_line(p: &Profile, leaf: Option<crate::model::StackId>) -> String {
-    let mut names: Vec<&str> = p.stack_frames(leaf).map(|f| p.str(f.function)).collect();
+/// The folded line of a recorded stack, root → leaf; a stack cut at the recorder's frame limit
+/// starts with [`TRUNCATED_FRAME`](crate::model::TRUNCATED_FRAME), so its partial stacks gather
+/// under one marked root instead of passing for separate roots.
+fn stack_line(p: &Profile, s: &crate::model::StackStats) -> String {
+    let mut names: Vec<&str> = p.stack_frames(s.stack).map(|f| p.str(f.function)).collect();
     if names.is_empty() {
         return crate::analysis::UNKNOWN_FUNCTION.to_owned();
+    }
+    if s.truncated {
+        names.push(crate::model::TRUNCATED_FRAME);
     }
     names.reverse();
     names.join(";")
@@ -143,6 +148,9 @@ pub fn folded_to_sites(p: &Profile, m: Metric) -> Vec<String> {
             .position(|f| !crate::analysis::is_plumbing_frame(p.str(f.function), p.str(f.file)))
             .unwrap_or(0);
         let mut names: Vec<&str> = frames[site..].iter().map(|f| p.str(f.function)).collect();
+        if s.truncated && !names.is_empty() {
+            names.push(crate::model::TRUNCATED_FRAME);
+        }
         let line = if names.is_empty() {
             crate::analysis::UNKNOWN_FUNCTION.to_owned()
         } else {
@@ -167,7 +175,7 @@ pub fn folded(p: &Profile, m: Metric) -> Vec<String> {
         if v == 0 {
             continue;
         }
-        let e = lines.entry(stack_line(p, s.stack)).or_default();
+        let e = lines.entry(stack_line(p, s)).or_default();
         *e = e.saturating_add(v);
     }
     lines

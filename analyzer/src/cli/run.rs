@@ -486,7 +486,13 @@ fn finish_profile(
             output.display()
         );
     }
-    embed_and_warn(tmp, true)?;
+    if let Err(e) = embed_and_warn(tmp, true) {
+        // The numbers do not depend on it: loading symbolizes from the binaries instead.
+        eprintln!(
+            "tidemark: warning: cannot embed symbols into the profile: {e:#}; they are read from \
+             the binaries when it is loaded"
+        );
+    }
     let p = load_path(
         tmp,
         &LoadOptions {

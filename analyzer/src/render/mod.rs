@@ -143,10 +143,7 @@ pub fn folded_to_sites(p: &Profile, m: Metric) -> Vec<String> {
             continue;
         }
         let frames: Vec<&crate::model::Frame> = p.stack_frames(s.stack).collect();
-        let site = frames
-            .iter()
-            .position(|f| !crate::analysis::is_plumbing_frame(p.str(f.function), p.str(f.file)))
-            .unwrap_or(0);
+        let site = crate::analysis::site_index(p, s.stack);
         let mut names: Vec<&str> = frames[site..].iter().map(|f| p.str(f.function)).collect();
         if s.truncated && !names.is_empty() {
             names.push(crate::model::TRUNCATED_FRAME);

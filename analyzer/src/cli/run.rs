@@ -300,9 +300,18 @@ fn launch(
             Ok(())
         });
     }
-    let mut child = cmd
-        .spawn()
-        .with_context(|| format!("cannot start {}", exe.display()))?;
+    // ETXTBSY: the program was just written (a build, a copy) and a process forked meanwhile
+    // still holds the writing descriptor until it execs; that lasts milliseconds.
+    let mut attempt = 0u64;
+    let mut child = loop {
+        match cmd.spawn() {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && attempt < 8 => {
+                attempt += 1;
+                std::thread::sleep(std::time::Duration::from_millis(10 * attempt));
+            }
+            r => break r.with_context(|| format!("cannot start {}", exe.display()))?,
+        }
+    };
     let _signals = ChildSignals::new(child.id());
     let status = child
         .wait()

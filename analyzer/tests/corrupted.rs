@@ -133,7 +133,9 @@ fn base_profile() -> Vec<u8> {
         put_realloc(p, 1, 1, 0xb000, 0xc000, 256, 1, AllocKind::Realloc);
         put_alloc(p, 1, 0xd000, 32, 2, AllocKind::Malloc, 16);
     });
-    chunk(&mut out, |p| put_sample(p, 6, 5_000_000, &[(1, 288), (2, 2)]));
+    chunk(&mut out, |p| {
+        put_sample(p, 6, 5_000_000, &[(1, 288), (2, 2)])
+    });
     chunk(&mut out, |p| put_watermark(p, 6));
     chunk(&mut out, |p| {
         put_symbols(
@@ -215,7 +217,11 @@ fn truncation_at_every_offset() {
     let base = base_profile();
     for len in 0..base.len() {
         if let Some(p) = exercise(&format!("cut at {len}"), &base[..len], false) {
-            assert!(p.truncated.is_some(), "cut at {len} of {} is not flagged", base.len());
+            assert!(
+                p.truncated.is_some(),
+                "cut at {len} of {} is not flagged",
+                base.len()
+            );
         }
     }
 }
@@ -405,7 +411,16 @@ fn adversarial_records_with_valid_checksums() {
         put_context(p, 1, 0);
         put_alloc(p, 0, 0x1000, 10, u64::MAX, AllocKind::Malloc, 0);
         put_alloc(p, 1, 0x2000, 10, 1 << 60, AllocKind::Malloc, 0);
-        put_realloc(p, 1, 1, 0x2000, 0x3000, 20, u64::MAX - 1, AllocKind::Realloc);
+        put_realloc(
+            p,
+            1,
+            1,
+            0x2000,
+            0x3000,
+            20,
+            u64::MAX - 1,
+            AllocKind::Realloc,
+        );
     });
     add("sizes and addresses at the edge of u64", &|p| {
         put_stack(p, 1, &[0x1000]);
@@ -427,29 +442,35 @@ fn adversarial_records_with_valid_checksums() {
         put_sample(p, u64::MAX, u64::MAX, &[(u64::MAX, u64::MAX)]);
         put_sample(p, 0, 0, &[]);
     });
-    add("the same address allocated twice and freed three times", &|p| {
-        put_stack(p, 1, &[0x1000]);
-        put_context(p, 1, 1);
-        put_alloc(p, 0, 0x5000, 8, 1, AllocKind::Malloc, 0);
-        put_alloc(p, 1, 0x5000, 8, 1, AllocKind::Malloc, 0);
-        put_free(p, 1, 0x5000);
-        put_free(p, 1, 0x5000);
-        put_free(p, 1, 0x5000);
-        put_realloc(p, 1, 1, 0x5000, 0x5000, 0, 1, AllocKind::Realloc);
-    });
+    add(
+        "the same address allocated twice and freed three times",
+        &|p| {
+            put_stack(p, 1, &[0x1000]);
+            put_context(p, 1, 1);
+            put_alloc(p, 0, 0x5000, 8, 1, AllocKind::Malloc, 0);
+            put_alloc(p, 1, 0x5000, 8, 1, AllocKind::Malloc, 0);
+            put_free(p, 1, 0x5000);
+            put_free(p, 1, 0x5000);
+            put_free(p, 1, 0x5000);
+            put_realloc(p, 1, 1, 0x5000, 0x5000, 0, 1, AllocKind::Realloc);
+        },
+    );
     add("a stack redefined with a different length", &|p| {
         put_stack(p, 1, &[0x1000; 128]);
         put_stack(p, 1, &[0x1000, 0x2000]);
         put_context(p, 1, 1);
         put_alloc(p, 0, 0x5000, 8, 1, AllocKind::Malloc, 0);
     });
-    add("unknown extensible records and a trailer in the middle", &|p| {
-        p.push(200);
-        put_uvarint(p, 3);
-        p.extend_from_slice(b"abc");
-        put_trailer(p, &[(1, 1)]);
-        put_stack(p, 1, &[0x1000]);
-    });
+    add(
+        "unknown extensible records and a trailer in the middle",
+        &|p| {
+            p.push(200);
+            put_uvarint(p, 3);
+            p.extend_from_slice(b"abc");
+            put_trailer(p, &[(1, 1)]);
+            put_stack(p, 1, &[0x1000]);
+        },
+    );
     for (name, bytes) in &cases {
         exercise(name, bytes, false);
         exercise(name, bytes, true);

@@ -28,7 +28,11 @@ fn mkfifo(path: &Path) {
 fn assert_refused(r: &Finished, path: &Path, kind: &str) {
     assert_eq!(r.status.code(), Some(2), "{}", r.describe());
     let needle = format!("{}: it is {kind}", path.display());
-    assert!(r.stderr.contains(&needle), "want {needle:?}: {}", r.describe());
+    assert!(
+        r.stderr.contains(&needle),
+        "want {needle:?}: {}",
+        r.describe()
+    );
 }
 
 /// A small recorded profile to feed the output commands.
@@ -109,7 +113,13 @@ fn fifo_symlink_and_directory_are_refused_by_every_output() {
                 "50".as_ref(),
             ],
             vec!["flamegraph".as_ref(), "-o".as_ref(), t, p],
-            vec!["flamegraph".as_ref(), "--folded".as_ref(), "-o".as_ref(), t, p],
+            vec![
+                "flamegraph".as_ref(),
+                "--folded".as_ref(),
+                "-o".as_ref(),
+                t,
+                p,
+            ],
             vec!["timeline".as_ref(), "-o".as_ref(), t, p],
             vec!["report".as_ref(), "-o".as_ref(), t, p],
             vec!["diff".as_ref(), "-o".as_ref(), t, p, p],
@@ -120,7 +130,10 @@ fn fifo_symlink_and_directory_are_refused_by_every_output() {
         }
     }
     assert!(fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
-    assert!(fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+    assert!(fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
     assert_eq!(fs::read(&real).unwrap(), b"keep me");
     assert!(fs::read_dir(&dir).unwrap().next().is_none());
     // No temporary file was left behind by any refused command.
@@ -142,7 +155,8 @@ fn summary_refuses_a_fifo_instead_of_blocking() {
     let r = run_bounded(cmd, &s, Duration::from_secs(20));
     assert_eq!(r.status.code(), Some(2), "{}", r.describe());
     assert!(
-        r.stderr.contains("is a FIFO (named pipe), not a profile file"),
+        r.stderr
+            .contains("is a FIFO (named pipe), not a profile file"),
         "{}",
         r.describe()
     );
@@ -179,7 +193,14 @@ fn concurrent_runs_with_one_output_each_report_their_own_numbers() {
                 .arg(&out)
                 .arg("--")
                 .arg(&bin)
-                .args(["--duration-ms", "600", "--rate", "2MiB", "--block-size", block])
+                .args([
+                    "--duration-ms",
+                    "600",
+                    "--rate",
+                    "2MiB",
+                    "--block-size",
+                    block,
+                ])
                 .arg("--truth")
                 .arg(&truth)
                 .current_dir(s.path());
@@ -255,7 +276,15 @@ fn child_profiles_are_named_after_the_output() {
     let bin = fixture_bin("tm-alloc-without-free", &s);
     let script = format!("{0} --duration-ms 30; {0} --duration-ms 30", bin.display());
     let r = tidemark_cli(
-        ["run", "-o", "kids.tmk", "--", "/bin/sh", "-c", script.as_str()],
+        [
+            "run",
+            "-o",
+            "kids.tmk",
+            "--",
+            "/bin/sh",
+            "-c",
+            script.as_str(),
+        ],
         &s,
     );
     r.assert_success("tidemark run -- sh -c");
@@ -275,7 +304,11 @@ fn child_profiles_are_named_after_the_output() {
         "temporary names left: {names:?}"
     );
     for k in kids {
-        assert!(r.stderr.contains(k.as_str()), "{k} not listed: {}", r.describe());
+        assert!(
+            r.stderr.contains(k.as_str()),
+            "{k} not listed: {}",
+            r.describe()
+        );
         let p = load(&s.join(k));
         assert!(p.truncated.is_none());
         assert!(p.totals.allocations > 0);

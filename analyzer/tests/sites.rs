@@ -83,7 +83,12 @@ fn check_sites(scratch: &Scratch, exe: &Path) {
     if !problems.is_empty() {
         let listing: Vec<String> = all
             .iter()
-            .map(|s| format!("  {} x{} ({}:{})", s.function, s.allocations, s.file, s.line))
+            .map(|s| {
+                format!(
+                    "  {} x{} ({}:{})",
+                    s.function, s.allocations, s.file, s.line
+                )
+            })
             .collect();
         panic!(
             "{}:\n{}\nsites:\n{}",
@@ -101,7 +106,13 @@ fn rust_sites_are_user_functions() {
     let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
     build(
         Command::new(rustc)
-            .args(["--edition", "2021", "-O", "-C", "debuginfo=line-tables-only"])
+            .args([
+                "--edition",
+                "2021",
+                "-O",
+                "-C",
+                "debuginfo=line-tables-only",
+            ])
             .arg("-o")
             .arg(&exe)
             .arg(source("sites.rs")),

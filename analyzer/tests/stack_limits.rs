@@ -25,7 +25,11 @@ fn compile_deep(scratch: &Scratch) -> PathBuf {
         .arg(&src)
         .output()
         .unwrap_or_else(|e| panic!("cannot run gcc (scripts/setup.sh installs it): {e}"));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     exe
 }
 
@@ -65,7 +69,11 @@ fn stacks_beyond_the_frame_limit_are_marked_and_counted() {
             .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
             .sum()
     };
-    assert_eq!(count(&|l| l.starts_with("[truncated];")), DEEP_BLOCKS, "{lines:?}");
+    assert_eq!(
+        count(&|l| l.starts_with("[truncated];")),
+        DEEP_BLOCKS,
+        "{lines:?}"
+    );
     assert_eq!(
         count(&|l| l.contains("deep_alloc") && !l.starts_with("[truncated];")),
         0,
@@ -85,7 +93,11 @@ fn stacks_beyond_the_frame_limit_are_marked_and_counted() {
     assert!(cli.stdout.contains(&share), "{}", cli.describe());
     let fg = support::tidemark_cli(["flamegraph", "--folded", "-o", "-", "deep.tmk"], &s);
     fg.assert_success("tidemark flamegraph --folded");
-    assert!(fg.stdout.contains("[truncated];recurse;"), "{}", fg.describe());
+    assert!(
+        fg.stdout.contains("[truncated];recurse;"),
+        "{}",
+        fg.describe()
+    );
 }
 
 #[test]
@@ -101,11 +113,19 @@ fn frame_pointer_walks_on_frameless_code_are_reported() {
     let q = stack_quality(&load(&s.join("fp.tmk")));
     assert!(q.frame_pointers && q.frame_pointers_look_broken(), "{q:?}");
     let cli = support::tidemark_cli(["summary", "fp.tmk"], &s);
-    assert!(cli.stdout.contains("the stacks look broken"), "{}", cli.describe());
+    assert!(
+        cli.stdout.contains("the stacks look broken"),
+        "{}",
+        cli.describe()
+    );
 
     // The same program unwound with DWARF: full stacks, no warning.
     let dwarf = run(&s, &exe, "dwarf", "dwarf.tmk");
-    assert!(!dwarf.stderr.contains("the stacks look broken"), "{}", dwarf.describe());
+    assert!(
+        !dwarf.stderr.contains("the stacks look broken"),
+        "{}",
+        dwarf.describe()
+    );
     let q = stack_quality(&load(&s.join("dwarf.tmk")));
     assert!(!q.frame_pointers_look_broken(), "{q:?}");
 }

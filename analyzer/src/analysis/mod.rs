@@ -4,16 +4,16 @@
 
 pub mod growth;
 mod plumbing;
-mod stack_quality;
 pub mod pressure;
+mod stack_quality;
 pub mod stats;
 
 pub use plumbing::{
-    is_allocator_plumbing, is_allocator_shim, is_library_source, is_plumbing_frame, Machinery,
-    without_return_type, Matching, MACHINERY, MACHINERY_FILES,
+    is_allocator_plumbing, is_allocator_shim, is_library_source, is_plumbing_frame,
+    without_return_type, Machinery, Matching, MACHINERY, MACHINERY_FILES,
 };
-pub use stack_quality::{stack_quality, StackQuality};
 pub use pressure::{pressure, Pressure, PressureOptions};
+pub use stack_quality::{stack_quality, StackQuality};
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 

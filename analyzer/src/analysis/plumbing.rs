@@ -95,7 +95,12 @@ pub const MACHINERY: &[Machinery] = &[
     rule("__rust_alloc", Prefix, "Rust", RUST_SHIM),
     rule("__rust_realloc", Prefix, "Rust", RUST_SHIM),
     rule("__rust_dealloc", Prefix, "Rust", RUST_SHIM),
-    rule("__rust_no_alloc_shim_is_unstable", Prefix, "Rust", RUST_SHIM),
+    rule(
+        "__rust_no_alloc_shim_is_unstable",
+        Prefix,
+        "Rust",
+        RUST_SHIM,
+    ),
     rule("__rdl_", Prefix, "Rust", RUST_SHIM),
     rule("__rg_", Prefix, "Rust", RUST_SHIM),
     rule("std::alloc::", Prefix, "Rust", RUST_SHIM),
@@ -128,7 +133,12 @@ pub const MACHINERY: &[Machinery] = &[
     // Rust: formatting.
     rule("core::fmt::", Prefix, "Rust", RUST_FMT),
     // Rust: allocator trait implementations.
-    rule("core::alloc::global::GlobalAlloc", Contains, "Rust", RUST_TRAIT),
+    rule(
+        "core::alloc::global::GlobalAlloc",
+        Contains,
+        "Rust",
+        RUST_TRAIT,
+    ),
     rule("core::alloc::Allocator", Contains, "Rust", RUST_TRAIT),
     rule(" as GlobalAlloc>", Contains, "Rust", RUST_TRAIT),
     rule(" as Allocator>", Contains, "Rust", RUST_TRAIT),
@@ -161,7 +171,12 @@ pub const MACHINERY: &[Machinery] = &[
     rule("std::set<", Prefix, "C++", CXX_CONTAINER),
     rule("std::multiset<", Prefix, "C++", CXX_CONTAINER),
     rule("std::_Hashtable<", Prefix, "C++", CXX_CONTAINER),
-    rule("std::__detail::_Hashtable_alloc<", Prefix, "C++", CXX_CONTAINER),
+    rule(
+        "std::__detail::_Hashtable_alloc<",
+        Prefix,
+        "C++",
+        CXX_CONTAINER,
+    ),
     rule("std::__detail::_Map_base<", Prefix, "C++", CXX_CONTAINER),
     rule("std::__detail::_Insert_base<", Prefix, "C++", CXX_CONTAINER),
     rule("std::unordered_map<", Prefix, "C++", CXX_CONTAINER),
@@ -179,7 +194,12 @@ pub const MACHINERY: &[Machinery] = &[
     rule("std::make_unique<", Prefix, "C++", CXX_CONTAINER),
     rule("std::__allocate_guarded<", Prefix, "C++", CXX_CONTAINER),
     rule("std::__allocated_ptr<", Prefix, "C++", CXX_CONTAINER),
-    rule("std::_Sp_counted_ptr_inplace<", Prefix, "C++", CXX_CONTAINER),
+    rule(
+        "std::_Sp_counted_ptr_inplace<",
+        Prefix,
+        "C++",
+        CXX_CONTAINER,
+    ),
     rule("std::__shared_ptr<", Prefix, "C++", CXX_CONTAINER),
     rule("std::shared_ptr<", Prefix, "C++", CXX_CONTAINER),
     rule("std::__1::basic_string<", Prefix, "C++", CXX_CONTAINER),
@@ -191,7 +211,12 @@ pub const MACHINERY: &[Machinery] = &[
     rule("std::__1::unordered_map<", Prefix, "C++", CXX_CONTAINER),
     rule("std::__1::deque<", Prefix, "C++", CXX_CONTAINER),
     rule("std::__1::list<", Prefix, "C++", CXX_CONTAINER),
-    rule("std::__1::__shared_ptr_emplace<", Prefix, "C++", CXX_CONTAINER),
+    rule(
+        "std::__1::__shared_ptr_emplace<",
+        Prefix,
+        "C++",
+        CXX_CONTAINER,
+    ),
     rule("std::__1::make_shared<", Prefix, "C++", CXX_CONTAINER),
     // tidemark itself.
     rule("tidemark::", Prefix, "tidemark", TIDEMARK),
@@ -233,12 +258,8 @@ pub fn is_allocator_shim(function: &str) -> bool {
 
 /// Source paths of library code (Rust's standard library, crates from a registry, C++ standard
 /// headers), as opposed to the program's own sources.
-pub const LIBRARY_SOURCES: &[&str] = &[
-    "/library/",
-    "/rustc/",
-    "/.cargo/registry/",
-    "/include/c++/",
-];
+pub const LIBRARY_SOURCES: &[&str] =
+    &["/library/", "/rustc/", "/.cargo/registry/", "/include/c++/"];
 
 /// True when `file` is library source ([`LIBRARY_SOURCES`]).
 pub fn is_library_source(file: &str) -> bool {
@@ -292,12 +313,8 @@ pub fn without_return_type(name: &str) -> &str {
             b'<' | b'(' | b'[' => depth += 1,
             b'>' if i > 0 && bytes[i - 1] == b'-' => {}
             b'>' | b')' | b']' => depth = depth.saturating_sub(1),
-            b' ' if depth == 0 => {
-                // `operator new`, `operator delete`, `operator bool`: the space is in the name.
-                if !name[..i].ends_with("operator") {
-                    last_space = Some(i);
-                }
-            }
+            // `operator new`, `operator delete`, `operator bool`: that space is in the name.
+            b' ' if depth == 0 && !name[..i].ends_with("operator") => last_space = Some(i),
             _ => {}
         }
         i += 1;

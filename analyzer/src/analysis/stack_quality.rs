@@ -62,9 +62,7 @@ impl StackQuality {
             ));
         }
         if self.frame_pointers_look_broken() {
-            let affected = self
-                .shallow_allocations
-                .max(self.unmapped_root_allocations);
+            let affected = self.shallow_allocations.max(self.unmapped_root_allocations);
             out.push(format!(
                 "the stacks look broken: recorded with --unwind fp, {} of allocation calls have \
                  stacks of at most {} frames or ending outside any loaded module (median depth \
@@ -109,7 +107,11 @@ pub fn stack_quality(p: &Profile) -> StackQuality {
     segments.sort_unstable();
     let mapped = |addr: u64| {
         let i = segments.partition_point(|&(start, _)| start <= addr);
-        segments[..i].iter().rev().take(64).any(|&(_, end)| addr < end)
+        segments[..i]
+            .iter()
+            .rev()
+            .take(64)
+            .any(|&(_, end)| addr < end)
     };
     let mut depths: Vec<(u64, u64)> = Vec::with_capacity(p.stack_stats.len());
     for s in &p.stack_stats {

@@ -113,8 +113,14 @@ mod tests {
     fn env_dropping_the_preload_is_named() {
         let w = preload_dropped(&argv(&["env", "LD_PRELOAD=x.so", "./prog", "a"]));
         assert_eq!(w.len(), 1);
-        assert!(w[0].contains("./prog") && w[0].contains("LD_PRELOAD=x.so"), "{w:?}");
-        assert_eq!(preload_dropped(&argv(&["/usr/bin/env", "-i", "prog"])).len(), 1);
+        assert!(
+            w[0].contains("./prog") && w[0].contains("LD_PRELOAD=x.so"),
+            "{w:?}"
+        );
+        assert_eq!(
+            preload_dropped(&argv(&["/usr/bin/env", "-i", "prog"])).len(),
+            1
+        );
         assert_eq!(
             preload_dropped(&argv(&["env", "-u", "LD_PRELOAD", "prog"])).len(),
             1

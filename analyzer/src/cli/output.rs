@@ -184,10 +184,7 @@ impl AtomicOutput {
 
 impl Write for AtomicOutput {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.file
-            .as_mut()
-            .expect("not committed yet")
-            .write(buf)
+        self.file.as_mut().expect("not committed yet").write(buf)
     }
 
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
@@ -244,7 +241,10 @@ mod tests {
         let d = scratch("refuse");
         let e = check_target(Path::new("/dev/null"), "the profile").unwrap_err();
         assert!(format!("{e}").contains("character device"), "{e}");
-        assert!(check_target(&d, "x").unwrap_err().to_string().contains("directory"));
+        assert!(check_target(&d, "x")
+            .unwrap_err()
+            .to_string()
+            .contains("directory"));
         let target = d.join("real");
         fs::write(&target, b"keep").unwrap();
         let link = d.join("link");
@@ -252,7 +252,10 @@ mod tests {
         let e = write_atomically(&link, b"new", "the report").unwrap_err();
         assert!(format!("{e}").contains("symbolic link"), "{e}");
         assert_eq!(fs::read(&target).unwrap(), b"keep");
-        assert!(fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+        assert!(fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink());
         fs::remove_dir_all(&d).unwrap();
     }
 

@@ -583,7 +583,10 @@ fn rename_children(tmp: &Path, output: &Path, children: Vec<PathBuf>) -> Vec<Pat
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let out_stem = out_name.strip_suffix(".tmk").unwrap_or(&out_name).to_owned();
+    let out_stem = out_name
+        .strip_suffix(".tmk")
+        .unwrap_or(&out_name)
+        .to_owned();
     children
         .into_iter()
         .map(|child| {
@@ -732,7 +735,6 @@ fn record_builtin(
     argv.extend(args.iter().cloned());
     record_one(a, preload, &exe, &argv, profile)
 }
-
 
 /// `tidemark run` with no command: profile the built-in workload and write every output.
 fn run_workload(a: &RunArgs) -> anyhow::Result<u8> {

@@ -129,6 +129,14 @@ fn fifo_symlink_and_directory_are_refused_by_every_output() {
             assert_refused(&r, target, kind);
         }
     }
+    // With no command, -o names the output directory: a FIFO there is refused too.
+    let r = tidemark_cli(["run".as_ref(), "-o".as_ref(), fifo.as_os_str()], &s);
+    assert_eq!(r.status.code(), Some(2), "{}", r.describe());
+    assert!(
+        r.stderr.contains("will not write the outputs to") && r.stderr.contains("not one"),
+        "{}",
+        r.describe()
+    );
     assert!(fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
     assert!(fs::symlink_metadata(&link)
         .unwrap()

@@ -542,7 +542,7 @@ fn finish_profile(
     }
     output::persist(tmp, output, "the profile")?;
     eprintln!("tidemark: profile written to {}", output.display());
-    let children = rename_children(tmp, output, child_profiles(tmp, started));
+    let children = output::rename_children(tmp, output, child_profiles(tmp, started));
     for child in &children {
         // A child may still be running: only complete profiles get symbols embedded.
         embed_and_warn(child, false)?;
@@ -568,62 +568,6 @@ fn parent_dir(path: &Path) -> PathBuf {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     }
-}
-
-/// Renames the child processes' profiles, named after the temporary `tmp`
-/// (`<tmp stem>.<pid>[.<n>].tmk`), after `output` (`<output stem>.<pid>[.<n>].tmk`, the names the
-/// recorder gives children of a plain `TIDEMARK_OUTPUT`). An existing file of that name is kept
-/// and the child's profile gets a further number. Returns the final names.
-fn rename_children(tmp: &Path, output: &Path, children: Vec<PathBuf>) -> Vec<PathBuf> {
-    let tmp_stem = tmp
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let out_name = output
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let out_stem = out_name
-        .strip_suffix(".tmk")
-        .unwrap_or(&out_name)
-        .to_owned();
-    children
-        .into_iter()
-        .map(|child| {
-            let name = child
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let Some(mid) = name
-                .strip_prefix(&tmp_stem)
-                .and_then(|r| r.strip_prefix('.'))
-                .and_then(|r| r.strip_suffix(".tmk"))
-            else {
-                return child;
-            };
-            for attempt in 0..100u32 {
-                let new_name = if attempt == 0 {
-                    format!("{out_stem}.{mid}.tmk")
-                } else {
-                    format!("{out_stem}.{mid}.{attempt}.tmk")
-                };
-                let target = child.with_file_name(new_name);
-                match output::rename_no_replace(&child, &target) {
-                    Ok(true) => return target,
-                    Ok(false) => continue,
-                    Err(e) => {
-                        eprintln!(
-                            "tidemark: warning: cannot rename {} to {}: {e}",
-                            child.display(),
-                            target.display()
-                        );
-                        return child;
-                    }
-                }
-            }
-            child
-        })
-        .collect()
 }
 
 /// How many child profiles are named one by one; the rest are counted.

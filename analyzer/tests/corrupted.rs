@@ -74,6 +74,9 @@ static GLOBAL: Counting = Counting;
 /// not get anywhere near it.
 const MEMORY_BOUND_BYTES: i64 = 48 << 20;
 
+/// Random cases per generator (bit flips; garbage records). About a second in release mode.
+const CASES: u32 = 20_000;
+
 /// Longest one load may take (they take microseconds to milliseconds).
 const TIME_BOUND: Duration = Duration::from_secs(5);
 
@@ -230,7 +233,7 @@ fn truncation_at_every_offset() {
 fn random_bit_flips() {
     let base = base_profile();
     let mut rng = SplitMix64::new(0x7ede_0001);
-    for i in 0..3000 {
+    for i in 0..CASES {
         let mut bytes = base.clone();
         for _ in 0..=rng.below(8) {
             let at = rng.below(bytes.len() as u64) as usize;
@@ -299,7 +302,7 @@ fn valid_checksums_with_garbage_records() {
         chunk(&mut t, |p| put_trailer(p, &[(1, 6_000_000), (2, 0)]));
         t.len()
     };
-    for i in 0..3000 {
+    for i in 0..CASES {
         let mut bytes = if rng.below(2) == 0 {
             header()
         } else {
@@ -313,6 +316,33 @@ fn valid_checksums_with_garbage_records() {
             });
         }
         exercise(&format!("garbage case {i}"), &bytes, false);
+    }
+}
+
+#[test]
+fn adversarial_header_values() {
+    let mut rng = SplitMix64::new(0x7ede_0003);
+    let base = base_profile();
+    let body_start = header().len();
+    for i in 0..2000 {
+        let h = Header {
+            version: VERSION,
+            pid: nasty(&mut rng) as u32,
+            exe: "/nonexistent/app".into(),
+            cmdline: vec![],
+            start_unix_ns: nasty(&mut rng),
+            start_mono_ns: nasty(&mut rng),
+            page_size: nasty(&mut rng),
+            sampling_rate: nasty(&mut rng),
+            interval_ms: nasty(&mut rng),
+            source: "preload".into(),
+            limit_bytes: nasty(&mut rng),
+            allocator: "glibc".into(),
+            unwind: ["fp", "dwarf", ""][rng.below(3) as usize].into(),
+        };
+        let mut bytes = h.encode();
+        bytes.extend_from_slice(&base[body_start..]);
+        exercise(&format!("header case {i}: {h:?}"), &bytes, false);
     }
 }
 

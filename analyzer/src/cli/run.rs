@@ -502,13 +502,25 @@ fn finish_profile(
              the binaries when it is loaded"
         );
     }
-    let p = load_path(
+    let loaded = load_path(
         tmp,
         &LoadOptions {
             symbolize: true,
             progress: true,
         },
-    )?;
+    );
+    let p = match loaded {
+        Ok(p) => p,
+        Err(e) => {
+            // Still this run's file: leave it where the user asked for it, then say why.
+            if let Some(w) = &disk_full {
+                eprintln!("tidemark: error: {w}");
+            }
+            output::persist(tmp, output, "the profile")?;
+            return Err(anyhow::Error::new(e)
+                .context(format!("the profile {} cannot be loaded", output.display())));
+        }
+    };
     let s = summary(&p, 0);
     if let Some(t) = &p.truncated {
         let reason = match &disk_full {

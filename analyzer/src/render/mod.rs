@@ -191,7 +191,10 @@ fn titles(p: &Profile, m: Metric) -> (String, Option<String>) {
         .filter(|s| !s.is_empty())
         .unwrap_or("profile");
     let title = format!("{} — {exe} (pid {})", m.title(), p.header.pid);
-    let total = p.stack_stats.iter().map(|s| m.value(s)).sum::<u64>();
+    let total = p
+        .stack_stats
+        .iter()
+        .fold(0u64, |t, s| t.saturating_add(m.value(s)));
     let total = match m.count_name() {
         "bytes" => units::bytes(total),
         _ => format!("{} allocations", units::count(total)),
@@ -236,8 +239,32 @@ pub fn flamegraph_svg<W: Write>(
     } else {
         Direction::Straight
     };
+    let lines = fit_in_u64(lines);
     flamegraph::from_lines(&mut opts, lines.iter().map(String::as_str), &mut out)?;
     Ok(())
+}
+
+/// Folded lines whose values add up within `u64` (inferno sums them): a damaged profile can hold
+/// per-stack values near `u64::MAX`; they are then scaled down alike (real profiles never need
+/// it: 2^64 bytes is 16 EiB).
+fn fit_in_u64(lines: Vec<String>) -> Vec<String> {
+    let value = |l: &str| -> u64 {
+        l.rsplit_once(' ')
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or(0)
+    };
+    let total: u128 = lines.iter().map(|l| u128::from(value(l))).sum();
+    if total <= u128::from(u64::MAX) {
+        return lines;
+    }
+    let divisor = total.div_ceil(u128::from(u64::MAX)) as u64;
+    lines
+        .iter()
+        .map(|l| match l.rsplit_once(' ') {
+            Some((stack, _)) => format!("{stack} {}", value(l) / divisor),
+            None => l.clone(),
+        })
+        .collect()
 }
 
 fn xml_escape(s: &str) -> String {

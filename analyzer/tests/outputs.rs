@@ -384,3 +384,39 @@ fn a_full_disk_is_named() {
         r.describe()
     );
 }
+
+#[test]
+fn recorder_messages_are_shown_by_summary() {
+    use tidemark::format::{put_chunk, put_message, put_trailer, Header, VERSION};
+    let s = Scratch::new("out-messages");
+    let mut bytes = Header {
+        version: VERSION,
+        pid: 9,
+        exe: "/bin/app".into(),
+        source: "preload".into(),
+        allocator: "glibc".into(),
+        unwind: "dwarf".into(),
+        ..Header::default()
+    }
+    .encode();
+    let text = "cannot write /x/p.tmk: No space left on device; recording stopped";
+    let mut payload = Vec::new();
+    put_message(&mut payload, 2, text);
+    put_chunk(&mut bytes, &payload);
+    let mut payload = Vec::new();
+    put_trailer(&mut payload, &[]);
+    put_chunk(&mut bytes, &payload);
+    fs::write(s.join("m.tmk"), &bytes).unwrap();
+    let r = tidemark_cli(["summary", "m.tmk"], &s);
+    r.assert_success("tidemark summary");
+    assert!(
+        r.stdout.contains("recorder messages:") && r.stdout.contains(text),
+        "{}",
+        r.describe()
+    );
+    let r = tidemark_cli(["summary", "--json", "m.tmk"], &s);
+    r.assert_success("tidemark summary --json");
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["messages"][0]["level"], "error");
+    assert_eq!(v["messages"][0]["text"], text);
+}

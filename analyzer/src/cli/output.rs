@@ -204,7 +204,8 @@ impl AtomicOutput {
         let file = OpenOptions::new()
             .write(true)
             .create_new(true)
-            .mode(0o644)
+            // As `File::create`: the umask decides.
+            .mode(0o666)
             .open(&tmp)
             .with_context(|| {
                 format!(

@@ -14,6 +14,10 @@ need_cmd() { ! command -v "$1" >/dev/null 2>&1; }
 
 missing=()
 if need_cmd gcc; then missing+=(gcc); fi
+# g++: the C++ allocation-site test (analyzer/tests/sites.rs).
+if need_cmd g++; then missing+=(g++); fi
+# unshare: the disk-full test mounts a small tmpfs in a private mount namespace.
+if need_cmd unshare; then missing+=(util-linux); fi
 if need_cmd make; then missing+=(make); fi
 if need_cmd heaptrack || need_cmd heaptrack_print; then missing+=(heaptrack); fi
 if need_cmd chromium; then missing+=(chromium); fi
@@ -34,7 +38,7 @@ if ! command -v cargo >/dev/null 2>&1; then
 fi
 
 if [ ${#missing[@]} -eq 0 ]; then
-    say "gcc, make, heaptrack, chromium, static libc, jemalloc, mimalloc and tcmalloc are present; nothing to install"
+    say "gcc, g++, unshare, make, heaptrack, chromium, static libc, jemalloc, mimalloc and tcmalloc are present; nothing to install"
     exit 0
 fi
 

@@ -5,10 +5,15 @@
 pub mod growth;
 mod plumbing;
 pub mod pressure;
+mod stack_quality;
 pub mod stats;
 
-pub use plumbing::{is_allocator_plumbing, is_plumbing_frame};
+pub use plumbing::{
+    is_allocator_plumbing, is_allocator_shim, is_library_source, is_plumbing_frame,
+    without_return_type, Machinery, Matching, MACHINERY, MACHINERY_FILES,
+};
 pub use pressure::{pressure, Pressure, PressureOptions};
+pub use stack_quality::{stack_quality, StackQuality};
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -91,20 +96,55 @@ pub fn function_totals(p: &Profile) -> BTreeMap<String, SiteTotals> {
     out
 }
 
-/// The site of a stack: its innermost frame that is not allocator plumbing (or the innermost
-/// frame when every frame is plumbing). `None` for an empty or unknown stack.
+/// The site of a stack: its innermost frame that is not allocator machinery (or the innermost
+/// frame when every frame is machinery). `None` for an empty or unknown stack.
 pub fn site_frame(p: &Profile, leaf: Option<StackId>) -> Option<FrameId> {
-    let mut innermost = None;
+    let skip = site_index(p, leaf);
+    p.stack_ips(leaf)
+        .flat_map(|ip| p.ip(ip).frames.iter().copied())
+        .nth(skip)
+}
+
+/// How many frames of `p.stack_frames(leaf)` (innermost first, inlined frames expanded) are
+/// allocator machinery before the site; 0 when every frame is machinery (the innermost frame is
+/// then the site).
+///
+/// A frame is machinery when [`is_plumbing_frame`] says so, or when it is inlined (directly or
+/// not) into a machinery frame of the same return address and either
+/// - that frame is a Rust allocator shim ([`is_allocator_shim`]): whatever is inlined there is the
+///   global allocator's implementation, the program's own `GlobalAlloc::alloc` included (which
+///   `line-tables-only` debug info names just `alloc`); or
+/// - it is named without a path and comes from library sources ([`is_library_source`]), such as
+///   `Option::map_or_else` inlined into `alloc::fmt::format`.
+///
+/// The program's own closures inlined into a collection's code stay sites.
+pub fn site_index(p: &Profile, leaf: Option<StackId>) -> usize {
+    let mut index = 0;
+    let mut machinery: Vec<bool> = Vec::new();
     for ip in p.stack_ips(leaf) {
-        for &f in &p.ip(ip).frames {
-            innermost.get_or_insert(f);
+        let frames = &p.ip(ip).frames;
+        // From the outlined function inwards: is each frame machinery, or inside machinery?
+        machinery.clear();
+        machinery.resize(frames.len(), false);
+        let (mut inside, mut inside_shim) = (false, false);
+        for (i, &f) in frames.iter().enumerate().rev() {
             let frame = p.frame(f);
-            if !is_plumbing_frame(p.str(frame.function), p.str(frame.file)) {
-                return Some(f);
+            let (name, file) = (p.str(frame.function), p.str(frame.file));
+            let own = is_plumbing_frame(name, file);
+            machinery[i] = own
+                || inside_shim
+                || (inside && !crate::symbolize::is_qualified(name) && is_library_source(file));
+            inside |= own;
+            inside_shim |= is_allocator_shim(name);
+        }
+        for &m in &machinery {
+            if !m {
+                return index;
             }
+            index += 1;
         }
     }
-    innermost
+    0
 }
 
 /// An allocation site with its totals.
@@ -301,7 +341,12 @@ pub fn summary_with(p: &Profile, top_n: usize, pressure_opts: &PressureOptions) 
                 text: m.text.clone(),
             })
             .collect(),
-        warnings: p.warnings.clone(),
+        warnings: p
+            .warnings
+            .iter()
+            .cloned()
+            .chain(stack_quality(p).warnings())
+            .collect(),
         pressure: pressure::pressure(p, pressure_opts),
     }
 }

@@ -4,6 +4,7 @@ use super::{load, warn_truncated, write_output, DiffArgs};
 use crate::render::{diff, folded, Metric};
 
 pub(super) fn diff(a: &DiffArgs) -> anyhow::Result<u8> {
+    super::output::check_option(a.output.as_deref(), "the differential flamegraph")?;
     let base = load(&a.base, &a.load)?;
     warn_truncated(&base, &a.base);
     let new = load(&a.new, &a.load)?;

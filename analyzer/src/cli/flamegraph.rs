@@ -1,11 +1,11 @@
 //! `tidemark flamegraph`.
 
-use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 
+use super::output::{check_target, AtomicOutput};
 use super::{load, warn_truncated, FlamegraphArgs, EXIT_OK};
 use crate::render::{flamegraph_svg, folded, Metric};
 
@@ -21,19 +21,22 @@ pub(super) fn default_output(profile: &Path, metric: Metric, folded: bool) -> Pa
 
 pub(super) fn flamegraph(a: &FlamegraphArgs) -> anyhow::Result<u8> {
     let metric = Metric::from(a.metric);
-    let p = load(&a.profile, &a.load)?;
-    warn_truncated(&p, &a.profile);
     let target = a
         .output
         .clone()
         .unwrap_or_else(|| default_output(&a.profile, metric, a.folded));
     let to_stdout = target.as_os_str() == "-";
+    if !to_stdout {
+        // Before the (possibly long) load: a special file at the path is refused up front.
+        check_target(&target, "the flamegraph")?;
+    }
+    let p = load(&a.profile, &a.load)?;
+    warn_truncated(&p, &a.profile);
+    let mut file = None;
     let mut out: Box<dyn Write> = if to_stdout {
         Box::new(BufWriter::new(std::io::stdout().lock()))
     } else {
-        let f =
-            File::create(&target).with_context(|| format!("cannot create {}", target.display()))?;
-        Box::new(BufWriter::new(f))
+        Box::new(file.insert(AtomicOutput::create(&target, "the flamegraph")?))
     };
     if a.folded {
         for line in folded(&p, metric) {
@@ -45,6 +48,10 @@ pub(super) fn flamegraph(a: &FlamegraphArgs) -> anyhow::Result<u8> {
     }
     out.flush()
         .with_context(|| format!("cannot write {}", target.display()))?;
+    drop(out);
+    if let Some(file) = file {
+        file.commit()?;
+    }
     if !to_stdout {
         eprintln!("tidemark: wrote {}", target.display());
     }

@@ -5,8 +5,10 @@
 //! own status).
 
 mod check;
+mod checks;
 mod diff;
 mod flamegraph;
+pub mod output;
 mod report;
 mod run;
 mod summary;
@@ -341,9 +343,10 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
     }
 }
 
-/// Writes `bytes` to `path` (`-` is stdout), naming the file in any error.
+/// Writes `bytes` to `path` (`-` is stdout), naming the file in any error. Files are written
+/// through [`output::write_atomically`]: a special file at the path is refused, and the content
+/// appears there whole or not at all.
 fn write_output(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
-    use anyhow::Context;
     use std::io::Write;
     if path.as_os_str() == "-" {
         let mut out = std::io::stdout().lock();
@@ -351,24 +354,44 @@ fn write_output(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
         out.flush()?;
         return Ok(());
     }
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create the directory {}", dir.display()))?;
-    }
-    // Write beside the target, then rename: an error never leaves half a file behind.
-    let tmp = path.with_extension(format!(
-        "{}.tmp{}",
-        path.extension().and_then(|e| e.to_str()).unwrap_or(""),
-        std::process::id()
-    ));
-    std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", path.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
+    output::write_atomically(path, bytes, "the output")
 }
 
 /// Loads a profile for a command, with progress and the context the error message needs.
 fn load(profile: &std::path::Path, args: &LoadArgs) -> anyhow::Result<Profile> {
+    check_profile_input(profile)?;
     Ok(load_path(profile, &args.options())?)
+}
+
+/// Refuses a profile path that is not a regular file (a FIFO with no writer would block the open
+/// forever; a device or directory is no profile), before opening it. A symbolic link to a
+/// regular file is read.
+fn check_profile_input(profile: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    let meta = std::fs::metadata(profile).map_err(|error| crate::load::LoadError::Io {
+        path: profile.to_owned(),
+        error,
+    })?;
+    let ft = meta.file_type();
+    if ft.is_file() {
+        return Ok(());
+    }
+    let kind = if ft.is_dir() {
+        "a directory"
+    } else if ft.is_fifo() {
+        "a FIFO (named pipe)"
+    } else if ft.is_char_device() || ft.is_block_device() {
+        "a device"
+    } else if ft.is_socket() {
+        "a socket"
+    } else {
+        "not a regular file"
+    };
+    anyhow::bail!(
+        "{} is {kind}, not a profile file: tidemark reads profiles from regular files (.tmk); \
+         save the stream to a file first",
+        profile.display()
+    )
 }
 
 /// Prints the truncation warning on stderr, for outputs that go elsewhere.

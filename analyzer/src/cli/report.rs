@@ -156,6 +156,7 @@ pub(crate) fn write_report(
 }
 
 pub(super) fn report(a: &ReportArgs) -> anyhow::Result<u8> {
+    super::output::check_option(a.output.as_deref(), "the report")?;
     let inputs = expand_inputs(&a.profiles)?;
     if inputs.is_empty() {
         bail!("give at least one profile: tidemark report [LABEL=]PROFILE…");

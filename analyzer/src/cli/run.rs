@@ -2,7 +2,6 @@
 
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -13,6 +12,8 @@ use std::time::SystemTime;
 
 use anyhow::{anyhow, bail, Context as _};
 
+use super::checks;
+use super::output;
 use super::{
     AllocatorArg, RunArgs, DEFAULT_WORKLOAD_DIR, DEFAULT_WORKLOAD_DURATION_MS, EXIT_ERROR,
 };
@@ -167,26 +168,19 @@ pub(crate) fn has_interpreter(data: &[u8]) -> bool {
     true
 }
 
-/// Removes an old profile at `path` and checks the directory is writable.
-fn prepare_output(path: &Path) -> anyhow::Result<()> {
-    if path.is_dir() {
-        bail!(
-            "{} is a directory; give a file name for the profile",
-            path.display()
-        );
-    }
-    match fs::remove_file(path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => bail!(
-            "cannot remove the old profile {}: {e}; remove it or choose another -o",
-            path.display()
-        ),
-    }
+/// Checks that the profile can be written at `path` and returns the temporary path the recorder
+/// writes instead; [`finish_profile`] renames it onto `path` once the run is over (see
+/// [`super::output`]). Nothing at `path` is touched here: a special file or a symbolic link there
+/// is refused, a regular file is replaced only at the end.
+fn prepare_output(path: &Path) -> anyhow::Result<PathBuf> {
+    output::check_target(path, "the profile")?;
+    let tmp = output::temp_path(path, ".tmk");
+    // Probe the directory with the temporary name itself; the recorder creates it again with
+    // O_EXCL, so the name must be free when the program starts.
     let probe = OpenOptions::new()
         .write(true)
         .create_new(true)
-        .open(path)
+        .open(&tmp)
         .with_context(|| {
             format!(
                 "cannot write the profile {}; check that the directory exists and is writable, \
@@ -195,8 +189,8 @@ fn prepare_output(path: &Path) -> anyhow::Result<()> {
             )
         })?;
     drop(probe);
-    fs::remove_file(path).with_context(|| format!("cannot remove {}", path.display()))?;
-    Ok(())
+    fs::remove_file(&tmp).with_context(|| format!("cannot remove {}", tmp.display()))?;
+    Ok(tmp)
 }
 
 /// The environment of a recorded child.
@@ -306,9 +300,18 @@ fn launch(
             Ok(())
         });
     }
-    let mut child = cmd
-        .spawn()
-        .with_context(|| format!("cannot start {}", exe.display()))?;
+    // ETXTBSY: the program was just written (a build, a copy) and a process forked meanwhile
+    // still holds the writing descriptor until it execs; that lasts milliseconds.
+    let mut attempt = 0u64;
+    let mut child = loop {
+        match cmd.spawn() {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && attempt < 8 => {
+                attempt += 1;
+                std::thread::sleep(std::time::Duration::from_millis(10 * attempt));
+            }
+            r => break r.with_context(|| format!("cannot start {}", exe.display()))?,
+        }
+    };
     let _signals = ChildSignals::new(child.id());
     let status = child
         .wait()
@@ -466,9 +469,25 @@ pub(super) fn run(a: &RunArgs) -> anyhow::Result<u8> {
     Ok(worst)
 }
 
-/// Embeds symbols, loads the profile and prints a short summary on stderr.
-fn finish_profile(output: &Path, started: SystemTime) -> anyhow::Result<Profile> {
-    if !output.exists() {
+/// Embeds symbols into the profile the recorder wrote at `tmp`, loads it, prints a short summary
+/// on stderr, then renames it (and the child processes' profiles named after it) onto `output`.
+/// Only `tmp` is read: its name is this run's own, so the numbers printed are never those of a
+/// profile another run wrote to the same `-o`.
+fn finish_profile(
+    output: &Path,
+    tmp: &Path,
+    started: SystemTime,
+    argv: &[OsString],
+) -> anyhow::Result<Profile> {
+    let dir = parent_dir(output);
+    let disk_full = checks::disk_full(&dir);
+    if !tmp.exists() {
+        if let Some(w) = &disk_full {
+            eprintln!("tidemark: error: {w}");
+        }
+        for w in checks::preload_dropped(argv) {
+            eprintln!("tidemark: warning: {w}");
+        }
         bail!(
             "no profile was written to {}: the recorder did not start in the program (it may \
              ignore LD_PRELOAD, e.g. a static binary started by a script, or it failed; see any \
@@ -476,21 +495,45 @@ fn finish_profile(output: &Path, started: SystemTime) -> anyhow::Result<Profile>
             output.display()
         );
     }
-    embed_and_warn(output, true)?;
-    let p = load_path(
-        output,
+    if let Err(e) = embed_and_warn(tmp, true) {
+        // The numbers do not depend on it: loading symbolizes from the binaries instead.
+        eprintln!(
+            "tidemark: warning: cannot embed symbols into the profile: {e:#}; they are read from \
+             the binaries when it is loaded"
+        );
+    }
+    let loaded = load_path(
+        tmp,
         &LoadOptions {
             symbolize: true,
             progress: true,
         },
-    )?;
+    );
+    let p = match loaded {
+        Ok(p) => p,
+        Err(e) => {
+            // Still this run's file: leave it where the user asked for it, then say why.
+            if let Some(w) = &disk_full {
+                eprintln!("tidemark: error: {w}");
+            }
+            output::persist(tmp, output, "the profile")?;
+            return Err(anyhow::Error::new(e)
+                .context(format!("the profile {} cannot be loaded", output.display())));
+        }
+    };
     let s = summary(&p, 0);
     if let Some(t) = &p.truncated {
+        let reason = match &disk_full {
+            Some(_) => "disk full".to_owned(),
+            None => t.reason.clone(),
+        };
         eprintln!(
-            "tidemark: warning: the profile is truncated ({}); numbers cover the recorded part \
-             only",
-            t.reason
+            "tidemark: warning: the profile is truncated ({reason}); numbers cover the recorded \
+             part only"
         );
+        if let Some(w) = &disk_full {
+            eprintln!("tidemark: warning: {w}");
+        }
     }
     eprintln!(
         "tidemark: {} allocation calls, {} allocated, peak {}, leaked {} in {} blocks, {} \
@@ -506,18 +549,37 @@ fn finish_profile(output: &Path, started: SystemTime) -> anyhow::Result<Profile>
     for m in &s.messages {
         eprintln!("tidemark: recorder {}: {}", m.level, m.text);
     }
+    for w in checks::stack_warnings(&p) {
+        eprintln!("tidemark: warning: {w}");
+    }
+    output::persist(tmp, output, "the profile")?;
     eprintln!("tidemark: profile written to {}", output.display());
-    let children = child_profiles(output, started);
+    let children = output::rename_children(tmp, output, child_profiles(tmp, started));
     for child in &children {
         // A child may still be running: only complete profiles get symbols embedded.
         embed_and_warn(child, false)?;
     }
     report_children(&children);
+    let mut dropped = checks::preload_dropped(argv);
+    if dropped.is_empty() && s.allocations == 0 && children.is_empty() {
+        dropped.push(checks::NO_EVENTS.to_owned());
+    }
+    for w in dropped {
+        eprintln!("tidemark: warning: {w}");
+    }
     eprintln!(
         "tidemark: next: tidemark summary {0}  |  tidemark flamegraph {0}",
         output.display()
     );
     Ok(p)
+}
+
+/// The directory of `path` (`.` for a bare file name).
+fn parent_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
 }
 
 /// How many child profiles are named one by one; the rest are counted.
@@ -592,8 +654,8 @@ fn record_one(
     argv: &[OsString],
     output: &Path,
 ) -> anyhow::Result<(ExitStatus, Profile)> {
-    prepare_output(output)?;
-    let abs_output = std::path::absolute(output).unwrap_or_else(|_| output.to_path_buf());
+    let tmp = prepare_output(output)?;
+    let abs_output = std::path::absolute(&tmp).unwrap_or_else(|_| tmp.clone());
     let mut env = recorder_env(
         preload,
         &abs_output,
@@ -606,7 +668,7 @@ fn record_one(
     let status = launch(exe, argv, &env)?;
     let name = exe.file_name().unwrap_or(exe.as_os_str()).to_string_lossy();
     eprintln!("tidemark: {name} {}", describe_status(status));
-    let p = finish_profile(output, started)?;
+    let p = finish_profile(output, &tmp, started, argv)?;
     Ok((status, p))
 }
 
@@ -630,12 +692,6 @@ fn record_builtin(
     record_one(a, preload, &exe, &argv, profile)
 }
 
-fn create(path: &Path) -> anyhow::Result<std::io::BufWriter<File>> {
-    Ok(std::io::BufWriter::new(File::create(path).with_context(
-        || format!("cannot create {}", path.display()),
-    )?))
-}
-
 /// `tidemark run` with no command: profile the built-in workload and write every output.
 fn run_workload(a: &RunArgs) -> anyhow::Result<u8> {
     let preload = preload_library()?;
@@ -643,6 +699,15 @@ fn run_workload(a: &RunArgs) -> anyhow::Result<u8> {
         .output
         .clone()
         .unwrap_or_else(|| PathBuf::from(DEFAULT_WORKLOAD_DIR));
+    if let Ok(m) = fs::symlink_metadata(&dir) {
+        if !m.is_dir() {
+            bail!(
+                "will not write the outputs to {}: with no command, -o names a directory, and \
+                 this is not one; give a directory path",
+                dir.display()
+            );
+        }
+    }
     fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let profile = dir.join("profile.tmk");
     let truth = dir.join("truth.json");
@@ -666,11 +731,10 @@ fn run_workload(a: &RunArgs) -> anyhow::Result<u8> {
         ("leaked.svg", Metric::Leaked),
     ] {
         let path = dir.join(name);
-        let mut f = create(&path)?;
+        let mut f = output::AtomicOutput::create(&path, "the flamegraph")?;
         flamegraph_svg(&p, metric, false, &mut f)
             .with_context(|| format!("cannot write {}", path.display()))?;
-        f.flush()
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        f.commit()?;
         written.push(path);
     }
     let curves_path = dir.join("curves.svg");
@@ -680,8 +744,7 @@ fn run_workload(a: &RunArgs) -> anyhow::Result<u8> {
         crate::render::timeline::DEFAULT_WIDTH_PX,
     )
     .context("cannot draw the timeline")?;
-    fs::write(&curves_path, svg)
-        .with_context(|| format!("cannot write {}", curves_path.display()))?;
+    output::write_atomically(&curves_path, svg.as_bytes(), "the timeline")?;
     written.push(curves_path);
     let s = crate::analysis::summary_with(
         &p,
@@ -692,13 +755,12 @@ fn run_workload(a: &RunArgs) -> anyhow::Result<u8> {
         },
     );
     let txt = dir.join("summary.txt");
-    fs::write(&txt, summary_text(&s)).with_context(|| format!("cannot write {}", txt.display()))?;
+    output::write_atomically(&txt, summary_text(&s).as_bytes(), "the summary")?;
     written.push(txt);
     let json = dir.join("summary.json");
-    let mut f = create(&json)?;
+    let mut f = output::AtomicOutput::create(&json, "the summary")?;
     write_summary_json(&s, &mut f).with_context(|| format!("cannot write {}", json.display()))?;
-    f.flush()
-        .with_context(|| format!("cannot write {}", json.display()))?;
+    f.commit()?;
     written.push(json);
 
     // A second scenario, so the first run shows a comparison too: growth that is released.

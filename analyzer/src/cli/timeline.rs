@@ -6,6 +6,7 @@ use super::{load, warn_truncated, write_output, TimelineArgs};
 use crate::render::{curves, timeline};
 
 pub(super) fn timeline(a: &TimelineArgs) -> anyhow::Result<u8> {
+    super::output::check_option(a.output.as_deref(), "the timeline")?;
     let p = load(&a.profile, &a.load)?;
     warn_truncated(&p, &a.profile);
     let ext = if a.csv { "csv" } else { "svg" };

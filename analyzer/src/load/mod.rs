@@ -164,6 +164,16 @@ pub(crate) struct StackBuilder {
     node_index: HashMap<(Option<StackId>, IpId), StackId>,
     /// Recorded stack id → leaf node (`None` for an empty stack).
     pub(crate) defined: HashMap<u64, Option<StackId>>,
+    /// Recorded stack ids whose definition was cut at the frame limit ([`stack_was_cut`]).
+    pub(crate) cut: std::collections::HashSet<u64>,
+}
+
+/// True when a recorded stack of `frames` return addresses was cut at the recorder's frame limit
+/// (`tidemark::unwind::MAX_FRAMES`): format v1 has no flag for it, and the recorder never
+/// stores more frames than the limit, so a stack of exactly that many frames is taken as cut
+/// (a stack exactly 128 frames deep is reported as cut too: rare, and harmless).
+pub(crate) fn stack_was_cut(frames: usize) -> bool {
+    frames >= tidemark::unwind::MAX_FRAMES
 }
 
 impl StackBuilder {
@@ -186,6 +196,11 @@ impl StackBuilder {
             parent = Some(node);
         }
         self.defined.insert(id, parent);
+        if stack_was_cut(frames.len()) {
+            self.cut.insert(id);
+        } else {
+            self.cut.remove(&id);
+        }
     }
 }
 
@@ -262,6 +277,7 @@ fn load_inner<R: Read>(
     p.stack_stats = out.stats;
     for (st, raw) in p.stack_stats.iter_mut().zip(&out.stack_raw_ids) {
         st.stack = stacks.defined.get(raw).copied().flatten();
+        st.truncated = stacks.cut.contains(raw);
     }
     let undefined = out
         .stack_raw_ids

@@ -98,6 +98,9 @@ struct StackLive {
     carry_bytes: f64,
 }
 
+/// Most allocations one sampled event may stand for (see [`Replay::weigh`]).
+const MAX_SAMPLE_WEIGHT: f64 = (1u64 << 32) as f64;
+
 /// The replay engine.
 #[derive(Debug, Default)]
 pub(crate) struct Replay {
@@ -160,7 +163,9 @@ impl Replay {
         }
         let r = self.sampling_rate as f64;
         let size = size_bytes.max(1) as f64;
-        let w = 1.0 / (1.0 - (-size / r).exp());
+        // Capped so that counts summed over any profile stay within u64: only a damaged header
+        // (an absurd rate) comes near it.
+        let w = (1.0 / (1.0 - (-size / r).exp())).min(MAX_SAMPLE_WEIGHT);
         let s = &mut self.stack_live[stack as usize];
         s.carry_count += w;
         s.carry_bytes += w * size_bytes as f64;

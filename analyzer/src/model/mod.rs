@@ -81,7 +81,15 @@ pub struct StackStats {
     pub peak_bytes: u64,
     /// Frees of blocks from this stack (realloc's free half included).
     pub frees: u64,
+    /// The recorder cut this stack at its frame limit: its outermost frames (`main` and the
+    /// callers above the cut) are missing. Set by the loader ([`crate::load`], one rule: see
+    /// `load::stack_was_cut`); renderers show such stacks under a `[truncated]` root.
+    #[serde(skip)]
+    pub truncated: bool,
 }
+
+/// The root frame under which stacks cut at the recorder's frame limit are shown.
+pub const TRUNCATED_FRAME: &str = "[truncated]";
 
 /// A thread of the profiled process.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]

@@ -117,11 +117,16 @@ pub enum RenderError {
     Io(#[from] io::Error),
 }
 
-/// The name of a frame for folded output for a stack root → leaf.
-fn stack_line(p: &Profile, leaf: Option<crate::model::StackId>) -> String {
-    let mut names: Vec<&str> = p.stack_frames(leaf).map(|f| p.str(f.function)).collect();
+/// The folded line of a recorded stack, root → leaf; a stack cut at the recorder's frame limit
+/// starts with [`TRUNCATED_FRAME`](crate::model::TRUNCATED_FRAME), so its partial stacks gather
+/// under one marked root instead of passing for separate roots.
+fn stack_line(p: &Profile, s: &crate::model::StackStats) -> String {
+    let mut names: Vec<&str> = p.stack_frames(s.stack).map(|f| p.str(f.function)).collect();
     if names.is_empty() {
         return crate::analysis::UNKNOWN_FUNCTION.to_owned();
+    }
+    if s.truncated {
+        names.push(crate::model::TRUNCATED_FRAME);
     }
     names.reverse();
     names.join(";")
@@ -138,11 +143,11 @@ pub fn folded_to_sites(p: &Profile, m: Metric) -> Vec<String> {
             continue;
         }
         let frames: Vec<&crate::model::Frame> = p.stack_frames(s.stack).collect();
-        let site = frames
-            .iter()
-            .position(|f| !crate::analysis::is_plumbing_frame(p.str(f.function), p.str(f.file)))
-            .unwrap_or(0);
+        let site = crate::analysis::site_index(p, s.stack);
         let mut names: Vec<&str> = frames[site..].iter().map(|f| p.str(f.function)).collect();
+        if s.truncated && !names.is_empty() {
+            names.push(crate::model::TRUNCATED_FRAME);
+        }
         let line = if names.is_empty() {
             crate::analysis::UNKNOWN_FUNCTION.to_owned()
         } else {
@@ -167,7 +172,7 @@ pub fn folded(p: &Profile, m: Metric) -> Vec<String> {
         if v == 0 {
             continue;
         }
-        let e = lines.entry(stack_line(p, s.stack)).or_default();
+        let e = lines.entry(stack_line(p, s)).or_default();
         *e = e.saturating_add(v);
     }
     lines
@@ -186,7 +191,10 @@ fn titles(p: &Profile, m: Metric) -> (String, Option<String>) {
         .filter(|s| !s.is_empty())
         .unwrap_or("profile");
     let title = format!("{} — {exe} (pid {})", m.title(), p.header.pid);
-    let total = p.stack_stats.iter().map(|s| m.value(s)).sum::<u64>();
+    let total = p
+        .stack_stats
+        .iter()
+        .fold(0u64, |t, s| t.saturating_add(m.value(s)));
     let total = match m.count_name() {
         "bytes" => units::bytes(total),
         _ => format!("{} allocations", units::count(total)),
@@ -231,8 +239,32 @@ pub fn flamegraph_svg<W: Write>(
     } else {
         Direction::Straight
     };
+    let lines = fit_in_u64(lines);
     flamegraph::from_lines(&mut opts, lines.iter().map(String::as_str), &mut out)?;
     Ok(())
+}
+
+/// Folded lines whose values add up within `u64` (inferno sums them): a damaged profile can hold
+/// per-stack values near `u64::MAX`; they are then scaled down alike (real profiles never need
+/// it: 2^64 bytes is 16 EiB).
+fn fit_in_u64(lines: Vec<String>) -> Vec<String> {
+    let value = |l: &str| -> u64 {
+        l.rsplit_once(' ')
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or(0)
+    };
+    let total: u128 = lines.iter().map(|l| u128::from(value(l))).sum();
+    if total <= u128::from(u64::MAX) {
+        return lines;
+    }
+    let divisor = total.div_ceil(u128::from(u64::MAX)) as u64;
+    lines
+        .iter()
+        .map(|l| match l.rsplit_once(' ') {
+            Some((stack, _)) => format!("{stack} {}", value(l) / divisor),
+            None => l.clone(),
+        })
+        .collect()
 }
 
 fn xml_escape(s: &str) -> String {

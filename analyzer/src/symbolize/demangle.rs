@@ -55,6 +55,7 @@ pub fn demangle(name: &str) -> Cow<'_, str> {
 /// assert!(is_qualified("<T as core::clone::Clone>::clone"));
 /// assert!(!is_qualified("finish_grow<alloc::alloc::Global>"));
 /// assert!(!is_qualified("main"));
+/// assert!(!is_qualified("map_or_else<&str, fn(&str) -> alloc::string::String>"));
 /// ```
 pub fn is_qualified(name: &str) -> bool {
     let mut depth = 0usize;
@@ -62,6 +63,8 @@ pub fn is_qualified(name: &str) -> bool {
     for c in name.chars() {
         match c {
             '<' | '(' | '[' => depth += 1,
+            // `fn(&str) -> String` inside generic arguments: an arrow closes nothing.
+            '>' if prev == '-' => {}
             '>' | ')' | ']' => depth = depth.saturating_sub(1),
             ':' if prev == ':' && depth == 0 => return true,
             _ => {}

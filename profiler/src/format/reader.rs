@@ -241,8 +241,13 @@ impl<R: Read> Reader<R> {
             ));
             return Ok(Step::End);
         }
-        self.payload.resize(len, 0);
-        let got = read_full(&mut self.inner, &mut self.payload)?;
+        // Grow with the data actually read, not the claimed length: a damaged length must not
+        // allocate up to MAX_CHUNK_PAYLOAD for a file a few bytes long.
+        self.payload.clear();
+        self.payload.reserve(len.min(1 << 20));
+        let got = (&mut self.inner)
+            .take(len as u64)
+            .read_to_end(&mut self.payload)?;
         if got < len {
             self.stop(format!(
                 "the file ends inside a chunk ({got} of {len} bytes present)"

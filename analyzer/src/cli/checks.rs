@@ -1,0 +1,146 @@
+//! What `tidemark run` checks after the program ends, so a profile that misses part of the run
+//! says so: a full disk, a command that drops the preload before the real program starts, and
+//! stacks that cannot be trusted.
+
+use std::ffi::{CString, OsString};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use crate::model::Profile;
+use crate::render::units::bytes;
+
+/// Below this much free space on the output's filesystem, a truncated or missing profile is put
+/// down to a full disk: the recorder writes chunks of up to a few hundred KiB, so a write that
+/// failed with `ENOSPC` leaves less than this behind.
+pub const DISK_FULL_BELOW_BYTES: u64 = 1 << 20;
+
+/// The warning for a profile without a single allocation call and no child profile.
+pub const NO_EVENTS: &str = "the profile holds no allocation calls and no child process wrote \
+     one: if the command starts the real program with a changed environment (env -i, env \
+     LD_PRELOAD=..., sudo) or the program is static or setuid, that program was not recorded \
+     (docs/limits.md)";
+
+/// Free bytes for unprivileged users on the filesystem holding `dir`, when `statvfs` answers.
+pub fn free_bytes(dir: &Path) -> Option<u64> {
+    let c = CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: zeroed is a valid `statvfs` (plain integers); the call writes it.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is NUL-terminated and `st` is a valid out-pointer.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return None;
+    }
+    Some((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
+}
+
+/// "disk full" with the details, when the filesystem holding `dir` has less than
+/// [`DISK_FULL_BELOW_BYTES`] free.
+pub fn disk_full(dir: &Path) -> Option<String> {
+    let free = free_bytes(dir)?;
+    (free < DISK_FULL_BELOW_BYTES).then(|| {
+        format!(
+            "disk full: the filesystem holding {} has {} free; the recorder stops writing when \
+             a write fails (ENOSPC), so the profile ends there. Free some space or write the \
+             profile elsewhere with -o",
+            dir.display(),
+            bytes(free)
+        )
+    })
+}
+
+/// Warnings for a command that drops tidemark's preload before the program it runs: `env` with an
+/// `LD_PRELOAD=` assignment, `-i` (empty environment) or `-u LD_PRELOAD`. The preload cannot see
+/// that from inside `env`; the program `env` starts then runs unrecorded.
+pub fn preload_dropped(argv: &[OsString]) -> Vec<String> {
+    let Some(first) = argv.first() else {
+        return Vec::new();
+    };
+    let is_env = Path::new(first)
+        .file_name()
+        .is_some_and(|n| n.as_bytes() == b"env");
+    if !is_env {
+        return Vec::new();
+    }
+    let mut how: Option<String> = None;
+    let mut program: Option<String> = None;
+    let mut args = argv[1..].iter().map(|a| a.to_string_lossy().into_owned());
+    while let Some(a) = args.next() {
+        if a == "-i" || a == "--ignore-environment" || a == "-" {
+            how.get_or_insert_with(|| format!("`env {a}` empties the environment"));
+        } else if a == "-u" || a == "--unset" {
+            if args.next().as_deref() == Some("LD_PRELOAD") {
+                how.get_or_insert_with(|| "`env -u LD_PRELOAD` removes it".to_owned());
+            }
+        } else if a == "-uLD_PRELOAD" || a == "--unset=LD_PRELOAD" {
+            how.get_or_insert_with(|| format!("`env {a}` removes it"));
+        } else if let Some(v) = a.strip_prefix("LD_PRELOAD=") {
+            if !v.contains(super::run::PRELOAD_LIB) {
+                how = Some(format!("`env {a}` replaces it"));
+            } else {
+                how = None;
+            }
+        } else if a.starts_with('-') || a.contains('=') {
+            // Another option or assignment: keep looking for the program.
+        } else {
+            program = Some(a);
+            break;
+        }
+    }
+    let (Some(how), Some(program)) = (how, program) else {
+        return Vec::new();
+    };
+    vec![format!(
+        "tidemark's recorder reaches the program through LD_PRELOAD, and {how}: {program} ran \
+         without the recorder, so its allocations are NOT in the profile (it covers `env` \
+         itself). Set LD_PRELOAD before tidemark instead (`LD_PRELOAD=... tidemark run -- \
+         {program} ...`: tidemark keeps an existing LD_PRELOAD after its own)"
+    )]
+}
+
+/// The stack-quality warnings of a finished profile (see [`crate::analysis::stack_quality`]).
+pub fn stack_warnings(p: &Profile) -> Vec<String> {
+    crate::analysis::stack_quality(p).warnings()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(v: &[&str]) -> Vec<OsString> {
+        v.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn env_dropping_the_preload_is_named() {
+        let w = preload_dropped(&argv(&["env", "LD_PRELOAD=x.so", "./prog", "a"]));
+        assert_eq!(w.len(), 1);
+        assert!(
+            w[0].contains("./prog") && w[0].contains("LD_PRELOAD=x.so"),
+            "{w:?}"
+        );
+        assert_eq!(
+            preload_dropped(&argv(&["/usr/bin/env", "-i", "prog"])).len(),
+            1
+        );
+        assert_eq!(
+            preload_dropped(&argv(&["env", "-u", "LD_PRELOAD", "prog"])).len(),
+            1
+        );
+        // Harmless uses of env stay quiet.
+        assert!(preload_dropped(&argv(&["env", "FOO=1", "prog"])).is_empty());
+        assert!(preload_dropped(&argv(&["env", "-u", "HOME", "prog"])).is_empty());
+        assert!(preload_dropped(&argv(&["env", "LD_PRELOAD=x.so"])).is_empty());
+        assert!(preload_dropped(&argv(&["prog", "LD_PRELOAD=x"])).is_empty());
+        assert!(preload_dropped(&argv(&[
+            "env",
+            "LD_PRELOAD=/t/libtidemark_preload.so:x.so",
+            "prog"
+        ]))
+        .is_empty());
+    }
+
+    #[test]
+    fn free_space_is_read() {
+        assert!(free_bytes(Path::new("/")).is_some());
+        assert!(free_bytes(Path::new("/nonexistent/dir")).is_none());
+    }
+}

@@ -93,20 +93,13 @@ pub struct Orderer {
     next_block: u64,
     /// Events written (each allocation and free counts one, a realloc two).
     written_seq: u64,
-    /// Thread of the last event written in the current chunk (`u32::MAX`: none yet).
+    /// Thread of the last event written in the current chunk (`u32::MAX`: none yet; each pass
+    /// starts a chunk and resets it).
     tid: u32,
     since_watermark: u32,
 }
 
 impl Orderer {
-    /// A transform at the start of a profile.
-    pub fn new() -> Orderer {
-        Orderer {
-            tid: u32::MAX,
-            ..Orderer::default()
-        }
-    }
-
     /// Events written so far: the trailer's end sequence.
     pub fn end_seq(&self) -> u64 {
         self.written_seq

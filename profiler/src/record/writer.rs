@@ -103,7 +103,7 @@ impl Writer {
         Ok(Writer {
             s,
             file,
-            orderer: lock(&s.orderer).take().unwrap_or_else(Orderer::new),
+            orderer: lock(&s.orderer).take().unwrap_or_default(),
             next_sample: 0,
             out: Vec::with_capacity(1 << 20),
             bufs: Vec::with_capacity(256),

@@ -190,6 +190,7 @@ impl LoadArgs {
         LoadOptions {
             symbolize: !self.no_symbolize,
             progress: true,
+            ..LoadOptions::default()
         }
     }
 }

@@ -482,6 +482,7 @@ fn finish_profile(output: &Path, started: SystemTime) -> anyhow::Result<Profile>
         &LoadOptions {
             symbolize: true,
             progress: true,
+            ..LoadOptions::default()
         },
     )?;
     let s = summary(&p, 0);

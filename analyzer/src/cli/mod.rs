@@ -6,6 +6,7 @@
 
 mod check;
 mod diff;
+mod export;
 mod flamegraph;
 mod report;
 mod run;
@@ -72,6 +73,8 @@ pub enum Command {
     Diff(DiffArgs),
     /// Check a profile against budgets: exit 0 within budget, 1 over budget, 2 on error.
     Check(CheckArgs),
+    /// Export a profile for other viewers: pprof, Firefox Profiler, DHAT, folded stacks, JSON.
+    Export(export::ExportArgs),
 }
 
 /// `tidemark timeline`.
@@ -339,6 +342,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Report(a) => report::report(&a),
         Command::Diff(a) => diff::diff(&a),
         Command::Check(a) => check::check(&a),
+        Command::Export(a) => export::export(&a),
     }
 }
 

@@ -564,6 +564,17 @@ mod tests {
         assert_eq!(out.stats[0].peak_bytes, 100);
         assert_eq!(out.stats[1].peak_bytes, 50);
         assert_eq!(out.stats[1].leaked_bytes, 140);
+        assert_eq!((out.stats[0].peak_blocks, out.stats[1].peak_blocks), (1, 1));
+        // Stack 2's own maximum is after the peak: 140 bytes in 2 blocks.
+        assert_eq!(
+            (out.stats[1].max_live_bytes, out.stats[1].max_live_blocks),
+            (140, 2)
+        );
+        assert_eq!(
+            (out.stats[1].min_block_bytes, out.stats[1].max_block_bytes),
+            (50, 90)
+        );
+        assert!(out.block_groups.is_none());
     }
 
     #[test]

@@ -62,7 +62,7 @@ pub fn build(p: &Profile) -> Result<FxProfile, ExportError> {
 
     // The main thread first: the crate files every allocation sample under the first thread.
     let mut order: Vec<&crate::model::ThreadInfo> = p.threads.iter().collect();
-    order.sort_by_key(|t| (t.tid != p.header.pid, 0));
+    order.sort_by_key(|t| t.tid != p.header.pid);
     let main_tid = order.first().map_or(p.header.pid, |t| t.tid);
     let main = fx.add_thread(process, main_tid, ts(0.0), true);
     fx.set_thread_name(
@@ -109,21 +109,27 @@ pub fn build(p: &Profile) -> Result<FxProfile, ExportError> {
         fx.add_allocation_sample(main, ts(t), handle, address, bytes);
     }
 
+    let end = (clock.end_ns(), p.totals.leaked_bytes);
     add_counter(
         &mut fx,
         process,
         p,
-        "Live heap",
-        "Heap bytes live (requested sizes)",
+        ("Live heap", "Heap bytes live (requested sizes)"),
         |s| Some(s.live_bytes),
+        Some(end),
     );
     if p.samples
         .iter()
         .any(|s| s.value(sample_key::RSS_BYTES).is_some())
     {
-        add_counter(&mut fx, process, p, "RSS", "Resident set size", |s| {
-            s.value(sample_key::RSS_BYTES)
-        });
+        add_counter(
+            &mut fx,
+            process,
+            p,
+            ("RSS", "Resident set size"),
+            |s| s.value(sample_key::RSS_BYTES),
+            None,
+        );
     }
     Ok(fx)
 }
@@ -137,14 +143,15 @@ fn thread_name(name: &str, tid: u32) -> String {
 }
 
 /// A memory counter (category "Memory", which the Firefox Profiler draws as a memory track) from
-/// one value of the timeline samples; counters take deltas.
+/// one value of the timeline samples, and `end = (ns, value)` when the value at the end is
+/// known; counters take deltas.
 fn add_counter(
     fx: &mut FxProfile,
     process: fxprof_processed_profile::ProcessHandle,
     p: &Profile,
-    name: &str,
-    description: &str,
+    (name, description): (&str, &str),
     value: impl Fn(&crate::model::Sample) -> Option<u64>,
+    end: Option<(f64, u64)>,
 ) {
     let counter = fx.add_counter(process, name, "Memory", description);
     let mut last = 0.0f64;
@@ -161,6 +168,19 @@ fn add_counter(
         );
         last = v as f64;
         last_calls = calls;
+    }
+    if let Some((t, v)) = end {
+        let t_ns = t as u64;
+        if p.samples.last().is_none_or(|s| s.t_ns < t_ns) {
+            let ops =
+                u32::try_from(p.totals.allocations.saturating_sub(last_calls)).unwrap_or(u32::MAX);
+            fx.add_counter_sample(
+                counter,
+                Timestamp::from_nanos_since_reference(t_ns),
+                v as f64 - last,
+                ops,
+            );
+        }
     }
 }
 

@@ -11,7 +11,9 @@ use flate2::Compression;
 
 use super::{warn_truncated, LoadArgs, MetricArg, EXIT_OK};
 use crate::load::{load_path, LoadOptions};
-use crate::render::export::{export as write_export, At, ExportFormat, ExportOptions};
+use crate::render::export::{
+    check_options, export as write_export, At, ExportFormat, ExportOptions,
+};
 
 /// The `--format` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -82,6 +84,7 @@ pub(super) fn export(a: &ExportArgs) -> anyhow::Result<u8> {
             AtArg::Peak => At::Peak,
         }),
     };
+    check_options(format, &opts)?;
     let to_stdout = a.output.as_os_str() == "-";
     if to_stdout && !format.is_text() && std::io::stdout().is_terminal() {
         bail!("--format {format} is binary (gzip): write it to a file with -o FILE, or pipe it");

@@ -138,7 +138,12 @@ pub fn export<W: Write>(
     }
 }
 
-fn check_options(format: ExportFormat, opts: &ExportOptions) -> Result<(), ExportError> {
+/// Checks that `opts` apply to `format` (what [`export`] checks first), so a command line can
+/// refuse them before loading a profile.
+pub fn check_options(format: ExportFormat, opts: &ExportOptions) -> Result<(), ExportError> {
+    if format == ExportFormat::Pprof {
+        pprof::PprofOptions::resolve(opts)?;
+    }
     let takes_metric = matches!(format, ExportFormat::Pprof | ExportFormat::Folded);
     if let (false, Some(m)) = (takes_metric, opts.metric) {
         return Err(ExportError::Options(format!(

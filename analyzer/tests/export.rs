@@ -27,6 +27,9 @@ fn export(scratch: &Scratch, args: &[&str]) {
 /// What `go tool pprof -raw` printed: sample types, samples and the functions of each location.
 #[derive(Debug, Default)]
 struct Raw {
+    /// `PeriodType:` and `Period:` as printed.
+    period_type: String,
+    period: String,
     types: Vec<String>,
     /// `(values, location ids leaf first)`.
     samples: Vec<(Vec<i64>, Vec<u64>)>,
@@ -101,6 +104,11 @@ fn pprof_raw(scratch: &Scratch, file: &Path) -> Raw {
         let t = line.trim();
         if t.is_empty() {
             continue;
+        }
+        if let Some(v) = t.strip_prefix("PeriodType:") {
+            raw.period_type = v.trim().to_owned();
+        } else if let Some(v) = t.strip_prefix("Period:") {
+            raw.period = v.trim().to_owned();
         }
         match section {
             "Samples:" if raw.types.is_empty() => {
@@ -179,6 +187,7 @@ fn check_pprof(scratch: &Scratch, profile: &Path, truth: &Truth) {
         ],
     );
     let raw = pprof_raw(scratch, &end);
+    assert_eq!((raw.period_type.as_str(), raw.period.as_str()), ("", "0"));
     assert_eq!(
         raw.types,
         [
@@ -263,6 +272,46 @@ fn go_pprof_reads_churn_with_exact_totals_and_sites() {
         ],
     );
     check_pprof(&scratch, &rec.profile, &read_truth(&truth_path));
+}
+
+#[test]
+fn go_pprof_reads_a_sampled_profile_with_its_rate_and_weighted_totals() {
+    let scratch = Scratch::new("export-sampled");
+    preload_lib();
+    let profile = scratch.join("sampled.tmk");
+    let mut cmd = Command::new(tidemark());
+    cmd.args(["run", "-o", path_str(&profile), "--"])
+        .arg(fixture_bin("tm-churn", &scratch))
+        .args(["--threads", "2", "--iterations", "10000"])
+        .env("TIDEMARK_SAMPLE_RATE", "4096")
+        .current_dir(scratch.path());
+    run_bounded(cmd, &scratch, RUN_TIMEOUT).assert_success("tidemark run (sampled)");
+    let p = load(&profile);
+    assert_eq!(p.header.sampling_rate, 4096);
+    let file = scratch.join("sampled.pb.gz");
+    export(
+        &scratch,
+        &[
+            "--format",
+            "pprof",
+            "-o",
+            path_str(&file),
+            path_str(&profile),
+        ],
+    );
+    let raw = pprof_raw(&scratch, &file);
+    assert_eq!(
+        (raw.period_type.as_str(), raw.period.as_str()),
+        ("space bytes", "4096")
+    );
+    let t = &p.totals;
+    // The unbiased estimates the loader computed, summed: the profile's totals.
+    assert_eq!(raw.sum("alloc_objects") as u64, t.allocations);
+    assert_eq!(raw.sum("alloc_space") as u64, t.allocated_bytes);
+    assert_eq!(raw.sum("inuse_objects") as u64, t.leaked_allocations);
+    assert_eq!(raw.sum("inuse_space") as u64, t.leaked_bytes);
+    // More allocations than samples: each sample stands for its weight.
+    assert!(t.allocations as usize > raw.samples.len());
 }
 
 /// `go tool pprof -top` rows: function → (flat, cum).

@@ -320,18 +320,21 @@ impl Mappings {
                 }
             }
         }
+        // Snapshots repeat the modules still loaded: one range each.
         ranges.sort_unstable();
+        ranges.dedup();
         Mappings { list, ranges }
     }
 
     /// The mapping id of an address, 0 when no module holds it.
     fn find(&self, addr: u64) -> u64 {
         let i = self.ranges.partition_point(|r| r.0 <= addr);
-        // Later snapshots may repeat a range: any containing one names the same module path.
+        // The range starting last at or below `addr`; a module loaded at the same address after
+        // another was unloaded (dlclose, dlopen) starts the same way, so look a few back.
         self.ranges[..i]
             .iter()
             .rev()
-            .take(8)
+            .take(4)
             .find(|r| addr < r.1)
             .map_or(0, |r| r.2)
     }

@@ -105,6 +105,10 @@ pub(super) fn export(a: &ExportArgs) -> anyhow::Result<u8> {
         write_to(out, gzip, |w| write_export(&p, format, &opts, w))?;
         return Ok(EXIT_OK);
     }
+    if let Some(dir) = a.output.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create the directory {}", dir.display()))?;
+    }
     let tmp = temp_path(&a.output);
     let result = File::create(&tmp)
         .with_context(|| format!("cannot create {}", tmp.display()))

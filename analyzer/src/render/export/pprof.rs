@@ -10,7 +10,7 @@
 //! mappings carry module paths and build-ids. In a sampled profile the values are the unbiased
 //! estimates the loader computed and the sampling rate is the `period` (`space/bytes`).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::io::Write;
 
 use flate2::write::GzEncoder;
@@ -18,7 +18,7 @@ use flate2::Compression;
 use pprof::protos::{self, Message};
 
 use super::{At, ExportError, ExportOptions};
-use crate::analysis::UNKNOWN_FUNCTION;
+use crate::analysis::{is_plumbing_frame, UNKNOWN_FUNCTION};
 use crate::model::{IpId, Profile, StackStats};
 use crate::render::Metric;
 
@@ -167,6 +167,10 @@ pub fn build(p: &Profile, opts: &PprofOptions) -> protos::Profile {
         ));
     }
     out.comment = comments.iter().map(|c| strings.id(c)).collect();
+    let drop = drop_frames(p);
+    if !drop.is_empty() {
+        out.drop_frames = strings.id(&drop);
+    }
 
     let mappings = Mappings::new(p, &mut strings);
     out.mapping = mappings.list.clone();
@@ -269,6 +273,98 @@ pub fn build(p: &Profile, opts: &PprofOptions) -> protos::Profile {
     out
 }
 
+/// pprof's `drop_frames`: the allocator plumbing between each stack's allocation site and the
+/// allocator (docs/metrics.md, "Site"), as an alternation of exact names. pprof cuts a sample's
+/// stack at the outermost frame matching it, so its flat column shows the sites, as it does for
+/// the allocator frames of C++ heap profiles. Only names that never appear at or above a site are
+/// listed (a cut there would lose user frames), in every form pprof compares ([`pprof_names`]).
+fn drop_frames(p: &Profile) -> String {
+    let mut tail: BTreeSet<String> = BTreeSet::new();
+    let mut body: HashSet<String> = HashSet::new();
+    for s in &p.stack_stats {
+        let frames: Vec<_> = p.stack_frames(s.stack).collect();
+        // A stack of plumbing only (cut by the frame limit) adds nothing to `body`: pprof never
+        // cuts a stack above its first non-matching frame from the root.
+        let site = frames
+            .iter()
+            .position(|f| !is_plumbing_frame(p.str(f.function), p.str(f.file)))
+            .unwrap_or(frames.len());
+        for f in &frames[..site] {
+            tail.extend(pprof_names(p.str(f.function)));
+        }
+        for f in &frames[site..] {
+            let name = p.str(f.function);
+            body.insert(name.to_owned());
+            body.extend(pprof_names(name));
+        }
+    }
+    tail.into_iter()
+        .filter(|n| !n.is_empty() && !body.contains(n))
+        .map(|n| {
+            // RE2 takes any escaped ASCII punctuation literally.
+            n.chars().fold(String::new(), |mut out, c| {
+                if c.is_ascii_punctuation() {
+                    out.push('\\');
+                }
+                out.push(c);
+                out
+            })
+        })
+        .collect::<Vec<_>>()
+        .join("|")
+}
+
+/// The forms of a function name that pprof's `drop_frames` may be matched against: the name as
+/// written up to its argument list (`operator new(unsigned long)` → `operator new`), and — since
+/// pprof simplifies names that look like demangled C++ (`::`, `<>`) before it prunes, unless told
+/// `-symbolize=demangle=full` — the name without argument and template lists
+/// (`std::__new_allocator<int>::allocate(unsigned long)` → `std::__new_allocator::allocate`).
+/// Names with a bracket pprof keeps (`(anonymous namespace)`, `operator()`) are left out rather
+/// than guessed.
+fn pprof_names(name: &str) -> Vec<String> {
+    let as_written = |n: &str| -> Option<String> {
+        match n.find('(') {
+            None => Some(n.to_owned()),
+            Some(i)
+                if n[i..].starts_with("(anonymous namespace)") || n[..i].ends_with("operator") =>
+            {
+                None
+            }
+            Some(i) => Some(n[..i].to_owned()),
+        }
+    };
+    let mut out: Vec<String> = as_written(name).into_iter().collect();
+    let looks_cpp = !name.contains(".<")
+        && !name.contains("]).")
+        && (name.contains(['<', '>', '[', ']']) || name.contains("::"));
+    if looks_cpp {
+        let simple = remove_matching(&remove_matching(name, '(', ')'), '<', '>');
+        out.extend(as_written(&simple));
+    }
+    out.dedup();
+    out
+}
+
+/// Removes every balanced `open … close` group from `name` (pprof's `removeMatching`); a name
+/// whose brackets do not balance is returned unchanged.
+fn remove_matching(name: &str, open: char, close: char) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut depth = 0usize;
+    for c in name.chars() {
+        if c == open {
+            depth += 1;
+        } else if c == close {
+            if depth == 0 {
+                return name.to_owned();
+            }
+            depth -= 1;
+        } else if depth == 0 {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Writes `p` as a gzipped pprof profile.
 pub fn write<W: Write>(p: &Profile, opts: &PprofOptions, out: W) -> Result<(), ExportError> {
     let bytes = build(p, opts).encode_to_vec();
@@ -337,5 +433,29 @@ impl Mappings {
             .take(4)
             .find(|r| addr < r.1)
             .map_or(0, |r| r.2)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pprof_compares_names_as_written_and_simplified() {
+        assert_eq!(
+            pprof_names("operator new(unsigned long)"),
+            ["operator new".to_owned()]
+        );
+        assert_eq!(
+            pprof_names("std::__new_allocator<int>::allocate(unsigned long, void const*)"),
+            [
+                "std::__new_allocator<int>::allocate".to_owned(),
+                "std::__new_allocator::allocate".to_owned()
+            ]
+        );
+        assert_eq!(pprof_names("malloc"), ["malloc".to_owned()]);
+        assert!(pprof_names("(anonymous namespace)::f()").is_empty());
+        assert_eq!(remove_matching("a<b<c>>::d", '<', '>'), "a::d");
+        assert_eq!(remove_matching("a>b", '<', '>'), "a>b");
     }
 }

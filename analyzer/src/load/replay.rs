@@ -98,6 +98,8 @@ type GroupKey = (u32, u32, u32, Option<(u32, u32)>);
 struct StackLive {
     live_bytes: u64,
     live_blocks: u64,
+    /// An allocation was seen (the block size range is set).
+    sized: bool,
     epoch_seen: u64,
     /// Fractions of estimated allocations and bytes not yet counted (sampled profiles), carried
     /// so the integer totals stay within one unit of the estimate.
@@ -432,9 +434,11 @@ impl Replay {
                 realloc,
             } => {
                 let st = &mut self.stats[stack as usize];
-                if st.min_block_bytes == 0 || size_bytes < st.min_block_bytes {
+                let live = &mut self.stack_live[stack as usize];
+                if !live.sized || size_bytes < st.min_block_bytes {
                     st.min_block_bytes = size_bytes;
                 }
+                live.sized = true;
                 st.max_block_bytes = st.max_block_bytes.max(size_bytes);
                 let (count, size_bytes) = self.weigh(stack, size_bytes);
                 let block = Block {

@@ -84,7 +84,7 @@ pub struct StackStats {
     pub max_live_bytes: u64,
     /// Live blocks of this stack when [`StackStats::max_live_bytes`] was reached (DHAT's `mbk`).
     pub max_live_blocks: u64,
-    /// Smallest requested size of one recorded allocation, bytes (0 before any).
+    /// Smallest requested size of one recorded allocation, bytes (0 when none).
     pub min_block_bytes: u64,
     /// Largest requested size of one recorded allocation, bytes.
     pub max_block_bytes: u64,

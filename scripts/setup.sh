@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Installs what the tests and benchmarks need when it is missing: gcc (the C fixtures, and static
 # glibc for the statically-linked case), make (building the bundled jemalloc), heaptrack (the
-# overhead comparison), chromium (the HTML report is rendered in headless Chromium), and the
+# overhead comparison), chromium (the HTML report is rendered in headless Chromium), the
 # allocators the foreign-allocator tests run programs on: libjemalloc-dev, libmimalloc-dev,
-# libgoogle-perftools-dev (tcmalloc). Idempotent: a tool
+# libgoogle-perftools-dev (tcmalloc), and the consumers the export tests drive: golang-go
+# (`go tool pprof`), valgrind (its DHAT viewer dh_view.html), chromium-driver and
+# python3-selenium (dh_view.html is loaded in headless Chromium). Idempotent: a tool
 # that is already there is left alone, and apt-get runs only when something is absent (one
 # `apt-get update` first). Run it as root, or with sudo available.
 set -euo pipefail
@@ -21,6 +23,13 @@ if need_cmd unshare; then missing+=(util-linux); fi
 if need_cmd make; then missing+=(make); fi
 if need_cmd heaptrack || need_cmd heaptrack_print; then missing+=(heaptrack); fi
 if need_cmd chromium; then missing+=(chromium); fi
+if need_cmd go; then missing+=(golang-go); fi
+if ! [ -e /usr/libexec/valgrind/dh_view.html ] && ! [ -e /usr/lib/valgrind/dh_view.html ]; then
+    missing+=(valgrind)
+fi
+if need_cmd chromedriver; then missing+=(chromium-driver); fi
+# Debian's Selenium is installed for the system interpreter, which the tests call by path.
+if ! /usr/bin/python3 -c 'import selenium' >/dev/null 2>&1; then missing+=(python3-selenium); fi
 # gcc -static needs glibc's static archive (package libc6-dev, normally pulled in by gcc).
 if ! [ -e /usr/lib/x86_64-linux-gnu/libc.a ] && ! [ -e /usr/lib/libc.a ] \
     && ! ls /usr/lib/*-linux-gnu/libc.a >/dev/null 2>&1; then
@@ -38,7 +47,8 @@ if ! command -v cargo >/dev/null 2>&1; then
 fi
 
 if [ ${#missing[@]} -eq 0 ]; then
-    say "gcc, g++, unshare, make, heaptrack, chromium, static libc, jemalloc, mimalloc and tcmalloc are present; nothing to install"
+    say "gcc, g++, unshare, make, heaptrack, chromium, static libc, jemalloc, mimalloc, tcmalloc" \
+        "and the export consumers (go, valgrind, chromedriver, selenium) are present; nothing to install"
     exit 0
 fi
 

@@ -27,6 +27,7 @@ fn check(version: u16) {
         &LoadOptions {
             symbolize: false,
             progress: false,
+            ..LoadOptions::default()
         },
     )
     .unwrap_or_else(|e| panic!("{}: {e}", profile.display()));

@@ -188,6 +188,7 @@ fn exercise(case: &str, bytes: &[u8], symbolize: bool) -> Option<Profile> {
         let opts = LoadOptions {
             symbolize,
             progress: false,
+            ..LoadOptions::default()
         };
         let p = load_reader(bytes, &opts).ok()?;
         let peak = PEAK.with(Cell::get) - live_before;

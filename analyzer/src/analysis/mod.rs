@@ -3,6 +3,7 @@
 //! Definitions (peak, leaked, temporary, site) are in `docs/metrics.md`.
 
 pub mod growth;
+pub mod lifetimes;
 mod plumbing;
 pub mod pressure;
 mod stack_quality;

@@ -7,6 +7,7 @@
 mod check;
 mod checks;
 mod diff;
+mod export;
 mod flamegraph;
 pub mod output;
 mod report;
@@ -74,6 +75,8 @@ pub enum Command {
     Diff(DiffArgs),
     /// Check a profile against budgets: exit 0 within budget, 1 over budget, 2 on error.
     Check(CheckArgs),
+    /// Export a profile for other viewers: pprof, Firefox Profiler, DHAT, folded stacks, JSON.
+    Export(export::ExportArgs),
 }
 
 /// `tidemark timeline`.
@@ -192,6 +195,7 @@ impl LoadArgs {
         LoadOptions {
             symbolize: !self.no_symbolize,
             progress: true,
+            ..LoadOptions::default()
         }
     }
 }
@@ -340,6 +344,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Report(a) => report::report(&a),
         Command::Diff(a) => diff::diff(&a),
         Command::Check(a) => check::check(&a),
+        Command::Export(a) => export::export(&a),
     }
 }
 

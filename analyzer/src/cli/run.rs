@@ -507,6 +507,7 @@ fn finish_profile(
         &LoadOptions {
             symbolize: true,
             progress: true,
+            ..LoadOptions::default()
         },
     );
     let p = match loaded {

@@ -34,6 +34,8 @@ use replay::Replay;
 pub const DEFAULT_SYMBOLIZE: bool = true;
 /// Default of [`LoadOptions::progress`].
 pub const DEFAULT_PROGRESS: bool = false;
+/// Default of [`LoadOptions::block_groups`].
+pub const DEFAULT_BLOCK_GROUPS: bool = false;
 
 /// How to load a profile.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +48,10 @@ pub struct LoadOptions {
     /// terminal or once a step has taken more than a second). This is the only output the
     /// library ever writes, and only when asked. Default: [`DEFAULT_PROGRESS`] (`false`).
     pub progress: bool,
+    /// Also group blocks by stack, threads and timeline intervals
+    /// ([`crate::model::Profile::block_groups`]): what the Firefox Profiler and DHAT exports
+    /// need. Costs a hash-map update per free. Default: [`DEFAULT_BLOCK_GROUPS`] (`false`).
+    pub block_groups: bool,
 }
 
 impl Default for LoadOptions {
@@ -53,6 +59,7 @@ impl Default for LoadOptions {
         LoadOptions {
             symbolize: DEFAULT_SYMBOLIZE,
             progress: DEFAULT_PROGRESS,
+            block_groups: DEFAULT_BLOCK_GROUPS,
         }
     }
 }
@@ -216,6 +223,9 @@ fn load_inner<R: Read>(
         ..Profile::default()
     };
     let mut replay = Replay::new(p.header.sampling_rate);
+    if opts.block_groups {
+        replay = replay.with_block_groups();
+    }
     let mut stacks = StackBuilder::default();
     let mut embedded: HashMap<(u64, u64), Vec<SymbolFrame>> = HashMap::new();
     let mut last_sample_ns = 0u64;
@@ -275,6 +285,7 @@ fn load_inner<R: Read>(
     p.threads = out.threads;
     p.samples = out.samples;
     p.stack_stats = out.stats;
+    p.block_groups = out.block_groups;
     for (st, raw) in p.stack_stats.iter_mut().zip(&out.stack_raw_ids) {
         st.stack = stacks.defined.get(raw).copied().flatten();
         st.truncated = stacks.cut.contains(raw);

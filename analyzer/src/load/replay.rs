@@ -23,7 +23,7 @@ use std::collections::{BinaryHeap, VecDeque};
 // Integer keys from the profile itself: a fast non-cryptographic hash (the replay's hot path).
 use rustc_hash::FxHashMap as HashMap;
 
-use crate::model::{Sample, StackStats, ThreadInfo, Totals};
+use crate::model::{BlockGroup, BlockGroups, Sample, StackStats, ThreadInfo, Totals};
 
 /// What a pending entry does when released.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,12 +85,21 @@ struct Block {
     seq: u64,
     stack: u32,
     tid: u32,
+    /// Timeline interval of the allocation (samples replayed before it).
+    interval: u32,
 }
+
+/// Key of a [`BlockGroup`]: stack, allocating thread, allocation interval, and the freeing
+/// thread and interval (`None`: live at the end).
+type GroupKey = (u32, u32, u32, Option<(u32, u32)>);
 
 /// Replay-only state of a stack next to its public aggregates.
 #[derive(Debug, Clone, Default)]
 struct StackLive {
     live_bytes: u64,
+    live_blocks: u64,
+    /// An allocation was seen (the block size range is set).
+    sized: bool,
     epoch_seen: u64,
     /// Fractions of estimated allocations and bytes not yet counted (sampled profiles), carried
     /// so the integer totals stay within one unit of the estimate.
@@ -133,6 +142,10 @@ pub(crate) struct Replay {
     thread_index: HashMap<u32, usize>,
     samples: Vec<Sample>,
     totals: Totals,
+    /// Block groups, when asked for.
+    groups: Option<HashMap<GroupKey, BlockGroup>>,
+    /// One past the largest sequence number applied.
+    end_seq: u64,
 }
 
 /// What the replay produced.
@@ -142,6 +155,7 @@ pub(crate) struct ReplayOutput {
     pub threads: Vec<ThreadInfo>,
     pub samples: Vec<Sample>,
     pub totals: Totals,
+    pub block_groups: Option<BlockGroups>,
 }
 
 impl Replay {
@@ -153,6 +167,40 @@ impl Replay {
         Replay {
             sampling_rate,
             ..Replay::default()
+        }
+    }
+
+    /// Also groups blocks by stack, threads and timeline intervals ([`BlockGroups`]).
+    pub(crate) fn with_block_groups(mut self) -> Self {
+        self.groups = Some(HashMap::default());
+        self
+    }
+
+    /// Adds a block that ended (freed at `free = (tid, seq)`) or is live at the end (`None`).
+    fn group_block(&mut self, block: &Block, free: Option<(u32, u64)>) {
+        let interval = self.samples.len() as u32;
+        let Some(groups) = self.groups.as_mut() else {
+            return;
+        };
+        let key = (
+            block.stack,
+            block.tid,
+            block.interval,
+            free.map(|(tid, _)| (tid, interval)),
+        );
+        let g = groups.entry(key).or_insert_with(|| BlockGroup {
+            stack: block.stack,
+            alloc_tid: block.tid,
+            alloc_interval: block.interval,
+            free: key.3,
+            ..BlockGroup::default()
+        });
+        g.records += 1;
+        g.allocations += block.count;
+        g.bytes = g.bytes.saturating_add(block.size_bytes);
+        g.alloc_seq_sum += u128::from(block.seq);
+        if let Some((_, seq)) = free {
+            g.free_seq_sum += u128::from(seq);
         }
     }
 
@@ -350,7 +398,9 @@ impl Replay {
     fn touch(&mut self, stack: u32) {
         let s = &mut self.stack_live[stack as usize];
         if s.epoch_seen != self.epoch {
-            self.stats[stack as usize].peak_bytes = s.live_bytes;
+            let st = &mut self.stats[stack as usize];
+            st.peak_bytes = s.live_bytes;
+            st.peak_blocks = s.live_blocks;
             s.epoch_seen = self.epoch;
         }
     }
@@ -360,6 +410,7 @@ impl Replay {
         self.touch(block.stack);
         let s = &mut self.stack_live[block.stack as usize];
         s.live_bytes = s.live_bytes.saturating_sub(block.size_bytes);
+        s.live_blocks = s.live_blocks.saturating_sub(block.count);
         self.live_bytes = self.live_bytes.saturating_sub(block.size_bytes);
         self.live_blocks = self.live_blocks.saturating_sub(block.count);
     }
@@ -370,6 +421,7 @@ impl Replay {
                 Some(r) if p.seq < r => self.totals.late_events += 1,
                 _ => self.released_seq = Some(p.seq),
             }
+            self.end_seq = self.end_seq.max(p.seq + 1);
         }
         match p.action {
             Action::Sample { t_ns, values } => self.samples.push(Sample {
@@ -386,6 +438,13 @@ impl Replay {
                 stack,
                 realloc,
             } => {
+                let st = &mut self.stats[stack as usize];
+                let live = &mut self.stack_live[stack as usize];
+                if !live.sized || size_bytes < st.min_block_bytes {
+                    st.min_block_bytes = size_bytes;
+                }
+                live.sized = true;
+                st.max_block_bytes = st.max_block_bytes.max(size_bytes);
                 let (count, size_bytes) = self.weigh(stack, size_bytes);
                 let block = Block {
                     size_bytes,
@@ -393,17 +452,25 @@ impl Replay {
                     seq: p.seq,
                     stack,
                     tid,
+                    interval: self.samples.len() as u32,
                 };
                 if let Some(old) = self.live.insert(addr, block) {
                     // The address was handed out again without a recorded free.
                     self.totals.reused_live_addresses += 1;
                     self.release_block(&old);
+                    self.group_block(&old, Some((tid, p.seq)));
                 }
                 self.touch(stack);
-                self.stack_live[stack as usize].live_bytes = self.stack_live[stack as usize]
-                    .live_bytes
-                    .saturating_add(size_bytes);
+                let live = &mut self.stack_live[stack as usize];
+                live.live_bytes = live.live_bytes.saturating_add(size_bytes);
+                live.live_blocks += count;
+                let (live_bytes, live_blocks) = (live.live_bytes, live.live_blocks);
                 let st = &mut self.stats[stack as usize];
+                // `>=`: the latest of equal maxima, as DHAT keeps it.
+                if live_bytes >= st.max_live_bytes {
+                    st.max_live_bytes = live_bytes;
+                    st.max_live_blocks = live_blocks;
+                }
                 st.allocations += count;
                 st.allocated_bytes = st.allocated_bytes.saturating_add(size_bytes);
                 self.totals.allocations += count;
@@ -434,6 +501,7 @@ impl Replay {
                 }
                 Some(block) => {
                     self.release_block(&block);
+                    self.group_block(&block, Some((tid, p.seq)));
                     if !realloc {
                         self.totals.frees += block.count;
                     }
@@ -460,6 +528,12 @@ impl Replay {
         for i in 0..self.stats.len() {
             self.touch(i as u32);
         }
+        if self.groups.is_some() {
+            let live: Vec<Block> = self.live.values().copied().collect();
+            for block in &live {
+                self.group_block(block, None);
+            }
+        }
         for block in self.live.values() {
             let st = &mut self.stats[block.stack as usize];
             st.leaked_allocations += block.count;
@@ -473,6 +547,10 @@ impl Replay {
             threads: self.threads,
             samples: self.samples,
             totals: self.totals,
+            block_groups: self.groups.map(|g| BlockGroups {
+                groups: g.into_values().collect(),
+                end_seq: self.end_seq,
+            }),
         }
     }
 }
@@ -495,6 +573,17 @@ mod tests {
         assert_eq!(out.stats[0].peak_bytes, 100);
         assert_eq!(out.stats[1].peak_bytes, 50);
         assert_eq!(out.stats[1].leaked_bytes, 140);
+        assert_eq!((out.stats[0].peak_blocks, out.stats[1].peak_blocks), (1, 1));
+        // Stack 2's own maximum is after the peak: 140 bytes in 2 blocks.
+        assert_eq!(
+            (out.stats[1].max_live_bytes, out.stats[1].max_live_blocks),
+            (140, 2)
+        );
+        assert_eq!(
+            (out.stats[1].min_block_bytes, out.stats[1].max_block_bytes),
+            (50, 90)
+        );
+        assert!(out.block_groups.is_none());
     }
 
     #[test]

@@ -251,6 +251,7 @@ fn without_symbols_frames_name_module_and_offset() {
         &LoadOptions {
             symbolize: false,
             progress: false,
+            ..LoadOptions::default()
         },
     )
     .unwrap();
@@ -311,6 +312,7 @@ fn garbled_chunks_with_good_checksums_never_panic() {
     let opts = LoadOptions {
         symbolize: false,
         progress: false,
+        ..LoadOptions::default()
     };
     for round in 0..2000 {
         let mut out = Builder::new().bytes();

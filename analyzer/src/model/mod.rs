@@ -79,6 +79,17 @@ pub struct StackStats {
     pub temporary_allocations: u64,
     /// Live bytes from this stack at the instant of the global peak.
     pub peak_bytes: u64,
+    /// Live blocks from this stack at the instant of the global peak.
+    pub peak_blocks: u64,
+    /// Largest live bytes of this stack alone at any instant (its own maximum, the latest one
+    /// when equal maxima recur; DHAT's `mb`).
+    pub max_live_bytes: u64,
+    /// Live blocks of this stack when [`StackStats::max_live_bytes`] was reached (DHAT's `mbk`).
+    pub max_live_blocks: u64,
+    /// Smallest requested size of one recorded allocation, bytes (0 when none).
+    pub min_block_bytes: u64,
+    /// Largest requested size of one recorded allocation, bytes.
+    pub max_block_bytes: u64,
     /// Frees of blocks from this stack (realloc's free half included).
     pub frees: u64,
     /// The recorder cut this stack at its frame limit: its outermost frames (`main` and the
@@ -161,6 +172,44 @@ pub struct ModuleSnapshot {
     pub modules: Vec<Module>,
 }
 
+/// Blocks of one stack with the same allocating thread, allocation interval, freeing thread and
+/// free interval (or still live at the end). An interval `b` is the span between timeline
+/// samples `b - 1` and `b` of [`Profile::samples`] (`0`: before the first sample; `samples.len()`:
+/// after the last one). Events carry sequence numbers, not times: their times are interpolated
+/// inside their interval ([`crate::analysis::lifetimes`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct BlockGroup {
+    /// Index of the allocating stack in [`Profile::stack_stats`].
+    pub stack: u32,
+    /// Allocating thread.
+    pub alloc_tid: u32,
+    /// Interval of the allocations.
+    pub alloc_interval: u32,
+    /// Freeing thread and interval of the frees; `None` for blocks live at the end.
+    pub free: Option<(u32, u32)>,
+    /// Blocks recorded (one per allocation event, also in a sampled profile).
+    pub records: u64,
+    /// Allocations these blocks stand for (the sampling weights summed; `records` when exact).
+    pub allocations: u64,
+    /// Requested bytes these blocks stand for.
+    pub bytes: u64,
+    /// Sum of the allocation events' sequence numbers.
+    pub alloc_seq_sum: u128,
+    /// Sum of the free events' sequence numbers (0 for live blocks).
+    pub free_seq_sum: u128,
+}
+
+/// Every recorded block in [`BlockGroup`]s: what per-event outputs (the Firefox Profiler's
+/// allocation samples, DHAT's lifetimes) need, without keeping every event. Built only when
+/// [`crate::load::LoadOptions::block_groups`] asks for it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct BlockGroups {
+    /// The groups, in no particular order.
+    pub groups: Vec<BlockGroup>,
+    /// One past the largest sequence number replayed (the end of the last interval).
+    pub end_seq: u64,
+}
+
 /// Whole-profile totals.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Totals {
@@ -230,6 +279,8 @@ pub struct Profile {
     pub modules: Vec<ModuleSnapshot>,
     /// The trailer's raw values, when the profile ended cleanly.
     pub trailer: Option<Vec<(u64, u64)>>,
+    /// Blocks grouped by stack, threads and intervals, when the load asked for them.
+    pub block_groups: Option<BlockGroups>,
 }
 
 impl Profile {

@@ -140,6 +140,7 @@ fn embedded_symbols_travel_with_the_profile() {
         &LoadOptions {
             symbolize: false,
             progress: false,
+            ..LoadOptions::default()
         },
     )
     .unwrap();
@@ -172,6 +173,7 @@ fn embedding_into_a_truncated_profile_drops_the_unreadable_tail() {
         &LoadOptions {
             symbolize: false,
             progress: false,
+            ..LoadOptions::default()
         },
     )
     .unwrap();

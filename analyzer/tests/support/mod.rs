@@ -8,6 +8,8 @@
 // Each test crate uses a different subset of these helpers.
 #![allow(dead_code)]
 
+pub mod pprof;
+
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fmt::Write as _;
@@ -251,13 +253,22 @@ pub fn list_dir(dir: &Path) -> Vec<PathBuf> {
     v
 }
 
-/// A fixture binary of the `tidemark-fixtures` crate, copied into `scratch`: a rebuild of
-/// `target/release` while the test runs (another `cargo build` in the same tree) then cannot
-/// change the binary between recording and symbolizing.
+/// A fixture binary of the `tidemark-fixtures` crate, linked (or copied) into `scratch`: a
+/// rebuild of `target/release` while the test runs (another `cargo build` in the same tree) then
+/// cannot change the binary between recording and symbolizing — the linker and cargo replace the
+/// file rather than write into it, so a hard link keeps the old contents.
+///
+/// A hard link first because a copy holds the new file open for writing: a child that another
+/// test thread forks meanwhile inherits that descriptor until it execs, and executing the copy
+/// then fails with "Text file busy" (ETXTBSY).
 pub fn fixture_bin(name: &str, scratch: &Scratch) -> PathBuf {
     let copy = scratch.join(name);
-    fs::copy(artifact(name), &copy)
-        .unwrap_or_else(|e| panic!("cannot copy {name} into {}: {e}", scratch.path().display()));
+    let src = artifact(name);
+    if fs::hard_link(&src, &copy).is_err() {
+        fs::copy(&src, &copy).unwrap_or_else(|e| {
+            panic!("cannot copy {name} into {}: {e}", scratch.path().display())
+        });
+    }
     copy
 }
 

@@ -12,8 +12,10 @@ mod run;
 mod summary;
 mod timeline;
 pub mod units;
+mod view;
 
 pub use run::{find_beside_exe, parse_interval_ms, PRELOAD_LIB, WORKLOAD_BIN};
+pub use view::ViewArgs;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -72,6 +74,9 @@ pub enum Command {
     Diff(DiffArgs),
     /// Check a profile against budgets: exit 0 within budget, 1 over budget, 2 on error.
     Check(CheckArgs),
+    /// Write one self-contained interactive HTML page: timeline with a selectable time range,
+    /// flamegraph, tables, histograms, threads.
+    View(ViewArgs),
 }
 
 /// `tidemark timeline`.
@@ -338,6 +343,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Report(a) => report::report(&a),
         Command::Diff(a) => diff::diff(&a),
         Command::Check(a) => check::check(&a),
+        Command::View(a) => view::view(&a),
     }
 }
 

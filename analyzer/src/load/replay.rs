@@ -23,7 +23,8 @@ use std::collections::{BinaryHeap, VecDeque};
 // Integer keys from the profile itself: a fast non-cryptographic hash (the replay's hot path).
 use rustc_hash::FxHashMap as HashMap;
 
-use crate::model::{Sample, StackStats, ThreadInfo, Totals};
+use super::buckets::{Born, BucketBuilder};
+use crate::model::{Sample, StackStats, ThreadInfo, TimeBuckets, Totals};
 
 /// What a pending entry does when released.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,6 +86,8 @@ struct Block {
     seq: u64,
     stack: u32,
     tid: u32,
+    /// When it was allocated (kept for the time buckets).
+    born: Born,
 }
 
 /// Replay-only state of a stack next to its public aggregates.
@@ -130,6 +133,8 @@ pub(crate) struct Replay {
     thread_index: HashMap<u32, usize>,
     samples: Vec<Sample>,
     totals: Totals,
+    /// Per-stack activity over time, when asked for.
+    buckets: Option<BucketBuilder>,
 }
 
 /// What the replay produced.
@@ -139,6 +144,7 @@ pub(crate) struct ReplayOutput {
     pub threads: Vec<ThreadInfo>,
     pub samples: Vec<Sample>,
     pub totals: Totals,
+    pub time_buckets: Option<TimeBuckets>,
 }
 
 impl Replay {
@@ -151,6 +157,12 @@ impl Replay {
             sampling_rate,
             ..Replay::default()
         }
+    }
+
+    /// Also cut the activity into at most `max_buckets` time buckets ([`TimeBuckets`]).
+    pub(crate) fn with_time_buckets(mut self, max_buckets: usize) -> Self {
+        self.buckets = Some(BucketBuilder::new(max_buckets));
+        self
     }
 
     /// The allocations and bytes an allocation of `size_bytes` from `stack` stands for.
@@ -367,13 +379,18 @@ impl Replay {
             }
         }
         match p.action {
-            Action::Sample { t_ns, values } => self.samples.push(Sample {
-                t_ns,
-                seq: p.seq,
-                values,
-                live_bytes: self.live_bytes,
-                live_blocks: self.live_blocks,
-            }),
+            Action::Sample { t_ns, values } => {
+                if let Some(b) = self.buckets.as_mut() {
+                    b.sample(p.seq, t_ns);
+                }
+                self.samples.push(Sample {
+                    t_ns,
+                    seq: p.seq,
+                    values,
+                    live_bytes: self.live_bytes,
+                    live_blocks: self.live_blocks,
+                })
+            }
             Action::Alloc {
                 tid,
                 addr,
@@ -381,18 +398,35 @@ impl Replay {
                 stack,
                 realloc,
             } => {
+                let request_bytes = size_bytes;
                 let (count, size_bytes) = self.weigh(stack, size_bytes);
+                let born = match self.buckets.as_mut() {
+                    Some(b) => b.alloc(p.seq, stack, tid, count, size_bytes, request_bytes),
+                    None => Born::default(),
+                };
                 let block = Block {
                     size_bytes,
                     count,
                     seq: p.seq,
                     stack,
                     tid,
+                    born,
                 };
                 if let Some(old) = self.live.insert(addr, block) {
                     // The address was handed out again without a recorded free.
                     self.totals.reused_live_addresses += 1;
                     self.release_block(&old);
+                    if let Some(b) = self.buckets.as_mut() {
+                        b.free(
+                            old.born,
+                            None,
+                            old.stack,
+                            old.tid,
+                            old.count,
+                            old.size_bytes,
+                            false,
+                        );
+                    }
                 }
                 self.touch(stack);
                 self.stack_live[stack as usize].live_bytes = self.stack_live[stack as usize]
@@ -436,12 +470,23 @@ impl Replay {
                     st.frees += block.count;
                     // A block resized by realloc was not discarded: not a temporary (counting
                     // it would flag every growing Vec as churn).
-                    if !realloc
+                    let temporary = !realloc
                         && block.tid == tid
-                        && self.last_alloc_seq.get(&tid) == Some(&block.seq)
-                    {
+                        && self.last_alloc_seq.get(&tid) == Some(&block.seq);
+                    if temporary {
                         st.temporary_allocations += block.count;
                         self.totals.temporary_allocations += block.count;
+                    }
+                    if let Some(b) = self.buckets.as_mut() {
+                        b.free(
+                            block.born,
+                            Some(p.seq),
+                            block.stack,
+                            block.tid,
+                            block.count,
+                            block.size_bytes,
+                            temporary,
+                        );
                     }
                 }
             },
@@ -461,6 +506,9 @@ impl Replay {
             st.leaked_bytes = st.leaked_bytes.saturating_add(block.size_bytes);
             self.totals.leaked_allocations += block.count;
             self.totals.leaked_bytes = self.totals.leaked_bytes.saturating_add(block.size_bytes);
+            if let Some(b) = self.buckets.as_mut() {
+                b.leaked(block.born, block.stack, block.count, block.size_bytes);
+            }
         }
         ReplayOutput {
             stats: self.stats,
@@ -468,6 +516,7 @@ impl Replay {
             threads: self.threads,
             samples: self.samples,
             totals: self.totals,
+            time_buckets: self.buckets.map(BucketBuilder::finish),
         }
     }
 }

@@ -8,8 +8,10 @@
 //! first.
 
 mod strings;
+pub mod time_buckets;
 
 pub use strings::{StringId, Strings};
+pub use time_buckets::TimeBuckets;
 
 use std::collections::HashMap;
 
@@ -220,6 +222,9 @@ pub struct Profile {
     pub modules: Vec<ModuleSnapshot>,
     /// The trailer's raw values, when the profile ended cleanly.
     pub trailer: Option<Vec<(u64, u64)>>,
+    /// Per-stack activity over time; only when loaded with
+    /// [`crate::load::load_path_with_time_buckets`].
+    pub time_buckets: Option<TimeBuckets>,
 }
 
 impl Profile {

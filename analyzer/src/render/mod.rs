@@ -8,6 +8,7 @@ pub mod diff;
 mod text;
 pub mod timeline;
 pub mod units;
+pub mod view;
 
 pub use text::{summary_text, write_summary_json};
 

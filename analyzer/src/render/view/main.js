@@ -1,0 +1,40 @@
+// Header, cards and wiring.
+function renderHeader() {
+  const p = document.getElementById("process");
+  p.textContent = (D.cmdline.length ? D.cmdline.join(" ") : D.exe) + " · pid " + D.pid + " · " + fmtNs(D.duration_ns) +
+    (D.sampling_rate ? " · sampled, one sample per " + fmtBytes(D.sampling_rate) + " (estimates)" : "");
+  const w = document.getElementById("warnings");
+  const warns = (D.truncated ? ["Truncated profile: " + D.truncated + ". Numbers cover the recorded part only."] : []).concat(D.warnings);
+  for (const t of warns) w.appendChild(el("div", { class: "warn" }, t));
+  const c = document.getElementById("cards");
+  const T = D.totals;
+  const cards = [["Allocation calls", fmtCount(T.allocations)], ["Allocated", fmtBytes(T.allocated_bytes)],
+    ["Peak heap", fmtBytes(T.peak_bytes)], ["Leaked", fmtBytes(T.leaked_bytes) + " in " + fmtCount(T.leaked_allocations) + " blocks"],
+    ["Temporary", fmtCount(T.temporary_allocations) + " (" + fmtPct(T.temporary_allocations, T.allocations) + ")"],
+    ["Threads", fmtCount(D.threads.length)]];
+  for (const [k, v] of cards) {
+    const d = el("div", { class: "card" });
+    d.appendChild(el("div", { class: "k" }, k)); d.appendChild(el("div", { class: "v" }, v));
+    c.appendChild(d);
+  }
+}
+function renderAll() {
+  drawFlame();
+  renderTables();
+  histogram("size-hist", "size", false);
+  histogram("life-hist", "life", true);
+  renderThreads();
+}
+recompute();
+renderHeader();
+drawTimeline();
+attachFlame();
+attachTables();
+onChange(() => renderAll());
+renderAll();
+let resizeTimer = null;
+window.addEventListener("resize", () => {
+  clearTimeout(resizeTimer);
+  resizeTimer = setTimeout(() => { drawTimeline(); renderAll(); }, 150);
+});
+document.body.dataset.ready = "1";

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs what the tests and benchmarks need when it is missing: gcc (the C fixtures, and static
 # glibc for the statically-linked case), make (building the bundled jemalloc), heaptrack (the
-# overhead comparison), chromium (the HTML report is rendered in headless Chromium). Idempotent: a tool
-# that is already there is left alone, and apt-get runs only when something is absent (one
+# overhead comparison), chromium (the HTML report is rendered in headless Chromium), node and npm
+# with puppeteer-core in analyzer/tests/browser/node_modules (the driver of the browser tests of
+# `tidemark view`; it drives the system's Chromium and never downloads a browser). Idempotent: a
+# tool that is already there is left alone, and apt-get runs only when something is absent (one
 # `apt-get update` first). Run it as root, or with sudo available.
 set -euo pipefail
 
@@ -15,6 +17,8 @@ if need_cmd gcc; then missing+=(gcc); fi
 if need_cmd make; then missing+=(make); fi
 if need_cmd heaptrack || need_cmd heaptrack_print; then missing+=(heaptrack); fi
 if need_cmd chromium; then missing+=(chromium); fi
+if need_cmd node; then missing+=(nodejs); fi
+if need_cmd npm; then missing+=(npm); fi
 # gcc -static needs glibc's static archive (package libc6-dev, normally pulled in by gcc).
 if ! [ -e /usr/lib/x86_64-linux-gnu/libc.a ] && ! [ -e /usr/lib/libc.a ] \
     && ! ls /usr/lib/*-linux-gnu/libc.a >/dev/null 2>&1; then
@@ -26,8 +30,21 @@ if ! command -v cargo >/dev/null 2>&1; then
     exit 2
 fi
 
+# The browser driver: puppeteer-core at the version package-lock.json pins, in a project-local
+# folder. Runs after the system packages (it needs npm).
+install_browser_driver() {
+    local dir
+    dir="$(cd "$(dirname "$0")/.." && pwd)/analyzer/tests/browser"
+    if [ -d "$dir/node_modules/puppeteer-core" ]; then
+        return 0
+    fi
+    say "installing puppeteer-core into $dir/node_modules (npm ci)"
+    (cd "$dir" && PUPPETEER_SKIP_DOWNLOAD=1 npm ci --no-audit --no-fund --ignore-scripts --loglevel=error)
+}
+
 if [ ${#missing[@]} -eq 0 ]; then
-    say "gcc, make, heaptrack, chromium and static libc are present; nothing to install"
+    install_browser_driver
+    say "gcc, make, heaptrack, chromium, node, npm, puppeteer-core and static libc are present"
     exit 0
 fi
 
@@ -52,4 +69,5 @@ say "running: apt-get update"
 say "running: apt-get install -y --no-install-recommends ${missing[*]}"
 "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
     apt-get install -y -qq --no-install-recommends "${missing[@]}"
+install_browser_driver
 say "done"

@@ -683,6 +683,9 @@ fn run_workload(a: &RunArgs) -> anyhow::Result<u8> {
     fs::write(&curves_path, svg)
         .with_context(|| format!("cannot write {}", curves_path.display()))?;
     written.push(curves_path);
+    let view_path = dir.join("view.html");
+    super::view::write_page_of(&profile, &view_path, a.limit)?;
+    written.push(view_path);
     let s = crate::analysis::summary_with(
         &p,
         crate::analysis::DEFAULT_TOP_N,

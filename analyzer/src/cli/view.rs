@@ -54,6 +54,17 @@ pub(super) fn page(p: &Profile, limit: Option<u64>) -> anyhow::Result<Vec<u8>> {
     Ok(out)
 }
 
+/// Writes the page of the profile at `profile` to `out` (what `tidemark run` with no command adds
+/// to its outputs).
+pub(super) fn write_page_of(profile: &Path, out: &Path, limit: Option<u64>) -> anyhow::Result<()> {
+    let opts = crate::load::LoadOptions {
+        progress: false,
+        ..Default::default()
+    };
+    let p = load_path_with_time_buckets(profile, &opts, DEFAULT_BUCKETS)?;
+    write_output(out, &page(&p, limit)?)
+}
+
 pub(super) fn view(a: &ViewArgs) -> anyhow::Result<u8> {
     if let Some(ext) = a.output.as_ref().and_then(|o| o.extension()) {
         if ext != "html" && ext != "htm" {

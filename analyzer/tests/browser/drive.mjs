@@ -95,7 +95,10 @@ try {
   if (widest) {
     await page.$eval(`#flame-graph .fr[data-node='${widest.n}']`, e => e.scrollIntoView({ block: "center" }));
     const r = await page.$eval(`#flame-graph .fr[data-node='${widest.n}']`, e => { const b = e.getBoundingClientRect(); return { x: b.left + b.width / 2, y: b.top + 8 }; });
-    await page.mouse.move(r.x, r.y);
+    await page.evaluate(() => new Promise(done => requestAnimationFrame(() => done())));
+    await page.mouse.move(2, 2);
+    await page.mouse.move(r.x, r.y, { steps: 3 });
+    await page.waitForFunction(() => !document.getElementById("flame-tip").hidden, { timeout: 5000 });
     out.flameTip = await page.$eval("#flame-tip", e => (e.hidden ? "" : e.textContent));
     await page.mouse.click(r.x, r.y);
     out.zoomed = await flame();

@@ -22,10 +22,15 @@ use crate::render::RenderError;
 pub const DEFAULT_BUCKETS: usize = 200;
 
 const PAGE: &str = include_str!("page.html");
-const CSS: &str = include_str!("view.css");
 const JS_COMMON: &str = include_str!("common.js");
 const JS_TIMELINE: &str = include_str!("timeline.js");
-const JS_FLAME: &str = include_str!("flame.js");
+/// The flamegraph component (also used by the comparison report).
+pub const FLAME_JS: &str = include_str!("flame.js");
+/// Number formatting and small DOM helpers the flamegraph component needs.
+pub const FORMAT_JS: &str = include_str!("format.js");
+/// The components' style.
+pub const CSS: &str = include_str!("view.css");
+const JS_FLAME_PAGE: &str = include_str!("flame_page.js");
 const JS_TABLES: &str = include_str!("tables.js");
 const JS_MAIN: &str = include_str!("main.js");
 
@@ -69,7 +74,16 @@ pub fn write_view<W: Write>(
 ) -> Result<(), RenderError> {
     let title = opts.title.clone().unwrap_or_else(|| default_title(p));
     let data = view_data(p, &title, opts.limit_bytes);
-    let script = [JS_COMMON, JS_TIMELINE, JS_FLAME, JS_TABLES, JS_MAIN].join("\n");
+    let script = [
+        FORMAT_JS,
+        JS_COMMON,
+        JS_TIMELINE,
+        FLAME_JS,
+        JS_FLAME_PAGE,
+        JS_TABLES,
+        JS_MAIN,
+    ]
+    .join("\n");
     let page = PAGE
         .replace("{{TITLE}}", &html_escape(&title))
         .replace("{{CSS}}", CSS)

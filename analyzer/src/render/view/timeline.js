@@ -174,7 +174,7 @@ function drawBrush(a, b) {
 function selectRange(b0, b1) {
   state.b0 = Math.max(0, Math.min(b0, b1));
   state.b1 = Math.min(nBuckets - 1, Math.max(b0, b1));
-  state.zoom = -1;
+  if (flame) flame.zoom = -1;
   recompute();
   showSelection();
   changed("range");

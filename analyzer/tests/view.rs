@@ -264,3 +264,51 @@ fn the_page_works_in_a_real_browser() {
         );
     }
 }
+
+#[test]
+fn the_report_s_flamegraphs_are_the_page_s_component() {
+    let driver_dir = node_modules();
+    let scratch = Scratch::new("view-report");
+    let (profile, p) = sawtooth(&scratch);
+    let html = scratch.join("report.html");
+    // The same profile twice: a comparison with no change, whose graphs must still add up.
+    tidemark_cli(
+        [
+            "report".as_ref(),
+            format!("a={}", profile.display()).as_ref(),
+            format!("b={}", profile.display()).as_ref(),
+            "-o".as_ref(),
+            html.as_os_str(),
+        ] as [&std::ffi::OsStr; 5],
+        &scratch,
+    )
+    .assert_success("tidemark report");
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(!page.contains("<img"), "flamegraphs are inline components");
+    let shots = support::release_dir()
+        .parent()
+        .unwrap()
+        .join("view-screenshots");
+    let mut cmd = Command::new("node");
+    cmd.current_dir(&driver_dir)
+        .arg(driver_dir.join("drive.mjs"))
+        .arg("--report")
+        .arg(&html)
+        .arg(&shots)
+        .arg("saw_grow");
+    let run = run_bounded(cmd, &scratch, support::RUN_TIMEOUT);
+    run.assert_success("node drive.mjs --report");
+    let out: serde_json::Value = serde_json::from_str(run.stdout.trim())
+        .unwrap_or_else(|e| panic!("driver output is not JSON ({e}): {}", run.stdout));
+    for k in ["console", "pageErrors", "requests", "resources"] {
+        assert_eq!(out[k], serde_json::json!([]), "{k}: {}", out[k]);
+    }
+    let graphs = out["graphs"].as_array().unwrap();
+    assert_eq!(graphs.len(), 2, "{out}");
+    let fn_total = tidemark_analyzer::analysis::function_totals(&p)[GROW_FN].allocated_bytes;
+    for g in graphs {
+        assert_eq!(g["total"].as_f64().unwrap() as u64, p.totals.allocated_bytes);
+        assert_eq!(g["sum"].as_f64().unwrap() as u64, fn_total, "{g}");
+        assert!(g["matched"].as_u64().unwrap() >= 1 && g["frames"].as_u64().unwrap() > 5);
+    }
+}

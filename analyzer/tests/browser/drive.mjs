@@ -3,13 +3,16 @@
 // Used by analyzer/tests/view.rs, which holds the expectations.
 //
 // usage: node drive.mjs PAGE.html SCREENSHOT_DIR SEARCH_TERM
+//        node drive.mjs --report REPORT.html SCREENSHOT_DIR SEARCH_TERM
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
 import puppeteer from "puppeteer-core";
 
-const [pagePath, shotDir, searchTerm] = process.argv.slice(2);
+const argv = process.argv.slice(2);
+const reportMode = argv[0] === "--report";
+const [pagePath, shotDir, searchTerm] = reportMode ? argv.slice(1) : argv;
 if (!pagePath || !shotDir || !searchTerm) {
   console.error("usage: node drive.mjs PAGE.html SCREENSHOT_DIR SEARCH_TERM");
   process.exit(2);
@@ -39,6 +42,25 @@ try {
     if (sel) await (await page.$(sel)).screenshot({ path: file });
     else await page.screenshot({ path: file, fullPage: true });
   };
+  if (reportMode) {
+    await shot("report");
+    // Open every collapsed graph as a reader would, then search each flamegraph.
+    for (const s of await page.$$("details > summary")) await s.click();
+    out.graphs = [];
+    for (const id of await page.$$eval(".flame-box", l => l.map(e => e.id))) {
+      await page.type(`#${id} input[type=search]`, searchTerm);
+      out.graphs.push(await page.$eval(`#${id}`, e => ({
+        total: Number(e.querySelector(".status").dataset.total),
+        sum: Number(e.querySelector(".search-status").dataset.sum),
+        frames: e.querySelectorAll(".fr").length,
+        matched: e.querySelectorAll(".fr.match").length,
+      })));
+      await shot("report-" + id, `#${id}`);
+    }
+    out.resources = await page.evaluate(() => performance.getEntriesByType("resource").map(e => e.name));
+    await shot("report-open");
+  }
+  if (!reportMode) {
   const sel = () => page.$eval("#selection", e => ({ ...e.dataset, text: e.textContent }));
   const flame = () => page.$eval("#flame-status", e => ({ total: Number(e.dataset.total), metric: e.dataset.metric, text: e.textContent }));
   await shot("page");
@@ -115,6 +137,7 @@ try {
   out.backtraces = await page.$$eval("#detail ol.backtrace", l => l.map(o => o.children.length));
   await shot("tables-sorted", "#tables");
   out.resources = await page.evaluate(() => performance.getEntriesByType("resource").map(e => e.name));
+  }
 } finally {
   await browser.close();
   fs.rmSync(profileDir, { recursive: true, force: true });

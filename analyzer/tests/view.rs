@@ -307,7 +307,10 @@ fn the_report_s_flamegraphs_are_the_page_s_component() {
     assert_eq!(graphs.len(), 2, "{out}");
     let fn_total = tidemark_analyzer::analysis::function_totals(&p)[GROW_FN].allocated_bytes;
     for g in graphs {
-        assert_eq!(g["total"].as_f64().unwrap() as u64, p.totals.allocated_bytes);
+        assert_eq!(
+            g["total"].as_f64().unwrap() as u64,
+            p.totals.allocated_bytes
+        );
         assert_eq!(g["sum"].as_f64().unwrap() as u64, fn_total, "{g}");
         assert!(g["matched"].as_u64().unwrap() >= 1 && g["frames"].as_u64().unwrap() > 5);
     }

@@ -643,6 +643,12 @@ fn run_workload(a: &RunArgs) -> anyhow::Result<u8> {
         .output
         .clone()
         .unwrap_or_else(|| PathBuf::from(DEFAULT_WORKLOAD_DIR));
+    if dir.extension().is_some_and(|e| e == "tmk") {
+        anyhow::bail!(
+            "{}: with no command, -o names the directory for the built-in workload's outputs, not a              profile; give a directory (or add `-- COMMAND` to profile a program)",
+            dir.display()
+        );
+    }
     fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let profile = dir.join("profile.tmk");
     let truth = dir.join("truth.json");

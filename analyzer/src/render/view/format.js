@@ -62,7 +62,9 @@ function niceStep(range, target, binary) {
 function ticks(max, target, binary) {
   const step = niceStep(max, target, binary);
   const out = [];
-  for (let v = 0; v <= max * 1.0001; v += step) out.push(v);
+  // Up to the first tick at or above the maximum, so the top of the data is never cut.
+  const n = Math.max(1, Math.ceil(max / step - 1e-9));
+  for (let i = 0; i <= n; i++) out.push(i * step);
   return { step, values: out };
 }
 

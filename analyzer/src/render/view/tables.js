@@ -122,7 +122,8 @@ function renderDetail() {
   list.sort((a, b) => sums[key][b] - sums[key][a]);
   box.appendChild(el("h3", {}, "Backtraces of " + frameName(tbl.site) + " (" + list.length + " call paths, by " + COLS.find(c => c[0] === key)[1].toLowerCase() + ")"));
   for (const s of list.slice(0, 8)) {
-    box.appendChild(el("div", { class: "status" }, fmtMetric(key, sums[key][s]) + " · " + fmtCount(sums.allocations[s]) + " calls"));
+    box.appendChild(el("div", { class: "status" }, fmtBytes(sums.allocated[s]) + " allocated in " + fmtCount(sums.allocations[s]) +
+      " calls · live at the range's end " + fmtBytes(sums.live[s]) + " · leaked " + fmtBytes(sums.leaked[s])));
     const ol = el("ol", { class: "backtrace" });
     for (let n = stacks.node[s]; n >= 0; n = nodes.parent[n]) {
       const f = nodes.frame[n];
@@ -139,7 +140,7 @@ function attachTables() {
 function binLabel(k, ns) {
   if (k === 0) return "0";
   const hi = Math.pow(2, k);
-  return ns ? "< " + fmtNs(hi) : "< " + fmtBytes(hi);
+  return ns ? "< " + fmtNs(hi) : "< " + fmtBytes(hi).replace(".0 ", " ");
 }
 function histogram(id, key, ns) {
   const box = document.getElementById(id);

@@ -214,7 +214,7 @@ fn the_page_works_in_a_real_browser() {
         "{}",
         out["brushed"]
     );
-    let shown = format!("{}", tidemark_analyzer::render::units::count(expected));
+    let shown = tidemark_analyzer::render::units::count(expected);
     assert!(
         sel["text"].as_str().unwrap().contains(&shown),
         "the selection line shows the exact bytes {shown}: {}",

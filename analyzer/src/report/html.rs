@@ -444,9 +444,9 @@ pub fn to_html(r: &Report, inputs: &[ScenarioInput]) -> Result<String, ReportErr
             def.anchor, def.title
         );
     }
-    let _ = write!(
+    let _ = writeln!(
         o,
-        "</dl><p class=muted>Full definitions: <code>{}</code>. With two or more runs per scenario, each metric shows the mean and its 95% confidence interval, and the change against the baseline is tested with Welch's t-test (significant when p &lt; {}); the leak verdict, a yes/no answer, is counted, not tested.</p>\n",
+        "</dl><p class=muted>Full definitions: <code>{}</code>. With two or more runs per scenario, each metric shows the mean and its 95% confidence interval, and the change against the baseline is tested with Welch's t-test (significant when p &lt; {}); the leak verdict, a yes/no answer, is counted, not tested.</p>",
         html_escape(&r.definitions),
         r.alpha
     );

@@ -107,6 +107,48 @@ fn time_buckets_add_up_to_the_profile() {
     assert_eq!(sizes, p.totals.allocations);
 }
 
+/// The names of the call tree's nodes in the page's data.
+fn tree_names(data: &serde_json::Value) -> Vec<String> {
+    let strings = data["strings"].as_array().unwrap();
+    let frame_fn = data["frames"]["fn"].as_array().unwrap();
+    data["nodes"]["frame"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            let s = frame_fn[f.as_u64().unwrap() as usize].as_u64().unwrap() as usize;
+            strings[s].as_str().unwrap().to_owned()
+        })
+        .collect()
+}
+
+#[test]
+fn rust_runtime_frames_fold_into_one_unless_kept() {
+    let scratch = Scratch::new("view-runtime");
+    let (_, p) = sawtooth(&scratch);
+    let folded = tidemark_analyzer::render::view::view_data(&p, "t", None, false);
+    let kept = tidemark_analyzer::render::view::view_data(&p, "t", None, true);
+    let folded_names = tree_names(&folded);
+    let kept_names = tree_names(&kept);
+    let runtime = tidemark_analyzer::render::view::data::RUNTIME_FRAME;
+    assert!(folded_names.iter().any(|n| n == runtime));
+    assert!(!folded_names
+        .iter()
+        .any(|n| n.starts_with("std::rt::lang_start")));
+    assert!(kept_names
+        .iter()
+        .any(|n| n.starts_with("std::rt::lang_start")));
+    assert!(!kept_names.iter().any(|n| n == runtime));
+    // The fixture's own functions stay, directly under the folded frame.
+    let parents = folded["nodes"]["parent"].as_array().unwrap();
+    let main = folded_names
+        .iter()
+        .position(|n| n == "tm_sawtooth::main")
+        .expect("tm_sawtooth::main in the tree");
+    let parent = parents[main].as_i64().unwrap();
+    assert!(parent >= 0 && folded_names[parent as usize] == runtime);
+}
+
 fn node_modules() -> PathBuf {
     let dir = workspace_root().join("analyzer/tests/browser");
     assert!(

@@ -23,6 +23,10 @@ pub struct ViewArgs {
     /// time, else the cgroup's memory.max.
     #[arg(long, value_name = "SIZE", value_parser = units::parse_size)]
     pub limit: Option<u64>,
+    /// Keep the Rust runtime's start-up frames (`_start`, `std::rt::lang_start…`,
+    /// `catch_unwind…`) in the flamegraph and tables instead of folding them into one frame.
+    #[arg(long)]
+    pub keep_runtime_frames: bool,
     /// Loading options.
     #[command(flatten)]
     pub load: LoadArgs,
@@ -40,13 +44,18 @@ pub(super) fn load_for_view(profile: &Path, load: &LoadArgs) -> anyhow::Result<P
 }
 
 /// The page of `p` as bytes.
-pub(super) fn page(p: &Profile, limit: Option<u64>) -> anyhow::Result<Vec<u8>> {
+pub(super) fn page(
+    p: &Profile,
+    limit: Option<u64>,
+    keep_runtime_frames: bool,
+) -> anyhow::Result<Vec<u8>> {
     let mut out = Vec::new();
     write_view(
         p,
         &ViewOptions {
             title: None,
             limit_bytes: limit,
+            keep_runtime_frames,
         },
         &mut out,
     )
@@ -62,7 +71,7 @@ pub(super) fn write_page_of(profile: &Path, out: &Path, limit: Option<u64>) -> a
         ..Default::default()
     };
     let p = load_path_with_time_buckets(profile, &opts, DEFAULT_BUCKETS)?;
-    write_output(out, &page(&p, limit)?)
+    write_output(out, &page(&p, limit, false)?)
 }
 
 pub(super) fn view(a: &ViewArgs) -> anyhow::Result<u8> {
@@ -88,7 +97,7 @@ pub(super) fn view(a: &ViewArgs) -> anyhow::Result<u8> {
             .into_owned();
         a.profile.with_file_name(format!("{stem}.html"))
     });
-    write_output(&out, &page(&p, a.limit)?)?;
+    write_output(&out, &page(&p, a.limit, a.keep_runtime_frames)?)?;
     if out.as_os_str() != "-" {
         eprintln!("tidemark: interactive page written to {}", out.display());
     }

@@ -41,6 +41,21 @@ impl Tables {
         i
     }
 
+    /// A frame that stands for several (no file, no line).
+    fn named_frame(&mut self, name: &str) -> u32 {
+        let func = self.string(name);
+        let file = self.string("");
+        if let Some(i) = (0..self.frame_fn.len()).find(|&i| {
+            self.frame_fn[i] == func && self.frame_line[i] == 0 && self.frame_file[i] == file
+        }) {
+            return i as u32;
+        }
+        self.frame_fn.push(func);
+        self.frame_file.push(file);
+        self.frame_line.push(0);
+        (self.frame_fn.len() - 1) as u32
+    }
+
     fn frame(&mut self, p: &Profile, f: Option<FrameId>) -> u32 {
         if let Some(&i) = self.frame_index.get(&f) {
             return i;
@@ -144,9 +159,68 @@ fn buckets_json(tb: &TimeBuckets) -> Value {
     })
 }
 
+/// The name of the frame that stands for a Rust program's start-up frames (`_start`, libc's
+/// start, `main`, `std::rt::lang_start…`, `catch_unwind…`, `__rust_begin_short_backtrace`) or a
+/// Rust thread's (`start_thread`, `thread_start`, the spawn closure).
+pub const RUNTIME_FRAME: &str = "[Rust runtime]";
+
+/// True for a frame of the Rust runtime's start-up path.
+fn is_runtime_name(f: &str) -> bool {
+    const EXACT: [&str; 8] = [
+        "_start",
+        "__libc_start_main_impl",
+        "__libc_start_main",
+        "__libc_start_call_main",
+        "main",
+        "start_thread",
+        "clone3",
+        "clone",
+    ];
+    const PREFIX: [&str; 8] = [
+        "std::rt::",
+        "std::panic::catch_unwind",
+        "std::panicking::",
+        "__rust_begin_short_backtrace",
+        "std::sys::pal::unix::thread::Thread::new::thread_start",
+        "std::thread::Builder::spawn_unchecked",
+        "core::ops::function::FnOnce::call_once",
+        "call_once<",
+    ];
+    EXACT.contains(&f)
+        || PREFIX.iter().any(|p| f.starts_with(p))
+        || (f.starts_with('<') && f.contains("as core::ops::function::FnOnce<"))
+}
+
+/// How many root-side frames of a stack (given root first) are the Rust runtime's start-up
+/// path: up to the last `__rust_begin_short_backtrace` and the call shims right after it, or,
+/// before `main` runs (no such frame), the leading runtime frames of a stack that went through
+/// `std::rt::lang_start`. 0 for a stack of another language.
+fn runtime_prefix(names: &[&str]) -> usize {
+    if let Some(i) = names.iter().rposition(|n| {
+        n.starts_with("__rust_begin_short_backtrace")
+            || n.contains("::__rust_begin_short_backtrace")
+    }) {
+        let mut end = i + 1;
+        while end < names.len() && is_runtime_name(names[end]) && names[end] != "main" {
+            end += 1;
+        }
+        return end;
+    }
+    if !names.iter().any(|n| n.starts_with("std::rt::lang_start")) {
+        return 0;
+    }
+    names.iter().take_while(|n| is_runtime_name(n)).count()
+}
+
 /// The page's data for `p`, which must have been loaded with time buckets (without them the
-/// whole profile is one bucket and no range can be selected).
-pub fn view_data(p: &Profile, title: &str, limit_override: Option<u64>) -> Value {
+/// whole profile is one bucket and no range can be selected). Unless `keep_runtime_frames`, the
+/// Rust runtime's start-up frames of each stack fold into one [`RUNTIME_FRAME`].
+pub fn view_data(
+    p: &Profile,
+    title: &str,
+    limit_override: Option<u64>,
+    keep_runtime_frames: bool,
+) -> Value {
     let mut t = Tables::default();
     let mut tree = Tree::default();
     let mut stack_node: Vec<i64> = Vec::with_capacity(p.stack_stats.len());
@@ -165,7 +239,19 @@ pub fn view_data(p: &Profile, title: &str, limit_override: Option<u64>) -> Value
             let name = StringId(u32::MAX);
             parent = node(&mut tree, parent, name, f) as i64;
         }
-        for &fid in frames.iter().rev() {
+        frames.reverse();
+        let fold = if keep_runtime_frames {
+            0
+        } else {
+            let names: Vec<&str> = frames.iter().map(|&f| p.str(p.frame(f).function)).collect();
+            runtime_prefix(&names)
+        };
+        if fold > 0 {
+            let f = t.named_frame(RUNTIME_FRAME);
+            // No function id names the folded frame: a sentinel keeps its node apart.
+            parent = node(&mut tree, parent, StringId(u32::MAX - 1), f) as i64;
+        }
+        for &fid in &frames[fold..] {
             let f = t.frame(p, Some(fid));
             parent = node(&mut tree, parent, p.frame(fid).function, f) as i64;
         }
@@ -233,4 +319,55 @@ fn node(tree: &mut Tree, parent: i64, name: StringId, frame: u32) -> u32 {
         tree.frame.push(frame);
         (tree.parent.len() - 1) as u32
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rust_start_up_frames_fold_and_other_languages_keep_main() {
+        let rust_main = [
+            "_start",
+            "__libc_start_main_impl",
+            "__libc_start_call_main",
+            "main",
+            "std::rt::lang_start_internal",
+            "std::panic::catch_unwind::<…>",
+            "std::rt::lang_start::{{closure}}",
+            "std::sys::backtrace::__rust_begin_short_backtrace::<fn()>",
+            "call_once<fn() -> std::process::ExitCode, ()>",
+            "app::main",
+            "app::work",
+        ];
+        assert_eq!(runtime_prefix(&rust_main), 9);
+        let before_main = [
+            "_start",
+            "__libc_start_main_impl",
+            "__libc_start_call_main",
+            "main",
+            "std::rt::lang_start_internal",
+            "std::rt::init",
+            "std::sys::pal::unix::stack_overflow::init",
+        ];
+        assert_eq!(runtime_prefix(&before_main), 6);
+        let c = [
+            "_start",
+            "__libc_start_main_impl",
+            "main",
+            "parse",
+            "malloc",
+        ];
+        assert_eq!(runtime_prefix(&c), 0, "a C program's main is its own");
+        let thread = [
+            "clone3",
+            "start_thread",
+            "std::sys::pal::unix::thread::Thread::new::thread_start",
+            "<F as core::ops::function::FnOnce<()>>::call_once",
+            "std::thread::Builder::spawn_unchecked_::{{closure}}",
+            "std::sys::backtrace::__rust_begin_short_backtrace::<…>",
+            "app::worker",
+        ];
+        assert_eq!(runtime_prefix(&thread), 6);
+    }
 }

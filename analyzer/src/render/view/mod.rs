@@ -41,6 +41,9 @@ pub struct ViewOptions {
     pub title: Option<String>,
     /// Memory limit drawn on the timeline. Default: the recorder's, else the cgroup's.
     pub limit_bytes: Option<u64>,
+    /// Keep the Rust runtime's start-up frames instead of folding them into one
+    /// [`data::RUNTIME_FRAME`]. Default: `false`.
+    pub keep_runtime_frames: bool,
 }
 
 fn html_escape(s: &str) -> String {
@@ -73,7 +76,7 @@ pub fn write_view<W: Write>(
     mut out: W,
 ) -> Result<(), RenderError> {
     let title = opts.title.clone().unwrap_or_else(|| default_title(p));
-    let data = view_data(p, &title, opts.limit_bytes);
+    let data = view_data(p, &title, opts.limit_bytes, opts.keep_runtime_frames);
     let script = [
         FORMAT_JS,
         JS_COMMON,

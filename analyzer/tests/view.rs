@@ -357,3 +357,83 @@ fn the_report_s_flamegraphs_are_the_page_s_component() {
         assert!(g["matched"].as_u64().unwrap() >= 1 && g["frames"].as_u64().unwrap() > 5);
     }
 }
+
+/// Runs the driver's smoke mode (load, brush, switch metrics and tabs) and returns its report.
+fn smoke(driver_dir: &Path, html: &Path, name: &str, scratch: &Scratch) -> serde_json::Value {
+    let shots = support::release_dir()
+        .parent()
+        .unwrap()
+        .join("view-screenshots");
+    let mut cmd = Command::new("node");
+    cmd.current_dir(driver_dir)
+        .arg(driver_dir.join("drive.mjs"))
+        .arg("--smoke")
+        .arg(html)
+        .arg(&shots)
+        .arg(name);
+    let run = run_bounded(cmd, scratch, support::RUN_TIMEOUT);
+    run.assert_success("node drive.mjs --smoke");
+    serde_json::from_str(run.stdout.trim())
+        .unwrap_or_else(|e| panic!("driver output is not JSON ({e}): {}", run.stdout))
+}
+
+#[test]
+fn truncated_and_sample_less_profiles_give_working_pages() {
+    let driver_dir = node_modules();
+    let scratch = Scratch::new("view-edges");
+    let bin = fixture_bin("tm-sawtooth", &scratch);
+    // One sample interval longer than the run: the timeline has next to nothing.
+    let out = scratch.join("sparse.tmk");
+    let mut cmd = Command::new(support::tidemark());
+    cmd.args(["run", "--interval", "10s", "-o"])
+        .arg(&out)
+        .arg("--")
+        .arg(&bin)
+        .args(["--duration-ms", "200"])
+        .current_dir(scratch.path());
+    run_bounded(cmd, &scratch, support::RUN_TIMEOUT).assert_success("tidemark run --interval 10s");
+    // The same profile cut short, inside its events (symbols follow the trailer, so cutting
+    // too late only damages them): loads as truncated, and the page says so.
+    let bytes = std::fs::read(&out).unwrap();
+    let cut = scratch.join("cut.tmk");
+    let no_symbols = LoadOptions {
+        symbolize: false,
+        ..LoadOptions::default()
+    };
+    let truncated_at = [2, 3, 4, 6, 10, 20].into_iter().find(|d| {
+        std::fs::write(&cut, &bytes[..bytes.len() / d]).unwrap();
+        tidemark_analyzer::load::load_path(&cut, &no_symbols).is_ok_and(|p| p.truncated.is_some())
+    });
+    assert!(
+        truncated_at.is_some(),
+        "no cut of {} loads as truncated",
+        out.display()
+    );
+    for (name, profile, truncated) in [("sparse", &out, false), ("truncated", &cut, true)] {
+        let html = scratch.join(&format!("{name}.html"));
+        tidemark_cli(
+            [
+                "view".as_ref(),
+                profile.as_os_str(),
+                "-o".as_ref(),
+                html.as_os_str(),
+            ],
+            &scratch,
+        )
+        .assert_success("tidemark view");
+        let got = smoke(&driver_dir, &html, name, &scratch);
+        for k in ["console", "pageErrors", "requests", "resources"] {
+            assert_eq!(got[k], serde_json::json!([]), "{name} {k}: {}", got[k]);
+        }
+        let warned = got["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w.as_str().unwrap().contains("Truncated profile"));
+        assert_eq!(warned, truncated, "{name}: {got}");
+        assert!(
+            got["flame"].as_str().unwrap().starts_with("Total "),
+            "{got}"
+        );
+    }
+}

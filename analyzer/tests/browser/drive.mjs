@@ -4,6 +4,7 @@
 //
 // usage: node drive.mjs PAGE.html SCREENSHOT_DIR SEARCH_TERM
 //        node drive.mjs --report REPORT.html SCREENSHOT_DIR SEARCH_TERM
+//        node drive.mjs --smoke PAGE.html SCREENSHOT_DIR NAME   (load, screenshot, report errors)
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -12,7 +13,8 @@ import puppeteer from "puppeteer-core";
 
 const argv = process.argv.slice(2);
 const reportMode = argv[0] === "--report";
-const [pagePath, shotDir, searchTerm] = reportMode ? argv.slice(1) : argv;
+const smokeMode = argv[0] === "--smoke";
+const [pagePath, shotDir, searchTerm] = reportMode || smokeMode ? argv.slice(1) : argv;
 if (!pagePath || !shotDir || !searchTerm) {
   console.error("usage: node drive.mjs PAGE.html SCREENSHOT_DIR SEARCH_TERM");
   process.exit(2);
@@ -42,6 +44,23 @@ try {
     if (sel) await (await page.$(sel)).screenshot({ path: file });
     else await page.screenshot({ path: file, fullPage: true });
   };
+  if (smokeMode) {
+    await shot("smoke-" + searchTerm);
+    // Use it a little: brush where a timeline is drawn, switch metrics and tabs.
+    const chart = await page.$("#panels svg.chart");
+    if (chart) {
+      const r = await chart.boundingBox();
+      await page.mouse.move(r.x + r.width * 0.4, r.y + r.height / 2);
+      await page.mouse.down();
+      await page.mouse.move(r.x + r.width * 0.7, r.y + r.height / 2, { steps: 5 });
+      await page.mouse.up();
+    }
+    for (const m of ["allocations", "live", "leaked", "temporary", "peak", "allocated"]) await page.select("#metric", m);
+    for (const t of ["functions", "callers", "sites"]) await page.click(`.tabs button[data-tab='${t}']`);
+    out.flame = await page.$eval("#flame-status", e => e.textContent);
+    out.warnings = await page.$$eval("#warnings .warn", l => l.map(e => e.textContent));
+    out.resources = await page.evaluate(() => performance.getEntriesByType("resource").map(e => e.name));
+  }
   if (reportMode) {
     await shot("report");
     // Open every collapsed graph as a reader would, then search each flamegraph.
@@ -60,7 +79,7 @@ try {
     out.resources = await page.evaluate(() => performance.getEntriesByType("resource").map(e => e.name));
     await shot("report-open");
   }
-  if (!reportMode) {
+  if (!reportMode && !smokeMode) {
   const sel = () => page.$eval("#selection", e => ({ ...e.dataset, text: e.textContent }));
   const flame = () => page.$eval("#flame-status", e => ({ total: Number(e.dataset.total), metric: e.dataset.metric, text: e.textContent }));
   await shot("page");

@@ -20,6 +20,7 @@ function fmtBytesExact(n) {
 }
 function fmtNs(ns) {
   const a = Math.abs(ns);
+  if (a === 0) return "0";
   if (a >= 60e9) return (ns / 60e9).toFixed(1) + " min";
   if (a >= 1e9) return +(ns / 1e9).toFixed(2) + " s";
   if (a >= 1e6) return +(ns / 1e6).toFixed(a >= 1e8 ? 0 : 1) + " ms";

@@ -57,6 +57,17 @@ function pathOf(s, y) {
   return d;
 }
 
+// Indices of samples with a gap (or nothing) on both sides.
+function isolated(s) {
+  const t = s.t, out = [];
+  const dts = [];
+  for (let i = 1; i < t.length; i++) dts.push(t[i] - t[i - 1]);
+  dts.sort((a, b) => a - b);
+  const typical = dts.length ? dts[Math.floor(dts.length / 2)] : 0;
+  const gapBefore = i => i === 0 || (typical > 0 && t[i] - t[i - 1] > 2.5 * typical);
+  for (let i = 0; i < t.length; i++) if (gapBefore(i) && (i === t.length - 1 || gapBefore(i + 1))) out.push(i);
+  return out;
+}
 function drawTimeline() {
   const box = document.getElementById("panels");
   box.textContent = "";
@@ -122,6 +133,10 @@ function drawTimeline() {
       const attrs = { d: pathOf(l.s, y), fill: "none", stroke: l.color, "stroke-width": l.width || 1.6 };
       if (l.dash) attrs["stroke-dasharray"] = "4 3";
       svg.appendChild(svgEl("path", attrs));
+      // A sample with no neighbour to join is drawn as a dot, not left invisible.
+      for (const i of isolated(l.s)) {
+        svg.appendChild(svgEl("circle", { cx: xOf(l.s.t[i] * 1e9), cy: y(l.s.v[i]), r: 2.5, fill: l.color }));
+      }
     }
     const cursor = svgEl("line", { y1: TL.top, y2: TL.height, stroke: "#555", visibility: "hidden" });
     svg.appendChild(cursor);

@@ -88,3 +88,76 @@ fn view_refuses_an_output_that_is_not_html() {
     assert_eq!(r.status.code(), Some(2), "{}", r.describe());
     assert!(r.stderr.contains("*.html"), "{}", r.describe());
 }
+
+#[test]
+fn summary_sorts_sites_by_any_metric_and_lists_their_call_paths() {
+    use tidemark_analyzer::analysis::{call_paths, sites, SiteSort};
+    let scratch = Scratch::new("papercut-summary");
+    let profile = record(
+        &scratch,
+        &fixture_bin("tm-sawtooth", &scratch),
+        &["--duration-ms", "300"],
+    )
+    .profile;
+    let p = load(&profile);
+    for (flag, key) in [
+        ("calls", "allocations"),
+        ("leaked", "leaked_bytes"),
+        ("peak", "peak_bytes"),
+        ("temporary", "temporary_allocations"),
+    ] {
+        let r = tidemark_cli(
+            [
+                "summary",
+                "--json",
+                "--top",
+                "5",
+                "--sort",
+                flag,
+                path_str(&profile),
+            ],
+            &scratch,
+        );
+        r.assert_success("tidemark summary --sort");
+        let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+        let got: Vec<u64> = v["top_sites"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s[key].as_u64().unwrap())
+            .collect();
+        let mut want: Vec<u64> = sites(&p)
+            .iter()
+            .map(|s| serde_json::to_value(s).unwrap()[key].as_u64().unwrap())
+            .collect();
+        want.sort_unstable_by(|a, b| b.cmp(a));
+        want.truncate(5);
+        assert_eq!(got, want, "--sort {flag}");
+    }
+    // Every site's call paths add up to the site, and the text lists them under it.
+    for site in sites(&p).iter().take(5) {
+        let paths = call_paths(&p, site, SiteSort::Allocated, usize::MAX);
+        let sum: u64 = paths.iter().map(|c| c.totals.allocated_bytes).sum();
+        assert_eq!(sum, site.allocated_bytes, "{}", site.function);
+    }
+    let text = tidemark_cli(
+        [
+            "summary",
+            "--top",
+            "1",
+            "--backtrace",
+            "3",
+            path_str(&profile),
+        ],
+        &scratch,
+    );
+    text.assert_success("tidemark summary --backtrace");
+    assert!(
+        text.stdout.contains("call paths of the top sites")
+            && text.stdout.contains("← tm_sawtooth::main")
+            && text.stdout.contains("← [Rust runtime]")
+            && !text.stdout.contains("std::rt::lang_start_internal"),
+        "{}",
+        text.stdout
+    );
+}

@@ -2,11 +2,13 @@
 //!
 //! Definitions (peak, leaked, temporary, site) are in `docs/metrics.md`.
 
+pub mod call_paths;
 pub mod growth;
 mod plumbing;
 pub mod pressure;
 pub mod stats;
 
+pub use call_paths::{call_paths, sort_sites, CallPath, SiteSort};
 pub use plumbing::{is_allocator_plumbing, is_plumbing_frame};
 pub use pressure::{pressure, Pressure, PressureOptions};
 

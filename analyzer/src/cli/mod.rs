@@ -208,6 +208,12 @@ pub struct SummaryArgs {
     /// How many allocation sites to list.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_TOP_N)]
     pub top: usize,
+    /// What the sites are ordered by.
+    #[arg(long, value_enum, default_value_t = summary::SortArg::Allocated)]
+    pub sort: summary::SortArg,
+    /// Under each listed site, its N heaviest call paths (callers merged, innermost first).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub backtrace: usize,
     /// Loading options.
     #[command(flatten)]
     pub load: LoadArgs,

@@ -12,6 +12,8 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use tidemark::format::sample_key as key;
 
+use crate::analysis::call_paths::runtime_prefix;
+pub use crate::analysis::call_paths::RUNTIME_FRAME;
 use crate::analysis::pressure::{limit, live_heap_series, rate_series, series};
 use crate::analysis::{site_frame, UNKNOWN_FUNCTION};
 use crate::model::{FrameId, Profile, StringId, TimeBuckets};
@@ -159,59 +161,6 @@ fn buckets_json(tb: &TimeBuckets) -> Value {
     })
 }
 
-/// The name of the frame that stands for a Rust program's start-up frames (`_start`, libc's
-/// start, `main`, `std::rt::lang_start…`, `catch_unwind…`, `__rust_begin_short_backtrace`) or a
-/// Rust thread's (`start_thread`, `thread_start`, the spawn closure).
-pub const RUNTIME_FRAME: &str = "[Rust runtime]";
-
-/// True for a frame of the Rust runtime's start-up path.
-fn is_runtime_name(f: &str) -> bool {
-    const EXACT: [&str; 8] = [
-        "_start",
-        "__libc_start_main_impl",
-        "__libc_start_main",
-        "__libc_start_call_main",
-        "main",
-        "start_thread",
-        "clone3",
-        "clone",
-    ];
-    const PREFIX: [&str; 8] = [
-        "std::rt::",
-        "std::panic::catch_unwind",
-        "std::panicking::",
-        "__rust_begin_short_backtrace",
-        "std::sys::pal::unix::thread::Thread::new::thread_start",
-        "std::thread::Builder::spawn_unchecked",
-        "core::ops::function::FnOnce::call_once",
-        "call_once<",
-    ];
-    EXACT.contains(&f)
-        || PREFIX.iter().any(|p| f.starts_with(p))
-        || (f.starts_with('<') && f.contains("as core::ops::function::FnOnce<"))
-}
-
-/// How many root-side frames of a stack (given root first) are the Rust runtime's start-up
-/// path: up to the last `__rust_begin_short_backtrace` and the call shims right after it, or,
-/// before `main` runs (no such frame), the leading runtime frames of a stack that went through
-/// `std::rt::lang_start`. 0 for a stack of another language.
-fn runtime_prefix(names: &[&str]) -> usize {
-    if let Some(i) = names.iter().rposition(|n| {
-        n.starts_with("__rust_begin_short_backtrace")
-            || n.contains("::__rust_begin_short_backtrace")
-    }) {
-        let mut end = i + 1;
-        while end < names.len() && is_runtime_name(names[end]) && names[end] != "main" {
-            end += 1;
-        }
-        return end;
-    }
-    if !names.iter().any(|n| n.starts_with("std::rt::lang_start")) {
-        return 0;
-    }
-    names.iter().take_while(|n| is_runtime_name(n)).count()
-}
-
 /// The page's data for `p`, which must have been loaded with time buckets (without them the
 /// whole profile is one bucket and no range can be selected). Unless `keep_runtime_frames`, the
 /// Rust runtime's start-up frames of each stack fold into one [`RUNTIME_FRAME`].
@@ -319,55 +268,4 @@ fn node(tree: &mut Tree, parent: i64, name: StringId, frame: u32) -> u32 {
         tree.frame.push(frame);
         (tree.parent.len() - 1) as u32
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rust_start_up_frames_fold_and_other_languages_keep_main() {
-        let rust_main = [
-            "_start",
-            "__libc_start_main_impl",
-            "__libc_start_call_main",
-            "main",
-            "std::rt::lang_start_internal",
-            "std::panic::catch_unwind::<…>",
-            "std::rt::lang_start::{{closure}}",
-            "std::sys::backtrace::__rust_begin_short_backtrace::<fn()>",
-            "call_once<fn() -> std::process::ExitCode, ()>",
-            "app::main",
-            "app::work",
-        ];
-        assert_eq!(runtime_prefix(&rust_main), 9);
-        let before_main = [
-            "_start",
-            "__libc_start_main_impl",
-            "__libc_start_call_main",
-            "main",
-            "std::rt::lang_start_internal",
-            "std::rt::init",
-            "std::sys::pal::unix::stack_overflow::init",
-        ];
-        assert_eq!(runtime_prefix(&before_main), 6);
-        let c = [
-            "_start",
-            "__libc_start_main_impl",
-            "main",
-            "parse",
-            "malloc",
-        ];
-        assert_eq!(runtime_prefix(&c), 0, "a C program's main is its own");
-        let thread = [
-            "clone3",
-            "start_thread",
-            "std::sys::pal::unix::thread::Thread::new::thread_start",
-            "<F as core::ops::function::FnOnce<()>>::call_once",
-            "std::thread::Builder::spawn_unchecked_::{{closure}}",
-            "std::sys::backtrace::__rust_begin_short_backtrace::<…>",
-            "app::worker",
-        ];
-        assert_eq!(runtime_prefix(&thread), 6);
-    }
 }

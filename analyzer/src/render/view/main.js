@@ -8,13 +8,17 @@ function renderHeader() {
   for (const t of warns) w.appendChild(el("div", { class: "warn" }, t));
   const c = document.getElementById("cards");
   const T = D.totals;
-  const cards = [["Allocation calls", fmtCount(T.allocations)], ["Allocated", fmtBytes(T.allocated_bytes)],
-    ["Peak heap", fmtBytes(T.peak_bytes)], ["Leaked", fmtBytes(T.leaked_bytes) + " in " + fmtCount(T.leaked_allocations) + " blocks"],
-    ["Temporary", fmtCount(T.temporary_allocations) + " (" + fmtPct(T.temporary_allocations, T.allocations) + ")"],
-    ["Threads", fmtCount(D.threads.length)]];
-  for (const [k, v] of cards) {
-    const d = el("div", { class: "card" });
+  const exact = n => n >= 1024 ? fmtCount(n) + " B" : "";
+  const cards = [["Allocation calls", fmtCount(T.allocations), fmtCount(T.frees) + " frees"],
+    ["Allocated", fmtBytes(T.allocated_bytes), exact(T.allocated_bytes)],
+    ["Peak heap", fmtBytes(T.peak_bytes), exact(T.peak_bytes) + (T.peak_bytes >= 1024 ? " in " : "") + fmtCount(T.peak_blocks) + " blocks"],
+    ["Leaked", fmtBytes(T.leaked_bytes), exact(T.leaked_bytes) + (T.leaked_bytes >= 1024 ? " in " : "") + fmtCount(T.leaked_allocations) + " blocks"],
+    ["Temporary", fmtCount(T.temporary_allocations), fmtPct(T.temporary_allocations, T.allocations) + " of calls"],
+    ["Threads", fmtCount(D.threads.length), fmtNs(D.duration_ns)]];
+  for (const [k, v, sub] of cards) {
+    const d = el("div", { class: "card", "data-card": k });
     d.appendChild(el("div", { class: "k" }, k)); d.appendChild(el("div", { class: "v" }, v));
+    if (sub) d.appendChild(el("div", { class: "k" }, sub));
     c.appendChild(d);
   }
 }

@@ -81,7 +81,8 @@ function table(id, rows, sortKey, extra, onPick, chosen) {
     if (r.loc) { name.appendChild(el("br")); name.appendChild(el("span", { class: "loc" }, r.loc)); }
     tr.appendChild(name);
     for (const [k] of cols.slice(1)) {
-      const td = el("td", { "data-v": r[k] }, (k.indexOf("alloc") >= 0 && k.indexOf("allocated") < 0) || k.indexOf("temporary") >= 0 ? fmtCount(r[k]) : fmtBytes(r[k]));
+      const isCount = (k.indexOf("alloc") >= 0 && k.indexOf("allocated") < 0) || k.indexOf("temporary") >= 0;
+      const td = el("td", { "data-v": r[k], title: isCount ? fmtCount(r[k]) + " calls" : fmtCount(r[k]) + " bytes" }, isCount ? fmtCount(r[k]) : fmtBytes(r[k]));
       tr.appendChild(td);
     }
     if (onPick) tr.addEventListener("click", () => onPick(r));

@@ -3,8 +3,8 @@
 
 use super::markdown::cell_value;
 use super::{
-    format_delta, significance_text, MetricStat, MetricUnit, Report, ReportError, ScenarioInput,
-    METRICS,
+    format_delta, significance_text_for, MetricStat, MetricUnit, Report, ReportError,
+    ScenarioInput, METRICS,
 };
 use crate::render::timeline::{self, human_bytes, Line, Panel, Unit};
 use crate::render::view;
@@ -127,10 +127,7 @@ const DEFINITIONS: &[(&str, &str)] = &[
 
 /// Words for a metric's change: no test for a yes/no verdict.
 fn change_note(unit: MetricUnit, st: &MetricStat) -> String {
-    if unit == MetricUnit::Verdict {
-        return String::new();
-    }
-    significance_text(st)
+    significance_text_for(unit, st)
 }
 
 /// The story: one line per scenario and metric that changed.

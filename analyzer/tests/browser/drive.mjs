@@ -44,6 +44,18 @@ try {
     if (sel) await (await page.$(sel)).screenshot({ path: file });
     else await page.screenshot({ path: file, fullPage: true });
   };
+  // A real mouse click at the element's centre, once it is laid out and in view.
+  const realClick = async sel => {
+    for (let attempt = 0; ; attempt++) {
+      const r = await page.$eval(sel, e => {
+        e.scrollIntoView({ block: "center" });
+        const b = e.getBoundingClientRect();
+        return { x: b.left + b.width / 2, y: b.top + b.height / 2, w: b.width };
+      });
+      if (r.w > 0 || attempt >= 20) { await page.mouse.click(r.x, r.y); return; }
+      await new Promise(done => setTimeout(done, 50));
+    }
+  };
   if (smokeMode) {
     await shot("smoke-" + searchTerm);
     // Use it a little: brush where a timeline is drawn, switch metrics and tabs.
@@ -56,7 +68,7 @@ try {
       await page.mouse.up();
     }
     for (const m of ["allocations", "live", "leaked", "temporary", "peak", "allocated"]) await page.select("#metric", m);
-    for (const t of ["functions", "callers", "sites"]) await page.click(`.tabs button[data-tab='${t}']`);
+    for (const t of ["functions", "callers", "sites"]) await realClick(`.tabs button[data-tab='${t}']`);
     out.flame = await page.$eval("#flame-status", e => e.textContent);
     out.warnings = await page.$$eval("#warnings .warn", l => l.map(e => e.textContent));
     out.resources = await page.evaluate(() => performance.getEntriesByType("resource").map(e => e.name));
@@ -64,7 +76,8 @@ try {
   if (reportMode) {
     await shot("report");
     // Open every collapsed graph as a reader would, then search each flamegraph.
-    for (const s of await page.$$("details > summary")) await s.click();
+    const summaries = await page.$$eval("details > summary", l => l.length);
+    for (let i = 1; i <= summaries; i++) await realClick(`details:nth-of-type(${i}) > summary`);
     out.graphs = [];
     for (const id of await page.$$eval(".flame-box", l => l.map(e => e.id))) {
       await page.type(`#${id} input[type=search]`, searchTerm);
@@ -147,12 +160,11 @@ try {
 
   // Sort the sites table by calls, then reverse it.
   const column = async () => page.$$eval("#table-sites tr.row", rows => rows.map(r => Number(r.querySelector("td[data-v]:nth-child(3)").dataset.v)));
-  await page.$eval("#tables", e => e.scrollIntoView());
-  await page.click("#table-sites th[data-key='allocations']");
+  await realClick("#table-sites th[data-key='allocations']");
   out.sortedDesc = await column();
-  await page.click("#table-sites th[data-key='allocations']");
+  await realClick("#table-sites th[data-key='allocations']");
   out.sortedAsc = await column();
-  await page.click("#table-sites tr.row");
+  await realClick("#table-sites tr.row");
   out.backtraces = await page.$$eval("#detail ol.backtrace", l => l.map(o => o.children.length));
   await shot("tables-sorted", "#tables");
   out.resources = await page.evaluate(() => performance.getEntriesByType("resource").map(e => e.name));

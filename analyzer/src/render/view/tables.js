@@ -181,14 +181,33 @@ function histogram(id, key, ns) {
 function renderThreads() {
   const box = document.getElementById("thread-table");
   box.textContent = "";
-  const live = new Map();
-  for (let b = 0; b <= state.b1; b++) {
+  // Per thread, its live heap at the end of every bucket (running sums of the net changes).
+  const series = new Map();
+  for (const th of D.threads) series.set(th.tid, new Float64Array(nBuckets));
+  const run = new Map();
+  for (let b = 0; b < nBuckets; b++) {
     const t = B.threads[b] || [];
-    for (let i = 0; i < t.length; i += 2) live.set(t[i], (live.get(t[i]) || 0) + t[i + 1]);
+    for (let i = 0; i < t.length; i += 2) run.set(t[i], (run.get(t[i]) || 0) + t[i + 1]);
+    for (const [tid, v] of run) { if (!series.has(tid)) series.set(tid, new Float64Array(nBuckets)); series.get(tid)[b] = v; }
   }
+  const live = new Map();
+  for (const [tid, s] of series) live.set(tid, s[state.b1]);
+  const spark = tid => {
+    const s = series.get(tid), W = 180, H = 26;
+    const max = Math.max(1, ...s);
+    const svg = svgEl("svg", { width: W, height: H, class: "spark" });
+    const x = b => (W - 2) * (b + 0.5) / nBuckets + 1, y = v => H - 2 - (H - 4) * Math.max(0, v) / max;
+    svg.appendChild(svgEl("rect", { x: x(state.b0) - 1, y: 0, width: Math.max(2, x(state.b1) - x(state.b0) + 2), height: H, fill: "rgba(31,119,180,0.12)" }));
+    let d = "";
+    for (let b = 0; b < nBuckets; b++) d += (b ? "L" : "M") + x(b).toFixed(1) + "," + y(s[b]).toFixed(1);
+    svg.appendChild(svgEl("path", { d, fill: "none", stroke: "#1f77b4", "stroke-width": 1.4 }));
+    const title = svgEl("title"); title.textContent = "peak " + fmtBytes(Math.max(0, ...s)) + " of live heap allocated by this thread";
+    svg.appendChild(title);
+    return svg;
+  };
   const t = el("table", { class: "data", id: "table-threads" });
   const head = el("tr");
-  for (const h of ["Thread", "Allocation calls", "Allocated", "Heap live at the range's end", "Stack size", "Stack high-water"]) head.appendChild(el("th", { class: h === "Thread" ? "name" : "" }, h));
+  for (const h of ["Thread", "Allocation calls", "Allocated", "Heap live at the range's end", "Its heap over time", "Stack size", "Stack high-water"]) head.appendChild(el("th", { class: h === "Thread" ? "name" : "" }, h));
   t.appendChild(head);
   for (const th of D.threads) {
     const tr = el("tr");
@@ -196,6 +215,7 @@ function renderThreads() {
     tr.appendChild(el("td", {}, fmtCount(th.allocations)));
     tr.appendChild(el("td", {}, fmtBytes(th.allocated_bytes)));
     tr.appendChild(el("td", {}, fmtBytes(Math.max(0, live.get(th.tid) || 0))));
+    const sp = el("td"); sp.appendChild(spark(th.tid)); tr.appendChild(sp);
     tr.appendChild(el("td", {}, th.stack_bytes ? fmtBytes(th.stack_bytes) : "unknown"));
     tr.appendChild(el("td", {}, th.stack_high_water_bytes === null ? "not recorded (thread did not exit)" : fmtBytes(th.stack_high_water_bytes)));
     t.appendChild(tr);

@@ -174,24 +174,13 @@ impl AxisScale {
     }
 }
 
-/// Splits a series where samples are missing: a step longer than 2.5 typical steps is a gap,
-/// not a ramp.
+/// Splits a series at its gaps: a point whose value is not finite (NaN) marks a sample that had
+/// no value (an interval with no timed allocator call), drawn as a gap, not a ramp.
 pub fn segments(points: &[(f64, f64)]) -> Vec<&[(f64, f64)]> {
-    let mut steps: Vec<f64> = points.windows(2).map(|w| w[1].0 - w[0].0).collect();
-    steps.sort_by(f64::total_cmp);
-    let typical = steps.get(steps.len() / 2).copied().unwrap_or(0.0);
-    let mut out = Vec::new();
-    let mut start = 0;
-    for i in 1..points.len() {
-        if typical > 0.0 && points[i].0 - points[i - 1].0 > 2.5 * typical {
-            out.push(&points[start..i]);
-            start = i;
-        }
-    }
-    if start < points.len() {
-        out.push(&points[start..]);
-    }
-    out
+    points
+        .split(|p| !p.1.is_finite())
+        .filter(|s| !s.is_empty())
+        .collect()
 }
 
 fn has_data(p: &Panel) -> bool {
@@ -210,7 +199,7 @@ pub fn render_svg(title: &str, panels: &[Panel], width_px: u32) -> Result<String
     let t_max = drawn
         .iter()
         .flat_map(|p| p.lines.iter())
-        .flat_map(|l| l.points.iter().map(|pt| pt.0))
+        .flat_map(|l| l.points.iter().filter(|pt| pt.1.is_finite()).map(|pt| pt.0))
         .fold(0.0f64, f64::max)
         .max(1e-6);
     let rows = drawn.len().max(1) as u32;
@@ -336,7 +325,7 @@ where
     let visible: Vec<&Line> = panel
         .lines
         .iter()
-        .filter(|l| !l.points.is_empty())
+        .filter(|l| l.points.iter().any(|p| p.1.is_finite()))
         .collect();
     let mut order: Vec<usize> = (0..visible.len()).collect();
     order.sort_by_key(|&i| visible[i].label != "max");
@@ -356,6 +345,16 @@ where
                     style,
                 ))
                 .map_err(err)?;
+            if let [(t, v)] = seg {
+                // A lone value between two gaps: a dot, not nothing.
+                chart
+                    .draw_series(std::iter::once(Circle::new(
+                        (t / xs.div, v / ys.div),
+                        2,
+                        style.filled(),
+                    )))
+                    .map_err(err)?;
+            }
         }
         legend.push((line.label.clone(), color, faint));
     }
@@ -497,12 +496,18 @@ mod tests {
             (0.0, 1.0),
             (0.01, 1.0),
             (0.02, 1.0),
-            (0.5, 1.0),
-            (0.51, 1.0),
+            (0.03, f64::NAN),
+            (0.04, f64::NAN),
+            (0.05, 1.0),
+            (0.06, 1.0),
         ];
         let segs = segments(&pts);
         assert_eq!(segs.len(), 2);
         assert_eq!(segs[0].len(), 3);
+        assert_eq!(segs[1].len(), 2);
+        // Irregular sampling (a delayed sampler) is not a gap.
+        let late = vec![(0.0, 1.0), (0.01, 1.0), (0.2, 1.0), (0.21, 1.0)];
+        assert_eq!(segments(&late).len(), 1);
         let psi = Panel {
             title: "Memory pressure stall".into(),
             unit: Unit::Percent,

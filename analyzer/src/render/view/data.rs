@@ -17,6 +17,7 @@ pub use crate::analysis::call_paths::RUNTIME_FRAME;
 use crate::analysis::pressure::{limit, live_heap_series, rate_series, series};
 use crate::analysis::{site_frame, UNKNOWN_FUNCTION};
 use crate::model::{FrameId, Profile, StringId, TimeBuckets};
+use crate::render::curves::series_with_gaps;
 
 /// Most points a timeline series keeps (the largest value of each slice is kept, so peaks stay).
 pub const MAX_SERIES_POINTS: usize = 2000;
@@ -97,7 +98,8 @@ fn series_json(points: Vec<(f64, f64)>) -> Value {
 }
 
 /// Keeps at most `max` points: each slice of consecutive points gives its largest value (at the
-/// slice's first time), so a peak is never averaged away.
+/// slice's first time), so a peak is never averaged away. NaN marks a gap (see
+/// [`series_with_gaps`]) and is written as `null`.
 pub fn downsample(points: Vec<(f64, f64)>, max: usize) -> Vec<(f64, f64)> {
     if points.len() <= max || max == 0 {
         return points;
@@ -106,7 +108,12 @@ pub fn downsample(points: Vec<(f64, f64)>, max: usize) -> Vec<(f64, f64)> {
     points
         .chunks(per)
         .map(|c| {
-            let v = c.iter().map(|p| p.1).fold(f64::MIN, f64::max);
+            // NaN (a gap) only when the whole slice is one.
+            let v = c
+                .iter()
+                .map(|p| p.1)
+                .filter(|v| v.is_finite())
+                .fold(f64::NAN, f64::max);
             (c[0].0, v)
         })
         .collect()
@@ -253,9 +260,9 @@ pub fn view_data(
             "cgroup": series_json(series(p, key::CGROUP_CURRENT_BYTES)),
             "rate_bytes": series_json(rate_series(p, key::ALLOCATED_BYTES)),
             "rate_calls": series_json(rate_series(p, key::ALLOC_CALLS)),
-            "lat_p50": series_json(series(p, key::ALLOC_LATENCY_P50_NS)),
-            "lat_p99": series_json(series(p, key::ALLOC_LATENCY_P99_NS)),
-            "lat_max": series_json(series(p, key::ALLOC_LATENCY_MAX_NS)),
+            "lat_p50": series_json(series_with_gaps(p, key::ALLOC_LATENCY_P50_NS)),
+            "lat_p99": series_json(series_with_gaps(p, key::ALLOC_LATENCY_P99_NS)),
+            "lat_max": series_json(series_with_gaps(p, key::ALLOC_LATENCY_MAX_NS)),
             "threads": series_json(series(p, key::THREADS)),
         },
         "threads": threads,

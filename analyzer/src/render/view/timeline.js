@@ -42,30 +42,26 @@ function panelDefs() {
 function xOf(tNs) { return TL.left + (TL.width - TL.left - TL.right) * tNs / durNs; }
 function tOf(x) { return Math.min(durNs, Math.max(0, (x - TL.left) / (TL.width - TL.left - TL.right) * durNs)); }
 
-// A line split where samples are missing: a gap longer than 2.5 typical intervals is a gap.
+// A line split at its gaps: a null value is a sample without one (an interval with no timed
+// allocator call), drawn as a gap, not a ramp.
 function pathOf(s, y) {
   const t = s.t, v = s.v;
-  const dts = [];
-  for (let i = 1; i < t.length; i++) dts.push(t[i] - t[i - 1]);
-  dts.sort((a, b) => a - b);
-  const typical = dts.length ? dts[Math.floor(dts.length / 2)] : 0;
   let d = "";
   for (let i = 0; i < t.length; i++) {
-    const gap = i === 0 || (typical > 0 && t[i] - t[i - 1] > 2.5 * typical);
+    if (v[i] === null) continue;
+    const gap = i === 0 || v[i - 1] === null;
     d += (gap ? "M" : "L") + xOf(t[i] * 1e9).toFixed(1) + "," + y(v[i]).toFixed(1);
   }
   return d;
 }
 
-// Indices of samples with a gap (or nothing) on both sides.
+// Indices of values with a gap (or nothing) on both sides.
 function isolated(s) {
-  const t = s.t, out = [];
-  const dts = [];
-  for (let i = 1; i < t.length; i++) dts.push(t[i] - t[i - 1]);
-  dts.sort((a, b) => a - b);
-  const typical = dts.length ? dts[Math.floor(dts.length / 2)] : 0;
-  const gapBefore = i => i === 0 || (typical > 0 && t[i] - t[i - 1] > 2.5 * typical);
-  for (let i = 0; i < t.length; i++) if (gapBefore(i) && (i === t.length - 1 || gapBefore(i + 1))) out.push(i);
+  const v = s.v, out = [];
+  for (let i = 0; i < v.length; i++) {
+    if (v[i] === null) continue;
+    if ((i === 0 || v[i - 1] === null) && (i === v.length - 1 || v[i + 1] === null)) out.push(i);
+  }
   return out;
 }
 function drawTimeline() {
@@ -220,7 +216,7 @@ function hover(x, e) {
       let lo = 0, hi = ts.length - 1;
       while (lo < hi) { const m = (lo + hi) >> 1; if (ts[m] < t) lo = m + 1; else hi = m; }
       if (lo > 0 && Math.abs(ts[lo - 1] - t) < Math.abs(ts[lo] - t)) lo--;
-      html += "<br>" + esc(l.label) + ": " + p.fmt(l.s.v[lo]);
+      html += "<br>" + esc(l.label) + ": " + (l.s.v[lo] === null ? "no value (no timed call)" : p.fmt(l.s.v[lo]));
     }
   }
   tip.innerHTML = html;

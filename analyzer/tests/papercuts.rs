@@ -1,6 +1,9 @@
 //! Small things a new user ran into, each fixed and kept fixed: unknown report extensions,
 //! unknown baselines, budgets that read equal after rounding, a profile name given for the
 //! built-in workload's output directory, and the view's output name.
+//!
+//! The fixture runs straight from `target/release`: a copy made while another test thread forks
+//! can fail to start with ETXTBSY (the child holds the copy's write descriptor until it execs).
 
 mod support;
 
@@ -43,7 +46,7 @@ fn check_shows_exact_numbers_when_value_and_budget_round_alike() {
     let scratch = Scratch::new("papercut-check");
     let profile = record(
         &scratch,
-        &fixture_bin("tm-sawtooth", &scratch),
+        &artifact("tm-sawtooth"),
         &["--duration-ms", "400"],
     )
     .profile;
@@ -95,7 +98,7 @@ fn summary_sorts_sites_by_any_metric_and_lists_their_call_paths() {
     let scratch = Scratch::new("papercut-summary");
     let profile = record(
         &scratch,
-        &fixture_bin("tm-sawtooth", &scratch),
+        &artifact("tm-sawtooth"),
         &["--duration-ms", "300"],
     )
     .profile;

@@ -10,7 +10,7 @@ use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use support::{fixture_bin, record, run_bounded, tidemark_cli, workspace_root, Scratch};
+use support::{artifact, record, run_bounded, tidemark_cli, workspace_root, Scratch};
 use tidemark::format::{Reader, Record};
 use tidemark_analyzer::load::{load_path_with_time_buckets, LoadOptions};
 use tidemark_analyzer::model::Profile;
@@ -19,8 +19,10 @@ use tidemark_analyzer::render::view::DEFAULT_BUCKETS;
 /// The fixture's growing function: every byte of the sawtooth passes through it.
 const GROW_FN: &str = "tm_sawtooth::saw_grow";
 
+/// Records the sawtooth fixture. It runs straight from `target/release`: a copy made while
+/// another test thread forks can fail to start with ETXTBSY.
 fn sawtooth(scratch: &Scratch) -> (PathBuf, Profile) {
-    let bin = fixture_bin("tm-sawtooth", scratch);
+    let bin = artifact("tm-sawtooth");
     let rec = record(
         scratch,
         &bin,
@@ -381,7 +383,7 @@ fn smoke(driver_dir: &Path, html: &Path, name: &str, scratch: &Scratch) -> serde
 fn truncated_and_sample_less_profiles_give_working_pages() {
     let driver_dir = node_modules();
     let scratch = Scratch::new("view-edges");
-    let bin = fixture_bin("tm-sawtooth", &scratch);
+    let bin = artifact("tm-sawtooth");
     // One sample interval longer than the run: the timeline has next to nothing.
     let out = scratch.join("sparse.tmk");
     let mut cmd = Command::new(support::tidemark());

@@ -245,3 +245,61 @@ impl BucketBuilder {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::replay::Replay;
+
+    /// 40 intervals into at most 4 buckets: the buckets merge pairwise (8, then 16 intervals
+    /// each) and still tile the run with exact sequence bounds, and every sum is kept.
+    #[test]
+    fn buckets_merge_and_keep_every_event() {
+        let mut r = Replay::new(0).with_time_buckets(4);
+        let mut seq = 0;
+        for i in 0..40u64 {
+            // Interval i: two allocations of stack 1 (i+1 bytes each), one free of the first.
+            let a = 0x1000 + 16 * i;
+            r.alloc(1, seq, a, i + 1, 1);
+            r.alloc(1, seq + 1, a + 8, i + 1, 1);
+            r.free(1, seq + 2, a);
+            seq += 3;
+            r.sample(seq, (i + 1) * 10_000_000, vec![]);
+            r.watermark(seq);
+        }
+        let out = r.finish();
+        let tb = out.time_buckets.unwrap();
+        assert!(tb.buckets.len() <= 4, "{}", tb.buckets.len());
+        assert_eq!(tb.intervals_per_bucket, 16);
+        assert_eq!(tb.buckets[0].seq_lo, 0);
+        assert_eq!(tb.buckets[0].seq_hi, 16 * 3);
+        assert_eq!(tb.buckets[0].end_ns, 160_000_000);
+        for w in tb.buckets.windows(2) {
+            assert_eq!(w[0].seq_hi, w[1].seq_lo);
+            assert_eq!(w[0].end_ns, w[1].start_ns);
+        }
+        let first: u64 = tb.buckets[0].cells.iter().map(|c| c.allocated_bytes).sum();
+        assert_eq!(first, (1..=16).map(|b| 2 * b).sum::<u64>());
+        let cells = || tb.buckets.iter().flat_map(|b| b.cells.iter());
+        assert_eq!(cells().map(|c| c.allocations).sum::<u64>(), 80);
+        assert_eq!(cells().map(|c| c.frees).sum::<u64>(), 40);
+        assert_eq!(
+            cells().map(|c| c.leaked_bytes).sum::<u64>(),
+            out.totals.leaked_bytes
+        );
+        // Each freed block was followed by another allocation of its thread before its free:
+        // none is a temporary.
+        assert_eq!(cells().map(|c| c.temporary_allocations).sum::<u64>(), 0);
+        let sizes: u64 = tb
+            .buckets
+            .iter()
+            .flat_map(|b| b.size_histogram.iter())
+            .sum();
+        assert_eq!(sizes, 80);
+        let lifetimes: u64 = tb
+            .buckets
+            .iter()
+            .flat_map(|b| b.lifetime_histogram.iter())
+            .sum();
+        assert_eq!(lifetimes, 40);
+    }
+}

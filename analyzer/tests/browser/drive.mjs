@@ -59,9 +59,14 @@ try {
   if (smokeMode) {
     await shot("smoke-" + searchTerm);
     // Use it a little: brush where a timeline is drawn, switch metrics and tabs.
-    const chart = await page.$("#panels svg.chart");
-    if (chart) {
-      const r = await chart.boundingBox();
+    const r = await page.evaluate(() => {
+      const c = document.querySelector("#panels svg.chart");
+      if (!c) return null;
+      c.scrollIntoView({ block: "center" });
+      const b = c.getBoundingClientRect();
+      return { x: b.left, y: b.top, width: b.width, height: b.height };
+    });
+    if (r) {
       await page.mouse.move(r.x + r.width * 0.4, r.y + r.height / 2);
       await page.mouse.down();
       await page.mouse.move(r.x + r.width * 0.7, r.y + r.height / 2, { steps: 5 });

@@ -39,6 +39,10 @@ renderAll();
 let resizeTimer = null;
 window.addEventListener("resize", () => {
   clearTimeout(resizeTimer);
-  resizeTimer = setTimeout(() => { drawTimeline(); renderAll(); }, 150);
+  // Only a change of width needs a redraw (a resize event also comes with the first layout).
+  resizeTimer = setTimeout(() => {
+    const w = Math.max(600, document.getElementById("panels").clientWidth || 900);
+    if (w !== TL.width) { drawTimeline(); renderAll(); }
+  }, 150);
 });
 document.body.dataset.ready = "1";

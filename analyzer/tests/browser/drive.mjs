@@ -38,7 +38,7 @@ try {
   page.on("pageerror", e => out.pageErrors.push(String(e)));
   page.on("request", r => { if (r.url() !== url) out.requests.push(r.url()); });
   await page.goto(url, { waitUntil: "load" });
-  await page.waitForSelector("body[data-ready='1']", { timeout: 10000 });
+  await page.waitForSelector("body[data-ready='1']", { timeout: 30000 });
   const shot = async (name, sel) => {
     const file = path.join(shotDir, name + ".png");
     if (sel) await (await page.$(sel)).screenshot({ path: file });
@@ -157,7 +157,7 @@ try {
     await page.evaluate(() => new Promise(done => requestAnimationFrame(() => done())));
     await page.mouse.move(2, 2);
     await page.mouse.move(r.x, r.y, { steps: 3 });
-    await page.waitForFunction(() => !document.getElementById("flame-tip").hidden, { timeout: 5000 });
+    await page.waitForFunction(() => !document.getElementById("flame-tip").hidden, { timeout: 30000 });
     out.flameTip = await page.$eval("#flame-tip", e => (e.hidden ? "" : e.textContent));
     await page.mouse.click(r.x, r.y);
     out.zoomed = await flame();

@@ -125,7 +125,8 @@ function drawTimeline() {
       const tx = svgEl("text", { x: TL.width - TL.right - 4, y: y(def.ref.value) - 4, "text-anchor": "end" });
       tx.textContent = def.ref.label; svg.appendChild(tx);
     }
-    for (const l of def.lines) {
+    // Dashed lines (an interval's max) first, so the p99 beside them stays visible on top.
+    for (const l of [...def.lines].sort((a, b) => (b.dash ? 1 : 0) - (a.dash ? 1 : 0))) {
       const attrs = { d: pathOf(l.s, y), fill: "none", stroke: l.color, "stroke-width": l.width || 1.6 };
       if (l.dash) attrs["stroke-dasharray"] = "4 3";
       svg.appendChild(svgEl("path", attrs));

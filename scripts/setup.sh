@@ -3,10 +3,12 @@
 # glibc for the statically-linked case), make (building the bundled jemalloc), heaptrack (the
 # overhead comparison), chromium (the HTML report is rendered in headless Chromium), the
 # allocators the foreign-allocator tests run programs on: libjemalloc-dev, libmimalloc-dev,
-# libgoogle-perftools-dev (tcmalloc), and the consumers the export tests drive: golang-go
+# libgoogle-perftools-dev (tcmalloc), the consumers the export tests drive: golang-go
 # (`go tool pprof`), valgrind (its DHAT viewer dh_view.html), chromium-driver and
-# python3-selenium (dh_view.html is loaded in headless Chromium). Idempotent: a tool
-# that is already there is left alone, and apt-get runs only when something is absent (one
+# python3-selenium (dh_view.html is loaded in headless Chromium), and node and npm with
+# puppeteer-core in analyzer/tests/browser/node_modules (the driver of the browser tests of
+# `tidemark view`; it drives the system's Chromium and never downloads a browser). Idempotent: a
+# tool that is already there is left alone, and apt-get runs only when something is absent (one
 # `apt-get update` first). Run it as root, or with sudo available.
 set -euo pipefail
 
@@ -30,6 +32,8 @@ fi
 if need_cmd chromedriver; then missing+=(chromium-driver); fi
 # Debian's Selenium is installed for the system interpreter, which the tests call by path.
 if ! /usr/bin/python3 -c 'import selenium' >/dev/null 2>&1; then missing+=(python3-selenium); fi
+if need_cmd node; then missing+=(nodejs); fi
+if need_cmd npm; then missing+=(npm); fi
 # gcc -static needs glibc's static archive (package libc6-dev, normally pulled in by gcc).
 if ! [ -e /usr/lib/x86_64-linux-gnu/libc.a ] && ! [ -e /usr/lib/libc.a ] \
     && ! ls /usr/lib/*-linux-gnu/libc.a >/dev/null 2>&1; then
@@ -46,9 +50,21 @@ if ! command -v cargo >/dev/null 2>&1; then
     exit 2
 fi
 
+# The browser driver: puppeteer-core at the version package-lock.json pins, in a project-local
+# folder. Runs after the system packages (it needs npm).
+install_browser_driver() {
+    local dir
+    dir="$(cd "$(dirname "$0")/.." && pwd)/analyzer/tests/browser"
+    if [ -d "$dir/node_modules/puppeteer-core" ]; then
+        return 0
+    fi
+    say "installing puppeteer-core into $dir/node_modules (npm ci)"
+    (cd "$dir" && PUPPETEER_SKIP_DOWNLOAD=1 npm ci --no-audit --no-fund --ignore-scripts --loglevel=error)
+}
+
 if [ ${#missing[@]} -eq 0 ]; then
-    say "gcc, g++, unshare, make, heaptrack, chromium, static libc, jemalloc, mimalloc, tcmalloc" \
-        "and the export consumers (go, valgrind, chromedriver, selenium) are present; nothing to install"
+    install_browser_driver
+    say "everything the tests and benchmarks need is present; nothing to install"
     exit 0
 fi
 
@@ -73,4 +89,5 @@ say "running: apt-get update"
 say "running: apt-get install -y --no-install-recommends ${missing[*]}"
 "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
     apt-get install -y -qq --no-install-recommends "${missing[@]}"
+install_browser_driver
 say "done"

@@ -265,6 +265,8 @@ fn run_without_a_command_profiles_the_builtin_workload_into_tidemark_out() {
         curves.contains("Live heap"),
         "curves.svg has no live-heap panel"
     );
+    let view = fs::read_to_string(out.join("view.html")).expect("view.html written");
+    assert!(view.contains("id=\"profile-data\"") && view.contains("alloc_without_free"));
     let html = fs::read_to_string(out.join("report.html")).expect("report.html written");
     assert!(html.contains("alloc-without-free") && html.contains("sawtooth"));
     let md = fs::read_to_string(out.join("report.md")).expect("report.md written");

@@ -139,7 +139,7 @@ fn sawtooth_and_churn_are_not_leaks() {
         "churn",
         &[],
         "tm-churn",
-        &["--threads", "2", "--iterations", "400000", "--steady"],
+        &["--threads", "2", "--iterations", "1000000", "--steady"],
     );
     assert!(
         p.samples.len() >= 10,

@@ -149,14 +149,26 @@ pub fn growth(series: &[(f64, f64)], opts: &GrowthOptions) -> Option<Growth> {
     } else if net < threshold {
         (
             false,
-            format!("the troughs rose by {net:.0} bytes, below the {threshold:.0}-byte threshold"),
+            if net < 0.0 {
+                format!(
+                    "the heap's troughs fell by {} overall: no growth",
+                    crate::render::units::human_bytes(-net)
+                )
+            } else {
+                format!(
+                    "the troughs rose by only {}, below the {} threshold",
+                    crate::render::units::human_bytes(net),
+                    crate::render::units::human_bytes(threshold)
+                )
+            },
         )
     } else {
         (
             true,
             format!(
-                "the heap's troughs rose in {rises} of {} windows, by {net:.0} bytes in all",
-                windows - 1
+                "the heap's troughs rose in {rises} of {} windows, by {} in all",
+                windows - 1,
+                crate::render::units::human_bytes(net)
             ),
         )
     };

@@ -2,6 +2,7 @@
 //!
 //! Definitions (peak, leaked, temporary, site) are in `docs/metrics.md`.
 
+pub mod call_paths;
 pub mod growth;
 pub mod lifetimes;
 mod plumbing;
@@ -9,6 +10,7 @@ pub mod pressure;
 mod stack_quality;
 pub mod stats;
 
+pub use call_paths::{call_paths, sort_sites, CallPath, SiteSort};
 pub use plumbing::{
     is_allocator_plumbing, is_allocator_shim, is_library_source, is_plumbing_frame,
     without_return_type, Machinery, Matching, MACHINERY, MACHINERY_FILES,

@@ -13,6 +13,26 @@ struct Budget {
     show: fn(f64) -> String,
 }
 
+/// The value and the budget as text; when rounding makes them read the same (`6.9 MiB exceeds
+/// the budget of 6.9 MiB`), the exact numbers follow.
+fn distinct(b: &Budget, v: f64) -> (String, String) {
+    let (vt, lt) = ((b.show)(v), (b.show)(b.limit));
+    if vt != lt || v == b.limit {
+        return (vt, lt);
+    }
+    let exact = |x: f64| {
+        if x.fract() == 0.0 && (0.0..1e18).contains(&x) {
+            crate::render::units::count(x as u64)
+        } else {
+            format!("{x:.3}")
+        }
+    };
+    (
+        format!("{vt} ({})", exact(v)),
+        format!("{lt} ({})", exact(b.limit)),
+    )
+}
+
 pub(super) fn check(a: &CheckArgs) -> anyhow::Result<u8> {
     let p = load(&a.profile, &a.load)?;
     warn_truncated(&p, &a.profile);
@@ -85,21 +105,18 @@ pub(super) fn check(a: &CheckArgs) -> anyhow::Result<u8> {
         match b.value {
             Some(v) if v > b.limit => {
                 failed += 1;
+                let (v_text, limit_text) = distinct(b, v);
                 println!(
-                    "FAIL {}: {} exceeds the budget of {} ({} {})",
+                    "FAIL {}: {v_text} exceeds the budget of {limit_text} ({} {})",
                     b.what,
-                    (b.show)(v),
-                    (b.show)(b.limit),
                     b.flag,
                     a.profile.display()
                 );
             }
-            Some(v) => println!(
-                "ok   {}: {} within {}",
-                b.what,
-                (b.show)(v),
-                (b.show)(b.limit)
-            ),
+            Some(v) => {
+                let (v_text, limit_text) = distinct(b, v);
+                println!("ok   {}: {v_text} within {limit_text}", b.what)
+            }
             None => {
                 failed += 1;
                 println!(

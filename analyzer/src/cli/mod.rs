@@ -15,8 +15,10 @@ mod run;
 mod summary;
 mod timeline;
 pub mod units;
+mod view;
 
 pub use run::{find_beside_exe, parse_interval_ms, PRELOAD_LIB, WORKLOAD_BIN};
+pub use view::ViewArgs;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -77,6 +79,9 @@ pub enum Command {
     Check(CheckArgs),
     /// Export a profile for other viewers: pprof, Firefox Profiler, DHAT, folded stacks, JSON.
     Export(export::ExportArgs),
+    /// Write one self-contained interactive HTML page: timeline with a selectable time range,
+    /// flamegraph, tables, histograms, threads.
+    View(ViewArgs),
 }
 
 /// `tidemark timeline`.
@@ -209,6 +214,12 @@ pub struct SummaryArgs {
     /// How many allocation sites to list.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_TOP_N)]
     pub top: usize,
+    /// What the sites are ordered by.
+    #[arg(long, value_enum, default_value_t = summary::SortArg::Allocated)]
+    pub sort: summary::SortArg,
+    /// Under each listed site, its N heaviest call paths (callers merged, innermost first).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub backtrace: usize,
     /// Loading options.
     #[command(flatten)]
     pub load: LoadArgs,
@@ -345,6 +356,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Diff(a) => diff::diff(&a),
         Command::Check(a) => check::check(&a),
         Command::Export(a) => export::export(&a),
+        Command::View(a) => view::view(&a),
     }
 }
 

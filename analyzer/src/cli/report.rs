@@ -128,15 +128,44 @@ pub(crate) fn scenarios(
     Ok(out)
 }
 
-fn format_of(a: &ReportArgs, out: &Path) -> ReportFormat {
+/// The output format: `--format`, else the output's extension (`.html`/`.htm`, `.md`, `.json`;
+/// no extension or stdout: HTML). Any other extension is refused rather than silently written
+/// as HTML.
+fn format_of(a: &ReportArgs, out: &Path) -> anyhow::Result<ReportFormat> {
     if let Some(f) = a.format {
-        return f;
+        return Ok(f);
     }
-    match out.extension().and_then(|e| e.to_str()) {
+    Ok(match out.extension().and_then(|e| e.to_str()) {
         Some("md") | Some("markdown") => ReportFormat::Md,
         Some("json") => ReportFormat::Json,
-        _ => ReportFormat::Html,
+        Some("html") | Some("htm") | None => ReportFormat::Html,
+        Some(other) => bail!(
+            "{}: a report is written as HTML (.html), Markdown (.md) or JSON (.json), not .{other};              rename the output or pass --format html|md|json",
+            out.display()
+        ),
+    })
+}
+
+/// Checks `--baseline` against the labels before anything is loaded.
+fn check_baseline(baseline: Option<&str>, inputs: &[(String, PathBuf)]) -> anyhow::Result<()> {
+    let Some(b) = baseline else { return Ok(()) };
+    let mut labels: Vec<&str> = Vec::new();
+    for (l, _) in inputs {
+        if !labels.contains(&l.as_str()) {
+            labels.push(l);
+        }
     }
+    if !labels.contains(&b) {
+        bail!(
+            "--baseline {b:?} is not one of the scenario labels: {}",
+            labels
+                .iter()
+                .map(|l| format!("{l:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    Ok(())
 }
 
 /// Writes a report of `scenarios` to `out` in `format`.
@@ -161,12 +190,13 @@ pub(super) fn report(a: &ReportArgs) -> anyhow::Result<u8> {
     if inputs.is_empty() {
         bail!("give at least one profile: tidemark report [LABEL=]PROFILE…");
     }
-    let scen = scenarios(&inputs, &mut |p| load(p, &a.load))?;
     let out = a
         .output
         .clone()
         .unwrap_or_else(|| PathBuf::from("report.html"));
-    let format = format_of(a, &out);
+    let format = format_of(a, &out)?;
+    check_baseline(a.baseline.as_deref(), &inputs)?;
+    let scen = scenarios(&inputs, &mut |p| load(p, &a.load))?;
     write_report(&scen, a.baseline.as_deref(), &out, format)?;
     if out.as_os_str() != "-" {
         eprintln!(

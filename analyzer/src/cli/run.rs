@@ -700,6 +700,13 @@ fn run_workload(a: &RunArgs) -> anyhow::Result<u8> {
         .output
         .clone()
         .unwrap_or_else(|| PathBuf::from(DEFAULT_WORKLOAD_DIR));
+    if dir.extension().is_some_and(|e| e == "tmk") {
+        bail!(
+            "{}: with no command, -o names the directory for the built-in workload's outputs, not \
+             a profile; give a directory (or add `-- COMMAND` to profile a program)",
+            dir.display()
+        );
+    }
     if let Ok(m) = fs::symlink_metadata(&dir) {
         if !m.is_dir() {
             bail!(
@@ -747,6 +754,9 @@ fn run_workload(a: &RunArgs) -> anyhow::Result<u8> {
     .context("cannot draw the timeline")?;
     output::write_atomically(&curves_path, svg.as_bytes(), "the timeline")?;
     written.push(curves_path);
+    let view_path = dir.join("view.html");
+    super::view::write_page_of(&profile, &view_path, a.limit)?;
+    written.push(view_path);
     let s = crate::analysis::summary_with(
         &p,
         crate::analysis::DEFAULT_TOP_N,

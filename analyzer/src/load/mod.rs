@@ -12,6 +12,7 @@
 //! # Ok(()) }
 //! ```
 
+mod buckets;
 mod progress;
 mod replay;
 #[cfg(test)]
@@ -109,9 +110,39 @@ pub fn load_path(path: &Path, opts: &LoadOptions) -> Result<Profile, LoadError> 
     let label = path.display().to_string();
     let result = if opts.progress {
         let mut sink = StderrProgress::new(&label);
-        load_inner(reader, opts, total_bytes, Some(&mut sink))
+        load_inner(reader, opts, total_bytes, Some(&mut sink), None)
     } else {
-        load_inner(reader, opts, total_bytes, None)
+        load_inner(reader, opts, total_bytes, None, None)
+    };
+    result.map_err(|e| e.with_path(path))
+}
+
+/// Loads the profile at `path` like [`load_path`], and also cuts its activity into at most
+/// `max_buckets` time buckets ([`Profile::time_buckets`]): what the interactive page needs to
+/// recompute a time range's numbers. Costs one hash update per event.
+pub fn load_path_with_time_buckets(
+    path: &Path,
+    opts: &LoadOptions,
+    max_buckets: usize,
+) -> Result<Profile, LoadError> {
+    let file = File::open(path).map_err(|error| LoadError::Io {
+        path: path.to_owned(),
+        error,
+    })?;
+    let total_bytes = file.metadata().ok().map(|m| m.len());
+    let reader = BufReader::with_capacity(1 << 20, file);
+    let label = path.display().to_string();
+    let result = if opts.progress {
+        let mut sink = StderrProgress::new(&label);
+        load_inner(
+            reader,
+            opts,
+            total_bytes,
+            Some(&mut sink),
+            Some(max_buckets),
+        )
+    } else {
+        load_inner(reader, opts, total_bytes, None, Some(max_buckets))
     };
     result.map_err(|e| e.with_path(path))
 }
@@ -120,9 +151,9 @@ pub fn load_path(path: &Path, opts: &LoadOptions) -> Result<Profile, LoadError> 
 pub fn load_reader<R: Read>(r: R, opts: &LoadOptions) -> Result<Profile, LoadError> {
     if opts.progress {
         let mut sink = StderrProgress::new("profile");
-        load_inner(r, opts, None, Some(&mut sink))
+        load_inner(r, opts, None, Some(&mut sink), None)
     } else {
-        load_inner(r, opts, None, None)
+        load_inner(r, opts, None, None, None)
     }
 }
 
@@ -133,7 +164,7 @@ pub fn load_reader_with_progress<R: Read>(
     total_bytes: Option<u64>,
     progress: &mut dyn ProgressSink,
 ) -> Result<Profile, LoadError> {
-    load_inner(r, opts, total_bytes, Some(progress))
+    load_inner(r, opts, total_bytes, Some(progress), None)
 }
 
 impl LoadError {
@@ -216,6 +247,7 @@ fn load_inner<R: Read>(
     opts: &LoadOptions,
     total_bytes: Option<u64>,
     mut progress: Option<&mut dyn ProgressSink>,
+    max_buckets: Option<usize>,
 ) -> Result<Profile, LoadError> {
     let mut reader = Reader::new(r).map_err(format_error)?;
     let mut p = Profile {
@@ -225,6 +257,9 @@ fn load_inner<R: Read>(
     let mut replay = Replay::new(p.header.sampling_rate);
     if opts.block_groups {
         replay = replay.with_block_groups();
+    }
+    if let Some(n) = max_buckets {
+        replay = replay.with_time_buckets(n);
     }
     let mut stacks = StackBuilder::default();
     let mut embedded: HashMap<(u64, u64), Vec<SymbolFrame>> = HashMap::new();
@@ -312,6 +347,10 @@ fn load_inner<R: Read>(
     }
     if p.totals.duration_ns == 0 {
         p.totals.duration_ns = last_sample_ns;
+    }
+    p.time_buckets = out.time_buckets;
+    if let Some(last) = p.time_buckets.as_mut().and_then(|b| b.buckets.last_mut()) {
+        last.end_ns = last.end_ns.max(p.totals.duration_ns);
     }
     if p.totals.dropped_events > 0 {
         p.warnings.push(format!(

@@ -23,7 +23,8 @@ use std::collections::{BinaryHeap, VecDeque};
 // Integer keys from the profile itself: a fast non-cryptographic hash (the replay's hot path).
 use rustc_hash::FxHashMap as HashMap;
 
-use crate::model::{BlockGroup, BlockGroups, Sample, StackStats, ThreadInfo, Totals};
+use super::buckets::{Born, BucketBuilder};
+use crate::model::{BlockGroup, BlockGroups, Sample, StackStats, ThreadInfo, TimeBuckets, Totals};
 
 /// What a pending entry does when released.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,6 +88,8 @@ struct Block {
     tid: u32,
     /// Timeline interval of the allocation (samples replayed before it).
     interval: u32,
+    /// When it was allocated (kept for the time buckets).
+    born: Born,
 }
 
 /// Key of a [`BlockGroup`]: stack, allocating thread, allocation interval, and the freeing
@@ -146,6 +149,8 @@ pub(crate) struct Replay {
     groups: Option<HashMap<GroupKey, BlockGroup>>,
     /// One past the largest sequence number applied.
     end_seq: u64,
+    /// Per-stack activity over time, when asked for.
+    buckets: Option<BucketBuilder>,
 }
 
 /// What the replay produced.
@@ -156,6 +161,7 @@ pub(crate) struct ReplayOutput {
     pub samples: Vec<Sample>,
     pub totals: Totals,
     pub block_groups: Option<BlockGroups>,
+    pub time_buckets: Option<TimeBuckets>,
 }
 
 impl Replay {
@@ -202,6 +208,12 @@ impl Replay {
         if let Some((_, seq)) = free {
             g.free_seq_sum += u128::from(seq);
         }
+    }
+
+    /// Also cut the activity into at most `max_buckets` time buckets ([`TimeBuckets`]).
+    pub(crate) fn with_time_buckets(mut self, max_buckets: usize) -> Self {
+        self.buckets = Some(BucketBuilder::new(max_buckets));
+        self
     }
 
     /// The allocations and bytes an allocation of `size_bytes` from `stack` stands for.
@@ -424,13 +436,18 @@ impl Replay {
             self.end_seq = self.end_seq.max(p.seq + 1);
         }
         match p.action {
-            Action::Sample { t_ns, values } => self.samples.push(Sample {
-                t_ns,
-                seq: p.seq,
-                values,
-                live_bytes: self.live_bytes,
-                live_blocks: self.live_blocks,
-            }),
+            Action::Sample { t_ns, values } => {
+                if let Some(b) = self.buckets.as_mut() {
+                    b.sample(p.seq, t_ns);
+                }
+                self.samples.push(Sample {
+                    t_ns,
+                    seq: p.seq,
+                    values,
+                    live_bytes: self.live_bytes,
+                    live_blocks: self.live_blocks,
+                })
+            }
             Action::Alloc {
                 tid,
                 addr,
@@ -445,7 +462,12 @@ impl Replay {
                 }
                 live.sized = true;
                 st.max_block_bytes = st.max_block_bytes.max(size_bytes);
+                let request_bytes = size_bytes;
                 let (count, size_bytes) = self.weigh(stack, size_bytes);
+                let born = match self.buckets.as_mut() {
+                    Some(b) => b.alloc(p.seq, stack, tid, count, size_bytes, request_bytes),
+                    None => Born::default(),
+                };
                 let block = Block {
                     size_bytes,
                     count,
@@ -453,12 +475,24 @@ impl Replay {
                     stack,
                     tid,
                     interval: self.samples.len() as u32,
+                    born,
                 };
                 if let Some(old) = self.live.insert(addr, block) {
                     // The address was handed out again without a recorded free.
                     self.totals.reused_live_addresses += 1;
                     self.release_block(&old);
                     self.group_block(&old, Some((tid, p.seq)));
+                    if let Some(b) = self.buckets.as_mut() {
+                        b.free(
+                            old.born,
+                            None,
+                            old.stack,
+                            old.tid,
+                            old.count,
+                            old.size_bytes,
+                            false,
+                        );
+                    }
                 }
                 self.touch(stack);
                 let live = &mut self.stack_live[stack as usize];
@@ -509,12 +543,23 @@ impl Replay {
                     st.frees += block.count;
                     // A block resized by realloc was not discarded: not a temporary (counting
                     // it would flag every growing Vec as churn).
-                    if !realloc
+                    let temporary = !realloc
                         && block.tid == tid
-                        && self.last_alloc_seq.get(&tid) == Some(&block.seq)
-                    {
+                        && self.last_alloc_seq.get(&tid) == Some(&block.seq);
+                    if temporary {
                         st.temporary_allocations += block.count;
                         self.totals.temporary_allocations += block.count;
+                    }
+                    if let Some(b) = self.buckets.as_mut() {
+                        b.free(
+                            block.born,
+                            Some(p.seq),
+                            block.stack,
+                            block.tid,
+                            block.count,
+                            block.size_bytes,
+                            temporary,
+                        );
                     }
                 }
             },
@@ -540,6 +585,9 @@ impl Replay {
             st.leaked_bytes = st.leaked_bytes.saturating_add(block.size_bytes);
             self.totals.leaked_allocations += block.count;
             self.totals.leaked_bytes = self.totals.leaked_bytes.saturating_add(block.size_bytes);
+            if let Some(b) = self.buckets.as_mut() {
+                b.leaked(block.born, block.stack, block.count, block.size_bytes);
+            }
         }
         ReplayOutput {
             stats: self.stats,
@@ -551,6 +599,7 @@ impl Replay {
                 groups: g.into_values().collect(),
                 end_seq: self.end_seq,
             }),
+            time_buckets: self.buckets.map(BucketBuilder::finish),
         }
     }
 }

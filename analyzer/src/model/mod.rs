@@ -8,8 +8,10 @@
 //! first.
 
 mod strings;
+pub mod time_buckets;
 
 pub use strings::{StringId, Strings};
+pub use time_buckets::TimeBuckets;
 
 use std::collections::HashMap;
 
@@ -281,6 +283,9 @@ pub struct Profile {
     pub trailer: Option<Vec<(u64, u64)>>,
     /// Blocks grouped by stack, threads and intervals, when the load asked for them.
     pub block_groups: Option<BlockGroups>,
+    /// Per-stack activity over time; only when loaded with
+    /// [`crate::load::load_path_with_time_buckets`].
+    pub time_buckets: Option<TimeBuckets>,
 }
 
 impl Profile {

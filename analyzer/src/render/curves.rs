@@ -5,6 +5,23 @@ use crate::analysis::pressure::{limit, live_heap_series, rate_series, series};
 use crate::model::Profile;
 use tidemark::format::sample_key as key;
 
+/// A sampled value over time with a gap (a NaN point) at every sample that lacks it: an interval
+/// with no timed allocator call is drawn as a gap, not a ramp.
+pub fn series_with_gaps(p: &Profile, k: u64) -> Vec<(f64, f64)> {
+    if !p.samples.iter().any(|s| s.value(k).is_some()) {
+        return Vec::new();
+    }
+    p.samples
+        .iter()
+        .map(|s| {
+            (
+                s.t_ns as f64 / 1e9,
+                s.value(k).map_or(f64::NAN, |v| v as f64),
+            )
+        })
+        .collect()
+}
+
 fn line(label: &str, points: Vec<(f64, f64)>) -> Line {
     Line {
         label: label.to_owned(),
@@ -52,9 +69,9 @@ pub fn panels(p: &Profile, limit_override: Option<u64>) -> Vec<Panel> {
         title: "Allocator latency per interval".into(),
         unit: Unit::Nanos,
         lines: vec![
-            line("p50", series(p, key::ALLOC_LATENCY_P50_NS)),
-            line("p99", series(p, key::ALLOC_LATENCY_P99_NS)),
-            line("max", series(p, key::ALLOC_LATENCY_MAX_NS)),
+            line("p50", series_with_gaps(p, key::ALLOC_LATENCY_P50_NS)),
+            line("p99", series_with_gaps(p, key::ALLOC_LATENCY_P99_NS)),
+            line("max", series_with_gaps(p, key::ALLOC_LATENCY_MAX_NS)),
         ],
         reference: None,
     });

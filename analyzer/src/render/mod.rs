@@ -9,8 +9,9 @@ pub mod export;
 mod text;
 pub mod timeline;
 pub mod units;
+pub mod view;
 
-pub use text::{summary_text, write_summary_json};
+pub use text::{summary_text, summary_text_by, write_summary_json};
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -17,6 +17,11 @@ macro_rules! push_line {
 /// The summary as terminal text. The truncation warning is part of the text too; the CLI also
 /// prints it on stderr.
 pub fn summary_text(s: &Summary) -> String {
+    summary_text_by(s, "allocated bytes")
+}
+
+/// [`summary_text`] with the sites' heading saying what they are ordered by.
+pub fn summary_text_by(s: &Summary, sites_by: &str) -> String {
     let mut o = String::new();
     let w = &mut o;
     if s.truncated {
@@ -84,7 +89,7 @@ pub fn summary_text(s: &Summary) -> String {
         );
     }
     if !s.top_sites.is_empty() {
-        push_line!(w, "\ntop allocation sites by allocated bytes:");
+        push_line!(w, "\ntop allocation sites by {sites_by}:");
         push_line!(
             w,
             "{:>10} {:>10} {:>10} {:>10} {:>8}  site",

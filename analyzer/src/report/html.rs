@@ -1,10 +1,14 @@
-//! Self-contained HTML report: inline CSS and SVG, no network, no external scripts.
+//! Self-contained HTML report: inline CSS, SVG and script, no network. Its flamegraphs are the
+//! interactive page's component (`render/view/flame.js`): hover, zoom, search.
 
 use super::markdown::cell_value;
-use super::{format_delta, significance_text, Report, ReportError, ScenarioInput, METRICS};
+use super::{
+    format_delta, significance_text_for, MetricStat, MetricUnit, Report, ReportError,
+    ScenarioInput, METRICS,
+};
 use crate::render::timeline::{self, human_bytes, Line, Panel, Unit};
-use base64::Engine as _;
-use std::collections::BTreeMap;
+use crate::render::view;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 
 /// Escapes text for HTML element content and attribute values.
@@ -24,97 +28,167 @@ pub fn html_escape(s: &str) -> String {
 }
 
 const CSS: &str = r#"
-body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:24px auto;max-width:1200px;color:#1b1f24;padding:0 16px}
-h1{font-size:1.6em;margin-bottom:4px}h2{margin-top:36px;border-bottom:1px solid #d0d7de;padding-bottom:4px}
-table{border-collapse:collapse;margin:12px 0;font-size:.92em}th,td{border:1px solid #d0d7de;padding:6px 10px;vertical-align:top}
+body{margin:24px auto;max-width:1200px;padding:0 16px}
+h1{font-size:1.6em;margin-bottom:4px}h2{margin-top:32px;border-bottom:1px solid #d0d7de;padding-bottom:4px}
+table{border-collapse:collapse;margin:12px 0;font-size:.92em;font-variant-numeric:tabular-nums}th,td{border:1px solid #d0d7de;padding:6px 10px;vertical-align:top}
 th{background:#f6f8fa;text-align:left}td.num{text-align:right}.muted{color:#57606a;font-size:.88em}
 .up{color:#b42318}.down{color:#1a7f37}.ns{color:#57606a}.warn{background:#fff8c5;border:1px solid #d4a72c;padding:8px 12px;border-radius:6px}
-figure{margin:12px 0}figcaption{color:#57606a;font-size:.9em;margin-bottom:4px}img.flame{width:100%;border:1px solid #d0d7de}
+figure{margin:12px 0}figcaption{color:#57606a;font-size:.9em;margin-bottom:4px}
+details{margin:10px 0;border:1px solid #d0d7de;border-radius:6px;padding:6px 12px}details>summary{cursor:pointer;font-weight:600}
+ul.story li{margin:4px 0}
 dl.defs dt{font-weight:600;margin-top:8px}dl.defs dd{margin-left:16px}
 "#;
 
-fn merged_folded(s: &ScenarioInput) -> Vec<String> {
-    let mut sums: BTreeMap<&str, u64> = BTreeMap::new();
+/// Folded lines of a scenario: the mean per run of each stack.
+fn merged_folded(s: &ScenarioInput) -> BTreeMap<String, f64> {
+    let mut sums: BTreeMap<String, f64> = BTreeMap::new();
     for r in &s.runs {
         for line in &r.folded {
             if let Some((stack, n)) = line.rsplit_once(' ') {
                 if let Ok(n) = n.trim().parse::<u64>() {
-                    *sums.entry(stack).or_default() += n;
+                    *sums.entry(stack.to_owned()).or_default() += n as f64;
                 }
             }
         }
     }
-    let runs = s.runs.len().max(1) as u64;
-    sums.into_iter()
-        .map(|(k, v)| format!("{k} {}", v.div_ceil(runs)))
-        .collect()
-}
-
-fn flame_svg(lines: &[String], title: &str) -> Result<String, ReportError> {
-    crate::render::diff::folded_svg(lines, title, None, "bytes").map_err(ReportError::Flamegraph)
-}
-
-fn diff_svg(before: &[String], after: &[String], title: &str) -> Result<String, ReportError> {
-    crate::render::diff::differential_svg(before, after, title, "bytes")
-        .map_err(ReportError::Flamegraph)
-}
-
-fn img(svg: &str, alt: &str) -> String {
-    if svg.is_empty() {
-        return format!(
-            "<p class=muted>{}: no allocations recorded.</p>",
-            html_escape(alt)
-        );
+    let runs = s.runs.len().max(1) as f64;
+    for v in sums.values_mut() {
+        *v = (*v / runs).round();
     }
-    // An <img> keeps each flamegraph's own script and ids out of the page (no clashes between
-    // several graphs); open the image on its own for the interactive version.
-    format!(
-        "<img class=flame alt=\"{}\" src=\"data:image/svg+xml;base64,{}\">",
-        html_escape(alt),
-        base64::engine::general_purpose::STANDARD.encode(svg)
-    )
+    sums
 }
 
-const DEFINITIONS: &[(&str, &str, &str)] = &[
-    ("allocations", "Allocation calls", "Calls to allocation functions (malloc, calloc, realloc, aligned variants; Rust alloc/realloc), realloc included."),
-    ("peak", "Peak heap", "The largest live heap (requested bytes) at any instant of the run."),
-    ("leaked", "Leaked", "Bytes still live when the profile ends."),
-    ("temporary", "Temporary", "A block freed by the same thread with no other allocation by that thread in between."),
-    ("growth", "Growth slope", "Least-squares slope of the live heap over the steady part of the run (after the first 10%)."),
-    ("leak-verdict", "Leak verdict", "Sustained growth: the live heap's troughs rise across the run; a plateau, single step or sawtooth is not a leak."),
-    ("peak-rss", "Peak RSS", "Largest resident set size sampled."),
-    ("allocator-latency", "Allocator latency p99", "99th percentile of time spent inside the real allocator per call."),
-];
+/// A call tree for the flamegraph component: parent-pointer arrays (a parent's index below its
+/// children's), interned names, inclusive values, and the baseline's values for a differential.
+#[derive(Default)]
+struct FlameTree {
+    names: Vec<String>,
+    name_index: HashMap<String, u32>,
+    parent: Vec<i64>,
+    name: Vec<u32>,
+    value: Vec<f64>,
+    before: Vec<f64>,
+    index: HashMap<(i64, u32), usize>,
+}
 
-/// Renders the report as one self-contained HTML page.
-pub fn to_html(r: &Report, inputs: &[ScenarioInput]) -> Result<String, ReportError> {
-    let mut o = String::new();
-    let labels: Vec<String> = r.scenarios.iter().map(|s| html_escape(&s.label)).collect();
-    let _ = write!(
-        o,
-        "<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8><meta name=viewport content=\"width=device-width,initial-scale=1\">\
-         <title>tidemark report: {}</title><style>{CSS}</style></head><body>\n",
-        labels.join(" vs ")
-    );
-    let _ = writeln!(
-        o,
-        "<h1>tidemark comparison report</h1><p class=muted>Baseline: <b>{}</b> · {} scenarios · definitions: <a href=\"#definitions\">below</a> and in <code>{}</code></p>",
-        html_escape(&r.baseline),
-        r.scenarios.len(),
-        html_escape(&r.definitions)
-    );
-    for s in &r.scenarios {
-        if s.truncated_runs > 0 {
-            let _ = writeln!(
-                o,
-                "<p class=warn>Warning: {} of {} run(s) of <b>{}</b> are truncated profiles; their numbers stop where the file ends.</p>",
-                s.truncated_runs,
-                s.runs,
-                html_escape(&s.label)
-            );
+impl FlameTree {
+    fn add(&mut self, stack: &str, v: f64, before: bool) {
+        let mut parent = -1i64;
+        for frame in stack.split(';') {
+            let id = match self.name_index.get(frame) {
+                Some(&i) => i,
+                None => {
+                    self.names.push(frame.to_owned());
+                    let i = (self.names.len() - 1) as u32;
+                    self.name_index.insert(frame.to_owned(), i);
+                    i
+                }
+            };
+            let n = *self.index.entry((parent, id)).or_insert_with(|| {
+                self.parent.push(parent);
+                self.name.push(id);
+                self.value.push(0.0);
+                self.before.push(0.0);
+                self.parent.len() - 1
+            });
+            if before {
+                self.before[n] += v;
+            } else {
+                self.value[n] += v;
+            }
+            parent = n as i64;
         }
     }
-    o.push_str("<h2>Metrics</h2><table><tr><th>Metric</th>");
+
+    fn json(&self, id: &str, differential: bool) -> serde_json::Value {
+        let mut v = serde_json::json!({
+            "id": id, "names": self.names, "parent": self.parent, "name": self.name,
+            "value": self.value,
+        });
+        if differential {
+            v["before"] = serde_json::json!(self.before);
+        }
+        v
+    }
+}
+
+const DEFINITIONS: &[(&str, &str)] = &[
+    ("allocations", "Calls to allocation functions (malloc, calloc, realloc, aligned variants; Rust alloc/realloc), realloc included."),
+    ("allocated-bytes", "Requested bytes over every allocation call."),
+    ("peak", "The largest live heap (requested bytes) at any instant of the run."),
+    ("leaked", "Bytes still live when the profile ends."),
+    ("temporary", "A block freed by the same thread with no other allocation by that thread in between."),
+    ("growth", "Least-squares slope of the live heap over the steady part of the run (after the first 10%)."),
+    ("leak-verdict", "Sustained growth: the live heap's troughs rise across the run; a plateau, single step or sawtooth is not a leak. A yes/no answer per run: the report shows in how many runs it said yes, with no significance test."),
+    ("peak-rss", "Largest resident set size sampled."),
+    ("allocator-latency", "99th percentile of time spent inside the real allocator per call."),
+    ("duration", "Wall-clock length of the recording."),
+];
+
+/// Words for a metric's change: no test for a yes/no verdict.
+fn change_note(unit: MetricUnit, st: &MetricStat) -> String {
+    significance_text_for(unit, st)
+}
+
+/// The story: one line per scenario and metric that changed.
+fn story(r: &Report) -> String {
+    let mut o = String::from("<ul class=story>");
+    let mut any = false;
+    for s in r.scenarios.iter().filter(|s| s.label != r.baseline) {
+        let mut changes: Vec<String> = Vec::new();
+        for def in METRICS {
+            let Some(st) = s.metrics.get(def.name) else {
+                continue;
+            };
+            let Some(d) = st.delta_vs_baseline else {
+                continue;
+            };
+            if d == 0.0 || st.significant == Some(false) {
+                continue;
+            }
+            if def.unit == MetricUnit::Verdict {
+                changes.push(format!(
+                    "<b>{}</b>: {}",
+                    def.title,
+                    html_escape(&cell_value(def.unit, st))
+                ));
+                continue;
+            }
+            let class = if d > 0.0 { "up" } else { "down" };
+            let note = change_note(def.unit, st);
+            changes.push(format!(
+                "<b>{}</b> <span class={class}>{}</span>{}",
+                def.title,
+                html_escape(&format_delta(def.unit, st)),
+                if note.is_empty() {
+                    String::new()
+                } else {
+                    format!(" <span class=muted>{}</span>", html_escape(&note))
+                }
+            ));
+        }
+        any = true;
+        let _ = write!(
+            o,
+            "<li><b>{}</b> against <b>{}</b>: {}</li>",
+            html_escape(&s.label),
+            html_escape(&r.baseline),
+            if changes.is_empty() {
+                "no significant change.".to_owned()
+            } else {
+                changes.join("; ")
+            }
+        );
+    }
+    if !any {
+        o.push_str("<li>One scenario: nothing to compare; its numbers are below.</li>");
+    }
+    o.push_str("</ul>\n");
+    o
+}
+
+fn metrics_table(o: &mut String, r: &Report) {
+    o.push_str("<table><tr><th>Metric</th>");
     for s in &r.scenarios {
         let base = if s.label == r.baseline {
             " <span class=muted>(baseline)</span>"
@@ -162,7 +236,7 @@ pub fn to_html(r: &Report, inputs: &[ScenarioInput]) -> Result<String, ReportErr
                     o,
                     "<br><span class={class}>{}</span> <span class=muted>{}</span>",
                     html_escape(&format_delta(def.unit, st)),
-                    html_escape(&significance_text(st))
+                    html_escape(&change_note(def.unit, st))
                 );
             }
             o.push_str("</td>");
@@ -170,7 +244,140 @@ pub fn to_html(r: &Report, inputs: &[ScenarioInput]) -> Result<String, ReportErr
         o.push_str("</tr>\n");
     }
     o.push_str("</table>\n");
+}
 
+fn sites_that_grew(o: &mut String, r: &Report) {
+    for s in &r.scenarios {
+        let Some(c) = &s.comparison else { continue };
+        let _ = writeln!(
+            o,
+            "<h3>{} against {}</h3>",
+            html_escape(&s.label),
+            html_escape(&r.baseline)
+        );
+        let pct = c
+            .total_cost_change_pct
+            .map(|p| format!(" ({p:+.1}%)"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            o,
+            "<p>Allocated bytes per run (flamegraph area): {} → {}{}; mean stack depth at allocation {:.1} → {:.1} frames.</p>",
+            human_bytes(c.total_cost_before),
+            human_bytes(c.total_cost_after),
+            pct,
+            c.mean_depth_before,
+            c.mean_depth_after
+        );
+        if c.top_growth.is_empty() {
+            o.push_str("<p class=muted>No allocation site grew.</p>");
+        } else {
+            o.push_str(
+                "<table><tr><th>Site</th><th>Before</th><th>After</th><th>Grew by</th></tr>",
+            );
+            for g in &c.top_growth {
+                let _ = write!(
+                    o,
+                    "<tr><td><code>{}</code></td><td class=num>{}</td><td class=num>{}</td><td class=\"num up\">+{}</td></tr>",
+                    html_escape(&g.site),
+                    human_bytes(g.before),
+                    human_bytes(g.after),
+                    human_bytes(g.delta.abs())
+                );
+            }
+            o.push_str("</table>\n");
+        }
+        if !c.hotspots.is_empty() {
+            o.push_str(
+                "<table><tr><th>Top sites</th><th>Share before</th><th>Share after</th></tr>",
+            );
+            for h in &c.hotspots {
+                let _ = write!(
+                    o,
+                    "<tr><td><code>{}</code></td><td class=num>{:.1}%</td><td class=num>{:.1}%</td></tr>",
+                    html_escape(&h.function),
+                    h.share_before * 100.0,
+                    h.share_after * 100.0
+                );
+            }
+            o.push_str("</table>\n");
+        }
+    }
+}
+
+/// One flamegraph component (filled in by the page's script from the embedded data).
+fn flame_box(o: &mut String, id: &str, caption: &str) {
+    let _ = writeln!(
+        o,
+        "<figure id=\"{id}\" class=flame-box><figcaption>{}</figcaption>\
+         <div class=controls><label><input type=checkbox class=icicle checked> icicle (root on top)</label>\
+         <label>Search <input type=search placeholder=\"function name or regex\"></label>\
+         <button type=button class=unzoom>Reset zoom</button></div>\
+         <div class=status></div><div class=\"status search-status\"></div><div class=graph></div></figure>",
+        html_escape(caption)
+    );
+}
+
+const INIT_JS: &str = r#"
+const R = JSON.parse(document.getElementById("report-data").textContent);
+const tip = document.getElementById("flame-tip");
+for (const g of R.graphs) {
+  const root = document.getElementById(g.id);
+  const q = s => root.querySelector(s);
+  const f = new Flame({ graph: q(".graph"), tip, status: q(".status"), searchStatus: q(".search-status"),
+    search: q("input[type=search]"), unzoom: q(".unzoom"), icicle: q(".icicle") }, { emptyText: "No allocations recorded." });
+  const tree = { parent: g.parent, name: n => g.names[g.name[n]], loc: () => "", value: Float64Array.from(g.value),
+    before: g.before ? Float64Array.from(g.before) : undefined, unit: "bytes", label: "allocated bytes (mean per run)", format: fmtBytes };
+  const details = root.closest("details");
+  if (details && !details.open) details.addEventListener("toggle", () => { if (details.open && !f.tree) f.set(tree); });
+  else f.set(tree);
+}
+document.body.dataset.ready = "1";
+"#;
+
+/// Renders the report as one self-contained HTML page: the story first (what changed, which
+/// sites grew), then the metrics, then the heavy graphs collapsed (interactive flamegraphs:
+/// hover, zoom, search), then the definitions every metric links to.
+pub fn to_html(r: &Report, inputs: &[ScenarioInput]) -> Result<String, ReportError> {
+    let mut o = String::new();
+    let labels: Vec<String> = r.scenarios.iter().map(|s| html_escape(&s.label)).collect();
+    let _ = write!(
+        o,
+        "<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8><meta name=viewport content=\"width=device-width,initial-scale=1\">\
+         <title>tidemark report: {}</title><style>{}{CSS}</style></head><body>\n",
+        labels.join(" vs "),
+        view::CSS
+    );
+    let _ = writeln!(
+        o,
+        "<h1>tidemark comparison report</h1><p class=muted>Baseline: <b>{}</b> · {} scenarios · \
+         <a href=\"#changes\">changes</a> · <a href=\"#metrics\">metrics</a> · <a href=\"#sites\">sites that grew</a> · \
+         <a href=\"#graphs\">graphs</a> · <a href=\"#definitions\">definitions</a> (also in <code>{}</code>)</p>",
+        html_escape(&r.baseline),
+        r.scenarios.len(),
+        html_escape(&r.definitions)
+    );
+    for s in &r.scenarios {
+        if s.truncated_runs > 0 {
+            let _ = writeln!(
+                o,
+                "<p class=warn>Warning: {} of {} run(s) of <b>{}</b> are truncated profiles; their numbers stop where the file ends.</p>",
+                s.truncated_runs,
+                s.runs,
+                html_escape(&s.label)
+            );
+        }
+    }
+    o.push_str("<h2 id=changes>What changed</h2>\n");
+    o.push_str(&story(r));
+    o.push_str("<h2 id=metrics>Metrics</h2>\n");
+    metrics_table(&mut o, r);
+    o.push_str("<h2 id=sites>Sites that grew</h2>\n");
+    if r.scenarios.iter().all(|s| s.comparison.is_none()) {
+        o.push_str("<p class=muted>One scenario: nothing to compare.</p>");
+    }
+    sites_that_grew(&mut o, r);
+
+    o.push_str("<h2 id=graphs>Graphs</h2>\n");
     let lines: Vec<Line> = inputs
         .iter()
         .filter_map(|s| {
@@ -191,84 +398,62 @@ pub fn to_html(r: &Report, inputs: &[ScenarioInput]) -> Result<String, ReportErr
         }],
         1100,
     )?;
-    let _ = writeln!(o, "<h2>Growth curves</h2><figure>{chart}</figure>");
-
+    let _ = writeln!(
+        o,
+        "<details><summary>Growth curves</summary><figure>{chart}</figure></details>"
+    );
     let base_input = inputs.iter().find(|s| s.label == r.baseline);
     let base_folded = base_input.map(merged_folded).unwrap_or_default();
-    for (s, input) in r.scenarios.iter().zip(inputs) {
-        let _ = writeln!(o, "<h2>{}</h2>", html_escape(&s.label));
+    let mut graphs = Vec::new();
+    for (i, (s, input)) in r.scenarios.iter().zip(inputs).enumerate() {
         let folded = merged_folded(input);
-        let flame = flame_svg(
-            &folded,
-            &format!("{}: allocated bytes (mean per run)", s.label),
-        )?;
-        let _ = writeln!(
-            o,
-            "<figure><figcaption>Flamegraph of allocated bytes</figcaption>{}</figure>",
-            img(&flame, &format!("flamegraph of {}", s.label))
-        );
-        let Some(c) = &s.comparison else { continue };
-        let diff = diff_svg(
-            &base_folded,
-            &folded,
-            &format!("{} vs {}: allocated bytes", s.label, r.baseline),
-        )?;
-        let _ = writeln!(
-            o,
-            "<figure><figcaption>Differential flamegraph against {} (red grew, blue shrank)</figcaption>{}</figure>",
-            html_escape(&r.baseline),
-            img(&diff, &format!("differential flamegraph of {} against {}", s.label, r.baseline))
-        );
-        let pct = c
-            .total_cost_change_pct
-            .map(|p| format!(" ({p:+.1}%)"))
-            .unwrap_or_default();
-        let _ = writeln!(
-            o,
-            "<ul><li>Total allocated bytes per run (flamegraph area): {} → {}{}</li><li>Mean stack depth at allocation: {:.1} → {:.1} frames</li></ul>",
-            human_bytes(c.total_cost_before),
-            human_bytes(c.total_cost_after),
-            pct,
-            c.mean_depth_before,
-            c.mean_depth_after
-        );
-        if !c.hotspots.is_empty() {
-            o.push_str("<table><tr><th>Site</th><th>Share before</th><th>Share after</th></tr>");
-            for h in &c.hotspots {
-                let _ = write!(
-                    o,
-                    "<tr><td><code>{}</code></td><td class=num>{:.1}%</td><td class=num>{:.1}%</td></tr>",
-                    html_escape(&h.function),
-                    h.share_before * 100.0,
-                    h.share_after * 100.0
-                );
-            }
-            o.push_str("</table>\n");
+        let mut tree = FlameTree::default();
+        for (stack, v) in &folded {
+            tree.add(stack, *v, false);
         }
-        if !c.top_growth.is_empty() {
-            o.push_str("<p>Sites that grew most:</p><table><tr><th>Site</th><th>Before</th><th>After</th><th>Change</th></tr>");
-            for g in &c.top_growth {
-                let _ = write!(
-                    o,
-                    "<tr><td><code>{}</code></td><td class=num>{}</td><td class=num>{}</td><td class=\"num up\">+{}</td></tr>",
-                    html_escape(&g.site),
-                    human_bytes(g.before),
-                    human_bytes(g.after),
-                    human_bytes(g.delta)
-                );
+        let id = format!("flame-{i}");
+        let differential = s.comparison.is_some();
+        let caption = if differential {
+            for (stack, v) in &base_folded {
+                tree.add(stack, *v, true);
             }
-            o.push_str("</table>\n");
-        }
+            format!(
+                "Differential flamegraph of {} against {}: allocated bytes per run (widths: {}; red grew, blue shrank)",
+                s.label, r.baseline, s.label
+            )
+        } else {
+            format!("Flamegraph of {}: allocated bytes per run", s.label)
+        };
+        let _ = writeln!(o, "<details><summary>{}</summary>", html_escape(&caption));
+        flame_box(&mut o, &id, &caption);
+        o.push_str("</details>\n");
+        graphs.push(tree.json(&id, differential));
     }
     o.push_str("<h2 id=definitions>Definitions</h2><dl class=defs>");
-    for (anchor, title, text) in DEFINITIONS {
-        let _ = write!(o, "<dt id=\"def-{anchor}\">{title}</dt><dd>{text}</dd>");
+    for def in METRICS {
+        let text = DEFINITIONS
+            .iter()
+            .find(|(a, _)| *a == def.anchor)
+            .map_or("", |(_, t)| t);
+        let _ = write!(
+            o,
+            "<dt id=\"def-{}\">{}</dt><dd>{text}</dd>",
+            def.anchor, def.title
+        );
     }
-    let _ = write!(
+    let _ = writeln!(
         o,
-        "</dl><p class=muted>Full definitions: <code>{}</code>. With two or more runs per scenario, each metric shows the mean and its 95% confidence interval, and the change against the baseline is tested with Welch's t-test (significant when p &lt; {}).</p>\n</body></html>\n",
+        "</dl><p class=muted>Full definitions: <code>{}</code>. With two or more runs per scenario, each metric shows the mean and its 95% confidence interval, and the change against the baseline is tested with Welch's t-test (significant when p &lt; {}); the leak verdict, a yes/no answer, is counted, not tested.</p>",
         html_escape(&r.definitions),
         r.alpha
+    );
+    let data = serde_json::json!({ "graphs": graphs });
+    let _ = write!(
+        o,
+        "<div id=flame-tip class=tip hidden></div>\n<script id=report-data type=\"application/json\">{}</script>\n<script>\n{}\n{}\n{INIT_JS}</script>\n</body></html>\n",
+        view::script_json(&data),
+        view::FORMAT_JS,
+        view::FLAME_JS
     );
     Ok(o)
 }
@@ -299,15 +484,23 @@ mod tests {
         assert!(html.contains("new&lt;&amp;&gt;"));
         assert!(!html.contains("new<&>"));
         assert!(html.contains("std::vector&lt;int&gt;::push_back"));
-        assert!(html.contains("data:image/svg+xml;base64,"));
+        assert!(!html.contains("<img"), "flamegraphs are inline components");
+        assert_eq!(html.matches("class=flame-box").count(), 2);
         assert!(
-            !html.contains("http://") || !html.contains("src=\"http"),
-            "no external resources"
+            html.contains("\"before\":"),
+            "the second graph is differential"
         );
-        assert_eq!(
-            html.matches("<img").count(),
-            3,
-            "two flamegraphs and one differential"
-        );
+        // The story comes before the metrics and the graphs.
+        let story = html.find("id=changes").unwrap();
+        assert!(story < html.find("id=metrics").unwrap());
+        assert!(html.find("id=sites").unwrap() < html.find("id=graphs").unwrap());
+        // Every in-page link has its target.
+        for part in html.split("href=\"#").skip(1) {
+            let id = &part[..part.find('"').unwrap()];
+            assert!(
+                html.contains(&format!("id=\"{id}\"")) || html.contains(&format!("id={id}>")),
+                "dead anchor #{id}"
+            );
+        }
     }
 }

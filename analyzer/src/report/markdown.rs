@@ -1,6 +1,6 @@
 //! Markdown report, fit for a pull-request comment.
 
-use super::{format_delta, format_value, significance_text, MetricStat, Report, METRICS};
+use super::{format_delta, format_value, significance_text_for, MetricStat, Report, METRICS};
 use crate::render::timeline::human_bytes;
 use std::fmt::Write as _;
 
@@ -110,7 +110,7 @@ pub fn to_markdown(r: &Report) -> String {
                     let mut cell = cell_value(def.unit, st);
                     if st.delta_vs_baseline.is_some() {
                         let _ = write!(cell, "<br>{}", format_delta(def.unit, st));
-                        let sig = significance_text(st);
+                        let sig = significance_text_for(def.unit, st);
                         if !sig.is_empty() {
                             let _ = write!(cell, ", {sig}");
                         }

@@ -267,7 +267,11 @@ pub fn build(inputs: &[ScenarioInput], baseline: Option<&str>) -> Result<Report,
                 } else if let Some(be) = estimate(&bx) {
                     let d = e.mean - be.mean;
                     let pct = (be.mean != 0.0).then(|| 100.0 * d / be.mean.abs());
-                    (Some(d), pct, welch_t_test(&bx, &xs).map(|w| w.p_value))
+                    // A yes/no verdict is counted, not t-tested.
+                    let p = (def.unit != MetricUnit::Verdict)
+                        .then(|| welch_t_test(&bx, &xs).map(|w| w.p_value))
+                        .flatten();
+                    (Some(d), pct, p)
                 } else {
                     (None, None, None)
                 };
@@ -325,13 +329,19 @@ pub fn format_value(unit: MetricUnit, v: f64) -> String {
         MetricUnit::Bytes => human_bytes(v),
         MetricUnit::BytesPerSec => format!("{}/s", human_bytes(v)),
         MetricUnit::Count => {
-            if v.fract() == 0.0 && v.abs() < 1e6 {
-                format!("{v:.0}")
+            if v.fract() == 0.0 && (0.0..1e15).contains(&v.abs()) {
+                let n = crate::render::units::count(v.abs() as u64);
+                if v < 0.0 {
+                    format!("-{n}")
+                } else {
+                    n
+                }
             } else {
                 human_count(v)
             }
         }
         MetricUnit::Nanos => human_nanos(v),
+        MetricUnit::Millis if v.abs() >= 1000.0 => format!("{:.2} s", v / 1000.0),
         MetricUnit::Millis => format!("{v:.0} ms"),
         MetricUnit::Verdict => {
             if v >= 1.0 {
@@ -369,6 +379,14 @@ pub fn format_delta(unit: MetricUnit, stat: &MetricStat) -> String {
 
 /// Words for a metric's significance.
 pub fn significance_text(stat: &MetricStat) -> String {
+    significance_text_for(MetricUnit::Count, stat)
+}
+
+/// [`significance_text`] for a metric of `unit`: a yes/no verdict is counted, never tested.
+pub fn significance_text_for(unit: MetricUnit, stat: &MetricStat) -> String {
+    if unit == MetricUnit::Verdict {
+        return String::new();
+    }
     match (stat.p_value, stat.delta_vs_baseline) {
         (_, None) => String::new(),
         (Some(p), _) if p < DEFAULT_ALPHA => format!("significant (p{})", format_p(p)),
@@ -409,6 +427,28 @@ mod tests {
             label: label.into(),
             runs,
         }
+    }
+
+    #[test]
+    fn a_yes_no_verdict_is_counted_not_tested() {
+        let leaky = |path: &str| {
+            let mut r = run(path, 10.0, 1.0, &["main 1"]);
+            r.metrics.insert("leak_verdict".to_owned(), 1.0);
+            r
+        };
+        let base = scen(
+            "a",
+            vec![
+                run("a1", 10.0, 1.0, &["main 1"]),
+                run("a2", 10.0, 1.0, &["main 1"]),
+            ],
+        );
+        let new = scen("b", vec![leaky("b1"), leaky("b2")]);
+        let r = build(&[base, new], None).unwrap();
+        let v = &r.scenarios[1].metrics["leak_verdict"];
+        assert_eq!(v.delta_vs_baseline, Some(1.0));
+        assert_eq!((v.p_value, v.significant), (None, None));
+        assert_eq!(significance_text_for(MetricUnit::Verdict, v), "");
     }
 
     #[test]
@@ -493,6 +533,10 @@ mod tests {
     #[test]
     fn values_read_well() {
         assert_eq!(format_value(MetricUnit::Bytes, 1536.0), "1.5 KiB");
+        assert_eq!(format_value(MetricUnit::Count, 5241.0), "5,241");
+        assert_eq!(format_value(MetricUnit::Count, 12_345_678.0), "12,345,678");
+        assert_eq!(format_value(MetricUnit::Millis, 1502.0), "1.50 s");
+        assert_eq!(format_value(MetricUnit::Millis, 850.0), "850 ms");
         assert_eq!(format_value(MetricUnit::Verdict, 1.0), "leak");
         assert_eq!(
             format_value(MetricUnit::Verdict, 0.5),

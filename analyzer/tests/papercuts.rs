@@ -1,0 +1,166 @@
+//! Small things a new user ran into, each fixed and kept fixed: unknown report extensions,
+//! unknown baselines, budgets that read equal after rounding, a profile name given for the
+//! built-in workload's output directory, and the view's output name.
+//!
+//! The fixture runs straight from `target/release`: a copy made while another test thread forks
+//! can fail to start with ETXTBSY (the child holds the copy's write descriptor until it execs).
+
+mod support;
+
+use support::*;
+
+#[test]
+fn report_refuses_an_unknown_extension_and_an_unknown_baseline_before_loading() {
+    let scratch = Scratch::new("papercut-report");
+    // The profiles do not exist: the refusals must come before anything is loaded.
+    let pdf = tidemark_cli(["report", "a=/nonexistent/a.tmk", "-o", "x.pdf"], &scratch);
+    assert_eq!(pdf.status.code(), Some(2), "{}", pdf.describe());
+    assert!(
+        pdf.stderr.contains(".pdf") && pdf.stderr.contains("--format"),
+        "{}",
+        pdf.describe()
+    );
+    assert!(!scratch.join("x.pdf").exists());
+    let base = tidemark_cli(
+        [
+            "report",
+            "before=/nonexistent/a.tmk",
+            "after=/nonexistent/b.tmk",
+            "--baseline",
+            "zzz",
+        ],
+        &scratch,
+    );
+    assert_eq!(base.status.code(), Some(2), "{}", base.describe());
+    assert!(
+        base.stderr.contains("\"zzz\"")
+            && base.stderr.contains("\"before\", \"after\"")
+            && !base.stderr.contains("cannot read profile"),
+        "{}",
+        base.describe()
+    );
+}
+
+#[test]
+fn check_shows_exact_numbers_when_value_and_budget_round_alike() {
+    let scratch = Scratch::new("papercut-check");
+    let profile = record(
+        &scratch,
+        &artifact("tm-sawtooth"),
+        &["--duration-ms", "400"],
+    )
+    .profile;
+    let peak = field_u64(&summary_json(&load(&profile), 0), "peak_bytes");
+    let over = tidemark_cli(
+        [
+            "check".to_owned(),
+            "--max-peak".to_owned(),
+            (peak - 1).to_string(),
+            path_str(&profile).to_owned(),
+        ],
+        &scratch,
+    );
+    assert_eq!(over.status.code(), Some(1), "{}", over.describe());
+    let exact = tidemark_analyzer::render::units::count(peak);
+    let budget = tidemark_analyzer::render::units::count(peak - 1);
+    assert!(
+        over.stdout
+            .contains(&format!("({exact}) exceeds the budget of"))
+            && over.stdout.contains(&format!("({budget})")),
+        "{}",
+        over.describe()
+    );
+}
+
+#[test]
+fn run_with_no_command_refuses_a_profile_name_for_its_output_directory() {
+    let scratch = Scratch::new("papercut-run");
+    let r = tidemark_cli(["run", "-o", "x.tmk"], &scratch);
+    assert_eq!(r.status.code(), Some(2), "{}", r.describe());
+    assert!(r.stderr.contains("directory"), "{}", r.describe());
+    assert!(
+        !scratch.join("x.tmk").exists(),
+        "no directory x.tmk is made"
+    );
+}
+
+#[test]
+fn view_refuses_an_output_that_is_not_html() {
+    let scratch = Scratch::new("papercut-view");
+    let r = tidemark_cli(["view", "/nonexistent/a.tmk", "-o", "x.pdf"], &scratch);
+    assert_eq!(r.status.code(), Some(2), "{}", r.describe());
+    assert!(r.stderr.contains("*.html"), "{}", r.describe());
+}
+
+#[test]
+fn summary_sorts_sites_by_any_metric_and_lists_their_call_paths() {
+    use tidemark_analyzer::analysis::{call_paths, sites, SiteSort};
+    let scratch = Scratch::new("papercut-summary");
+    let profile = record(
+        &scratch,
+        &artifact("tm-sawtooth"),
+        &["--duration-ms", "300"],
+    )
+    .profile;
+    let p = load(&profile);
+    for (flag, key) in [
+        ("calls", "allocations"),
+        ("leaked", "leaked_bytes"),
+        ("peak", "peak_bytes"),
+        ("temporary", "temporary_allocations"),
+    ] {
+        let r = tidemark_cli(
+            [
+                "summary",
+                "--json",
+                "--top",
+                "5",
+                "--sort",
+                flag,
+                path_str(&profile),
+            ],
+            &scratch,
+        );
+        r.assert_success("tidemark summary --sort");
+        let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+        let got: Vec<u64> = v["top_sites"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s[key].as_u64().unwrap())
+            .collect();
+        let mut want: Vec<u64> = sites(&p)
+            .iter()
+            .map(|s| serde_json::to_value(s).unwrap()[key].as_u64().unwrap())
+            .collect();
+        want.sort_unstable_by(|a, b| b.cmp(a));
+        want.truncate(5);
+        assert_eq!(got, want, "--sort {flag}");
+    }
+    // Every site's call paths add up to the site, and the text lists them under it.
+    for site in sites(&p).iter().take(5) {
+        let paths = call_paths(&p, site, SiteSort::Allocated, usize::MAX);
+        let sum: u64 = paths.iter().map(|c| c.totals.allocated_bytes).sum();
+        assert_eq!(sum, site.allocated_bytes, "{}", site.function);
+    }
+    let text = tidemark_cli(
+        [
+            "summary",
+            "--top",
+            "1",
+            "--backtrace",
+            "3",
+            path_str(&profile),
+        ],
+        &scratch,
+    );
+    text.assert_success("tidemark summary --backtrace");
+    assert!(
+        text.stdout.contains("call paths of the top sites")
+            && text.stdout.contains("← tm_sawtooth::main")
+            && text.stdout.contains("← [Rust runtime]")
+            && !text.stdout.contains("std::rt::lang_start_internal"),
+        "{}",
+        text.stdout
+    );
+}

@@ -572,3 +572,58 @@ fn allocations_before_the_recorder_started_are_counted_and_labelled() {
     let profile = runs.profile_of("early");
     assert_eq!(check_profile(&profile, truth), 0);
 }
+
+/// dlopen, allocate at once, dlclose, dlopen another library (often at the same address),
+/// allocate at once: each library's allocations carry its own name (module generations, and a
+/// stack through a module the recorder did not know yet makes it rebuild its map first).
+#[test]
+fn dlclosed_and_reloaded_libraries_keep_their_own_names() {
+    let s = Scratch::new("dlreuse");
+    let exe = compile_c("dlreuse", &s, &["-ldl"]);
+    let plugin = |define: Option<&str>, name: &str| {
+        let out = s.join(name);
+        let mut cmd = Command::new("gcc");
+        cmd.args(["-O2", "-g", "-fomit-frame-pointer", "-shared", "-fPIC"]);
+        if let Some(d) = define {
+            cmd.arg(d);
+        }
+        let built = cmd
+            .arg("-o")
+            .arg(&out)
+            .arg(fixture_source("c/dlreuse_plugin.c"))
+            .output()
+            .expect("gcc (scripts/setup.sh installs it)");
+        assert!(
+            built.status.success(),
+            "{}",
+            String::from_utf8_lossy(&built.stderr)
+        );
+        out
+    };
+    let a = plugin(Some("-DPLUGIN_A"), "libplugin_a.so");
+    let b = plugin(None, "libplugin_b.so");
+    let rec = record(&s, &exe, &[a.as_os_str(), b.as_os_str()]);
+    assert!(rec.run.stdout.contains("ok"), "{}", rec.run.describe());
+    let p = load(&rec.profile);
+    assert!(p.truncated.is_none());
+    let totals = function_totals(&p);
+    let got = |f: &str| totals.get(f).copied().unwrap_or_default();
+    assert_eq!(
+        (
+            got("plugin_a_alloc").allocations,
+            got("plugin_a_alloc").allocated_bytes
+        ),
+        (10, 1230),
+        "{totals:#?}"
+    );
+    assert_eq!(
+        (
+            got("plugin_b_alloc").allocations,
+            got("plugin_b_alloc").allocated_bytes
+        ),
+        (7, 539),
+        "{totals:#?}"
+    );
+    assert_eq!(got("plugin_a_alloc").leaked_allocations, 10);
+    assert_eq!(got("plugin_b_alloc").leaked_allocations, 7);
+}

@@ -25,6 +25,7 @@ mod early;
 mod earlylog;
 mod exits;
 mod exports;
+mod modules;
 mod next;
 
 use tidemark::record::{self, Config};

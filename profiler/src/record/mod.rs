@@ -119,10 +119,11 @@ pub fn finish_before_exit() {
     session::finish_before_exit()
 }
 
-/// Tells the recorder that modules may have been loaded or unloaded (call it after `dlopen` and
-/// `dlclose` return): when the loader's counters moved, the unwinder is rebuilt and a module
-/// snapshot of the new generation is written, so events from now on resolve against it. The
-/// writer also checks at every timeline sample, for loads nobody reported.
+/// Tells the recorder that modules may have been loaded or unloaded (the preload library calls it
+/// as `dlclose` returns): when the loader's counters moved, the unwinder is rebuilt and a module
+/// snapshot is written (of a new generation after an unload), so events from now on resolve
+/// against it. Loads are also noticed by themselves: a stack through an unknown module triggers
+/// the same rebuild, and the writer checks at every timeline sample.
 pub fn modules_changed() {
     let Some(s) = running() else { return };
     let Some(t) = thread::enter(s) else { return };
@@ -130,11 +131,15 @@ pub fn modules_changed() {
     thread::leave(t);
 }
 
-/// Rebuilds the unwinder and queues a module snapshot when the module set changed. The caller
-/// is busy (or the writer).
-fn note_module_change(s: &Session) {
-    if let Some((list, generation)) = crate::unwind::process::refresh() {
-        lock(&s.stacks).define_modules(generation, &list.format_modules());
+/// Rebuilds the unwinder and queues a module snapshot when the module set changed; true when
+/// it did. The caller is busy (or the writer).
+fn note_module_change(s: &Session) -> bool {
+    match crate::unwind::process::refresh() {
+        Some((list, generation)) => {
+            lock(&s.stacks).define_modules(generation, &list.format_modules());
+            true
+        }
+        None => false,
     }
 }
 
@@ -192,21 +197,36 @@ fn stack_id(s: &Session, t: &ThreadState, marker_sp: u64) -> u64 {
         marker_sp,
     };
     uw.set_walk_cache(s.cfg.walk_cache);
-    let c = uw.capture_hash(s.cfg.unwind, skip);
+    let mut c = uw.capture_hash(s.cfg.unwind, skip);
     if c.sp != 0 && c.sp < o.min_sp {
         o.min_sp = c.sp;
     }
-    // The same addresses name other code once a module was unloaded (and another may be loaded
-    // there): stacks are interned per module generation, which they resolve against.
-    let key = c.hash ^ u128::from(c.generation).wrapping_mul(GENERATION_MIX);
-    if let Some(id) = cache.get(key) {
+    let mut retried = false;
+    loop {
+        // The same addresses name other code once a module was unloaded (and another may be
+        // loaded there): stacks are interned per module generation, which they resolve against.
+        let key = c.hash ^ u128::from(c.generation).wrapping_mul(GENERATION_MIX);
+        if let Some(id) = cache.get(key) {
+            return id;
+        }
+        // A stack this thread has not seen (recently): now its frames are needed.
+        uw.last_frames(&mut o.frames[..c.len]);
+        if !retried && outside_known_modules(&o.frames[..c.len]) && note_module_change(s) {
+            // The stack runs through a module loaded since the unwinder was built (a dlopen,
+            // maybe still running its constructors): unwind again with the new module map.
+            retried = true;
+            c = uw.capture_hash(s.cfg.unwind, skip);
+            continue;
+        }
+        let id = lock(&s.stacks).intern(key, &o.frames[..c.len], c.generation, c.truncated);
+        cache.put(key, id);
         return id;
     }
-    // A stack this thread has not seen (recently): now its frames are needed.
-    uw.last_frames(&mut o.frames[..c.len]);
-    let id = lock(&s.stacks).intern(key, &o.frames[..c.len], c.generation, c.truncated);
-    cache.put(key, id);
-    id
+}
+
+/// True when a frame lies in no module the current unwinder knows.
+fn outside_known_modules(frames: &[u64]) -> bool {
+    unwind::process::current().is_some_and(|u| frames.iter().any(|&f| !u.knows(f)))
 }
 
 /// Interns a stack given as frames (not captured by this thread's walk), for the current module

@@ -59,7 +59,7 @@ workloads=(
     "C churn, depth 10, 1 thread|$work/walkload churn 10 $n"
     "C recursion, 40 deep, 16 sites|$work/bench 40 $((n / 2)) vary"
     "Rust tm-churn, 2 threads|$rel/tm-churn --threads 2 --iterations $((n / 4))"
-    "python3 (PYTHONMALLOC=malloc)|python3 $work/alloc.py"
+    "python3 (PYTHONMALLOC=malloc)|/usr/bin/python3 $work/alloc.py"
 )
 
 now_ns() { date +%s%N; }

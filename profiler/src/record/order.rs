@@ -93,8 +93,8 @@ pub struct Orderer {
     next_block: u64,
     /// Events written (each allocation and free counts one, a realloc two).
     written_seq: u64,
-    /// Thread of the last event written in the current chunk (`u32::MAX`: none yet; each pass
-    /// starts a chunk and resets it).
+    /// Thread of the last event written in the current chunk (`u32::MAX`: none yet; reset by
+    /// [`Self::new_chunk`]).
     tid: u32,
     since_watermark: u32,
 }
@@ -198,9 +198,14 @@ impl Orderer {
         self.samples.push(sample);
     }
 
-    /// Writes every waiting event numbered below `watermark` to `out`, which starts a chunk, in
-    /// order; calls `flush` whenever `out` holds at least `chunk_bytes`, at a record boundary
-    /// (the caller writes out the rest as the pass's last chunk).
+    /// Says the next record written starts a new chunk (which must name its thread again).
+    pub fn new_chunk(&mut self) {
+        self.tid = u32::MAX;
+    }
+
+    /// Writes every waiting event numbered below `watermark` to `out` (the chunk being gathered),
+    /// in order; calls `flush` whenever `out` holds at least `chunk_bytes`, at a record boundary.
+    /// The caller writes out the rest as a chunk when it is time, then calls [`Self::new_chunk`].
     pub fn write_below(
         &mut self,
         watermark: u64,
@@ -208,8 +213,6 @@ impl Orderer {
         chunk_bytes: usize,
         mut flush: impl FnMut(&mut Vec<u8>) -> std::io::Result<()>,
     ) -> std::io::Result<()> {
-        // `out` starts a new chunk (the previous pass's last one was flushed).
-        self.tid = u32::MAX;
         // Stable sort: it finds the runs (each buffer is in order already) and merges them.
         self.waiting.sort_by_key(|e| e.key);
         let n = self.waiting.partition_point(|e| e.key < watermark * 2);

@@ -74,6 +74,8 @@ struct Writer {
     orderer: Orderer,
     /// When the next timeline sample is due (CLOCK_MONOTONIC ns).
     next_sample: u64,
+    /// When the oldest record in `events` was gathered (CLOCK_MONOTONIC ns).
+    events_since: u64,
     out: Vec<u8>,
     bufs: Vec<NonNull<Buffer>>,
     /// Records of the event chunk being assembled from several buffers.
@@ -105,6 +107,7 @@ impl Writer {
             file,
             orderer: lock(&s.orderer).take().unwrap_or_default(),
             next_sample: 0,
+            events_since: mono_ns(),
             out: Vec::with_capacity(1 << 20),
             bufs: Vec::with_capacity(256),
             events: Vec::with_capacity(EVENT_CHUNK_BYTES + super::buffer::BUFFER_BYTES),
@@ -303,7 +306,6 @@ impl Writer {
         for d in &defs {
             self.chunks.put(&mut self.out, ChunkKind::Definitions, d)?;
         }
-        self.events.clear();
         // A thread's buffers hold consecutive ranges of its events: in (thread, first number)
         // order they make one sorted run per thread, which the orderer's sort merges cheaply.
         // SAFETY: swapped-out and queued buffers are owned by the writer.
@@ -337,10 +339,19 @@ impl Writer {
             }
             Ok(())
         })?;
-        if !self.events.is_empty() {
+        // Events gather into large chunks (zstd finds far more repetition in 1 MiB than in the
+        // few kilobytes a pass woken by one full buffer has), but none waits in memory longer
+        // than the flush interval.
+        let flush_ns = self.s.cfg.flush_ms.max(1) * 1_000_000;
+        let now = mono_ns();
+        if !self.events.is_empty() && (last || now >= self.events_since + flush_ns) {
             self.chunks
                 .put(&mut self.out, ChunkKind::Events, &self.events)?;
             self.events.clear();
+            self.orderer.new_chunk();
+        }
+        if self.events.is_empty() {
+            self.events_since = now;
         }
         self.file.write_all(&self.out)
     }

@@ -255,6 +255,9 @@ fn load_inner<R: Read>(
         ..Profile::default()
     };
     let mut replay = Replay::new(p.header.sampling_rate);
+    if p.header.version >= 2 {
+        replay = replay.in_order();
+    }
     if opts.block_groups {
         replay = replay.with_block_groups();
     }

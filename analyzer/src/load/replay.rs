@@ -116,6 +116,9 @@ const MAX_SAMPLE_WEIGHT: f64 = (1u64 << 32) as f64;
 /// The replay engine.
 #[derive(Debug, Default)]
 pub(crate) struct Replay {
+    /// Events arrive in replay order (format version 2's ordered stream): applied as they come,
+    /// with no reordering.
+    in_order: bool,
     /// Heads of the pending runs: `(key of the head event, run index)`.
     heap: BinaryHeap<Reverse<(Key, usize)>>,
     /// Pending runs (a slab; emptied runs are recycled through `free_runs`).
@@ -174,6 +177,12 @@ impl Replay {
             sampling_rate,
             ..Replay::default()
         }
+    }
+
+    /// Events will arrive in replay order (a version-2 profile): apply each as it comes.
+    pub(crate) fn in_order(mut self) -> Self {
+        self.in_order = true;
+        self
     }
 
     /// Also groups blocks by stack, threads and timeline intervals ([`BlockGroups`]).
@@ -246,6 +255,10 @@ impl Replay {
             arrival: self.arrival,
             action,
         };
+        if self.in_order {
+            self.apply(item);
+            return;
+        }
         let key = item.key();
         self.pending += 1;
         if let Some(open) = self.open.as_mut() {

@@ -135,3 +135,37 @@ fn c_entry_points_keep_glibc_semantics_and_match_truth() {
 fn c_threads_cross_thread_frees_match_truth() {
     check_c_fixture("threads", &["-pthread"]);
 }
+
+/// The writer computes the replay's totals while it orders the stream and puts them in the
+/// trailer (what `tidemark run` prints without reading the events back): they equal the
+/// analyzer's, on a multi-threaded churn with temporaries, reallocs and leaks.
+#[test]
+fn trailer_totals_equal_the_replay() {
+    use tidemark::format::trailer_key as k;
+    let scratch = Scratch::new("trailer-totals");
+    let rec = record(
+        &scratch,
+        &fixture_bin("tm-churn", &scratch),
+        &["--threads", "2", "--iterations", "20000"],
+    );
+    let p = load(&rec.profile);
+    let trailer = p.trailer.clone().expect("a clean run ends with a trailer");
+    let get = |key| {
+        trailer
+            .iter()
+            .find(|(kk, _)| *kk == key)
+            .map(|&(_, v)| v)
+            .unwrap_or_else(|| panic!("trailer key {key} missing: {trailer:?}"))
+    };
+    let t = &p.totals;
+    assert_eq!(get(k::ALLOCATIONS), t.allocations);
+    assert_eq!(get(k::FREES), t.frees);
+    assert_eq!(get(k::UNMATCHED_FREES), t.unmatched_frees);
+    assert_eq!(get(k::PEAK_BYTES), t.peak_bytes);
+    assert_eq!(get(k::PEAK_BLOCKS), t.peak_blocks);
+    let s = tidemark_analyzer::analysis::summary(&p, 0);
+    assert_eq!(get(k::LEAKED_BYTES), s.leaked_bytes);
+    assert_eq!(get(k::LEAKED_BLOCKS), s.leaked_allocations);
+    assert_eq!(get(k::TEMPORARY_ALLOCATIONS), s.temporary_allocations);
+    assert!(s.temporary_allocations > 1000 && s.leaked_allocations > 10);
+}

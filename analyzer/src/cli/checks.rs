@@ -101,6 +101,107 @@ pub fn stack_warnings(p: &Profile) -> Vec<String> {
     crate::analysis::stack_quality(p).warnings()
 }
 
+/// The summary line of `tidemark run`, from what the recorder counted (the trailer's totals, in
+/// exact mode): the events are not read back. `None` when the profile has no such totals
+/// (sampled, truncated, an older format) or needs a look at its stacks (`--unwind fp`, whose
+/// broken walks only the loaded profile shows): the caller then loads it.
+pub struct QuickSummary {
+    pub allocations: u64,
+    allocated_bytes: u64,
+    peak_bytes: u64,
+    leaked_bytes: u64,
+    leaked_blocks: u64,
+    temporary: u64,
+    duration_ns: u64,
+    dropped: u64,
+    messages: Vec<(u8, String)>,
+    /// Stack definitions cut at the recorder's frame limit.
+    truncated_stacks: u64,
+}
+
+impl QuickSummary {
+    /// Reads the header, the definitions, the messages and the trailer of the profile at
+    /// `path`, passing over its events.
+    pub fn read(path: &Path) -> Option<QuickSummary> {
+        use tidemark::format::{trailer_key as k, Reader, Record};
+        let f = std::fs::File::open(path).ok()?;
+        let mut r = Reader::new(std::io::BufReader::with_capacity(1 << 20, f)).ok()?;
+        let h = r.header();
+        if h.version < 2 || h.sampling_rate != 0 || h.unwind == "fp" {
+            return None;
+        }
+        r.skip_events(true);
+        let mut trailer = None;
+        let mut messages = Vec::new();
+        let mut truncated_stacks = 0;
+        while let Some(records) = r.next_chunk().ok()? {
+            for rec in records {
+                match rec.ok()? {
+                    Record::Trailer { values } => trailer = Some(values),
+                    Record::Message { level, text } => messages.push((level, text)),
+                    Record::Stack { truncated, .. } => truncated_stacks += u64::from(truncated),
+                    _ => {}
+                }
+            }
+        }
+        if r.truncation().is_some() {
+            return None;
+        }
+        let t = trailer?;
+        let get = |key| t.iter().find(|(kk, _)| *kk == key).map(|&(_, v)| v);
+        Some(QuickSummary {
+            allocations: get(k::ALLOCATIONS)?,
+            allocated_bytes: get(k::ALLOCATED_BYTES)?,
+            peak_bytes: get(k::PEAK_BYTES)?,
+            leaked_bytes: get(k::LEAKED_BYTES)?,
+            leaked_blocks: get(k::LEAKED_BLOCKS)?,
+            temporary: get(k::TEMPORARY_ALLOCATIONS)?,
+            duration_ns: get(k::END_NS).unwrap_or(0),
+            dropped: get(k::DROPPED_EVENTS).unwrap_or(0),
+            messages,
+            truncated_stacks,
+        })
+    }
+
+    /// Prints what `tidemark run` says about a finished profile.
+    pub fn print(&self) {
+        use crate::render::units::{bytes, count, duration_ms};
+        eprintln!(
+            "tidemark: {} allocation calls, {} allocated, peak {}, leaked {} in {} blocks, {} \
+             temporary, {}",
+            count(self.allocations),
+            bytes(self.allocated_bytes),
+            bytes(self.peak_bytes),
+            bytes(self.leaked_bytes),
+            count(self.leaked_blocks),
+            count(self.temporary),
+            duration_ms(self.duration_ns / 1_000_000)
+        );
+        for (level, text) in &self.messages {
+            let level = match level {
+                0 => "info",
+                1 => "warning",
+                _ => "error",
+            };
+            eprintln!("tidemark: recorder {level}: {text}");
+        }
+        if self.dropped > 0 {
+            eprintln!(
+                "tidemark: warning: the recorder dropped {} event(s): counts are lower bounds",
+                count(self.dropped)
+            );
+        }
+        if self.truncated_stacks > 0 {
+            eprintln!(
+                "tidemark: warning: {} stack(s) were deeper than the recorder's frame limit and \
+                 are cut (shown under [truncated]); `tidemark summary` gives the share of \
+                 allocations affected",
+                count(self.truncated_stacks)
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -450,7 +450,7 @@ pub(super) fn run(a: &RunArgs) -> anyhow::Result<u8> {
         if a.repeat > 1 {
             eprintln!("tidemark: run {run} of {}: {}", a.repeat, output.display());
         }
-        let (status, _) = record_one(a, &preload, &exe, &a.command, &output)?;
+        let (status, _) = record_one(a, &preload, &exe, &a.command, &output, false)?;
         let code = exit_code(status);
         if worst == 0 {
             worst = code;
@@ -478,7 +478,8 @@ fn finish_profile(
     tmp: &Path,
     started: SystemTime,
     argv: &[OsString],
-) -> anyhow::Result<Profile> {
+    need_profile: bool,
+) -> anyhow::Result<Option<Profile>> {
     let dir = parent_dir(output);
     let disk_full = checks::disk_full(&dir);
     if !tmp.exists() {
@@ -501,6 +502,14 @@ fn finish_profile(
             "tidemark: warning: cannot embed symbols into the profile: {e:#}; they are read from \
              the binaries when it is loaded"
         );
+    }
+    if !need_profile {
+        if let Some(quick) = checks::QuickSummary::read(tmp) {
+            // The recorder already counted what the summary line says: no need to read the
+            // events back.
+            quick.print();
+            return finish_outputs(output, tmp, started, argv, quick.allocations).map(|()| None);
+        }
     }
     let loaded = load_path(
         tmp,
@@ -553,6 +562,19 @@ fn finish_profile(
     for w in checks::stack_warnings(&p) {
         eprintln!("tidemark: warning: {w}");
     }
+    finish_outputs(output, tmp, started, argv, s.allocations)?;
+    Ok(Some(p))
+}
+
+/// Puts the profile at `tmp` (and its children's) where the user asked, embedding the children's
+/// symbols, and says what is where.
+fn finish_outputs(
+    output: &Path,
+    tmp: &Path,
+    started: SystemTime,
+    argv: &[OsString],
+    allocations: u64,
+) -> anyhow::Result<()> {
     output::persist(tmp, output, "the profile")?;
     eprintln!("tidemark: profile written to {}", output.display());
     let children = output::rename_children(tmp, output, child_profiles(tmp, started));
@@ -562,7 +584,7 @@ fn finish_profile(
     }
     report_children(&children);
     let mut dropped = checks::preload_dropped(argv);
-    if dropped.is_empty() && s.allocations == 0 && children.is_empty() {
+    if dropped.is_empty() && allocations == 0 && children.is_empty() {
         dropped.push(checks::NO_EVENTS.to_owned());
     }
     for w in dropped {
@@ -572,7 +594,7 @@ fn finish_profile(
         "tidemark: next: tidemark summary {0}  |  tidemark flamegraph {0}",
         output.display()
     );
-    Ok(p)
+    Ok(())
 }
 
 /// The directory of `path` (`.` for a bare file name).
@@ -654,7 +676,8 @@ fn record_one(
     exe: &Path,
     argv: &[OsString],
     output: &Path,
-) -> anyhow::Result<(ExitStatus, Profile)> {
+    need_profile: bool,
+) -> anyhow::Result<(ExitStatus, Option<Profile>)> {
     let tmp = prepare_output(output)?;
     let abs_output = std::path::absolute(&tmp).unwrap_or_else(|_| tmp.clone());
     let mut env = recorder_env(
@@ -669,7 +692,7 @@ fn record_one(
     let status = launch(exe, argv, &env)?;
     let name = exe.file_name().unwrap_or(exe.as_os_str()).to_string_lossy();
     eprintln!("tidemark: {name} {}", describe_status(status));
-    let p = finish_profile(output, &tmp, started, argv)?;
+    let p = finish_profile(output, &tmp, started, argv, need_profile)?;
     Ok((status, p))
 }
 
@@ -690,7 +713,11 @@ fn record_builtin(
     })?;
     let mut argv: Vec<OsString> = vec![bin.into()];
     argv.extend(args.iter().cloned());
-    record_one(a, preload, &exe, &argv, profile)
+    let (status, p) = record_one(a, preload, &exe, &argv, profile, true)?;
+    Ok((
+        status,
+        p.expect("record_one loads the profile when asked to"),
+    ))
 }
 
 /// `tidemark run` with no command: profile the built-in workload and write every output.

@@ -338,6 +338,23 @@ pub mod trailer_key {
     pub const DROPPED_EVENTS: u64 = 6;
     /// Realloc calls recorded.
     pub const REALLOC_CALLS: u64 = 7;
+    // The replay's totals, computed by the writer as it orders the stream (exact mode only):
+    /// Allocations, realloc's allocation halves included.
+    pub const ALLOCATIONS: u64 = 8;
+    /// Frees (realloc's free halves not counted).
+    pub const FREES: u64 = 9;
+    /// Frees of blocks the profile never saw allocated.
+    pub const UNMATCHED_FREES: u64 = 10;
+    /// Peak live requested bytes.
+    pub const PEAK_BYTES: u64 = 11;
+    /// Live blocks at the peak.
+    pub const PEAK_BLOCKS: u64 = 12;
+    /// Bytes live at the end.
+    pub const LEAKED_BYTES: u64 = 13;
+    /// Blocks live at the end.
+    pub const LEAKED_BLOCKS: u64 = 14;
+    /// Temporary allocations.
+    pub const TEMPORARY_ALLOCATIONS: u64 = 15;
 }
 
 /// A loaded module (executable or shared object) of the target.

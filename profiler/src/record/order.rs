@@ -48,11 +48,42 @@ enum What {
     Sample(usize),
 }
 
+/// A live block.
+#[derive(Debug, Clone, Copy)]
+struct LiveBlock {
+    /// Its number in the stream.
+    n: u64,
+    size: u64,
+    tid: u32,
+}
+
+/// What the analyzer's replay computes from the stream, kept while it is written (exact mode):
+/// the trailer carries it, so `tidemark run` prints its summary without reading the events back.
+/// The definitions are the analyzer's (`docs/metrics.md`); a test keeps the two equal.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Tally {
+    /// Allocations, realloc's allocation halves included.
+    pub allocations: u64,
+    /// Frees of blocks the stream holds (realloc's free halves not counted), plus frees of
+    /// unknown blocks.
+    pub frees: u64,
+    /// Frees (and realloc free halves) of blocks the stream never saw allocated.
+    pub unmatched_frees: u64,
+    /// Live requested bytes and blocks now.
+    pub live_bytes: u64,
+    pub live_blocks: u64,
+    /// The largest live heap so far, and its blocks then.
+    pub peak_bytes: u64,
+    pub peak_blocks: u64,
+    /// Blocks freed by their own thread with no other allocation of that thread in between.
+    pub temporary: u64,
+}
+
 /// A block a free refers to.
 #[derive(Debug, Clone, Copy)]
 enum Freed {
-    /// Allocated in this profile as block number `n`.
-    Block(u64),
+    /// Allocated in this profile.
+    Block(LiveBlock),
     /// Not allocated in this profile (before recording started, or not sampled): its address.
     Unknown(u64),
 }
@@ -85,8 +116,13 @@ pub struct Orderer {
     /// Events numbered at or above the last watermark, waiting for the next pass.
     waiting: Vec<Ev>,
     samples: Vec<PendingSample>,
-    /// Live blocks: address → block number.
-    live: FxHashMap<u64, u64>,
+    /// Live blocks by address.
+    live: FxHashMap<u64, LiveBlock>,
+    /// Message records from the threads, for the pass's meta chunk.
+    pub messages: Vec<u8>,
+    /// Per thread, the number of its latest allocation.
+    last_alloc: FxHashMap<u32, u64>,
+    tally: Tally,
     /// The free half of a realloc in flight, per thread.
     realloc_freed: FxHashMap<u32, Freed>,
     /// Number of the next block.
@@ -100,6 +136,11 @@ pub struct Orderer {
 }
 
 impl Orderer {
+    /// The running totals of what was written.
+    pub fn tally(&self) -> Tally {
+        self.tally
+    }
+
     /// Events written so far: the trailer's end sequence.
     pub fn end_seq(&self) -> u64 {
         self.written_seq
@@ -171,9 +212,10 @@ impl Orderer {
                     continue;
                 }
                 tag::MESSAGE => {
+                    // Into a meta chunk: readers that pass over events still see them.
                     let level = c.u8()?;
                     let text = String::from_utf8_lossy(c.bytes()?);
-                    format::put_message(out, level, &text);
+                    format::put_message(&mut self.messages, level, &text);
                     continue;
                 }
                 _ => return Err(DecodeError("unknown record in a thread buffer")),
@@ -248,17 +290,53 @@ impl Orderer {
         }
     }
 
-    fn freed(&mut self, addr: u64) -> Freed {
+    /// Removes the block at `addr` (a free by thread `tid`; `realloc`: a realloc's free half).
+    fn freed(&mut self, addr: u64, tid: u32, realloc: bool) -> Freed {
+        let t = &mut self.tally;
         match self.live.remove(&addr) {
-            Some(n) => Freed::Block(n),
-            None => Freed::Unknown(addr),
+            Some(b) => {
+                t.live_bytes -= b.size;
+                t.live_blocks -= 1;
+                if !realloc {
+                    t.frees += 1;
+                    if b.tid == tid && self.last_alloc.get(&tid) == Some(&b.n) {
+                        t.temporary += 1;
+                    }
+                }
+                Freed::Block(b)
+            }
+            None => {
+                t.unmatched_frees += 1;
+                if !realloc {
+                    t.frees += 1;
+                }
+                Freed::Unknown(addr)
+            }
+        }
+    }
+
+    /// Makes the next block, at `addr`.
+    fn allocated(&mut self, addr: u64, size: u64, tid: u32) {
+        let n = self.next_block;
+        self.next_block += 1;
+        // An address handed out again without a recorded free keeps its old block live (as
+        // the analyzer sees it: the stream names blocks, and that one was never freed).
+        self.live.insert(addr, LiveBlock { n, size, tid });
+        self.last_alloc.insert(tid, n);
+        let t = &mut self.tally;
+        t.allocations += 1;
+        t.live_bytes += size;
+        t.live_blocks += 1;
+        if t.live_bytes > t.peak_bytes {
+            t.peak_bytes = t.live_bytes;
+            t.peak_blocks = t.live_blocks;
         }
     }
 
     /// How the stream names a freed block now.
     fn named(&self, f: Freed) -> FreedBlock {
         match f {
-            Freed::Block(n) => FreedBlock::Back(self.next_block - n),
+            Freed::Block(b) => FreedBlock::Back(self.next_block - b.n),
             Freed::Unknown(addr) => FreedBlock::Unknown(addr),
         }
     }
@@ -279,19 +357,18 @@ impl Orderer {
             } => {
                 self.switch_to(e.tid, out);
                 format::put_block_alloc(out, size, stack, kind, align);
-                self.live.insert(addr, self.next_block);
-                self.next_block += 1;
+                self.allocated(addr, size, e.tid);
                 self.written_seq += 1;
             }
             What::Free { addr } => {
                 self.switch_to(e.tid, out);
-                let f = self.freed(addr);
+                let f = self.freed(addr, e.tid, false);
                 format::put_block_free(out, self.named(f));
                 self.written_seq += 1;
             }
             What::ReallocFree { addr } => {
                 // Written with the allocation half, as one record numbered with it.
-                let f = self.freed(addr);
+                let f = self.freed(addr, e.tid, true);
                 self.realloc_freed.insert(e.tid, f);
                 return;
             }
@@ -307,8 +384,7 @@ impl Orderer {
                     .remove(&e.tid)
                     .unwrap_or(Freed::Unknown(0));
                 format::put_block_realloc(out, self.named(f), size, stack, kind);
-                self.live.insert(addr, self.next_block);
-                self.next_block += 1;
+                self.allocated(addr, size, e.tid);
                 self.written_seq += 2;
             }
         }

@@ -339,6 +339,11 @@ impl Writer {
             }
             Ok(())
         })?;
+        if !self.orderer.messages.is_empty() {
+            self.chunks
+                .put(&mut self.out, ChunkKind::Meta, &self.orderer.messages)?;
+            self.orderer.messages.clear();
+        }
         // Events gather into large chunks (zstd finds far more repetition in 1 MiB than in the
         // few kilobytes a pass woken by one full buffer has), but none waits in memory longer
         // than the flush interval.
@@ -358,25 +363,36 @@ impl Writer {
 
     fn trailer(&mut self) -> io::Result<()> {
         let [allocs, bytes, frees, reallocs] = self.totals();
+        let mut values = vec![
+            (trailer_key::ALLOC_CALLS, allocs),
+            (trailer_key::FREE_CALLS, frees),
+            (trailer_key::ALLOCATED_BYTES, bytes),
+            (trailer_key::REALLOC_CALLS, reallocs),
+            (
+                trailer_key::END_NS,
+                mono_ns().saturating_sub(self.s.start_mono_ns),
+            ),
+            (trailer_key::END_SEQ, self.orderer.end_seq()),
+            (
+                trailer_key::DROPPED_EVENTS,
+                self.s.dropped.load(Ordering::Relaxed),
+            ),
+        ];
+        if self.s.sampling_rate() == 0 {
+            let t = self.orderer.tally();
+            values.extend_from_slice(&[
+                (trailer_key::ALLOCATIONS, t.allocations),
+                (trailer_key::FREES, t.frees),
+                (trailer_key::UNMATCHED_FREES, t.unmatched_frees),
+                (trailer_key::PEAK_BYTES, t.peak_bytes),
+                (trailer_key::PEAK_BLOCKS, t.peak_blocks),
+                (trailer_key::LEAKED_BYTES, t.live_bytes),
+                (trailer_key::LEAKED_BLOCKS, t.live_blocks),
+                (trailer_key::TEMPORARY_ALLOCATIONS, t.temporary),
+            ]);
+        }
         let mut t = Vec::new();
-        format::put_trailer(
-            &mut t,
-            &[
-                (trailer_key::ALLOC_CALLS, allocs),
-                (trailer_key::FREE_CALLS, frees),
-                (trailer_key::ALLOCATED_BYTES, bytes),
-                (trailer_key::REALLOC_CALLS, reallocs),
-                (
-                    trailer_key::END_NS,
-                    mono_ns().saturating_sub(self.s.start_mono_ns),
-                ),
-                (trailer_key::END_SEQ, self.orderer.end_seq()),
-                (
-                    trailer_key::DROPPED_EVENTS,
-                    self.s.dropped.load(Ordering::Relaxed),
-                ),
-            ],
-        );
+        format::put_trailer(&mut t, &values);
         self.out.clear();
         format::put_chunk(&mut self.out, ChunkKind::Trailer, &t);
         self.file.write_all(&self.out)

@@ -103,8 +103,9 @@ pub fn stack_warnings(p: &Profile) -> Vec<String> {
 
 /// The summary line of `tidemark run`, from what the recorder counted (the trailer's totals, in
 /// exact mode): the events are not read back. `None` when the profile has no such totals
-/// (sampled, truncated, an older format) or needs a look at its stacks (`--unwind fp`, whose
-/// broken walks only the loaded profile shows): the caller then loads it.
+/// (sampled, truncated, an older format) or needs a look at its stacks to warn about them
+/// (`--unwind fp`, whose broken walks only the loaded profile shows; stacks cut at the frame
+/// limit, whose share of allocations it gives): the caller then loads it.
 pub struct QuickSummary {
     pub allocations: u64,
     allocated_bytes: u64,
@@ -115,8 +116,6 @@ pub struct QuickSummary {
     duration_ns: u64,
     dropped: u64,
     messages: Vec<(u8, String)>,
-    /// Stack definitions cut at the recorder's frame limit.
-    truncated_stacks: u64,
 }
 
 impl QuickSummary {
@@ -133,13 +132,14 @@ impl QuickSummary {
         r.skip_events(true);
         let mut trailer = None;
         let mut messages = Vec::new();
-        let mut truncated_stacks = 0;
         while let Some(records) = r.next_chunk().ok()? {
             for rec in records {
                 match rec.ok()? {
                     Record::Trailer { values } => trailer = Some(values),
                     Record::Message { level, text } => messages.push((level, text)),
-                    Record::Stack { truncated, .. } => truncated_stacks += u64::from(truncated),
+                    Record::Stack {
+                        truncated: true, ..
+                    } => return None,
                     _ => {}
                 }
             }
@@ -159,7 +159,6 @@ impl QuickSummary {
             duration_ns: get(k::END_NS).unwrap_or(0),
             dropped: get(k::DROPPED_EVENTS).unwrap_or(0),
             messages,
-            truncated_stacks,
         })
     }
 
@@ -189,14 +188,6 @@ impl QuickSummary {
             eprintln!(
                 "tidemark: warning: the recorder dropped {} event(s): counts are lower bounds",
                 count(self.dropped)
-            );
-        }
-        if self.truncated_stacks > 0 {
-            eprintln!(
-                "tidemark: warning: {} stack(s) were deeper than the recorder's frame limit and \
-                 are cut (shown under [truncated]); `tidemark summary` gives the share of \
-                 allocations affected",
-                count(self.truncated_stacks)
             );
         }
     }

@@ -242,6 +242,11 @@ impl StackBuilder {
     }
 }
 
+/// Records per batch handed from the decoding thread to the applying one.
+const BATCH_RECORDS: usize = 4096;
+/// Batches decoded ahead of the applying thread: bounds the memory between the two.
+const BATCHES_IN_FLIGHT: usize = 4;
+
 fn load_inner<R: Read>(
     r: R,
     opts: &LoadOptions,
@@ -271,41 +276,78 @@ fn load_inner<R: Read>(
     if let Some(pr) = progress.as_deref_mut() {
         pr.begin("loading", total_bytes);
     }
-    'chunks: loop {
-        let chunk_offset = reader.offset();
-        let Some(records) = reader.next_chunk().map_err(format_error)? else {
-            break;
-        };
-        for rec in records {
-            let rec = match rec {
-                Ok(rec) => rec,
-                Err(FormatError::BadRecord { offset, reason }) => {
-                    // A chunk with a good checksum that this reader cannot decode: keep what came
-                    // before it, and say the profile ends there.
-                    malformed = Some(Truncation {
-                        offset: chunk_offset.max(offset),
-                        reason: format!(
-                            "a chunk at byte {offset} holds a malformed record ({reason}); \
-                             the rest of the file was ignored"
-                        ),
-                    });
-                    break 'chunks;
+    // Two cores: this thread reads and decodes chunks (decompression, varints), a second one
+    // applies the records (stacks, replay); batches of records pass between them through a
+    // bounded channel, so memory stays independent of the profile's length.
+    let (to_apply, batches) = std::sync::mpsc::sync_channel::<Vec<Record>>(BATCHES_IN_FLIGHT);
+    let (recycle, recycled) = std::sync::mpsc::channel::<Vec<Record>>();
+    let decoded = std::thread::scope(|scope| {
+        let (p, replay, stacks, embedded, last_sample_ns) = (
+            &mut p,
+            &mut replay,
+            &mut stacks,
+            &mut embedded,
+            &mut last_sample_ns,
+        );
+        let applier = scope.spawn(move || {
+            for mut batch in batches {
+                for rec in batch.drain(..) {
+                    apply_record(rec, p, replay, stacks, embedded, last_sample_ns);
                 }
-                Err(e) => return Err(format_error(e)),
-            };
-            apply_record(
-                rec,
-                &mut p,
-                &mut replay,
-                &mut stacks,
-                &mut embedded,
-                &mut last_sample_ns,
-            );
+                // The decoding side may be done already; the buffer is then dropped.
+                let _ = recycle.send(batch);
+            }
+        });
+        let mut decode = || -> Result<(), LoadError> {
+            let mut batch: Vec<Record> = Vec::with_capacity(BATCH_RECORDS);
+            'chunks: loop {
+                let chunk_offset = reader.offset();
+                let Some(records) = reader.next_chunk().map_err(format_error)? else {
+                    break;
+                };
+                for rec in records {
+                    match rec {
+                        Ok(rec) => batch.push(rec),
+                        Err(FormatError::BadRecord { offset, reason }) => {
+                            // A chunk with a good checksum that this reader cannot decode: keep
+                            // what came before it, and say the profile ends there.
+                            malformed = Some(Truncation {
+                                offset: chunk_offset.max(offset),
+                                reason: format!(
+                                    "a chunk at byte {offset} holds a malformed record \
+                                     ({reason}); the rest of the file was ignored"
+                                ),
+                            });
+                            break 'chunks;
+                        }
+                        Err(e) => return Err(format_error(e)),
+                    }
+                    if batch.len() >= BATCH_RECORDS {
+                        let next = recycled
+                            .try_recv()
+                            .unwrap_or_else(|_| Vec::with_capacity(BATCH_RECORDS));
+                        if to_apply.send(std::mem::replace(&mut batch, next)).is_err() {
+                            break 'chunks; // the applying thread panicked: join() says so
+                        }
+                    }
+                }
+                if let Some(pr) = progress.as_deref_mut() {
+                    pr.update(reader.offset());
+                }
+            }
+            if !batch.is_empty() {
+                let _ = to_apply.send(batch);
+            }
+            Ok(())
+        };
+        let decoded = decode();
+        drop(to_apply);
+        if let Err(panic) = applier.join() {
+            std::panic::resume_unwind(panic);
         }
-        if let Some(pr) = progress.as_deref_mut() {
-            pr.update(reader.offset());
-        }
-    }
+        decoded
+    });
+    decoded?;
     p.truncated = malformed.or_else(|| reader.truncation().cloned());
     if let Some(d) = reader.trailing_damage() {
         p.warnings.push(format!(

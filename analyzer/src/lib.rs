@@ -24,6 +24,17 @@
 //! ```
 #![warn(missing_docs)]
 
+/// Messages on stderr never fail a command: std's `eprintln!` panics when the write fails, and a
+/// closed stderr (`tidemark run … 2>&1 | head -1`) is not an error of the command, nor a reason to
+/// leave a profile unfinished. Every module below uses this one (textual scope).
+macro_rules! eprintln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        // Nobody is left to tell when stderr itself is gone.
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 pub mod analysis;
 pub mod cli;
 pub mod load;

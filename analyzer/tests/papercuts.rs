@@ -164,3 +164,39 @@ fn summary_sorts_sites_by_any_metric_and_lists_their_call_paths() {
         text.stdout
     );
 }
+
+#[test]
+fn a_memory_limit_needs_a_unit() {
+    let scratch = Scratch::new("papercut-limit");
+    let r = tidemark_cli(["run", "--limit", "12", "--", "/bin/true"], &scratch);
+    assert_eq!(r.status.code(), Some(2), "{}", r.describe());
+    assert!(r.stderr.contains("12MiB"), "{}", r.describe());
+    let ok = tidemark_cli(
+        ["run", "--limit", "12MiB", "-o", "l.tmk", "--", "/bin/true"],
+        &scratch,
+    );
+    ok.assert_success("tidemark run --limit 12MiB");
+}
+
+/// `tidemark run … 2>&1 | head -1`: the reader of stderr goes away after the first line. The
+/// command still finishes the profile and exits with the program's status (no panic, no 101).
+#[test]
+fn a_closed_stderr_is_not_an_error() {
+    use std::process::{Command, Stdio};
+    let scratch = Scratch::new("papercut-stderr");
+    let mut child = Command::new(tidemark())
+        .args(["run", "-o", "closed.tmk", "--", "/bin/true"])
+        .current_dir(scratch.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start tidemark");
+    // Close the read end at once: every write to stderr then fails (EPIPE).
+    drop(child.stderr.take());
+    let status = child.wait().expect("wait for tidemark");
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    assert!(
+        scratch.join("closed.tmk").is_file(),
+        "the profile was not finished"
+    );
+}

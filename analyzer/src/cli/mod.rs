@@ -94,9 +94,9 @@ pub struct TimelineArgs {
     /// Write the raw series as CSV, one named column per series, instead of SVG.
     #[arg(long)]
     pub csv: bool,
-    /// Memory limit to draw and project against (`512MiB`, `1GB`); default: the one given at
-    /// record time, else the cgroup's memory.max.
-    #[arg(long, value_name = "SIZE", value_parser = units::parse_size)]
+    /// Memory limit to draw and project against (`512MiB`, `1GB`; a unit is required); default:
+    /// the one given at record time, else the cgroup's memory.max.
+    #[arg(long, value_name = "SIZE", value_parser = units::parse_limit)]
     pub limit: Option<u64>,
     /// Loading options.
     #[command(flatten)]
@@ -318,9 +318,9 @@ pub struct RunArgs {
     /// Stack unwinding mode of the recorder.
     #[arg(long, value_enum, default_value_t = UnwindArg::Dwarf)]
     pub unwind: UnwindArg,
-    /// Memory limit (`512MiB`, `1GB`): recorded in the profile, drawn on the timeline, and the
-    /// base of time-to-limit; the live trace shows the heap's share of it.
-    #[arg(long, value_name = "SIZE", value_parser = units::parse_size)]
+    /// Memory limit (`512MiB`, `1GB`; a unit is required): recorded in the profile, drawn on the
+    /// timeline, and the base of time-to-limit; the live trace shows the heap's share of it.
+    #[arg(long, value_name = "SIZE", value_parser = units::parse_limit)]
     pub limit: Option<u64>,
     /// Print one line per second on stderr while the program runs (heap, growth, RSS, limit,
     /// allocation rate, allocator p99 latency).

@@ -34,6 +34,18 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     Ok(bytes.round() as u64)
 }
 
+/// Parses a memory limit: a size ([`parse_size`]) that must carry its unit. A bare `12` would be
+/// twelve bytes, never what was meant by a memory limit.
+pub fn parse_limit(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    if !t.is_empty() && t.chars().all(|c| c.is_ascii_digit() || c == '.') {
+        return Err(format!(
+            "{s:?} has no unit: write e.g. {t}MiB or {t}GB (or {t}B if bytes are meant)"
+        ));
+    }
+    parse_size(s)
+}
+
 /// Parses a count: `2000000`, `2M`, `1.5k`, `3G` (SI multiples: k = 1000).
 pub fn parse_count(s: &str) -> Result<u64, String> {
     let t = s.trim().replace('_', "");

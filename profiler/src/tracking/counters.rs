@@ -58,9 +58,11 @@ pub struct Measurement {
     pub frees: u64,
     /// Largest sum of live bytes among blocks allocated inside the closure.
     pub peak_bytes: u64,
-    /// Bytes allocated inside the closure and still live when it returned.
+    /// Bytes allocated inside the closure and still live when it returned — the value the
+    /// closure returns included (drop it inside the closure to count only what else stays).
     pub leaked_bytes: u64,
-    /// Blocks allocated inside the closure and still live when it returned.
+    /// Blocks allocated inside the closure and still live when it returned (as
+    /// [`Self::leaked_bytes`]).
     pub leaked_allocations: u64,
     /// While a [`crate::Session`] records: the sites that allocated the most bytes inside the
     /// closure (at most [`super::sites::TOP_SITES`]). Empty without a session.

@@ -200,3 +200,27 @@ fn a_closed_stderr_is_not_an_error() {
         "the profile was not finished"
     );
 }
+
+#[test]
+fn every_command_help_has_an_example() {
+    let scratch = Scratch::new("papercut-help");
+    for cmd in [
+        "run",
+        "summary",
+        "flamegraph",
+        "timeline",
+        "report",
+        "diff",
+        "check",
+        "export",
+        "view",
+    ] {
+        let r = tidemark_cli([cmd, "--help"], &scratch);
+        r.assert_success(&format!("tidemark {cmd} --help"));
+        assert!(
+            r.stdout.contains("Example") && r.stdout.contains(&format!("tidemark {cmd} ")),
+            "tidemark {cmd} --help has no example:\n{}",
+            r.stdout
+        );
+    }
+}

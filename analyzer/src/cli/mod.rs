@@ -64,20 +64,42 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a program under the recorder and write a profile (no command: the built-in workload).
+    #[command(
+        after_help = "Examples:\n  tidemark run -- ./server --port 8080          # profile written to tidemark.server.<pid>.tmk\n  tidemark run -o app.tmk --limit 512MiB -- ./app\n  tidemark run                                   # the built-in workloads, every output in tidemark-out/"
+    )]
     Run(RunArgs),
     /// Print the headline numbers of a profile: allocations, peak, leaks, temporaries, top sites.
+    #[command(
+        after_help = "Examples:\n  tidemark summary app.tmk\n  tidemark summary --top 20 --sort leaked app.tmk\n  tidemark summary --json app.tmk > app.json"
+    )]
     Summary(SummaryArgs),
     /// Draw a flamegraph (SVG) or write folded stacks of one metric.
+    #[command(
+        after_help = "Examples:\n  tidemark flamegraph app.tmk                    # allocated bytes, app.allocated.svg\n  tidemark flamegraph --metric leaked -o leaked.svg app.tmk\n  tidemark flamegraph --folded --metric peak app.tmk > peak.folded"
+    )]
     Flamegraph(FlamegraphArgs),
     /// Draw the pressure curves over time (SVG panels), or write them as CSV.
+    #[command(
+        after_help = "Examples:\n  tidemark timeline app.tmk -o curves.svg\n  tidemark timeline --csv app.tmk -o curves.csv"
+    )]
     Timeline(TimelineArgs),
     /// Compare scenarios (each one or more runs) in one HTML, Markdown or JSON report.
+    #[command(
+        after_help = "Examples:\n  tidemark report before=base.*.tmk after=new.*.tmk -o report.html\n  tidemark report a.tmk b.tmk -o report.md"
+    )]
     Report(ReportArgs),
     /// Draw the differential flamegraph of two profiles (red grew, blue shrank).
+    #[command(after_help = "Example:\n  tidemark diff base.tmk new.tmk -o diff.svg")]
     Diff(DiffArgs),
     /// Check a profile against budgets: exit 0 within budget, 1 over budget, 2 on error.
+    #[command(
+        after_help = "Example:\n  tidemark check app.tmk --max-peak 64MiB --max-leaked 0 --max-allocations 2M"
+    )]
     Check(CheckArgs),
     /// Export a profile for other viewers: pprof, Firefox Profiler, DHAT, folded stacks, JSON.
+    #[command(
+        after_help = "Examples:\n  tidemark export --format pprof -o heap.pb.gz app.tmk     # go tool pprof -top heap.pb.gz\n  tidemark export --format firefox -o app.json.gz app.tmk  # profiler.firefox.com\n  tidemark export --format dhat -o dhat.json app.tmk       # valgrind's dh_view.html"
+    )]
     Export(export::ExportArgs),
     /// Write one self-contained interactive HTML page: timeline with a selectable time range,
     /// flamegraph, tables, histograms, threads.

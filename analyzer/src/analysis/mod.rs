@@ -290,10 +290,32 @@ pub struct Summary {
     pub messages: Vec<MessageSummary>,
     /// Warnings from loading and symbolization.
     pub warnings: Vec<String>,
+    /// Sampled profiles: 95% intervals `[low, high]` of the estimates (docs/metrics.md).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allocations_ci95: Option<[u64; 2]>,
+    /// As [`Self::allocations_ci95`], of the allocated bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allocated_bytes_ci95: Option<[u64; 2]>,
+    /// As [`Self::allocations_ci95`], of the peak.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peak_bytes_ci95: Option<[u64; 2]>,
+    /// As [`Self::allocations_ci95`], of the leaked bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub leaked_bytes_ci95: Option<[u64; 2]>,
+    /// As [`Self::allocations_ci95`], of the leaked blocks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub leaked_allocations_ci95: Option<[u64; 2]>,
+    /// Sampled profiles: the peak is below [`PEAK_RESOLUTION_PERIODS`] sampling periods, where
+    /// the estimate of a maximum over time is biased upward (the noise's highest point).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peak_below_sampling_resolution: Option<bool>,
     /// Growth, leak verdict, limit, RSS, rates and allocator latency (flattened into the JSON).
     #[serde(flatten)]
     pub pressure: Pressure,
 }
+
+/// A sampled peak under this many sampling periods is flagged "below sampling resolution".
+pub const PEAK_RESOLUTION_PERIODS: u64 = 16;
 
 /// The summary of a profile with its `top_n` largest sites.
 pub fn summary(p: &Profile, top_n: usize) -> Summary {
@@ -305,7 +327,19 @@ pub fn summary_with(p: &Profile, top_n: usize, pressure_opts: &PressureOptions) 
     let t = &p.totals;
     let mut top_sites = sites(p);
     top_sites.truncate(top_n);
+    let ci = |estimate: u64, error: fn(&crate::model::SamplingError) -> f64| {
+        p.sampling_error
+            .as_ref()
+            .map(|e| crate::model::SamplingError::interval(estimate, error(e), crate::model::Z95))
+    };
     Summary {
+        allocations_ci95: ci(t.allocations, |e| e.allocations),
+        allocated_bytes_ci95: ci(t.allocated_bytes, |e| e.allocated_bytes),
+        peak_bytes_ci95: ci(t.peak_bytes, |e| e.peak_bytes),
+        leaked_bytes_ci95: ci(t.leaked_bytes, |e| e.leaked_bytes),
+        leaked_allocations_ci95: ci(t.leaked_allocations, |e| e.leaked_allocations),
+        peak_below_sampling_resolution: (p.header.sampling_rate != 0)
+            .then(|| t.peak_bytes < PEAK_RESOLUTION_PERIODS.saturating_mul(p.header.sampling_rate)),
         process: ProcessInfo {
             pid: p.header.pid,
             exe: p.header.exe.clone(),

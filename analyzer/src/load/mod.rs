@@ -362,6 +362,7 @@ fn load_inner<R: Read>(
 
     let out = replay.finish();
     p.totals = out.totals;
+    p.sampling_error = out.sampling_error;
     p.threads = out.threads;
     p.samples = out.samples;
     p.stack_stats = out.stats;

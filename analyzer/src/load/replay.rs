@@ -90,6 +90,28 @@ struct Block {
     interval: u32,
     /// When it was allocated (kept for the time buckets).
     born: Born,
+    /// Sampled profiles: the variance this block adds to the estimates of live bytes and blocks
+    /// (0 in exact mode).
+    var: Variance,
+}
+
+/// Variances of a sampled estimate (bytes, count), Horvitz–Thompson: a block of `s` bytes
+/// sampled with probability `p` (weight `w = 1/p`) adds `(1−p)/p² = w² − w` times `s²` and `1`.
+#[derive(Debug, Clone, Copy, Default)]
+struct Variance {
+    bytes: f64,
+    count: f64,
+}
+
+impl Variance {
+    fn add(&mut self, o: Variance) {
+        self.bytes += o.bytes;
+        self.count += o.count;
+    }
+    fn sub(&mut self, o: Variance) {
+        self.bytes = (self.bytes - o.bytes).max(0.0);
+        self.count = (self.count - o.count).max(0.0);
+    }
 }
 
 /// Key of a [`BlockGroup`]: stack, allocating thread, allocation interval, and the freeing
@@ -119,6 +141,11 @@ pub(crate) struct Replay {
     /// Events arrive in replay order (format version 2's ordered stream): applied as they come,
     /// with no reordering.
     in_order: bool,
+    /// Sampled profiles: variance of the allocated estimates, of the live heap now, and of the
+    /// live heap at the peak.
+    var_allocated: Variance,
+    var_live: Variance,
+    var_peak: Variance,
     /// Heads of the pending runs: `(key of the head event, run index)`.
     heap: BinaryHeap<Reverse<(Key, usize)>>,
     /// Pending runs (a slab; emptied runs are recycled through `free_runs`).
@@ -158,6 +185,8 @@ pub(crate) struct Replay {
 
 /// What the replay produced.
 pub(crate) struct ReplayOutput {
+    /// Sampled profiles: the estimates' standard errors.
+    pub sampling_error: Option<crate::model::SamplingError>,
     pub stats: Vec<StackStats>,
     pub stack_raw_ids: Vec<u64>,
     pub threads: Vec<ThreadInfo>,
@@ -225,16 +254,22 @@ impl Replay {
         self
     }
 
-    /// The allocations and bytes an allocation of `size_bytes` from `stack` stands for.
-    fn weigh(&mut self, stack: u32, size_bytes: u64) -> (u64, u64) {
+    /// The allocations and bytes an allocation of `size_bytes` from `stack` stands for, and the
+    /// variance it adds to the estimates.
+    fn weigh(&mut self, stack: u32, size_bytes: u64) -> (u64, u64, Variance) {
         if self.sampling_rate == 0 {
-            return (1, size_bytes);
+            return (1, size_bytes, Variance::default());
         }
         let r = self.sampling_rate as f64;
         let size = size_bytes.max(1) as f64;
         // Capped so that counts summed over any profile stay within u64: only a damaged header
         // (an absurd rate) comes near it.
         let w = (1.0 / (1.0 - (-size / r).exp())).min(MAX_SAMPLE_WEIGHT);
+        let var = Variance {
+            bytes: (w * w - w) * (size_bytes as f64) * (size_bytes as f64),
+            count: w * w - w,
+        };
+        self.var_allocated.add(var);
         let s = &mut self.stack_live[stack as usize];
         s.carry_count += w;
         s.carry_bytes += w * size_bytes as f64;
@@ -242,7 +277,7 @@ impl Replay {
         let bytes = s.carry_bytes.floor();
         s.carry_count -= count;
         s.carry_bytes -= bytes;
-        (count as u64, bytes as u64)
+        (count as u64, bytes as u64, var)
     }
 
     /// Appends an entry of thread `tid` (`u32::MAX` for samples, which always get a run of their
@@ -432,6 +467,7 @@ impl Replay {
 
     /// Removes a live block from the books (its bytes leave its stack and the heap).
     fn release_block(&mut self, block: &Block) {
+        self.var_live.sub(block.var);
         self.touch(block.stack);
         let s = &mut self.stack_live[block.stack as usize];
         s.live_bytes = s.live_bytes.saturating_sub(block.size_bytes);
@@ -476,7 +512,8 @@ impl Replay {
                 live.sized = true;
                 st.max_block_bytes = st.max_block_bytes.max(size_bytes);
                 let request_bytes = size_bytes;
-                let (count, size_bytes) = self.weigh(stack, size_bytes);
+                let (count, size_bytes, var) = self.weigh(stack, size_bytes);
+                self.var_live.add(var);
                 let born = match self.buckets.as_mut() {
                     Some(b) => b.alloc(p.seq, stack, tid, count, size_bytes, request_bytes),
                     None => Born::default(),
@@ -489,6 +526,7 @@ impl Replay {
                     tid,
                     interval: self.samples.len() as u32,
                     born,
+                    var,
                 };
                 if let Some(old) = self.live.insert(addr, block) {
                     // The address was handed out again without a recorded free.
@@ -531,6 +569,7 @@ impl Replay {
                 if self.live_bytes > self.totals.peak_bytes {
                     self.totals.peak_bytes = self.live_bytes;
                     self.totals.peak_blocks = self.live_blocks;
+                    self.var_peak = self.var_live;
                     self.totals.peak_seq = p.seq;
                     self.epoch += 1;
                 }
@@ -602,7 +641,15 @@ impl Replay {
                 b.leaked(block.born, block.stack, block.count, block.size_bytes);
             }
         }
+        let sampling_error = (self.sampling_rate != 0).then(|| crate::model::SamplingError {
+            allocations: self.var_allocated.count.sqrt(),
+            allocated_bytes: self.var_allocated.bytes.sqrt(),
+            peak_bytes: self.var_peak.bytes.sqrt(),
+            leaked_bytes: self.var_live.bytes.sqrt(),
+            leaked_allocations: self.var_live.count.sqrt(),
+        });
         ReplayOutput {
+            sampling_error,
             stats: self.stats,
             stack_raw_ids: self.stack_raw_ids,
             threads: self.threads,

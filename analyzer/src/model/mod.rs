@@ -249,9 +249,42 @@ pub struct Totals {
     pub reused_live_addresses: u64,
 }
 
+/// Standard errors of a sampled profile's estimates (Horvitz–Thompson: each sampled block of
+/// `s` bytes kept with probability `p` adds `(1−p)/p²·s²` to the variance of a byte estimate).
+/// A 95% interval is the estimate ± 1.96 standard errors ([`SamplingError::interval`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct SamplingError {
+    /// Of the allocation count.
+    pub allocations: f64,
+    /// Of the allocated bytes.
+    pub allocated_bytes: f64,
+    /// Of the live heap at the (estimated) peak.
+    pub peak_bytes: f64,
+    /// Of the bytes live at the end.
+    pub leaked_bytes: f64,
+    /// Of the blocks live at the end.
+    pub leaked_allocations: f64,
+}
+
+/// z for a two-sided 95% interval.
+pub const Z95: f64 = 1.959_964;
+
+impl SamplingError {
+    /// `estimate ± z·error`, clamped at 0.
+    pub fn interval(estimate: u64, error: f64, z: f64) -> [u64; 2] {
+        let e = estimate as f64;
+        [
+            (e - z * error).max(0.0).round() as u64,
+            (e + z * error).round() as u64,
+        ]
+    }
+}
+
 /// A loaded profile.
 #[derive(Debug, Clone, Default)]
 pub struct Profile {
+    /// Sampled profiles: the standard errors of the totals' estimates (`None` in exact mode).
+    pub sampling_error: Option<SamplingError>,
     /// The file's header.
     pub header: Header,
     /// Set when the profile ended before its trailer (killed process, damaged data). Every

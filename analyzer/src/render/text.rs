@@ -73,6 +73,27 @@ pub fn summary_text_by(s: &Summary, sites_by: &str) -> String {
         count(s.temporary_allocations),
         percent(s.temporary_allocations, s.allocations)
     );
+    if let (Some(a), Some(pk), Some(l)) = (
+        s.allocated_bytes_ci95,
+        s.peak_bytes_ci95,
+        s.leaked_bytes_ci95,
+    ) {
+        push_line!(
+            w,
+            "sampled      95% intervals: allocated {} – {}, peak {} – {}{}, leaked {} – {}",
+            bytes(a[0]),
+            bytes(a[1]),
+            bytes(pk[0]),
+            bytes(pk[1]),
+            if s.peak_below_sampling_resolution == Some(true) {
+                " (below sampling resolution: a peak under 16 sampling periods reads high)"
+            } else {
+                ""
+            },
+            bytes(l[0]),
+            bytes(l[1])
+        );
+    }
     pressure_lines(w, s);
     if s.unmatched_frees > 0 {
         push_line!(

@@ -17,9 +17,9 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
 use tidemark::format::{
-    put_alloc, put_chunk, put_chunk_raw, put_context, put_free, put_ivarint, put_modules,
-    put_realloc, put_sample, put_symbols, put_thread, put_trailer, put_uvarint, put_watermark, tag,
-    AllocKind, ChunkKind, ChunkWriter, Header, Module, Segment, SymbolFrame,
+    put_alloc, put_chunk, put_chunk_raw, put_context, put_free, put_modules, put_realloc,
+    put_sample, put_stack_v1 as put_stack, put_symbols, put_thread, put_trailer, put_uvarint,
+    put_watermark, tag, AllocKind, ChunkKind, ChunkWriter, Header, Module, Segment, SymbolFrame,
 };
 use tidemark_analyzer::analysis;
 use tidemark_analyzer::load::{load_reader, LoadOptions};
@@ -110,18 +110,6 @@ fn chunk(out: &mut Vec<u8>, f: impl FnOnce(&mut Vec<u8>)) {
     let mut p = Vec::new();
     f(&mut p);
     put_chunk_raw(out, &p);
-}
-
-/// A stack definition in version 1's layout (`id, n, frame deltas`).
-fn put_stack(p: &mut Vec<u8>, id: u64, frames: &[u64]) {
-    p.push(tag::STACK);
-    put_uvarint(p, id);
-    put_uvarint(p, frames.len() as u64);
-    let mut prev = 0u64;
-    for &f in frames {
-        put_ivarint(p, f.wrapping_sub(prev) as i64);
-        prev = f;
-    }
 }
 
 /// A small, complete profile with every kind of record.

@@ -101,21 +101,57 @@ pub fn stack_warnings(p: &Profile) -> Vec<String> {
     crate::analysis::stack_quality(p).warnings()
 }
 
+/// The line `tidemark run` prints about a finished profile, whichever way its numbers came.
+pub struct RunLine {
+    pub allocations: u64,
+    pub allocated_bytes: u64,
+    pub peak_bytes: u64,
+    pub leaked_bytes: u64,
+    pub leaked_blocks: u64,
+    pub temporary: u64,
+    pub duration_ms: u64,
+}
+
+impl RunLine {
+    /// The line of a loaded profile's summary.
+    pub fn of(s: &crate::analysis::Summary) -> RunLine {
+        RunLine {
+            allocations: s.allocations,
+            allocated_bytes: s.allocated_bytes,
+            peak_bytes: s.peak_bytes,
+            leaked_bytes: s.leaked_bytes,
+            leaked_blocks: s.leaked_allocations,
+            temporary: s.temporary_allocations,
+            duration_ms: s.duration_ms,
+        }
+    }
+
+    /// Prints it on stderr.
+    pub fn print(&self) {
+        use crate::render::units::{count, duration_ms};
+        eprintln!(
+            "tidemark: {} allocation calls, {} allocated, peak {}, leaked {} in {} blocks, {} \
+             temporary, {}",
+            count(self.allocations),
+            bytes(self.allocated_bytes),
+            bytes(self.peak_bytes),
+            bytes(self.leaked_bytes),
+            count(self.leaked_blocks),
+            count(self.temporary),
+            duration_ms(self.duration_ms)
+        );
+    }
+}
+
 /// The summary line of `tidemark run`, from what the recorder counted (the trailer's totals, in
 /// exact mode): the events are not read back. `None` when the profile has no such totals
 /// (sampled, truncated, an older format) or needs a look at its stacks to warn about them
 /// (`--unwind fp`, whose broken walks only the loaded profile shows; stacks cut at the frame
 /// limit, whose share of allocations it gives): the caller then loads it.
 pub struct QuickSummary {
-    pub allocations: u64,
-    allocated_bytes: u64,
-    peak_bytes: u64,
-    leaked_bytes: u64,
-    leaked_blocks: u64,
-    temporary: u64,
-    duration_ns: u64,
+    pub line: RunLine,
     dropped: u64,
-    messages: Vec<(u8, String)>,
+    messages: Vec<crate::model::Message>,
 }
 
 impl QuickSummary {
@@ -136,7 +172,9 @@ impl QuickSummary {
             for rec in records {
                 match rec.ok()? {
                     Record::Trailer { values } => trailer = Some(values),
-                    Record::Message { level, text } => messages.push((level, text)),
+                    Record::Message { level, text } => {
+                        messages.push(crate::model::Message { level, text })
+                    }
                     Record::Stack {
                         truncated: true, ..
                     } => return None,
@@ -150,13 +188,15 @@ impl QuickSummary {
         let t = trailer?;
         let get = |key| t.iter().find(|(kk, _)| *kk == key).map(|&(_, v)| v);
         Some(QuickSummary {
-            allocations: get(k::ALLOCATIONS)?,
-            allocated_bytes: get(k::ALLOCATED_BYTES)?,
-            peak_bytes: get(k::PEAK_BYTES)?,
-            leaked_bytes: get(k::LEAKED_BYTES)?,
-            leaked_blocks: get(k::LEAKED_BLOCKS)?,
-            temporary: get(k::TEMPORARY_ALLOCATIONS)?,
-            duration_ns: get(k::END_NS).unwrap_or(0),
+            line: RunLine {
+                allocations: get(k::ALLOCATIONS)?,
+                allocated_bytes: get(k::ALLOCATED_BYTES)?,
+                peak_bytes: get(k::PEAK_BYTES)?,
+                leaked_bytes: get(k::LEAKED_BYTES)?,
+                leaked_blocks: get(k::LEAKED_BLOCKS)?,
+                temporary: get(k::TEMPORARY_ALLOCATIONS)?,
+                duration_ms: get(k::END_NS).unwrap_or(0) / 1_000_000,
+            },
             dropped: get(k::DROPPED_EVENTS).unwrap_or(0),
             messages,
         })
@@ -164,30 +204,14 @@ impl QuickSummary {
 
     /// Prints what `tidemark run` says about a finished profile.
     pub fn print(&self) {
-        use crate::render::units::{bytes, count, duration_ms};
-        eprintln!(
-            "tidemark: {} allocation calls, {} allocated, peak {}, leaked {} in {} blocks, {} \
-             temporary, {}",
-            count(self.allocations),
-            bytes(self.allocated_bytes),
-            bytes(self.peak_bytes),
-            bytes(self.leaked_bytes),
-            count(self.leaked_blocks),
-            count(self.temporary),
-            duration_ms(self.duration_ns / 1_000_000)
-        );
-        for (level, text) in &self.messages {
-            let level = match level {
-                0 => "info",
-                1 => "warning",
-                _ => "error",
-            };
-            eprintln!("tidemark: recorder {level}: {text}");
+        self.line.print();
+        for m in &self.messages {
+            eprintln!("tidemark: recorder {}: {}", m.level_name(), m.text);
         }
         if self.dropped > 0 {
             eprintln!(
                 "tidemark: warning: the recorder dropped {} event(s): counts are lower bounds",
-                count(self.dropped)
+                crate::render::units::count(self.dropped)
             );
         }
     }

@@ -21,7 +21,7 @@ use crate::analysis::summary;
 use crate::load::StderrProgress;
 use crate::load::{load_path, LoadOptions};
 use crate::model::Profile;
-use crate::render::units::{bytes, count, duration_ms};
+use crate::render::units::{bytes, duration_ms};
 use crate::render::{flamegraph_svg, summary_text, write_summary_json, Metric};
 use crate::symbolize::embed_symbols_with_progress;
 
@@ -508,7 +508,8 @@ fn finish_profile(
             // The recorder already counted what the summary line says: no need to read the
             // events back.
             quick.print();
-            return finish_outputs(output, tmp, started, argv, quick.allocations).map(|()| None);
+            return finish_outputs(output, tmp, started, argv, quick.line.allocations)
+                .map(|()| None);
         }
     }
     let loaded = load_path(
@@ -545,17 +546,7 @@ fn finish_profile(
             eprintln!("tidemark: warning: {w}");
         }
     }
-    eprintln!(
-        "tidemark: {} allocation calls, {} allocated, peak {}, leaked {} in {} blocks, {} \
-         temporary, {}",
-        count(s.allocations),
-        bytes(s.allocated_bytes),
-        bytes(s.peak_bytes),
-        bytes(s.leaked_bytes),
-        count(s.leaked_allocations),
-        count(s.temporary_allocations),
-        duration_ms(s.duration_ms)
-    );
+    checks::RunLine::of(&s).print();
     for m in &s.messages {
         eprintln!("tidemark: recorder {}: {}", m.level, m.text);
     }

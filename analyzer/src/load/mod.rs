@@ -101,20 +101,7 @@ fn hint(e: &FormatError) -> &'static str {
 
 /// Loads the profile at `path`.
 pub fn load_path(path: &Path, opts: &LoadOptions) -> Result<Profile, LoadError> {
-    let file = File::open(path).map_err(|error| LoadError::Io {
-        path: path.to_owned(),
-        error,
-    })?;
-    let total_bytes = file.metadata().ok().map(|m| m.len());
-    let reader = BufReader::with_capacity(1 << 20, file);
-    let label = path.display().to_string();
-    let result = if opts.progress {
-        let mut sink = StderrProgress::new(&label);
-        load_inner(reader, opts, total_bytes, Some(&mut sink), None)
-    } else {
-        load_inner(reader, opts, total_bytes, None, None)
-    };
-    result.map_err(|e| e.with_path(path))
+    load_file(path, opts, None)
 }
 
 /// Loads the profile at `path` like [`load_path`], and also cuts its activity into at most
@@ -125,24 +112,25 @@ pub fn load_path_with_time_buckets(
     opts: &LoadOptions,
     max_buckets: usize,
 ) -> Result<Profile, LoadError> {
+    load_file(path, opts, Some(max_buckets))
+}
+
+fn load_file(
+    path: &Path,
+    opts: &LoadOptions,
+    max_buckets: Option<usize>,
+) -> Result<Profile, LoadError> {
     let file = File::open(path).map_err(|error| LoadError::Io {
         path: path.to_owned(),
         error,
     })?;
     let total_bytes = file.metadata().ok().map(|m| m.len());
     let reader = BufReader::with_capacity(1 << 20, file);
-    let label = path.display().to_string();
     let result = if opts.progress {
-        let mut sink = StderrProgress::new(&label);
-        load_inner(
-            reader,
-            opts,
-            total_bytes,
-            Some(&mut sink),
-            Some(max_buckets),
-        )
+        let mut sink = StderrProgress::new(&path.display().to_string());
+        load_inner(reader, opts, total_bytes, Some(&mut sink), max_buckets)
     } else {
-        load_inner(reader, opts, total_bytes, None, Some(max_buckets))
+        load_inner(reader, opts, total_bytes, None, max_buckets)
     };
     result.map_err(|e| e.with_path(path))
 }

@@ -3,8 +3,8 @@
 //! which exercises the reader's reordering. Version-2 files come from the real recorder.
 
 use tidemark::format::{
-    put_chunk_raw, put_context, put_ivarint, put_modules, put_sample, put_trailer, put_uvarint,
-    put_watermark, tag, AllocKind, Header, Module, Segment, SymbolFrame,
+    put_chunk_raw, put_context, put_modules, put_sample, put_trailer, put_watermark, AllocKind,
+    Header, Module, Segment, SymbolFrame,
 };
 
 /// Symbols of one address for [`Builder::symbols`]: `(ip, [(function, file, line)])`.
@@ -47,15 +47,7 @@ impl Builder {
     pub(crate) fn stacks(&mut self, stacks: &[(u64, &[u64])]) -> &mut Self {
         self.chunk(|p| {
             for (id, frames) in stacks {
-                // Version 1's layout: `id, n, frame deltas`.
-                p.push(tag::STACK);
-                put_uvarint(p, *id);
-                put_uvarint(p, frames.len() as u64);
-                let mut prev = 0u64;
-                for &f in *frames {
-                    put_ivarint(p, f.wrapping_sub(prev) as i64);
-                    prev = f;
-                }
+                tidemark::format::put_stack_v1(p, *id, frames);
             }
         })
     }

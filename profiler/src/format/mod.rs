@@ -696,6 +696,19 @@ pub fn put_stack<S: Sink + ?Sized>(
     }
 }
 
+/// Appends a stack definition in version 1's layout (`id, n, frame deltas`: no generation, no
+/// flags). For producing version-1 test data; the recorder writes [`put_stack`].
+pub fn put_stack_v1<S: Sink + ?Sized>(s: &mut S, id: u64, frames: &[u64]) {
+    s.put_u8(tag::STACK);
+    put_uvarint(s, id);
+    put_uvarint(s, frames.len() as u64);
+    let mut prev = 0u64;
+    for &f in frames {
+        put_ivarint(s, f.wrapping_sub(prev) as i64);
+        prev = f;
+    }
+}
+
 /// Appends a thread record.
 pub fn put_thread<S: Sink + ?Sized>(
     s: &mut S,

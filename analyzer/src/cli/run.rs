@@ -23,7 +23,7 @@ use crate::load::{load_path, LoadOptions};
 use crate::model::Profile;
 use crate::render::units::{bytes, duration_ms};
 use crate::render::{flamegraph_svg, summary_text, write_summary_json, Metric};
-use crate::symbolize::embed_symbols_with_progress;
+use crate::symbolize::{embed_symbols_warmed, Prewarm, Warmed};
 
 /// File name of the recorder library looked up next to the `tidemark` executable.
 pub const PRELOAD_LIB: &str = "libtidemark_preload.so";
@@ -276,12 +276,13 @@ impl Drop for ChildSignals {
     }
 }
 
-/// Runs `exe` with `argv` (argv[0] included) under the recorder.
+/// Runs `exe` with `argv` (argv[0] included) under the recorder; meanwhile opens the debug
+/// information of its modules for the finish ([`Prewarm`]).
 fn launch(
     exe: &Path,
     argv: &[OsString],
     env: &[(&'static str, OsString)],
-) -> anyhow::Result<ExitStatus> {
+) -> anyhow::Result<(ExitStatus, Warmed)> {
     let mut cmd = Process::new(exe);
     if let Some(a0) = argv.first() {
         cmd.arg0(a0);
@@ -313,10 +314,11 @@ fn launch(
         }
     };
     let _signals = ChildSignals::new(child.id());
+    let prewarm = Prewarm::start(child.id());
     let status = child
         .wait()
         .with_context(|| format!("lost track of {}", exe.display()))?;
-    Ok(status)
+    Ok((status, prewarm.finish()))
 }
 
 /// The shell's convention: the exit code, or 128 + the signal that killed the process.
@@ -479,6 +481,7 @@ fn finish_profile(
     started: SystemTime,
     argv: &[OsString],
     need_profile: bool,
+    warmed: Warmed,
 ) -> anyhow::Result<Option<Profile>> {
     let dir = parent_dir(output);
     let disk_full = checks::disk_full(&dir);
@@ -496,7 +499,7 @@ fn finish_profile(
             output.display()
         );
     }
-    if let Err(e) = embed_and_warn(tmp, true) {
+    if let Err(e) = embed_and_warn(tmp, true, warmed) {
         // The numbers do not depend on it: loading symbolizes from the binaries instead.
         eprintln!(
             "tidemark: warning: cannot embed symbols into the profile: {e:#}; they are read from \
@@ -571,7 +574,7 @@ fn finish_outputs(
     let children = output::rename_children(tmp, output, child_profiles(tmp, started));
     for child in &children {
         // A child may still be running: only complete profiles get symbols embedded.
-        embed_and_warn(child, false)?;
+        embed_and_warn(child, false, Warmed::default())?;
     }
     report_children(&children);
     let mut dropped = checks::preload_dropped(argv);
@@ -629,12 +632,12 @@ fn report_children(children: &[PathBuf]) {
     }
 }
 
-fn embed_and_warn(path: &Path, allow_truncated: bool) -> anyhow::Result<()> {
+fn embed_and_warn(path: &Path, allow_truncated: bool, warmed: Warmed) -> anyhow::Result<()> {
     if !allow_truncated && !is_complete(path) {
         return Ok(());
     }
     let mut progress = StderrProgress::new(&path.display().to_string());
-    let report = embed_symbols_with_progress(path, &mut progress)?;
+    let report = embed_symbols_warmed(path, &mut progress, warmed)?;
     let mut warnings = report.warnings;
     warnings.sort();
     warnings.dedup();
@@ -680,10 +683,10 @@ fn record_one(
     );
     env.extend(extra_env(a)?);
     let started = SystemTime::now();
-    let status = launch(exe, argv, &env)?;
+    let (status, warmed) = launch(exe, argv, &env)?;
     let name = exe.file_name().unwrap_or(exe.as_os_str()).to_string_lossy();
     eprintln!("tidemark: {name} {}", describe_status(status));
-    let p = finish_profile(output, &tmp, started, argv, need_profile)?;
+    let p = finish_profile(output, &tmp, started, argv, need_profile, warmed)?;
     Ok((status, p))
 }
 

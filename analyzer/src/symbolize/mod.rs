@@ -14,9 +14,11 @@
 mod debuginfo;
 mod demangle;
 mod modules;
+mod prewarm;
 
 pub use debuginfo::{build_id_debug_path, file_build_id, DEBUG_ROOT};
 pub use demangle::{demangle, is_qualified};
+pub use prewarm::{Prewarm, Warmed};
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
@@ -44,6 +46,8 @@ pub struct Symbolizer {
     map: ModuleMap,
     /// Keyed by (path, recorded build-id).
     cache: HashMap<(String, Vec<u8>), ModuleDebug>,
+    /// Modules opened ahead (while the command ran), same keys as `cache`.
+    warmed: Warmed,
     debug_root: PathBuf,
     warnings: Vec<String>,
 }
@@ -54,8 +58,18 @@ impl Symbolizer {
         Symbolizer {
             map: ModuleMap::new(snapshots),
             cache: HashMap::new(),
+            warmed: Warmed::default(),
             debug_root: PathBuf::from(DEBUG_ROOT),
             warnings: Vec::new(),
+        }
+    }
+
+    /// [`Symbolizer::new`], starting from modules a [`Prewarm`] opened; one is used only when the
+    /// profile recorded the same path and build-id.
+    pub fn with_warmed(snapshots: &[crate::model::ModuleSnapshot], warmed: Warmed) -> Self {
+        Symbolizer {
+            warmed,
+            ..Symbolizer::new(snapshots)
         }
     }
 
@@ -81,7 +95,13 @@ impl Symbolizer {
         };
         let key = (module.path.clone(), module.build_id.clone());
         if !self.cache.contains_key(&key) {
-            let md = ModuleDebug::open(module, &self.debug_root, &mut self.warnings);
+            let md = match self.warmed.take(&module.path, &module.build_id) {
+                Some(w) => {
+                    self.warnings.extend(w.warnings);
+                    w.debug
+                }
+                None => ModuleDebug::open(module, &self.debug_root, &mut self.warnings),
+            };
             self.cache.insert(key.clone(), md);
         }
         let file_addr = addr.wrapping_sub(module.base);
@@ -223,7 +243,7 @@ const EMBED_CHUNK_BYTES: usize = 8 << 20;
 /// profile first loses its unreadable tail (it could never be read anyway). A profile that already
 /// carries symbols is left alone.
 pub fn embed_symbols(path: &Path) -> Result<EmbedReport, EmbedError> {
-    embed_inner(path, None)
+    embed_inner(path, None, Warmed::default())
 }
 
 /// [`embed_symbols`], reporting the symbolization's progress (one unit per address).
@@ -231,12 +251,23 @@ pub fn embed_symbols_with_progress(
     path: &Path,
     progress: &mut dyn ProgressSink,
 ) -> Result<EmbedReport, EmbedError> {
-    embed_inner(path, Some(progress))
+    embed_inner(path, Some(progress), Warmed::default())
+}
+
+/// [`embed_symbols_with_progress`], looking addresses up in the modules `warmed` opened while
+/// the command ran (see [`Prewarm`]) before opening any file.
+pub fn embed_symbols_warmed(
+    path: &Path,
+    progress: &mut dyn ProgressSink,
+    warmed: Warmed,
+) -> Result<EmbedReport, EmbedError> {
+    embed_inner(path, Some(progress), warmed)
 }
 
 fn embed_inner(
     path: &Path,
     mut progress: Option<&mut dyn ProgressSink>,
+    warmed: Warmed,
 ) -> Result<EmbedReport, EmbedError> {
     let load_err = |error| LoadError::Io {
         path: path.to_owned(),
@@ -314,7 +345,7 @@ fn embed_inner(
         ));
         return Ok(report);
     }
-    let mut sym = Symbolizer::new(&snapshots);
+    let mut sym = Symbolizer::with_warmed(&snapshots, warmed);
     let mut entries: Vec<(u64, u64, Vec<SymbolFrame>)> = Vec::new();
     if let Some(pr) = progress.as_deref_mut() {
         pr.begin("symbolizing", Some(addrs.len() as u64));

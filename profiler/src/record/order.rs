@@ -12,6 +12,8 @@
 use crate::format::{self, tag, AllocKind, Cursor, DecodeError, FreedBlock};
 use rustc_hash::FxHashMap;
 
+use super::merge::RunMerger;
+
 /// One event of a pass, decoded from a thread buffer.
 #[derive(Debug, Clone, Copy)]
 struct Ev {
@@ -112,6 +114,8 @@ pub fn buffer_start(bytes: &[u8]) -> (u32, u64) {
 pub struct Orderer {
     /// Events numbered at or above the last watermark, waiting for the next pass.
     waiting: Vec<Ev>,
+    /// Orders `waiting` (its runs merged, its buffers kept).
+    merger: RunMerger<Ev>,
     samples: Vec<PendingSample>,
     /// Live blocks by address.
     live: FxHashMap<u64, LiveBlock>,
@@ -252,8 +256,9 @@ impl Orderer {
         chunk_bytes: usize,
         mut flush: impl FnMut(&mut Vec<u8>) -> std::io::Result<()>,
     ) -> std::io::Result<()> {
-        // Stable sort: it finds the runs (each buffer is in order already) and merges them.
-        self.waiting.sort_by_key(|e| e.key);
+        // Stable: each buffer is in order already; the merge keeps samples of equal numbers in
+        // the order they were taken.
+        self.merger.sort(&mut self.waiting, |e| e.key);
         let n = self.waiting.partition_point(|e| e.key < watermark * 2);
         for i in 0..n {
             let e = self.waiting[i];

@@ -56,28 +56,28 @@ pub(super) fn check(a: &CheckArgs) -> anyhow::Result<u8> {
         "--max-peak",
         "peak heap",
         a.max_peak.map(|v| v as f64),
-        Some(s.peak_bytes as f64),
+        Some(s.counts.peak_bytes as f64),
         bytes,
     );
     add(
         "--max-leaked",
         "leaked",
         a.max_leaked.map(|v| v as f64),
-        Some(s.leaked_bytes as f64),
+        Some(s.counts.leaked_bytes as f64),
         bytes,
     );
     add(
         "--max-allocations",
         "allocation calls",
         a.max_allocations.map(|v| v as f64),
-        Some(s.allocations as f64),
+        Some(s.counts.allocations as f64),
         calls,
     );
     add(
         "--max-temporary",
         "temporary allocations",
         a.max_temporary.map(|v| v as f64),
-        Some(s.temporary_allocations as f64),
+        Some(s.counts.temporary_allocations as f64),
         calls,
     );
     add(

@@ -80,11 +80,11 @@ impl Metric {
 
     fn value(self, s: &crate::model::StackStats) -> u64 {
         match self {
-            Metric::Allocated => s.allocated_bytes,
-            Metric::Allocations => s.allocations,
-            Metric::Peak => s.peak_bytes,
-            Metric::Leaked => s.leaked_bytes,
-            Metric::Temporary => s.temporary_allocations,
+            Metric::Allocated => s.counts.allocated_bytes,
+            Metric::Allocations => s.counts.allocations,
+            Metric::Peak => s.counts.peak_bytes,
+            Metric::Leaked => s.counts.leaked_bytes,
+            Metric::Temporary => s.counts.temporary_allocations,
         }
     }
 }

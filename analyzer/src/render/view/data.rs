@@ -213,7 +213,7 @@ pub fn view_data(
         }
         stack_node.push(parent);
         stack_site.push(t.frame(p, site_frame(p, s.stack)));
-        stack_peak.push(s.peak_bytes);
+        stack_peak.push(s.counts.peak_bytes);
     }
     let buckets = p.time_buckets.as_ref().map(buckets_json);
     let threads: Vec<Value> = p

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use super::{site_frame, SiteSummary};
+use super::{site_frame, Metric, SiteSummary};
 use crate::model::Counts;
 use crate::model::{FrameId, Profile};
 
@@ -35,25 +35,24 @@ impl SiteSort {
         }
     }
 
-    fn of_site(self, s: &SiteSummary) -> u64 {
+    /// The metric of the table this order reads.
+    pub fn metric(self) -> Metric {
         match self {
-            SiteSort::Allocated => s.counts.allocated_bytes,
-            SiteSort::Peak => s.counts.peak_bytes,
-            SiteSort::Leaked => s.counts.leaked_bytes,
-            SiteSort::Temporary => s.counts.temporary_allocations,
-            SiteSort::Calls => s.counts.allocations,
+            SiteSort::Allocated => Metric::Allocated,
+            SiteSort::Peak => Metric::Peak,
+            SiteSort::Leaked => Metric::Leaked,
+            SiteSort::Temporary => Metric::Temporary,
+            SiteSort::Calls => Metric::Allocations,
         }
+    }
+
+    fn of_site(self, s: &SiteSummary) -> u64 {
+        self.of(&s.counts)
     }
 
     /// The value of this metric in `t`.
     pub fn of(self, t: &Counts) -> u64 {
-        match self {
-            SiteSort::Allocated => t.allocated_bytes,
-            SiteSort::Peak => t.peak_bytes,
-            SiteSort::Leaked => t.leaked_bytes,
-            SiteSort::Temporary => t.temporary_allocations,
-            SiteSort::Calls => t.allocations,
-        }
+        self.metric().of(t)
     }
 }
 

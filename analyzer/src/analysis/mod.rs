@@ -5,6 +5,7 @@
 pub mod call_paths;
 pub mod growth;
 pub mod lifetimes;
+pub mod metric;
 mod plumbing;
 pub mod pressure;
 mod stack_quality;
@@ -12,6 +13,7 @@ pub mod stats;
 mod summary_json;
 
 pub use call_paths::{call_paths, sort_sites, CallPath, SiteSort};
+pub use metric::{Metric, MetricDef, MetricUnavailable, Unit, UnknownMetric, METRICS};
 pub use plumbing::{
     is_allocator_plumbing, is_allocator_shim, is_library_source, is_plumbing_frame,
     without_return_type, Machinery, Matching, MACHINERY, MACHINERY_FILES,

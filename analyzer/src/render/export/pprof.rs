@@ -79,12 +79,11 @@ impl PprofOptions {
             Some(Metric::Allocated) => (1, None),
             Some(Metric::Leaked) => (3, Some(At::End)),
             Some(Metric::Peak) => (3, Some(At::Peak)),
-            Some(Metric::Temporary) => {
-                return Err(ExportError::Options(
-                    "--metric temporary has no pprof sample type; use --format folded \
-                     --metric temporary, or pprof with allocated, allocations, peak or leaked"
-                        .into(),
-                ))
+            Some(m) => {
+                return Err(ExportError::Options(format!(
+                    "--metric {m} has no pprof sample type; use --format folded \
+                     --metric {m}, or pprof with allocated, allocations, peak or leaked"
+                )))
             }
         };
         let at = match (opts.at, implied_at) {

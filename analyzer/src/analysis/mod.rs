@@ -1,6 +1,7 @@
 //! Pure functions over a loaded [`Profile`]: the summary, allocation sites, per-function totals.
 //!
-//! Definitions (peak, leaked, temporary, site) are in `docs/metrics.md`.
+//! Every metric is defined once, in [`metric`]'s table; definitions (peak, leaked, temporary,
+//! site) are in `docs/metrics.md`.
 
 pub mod call_paths;
 pub mod growth;

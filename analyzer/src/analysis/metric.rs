@@ -278,10 +278,7 @@ impl Metric {
 
     /// The metrics with a value per stack and site (what `--metric` offers), in table order.
     pub fn per_stack() -> impl Iterator<Item = Metric> {
-        METRICS
-            .iter()
-            .filter(|d| matches!(d.source, Source::Counts(_)))
-            .map(|d| d.metric)
+        Metric::ALL.into_iter().filter(|m| m.is_per_stack())
     }
 
     /// The CLI name (`allocated`, `allocations`, `peak`, `leaked`, `temporary`, …).
@@ -321,9 +318,24 @@ impl Metric {
         }
     }
 
+    /// True when every stack and site has a value ([`Source::Counts`]).
+    pub fn is_per_stack(self) -> bool {
+        matches!(self.def().source, Source::Counts(_))
+    }
+
     /// `Ok` when `p` has this metric; else the error says what to record.
     pub fn check_available(self, p: &Profile) -> Result<(), MetricUnavailable> {
-        (self.def().available)(p).map_err(|why| MetricUnavailable { metric: self, why })
+        self.def().check_available(p)
+    }
+}
+
+impl MetricDef {
+    /// `Ok` when `p` has this metric; else the error says what to record.
+    pub fn check_available(&self, p: &Profile) -> Result<(), MetricUnavailable> {
+        (self.available)(p).map_err(|why| MetricUnavailable {
+            metric: self.metric,
+            why,
+        })
     }
 }
 
@@ -411,5 +423,32 @@ mod tests {
         assert_eq!(Metric::Duration.of_summary(&s), Some(7.0));
         assert_eq!(Metric::Duration.of(&counts), 0);
         assert_eq!(Metric::LeakVerdict.of_summary(&s), Some(0.0));
+    }
+
+    #[test]
+    fn a_profile_without_the_metric_is_told_what_to_record() {
+        let p = Profile::default();
+        for m in Metric::ALL {
+            assert_eq!(m.check_available(&p), Ok(()), "{m}");
+        }
+        // A row that needs data only some profiles have, as `cpu` will.
+        let needs_samples = MetricDef {
+            available: |p| {
+                if p.samples.is_empty() {
+                    Err("this profile has no CPU samples; record with --cpu")
+                } else {
+                    Ok(())
+                }
+            },
+            ..*Metric::Allocations.def()
+        };
+        let e = needs_samples.check_available(&p).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "no allocations values: this profile has no CPU samples; record with --cpu"
+        );
+        let mut with_samples = Profile::default();
+        with_samples.samples.push(Default::default());
+        assert_eq!(needs_samples.check_available(&with_samples), Ok(()));
     }
 }

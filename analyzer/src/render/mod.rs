@@ -33,6 +33,9 @@ pub enum RenderError {
     /// The profile does not have the metric asked for.
     #[error(transparent)]
     Unavailable(#[from] MetricUnavailable),
+    /// The metric is measured on the whole profile only: it has no per-stack values to draw.
+    #[error("{0} is measured on the whole profile only: no per-stack values to draw")]
+    NotPerStack(Metric),
 }
 
 /// The folded line of a recorded stack, root → leaf; a stack cut at the recorder's frame limit
@@ -136,6 +139,9 @@ pub fn flamegraph_svg<W: Write>(
     inverted: bool,
     mut out: W,
 ) -> Result<(), RenderError> {
+    if !m.is_per_stack() {
+        return Err(RenderError::NotPerStack(m));
+    }
     m.check_available(p)?;
     let lines = folded(p, m);
     let (title, subtitle) = titles(p, m);

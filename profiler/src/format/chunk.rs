@@ -96,17 +96,22 @@ pub fn put_chunk_raw(out: &mut Vec<u8>, payload: &[u8]) {
 /// 400 bytes), and on such data the stronger level is as fast. Ordinary records (a Python
 /// program's: 39:1 at level 1) are not: level 7 would cost several times the CPU for 5% less.
 pub struct ChunkWriter {
-    zstd: zstd::zstd_safe::CCtx<'static>,
+    fast: ZstdStream,
+    /// Made on first use: the second try for very regular records.
+    strong: Option<ZstdStream>,
     level: i32,
     scratch: Vec<u8>,
     /// The second attempt's output.
-    strong: Vec<u8>,
+    strong_out: Vec<u8>,
 }
 
 /// The level very regular records are compressed at again (see [`ChunkWriter`]).
 pub const REGULAR_DATA_LEVEL: i32 = 7;
 /// Records that compress more than this many times at the writer's level get the second try.
 const REGULAR_DATA_RATIO: usize = 64;
+/// The second try's window: 1 MiB, an event chunk's size, instead of level 7's 2 MiB default for
+/// a stream of unknown size (less memory in the profiled process, nothing lost on a chunk).
+const REGULAR_DATA_WINDOW_LOG: i32 = 20;
 
 /// Records shorter than this are stored: a zstd frame would not pay for its framing.
 const MIN_COMPRESS: usize = 256;
@@ -115,46 +120,32 @@ fn zstd_error(code: usize) -> io::Error {
     io::Error::other(format!("zstd: {}", zstd::zstd_safe::get_error_name(code)))
 }
 
-impl ChunkWriter {
-    /// A writer compressing at `level` (1 is fast; the recorder's default, 3, keeps up with
-    /// several million events per second on one core).
-    pub fn new(level: i32) -> io::Result<ChunkWriter> {
-        let zstd = zstd::zstd_safe::CCtx::try_create()
+/// One zstd context with fixed parameters. One per level: changing a context's level between
+/// frames made zstd resize its tables every chunk (page faults: +50–100% system time on a
+/// churn loop).
+struct ZstdStream {
+    cctx: zstd::zstd_safe::CCtx<'static>,
+}
+
+impl ZstdStream {
+    fn new(level: i32, window_log: Option<i32>) -> io::Result<ZstdStream> {
+        use zstd::zstd_safe::CParameter;
+        let mut cctx = zstd::zstd_safe::CCtx::try_create()
             .ok_or_else(|| io::Error::other("zstd: cannot create a compression context"))?;
-        Ok(ChunkWriter {
-            zstd,
-            level,
-            scratch: Vec::new(),
-            strong: Vec::new(),
-        })
-    }
-
-    /// `records` as one zstd frame in `self.scratch`; a second try for very regular records.
-    fn compress(&mut self, records: &[u8]) -> io::Result<()> {
-        let mut out = std::mem::take(&mut self.scratch);
-        self.compress_at(self.level, records, &mut out)?;
-        if self.level < REGULAR_DATA_LEVEL && out.len() * REGULAR_DATA_RATIO < records.len() {
-            let mut strong = std::mem::take(&mut self.strong);
-            self.compress_at(REGULAR_DATA_LEVEL, records, &mut strong)?;
-            if strong.len() < out.len() {
-                std::mem::swap(&mut out, &mut strong);
-            }
-            self.strong = strong;
-        }
-        self.scratch = out;
-        Ok(())
-    }
-
-    /// `records` as one zstd frame at `level` in `out`, compressed as a stream (see the type).
-    fn compress_at(&mut self, level: i32, records: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
-        use zstd::zstd_safe::{
-            zstd_sys::ZSTD_EndDirective, CParameter, InBuffer, OutBuffer, ResetDirective,
-        };
-        self.zstd
-            .reset(ResetDirective::SessionOnly)
+        cctx.set_parameter(CParameter::CompressionLevel(level))
             .map_err(zstd_error)?;
-        self.zstd
-            .set_parameter(CParameter::CompressionLevel(level))
+        if let Some(w) = window_log {
+            cctx.set_parameter(CParameter::WindowLog(w as u32))
+                .map_err(zstd_error)?;
+        }
+        Ok(ZstdStream { cctx })
+    }
+
+    /// `records` as one zstd frame in `out`, compressed as a stream (see [`ChunkWriter`]).
+    fn compress(&mut self, records: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
+        use zstd::zstd_safe::{zstd_sys::ZSTD_EndDirective, InBuffer, OutBuffer, ResetDirective};
+        self.cctx
+            .reset(ResetDirective::SessionOnly)
             .map_err(zstd_error)?;
         out.clear();
         out.reserve(zstd::zstd_safe::compress_bound(records.len()) + 64);
@@ -162,12 +153,12 @@ impl ChunkWriter {
         let mut output = OutBuffer::around(out);
         // The first call takes the input without ending the frame, so zstd does not learn its
         // size; the next calls end the frame.
-        self.zstd
+        self.cctx
             .compress_stream2(&mut output, &mut input, ZSTD_EndDirective::ZSTD_e_continue)
             .map_err(zstd_error)?;
         loop {
             let left = self
-                .zstd
+                .cctx
                 .compress_stream2(&mut output, &mut input, ZSTD_EndDirective::ZSTD_e_end)
                 .map_err(zstd_error)?;
             if left == 0 {
@@ -177,6 +168,41 @@ impl ChunkWriter {
                 return Err(io::Error::other("zstd: output larger than its bound"));
             }
         }
+    }
+}
+
+impl ChunkWriter {
+    /// A writer compressing at `level` (1 is fast; the recorder's default, 3, keeps up with
+    /// several million events per second on one core).
+    pub fn new(level: i32) -> io::Result<ChunkWriter> {
+        Ok(ChunkWriter {
+            fast: ZstdStream::new(level, None)?,
+            strong: None,
+            level,
+            scratch: Vec::new(),
+            strong_out: Vec::new(),
+        })
+    }
+
+    /// `records` as one zstd frame in `self.scratch`; a second try for very regular records.
+    fn compress(&mut self, records: &[u8]) -> io::Result<()> {
+        self.fast.compress(records, &mut self.scratch)?;
+        if self.level < REGULAR_DATA_LEVEL
+            && self.scratch.len() * REGULAR_DATA_RATIO < records.len()
+        {
+            let strong = match &mut self.strong {
+                Some(s) => s,
+                None => self.strong.insert(ZstdStream::new(
+                    REGULAR_DATA_LEVEL,
+                    Some(REGULAR_DATA_WINDOW_LOG),
+                )?),
+            };
+            strong.compress(records, &mut self.strong_out)?;
+            if self.strong_out.len() < self.scratch.len() {
+                std::mem::swap(&mut self.scratch, &mut self.strong_out);
+            }
+        }
+        Ok(())
     }
 
     /// Appends `records` to `out` as a chunk of `kind`, compressed when that makes it smaller.

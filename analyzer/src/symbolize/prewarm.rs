@@ -5,9 +5,10 @@
 //! its DWARF in a separate, zlib-compressed file under `/usr/lib/debug/.build-id/` (≈ 12 MB once
 //! decompressed, ≈ 50–90 ms here) only to name the two libc frames below `main`. [`Prewarm`]
 //! does that work on the otherwise idle launcher while the command runs: it reads the child's
-//! `/proc/PID/maps` once the dynamic loader has mapped it, opens each executable module's files
-//! and separate debug file (the same [`ModuleDebug`] the finish would open), and hands them to
-//! the finish ([`super::embed_symbols_warmed`]), which then only looks addresses up.
+//! `/proc/PID/maps` once the dynamic loader has mapped it, opens the program's and libc's files
+//! and separate debug files (the same [`ModuleDebug`] the finish would open; their frames are in
+//! nearly every stack), and hands them to the finish ([`super::embed_symbols_warmed`]), which
+//! then only looks addresses up.
 //!
 //! Nothing depends on it for correctness: a module the warm-up missed (loaded later, or still
 //! being opened when the command ended) is opened by the finish as before, and a warmed module is

@@ -18,6 +18,7 @@ pub mod units;
 mod view;
 
 pub use run::{find_beside_exe, parse_interval_ms, PRELOAD_LIB, WORKLOAD_BIN};
+pub use timeline::timeline_title;
 pub use view::ViewArgs;
 
 use std::ffi::OsString;

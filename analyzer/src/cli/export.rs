@@ -96,6 +96,7 @@ pub(super) fn export(a: &ExportArgs) -> anyhow::Result<u8> {
         symbolize: !a.load.no_symbolize,
         progress: true,
         block_groups: format.needs_block_groups(),
+        ..LoadOptions::default()
     };
     let p = load_path(&a.profile, &load_opts)?;
     warn_truncated(&p, &a.profile);

@@ -18,12 +18,12 @@ use super::{
     AllocatorArg, RunArgs, DEFAULT_WORKLOAD_DIR, DEFAULT_WORKLOAD_DURATION_MS, EXIT_ERROR,
 };
 use crate::analysis::summary;
+use crate::embed::embed_symbols_with_progress;
 use crate::load::StderrProgress;
 use crate::load::{load_path, LoadOptions};
 use crate::model::Profile;
 use crate::render::units::{bytes, duration_ms};
 use crate::render::{flamegraph_svg, summary_text, write_summary_json, Metric};
-use crate::symbolize::embed_symbols_with_progress;
 
 /// File name of the recorder library looked up next to the `tidemark` executable.
 pub const PRELOAD_LIB: &str = "libtidemark_preload.so";

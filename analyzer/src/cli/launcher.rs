@@ -220,12 +220,13 @@ impl Drop for ChildSignals {
     }
 }
 
-/// Runs `exe` with `argv` (argv[0] included) under the recorder.
+/// Runs `exe` with `argv` (argv[0] included) under the recorder; returns its exit status and its
+/// process id.
 pub(crate) fn launch(
     exe: &Path,
     argv: &[OsString],
     env: &[(&'static str, OsString)],
-) -> anyhow::Result<ExitStatus> {
+) -> anyhow::Result<(ExitStatus, u32)> {
     let mut cmd = Process::new(exe);
     if let Some(a0) = argv.first() {
         cmd.arg0(a0);
@@ -256,11 +257,12 @@ pub(crate) fn launch(
             r => break r.with_context(|| format!("cannot start {}", exe.display()))?,
         }
     };
-    let _signals = ChildSignals::new(child.id());
+    let pid = child.id();
+    let _signals = ChildSignals::new(pid);
     let status = child
         .wait()
         .with_context(|| format!("lost track of {}", exe.display()))?;
-    Ok(status)
+    Ok((status, pid))
 }
 
 /// The shell's convention: the exit code, or 128 + the signal that killed the process.

@@ -10,6 +10,7 @@ mod demo;
 mod diff;
 mod export;
 mod flamegraph;
+mod images;
 mod launcher;
 pub mod output;
 mod report;

@@ -11,6 +11,7 @@ use std::time::SystemTime;
 use anyhow::{bail, Context as _};
 
 use super::checks;
+use super::images;
 use super::launcher::{
     check_preloadable, child_profiles, describe_status, exit_code, extra_env, launch,
     preload_library, recorder_env, resolve_command,
@@ -19,9 +20,9 @@ use super::output;
 use super::RunArgs;
 use crate::analysis::summary;
 use crate::embed::embed_symbols_with_progress;
-use crate::load::StderrProgress;
 use crate::load::{load_path, LoadOptions};
 use crate::model::Profile;
+use crate::progress::{ProgressSink, StderrProgress};
 use crate::render::units::bytes;
 
 /// Parses an interval: `10ms`, `1s`, `250` (ms). At least 1 ms.
@@ -129,51 +130,53 @@ pub(super) fn run(a: &RunArgs) -> anyhow::Result<u8> {
     Ok(worst)
 }
 
-/// Embeds symbols into the profile the recorder wrote at `tmp`, loads it, prints a short summary
-/// on stderr, then renames it (and the child processes' profiles named after it) onto `output`.
-/// Only `tmp` is read: its name is this run's own, so the numbers printed are never those of a
-/// profile another run wrote to the same `-o`.
+/// Finishes a run: sorts out the profiles it left ([`images::sort_out`]: the launched process's
+/// final image is the profile), embeds their symbols (one progress line), prints the profile's
+/// short summary on stderr, then renames the profiles from their temporary names onto `output`
+/// and beside it. Only this run's temporary names are read, so the numbers printed are never
+/// those of a profile another run wrote to the same `-o`.
 fn finish_profile(
     output: &Path,
     tmp: &Path,
     started: SystemTime,
     argv: &[OsString],
     need_profile: bool,
+    launched_pid: u32,
 ) -> anyhow::Result<Option<Profile>> {
     let dir = parent_dir(output);
     let disk_full = checks::disk_full(&dir);
-    if !tmp.exists() {
-        if let Some(w) = &disk_full {
-            eprintln!("tidemark: error: {w}");
+    let found = child_profiles(tmp, started);
+    let run = images::sort_out(tmp, &found, launched_pid);
+    let main = match (&run.main, tmp.exists()) {
+        (Some(m), _) => m.path.clone(),
+        (None, true) => tmp.to_owned(),
+        (None, false) => {
+            if let Some(w) = &disk_full {
+                eprintln!("tidemark: error: {w}");
+            }
+            for w in checks::preload_dropped(argv) {
+                eprintln!("tidemark: warning: {w}");
+            }
+            bail!(
+                "no profile was written to {}: the recorder did not start in the program (it \
+                 may ignore LD_PRELOAD, e.g. a static binary started by a script, or it failed; \
+                 see any messages above)",
+                output.display()
+            );
         }
-        for w in checks::preload_dropped(argv) {
-            eprintln!("tidemark: warning: {w}");
-        }
-        bail!(
-            "no profile was written to {}: the recorder did not start in the program (it may \
-             ignore LD_PRELOAD, e.g. a static binary started by a script, or it failed; see any \
-             messages above)",
-            output.display()
-        );
-    }
-    if let Err(e) = embed_and_warn(tmp, true) {
-        // The numbers do not depend on it: loading symbolizes from the binaries instead.
-        eprintln!(
-            "tidemark: warning: cannot embed symbols into the profile: {e:#}; they are read from \
-             the binaries when it is loaded"
-        );
-    }
+    };
+    embed_all(output, &main, &run);
     if !need_profile {
-        if let Some(quick) = checks::QuickSummary::read(tmp) {
+        if let Some(quick) = checks::QuickSummary::read(&main) {
             // The recorder already counted what the summary line says: no need to read the
             // events back.
             quick.print();
-            return finish_outputs(output, tmp, started, argv, quick.line.allocations)
-                .map(|()| None);
+            finish_outputs(output, &main, tmp, &run, argv, quick.line.allocations)?;
+            return Ok(None);
         }
     }
     let loaded = load_path(
-        tmp,
+        &main,
         &LoadOptions {
             symbolize: true,
             progress: true,
@@ -187,7 +190,7 @@ fn finish_profile(
             if let Some(w) = &disk_full {
                 eprintln!("tidemark: error: {w}");
             }
-            output::persist(tmp, output, "the profile")?;
+            output::persist(&main, output, "the profile")?;
             return Err(anyhow::Error::new(e)
                 .context(format!("the profile {} cannot be loaded", output.display())));
         }
@@ -213,29 +216,46 @@ fn finish_profile(
     for w in checks::stack_warnings(&p) {
         eprintln!("tidemark: warning: {w}");
     }
-    finish_outputs(output, tmp, started, argv, s.allocations)?;
+    finish_outputs(output, &main, tmp, &run, argv, s.allocations)?;
     Ok(Some(p))
 }
 
-/// Puts the profile at `tmp` (and its children's) where the user asked, embedding the children's
-/// symbols, and says what is where.
+/// Puts the profile at `main` where the user asked and the run's other profiles beside it, and
+/// says what is where, each profile once.
 fn finish_outputs(
     output: &Path,
+    main: &Path,
     tmp: &Path,
-    started: SystemTime,
+    run: &images::RunProfiles,
     argv: &[OsString],
     allocations: u64,
 ) -> anyhow::Result<()> {
-    output::persist(tmp, output, "the profile")?;
-    eprintln!("tidemark: profile written to {}", output.display());
-    let children = output::rename_children(tmp, output, child_profiles(tmp, started));
-    for child in &children {
-        // A child may still be running: only complete profiles get symbols embedded.
-        embed_and_warn(child, false)?;
+    output::persist(main, output, "the profile")?;
+    match &run.main {
+        Some(m) => eprintln!(
+            "tidemark: profile written to {}: {}",
+            output.display(),
+            m.describe()
+        ),
+        None => eprintln!("tidemark: profile written to {}", output.display()),
     }
-    report_children(&children);
+    let earlier = images::rename_earlier(output, &run.earlier);
+    report_earlier(&run.earlier, &earlier, run.main.as_ref());
+    let others: Vec<PathBuf> = run
+        .children
+        .iter()
+        .map(|c| c.path.clone())
+        .chain(run.unreadable.iter().cloned())
+        .collect();
+    let children = output::rename_children(tmp, output, others);
+    report_children(&run.children, &children);
+    if run.earlier.is_empty() {
+        // A command that exec'd is the program itself; one that did not may be a wrapper that
+        // runs the program as a child.
+        busiest_child_note(&run.children, &children, allocations);
+    }
     let mut dropped = checks::preload_dropped(argv);
-    if dropped.is_empty() && allocations == 0 && children.is_empty() {
+    if dropped.is_empty() && allocations == 0 && children.is_empty() && earlier.is_empty() {
         dropped.push(checks::NO_EVENTS.to_owned());
     }
     for w in dropped {
@@ -256,52 +276,184 @@ fn parent_dir(path: &Path) -> PathBuf {
     }
 }
 
-/// How many child profiles are named one by one; the rest are counted.
+/// How many profiles of each kind are named one by one; the rest are counted.
 const CHILDREN_LISTED: usize = 5;
 
-/// Lists child-process profiles, the largest first (a cheap proxy for the most interesting).
-fn report_children(children: &[PathBuf]) {
-    if children.is_empty() {
+/// Says which programs the launched process ran before its final image, and where their profiles
+/// are.
+fn report_earlier(
+    earlier: &[images::ProfileFile],
+    renamed: &[PathBuf],
+    main: Option<&images::ProfileFile>,
+) {
+    let Some(main) = main.filter(|_| !earlier.is_empty()) else {
+        return;
+    };
+    let chain: Vec<String> = earlier
+        .iter()
+        .chain(std::iter::once(main))
+        .map(images::ProfileFile::program)
+        .collect();
+    eprintln!(
+        "tidemark: pid {} exec'd {} time(s): {}; the profile is the last program's, the earlier \
+         ones are beside it:",
+        main.pid,
+        earlier.len(),
+        chain.join(" → ")
+    );
+    for (image, path) in earlier.iter().zip(renamed).take(CHILDREN_LISTED) {
+        eprintln!(
+            "tidemark:   {} ({}, {})",
+            path.display(),
+            image.program(),
+            bytes(images::size_bytes(path))
+        );
+    }
+    if earlier.len() > CHILDREN_LISTED {
+        eprintln!(
+            "tidemark:   ... and {} more beside it",
+            earlier.len() - CHILDREN_LISTED
+        );
+    }
+}
+
+/// Lists the other processes' profiles (`renamed`: their final names; the first
+/// `children.len()` of them have a readable header), the largest first (a cheap proxy for the
+/// most interesting).
+fn report_children(children: &[images::ProfileFile], renamed: &[PathBuf]) {
+    if renamed.is_empty() {
         return;
     }
-    let mut by_size: Vec<(u64, &PathBuf)> = children
+    let mut by_size: Vec<(u64, &PathBuf, Option<&images::ProfileFile>)> = renamed
         .iter()
-        .map(|c| (fs::metadata(c).map(|m| m.len()).unwrap_or(0), c))
+        .enumerate()
+        .map(|(i, c)| (images::size_bytes(c), c, children.get(i)))
         .collect();
     by_size.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(b.1)));
     eprintln!(
-        "tidemark: {} more profile(s) from child processes and exec'd programs{}:",
-        children.len(),
-        if children.len() > CHILDREN_LISTED {
+        "tidemark: {} more profile(s) from child processes{}:",
+        renamed.len(),
+        if renamed.len() > CHILDREN_LISTED {
             ", largest first"
         } else {
             ""
         }
     );
-    for (size, c) in by_size.iter().take(CHILDREN_LISTED) {
-        eprintln!("tidemark:   {} ({})", c.display(), bytes(*size));
+    for (size, c, who) in by_size.iter().take(CHILDREN_LISTED) {
+        match who {
+            Some(f) => eprintln!(
+                "tidemark:   {} ({}, pid {}, {})",
+                c.display(),
+                f.program(),
+                f.pid,
+                bytes(*size)
+            ),
+            None => eprintln!("tidemark:   {} ({})", c.display(), bytes(*size)),
+        }
     }
-    if children.len() > CHILDREN_LISTED {
+    if renamed.len() > CHILDREN_LISTED {
         eprintln!(
             "tidemark:   ... and {} more beside it",
-            children.len() - CHILDREN_LISTED
+            renamed.len() - CHILDREN_LISTED
         );
     }
 }
 
-fn embed_and_warn(path: &Path, allow_truncated: bool) -> anyhow::Result<()> {
-    if !allow_truncated && !is_complete(path) {
-        return Ok(());
+/// When a child process made more allocation calls than the profiled process (a wrapper that
+/// runs the real program as a child and waits), says which, from the recorders' own totals.
+fn busiest_child_note(children: &[images::ProfileFile], renamed: &[PathBuf], allocations: u64) {
+    let busiest = children
+        .iter()
+        .zip(renamed)
+        .filter_map(|(f, path)| {
+            checks::QuickSummary::read(path).map(|q| (q.line.allocations, f, path))
+        })
+        .max_by(|a, b| a.0.cmp(&b.0).then_with(|| b.2.cmp(a.2)));
+    if let Some((calls, f, path)) = busiest.filter(|b| b.0 > allocations) {
+        eprintln!(
+            "tidemark: note: the child process {} made more allocation calls ({}) than the \
+             command itself ({}): it is in {}",
+            f.describe(),
+            crate::render::units::count(calls),
+            crate::render::units::count(allocations),
+            path.display()
+        );
     }
-    let mut progress = StderrProgress::new(&path.display().to_string());
-    let report = embed_symbols_with_progress(path, &mut progress)?;
-    let mut warnings = report.warnings;
+}
+
+/// Embeds symbols into every profile of the run, with one progress line for all of them: the
+/// main one even when truncated, the others only when complete (a child may still be running).
+/// Failures are warnings: loading symbolizes from the binaries instead.
+fn embed_all(output: &Path, main: &Path, run: &images::RunProfiles) {
+    let others: Vec<&Path> = run
+        .earlier
+        .iter()
+        .chain(&run.children)
+        .map(|f| f.path.as_path())
+        .filter(|p| is_complete(p))
+        .collect();
+    let label = match others.len() {
+        0 => output.display().to_string(),
+        n => format!("{} and {n} more profile(s)", output.display()),
+    };
+    let mut line = StderrProgress::new(&label);
+    let count = 1 + others.len() as u64;
+    line.begin("symbolizing", Some(count * OverallProgress::UNITS));
+    let mut warnings = Vec::new();
+    for (index, path) in std::iter::once(main).chain(others).enumerate() {
+        let mut progress = OverallProgress {
+            line: &mut line,
+            index: index as u64,
+            total: None,
+        };
+        match embed_symbols_with_progress(path, &mut progress) {
+            Ok(report) => warnings.extend(report.warnings),
+            Err(e) => warnings.push(format!(
+                "cannot embed symbols into {}: {e}; they are read from the binaries when it is \
+                 loaded",
+                path.display()
+            )),
+        }
+    }
+    line.finish();
     warnings.sort();
     warnings.dedup();
     for w in warnings {
         eprintln!("tidemark: warning: {w}");
     }
-    Ok(())
+}
+
+/// One profile's symbolization as a share of [`embed_all`]'s single progress line.
+struct OverallProgress<'a> {
+    line: &'a mut StderrProgress,
+    /// Which profile (0-based).
+    index: u64,
+    /// Its own step's total.
+    total: Option<u64>,
+}
+
+impl OverallProgress<'_> {
+    /// Units per profile on the shared line.
+    const UNITS: u64 = 1000;
+}
+
+impl ProgressSink for OverallProgress<'_> {
+    fn begin(&mut self, _step: &str, total: Option<u64>) {
+        self.total = total;
+        self.line.update(self.index * Self::UNITS);
+    }
+
+    fn update(&mut self, done: u64) {
+        let share = self
+            .total
+            .filter(|&t| t > 0)
+            .map_or(0, |t| done.min(t) * Self::UNITS / t);
+        self.line.update(self.index * Self::UNITS + share);
+    }
+
+    fn finish(&mut self) {
+        self.line.update((self.index + 1) * Self::UNITS);
+    }
 }
 
 /// True when the profile at `path` ends with its trailer.
@@ -312,6 +464,7 @@ fn is_complete(path: &Path) -> bool {
     let Ok(mut r) = tidemark::format::Reader::new(std::io::BufReader::new(f)) else {
         return false;
     };
+    r.skip_events(true);
     while let Ok(Some(_)) = r.next_chunk() {}
     r.truncation().is_none()
 }
@@ -337,9 +490,9 @@ pub(super) fn record_one(
     );
     env.extend(extra_env(a)?);
     let started = SystemTime::now();
-    let status = launch(exe, argv, &env)?;
+    let (status, pid) = launch(exe, argv, &env)?;
     let name = exe.file_name().unwrap_or(exe.as_os_str()).to_string_lossy();
     eprintln!("tidemark: {name} {}", describe_status(status));
-    let p = finish_profile(output, &tmp, started, argv, need_profile)?;
+    let p = finish_profile(output, &tmp, started, argv, need_profile, pid)?;
     Ok((status, p))
 }

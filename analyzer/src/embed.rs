@@ -17,7 +17,7 @@ use tidemark::format::{self, Reader, Record, SymbolFrame};
 use crate::load::{read_path, LoadError, LoadOptions};
 use crate::model::{IpId, Profile};
 use crate::progress::ProgressSink;
-use crate::symbolize::{symbolize, SymbolizeOptions};
+use crate::symbolize::{symbolize_cached, DebugCache, SymbolizeOptions};
 
 /// What [`embed_symbols`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -62,7 +62,7 @@ const EMBED_CHUNK_BYTES: usize = 8 << 20;
 /// profile first loses its unreadable tail (it could never be read anyway). A profile that already
 /// carries symbols is left alone.
 pub fn embed_symbols(path: &Path) -> Result<EmbedReport, EmbedError> {
-    embed_inner(path, None)
+    Embedder::default().embed(path, None)
 }
 
 /// [`embed_symbols`], reporting the symbolization's progress (one unit per address).
@@ -70,12 +70,31 @@ pub fn embed_symbols_with_progress(
     path: &Path,
     progress: &mut dyn ProgressSink,
 ) -> Result<EmbedReport, EmbedError> {
-    embed_inner(path, Some(progress))
+    Embedder::default().embed(path, Some(progress))
+}
+
+/// Embeds symbols into several profiles, reading each binary once for all of them (the profiles
+/// of one run share their binaries).
+#[derive(Default)]
+pub struct Embedder {
+    cache: DebugCache,
+}
+
+impl Embedder {
+    /// [`embed_symbols`] for one more profile.
+    pub fn embed(
+        &mut self,
+        path: &Path,
+        progress: Option<&mut dyn ProgressSink>,
+    ) -> Result<EmbedReport, EmbedError> {
+        embed_inner(path, progress, &mut self.cache)
+    }
 }
 
 fn embed_inner(
     path: &Path,
     progress: Option<&mut dyn ProgressSink>,
+    cache: &mut DebugCache,
 ) -> Result<EmbedReport, EmbedError> {
     let opts = LoadOptions {
         events: false,
@@ -92,7 +111,8 @@ fn embed_inner(
         return Ok(report);
     }
     let warnings_before = p.warnings.len();
-    let resolved = symbolize(&mut p, &SymbolizeOptions { use_files: true }, progress);
+    let opts = SymbolizeOptions { use_files: true };
+    let resolved = symbolize_cached(&mut p, &opts, progress, cache);
     report.warnings = p.warnings.split_off(warnings_before);
     let entries = symbol_entries(&p, &resolved.from_files);
     report.resolved = entries.len();

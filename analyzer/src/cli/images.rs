@@ -95,7 +95,8 @@ pub fn describe_process(cmdline: &[String], exe: &str, pid: u32) -> String {
 /// The profiles of one run, sorted out.
 #[derive(Debug, Default)]
 pub(crate) struct RunProfiles {
-    /// The launched process's final image: what `-o` names.
+    /// The launched process's final image: what `-o` names (when the launched process wrote no
+    /// profile, the one at its name, from the first process that found the name free).
     pub main: Option<ProfileFile>,
     /// The launched process's images before its last `exec`, in order.
     pub earlier: Vec<ProfileFile>,
@@ -128,6 +129,13 @@ pub(crate) fn sort_out(tmp: &Path, found: &[PathBuf], launched_pid: u32) -> RunP
     });
     out.main = images.pop();
     out.earlier = images;
+    if out.main.is_none() {
+        // The launched process wrote nothing (a static wrapper, say): the profile at its name,
+        // written by the first process that found the name free, is the profile.
+        if let Some(i) = out.children.iter().position(|c| c.path == tmp) {
+            out.main = Some(out.children.remove(i));
+        }
+    }
     out
 }
 
@@ -181,6 +189,60 @@ pub(crate) fn size_bytes(path: &Path) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tidemark::format::{Header, VERSION};
+
+    /// A profile file that is only a header: all [`sort_out`] reads.
+    fn header_file(path: &Path, pid: u32, exe: &str, start_mono_ns: u64) {
+        let h = Header {
+            version: VERSION,
+            pid,
+            exe: exe.to_owned(),
+            cmdline: vec![exe.to_owned()],
+            start_mono_ns,
+            ..Header::default()
+        };
+        fs::write(path, h.encode()).unwrap();
+    }
+
+    #[test]
+    fn the_final_image_of_the_launched_process_is_the_profile() {
+        let d = std::env::temp_dir().join(format!("tidemark-images-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(&d).unwrap();
+        let tmp = d.join(".app.tmp.tmk");
+        let (exec1, exec2, child) = (
+            d.join(".app.tmp.10.tmk"),
+            d.join(".app.tmp.10.1.tmk"),
+            d.join(".app.tmp.11.tmk"),
+        );
+        header_file(&tmp, 10, "/bin/sh", 100);
+        header_file(&exec2, 10, "/usr/bin/python3", 300);
+        header_file(&exec1, 10, "/usr/bin/env", 200);
+        header_file(&child, 11, "/usr/bin/uname", 250);
+        let found = vec![exec1.clone(), exec2.clone(), child.clone()];
+        let run = sort_out(&tmp, &found, 10);
+        assert_eq!(run.main.as_ref().unwrap().path, exec2);
+        let earlier: Vec<&Path> = run.earlier.iter().map(|f| f.path.as_path()).collect();
+        assert_eq!(earlier, [tmp.as_path(), exec1.as_path()], "in exec order");
+        assert_eq!(run.children.len(), 1);
+        assert_eq!(run.children[0].path, child);
+        assert_eq!(run.main.as_ref().unwrap().program(), "python3");
+        // A launched process that wrote nothing: the profile at its name is the profile.
+        let run = sort_out(&tmp, &found, 99);
+        assert_eq!(run.main.unwrap().path, tmp);
+        assert!(run.earlier.is_empty());
+        assert_eq!(run.children.len(), 3);
+        // Renaming the earlier images after the output.
+        let out = d.join("app.tmk");
+        let run = sort_out(&tmp, &found, 10);
+        let renamed = rename_earlier(&out, &run.earlier);
+        assert_eq!(
+            renamed,
+            [d.join("app.10.exec0.tmk"), d.join("app.10.exec1.tmk")]
+        );
+        assert!(!tmp.exists() && renamed.iter().all(|p| p.exists()));
+        fs::remove_dir_all(&d).unwrap();
+    }
 
     #[test]
     fn processes_are_named_by_command_line_pid_and_executable() {
@@ -189,13 +251,16 @@ mod tests {
             describe_process(&cmd, "/usr/bin/python3.11", 42),
             "python3 -c pass (pid 42, /usr/bin/python3.11)"
         );
-        let same = vec!["/bin/true".to_owned()];
-        assert_eq!(describe_process(&same, "/bin/true", 7), "/bin/true (pid 7)");
-        assert_eq!(describe_process(&[], "/bin/x", 7), "/bin/x (pid 7)");
+        let path = vec!["/bin/true".to_owned(), "x".to_owned()];
+        assert_eq!(
+            describe_process(&path, "/usr/bin/true", 7),
+            "true x (pid 7, /usr/bin/true)"
+        );
+        assert_eq!(describe_process(&[], "/bin/x", 7), "/bin/x (pid 7, /bin/x)");
         let long = vec!["x".repeat(200)];
         let d = describe_process(&long, "", 1);
         assert!(
-            d.starts_with(&"x".repeat(79)) && d.contains("… (pid 1)"),
+            d.starts_with(&"x".repeat(99)) && d.ends_with("… (pid 1)"),
             "{d}"
         );
     }

@@ -61,7 +61,7 @@ pub fn check_target(path: &Path, what: &str) -> anyhow::Result<()> {
                      stdout where the command supports it)"
                 };
                 bail!(
-                    "will not write {what} to {}: it is {kind}; {hint}",
+                    "will not write {what} to {}: it is {kind}, not a regular file; {hint}",
                     path.display()
                 );
             }

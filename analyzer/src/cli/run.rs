@@ -19,7 +19,7 @@ use super::launcher::{
 use super::output;
 use super::RunArgs;
 use crate::analysis::summary;
-use crate::embed::embed_symbols_with_progress;
+use crate::embed::Embedder;
 use crate::load::{load_path, LoadOptions};
 use crate::model::Profile;
 use crate::progress::{ProgressSink, StderrProgress};
@@ -400,13 +400,14 @@ fn embed_all(output: &Path, main: &Path, run: &images::RunProfiles) {
     let count = 1 + others.len() as u64;
     line.begin("symbolizing", Some(count * OverallProgress::UNITS));
     let mut warnings = Vec::new();
+    let mut embedder = Embedder::default();
     for (index, path) in std::iter::once(main).chain(others).enumerate() {
         let mut progress = OverallProgress {
             line: &mut line,
             index: index as u64,
             total: None,
         };
-        match embed_symbols_with_progress(path, &mut progress) {
+        match embedder.embed(path, Some(&mut progress)) {
             Ok(report) => warnings.extend(report.warnings),
             Err(e) => warnings.push(format!(
                 "cannot embed symbols into {}: {e}; they are read from the binaries when it is \

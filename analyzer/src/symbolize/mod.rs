@@ -39,6 +39,14 @@ pub struct Resolved {
     pub symbolized: bool,
 }
 
+/// The debug information of the modules opened so far, keyed by (path, recorded build-id): kept
+/// across the profiles of one run (a wrapper's images and children share their binaries), so each
+/// binary is read once.
+#[derive(Default)]
+pub struct DebugCache {
+    modules: HashMap<(String, Vec<u8>), ModuleDebug>,
+}
+
 /// Resolves addresses against a profile's module map, caching each module's debug information.
 pub struct Symbolizer {
     map: ModuleMap,
@@ -51,11 +59,23 @@ pub struct Symbolizer {
 impl Symbolizer {
     /// A symbolizer for the module map snapshots of a profile.
     pub fn new(snapshots: &[crate::model::ModuleSnapshot]) -> Self {
+        Self::with_cache(snapshots, DebugCache::default())
+    }
+
+    /// A symbolizer that starts from the modules `cache` has opened already.
+    pub fn with_cache(snapshots: &[crate::model::ModuleSnapshot], cache: DebugCache) -> Self {
         Symbolizer {
             map: ModuleMap::new(snapshots),
-            cache: HashMap::new(),
+            cache: cache.modules,
             debug_root: PathBuf::from(DEBUG_ROOT),
             warnings: Vec::new(),
+        }
+    }
+
+    /// The modules opened, for the next profile's symbolizer.
+    pub fn into_cache(self) -> DebugCache {
+        DebugCache {
+            modules: self.cache,
         }
     }
 
@@ -154,12 +174,22 @@ pub struct SymbolizeReport {
 pub fn symbolize(
     p: &mut Profile,
     opts: &SymbolizeOptions,
+    progress: Option<&mut dyn ProgressSink>,
+) -> SymbolizeReport {
+    symbolize_cached(p, opts, progress, &mut DebugCache::default())
+}
+
+/// [`symbolize`], reusing (and adding to) the modules `cache` has opened.
+pub fn symbolize_cached(
+    p: &mut Profile,
+    opts: &SymbolizeOptions,
     mut progress: Option<&mut dyn ProgressSink>,
+    cache: &mut DebugCache,
 ) -> SymbolizeReport {
     let use_files = opts.use_files;
     let embedded = std::mem::take(&mut p.embedded_symbols);
     let mut report = SymbolizeReport::default();
-    let mut sym = Symbolizer::new(&p.modules);
+    let mut sym = Symbolizer::with_cache(&p.modules, std::mem::take(cache));
     if use_files && embedded.is_empty() && sym.map.is_empty() && !p.ips.is_empty() {
         p.warnings
             .push("the profile has no module map, so frames show as raw addresses".to_owned());
@@ -206,6 +236,7 @@ pub fn symbolize(
         pr.finish();
     }
     p.warnings.extend(sym.take_warnings());
+    *cache = sym.into_cache();
     p.embedded_symbols = embedded;
     report
 }

@@ -2,6 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
+use anyhow::Context as _;
+
 use super::output::{check_target, write_to};
 use super::{load, warn_truncated, FlamegraphArgs, EXIT_OK};
 use crate::render::{flamegraph_svg, folded, Metric};
@@ -17,7 +19,7 @@ pub(super) fn default_output(profile: &Path, metric: Metric, folded: bool) -> Pa
 }
 
 pub(super) fn flamegraph(a: &FlamegraphArgs) -> anyhow::Result<u8> {
-    let metric = Metric::from(a.metric);
+    let metric = a.metric;
     let target = a
         .output
         .clone()
@@ -28,6 +30,9 @@ pub(super) fn flamegraph(a: &FlamegraphArgs) -> anyhow::Result<u8> {
         check_target(&target, "the flamegraph")?;
     }
     let p = load(&a.profile, &a.load)?;
+    metric
+        .check_available(&p)
+        .with_context(|| a.profile.display().to_string())?;
     warn_truncated(&p, &a.profile);
     write_to(&target, "the flamegraph", |out| {
         if a.folded {

@@ -216,7 +216,7 @@ fn finish_profile(
     for w in checks::stack_warnings(&p) {
         eprintln!("tidemark: warning: {w}");
     }
-    finish_outputs(output, &main, tmp, &run, argv, s.allocations)?;
+    finish_outputs(output, &main, tmp, &run, argv, s.counts.allocations)?;
     Ok(Some(p))
 }
 

@@ -93,10 +93,9 @@ pub(super) fn run_workload(a: &RunArgs) -> anyhow::Result<u8> {
         ("leaked.svg", Metric::Leaked),
     ] {
         let path = dir.join(name);
-        let mut f = output::AtomicOutput::create(&path, "the flamegraph")?;
-        flamegraph_svg(&p, metric, false, &mut f)
-            .with_context(|| format!("cannot write {}", path.display()))?;
-        f.commit()?;
+        output::write_to(&path, "the flamegraph", |w| {
+            Ok(flamegraph_svg(&p, metric, false, w)?)
+        })?;
         written.push(path);
     }
     let curves_path = dir.join("curves.svg");
@@ -123,9 +122,7 @@ pub(super) fn run_workload(a: &RunArgs) -> anyhow::Result<u8> {
     output::write_atomically(&txt, summary_text(&s).as_bytes(), "the summary")?;
     written.push(txt);
     let json = dir.join("summary.json");
-    let mut f = output::AtomicOutput::create(&json, "the summary")?;
-    write_summary_json(&s, &mut f).with_context(|| format!("cannot write {}", json.display()))?;
-    f.commit()?;
+    output::write_to(&json, "the summary", |w| Ok(write_summary_json(&s, w)?))?;
     written.push(json);
 
     // A second scenario, so the first run shows a comparison too: growth that is released.

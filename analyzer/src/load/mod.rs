@@ -383,7 +383,7 @@ fn load_inner<R: Read>(
             d.offset, d.reason
         ));
     }
-    if let Some(pr) = progress.as_deref_mut() {
+    if let Some(pr) = progress {
         pr.finish();
     }
 

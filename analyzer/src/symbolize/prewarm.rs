@@ -7,8 +7,8 @@
 //! does that work on the otherwise idle launcher while the command runs: it reads the child's
 //! `/proc/PID/maps` once the dynamic loader has mapped it, opens the program's and libc's files
 //! and separate debug files (the same [`ModuleDebug`] the finish would open; their frames are in
-//! nearly every stack), and hands them to the finish ([`super::embed_symbols_warmed`]), which
-//! then only looks addresses up.
+//! nearly every stack), and hands them to the finish (`crate::embed::Embedder::with_warmed`),
+//! which then only looks addresses up.
 //!
 //! Nothing depends on it for correctness: a module the warm-up missed (loaded later, or still
 //! being opened when the command ended) is opened by the finish as before, and a warmed module is

@@ -13,6 +13,7 @@
 //! ```
 
 mod buckets;
+pub mod escape;
 mod progress;
 mod replay;
 #[cfg(test)]
@@ -258,6 +259,7 @@ fn load_inner<R: Read>(
         replay = replay.with_time_buckets(n);
     }
     let mut stacks = StackBuilder::default();
+    let mut escape = escape::EscapeTracker::default();
     let mut embedded: HashMap<(u64, u64), Vec<SymbolFrame>> = HashMap::new();
     let mut last_sample_ns = 0u64;
     let mut malformed: Option<Truncation> = None;
@@ -270,16 +272,18 @@ fn load_inner<R: Read>(
     let (to_apply, batches) = std::sync::mpsc::sync_channel::<Vec<Record>>(BATCHES_IN_FLIGHT);
     let (recycle, recycled) = std::sync::mpsc::channel::<Vec<Record>>();
     let decoded = std::thread::scope(|scope| {
-        let (p, replay, stacks, embedded, last_sample_ns) = (
+        let (p, replay, stacks, embedded, last_sample_ns, escape) = (
             &mut p,
             &mut replay,
             &mut stacks,
             &mut embedded,
             &mut last_sample_ns,
+            &mut escape,
         );
         let applier = scope.spawn(move || {
             for mut batch in batches {
                 for rec in batch.drain(..) {
+                    track_escape(&rec, escape);
                     apply_record(rec, p, replay, stacks, embedded, last_sample_ns);
                 }
                 // The decoding side may be done already; the buffer is then dropped.
@@ -355,6 +359,14 @@ fn load_inner<R: Read>(
     p.samples = out.samples;
     p.stack_stats = out.stats;
     p.block_groups = out.block_groups;
+    if let Some(mut by_raw) = escape.finish() {
+        p.escape = Some(
+            out.stack_raw_ids
+                .iter()
+                .map(|raw| by_raw.remove(raw).unwrap_or_default())
+                .collect(),
+        );
+    }
     for (st, raw) in p.stack_stats.iter_mut().zip(&out.stack_raw_ids) {
         st.stack = stacks.defined.get(raw).copied().flatten();
         st.truncated = stacks.cut.contains(raw);
@@ -408,6 +420,32 @@ fn load_inner<R: Read>(
     }
     symbolize::symbolize_profile(&mut p, &embedded, opts.symbolize, progress);
     Ok(p)
+}
+
+/// Feeds the escape tracker (it keeps its own block table: frames arrive after their event).
+fn track_escape(rec: &Record, e: &mut escape::EscapeTracker) {
+    match rec {
+        &Record::Alloc {
+            tid,
+            addr,
+            size,
+            stack,
+            ..
+        } => e.alloc(tid, addr, size, stack),
+        &Record::Free { tid, addr, .. } => e.free(tid, addr),
+        &Record::Realloc {
+            tid,
+            old_addr,
+            new_addr,
+            size,
+            stack,
+            ..
+        } => e.realloc(tid, old_addr, new_addr, size, stack),
+        Record::EventFrames { tid, sp, cfas } => e.frames(*tid, *sp, cfas.clone()),
+        Record::EventReturns { ips, .. } => e.returns(ips.clone()),
+        Record::Stack { id, frames, .. } => e.stack(*id, frames),
+        _ => {}
+    }
 }
 
 fn apply_record(
@@ -477,7 +515,7 @@ fn apply_record(
             generation,
             entries,
         } => embedded.extend(entries.into_iter().map(|(ip, f)| ((ip, generation), f))),
-        Record::CpuSample { .. } | Record::EventFrames { .. } => {}
+        Record::CpuSample { .. } | Record::EventFrames { .. } | Record::EventReturns { .. } => {}
     }
 }
 

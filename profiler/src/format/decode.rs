@@ -329,6 +329,19 @@ impl<'a> RecordIter<'a> {
                         entries,
                     }
                 }
+                tag::EVENT_RETURNS => {
+                    let body = c.bytes()?;
+                    let mut b = Cursor::new(body);
+                    let n = b.uvarint()?;
+                    if n > MAX_STACK_FRAMES {
+                        return Err(DecodeError("more return addresses than frames"));
+                    }
+                    let mut ips = Vec::with_capacity(n as usize);
+                    for _ in 0..n {
+                        ips.push(b.uvarint()?);
+                    }
+                    Record::EventReturns { tid: self.tid, ips }
+                }
                 t if t >= 64 => {
                     // Extensible record this version does not know: skip it.
                     c.bytes()?;

@@ -79,6 +79,9 @@ pub mod tag {
     /// Symbols resolved at the end of a run (length-prefixed): `n, (ip, m, (function, file,
     /// line)*m)*n`, innermost inlined frame first.
     pub const SYMBOLS: u8 = 64;
+    /// Return addresses of the event just before (length-prefixed): `n, ip*n`, innermost
+    /// first; written after a free's `EVENT_FRAMES` in escape mode.
+    pub const EVENT_RETURNS: u8 = 65;
 }
 
 /// Which entry point produced an allocation.
@@ -525,6 +528,16 @@ pub enum Record {
         /// Canonical frame addresses of the first frames of the event's stack, innermost first.
         cfas: Vec<u64>,
     },
+    /// Return addresses of the first frames of the event just before this record on the same
+    /// thread (frees recorded with `--escape`, whose stacks are not interned), innermost first:
+    /// `ips[0]` is where the hooked call returns to, `ips[i + 1]` where frame `i` (the frame
+    /// whose CFA is the `EVENT_FRAMES` record's `cfas[i]`) returns to.
+    EventReturns {
+        /// Thread id.
+        tid: u32,
+        /// The return addresses.
+        ips: Vec<u64>,
+    },
     /// Symbols for return addresses.
     Symbols {
         /// Module generation of the addresses (0 in v1 files: any).
@@ -808,6 +821,36 @@ pub fn put_event_frames<S: Sink + ?Sized>(s: &mut S, sp: u64, cfas: &[u64]) {
     for &c in cfas {
         put_uvarint(s, c.wrapping_sub(sp));
     }
+}
+
+/// Most return addresses an `EVENT_RETURNS` record holds.
+pub const EVENT_RETURNS_MAX: usize = 32;
+
+/// Appends the return addresses of the event just written to the same context (at most
+/// [`EVENT_RETURNS_MAX`], more are cut). Builds the body on the stack: no allocation.
+pub fn put_event_returns<S: Sink + ?Sized>(s: &mut S, ips: &[u64]) {
+    struct Body {
+        b: [u8; 10 * (EVENT_RETURNS_MAX + 1)],
+        len: usize,
+    }
+    impl Sink for Body {
+        fn put_u8(&mut self, b: u8) {
+            self.b[self.len] = b;
+            self.len += 1;
+        }
+    }
+    let ips = &ips[..ips.len().min(EVENT_RETURNS_MAX)];
+    let mut body = Body {
+        b: [0; 10 * (EVENT_RETURNS_MAX + 1)],
+        len: 0,
+    };
+    put_uvarint(&mut body, ips.len() as u64);
+    for &ip in ips {
+        put_uvarint(&mut body, ip);
+    }
+    s.put_u8(tag::EVENT_RETURNS);
+    put_uvarint(s, body.len as u64);
+    s.put_slice(&body.b[..body.len]);
 }
 
 /// Appends a symbols chunk for return addresses of module `generation`, in the layout of a

@@ -13,7 +13,7 @@ mod session;
 mod sites;
 
 pub use counters::{measure, stats, Measurement, Stats};
-pub use session::{Session, SessionError};
+pub use session::{Session, SessionError, SessionOptions};
 pub use sites::{MeasuredSite, TOP_SITES};
 
 use crate::format::AllocKind;

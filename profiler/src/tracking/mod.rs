@@ -11,6 +11,7 @@
 mod counters;
 mod session;
 mod sites;
+mod stack_paint;
 
 pub use counters::{measure, stats, Measurement, Stats};
 pub use session::{Session, SessionError, SessionOptions};

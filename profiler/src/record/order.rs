@@ -479,3 +479,7 @@ impl Orderer {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "order_tests.rs"]
+mod tests;

@@ -337,8 +337,14 @@ impl<'a> RecordIter<'a> {
                         return Err(DecodeError("more return addresses than frames"));
                     }
                     let mut ips = Vec::with_capacity(n as usize);
-                    for _ in 0..n {
-                        ips.push(b.uvarint()?);
+                    for i in 0..n {
+                        let ip = if i == 0 {
+                            b.uvarint()?
+                        } else {
+                            let prev: u64 = ips[ips.len() - 1];
+                            prev.wrapping_add(b.ivarint()? as u64)
+                        };
+                        ips.push(ip);
                     }
                     Record::EventReturns { tid: self.tid, ips }
                 }

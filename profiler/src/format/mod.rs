@@ -827,30 +827,36 @@ pub fn put_event_frames<S: Sink + ?Sized>(s: &mut S, sp: u64, cfas: &[u64]) {
 pub const EVENT_RETURNS_MAX: usize = 32;
 
 /// Appends the return addresses of the event just written to the same context (at most
-/// [`EVENT_RETURNS_MAX`], more are cut). Builds the body on the stack: no allocation.
+/// [`EVENT_RETURNS_MAX`], more are cut): the first as a uvarint, each next one as its signed
+/// difference from the one before (ivarint). Writes straight into `s` (no allocation).
 pub fn put_event_returns<S: Sink + ?Sized>(s: &mut S, ips: &[u64]) {
-    struct Body {
-        b: [u8; 10 * (EVENT_RETURNS_MAX + 1)],
-        len: usize,
+    fn len(v: u64) -> u64 {
+        u64::from((64 - (v | 1).leading_zeros()).div_ceil(7))
     }
-    impl Sink for Body {
-        fn put_u8(&mut self, b: u8) {
-            self.b[self.len] = b;
-            self.len += 1;
-        }
-    }
+    let zigzag = |d: i64| ((d << 1) ^ (d >> 63)) as u64;
     let ips = &ips[..ips.len().min(EVENT_RETURNS_MAX)];
-    let mut body = Body {
-        b: [0; 10 * (EVENT_RETURNS_MAX + 1)],
-        len: 0,
-    };
-    put_uvarint(&mut body, ips.len() as u64);
-    for &ip in ips {
-        put_uvarint(&mut body, ip);
+    let mut body = len(ips.len() as u64);
+    let mut prev = 0u64;
+    for (i, &ip) in ips.iter().enumerate() {
+        body += if i == 0 {
+            len(ip)
+        } else {
+            len(zigzag(ip.wrapping_sub(prev) as i64))
+        };
+        prev = ip;
     }
     s.put_u8(tag::EVENT_RETURNS);
-    put_uvarint(s, body.len as u64);
-    s.put_slice(&body.b[..body.len]);
+    put_uvarint(s, body);
+    put_uvarint(s, ips.len() as u64);
+    let mut prev = 0u64;
+    for (i, &ip) in ips.iter().enumerate() {
+        if i == 0 {
+            put_uvarint(s, ip);
+        } else {
+            put_ivarint(s, ip.wrapping_sub(prev) as i64);
+        }
+        prev = ip;
+    }
 }
 
 /// Appends a symbols chunk for return addresses of module `generation`, in the layout of a

@@ -283,8 +283,15 @@ fn load_inner<R: Read>(
         let applier = scope.spawn(move || {
             for mut batch in batches {
                 for rec in batch.drain(..) {
-                    track_escape(&rec, escape);
-                    apply_record(rec, p, replay, stacks, embedded, last_sample_ns);
+                    match rec {
+                        // Frame records only feed the escape tracker: moved, not copied.
+                        Record::EventFrames { tid, sp, cfas } => escape.frames(tid, sp, cfas),
+                        Record::EventReturns { ips, .. } => escape.returns(ips),
+                        rec => {
+                            track_escape(&rec, escape);
+                            apply_record(rec, p, replay, stacks, embedded, last_sample_ns);
+                        }
+                    }
                 }
                 // The decoding side may be done already; the buffer is then dropped.
                 let _ = recycle.send(batch);
@@ -441,8 +448,6 @@ fn track_escape(rec: &Record, e: &mut escape::EscapeTracker) {
             stack,
             ..
         } => e.realloc(tid, old_addr, new_addr, size, stack),
-        Record::EventFrames { tid, sp, cfas } => e.frames(*tid, *sp, cfas.clone()),
-        Record::EventReturns { ips, .. } => e.returns(ips.clone()),
         Record::Stack { id, frames, .. } => e.stack(*id, frames),
         _ => {}
     }

@@ -117,6 +117,25 @@ fn c_sites_have_their_escape_classes_and_the_stack_peak() {
     truth["sites"] = Value::from(sites);
     check_against_truth(&summary, &truth);
     assert_eq!(summary["stack_eligible_blocks"].as_u64(), Some(1001));
+    // The timeline's stack series reaches the recursion's depth in some interval.
+    let out = scratch.join("profile.tmk");
+    let csv = tidemark_cli(["timeline", "--csv", "-o", "-", path_str(&out)], &scratch);
+    csv.assert_success("tidemark timeline --csv");
+    let mut lines = csv.stdout.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let col = header
+        .iter()
+        .position(|h| *h == "stack_depth_bytes")
+        .expect("a stack_depth_bytes column");
+    let deepest = lines
+        .filter_map(|l| l.split(',').nth(col)?.parse::<u64>().ok())
+        .max()
+        .unwrap();
+    let truth_peak = truth["main_stack_peak_bytes"].as_u64().unwrap();
+    assert!(
+        deepest >= truth_peak && deepest - truth_peak <= PEAK_TOLERANCE_BYTES,
+        "deepest interval {deepest} vs the program's {truth_peak}"
+    );
 }
 
 #[test]

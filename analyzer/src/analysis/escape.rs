@@ -113,6 +113,17 @@ pub fn thread_stacks(p: &Profile) -> Vec<ThreadStack> {
         .collect()
 }
 
+/// The deepest stack use of any thread per timeline interval, `(seconds, bytes)`; empty for a
+/// profile recorded without `--escape`.
+pub fn stack_depth_series(p: &Profile) -> Vec<(f64, f64)> {
+    p.escape.as_ref().map_or_else(Vec::new, |e| {
+        e.stack_depth
+            .iter()
+            .map(|&(t, b)| (t as f64 / 1e9, b as f64))
+            .collect()
+    })
+}
+
 /// Index of the physical frame (return address) holding the site of `leaf`: the allocating
 /// function's frame, whose CFA the recorder wrote at that index.
 pub fn site_physical_index(p: &Profile, leaf: Option<StackId>) -> usize {
@@ -129,7 +140,7 @@ pub fn site_physical_index(p: &Profile, leaf: Option<StackId>) -> usize {
 
 /// Escape classes per site; `None` when the profile holds no frame addresses.
 pub fn escape(p: &Profile, opts: &EscapeOptions) -> Option<Escape> {
-    let per_stack = p.escape.as_ref()?;
+    let per_stack = &p.escape.as_ref()?.stacks;
     let mut by_site: HashMap<Option<FrameId>, EscapeSite> = HashMap::new();
     for (st, e) in p.stack_stats.iter().zip(per_stack) {
         let site = by_site.entry(site_frame(p, st.stack)).or_default();

@@ -40,6 +40,17 @@ pub struct StackEscape {
     pub unknown: (u64, u64),
 }
 
+/// What the loader found in a profile recorded with `--escape`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EscapeData {
+    /// Per recorded stack, parallel to `Profile::stack_stats`.
+    pub stacks: Vec<StackEscape>,
+    /// Per timeline sample, `(t_ns, bytes)`: the deepest stack use of any thread at a recorded
+    /// event since the previous sample (its stack top minus the event's stack pointer); 0 when
+    /// no event was recorded in between.
+    pub stack_depth: Vec<(u64, u64)>,
+}
+
 /// A live block's allocation.
 #[derive(Debug, Clone)]
 struct Block {
@@ -82,6 +93,11 @@ pub(crate) struct EscapeTracker {
     stacks: HashMap<u64, StackEscape>,
     /// First return addresses of each defined stack.
     frames: HashMap<u64, Box<[u64]>>,
+    /// Stack top of each thread.
+    tops: HashMap<u32, u64>,
+    /// Deepest stack use since the last sample.
+    interval_depth: u64,
+    stack_depth: Vec<(u64, u64)>,
 }
 
 impl EscapeTracker {
@@ -127,9 +143,25 @@ impl EscapeTracker {
         self.frames.insert(id, frames[..n].into());
     }
 
+    /// A thread's stack top.
+    pub(crate) fn thread_top(&mut self, tid: u32, hi: u64) {
+        self.tops.insert(tid, hi);
+    }
+
+    /// A timeline sample at `t_ns` closes an interval of the stack-depth series.
+    pub(crate) fn sample(&mut self, t_ns: u64) {
+        self.stack_depth.push((t_ns, self.interval_depth));
+        self.interval_depth = 0;
+    }
+
     /// The frames of the event just before (on thread `tid`).
     pub(crate) fn frames(&mut self, tid: u32, sp: u64, cfas: Vec<u64>) {
         self.seen_frames = true;
+        if let Some(&hi) = self.tops.get(&tid).filter(|_| sp != 0) {
+            if hi > sp {
+                self.interval_depth = self.interval_depth.max(hi - sp);
+            }
+        }
         match &mut self.pending {
             Pending::None => {}
             Pending::Alloc(addr) => {
@@ -194,9 +226,9 @@ impl EscapeTracker {
             .or_default() += 1;
     }
 
-    /// Per recorded stack id, what became of its blocks; `None` when the profile holds no frame
-    /// addresses (recorded without `--escape`).
-    pub(crate) fn finish(mut self) -> Option<HashMap<u64, StackEscape>> {
+    /// What the profile says, with the stacks in the order of `raw_ids` (the replay's); `None`
+    /// when the profile holds no frame addresses (recorded without `--escape`).
+    pub(crate) fn finish(mut self, raw_ids: &[u64]) -> Option<EscapeData> {
         self.settle();
         if !self.seen_frames {
             return None;
@@ -206,7 +238,13 @@ impl EscapeTracker {
             s.never_freed.0 += 1;
             s.never_freed.1 += b.size;
         }
-        Some(self.stacks)
+        Some(EscapeData {
+            stacks: raw_ids
+                .iter()
+                .map(|raw| self.stacks.remove(raw).unwrap_or_default())
+                .collect(),
+            stack_depth: self.stack_depth,
+        })
     }
 }
 
@@ -306,8 +344,8 @@ mod tests {
         t.frames(2, 0x5000, vec![0x5100]);
         t.alloc(1, 9, 32, 5);
         t.frames(1, 0x80, vec![0x100, 0x200, 0x300]);
-        let m = t.finish().unwrap();
-        let s = &m[&5];
+        let m = t.finish(&[5]).unwrap();
+        let s = &m.stacks[0];
         assert_eq!(s.same_thread.get(&(1, 24)), Some(&1));
         assert_eq!(s.other_thread, (1, 24));
         assert_eq!(s.never_freed, (1, 32));

@@ -366,14 +366,7 @@ fn load_inner<R: Read>(
     p.samples = out.samples;
     p.stack_stats = out.stats;
     p.block_groups = out.block_groups;
-    if let Some(mut by_raw) = escape.finish() {
-        p.escape = Some(
-            out.stack_raw_ids
-                .iter()
-                .map(|raw| by_raw.remove(raw).unwrap_or_default())
-                .collect(),
-        );
-    }
+    p.escape = escape.finish(&out.stack_raw_ids);
     for (st, raw) in p.stack_stats.iter_mut().zip(&out.stack_raw_ids) {
         st.stack = stacks.defined.get(raw).copied().flatten();
         st.truncated = stacks.cut.contains(raw);
@@ -449,6 +442,8 @@ fn track_escape(rec: &Record, e: &mut escape::EscapeTracker) {
             ..
         } => e.realloc(tid, old_addr, new_addr, size, stack),
         Record::Stack { id, frames, .. } => e.stack(*id, frames),
+        &Record::Thread { tid, stack_hi, .. } => e.thread_top(tid, stack_hi),
+        &Record::Sample { t_ns, .. } => e.sample(t_ns),
         _ => {}
     }
 }

@@ -319,10 +319,10 @@ pub struct Profile {
     /// Per-stack activity over time; only when loaded with
     /// [`crate::load::load_path_with_time_buckets`].
     pub time_buckets: Option<TimeBuckets>,
-    /// What became of each stack's blocks relative to the allocating frames, parallel to
-    /// [`Profile::stack_stats`]; only for profiles recorded with `--escape`
-    /// ([`crate::analysis::escape`]).
-    pub escape: Option<Vec<crate::load::escape::StackEscape>>,
+    /// What became of each stack's blocks relative to the allocating frames (parallel to
+    /// [`Profile::stack_stats`]) and the stack-depth series; only for profiles recorded with
+    /// `--escape` ([`crate::analysis::escape`]).
+    pub escape: Option<crate::load::escape::EscapeData>,
 }
 
 impl Profile {

@@ -8,7 +8,7 @@
 //! if let Some(t) = &profile.truncated {
 //!     eprintln!("warning: the profile is truncated: {}", t.reason);
 //! }
-//! println!("peak: {} bytes", profile.totals.peak_bytes);
+//! println!("peak: {} bytes", profile.totals.counts.peak_bytes);
 //! # Ok(()) }
 //! ```
 

@@ -138,6 +138,27 @@ pub fn site_physical_index(p: &Profile, leaf: Option<StackId>) -> usize {
     0
 }
 
+/// Sets each stack's `stack_eligible_bytes` (default threshold) and the total's, once frames are
+/// symbolized (the allocating function is chosen by name). Nothing without frame addresses.
+pub fn count_stack_eligible(p: &mut Profile) {
+    let Some(data) = p.escape.as_ref() else {
+        return;
+    };
+    let opts = EscapeOptions::default();
+    let mut per_stack = Vec::with_capacity(p.stack_stats.len());
+    for (st, e) in p.stack_stats.iter().zip(&data.stacks) {
+        let mut site = EscapeSite::default();
+        add_stack(&mut site, e, site_physical_index(p, st.stack), &opts);
+        per_stack.push(site.stack_eligible_bytes);
+    }
+    let mut total = 0u64;
+    for (st, bytes) in p.stack_stats.iter_mut().zip(per_stack) {
+        st.counts.stack_eligible_bytes = bytes;
+        total = total.saturating_add(bytes);
+    }
+    p.totals.counts.stack_eligible_bytes = total;
+}
+
 /// Escape classes per site; `None` when the profile holds no frame addresses.
 pub fn escape(p: &Profile, opts: &EscapeOptions) -> Option<Escape> {
     let per_stack = &p.escape.as_ref()?.stacks;

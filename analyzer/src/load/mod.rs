@@ -419,6 +419,7 @@ fn load_inner<R: Read>(
         ));
     }
     symbolize::symbolize_profile(&mut p, &embedded, opts.symbolize, progress);
+    crate::analysis::escape::count_stack_eligible(&mut p);
     Ok(p)
 }
 

@@ -17,7 +17,16 @@ use support::*;
 const PEAK_TOLERANCE_BYTES: u64 = 1024;
 
 fn record_escape(scratch: &Scratch, program: &std::path::Path, args: &[&str]) -> Value {
-    let out = scratch.join("profile.tmk");
+    record_escape_to(scratch, "profile.tmk", program, args)
+}
+
+fn record_escape_to(
+    scratch: &Scratch,
+    name: &str,
+    program: &std::path::Path,
+    args: &[&str],
+) -> Value {
+    let out = scratch.join(name);
     let mut run_args = vec![
         "run",
         "--escape",
@@ -143,8 +152,9 @@ fn rust_sites_have_their_escape_classes_heap_mode_against_stack_mode() {
     let scratch = Scratch::new("escape-rust");
     let exe = fixture_bin("tm-small-objects", &scratch);
     let truth_path = scratch.join("truth.json");
-    let heap = record_escape(
+    let heap = record_escape_to(
         &scratch,
+        "heap.tmk",
         &exe,
         &[
             "--mode",
@@ -158,9 +168,9 @@ fn rust_sites_have_their_escape_classes_heap_mode_against_stack_mode() {
     let truth: Value =
         serde_json::from_str(&std::fs::read_to_string(&truth_path).unwrap()).unwrap();
     check_against_truth(&heap, &truth);
-    std::fs::remove_file(scratch.join("profile.tmk")).unwrap();
-    let stack = record_escape(
+    let stack = record_escape_to(
         &scratch,
+        "stack.tmk",
         &exe,
         &[
             "--mode",
@@ -181,6 +191,43 @@ fn rust_sites_have_their_escape_classes_heap_mode_against_stack_mode() {
         eligible(&heap),
         eligible(&stack)
     );
+    // The report: the stack-eligible row with its drop, and the section naming the site.
+    let report = tidemark_cli(
+        [
+            "report",
+            "heap=heap.tmk",
+            "stack=stack.tmk",
+            "-o",
+            "-",
+            "--format",
+            "md",
+        ],
+        &scratch,
+    );
+    report.assert_success("tidemark report");
+    let md = &report.stdout;
+    let row = md
+        .lines()
+        .find(|l| l.contains("#stack-eligible)"))
+        .unwrap_or_else(|| panic!("a stack-eligible row:\n{md}"));
+    assert!(row.contains("−"), "a drop from heap to stack: {row}");
+    let section = &md[md.find("## Could live on the stack").expect("the section")..];
+    assert!(section.contains("| heap | `tidemark_fixtures::escape::small_object` | 20,000 |"));
+    assert!(!section.contains("| stack | `tidemark_fixtures::escape::small_object`"));
+    // A flamegraph of the metric, and a clear refusal for a profile without frame addresses.
+    let svg = tidemark_cli(
+        [
+            "flamegraph",
+            "--metric",
+            "stack-eligible",
+            "-o",
+            "-",
+            "heap.tmk",
+        ],
+        &scratch,
+    );
+    svg.assert_success("tidemark flamegraph --metric stack-eligible");
+    assert!(svg.stdout.contains("small_object"));
 }
 
 #[test]
@@ -193,4 +240,21 @@ fn profiles_without_escape_keep_the_thread_count() {
     let v: Value = serde_json::from_str(&summary.stdout).unwrap();
     assert!(v["threads"].is_u64(), "{}", v["threads"]);
     assert!(v.get("escape_sites").is_none());
+    let svg = tidemark_cli(
+        [
+            "flamegraph",
+            "--metric",
+            "stack-eligible",
+            "-o",
+            "-",
+            path_str(&rec.profile),
+        ],
+        &scratch,
+    );
+    assert_eq!(svg.status.code(), Some(2), "{}", svg.describe());
+    assert!(
+        svg.stderr.contains("record with tidemark run --escape"),
+        "{}",
+        svg.stderr
+    );
 }

@@ -6,6 +6,7 @@
 
 mod check;
 mod checks;
+mod demo_stack;
 mod diff;
 mod export;
 mod flamegraph;

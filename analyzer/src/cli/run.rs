@@ -22,7 +22,7 @@ use crate::load::StderrProgress;
 use crate::load::{load_path, LoadOptions};
 use crate::model::Profile;
 use crate::render::units::{bytes, duration_ms};
-use crate::render::{flamegraph_svg, summary_text, write_summary_json, Metric};
+use crate::render::{flamegraph_svg, Metric};
 use crate::symbolize::embed_symbols_with_progress;
 
 /// File name of the recorder library looked up next to the `tidemark` executable.
@@ -453,7 +453,7 @@ pub(super) fn run(a: &RunArgs) -> anyhow::Result<u8> {
         if a.repeat > 1 {
             eprintln!("tidemark: run {run} of {}: {}", a.repeat, output.display());
         }
-        let (status, _) = record_one(a, &preload, &exe, &a.command, &output, false)?;
+        let (status, _) = record_one(a, &preload, &exe, &a.command, &output, false, false)?;
         let code = exit_code(status);
         if worst == 0 {
             worst = code;
@@ -659,9 +659,6 @@ fn is_complete(path: &Path) -> bool {
     r.truncation().is_none()
 }
 
-/// The second built-in scenario of the default run: growth that is released (not a leak).
-pub const SAWTOOTH_BIN: &str = "tm-sawtooth";
-
 /// Runs `exe` with `argv` under the recorder into `output`, then finishes the profile (symbols,
 /// summary); returns the command's exit status and the loaded profile.
 fn record_one(
@@ -671,6 +668,7 @@ fn record_one(
     argv: &[OsString],
     output: &Path,
     need_profile: bool,
+    escape: bool,
 ) -> anyhow::Result<(ExitStatus, Option<Profile>)> {
     let tmp = prepare_output(output)?;
     let abs_output = std::path::absolute(&tmp).unwrap_or_else(|_| tmp.clone());
@@ -682,6 +680,9 @@ fn record_one(
         std::env::var_os("LD_PRELOAD").as_deref(),
     );
     env.extend(extra_env(a)?);
+    if escape && !a.escape {
+        env.push(("TIDEMARK_ESCAPE", "1".into()));
+    }
     let started = SystemTime::now();
     let status = launch(exe, argv, &env)?;
     let name = exe.file_name().unwrap_or(exe.as_os_str()).to_string_lossy();
@@ -707,7 +708,8 @@ fn record_builtin(
     })?;
     let mut argv: Vec<OsString> = vec![bin.into()];
     argv.extend(args.iter().cloned());
-    let (status, p) = record_one(a, preload, &exe, &argv, profile, true)?;
+    // Built-in workloads are recorded with frame addresses: their outputs show heap vs stack.
+    let (status, p) = record_one(a, preload, &exe, &argv, profile, true, true)?;
     Ok((
         status,
         p.expect("record_one loads the profile when asked to"),
@@ -786,39 +788,13 @@ fn run_workload(a: &RunArgs) -> anyhow::Result<u8> {
             ..Default::default()
         },
     );
-    let txt = dir.join("summary.txt");
-    output::write_atomically(&txt, summary_text(&s).as_bytes(), "the summary")?;
-    written.push(txt);
-    let json = dir.join("summary.json");
-    let mut f = output::AtomicOutput::create(&json, "the summary")?;
-    write_summary_json(&s, &mut f).with_context(|| format!("cannot write {}", json.display()))?;
-    f.commit()?;
-    written.push(json);
+    written.extend(super::demo_stack::write_summaries(&p, &s, &dir)?);
 
-    // A second scenario, so the first run shows a comparison too: growth that is released.
-    eprintln!(
-        "tidemark: recording a second scenario for the comparison report (sawtooth, {})",
-        duration_ms(DEFAULT_WORKLOAD_DURATION_MS)
-    );
-    let saw_profile = dir.join("sawtooth.tmk");
-    let saw_args: Vec<OsString> = vec![
-        "--duration-ms".into(),
-        DEFAULT_WORKLOAD_DURATION_MS.to_string().into(),
-        "--truth".into(),
-        dir.join("sawtooth.truth.json").into_os_string(),
-    ];
-    let (_, saw) = record_builtin(a, &preload, SAWTOOTH_BIN, &saw_args, &saw_profile)?;
-    written.push(saw_profile.clone());
-    let scenarios = vec![
-        crate::report::ScenarioInput {
-            label: "alloc-without-free".into(),
-            runs: vec![super::report::run_input(&profile, &p)],
-        },
-        crate::report::ScenarioInput {
-            label: "sawtooth".into(),
-            runs: vec![super::report::run_input(&saw_profile, &saw)],
-        },
-    ];
+    // The comparison report: the same work with small values on the heap, then on the stack.
+    let (scenarios, files) = super::demo_stack::heap_vs_stack(&dir, &mut |bin, args, profile| {
+        record_builtin(a, &preload, bin, args, profile)
+    })?;
+    written.extend(files);
     for (name, format) in [
         ("report.html", super::ReportFormat::Html),
         ("report.md", super::ReportFormat::Md),

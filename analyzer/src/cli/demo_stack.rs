@@ -6,8 +6,6 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 
-use anyhow::Context as _;
-
 use super::output;
 use crate::analysis::escape::{escape, thread_stacks, EscapeOptions};
 use crate::analysis::Summary;
@@ -37,18 +35,18 @@ pub(super) fn write_summaries(
     let txt = dir.join("summary.txt");
     output::write_atomically(&txt, text.as_bytes(), "the summary")?;
     let json = dir.join("summary.json");
-    let mut f = output::AtomicOutput::create(&json, "the summary")?;
-    match &esc {
-        None => write_summary_json(s, &mut f)
-            .with_context(|| format!("cannot write {}", json.display()))?,
-        Some(e) => {
-            let mut v = serde_json::to_value(s)?;
-            add_escape_json(&mut v, e, &threads);
-            serde_json::to_writer_pretty(&mut f, &v)
-                .with_context(|| format!("cannot write {}", json.display()))?;
+    output::write_to(&json, "the summary", |w| {
+        match &esc {
+            None => write_summary_json(s, w)?,
+            Some(e) => {
+                let mut v = serde_json::to_value(s)?;
+                add_escape_json(&mut v, e, &threads);
+                serde_json::to_writer_pretty(&mut *w, &v)?;
+                writeln!(w)?;
+            }
         }
-    }
-    f.commit()?;
+        Ok(())
+    })?;
     Ok([txt, json])
 }
 

@@ -308,6 +308,9 @@ pub struct Profile {
     /// [`Profile::stack_stats`]) and the stack-depth series; only for profiles recorded with
     /// `--escape` ([`crate::analysis::escape`]).
     pub escape: Option<crate::load::escape::EscapeData>,
+    /// The symbols the profile carries (Symbols records), by `(address, module generation)`:
+    /// what [`crate::symbolize::symbolize`] uses before reading any binary.
+    pub embedded_symbols: std::collections::HashMap<(u64, u64), Vec<tidemark::format::SymbolFrame>>,
 }
 
 impl Profile {

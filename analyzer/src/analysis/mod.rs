@@ -3,6 +3,7 @@
 //! Definitions (peak, leaked, temporary, site) are in `docs/metrics.md`.
 
 pub mod call_paths;
+pub mod cpu;
 pub mod growth;
 pub mod lifetimes;
 mod plumbing;

@@ -7,9 +7,11 @@
 //! ([`Ip`]) expands to one or more [`Frame`]s after symbolization (inlined calls), innermost
 //! first.
 
+pub mod cpu;
 mod strings;
 pub mod time_buckets;
 
+pub use cpu::{CpuProfile, CpuSample, CpuStack};
 pub use strings::{StringId, Strings};
 pub use time_buckets::TimeBuckets;
 
@@ -319,6 +321,8 @@ pub struct Profile {
     /// Per-stack activity over time; only when loaded with
     /// [`crate::load::load_path_with_time_buckets`].
     pub time_buckets: Option<TimeBuckets>,
+    /// CPU samples, when the profile was recorded with `--cpu` and holds some.
+    pub cpu: Option<CpuProfile>,
 }
 
 impl Profile {

@@ -91,6 +91,12 @@ pub const ENV_OPTIONS: &[EnvOption] = &[
         help: "time one allocator call in this many (a power of two up to 1024) for the \
                latency percentiles; 1 times every call, 0 none",
     },
+    EnvOption {
+        name: "TIDEMARK_CPU_HZ",
+        default: "0",
+        help: "CPU sampling: on-CPU stacks of every thread this many times per second of its \
+               CPU time (99 is usual, up to 10000); 0 = off",
+    },
 ];
 
 /// What the recorder does. Defaults are those of [`ENV_OPTIONS`].
@@ -129,6 +135,9 @@ pub struct Config {
     /// (children and exec'd programs inherit its environment and must not truncate the parent's
     /// profile); on for an explicit `tidemark::Session::start(path)`. Default: false.
     pub replace: bool,
+    /// CPU samples per second of each thread's CPU time (`TIDEMARK_CPU_HZ`); 0 = no CPU
+    /// sampling. Default: 0.
+    pub cpu_hz: u64,
 }
 
 impl Default for Config {
@@ -147,6 +156,7 @@ impl Default for Config {
             latency_every: DEFAULT_LATENCY_EVERY,
             extra_sampler: None,
             replace: false,
+            cpu_hz: 0,
         }
     }
 }
@@ -168,6 +178,7 @@ impl PartialEq for Config {
             latency_every,
             extra_sampler,
             replace,
+            cpu_hz,
         } = self;
         let same_sampler = match (extra_sampler, o.extra_sampler) {
             (None, None) => true,
@@ -187,6 +198,7 @@ impl PartialEq for Config {
             && *latency_every == o.latency_every
             && same_sampler
             && *replace == o.replace
+            && *cpu_hz == o.cpu_hz
     }
 }
 
@@ -222,6 +234,7 @@ impl Config {
         num("TIDEMARK_INTERVAL_MS", 1, 60_000, &mut cfg.interval_ms);
         num("TIDEMARK_LIMIT_BYTES", 0, u64::MAX, &mut cfg.limit_bytes);
         num("TIDEMARK_SAMPLE_RATE", 0, u64::MAX, &mut cfg.sampling_rate);
+        num("TIDEMARK_CPU_HZ", 0, super::cpu::MAX_HZ, &mut cfg.cpu_hz);
         if let Some(v) = get("TIDEMARK_OUTPUT") {
             if v.is_empty() {
                 warnings.push(format!("TIDEMARK_OUTPUT is empty; using {DEFAULT_OUTPUT}"));

@@ -33,6 +33,7 @@
 
 mod buffer;
 pub mod config;
+pub mod cpu;
 mod fatal;
 #[cfg(feature = "jemalloc")]
 mod jemalloc;

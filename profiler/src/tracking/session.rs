@@ -50,7 +50,19 @@ impl Session {
         if RECORDING.load(Ordering::Acquire) {
             return Err(SessionError::AlreadyRecording);
         }
-        start_recorder(&path, true)?;
+        start_recorder(&path, true, None)?;
+        Ok(Session { path })
+    }
+
+    /// Like [`Session::start`], and also samples the on-CPU stacks of every thread `cpu_hz`
+    /// times per second of its CPU time (what `TIDEMARK_CPU_HZ` sets for [`Session::start`]);
+    /// 0 turns CPU sampling off.
+    pub fn start_with_cpu(path: impl AsRef<Path>, cpu_hz: u64) -> Result<Session, SessionError> {
+        let path = path.as_ref().to_path_buf();
+        if RECORDING.load(Ordering::Acquire) {
+            return Err(SessionError::AlreadyRecording);
+        }
+        start_recorder(&path, true, Some(cpu_hz))?;
         Ok(Session { path })
     }
 
@@ -70,8 +82,11 @@ impl Drop for Session {
 /// Starts the recorder into `path`; `replace` truncates an existing file (an explicit
 /// `Session::start`), otherwise the recorder writes beside it (`TIDEMARK_OUT`, inherited by
 /// child processes).
-fn start_recorder(path: &Path, replace: bool) -> Result<(), SessionError> {
+fn start_recorder(path: &Path, replace: bool, cpu_hz: Option<u64>) -> Result<(), SessionError> {
     let mut cfg = crate::record::Config::from_env();
+    if let Some(hz) = cpu_hz {
+        cfg.cpu_hz = hz.min(crate::record::cpu::MAX_HZ);
+    }
     cfg.output = path.to_path_buf();
     cfg.replace = replace;
     cfg.source = "in-process";
@@ -143,7 +158,7 @@ pub(crate) fn maybe_start_from_env(allocator_name: &'static str) {
         if !bytes.is_empty() {
             use std::os::unix::ffi::OsStrExt;
             let path = PathBuf::from(std::ffi::OsStr::from_bytes(bytes));
-            if let Err(e) = start_recorder(&path, false) {
+            if let Err(e) = start_recorder(&path, false, None) {
                 eprintln!("tidemark: TIDEMARK_OUT: {e}; recording disabled");
             }
         }

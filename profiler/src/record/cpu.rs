@@ -1,0 +1,606 @@
+//! CPU sampling (`TIDEMARK_CPU_HZ`, `tidemark run --cpu`): on-CPU stacks of every recorded
+//! thread, written as `CPU_SAMPLE` records beside the heap events.
+//!
+//! ```text
+//!  thread registers ─► timer_create(CLOCK_THREAD_CPUTIME_ID, SIGEV_THREAD_ID → this thread,
+//!                      SIGPROF) every 1/hz s of the thread's own CPU time
+//!                      (fallback when refused: one setitimer(ITIMER_PROF) for the process)
+//!  SIGPROF handler ─► registers from the ucontext ─► DWARF walk of its own (unwind::signal)
+//!                  ─► the thread's lock-free ring (full: counted as lost)
+//!  writer, each pass ─► drains every ring ─► interns the stacks (STACK table)
+//!                    ─► CPU_SAMPLE records in a meta chunk after the pass's definitions
+//!  stop (exit, exec, finish) ─► timers disarmed ─► SIGPROF set to SIG_IGN (drops pending
+//!                               signals) ─► the program's disposition restored
+//! ```
+//!
+//! The handler is async-signal-safe: it reads atomics, a leaked thread entry found through a
+//! lock-free [`TidMap`], walks the stack with a framehop cache owned by that entry, and writes
+//! one ring slot; it never allocates and takes no lock. It may interrupt the recorder's own hook
+//! (which holds the thread's buffer lock and unwinder): it touches neither.
+//!
+//! Threads are armed when the recorder first sees them (their first allocator call, or the
+//! thread that starts the session): a thread that never calls the allocator is not sampled.
+//!
+//! The program's own `SIGPROF` use wins: a handler already installed at the start turns sampling
+//! off; one installed later (the preload library interposes `sigaction`, `signal` and
+//! `setitimer(ITIMER_PROF)`; the writer also checks the disposition at every timeline sample)
+//! stops it. Either is said in a message in the profile.
+
+use super::session::{lock, mono_ns, Session};
+use super::thread::gettid;
+use super::tidmap::TidMap;
+use crate::format;
+use crate::unwind::signal::{Registers, SignalUnwinder};
+use crate::unwind::{self, StackBounds, MAX_FRAMES};
+use std::cell::UnsafeCell;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+/// `SIGEV_THREAD_ID` (Linux, `include/uapi/asm-generic/siginfo.h`; not in the `libc` crate).
+const SIGEV_THREAD_ID: libc::c_int = 4;
+/// Highest sampling frequency accepted.
+pub const MAX_HZ: u64 = 10_000;
+
+const MODE_NONE: u8 = 0;
+/// One `CLOCK_THREAD_CPUTIME_ID` timer per thread.
+const MODE_THREAD_TIMERS: u8 = 1;
+/// One `ITIMER_PROF` for the process (the kernel picks the thread that gets each signal).
+const MODE_ITIMER: u8 = 2;
+
+/// Notices the writer turns into profile messages (bits of [`CpuSession::notices`]).
+const NOTICE_HANDLER_AT_START: u8 = 1;
+const NOTICE_TAKEN_BY_PROGRAM: u8 = 2;
+const NOTICE_ITIMER: u8 = 4;
+const NOTICE_NO_TIMER: u8 = 8;
+
+static MODE: AtomicU8 = AtomicU8::new(MODE_NONE);
+/// Our handler is installed and samples are taken.
+static ACTIVE: AtomicBool = AtomicBool::new(false);
+/// The program took `SIGPROF`: no sampling for the rest of the process.
+static YIELDED: AtomicBool = AtomicBool::new(false);
+/// Set while the recorder itself changes the disposition (the preload's `sigaction` forwards).
+static OWN_CALL: AtomicBool = AtomicBool::new(false);
+/// Sampling period, ns of CPU time.
+static PERIOD_NS: AtomicU64 = AtomicU64::new(0);
+/// tid → `*const CpuThread` of the thread's current entry.
+static THREADS: TidMap = TidMap::new();
+
+/// The program's `SIGPROF` disposition from before the recorder installed its handler.
+struct Original(UnsafeCell<Option<libc::sigaction>>);
+// SAFETY: written only while sampling is inactive (before `ACTIVE` is set, in `start`, which
+// runs once per session on one thread), read only while it is active.
+unsafe impl Sync for Original {}
+static ORIGINAL: Original = Original(UnsafeCell::new(None));
+
+/// One sample as the handler leaves it.
+#[repr(C)]
+struct Slot {
+    t_ns: u64,
+    weight_ns: u64,
+    generation: u64,
+    len: u32,
+    truncated: u32,
+    frames: [u64; MAX_FRAMES],
+}
+
+/// A sampled thread: its timer, its signal-time unwinder and its ring of samples.
+pub struct CpuThread {
+    session: *const Session,
+    tid: u32,
+    /// The `timer_t` (a pointer-sized id); meaningful when `has_timer`.
+    timer: AtomicUsize,
+    has_timer: AtomicBool,
+    bounds: StackBounds,
+    /// Used only by this thread's handler (`SIGPROF` does not interrupt its own handler).
+    unwinder: UnsafeCell<SignalUnwinder>,
+    /// Written by the handler at `head`, read by the writer from `tail` (one producer, one
+    /// consumer; indices only grow).
+    slots: Box<[UnsafeCell<Slot>]>,
+    head: AtomicU64,
+    tail: AtomicU64,
+    /// Samples that found the ring full.
+    lost: AtomicU64,
+    /// The thread's exit was seen: its timer is deleted.
+    exiting: AtomicBool,
+}
+
+// SAFETY: `unwinder` is used by the owning thread's handler only; each slot is written by the
+// handler before `head` publishes it and read by the writer before `tail` releases it; the rest
+// is atomic or immutable.
+unsafe impl Sync for CpuThread {}
+// SAFETY: as above.
+unsafe impl Send for CpuThread {}
+
+/// A session's sampling state.
+#[derive(Default)]
+pub struct CpuSession {
+    threads: Mutex<Vec<&'static CpuThread>>,
+    /// Samples written.
+    written: AtomicU64,
+    /// Samples lost by threads already reaped, or taken on a thread without an entry.
+    lost: AtomicU64,
+    notices: AtomicU8,
+    noticed: AtomicU8,
+}
+
+impl CpuSession {
+    fn notice(&self, bit: u8) {
+        self.notices.fetch_or(bit, Ordering::Relaxed);
+    }
+}
+
+/// Ring slots for `hz`: room for four flush intervals of one thread's samples.
+fn ring_slots(hz: u64, flush_ms: u64) -> usize {
+    ((hz * flush_ms.max(1) * 4 / 1000) as usize)
+        .next_power_of_two()
+        .clamp(16, 1024)
+}
+
+/// Starts sampling for a new session when `cfg.cpu_hz` asks for it, arming the calling thread.
+/// Called before the session is published (its allocations are not events).
+pub fn start(s: &'static Session) {
+    let hz = s.cfg.cpu_hz;
+    if hz == 0 || YIELDED.load(Ordering::Acquire) {
+        return;
+    }
+    PERIOD_NS.store(1_000_000_000 / hz.min(MAX_HZ), Ordering::Relaxed);
+    let cur = kernel_handler();
+    if cur != handler_address() {
+        if cur != libc::SIG_DFL && cur != libc::SIG_IGN {
+            s.cpu.notice(NOTICE_HANDLER_AT_START);
+            super::report("the program has its own SIGPROF handler: CPU sampling is off");
+            return;
+        }
+        // SAFETY: an all-zero sigaction is a valid value; the query writes into it.
+        let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+        // SAFETY: a query with a valid out-pointer.
+        unsafe { libc::sigaction(libc::SIGPROF, std::ptr::null(), &mut old) };
+        // SAFETY: sampling is inactive (see `Original`).
+        unsafe { *ORIGINAL.0.get() = Some(old) };
+    }
+    ACTIVE.store(true, Ordering::Release);
+    install_handler();
+    if MODE.load(Ordering::Acquire) == MODE_ITIMER {
+        // Interval timers are not inherited by a forked child.
+        set_itimer(PERIOD_NS.load(Ordering::Relaxed));
+    }
+    thread_start(s, gettid(), StackBounds::current());
+}
+
+/// The handler address the kernel has for `SIGPROF`, asked with the raw system call (the
+/// preload library's `sigaction` answers the program's view while sampling).
+fn kernel_handler() -> usize {
+    let mut k = [0u64; 4];
+    // SAFETY: rt_sigaction query into a buffer the size of the kernel's `struct sigaction`
+    // (handler, flags, restorer, 64-bit mask).
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigaction,
+            libc::SIGPROF,
+            std::ptr::null::<u8>(),
+            k.as_mut_ptr(),
+            8usize,
+        )
+    };
+    if rc == 0 {
+        k[0] as usize
+    } else {
+        libc::SIG_DFL
+    }
+}
+
+fn with_own_call(f: impl FnOnce()) {
+    OWN_CALL.store(true, Ordering::Release);
+    f();
+    OWN_CALL.store(false, Ordering::Release);
+}
+
+fn install_handler() {
+    with_own_call(|| {
+        // SAFETY: an all-zero sigaction is valid; the handler has the SA_SIGINFO signature;
+        // SA_RESTART keeps the program's interrupted system calls going.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = handler_address();
+            sa.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
+            libc::sigemptyset(&mut sa.sa_mask);
+            libc::sigaction(libc::SIGPROF, &sa, std::ptr::null_mut());
+        }
+    });
+}
+
+/// Drops pending `SIGPROF`s (setting `SIG_IGN` discards them in every thread) and puts back the
+/// program's disposition.
+fn restore_disposition() {
+    with_own_call(|| {
+        // SAFETY: valid sigaction values; `ORIGINAL` was written before sampling started.
+        unsafe {
+            let mut ign: libc::sigaction = std::mem::zeroed();
+            ign.sa_sigaction = libc::SIG_IGN;
+            libc::sigaction(libc::SIGPROF, &ign, std::ptr::null_mut());
+            let mut back: libc::sigaction = std::mem::zeroed();
+            back.sa_sigaction = libc::SIG_DFL;
+            let back = (*ORIGINAL.0.get()).unwrap_or(back);
+            libc::sigaction(libc::SIGPROF, &back, std::ptr::null_mut());
+        }
+    });
+}
+
+fn set_itimer(period_ns: u64) {
+    let tv = libc::timeval {
+        tv_sec: (period_ns / 1_000_000_000) as libc::time_t,
+        tv_usec: ((period_ns % 1_000_000_000) / 1000) as libc::suseconds_t,
+    };
+    let it = libc::itimerval {
+        it_interval: tv,
+        it_value: tv,
+    };
+    with_own_call(|| {
+        // SAFETY: a valid itimerval; the old value is not wanted.
+        unsafe { libc::setitimer(libc::ITIMER_PROF, &it, std::ptr::null_mut()) };
+    });
+}
+
+fn set_timer(timer: usize, period_ns: u64) -> bool {
+    let ts = libc::timespec {
+        tv_sec: (period_ns / 1_000_000_000) as libc::time_t,
+        tv_nsec: (period_ns % 1_000_000_000) as libc::c_long,
+    };
+    let its = libc::itimerspec {
+        it_interval: ts,
+        it_value: ts,
+    };
+    // SAFETY: `timer` is a live timer id of this process; `its` is valid.
+    unsafe { libc::timer_settime(timer as libc::timer_t, 0, &its, std::ptr::null_mut()) == 0 }
+}
+
+/// Arms the calling thread `tid` (stack `bounds`) when sampling is on and it is not armed for
+/// `s` yet. Allocates: the caller is the recorder (registering, or starting the session).
+pub fn thread_start(s: &'static Session, tid: u32, bounds: StackBounds) {
+    if !ACTIVE.load(Ordering::Acquire) || s.cfg.cpu_hz == 0 {
+        return;
+    }
+    // SAFETY: entries are leaked threads freed only once unlisted (see `reap`).
+    let cur = unsafe { (THREADS.get(tid) as *const CpuThread).as_ref() };
+    if cur.is_some_and(|c| std::ptr::eq(c.session, s) && !c.exiting.load(Ordering::Acquire)) {
+        return;
+    }
+    let n = ring_slots(s.cfg.cpu_hz, s.cfg.flush_ms);
+    let slots = (0..n)
+        .map(|_| {
+            UnsafeCell::new(Slot {
+                t_ns: 0,
+                weight_ns: 0,
+                generation: 0,
+                len: 0,
+                truncated: 0,
+                frames: [0; MAX_FRAMES],
+            })
+        })
+        .collect();
+    let ct: &'static CpuThread = Box::leak(Box::new(CpuThread {
+        session: s,
+        tid,
+        timer: AtomicUsize::new(0),
+        has_timer: AtomicBool::new(false),
+        bounds,
+        unwinder: UnsafeCell::new(SignalUnwinder::new()),
+        slots,
+        head: AtomicU64::new(0),
+        tail: AtomicU64::new(0),
+        lost: AtomicU64::new(0),
+        exiting: AtomicBool::new(false),
+    }));
+    let mut threads = lock(&s.cpu.threads);
+    if !THREADS.set(tid, ct as *const CpuThread as usize) {
+        s.cpu.notice(NOTICE_NO_TIMER);
+    }
+    threads.push(ct);
+    if MODE.load(Ordering::Acquire) == MODE_ITIMER {
+        return;
+    }
+    match create_thread_timer(tid) {
+        Some(timer) => {
+            ct.timer.store(timer, Ordering::Relaxed);
+            ct.has_timer.store(true, Ordering::Release);
+            MODE.store(MODE_THREAD_TIMERS, Ordering::Release);
+            set_timer(timer, PERIOD_NS.load(Ordering::Relaxed));
+        }
+        None if MODE.load(Ordering::Acquire) == MODE_NONE => {
+            // Per-thread CPU timers refused (old kernel, seccomp): one process-wide timer.
+            MODE.store(MODE_ITIMER, Ordering::Release);
+            s.cpu.notice(NOTICE_ITIMER);
+            set_itimer(PERIOD_NS.load(Ordering::Relaxed));
+        }
+        None => s.cpu.notice(NOTICE_NO_TIMER),
+    }
+}
+
+/// A timer on the calling thread's CPU clock that sends `SIGPROF` to thread `tid`.
+fn create_thread_timer(tid: u32) -> Option<usize> {
+    // SAFETY: an all-zero sigevent is valid; the fields set are those SIGEV_THREAD_ID reads;
+    // `timer` is a valid out-pointer.
+    unsafe {
+        let mut sev: libc::sigevent = std::mem::zeroed();
+        sev.sigev_notify = SIGEV_THREAD_ID;
+        sev.sigev_signo = libc::SIGPROF;
+        sev.sigev_notify_thread_id = tid as libc::c_int;
+        let mut timer: libc::timer_t = std::ptr::null_mut();
+        (libc::timer_create(libc::CLOCK_THREAD_CPUTIME_ID, &mut sev, &mut timer) == 0)
+            .then_some(timer as usize)
+    }
+}
+
+/// The calling thread `tid` is exiting (its recorder state's key destructor): deletes its
+/// timer. Samples already taken are still written.
+pub fn thread_exit(s: &'static Session, tid: u32) {
+    // SAFETY: entries are leaked threads freed only once unlisted (see `reap`).
+    let Some(ct) = (unsafe { (THREADS.get(tid) as *const CpuThread).as_ref() }) else {
+        return;
+    };
+    if !std::ptr::eq(ct.session, s) {
+        return;
+    }
+    let _threads = lock(&s.cpu.threads);
+    if ct.has_timer.swap(false, Ordering::AcqRel) {
+        // SAFETY: the timer was created for this thread and is deleted once.
+        unsafe { libc::timer_delete(ct.timer.load(Ordering::Relaxed) as libc::timer_t) };
+    }
+    ct.exiting.store(true, Ordering::Release);
+}
+
+/// Stops sampling for the session's end (exit, exec, `finish`): disarms every timer, drops the
+/// signals still pending and puts back the program's `SIGPROF` disposition. May run in a
+/// fatal-signal handler: when the thread list stays locked (a crash inside the recorder), the
+/// timers are left and only the disposition is restored.
+pub fn disarm(s: &Session) {
+    if !ACTIVE.swap(false, Ordering::AcqRel) {
+        return;
+    }
+    stop_timers(s);
+    restore_disposition();
+}
+
+fn stop_timers(s: &Session) {
+    if MODE.load(Ordering::Acquire) == MODE_ITIMER {
+        set_itimer(0);
+    }
+    for _ in 0..1000 {
+        if let Ok(threads) = s.cpu.threads.try_lock() {
+            for ct in threads.iter() {
+                if ct.has_timer.load(Ordering::Acquire) {
+                    set_timer(ct.timer.load(Ordering::Relaxed), 0);
+                }
+            }
+            return;
+        }
+        std::thread::yield_now();
+    }
+}
+
+/// Restarts sampling stopped by [`disarm`] (after an `exec` that failed).
+pub fn rearm(s: &'static Session) {
+    if s.cfg.cpu_hz == 0
+        || YIELDED.load(Ordering::Acquire)
+        || ACTIVE.load(Ordering::Acquire)
+        || MODE.load(Ordering::Acquire) == MODE_NONE
+    {
+        return;
+    }
+    ACTIVE.store(true, Ordering::Release);
+    install_handler();
+    let period = PERIOD_NS.load(Ordering::Relaxed);
+    if MODE.load(Ordering::Acquire) == MODE_ITIMER {
+        set_itimer(period);
+    }
+    for ct in lock(&s.cpu.threads).iter() {
+        if ct.has_timer.load(Ordering::Acquire) {
+            set_timer(ct.timer.load(Ordering::Relaxed), period);
+        }
+    }
+}
+
+/// True while the recorder owns `SIGPROF` (the preload's `sigaction` then answers queries with
+/// [`program_disposition`] and treats a change as the program taking the signal back).
+pub fn owns_sigprof() -> bool {
+    ACTIVE.load(Ordering::Acquire) && !OWN_CALL.load(Ordering::Acquire)
+}
+
+/// The program's own `SIGPROF` disposition, as it would see it without the recorder.
+pub fn program_disposition() -> libc::sigaction {
+    // SAFETY: read while sampling is active (see `Original`); all-zero is SIG_DFL.
+    unsafe { (*ORIGINAL.0.get()).unwrap_or_else(|| std::mem::zeroed()) }
+}
+
+/// The program takes `SIGPROF` (installs a handler or an `ITIMER_PROF` timer): sampling stops
+/// for the rest of the process, the program's disposition is put back, and the profile says so.
+pub fn yield_to_program() {
+    if YIELDED.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    if let Some(s) = super::session::current() {
+        s.cpu.notice(NOTICE_TAKEN_BY_PROGRAM);
+        disarm(s);
+    }
+    super::report("the program uses SIGPROF itself: CPU sampling stopped");
+}
+
+/// Writer, at every timeline sample: when the program replaced the handler without the
+/// interposed calls (raw system call, or the in-process recorder, which interposes nothing),
+/// stops sampling without touching the program's handler.
+pub fn check_disposition(s: &Session) {
+    if !ACTIVE.load(Ordering::Acquire) || OWN_CALL.load(Ordering::Acquire) {
+        return;
+    }
+    if kernel_handler() != handler_address() && !YIELDED.swap(true, Ordering::AcqRel) {
+        ACTIVE.store(false, Ordering::Release);
+        stop_timers(s);
+        s.cpu.notice(NOTICE_TAKEN_BY_PROGRAM);
+        super::report("the program installed its own SIGPROF handler: CPU sampling stopped");
+    }
+}
+
+extern "C" fn on_sigprof(_sig: libc::c_int, info: *mut libc::siginfo_t, uc: *mut libc::c_void) {
+    // SAFETY: __errno_location returns this thread's errno slot; the handler must leave it as
+    // the interrupted code had it.
+    let errno = unsafe { *libc::__errno_location() };
+    // SAFETY: the kernel passed `info` and `uc` to this SA_SIGINFO handler.
+    unsafe { take_sample(info, uc) };
+    // SAFETY: as above.
+    unsafe { *libc::__errno_location() = errno };
+}
+
+/// Offset of `si_overrun` in a timer's `siginfo_t` (after `si_signo, si_errno, si_code`, the
+/// union's padding to 16 bytes, and `si_tid`).
+const SI_OVERRUN_OFFSET: usize = 20;
+
+/// # Safety
+/// Called from the `SIGPROF` handler with the kernel's arguments.
+unsafe fn take_sample(info: *const libc::siginfo_t, uc: *const libc::c_void) {
+    let Some(s) = super::session::current() else {
+        return;
+    };
+    if !ACTIVE.load(Ordering::Acquire) || s.cfg.cpu_hz == 0 {
+        return;
+    }
+    let tid = gettid();
+    // SAFETY: entries are leaked threads freed only once unlisted, after their thread is gone.
+    let ct = match unsafe { (THREADS.get(tid) as *const CpuThread).as_ref() } {
+        Some(c) if std::ptr::eq(c.session, s) => c,
+        _ => {
+            // A thread the recorder has not seen (the process-wide timer picked it).
+            s.cpu.lost.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+    };
+    // SAFETY: `info` is the kernel's siginfo; for SI_TIMER the overrun count is at its offset.
+    let overrun = unsafe {
+        if !info.is_null() && (*info).si_code == libc::SI_TIMER {
+            u64::from(
+                ((info as *const u8).add(SI_OVERRUN_OFFSET) as *const i32)
+                    .read_unaligned()
+                    .max(0) as u32,
+            )
+        } else {
+            0
+        }
+    };
+    let h = ct.head.load(Ordering::Relaxed);
+    let t = ct.tail.load(Ordering::Acquire);
+    if h - t >= ct.slots.len() as u64 {
+        ct.lost.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    // SAFETY: slot `h` is not visible to the writer until `head` moves past it, and only this
+    // thread's handler writes slots (SIGPROF is blocked while its handler runs).
+    let slot = unsafe { &mut *ct.slots[(h as usize) & (ct.slots.len() - 1)].get() };
+    // SAFETY: `uc` is the handler's ucontext.
+    let regs = unsafe { Registers::from_ucontext(uc) };
+    // SAFETY: only this thread's handler uses its unwinder.
+    let w = unsafe { &mut *ct.unwinder.get() }.walk(regs, ct.bounds, &mut slot.frames);
+    slot.len = w.len as u32;
+    slot.truncated = u32::from(w.truncated);
+    slot.generation = w.generation;
+    slot.t_ns = mono_ns().saturating_sub(s.start_mono_ns);
+    slot.weight_ns = PERIOD_NS.load(Ordering::Relaxed) * (1 + overrun);
+    ct.head.store(h + 1, Ordering::Release);
+}
+
+/// Writer: moves every ring's samples into `out` as `CPU_SAMPLE` records (their stacks interned,
+/// so the pass's definitions, taken after this, define them), with messages for new notices.
+pub fn drain(s: &Session, out: &mut Vec<u8>) {
+    let new = s.cpu.notices.load(Ordering::Relaxed) & !s.cpu.noticed.load(Ordering::Relaxed);
+    if new != 0 {
+        s.cpu.noticed.fetch_or(new, Ordering::Relaxed);
+        for (bit, text) in [
+            (NOTICE_HANDLER_AT_START, "program has its own SIGPROF handler: no CPU samples"),
+            (NOTICE_TAKEN_BY_PROGRAM, "program took SIGPROF: CPU sampling stopped"),
+            (NOTICE_ITIMER, "per-thread CPU timers refused: sampling with ITIMER_PROF"),
+            (NOTICE_NO_TIMER, "some threads could not be armed for CPU sampling"),
+        ] {
+            if new & bit != 0 {
+                format::put_message(out, 1, text);
+            }
+        }
+    }
+    let threads = lock(&s.cpu.threads);
+    let mut written = 0;
+    for ct in threads.iter() {
+        let t = ct.tail.load(Ordering::Relaxed);
+        let h = ct.head.load(Ordering::Acquire);
+        for i in t..h {
+            // SAFETY: slots below `head` are complete and the handler does not touch them
+            // until `tail` moves past them.
+            let slot = unsafe { &*ct.slots[(i as usize) & (ct.slots.len() - 1)].get() };
+            let frames = &slot.frames[..(slot.len as usize).min(MAX_FRAMES)];
+            if frames.is_empty() {
+                ct.lost.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            let generation = slot.generation.max(1);
+            let key = unwind::hash::hash_frames(frames)
+                ^ u128::from(generation).wrapping_mul(super::GENERATION_MIX);
+            let id = lock(&s.stacks).intern(key, frames, generation, slot.truncated != 0);
+            format::put_cpu_sample(out, ct.tid, slot.t_ns, id, slot.weight_ns);
+            written += 1;
+        }
+        ct.tail.store(h, Ordering::Release);
+    }
+    s.cpu.written.fetch_add(written, Ordering::Relaxed);
+}
+
+/// Writer: frees the entries of threads that exited and are gone, once their rings are empty.
+pub fn reap(s: &Session) {
+    let mut threads = lock(&s.cpu.threads);
+    let mut i = 0;
+    while i < threads.len() {
+        let ct = threads[i];
+        let empty = ct.head.load(Ordering::Acquire) == ct.tail.load(Ordering::Relaxed);
+        if !(empty && ct.exiting.load(Ordering::Acquire) && gone(s.pid, ct.tid)) {
+            i += 1;
+            continue;
+        }
+        threads.swap_remove(i);
+        THREADS.clear_if(ct.tid, ct as *const CpuThread as usize);
+        s.cpu
+            .lost
+            .fetch_add(ct.lost.load(Ordering::Relaxed), Ordering::Relaxed);
+        // SAFETY: the thread is gone (no handler can run for it), the entry is unlisted, and
+        // it came from `Box::leak` in `thread_start`.
+        drop(unsafe { Box::from_raw(ct as *const CpuThread as *mut CpuThread) });
+    }
+}
+
+fn gone(pid: u32, tid: u32) -> bool {
+    // SAFETY: tgkill with signal 0 only checks that the thread exists.
+    let rc = unsafe { libc::syscall(libc::SYS_tgkill, pid as libc::pid_t, tid as libc::pid_t, 0) };
+    rc == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+}
+
+/// Trailer values: samples written and samples lost (none when sampling was not asked for).
+pub fn trailer_values(s: &Session) -> Vec<(u64, u64)> {
+    if s.cfg.cpu_hz == 0 {
+        return Vec::new();
+    }
+    let lost = s.cpu.lost.load(Ordering::Relaxed)
+        + lock(&s.cpu.threads)
+            .iter()
+            .map(|c| c.lost.load(Ordering::Relaxed))
+            .sum::<u64>();
+    vec![
+        (
+            format::trailer_key::CPU_SAMPLES,
+            s.cpu.written.load(Ordering::Relaxed),
+        ),
+        (format::trailer_key::CPU_SAMPLES_LOST, lost),
+        (
+            format::trailer_key::CPU_PERIOD_NS,
+            PERIOD_NS.load(Ordering::Relaxed),
+        ),
+    ]
+}
+
+/// The address of [`on_sigprof`], as sigaction stores it.
+fn handler_address() -> usize {
+    on_sigprof as *const () as usize
+}

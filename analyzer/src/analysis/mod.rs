@@ -313,6 +313,9 @@ pub struct Summary {
     /// Growth, leak verdict, limit, RSS, rates and allocator latency (flattened into the JSON).
     #[serde(flatten)]
     pub pressure: Pressure,
+    /// CPU time and its top functions, when the profile holds CPU samples (`--cpu`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<cpu::CpuSummary>,
 }
 
 /// A sampled peak under this many sampling periods is flagged "below sampling resolution".
@@ -386,6 +389,7 @@ pub fn summary_with(p: &Profile, top_n: usize, pressure_opts: &PressureOptions) 
             .chain(stack_quality(p).warnings())
             .collect(),
         pressure: pressure::pressure(p, pressure_opts),
+        cpu: cpu::cpu_summary(p, top_n),
     }
 }
 

@@ -125,7 +125,7 @@ fn cpu_profile_shows_the_three_to_one_ratio_in_summary_and_folded() {
 }
 
 #[test]
-fn a_thread_that_burns_cpu_is_sampled_on_its_own_thread() {
+fn a_thread_that_never_allocates_is_sampled_on_its_own_thread() {
     let scratch = Scratch::new("cpu-threads");
     let exe = compile_c("cpuburn", &scratch, &["-pthread"]);
     let truth = scratch.join("truth.json");

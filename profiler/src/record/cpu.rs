@@ -2,7 +2,7 @@
 //! thread, written as `CPU_SAMPLE` records beside the heap events.
 //!
 //! ```text
-//!  thread registers ─► timer_create(CLOCK_THREAD_CPUTIME_ID, SIGEV_THREAD_ID → this thread,
+//!  thread first seen ─► timer_create(CLOCK_THREAD_CPUTIME_ID, SIGEV_THREAD_ID → this thread,
 //!                      SIGPROF) every 1/hz s of the thread's own CPU time
 //!                      (fallback when refused: one setitimer(ITIMER_PROF) for the process)
 //!  SIGPROF handler ─► registers from the ucontext ─► DWARF walk of its own (unwind::signal)
@@ -18,8 +18,11 @@
 //! one ring slot; it never allocates and takes no lock. It may interrupt the recorder's own hook
 //! (which holds the thread's buffer lock and unwinder): it touches neither.
 //!
-//! Threads are armed when the recorder first sees them (their first allocator call, or the
-//! thread that starts the session): a thread that never calls the allocator is not sampled.
+//! Threads are armed when the recorder first sees them: the thread that starts the session, a
+//! thread at its first allocator call, and, every 100 ms, any other thread the writer finds in
+//! `/proc/self/task` (a thread that never allocates: its timer is created on its CPU clock from
+//! the writer, and its first sample finds its stack bounds). Nothing hooks thread creation; a
+//! thread that lives less than the scan interval without allocating is not sampled.
 //!
 //! The program's own `SIGPROF` use wins: a handler already installed at the start turns sampling
 //! off; one installed later (the preload library interposes `sigaction`, `signal` and
@@ -90,7 +93,10 @@ pub struct CpuThread {
     /// The `timer_t` (a pointer-sized id); meaningful when `has_timer`.
     timer: AtomicUsize,
     has_timer: AtomicBool,
-    bounds: StackBounds,
+    /// Stack bounds `[lo, hi)`; both 0 until known (a thread armed by the writer's scan gets
+    /// them from its own first sample).
+    stack_lo: AtomicU64,
+    stack_hi: AtomicU64,
     /// Used only by this thread's handler (`SIGPROF` does not interrupt its own handler).
     unwinder: UnsafeCell<SignalUnwinder>,
     /// Written by the handler at `head`, read by the writer from `tail` (one producer, one
@@ -121,6 +127,8 @@ pub struct CpuSession {
     lost: AtomicU64,
     notices: AtomicU8,
     noticed: AtomicU8,
+    /// When the writer last looked for threads to arm.
+    last_scan_ns: AtomicU64,
 }
 
 impl CpuSession {
@@ -265,6 +273,43 @@ pub fn thread_start(s: &'static Session, tid: u32, bounds: StackBounds) {
     if cur.is_some_and(|c| std::ptr::eq(c.session, s) && !c.exiting.load(Ordering::Acquire)) {
         return;
     }
+    arm(s, tid, bounds);
+}
+
+/// Writer, at most every [`SCAN_NS`]: arms the threads of the process the recorder has not seen
+/// (threads that never called the allocator), from `/proc/self/task`. Their stack bounds are
+/// found by their first sample.
+pub fn scan_threads(s: &'static Session) {
+    if !ACTIVE.load(Ordering::Acquire) || s.cfg.cpu_hz == 0 {
+        return;
+    }
+    let now = mono_ns();
+    if now < s.cpu.last_scan_ns.load(Ordering::Relaxed) + SCAN_NS {
+        return;
+    }
+    s.cpu.last_scan_ns.store(now, Ordering::Relaxed);
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return;
+    };
+    let me = gettid();
+    for e in dir.flatten() {
+        let Some(tid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        // SAFETY: entries are leaked threads freed only once unlisted (see `reap`).
+        let cur = unsafe { (THREADS.get(tid) as *const CpuThread).as_ref() };
+        if tid == me || cur.is_some_and(|c| std::ptr::eq(c.session, s)) {
+            continue;
+        }
+        arm(s, tid, StackBounds::default());
+    }
+}
+
+/// How often the writer looks for threads the recorder has not seen.
+const SCAN_NS: u64 = 100_000_000;
+
+/// Creates `tid`'s entry and timer (on `tid`'s own CPU clock).
+fn arm(s: &'static Session, tid: u32, bounds: StackBounds) {
     let n = ring_slots(s.cfg.cpu_hz, s.cfg.flush_ms);
     let slots = (0..n)
         .map(|_| {
@@ -283,7 +328,8 @@ pub fn thread_start(s: &'static Session, tid: u32, bounds: StackBounds) {
         tid,
         timer: AtomicUsize::new(0),
         has_timer: AtomicBool::new(false),
-        bounds,
+        stack_lo: AtomicU64::new(bounds.lo),
+        stack_hi: AtomicU64::new(bounds.hi),
         unwinder: UnsafeCell::new(SignalUnwinder::new()),
         slots,
         head: AtomicU64::new(0),
@@ -312,12 +358,16 @@ pub fn thread_start(s: &'static Session, tid: u32, bounds: StackBounds) {
             s.cpu.notice(NOTICE_ITIMER);
             set_itimer(PERIOD_NS.load(Ordering::Relaxed));
         }
-        None => s.cpu.notice(NOTICE_NO_TIMER),
+        // The thread ended between the scan and now, or the system refused: not sampled.
+        None => {}
     }
 }
 
-/// A timer on the calling thread's CPU clock that sends `SIGPROF` to thread `tid`.
+/// A timer on thread `tid`'s CPU clock that sends `SIGPROF` to that thread.
 fn create_thread_timer(tid: u32) -> Option<usize> {
+    // The kernel's clock id of a thread's CPU time (`MAKE_THREAD_CPUCLOCK(tid, CPUCLOCK_SCHED)`
+    // in include/linux/posix-timers.h; what glibc's pthread_getcpuclockid computes).
+    let clock = ((!(tid as libc::clockid_t)) << 3) | 6;
     // SAFETY: an all-zero sigevent is valid; the fields set are those SIGEV_THREAD_ID reads;
     // `timer` is a valid out-pointer.
     unsafe {
@@ -326,8 +376,7 @@ fn create_thread_timer(tid: u32) -> Option<usize> {
         sev.sigev_signo = libc::SIGPROF;
         sev.sigev_notify_thread_id = tid as libc::c_int;
         let mut timer: libc::timer_t = std::ptr::null_mut();
-        (libc::timer_create(libc::CLOCK_THREAD_CPUTIME_ID, &mut sev, &mut timer) == 0)
-            .then_some(timer as usize)
+        (libc::timer_create(clock, &mut sev, &mut timer) == 0).then_some(timer as usize)
     }
 }
 
@@ -496,8 +545,19 @@ unsafe fn take_sample(info: *const libc::siginfo_t, uc: *const libc::c_void) {
     let slot = unsafe { &mut *ct.slots[(h as usize) & (ct.slots.len() - 1)].get() };
     // SAFETY: `uc` is the handler's ucontext.
     let regs = unsafe { Registers::from_ucontext(uc) };
+    let mut bounds = StackBounds {
+        lo: ct.stack_lo.load(Ordering::Relaxed),
+        hi: ct.stack_hi.load(Ordering::Relaxed),
+    };
+    if bounds.hi == 0 {
+        // Armed by the writer's scan: find this thread's stack now (raw open/read of
+        // /proc/self/maps, no allocation, no lock), once.
+        bounds = StackBounds::current();
+        ct.stack_lo.store(bounds.lo, Ordering::Relaxed);
+        ct.stack_hi.store(bounds.hi.max(1), Ordering::Relaxed);
+    }
     // SAFETY: only this thread's handler uses its unwinder.
-    let w = unsafe { &mut *ct.unwinder.get() }.walk(regs, ct.bounds, &mut slot.frames);
+    let w = unsafe { &mut *ct.unwinder.get() }.walk(regs, bounds, &mut slot.frames);
     slot.len = w.len as u32;
     slot.truncated = u32::from(w.truncated);
     slot.generation = w.generation;
@@ -556,11 +616,15 @@ pub fn reap(s: &Session) {
     while i < threads.len() {
         let ct = threads[i];
         let empty = ct.head.load(Ordering::Acquire) == ct.tail.load(Ordering::Relaxed);
-        if !(empty && ct.exiting.load(Ordering::Acquire) && gone(s.pid, ct.tid)) {
+        if !(empty && gone(s.pid, ct.tid)) {
             i += 1;
             continue;
         }
         threads.swap_remove(i);
+        if ct.has_timer.swap(false, Ordering::AcqRel) {
+            // SAFETY: the timer of a thread that ended without its exit being seen.
+            unsafe { libc::timer_delete(ct.timer.load(Ordering::Relaxed) as libc::timer_t) };
+        }
         THREADS.clear_if(ct.tid, ct as *const CpuThread as usize);
         s.cpu
             .lost

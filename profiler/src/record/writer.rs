@@ -139,6 +139,7 @@ impl Writer {
                 self.check_modules();
                 self.reap();
                 super::cpu::check_disposition(self.s);
+                super::cpu::scan_threads(self.s);
                 super::cpu::reap(self.s);
             }
             if stopping {

@@ -17,6 +17,7 @@ pub mod firefox;
 pub mod folded;
 pub mod json;
 pub mod pprof;
+pub mod pprof_cpu;
 
 use std::fmt;
 use std::io::{self, Write};

@@ -49,7 +49,10 @@ fn cpu_total(summary: &serde_json::Value, function: &str) -> u64 {
 }
 
 fn summary_cli(scratch: &Scratch, profile: &Path) -> serde_json::Value {
-    let out = tidemark_cli(["summary", "--json", "--top", "100", path_str(profile)], scratch);
+    let out = tidemark_cli(
+        ["summary", "--json", "--top", "100", path_str(profile)],
+        scratch,
+    );
     out.assert_success("tidemark summary --json");
     serde_json::from_str(&out.stdout).expect("summary JSON")
 }
@@ -69,7 +72,11 @@ fn cpu_profile_shows_the_three_to_one_ratio_in_summary_and_folded() {
     let scratch = Scratch::new("cpu-ratio");
     let exe = compile_c("cpuburn", &scratch, &["-pthread"]);
     let truth = scratch.join("truth.json");
-    let run = record_cpu(&scratch, &exe, &["burn", BURN_MS, "--truth", path_str(&truth)]);
+    let run = record_cpu(
+        &scratch,
+        &exe,
+        &["burn", BURN_MS, "--truth", path_str(&truth)],
+    );
     run.assert_success("tidemark run --cpu -- cpuburn burn");
     let profile = find_profile(scratch.path(), "profile");
     let summary = summary_cli(&scratch, &profile);
@@ -89,7 +96,15 @@ fn cpu_profile_shows_the_three_to_one_ratio_in_summary_and_folded() {
 
     // Folded CPU stacks: the same ratio, each line's value in ns, summing to the total.
     let out = tidemark_cli(
-        ["flamegraph", "--metric", "cpu", "--folded", "-o", "-", path_str(&profile)],
+        [
+            "flamegraph",
+            "--metric",
+            "cpu",
+            "--folded",
+            "-o",
+            "-",
+            path_str(&profile),
+        ],
         &scratch,
     );
     out.assert_success("tidemark flamegraph --metric cpu --folded");
@@ -111,12 +126,22 @@ fn cpu_profile_shows_the_three_to_one_ratio_in_summary_and_folded() {
     assert_eq!(total, field_u64(cpu, "cpu_ns"));
     let want = burned.0 as f64 / burned.1 as f64;
     let got = three as f64 / one as f64;
-    assert!((got / want - 1.0).abs() <= 0.20, "folded ratio {got:.2}, measured {want:.2}");
+    assert!(
+        (got / want - 1.0).abs() <= 0.20,
+        "folded ratio {got:.2}, measured {want:.2}"
+    );
 
     // An SVG too.
     let svg = scratch.join("cpu.svg");
     let out = tidemark_cli(
-        ["flamegraph", "--metric", "cpu", "-o", path_str(&svg), path_str(&profile)],
+        [
+            "flamegraph",
+            "--metric",
+            "cpu",
+            "-o",
+            path_str(&svg),
+            path_str(&profile),
+        ],
         &scratch,
     );
     out.assert_success("tidemark flamegraph --metric cpu");
@@ -129,7 +154,11 @@ fn a_thread_that_never_allocates_is_sampled_on_its_own_thread() {
     let scratch = Scratch::new("cpu-threads");
     let exe = compile_c("cpuburn", &scratch, &["-pthread"]);
     let truth = scratch.join("truth.json");
-    let run = record_cpu(&scratch, &exe, &["threads", BURN_MS, "--truth", path_str(&truth)]);
+    let run = record_cpu(
+        &scratch,
+        &exe,
+        &["threads", BURN_MS, "--truth", path_str(&truth)],
+    );
     run.assert_success("tidemark run --cpu -- cpuburn threads");
     let profile = find_profile(scratch.path(), "profile");
     let p = load(&profile);
@@ -155,7 +184,16 @@ fn go_pprof_reads_the_cpu_export_with_the_profile_totals() {
     let cpu = p.cpu.as_ref().expect("CPU samples");
     let file = scratch.join("cpu.pb.gz");
     let out = tidemark_cli(
-        ["export", "--format", "pprof", "--metric", "cpu", "-o", path_str(&file), path_str(&profile)],
+        [
+            "export",
+            "--format",
+            "pprof",
+            "--metric",
+            "cpu",
+            "-o",
+            path_str(&file),
+            path_str(&profile),
+        ],
         &scratch,
     );
     out.assert_success("tidemark export --format pprof --metric cpu");
@@ -167,10 +205,17 @@ fn go_pprof_reads_the_cpu_export_with_the_profile_totals() {
     assert_eq!(raw.sum("cpu") as u64, cpu.cpu_ns);
     let three = raw.site_sum("cpu", "burn_three") as f64;
     let one = raw.site_sum("cpu", "burn_one") as f64;
-    assert!((three / one / 3.0 - 1.0).abs() <= 0.20, "pprof ratio {}", three / one);
+    assert!(
+        (three / one / 3.0 - 1.0).abs() <= 0.20,
+        "pprof ratio {}",
+        three / one
+    );
     // -top names the burning functions.
     let top = support::pprof::go_pprof(&scratch, &["-top", "-cum", path_str(&file)]);
-    assert!(top.contains("burn_three") && top.contains("burn_one"), "{top}");
+    assert!(
+        top.contains("burn_three") && top.contains("burn_one"),
+        "{top}"
+    );
 }
 
 #[test]
@@ -185,7 +230,11 @@ fn a_program_with_its_own_sigprof_profiler_keeps_its_signals() {
     native.assert_success("cpuburn sigprof");
     let run = record_cpu(&scratch, &exe, &["sigprof", "500"]);
     run.assert_success("tidemark run --cpu -- cpuburn sigprof");
-    assert!(native.stdout.contains("sigprof handled: yes"), "{}", native.describe());
+    assert!(
+        native.stdout.contains("sigprof handled: yes"),
+        "{}",
+        native.describe()
+    );
     let program_output = |s: &str| s.lines().filter(|l| !l.starts_with("tidemark")).count();
     assert!(
         run.stdout.contains("sigprof handled: yes"),
@@ -244,7 +293,9 @@ fn metric_cpu_on_a_profile_without_samples_is_a_clear_error() {
     let rec = record(&scratch, &exe, &["burn", "100"]);
     for args in [
         vec!["flamegraph", "--metric", "cpu", "-o", "x.svg"],
-        vec!["export", "--format", "pprof", "--metric", "cpu", "-o", "x.pb.gz"],
+        vec![
+            "export", "--format", "pprof", "--metric", "cpu", "-o", "x.pb.gz",
+        ],
     ] {
         let mut args: Vec<&str> = args;
         args.push(path_str(&rec.profile));

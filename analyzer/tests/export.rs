@@ -464,7 +464,10 @@ fn firefox_export_has_the_crate_schema_and_balanced_allocation_weights() {
         all.extend(w);
     }
     let allocating = p.threads.iter().filter(|t| t.allocated_bytes > 0).count();
-    assert!(allocating >= 3, "tm-churn --threads 2: main and two workers allocate");
+    assert!(
+        allocating >= 3,
+        "tm-churn --threads 2: main and two workers allocate"
+    );
     let t = &p.totals;
     assert_eq!(
         all.iter().filter(|&&x| x > 0).sum::<i64>() as u64,

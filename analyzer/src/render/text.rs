@@ -159,11 +159,10 @@ pub fn summary_text_by(s: &Summary, sites_by: &str) -> String {
 /// CPU time, its threads and top functions.
 fn cpu_section(w: &mut String, c: &crate::analysis::cpu::CpuSummary) {
     let ms = |ns: u64| duration_ms(ns / 1_000_000);
-    let hz = if c.period_ns > 0 {
-        format!(", {} Hz", 1_000_000_000 / c.period_ns)
-    } else {
-        String::new()
-    };
+    let hz = 1_000_000_000u64
+        .checked_div(c.period_ns)
+        .map(|hz| format!(", {hz} Hz"))
+        .unwrap_or_default();
     push_line!(
         w,
         "\ncpu          {} of CPU time in {} samples{hz}",
@@ -191,7 +190,14 @@ fn cpu_section(w: &mut String, c: &crate::analysis::cpu::CpuSummary) {
     }
     if !c.top_functions.is_empty() {
         push_line!(w, "\ntop functions by CPU time:");
-        push_line!(w, "{:>10} {:>7} {:>10} {:>7}  function", "total", "", "self", "");
+        push_line!(
+            w,
+            "{:>10} {:>7} {:>10} {:>7}  function",
+            "total",
+            "",
+            "self",
+            ""
+        );
         for f in &c.top_functions {
             push_line!(
                 w,

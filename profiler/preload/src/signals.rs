@@ -20,11 +20,8 @@ use tidemark::record::cpu;
 type SigactionFn =
     unsafe extern "C" fn(libc::c_int, *const libc::sigaction, *mut libc::sigaction) -> libc::c_int;
 type SignalFn = unsafe extern "C" fn(libc::c_int, libc::sighandler_t) -> libc::sighandler_t;
-type SetitimerFn = unsafe extern "C" fn(
-    libc::c_int,
-    *const libc::itimerval,
-    *mut libc::itimerval,
-) -> libc::c_int;
+type SetitimerFn =
+    unsafe extern "C" fn(libc::c_int, *const libc::itimerval, *mut libc::itimerval) -> libc::c_int;
 
 static NEXT_SIGACTION: AtomicUsize = AtomicUsize::new(0);
 static NEXT_SIGNAL: AtomicUsize = AtomicUsize::new(0);
@@ -114,10 +111,11 @@ pub unsafe extern "C" fn setitimer(
         return -1;
     }
     // SAFETY: `new` is null or the caller's timer value.
-    let arming = !new.is_null() && unsafe {
-        let v = &(*new).it_value;
-        v.tv_sec != 0 || v.tv_usec != 0
-    };
+    let arming = !new.is_null()
+        && unsafe {
+            let v = &(*new).it_value;
+            v.tv_sec != 0 || v.tv_usec != 0
+        };
     if which == libc::ITIMER_PROF && arming && cpu::owns_sigprof() {
         cpu::yield_to_program();
     }

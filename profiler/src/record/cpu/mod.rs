@@ -29,18 +29,22 @@
 //! `setitimer(ITIMER_PROF)`; the writer also checks the disposition at every timeline sample)
 //! stops it. Either is said in a message in the profile.
 
+mod sigprof;
+
 use super::session::{lock, mono_ns, Session};
 use super::thread::gettid;
 use super::tidmap::TidMap;
 use crate::format;
 use crate::unwind::signal::{Registers, SignalUnwinder};
 use crate::unwind::{self, StackBounds, MAX_FRAMES};
+use sigprof::{
+    create_thread_timer, install_handler, kernel_handler, restore_disposition, set_itimer,
+    set_timer, ORIGINAL, OWN_CALL,
+};
 use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-/// `SIGEV_THREAD_ID` (Linux, `include/uapi/asm-generic/siginfo.h`; not in the `libc` crate).
-const SIGEV_THREAD_ID: libc::c_int = 4;
 /// Highest sampling frequency accepted.
 pub const MAX_HZ: u64 = 10_000;
 
@@ -61,19 +65,10 @@ static MODE: AtomicU8 = AtomicU8::new(MODE_NONE);
 static ACTIVE: AtomicBool = AtomicBool::new(false);
 /// The program took `SIGPROF`: no sampling for the rest of the process.
 static YIELDED: AtomicBool = AtomicBool::new(false);
-/// Set while the recorder itself changes the disposition (the preload's `sigaction` forwards).
-static OWN_CALL: AtomicBool = AtomicBool::new(false);
 /// Sampling period, ns of CPU time.
 static PERIOD_NS: AtomicU64 = AtomicU64::new(0);
 /// tid → `*const CpuThread` of the thread's current entry.
 static THREADS: TidMap = TidMap::new();
-
-/// The program's `SIGPROF` disposition from before the recorder installed its handler.
-struct Original(UnsafeCell<Option<libc::sigaction>>);
-// SAFETY: written only while sampling is inactive (before `ACTIVE` is set, in `start`, which
-// runs once per session on one thread), read only while it is active.
-unsafe impl Sync for Original {}
-static ORIGINAL: Original = Original(UnsafeCell::new(None));
 
 /// One sample as the handler leaves it.
 #[repr(C)]
@@ -167,99 +162,12 @@ pub fn start(s: &'static Session) {
         unsafe { *ORIGINAL.0.get() = Some(old) };
     }
     ACTIVE.store(true, Ordering::Release);
-    install_handler();
+    install_handler(handler_address());
     if MODE.load(Ordering::Acquire) == MODE_ITIMER {
         // Interval timers are not inherited by a forked child.
         set_itimer(PERIOD_NS.load(Ordering::Relaxed));
     }
     thread_start(s, gettid(), StackBounds::current());
-}
-
-/// The handler address the kernel has for `SIGPROF`, asked with the raw system call (the
-/// preload library's `sigaction` answers the program's view while sampling).
-fn kernel_handler() -> usize {
-    let mut k = [0u64; 4];
-    // SAFETY: rt_sigaction query into a buffer the size of the kernel's `struct sigaction`
-    // (handler, flags, restorer, 64-bit mask).
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_rt_sigaction,
-            libc::SIGPROF,
-            std::ptr::null::<u8>(),
-            k.as_mut_ptr(),
-            8usize,
-        )
-    };
-    if rc == 0 {
-        k[0] as usize
-    } else {
-        libc::SIG_DFL
-    }
-}
-
-fn with_own_call(f: impl FnOnce()) {
-    OWN_CALL.store(true, Ordering::Release);
-    f();
-    OWN_CALL.store(false, Ordering::Release);
-}
-
-fn install_handler() {
-    with_own_call(|| {
-        // SAFETY: an all-zero sigaction is valid; the handler has the SA_SIGINFO signature;
-        // SA_RESTART keeps the program's interrupted system calls going.
-        unsafe {
-            let mut sa: libc::sigaction = std::mem::zeroed();
-            sa.sa_sigaction = handler_address();
-            sa.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
-            libc::sigemptyset(&mut sa.sa_mask);
-            libc::sigaction(libc::SIGPROF, &sa, std::ptr::null_mut());
-        }
-    });
-}
-
-/// Drops pending `SIGPROF`s (setting `SIG_IGN` discards them in every thread) and puts back the
-/// program's disposition.
-fn restore_disposition() {
-    with_own_call(|| {
-        // SAFETY: valid sigaction values; `ORIGINAL` was written before sampling started.
-        unsafe {
-            let mut ign: libc::sigaction = std::mem::zeroed();
-            ign.sa_sigaction = libc::SIG_IGN;
-            libc::sigaction(libc::SIGPROF, &ign, std::ptr::null_mut());
-            let mut back: libc::sigaction = std::mem::zeroed();
-            back.sa_sigaction = libc::SIG_DFL;
-            let back = (*ORIGINAL.0.get()).unwrap_or(back);
-            libc::sigaction(libc::SIGPROF, &back, std::ptr::null_mut());
-        }
-    });
-}
-
-fn set_itimer(period_ns: u64) {
-    let tv = libc::timeval {
-        tv_sec: (period_ns / 1_000_000_000) as libc::time_t,
-        tv_usec: ((period_ns % 1_000_000_000) / 1000) as libc::suseconds_t,
-    };
-    let it = libc::itimerval {
-        it_interval: tv,
-        it_value: tv,
-    };
-    with_own_call(|| {
-        // SAFETY: a valid itimerval; the old value is not wanted.
-        unsafe { libc::setitimer(libc::ITIMER_PROF, &it, std::ptr::null_mut()) };
-    });
-}
-
-fn set_timer(timer: usize, period_ns: u64) -> bool {
-    let ts = libc::timespec {
-        tv_sec: (period_ns / 1_000_000_000) as libc::time_t,
-        tv_nsec: (period_ns % 1_000_000_000) as libc::c_long,
-    };
-    let its = libc::itimerspec {
-        it_interval: ts,
-        it_value: ts,
-    };
-    // SAFETY: `timer` is a live timer id of this process; `its` is valid.
-    unsafe { libc::timer_settime(timer as libc::timer_t, 0, &its, std::ptr::null_mut()) == 0 }
 }
 
 /// Arms the calling thread `tid` (stack `bounds`) when sampling is on and it is not armed for
@@ -363,23 +271,6 @@ fn arm(s: &'static Session, tid: u32, bounds: StackBounds) {
     }
 }
 
-/// A timer on thread `tid`'s CPU clock that sends `SIGPROF` to that thread.
-fn create_thread_timer(tid: u32) -> Option<usize> {
-    // The kernel's clock id of a thread's CPU time (`MAKE_THREAD_CPUCLOCK(tid, CPUCLOCK_SCHED)`
-    // in include/linux/posix-timers.h; what glibc's pthread_getcpuclockid computes).
-    let clock = ((!(tid as libc::clockid_t)) << 3) | 6;
-    // SAFETY: an all-zero sigevent is valid; the fields set are those SIGEV_THREAD_ID reads;
-    // `timer` is a valid out-pointer.
-    unsafe {
-        let mut sev: libc::sigevent = std::mem::zeroed();
-        sev.sigev_notify = SIGEV_THREAD_ID;
-        sev.sigev_signo = libc::SIGPROF;
-        sev.sigev_notify_thread_id = tid as libc::c_int;
-        let mut timer: libc::timer_t = std::ptr::null_mut();
-        (libc::timer_create(clock, &mut sev, &mut timer) == 0).then_some(timer as usize)
-    }
-}
-
 /// The calling thread `tid` is exiting (its recorder state's key destructor): deletes its
 /// timer. Samples already taken are still written.
 pub fn thread_exit(s: &'static Session, tid: u32) {
@@ -437,7 +328,7 @@ pub fn rearm(s: &'static Session) {
         return;
     }
     ACTIVE.store(true, Ordering::Release);
-    install_handler();
+    install_handler(handler_address());
     let period = PERIOD_NS.load(Ordering::Relaxed);
     if MODE.load(Ordering::Acquire) == MODE_ITIMER {
         set_itimer(period);
@@ -457,8 +348,7 @@ pub fn owns_sigprof() -> bool {
 
 /// The program's own `SIGPROF` disposition, as it would see it without the recorder.
 pub fn program_disposition() -> libc::sigaction {
-    // SAFETY: read while sampling is active (see `Original`); all-zero is SIG_DFL.
-    unsafe { (*ORIGINAL.0.get()).unwrap_or_else(|| std::mem::zeroed()) }
+    sigprof::program_disposition()
 }
 
 /// The program takes `SIGPROF` (installs a handler or an `ITIMER_PROF` timer): sampling stops
@@ -573,10 +463,22 @@ pub fn drain(s: &Session, out: &mut Vec<u8>) {
     if new != 0 {
         s.cpu.noticed.fetch_or(new, Ordering::Relaxed);
         for (bit, text) in [
-            (NOTICE_HANDLER_AT_START, "program has its own SIGPROF handler: no CPU samples"),
-            (NOTICE_TAKEN_BY_PROGRAM, "program took SIGPROF: CPU sampling stopped"),
-            (NOTICE_ITIMER, "per-thread CPU timers refused: sampling with ITIMER_PROF"),
-            (NOTICE_NO_TIMER, "some threads could not be armed for CPU sampling"),
+            (
+                NOTICE_HANDLER_AT_START,
+                "program has its own SIGPROF handler: no CPU samples",
+            ),
+            (
+                NOTICE_TAKEN_BY_PROGRAM,
+                "program took SIGPROF: CPU sampling stopped",
+            ),
+            (
+                NOTICE_ITIMER,
+                "per-thread CPU timers refused: sampling with ITIMER_PROF",
+            ),
+            (
+                NOTICE_NO_TIMER,
+                "some threads could not be armed for CPU sampling",
+            ),
         ] {
             if new & bit != 0 {
                 format::put_message(out, 1, text);

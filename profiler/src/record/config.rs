@@ -403,8 +403,10 @@ mod tests {
             ("TIDEMARK_LATENCY_EVERY", "1"),
             ("TIDEMARK_MALLOC_CONF", "dirty_decay_ms:0"),
             ("TIDEMARK_WALK_CACHE", "off"),
+            ("TIDEMARK_CPU_HZ", "99"),
         ]);
         assert!(w.is_empty(), "{w:?}");
+        assert_eq!(cfg.cpu_hz, 99);
         assert_eq!(cfg.allocator, "jemalloc");
         assert!(cfg.trace);
         assert_eq!(cfg.latency_every, 1);
@@ -415,7 +417,7 @@ mod tests {
         assert_eq!(cfg.limit_bytes, 1 << 30);
         assert_eq!(cfg.sampling_rate, 524288);
         assert!(!cfg.walk_cache);
-        assert_eq!(ENV_OPTIONS.len(), 10);
+        assert_eq!(ENV_OPTIONS.len(), 11);
     }
 
     #[test]
@@ -428,9 +430,10 @@ mod tests {
             ("TIDEMARK_TRACE", "maybe"),
             ("TIDEMARK_LATENCY_EVERY", "3"),
             ("TIDEMARK_WALK_CACHE", "2"),
+            ("TIDEMARK_CPU_HZ", "100000"),
         ]);
         assert_eq!(cfg, Config::default());
-        assert_eq!(w.len(), 7, "{w:?}");
+        assert_eq!(w.len(), 8, "{w:?}");
         assert!(w[0].contains("TIDEMARK_INTERVAL_MS"));
     }
 

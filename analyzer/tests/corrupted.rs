@@ -221,7 +221,7 @@ fn exercise(case: &str, bytes: &[u8], symbolize: bool) -> Option<Profile> {
 fn the_base_profile_loads_whole() {
     let p = exercise("base", &base_profile(), false).expect("the base profile loads");
     assert!(p.truncated.is_none(), "{:?}", p.truncated);
-    assert_eq!(p.totals.allocations, 4);
+    assert_eq!(p.totals.counts.allocations, 4);
     assert_eq!(p.totals.frees, 1);
 }
 

@@ -141,7 +141,7 @@ fn summary_sorts_sites_by_any_metric_and_lists_their_call_paths() {
     for site in sites(&p).iter().take(5) {
         let paths = call_paths(&p, site, SiteSort::Allocated, usize::MAX);
         let sum: u64 = paths.iter().map(|c| c.totals.allocated_bytes).sum();
-        assert_eq!(sum, site.allocated_bytes, "{}", site.function);
+        assert_eq!(sum, site.counts.allocated_bytes, "{}", site.function);
     }
     let text = tidemark_cli(
         [

@@ -68,36 +68,6 @@ fn names<'a>(p: &'a Profile, s: &CpuStack) -> Vec<&'a str> {
     names
 }
 
-/// Folded CPU stacks, root first (`main;work;spin 30303030`), valued in ns of CPU time, one line
-/// per distinct stack, sorted. Empty without CPU samples.
-pub fn cpu_folded(p: &Profile) -> Vec<String> {
-    cpu_folded_by(p, |s| s.cpu_ns)
-}
-
-/// Like [`cpu_folded`], valued in samples.
-pub fn cpu_folded_samples(p: &Profile) -> Vec<String> {
-    cpu_folded_by(p, |s| s.samples)
-}
-
-fn cpu_folded_by(p: &Profile, value: impl Fn(&CpuStack) -> u64) -> Vec<String> {
-    let Some(cpu) = &p.cpu else {
-        return Vec::new();
-    };
-    let mut lines: BTreeMap<String, u64> = BTreeMap::new();
-    for s in &cpu.stacks {
-        let v = value(s);
-        if v == 0 {
-            continue;
-        }
-        let e = lines.entry(names(p, s).join(";")).or_default();
-        *e = e.saturating_add(v);
-    }
-    lines
-        .into_iter()
-        .map(|(stack, v)| format!("{stack} {v}"))
-        .collect()
-}
-
 /// Per-function CPU time, most total time first (ties by name).
 pub fn cpu_functions(p: &Profile) -> Vec<CpuFunction> {
     let Some(cpu) = &p.cpu else {
@@ -165,27 +135,4 @@ pub fn cpu_summary(p: &Profile, top_n: usize) -> Option<CpuSummary> {
         threads,
         top_functions,
     })
-}
-
-/// The error for `--metric cpu` on a profile without CPU samples.
-pub fn no_cpu_samples_message(p: &Profile) -> String {
-    let lost = p
-        .trailer
-        .as_ref()
-        .and_then(|t| {
-            t.iter()
-                .find(|(k, _)| *k == tidemark::format::trailer_key::CPU_SAMPLES_LOST)
-        })
-        .map_or(0, |&(_, v)| v);
-    if p.messages.iter().any(|m| m.text.contains("SIGPROF")) {
-        "this profile has no CPU samples: the program used SIGPROF itself, which stops CPU \
-         sampling (see its recorder messages)"
-            .to_owned()
-    } else if lost > 0 {
-        format!("this profile has no CPU samples: the recorder lost all {lost} it took")
-    } else {
-        "this profile has no CPU samples: record with `tidemark run --cpu` (or \
-         TIDEMARK_CPU_HZ=99 for the preload and Tracking programs)"
-            .to_owned()
-    }
 }

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use tidemark::format::trailer_key;
 
 use super::StackBuilder;
-use crate::model::{CpuProfile, CpuSample, CpuStack, Profile};
+use crate::model::{CpuProfile, CpuSample, CpuStack, Profile, StackStats};
 
 /// Samples as recorded: `(tid, t_ns, recorded stack id, weight_ns)`.
 #[derive(Debug, Default)]
@@ -21,8 +21,11 @@ impl CpuBuilder {
     }
 
     /// Builds [`Profile::cpu`] (left `None` without samples), with the trailer's lost count and
-    /// period; warns about lost samples and undefined stacks.
-    pub(crate) fn finish(self, p: &mut Profile, stacks: &StackBuilder) {
+    /// period, and adds each stack's CPU time to its [`Profile::stack_stats`] entry (a new entry,
+    /// without allocations, for a stack only CPU samples have; `stack_raw_ids` are the recorded
+    /// ids of the existing entries) and to the totals; warns about lost samples and undefined
+    /// stacks.
+    pub(crate) fn finish(self, p: &mut Profile, stacks: &StackBuilder, stack_raw_ids: &[u64]) {
         let trailer = |key: u64| {
             p.trailer
                 .as_ref()
@@ -44,8 +47,10 @@ impl CpuBuilder {
             ..CpuProfile::default()
         };
         let mut undefined = 0u64;
+        let mut raws: Vec<u64> = Vec::new();
         for (tid, t_ns, raw, weight_ns) in self.raw {
             let i = *index.entry(raw).or_insert_with(|| {
+                raws.push(raw);
                 let stack = stacks.defined.get(&raw).copied();
                 if stack.is_none() {
                     undefined += 1;
@@ -69,6 +74,23 @@ impl CpuBuilder {
             });
         }
         cpu.period_ns = period.unwrap_or_else(|| most_common_weight(&cpu.samples));
+        let mut stats_of: HashMap<u64, usize> = stack_raw_ids
+            .iter()
+            .enumerate()
+            .map(|(i, &raw)| (raw, i))
+            .collect();
+        for (s, &raw) in cpu.stacks.iter().zip(&raws) {
+            let at = *stats_of.entry(raw).or_insert_with(|| {
+                p.stack_stats.push(StackStats {
+                    stack: s.stack,
+                    truncated: s.truncated,
+                    ..StackStats::default()
+                });
+                p.stack_stats.len() - 1
+            });
+            p.stack_stats[at].counts.cpu_ns = s.cpu_ns;
+        }
+        p.totals.counts.cpu_ns = cpu.cpu_ns;
         if lost > 0 {
             let taken = cpu.sample_count() + lost;
             p.warnings.push(format!(

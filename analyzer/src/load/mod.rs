@@ -8,7 +8,7 @@
 //! if let Some(t) = &profile.truncated {
 //!     eprintln!("warning: the profile is truncated: {}", t.reason);
 //! }
-//! println!("peak: {} bytes", profile.totals.peak_bytes);
+//! println!("peak: {} bytes", profile.totals.counts.peak_bytes);
 //! # Ok(()) }
 //! ```
 
@@ -389,7 +389,7 @@ fn load_inner<R: Read>(
     if let Some(last) = p.time_buckets.as_mut().and_then(|b| b.buckets.last_mut()) {
         last.end_ns = last.end_ns.max(p.totals.duration_ns);
     }
-    cpu.finish(&mut p, &stacks);
+    cpu.finish(&mut p, &stacks, &out.stack_raw_ids);
     if p.totals.dropped_events > 0 {
         p.warnings.push(format!(
             "the recorder dropped {} event(s): counts are lower bounds",

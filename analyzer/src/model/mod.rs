@@ -7,10 +7,12 @@
 //! ([`Ip`]) expands to one or more [`Frame`]s after symbolization (inlined calls), innermost
 //! first.
 
+mod counts;
 pub mod cpu;
 mod strings;
 pub mod time_buckets;
 
+pub use counts::Counts;
 pub use cpu::{CpuProfile, CpuSample, CpuStack};
 pub use strings::{StringId, Strings};
 pub use time_buckets::TimeBuckets;
@@ -71,18 +73,9 @@ pub struct StackStats {
     /// defined in the profile (truncated file).
     #[serde(skip)]
     pub stack: Option<StackId>,
-    /// Allocation calls (realloc included).
-    pub allocations: u64,
-    /// Requested bytes over those calls.
-    pub allocated_bytes: u64,
-    /// Blocks still live at the end of the profile.
-    pub leaked_allocations: u64,
-    /// Requested bytes of those blocks.
-    pub leaked_bytes: u64,
-    /// Blocks freed by the allocating thread with no other allocation by that thread in between.
-    pub temporary_allocations: u64,
-    /// Live bytes from this stack at the instant of the global peak.
-    pub peak_bytes: u64,
+    /// Allocations, bytes, peak contribution, leaks and temporaries of this stack.
+    #[serde(flatten)]
+    pub counts: Counts,
     /// Live blocks from this stack at the instant of the global peak.
     pub peak_blocks: u64,
     /// Largest live bytes of this stack alone at any instant (its own maximum, the latest one
@@ -101,6 +94,14 @@ pub struct StackStats {
     /// `load::stack_was_cut`); renderers show such stacks under a `[truncated]` root.
     #[serde(skip)]
     pub truncated: bool,
+}
+
+impl StackStats {
+    /// False for a stack only CPU samples have (no allocation or free): allocation sites and
+    /// call paths leave it out.
+    pub fn has_allocations(&self) -> bool {
+        self.counts.allocations > 0 || self.counts.allocated_bytes > 0 || self.frees > 0
+    }
 }
 
 /// The root frame under which stacks cut at the recorder's frame limit are shown.
@@ -217,29 +218,21 @@ pub struct BlockGroups {
 /// Whole-profile totals.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Totals {
-    /// Allocation calls, realloc included (each non-null realloc is one call).
-    pub allocations: u64,
-    /// Of those, realloc calls of a non-null block.
+    /// Allocation calls (realloc included), requested bytes, the largest live heap at any
+    /// instant (`peak_bytes`), what is live at the end, temporary allocations.
+    #[serde(flatten)]
+    pub counts: Counts,
+    /// Of the allocation calls, realloc calls of a non-null block.
     pub reallocs: u64,
     /// `free` calls of a non-null pointer (realloc's free half not included).
     pub frees: u64,
     /// Frees (or realloc free halves) of addresses never seen allocated: blocks allocated before
     /// recording began. They carry no bytes.
     pub unmatched_frees: u64,
-    /// Requested bytes over every allocation call.
-    pub allocated_bytes: u64,
-    /// Largest live heap at any instant, requested bytes.
-    pub peak_bytes: u64,
-    /// Live blocks at that instant.
+    /// Live blocks at the instant of the peak.
     pub peak_blocks: u64,
     /// Sequence number of the allocation that reached the peak.
     pub peak_seq: u64,
-    /// Bytes live at the end.
-    pub leaked_bytes: u64,
-    /// Blocks live at the end.
-    pub leaked_allocations: u64,
-    /// Temporary allocations (docs/metrics.md).
-    pub temporary_allocations: u64,
     /// Duration of the recording, ns: the trailer's end time, else the last sample's time.
     pub duration_ns: u64,
     /// Events the recorder reported it could not record (from the trailer).

@@ -98,7 +98,7 @@ pub fn build(p: &Profile) -> Result<DhatJson, ExportError> {
     };
     let mut pps = Vec::new();
     for (i, s) in p.stack_stats.iter().enumerate() {
-        if s.allocations == 0 && s.allocated_bytes == 0 {
+        if s.counts.allocations == 0 && s.counts.allocated_bytes == 0 {
             continue;
         }
         let mut fs = Vec::new();
@@ -120,15 +120,15 @@ pub fn build(p: &Profile) -> Result<DhatJson, ExportError> {
             fs.push(intern(UNKNOWN_FUNCTION.to_owned()));
         }
         pps.push(ProgramPoint {
-            tb: s.allocated_bytes,
-            tbk: s.allocations,
+            tb: s.counts.allocated_bytes,
+            tbk: s.counts.allocations,
             tl: (lifetimes.get(i).copied().unwrap_or(0.0) / 1000.0).round() as u64,
             mb: s.max_live_bytes,
             mbk: s.max_live_blocks,
-            gb: s.peak_bytes,
+            gb: s.counts.peak_bytes,
             gbk: s.peak_blocks,
-            eb: s.leaked_bytes,
-            ebk: s.leaked_allocations,
+            eb: s.counts.leaked_bytes,
+            ebk: s.counts.leaked_allocations,
             fs,
         });
     }

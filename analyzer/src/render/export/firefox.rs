@@ -163,7 +163,7 @@ pub fn build(p: &Profile) -> Result<FxProfile, ExportError> {
         }
     }
 
-    let end = (clock.end_ns(), p.totals.leaked_bytes);
+    let end = (clock.end_ns(), p.totals.counts.leaked_bytes);
     add_counter(
         &mut fx,
         process,
@@ -226,8 +226,8 @@ fn add_counter(
     if let Some((t, v)) = end {
         let t_ns = t as u64;
         if p.samples.last().is_none_or(|s| s.t_ns < t_ns) {
-            let ops =
-                u32::try_from(p.totals.allocations.saturating_sub(last_calls)).unwrap_or(u32::MAX);
+            let ops = u32::try_from(p.totals.counts.allocations.saturating_sub(last_calls))
+                .unwrap_or(u32::MAX);
             fx.add_counter_sample(
                 counter,
                 Timestamp::from_nanos_since_reference(t_ns),

@@ -111,6 +111,9 @@ pub enum ExportError {
     /// The options do not apply to the format.
     #[error("{0}")]
     Options(String),
+    /// The profile does not have the metric asked for.
+    #[error(transparent)]
+    Unavailable(#[from] crate::analysis::MetricUnavailable),
     /// The profile was loaded without a view the format needs (a library caller's mistake).
     #[error("the {format} export needs the profile loaded with LoadOptions::block_groups")]
     MissingBlockGroups {
@@ -127,10 +130,14 @@ pub fn export<W: Write>(
     out: W,
 ) -> Result<(), ExportError> {
     check_options(format, opts)?;
+    if let Some(m) = opts.metric {
+        m.check_available(p)?;
+    }
     if format.needs_block_groups() && p.block_groups.is_none() {
         return Err(ExportError::MissingBlockGroups { format });
     }
     match format {
+        ExportFormat::Pprof if opts.metric == Some(Metric::Cpu) => pprof_cpu::write(p, out),
         ExportFormat::Pprof => pprof::write(p, &pprof::PprofOptions::resolve(opts)?, out),
         ExportFormat::Firefox => firefox::write(p, out),
         ExportFormat::Dhat => dhat::write(p, out),
@@ -142,7 +149,15 @@ pub fn export<W: Write>(
 /// Checks that `opts` apply to `format` (what [`export`] checks first), so a command line can
 /// refuse them before loading a profile.
 pub fn check_options(format: ExportFormat, opts: &ExportOptions) -> Result<(), ExportError> {
-    if format == ExportFormat::Pprof {
+    if format == ExportFormat::Pprof && opts.metric == Some(Metric::Cpu) {
+        if opts.at.is_some() {
+            return Err(ExportError::Options(
+                "--at picks the in-use instant of a heap profile; a CPU profile (--metric cpu) \
+                 has none: drop --at"
+                    .into(),
+            ));
+        }
+    } else if format == ExportFormat::Pprof {
         pprof::PprofOptions::resolve(opts)?;
     }
     let takes_metric = matches!(format, ExportFormat::Pprof | ExportFormat::Folded);

@@ -12,15 +12,15 @@ use pprof::protos::{self, Message};
 
 use super::pprof::{Locations, Mappings, StringTable};
 use super::ExportError;
-use crate::analysis::cpu::no_cpu_samples_message;
+use crate::analysis::Metric;
 use crate::model::Profile;
 
 /// The CPU pprof message for `p` (ungzipped); an error when `p` has no CPU samples.
 pub fn build(p: &Profile) -> Result<protos::Profile, ExportError> {
-    let cpu = p
-        .cpu
-        .as_ref()
-        .ok_or_else(|| ExportError::Options(no_cpu_samples_message(p)))?;
+    Metric::Cpu.check_available(p)?;
+    let Some(cpu) = p.cpu.as_ref() else {
+        return Ok(protos::Profile::default());
+    };
     let mut strings = StringTable::new();
     let cpu_type = protos::ValueType {
         ty: strings.id("cpu"),

@@ -15,7 +15,7 @@ use tidemark::format::sample_key as key;
 use crate::analysis::call_paths::runtime_prefix;
 pub use crate::analysis::call_paths::RUNTIME_FRAME;
 use crate::analysis::pressure::{limit, live_heap_series, rate_series, series};
-use crate::analysis::{site_frame, UNKNOWN_FUNCTION};
+use crate::analysis::{site_frame, Metric, UNKNOWN_FUNCTION};
 use crate::model::{FrameId, Profile, StringId, TimeBuckets};
 use crate::render::curves::series_with_gaps;
 
@@ -213,7 +213,7 @@ pub fn view_data(
         }
         stack_node.push(parent);
         stack_site.push(t.frame(p, site_frame(p, s.stack)));
-        stack_peak.push(s.peak_bytes);
+        stack_peak.push(Metric::Peak.of(&s.counts));
     }
     let buckets = p.time_buckets.as_ref().map(buckets_json);
     let threads: Vec<Value> = p

@@ -12,8 +12,9 @@ use std::process::Command;
 use support::pprof::pprof_raw;
 use support::*;
 
-/// CPU time each run burns, ms: at 99 Hz, ≈ 200 samples.
-const BURN_MS: &str = "2000";
+/// CPU time each run burns, ms: at 99 Hz, ≈ 300 samples (a share of 1/4 is then known to
+/// about ±10%).
+const BURN_MS: &str = "3000";
 
 /// Records `cpuburn ARGS` with `tidemark run --cpu -o <scratch>/profile.tmk`.
 fn record_cpu(scratch: &Scratch, exe: &Path, args: &[&str]) -> Finished {
@@ -177,10 +178,12 @@ fn a_thread_that_never_allocates_is_sampled_on_its_own_thread() {
 fn go_pprof_reads_the_cpu_export_with_the_profile_totals() {
     let scratch = Scratch::new("cpu-pprof");
     let exe = compile_c("cpuburn", &scratch, &["-pthread"]);
-    let run = record_cpu(&scratch, &exe, &["burn", "1000"]);
+    let truth = scratch.join("truth.json");
+    let run = record_cpu(&scratch, &exe, &["burn", BURN_MS, "--truth", path_str(&truth)]);
     run.assert_success("tidemark run --cpu -- cpuburn burn");
     let profile = find_profile(scratch.path(), "profile");
     let p = load(&profile);
+    let summary = summary_cli(&scratch, &profile);
     let cpu = p.cpu.as_ref().expect("CPU samples");
     let file = scratch.join("cpu.pb.gz");
     let out = tidemark_cli(

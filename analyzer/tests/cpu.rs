@@ -179,7 +179,11 @@ fn go_pprof_reads_the_cpu_export_with_the_profile_totals() {
     let scratch = Scratch::new("cpu-pprof");
     let exe = compile_c("cpuburn", &scratch, &["-pthread"]);
     let truth = scratch.join("truth.json");
-    let run = record_cpu(&scratch, &exe, &["burn", BURN_MS, "--truth", path_str(&truth)]);
+    let run = record_cpu(
+        &scratch,
+        &exe,
+        &["burn", BURN_MS, "--truth", path_str(&truth)],
+    );
     run.assert_success("tidemark run --cpu -- cpuburn burn");
     let profile = find_profile(scratch.path(), "profile");
     let p = load(&profile);
@@ -310,4 +314,46 @@ fn metric_cpu_on_a_profile_without_samples_is_a_clear_error() {
             out.stderr
         );
     }
+}
+
+/// A report of two scenarios recorded with `--cpu` has their CPU time among its metrics and a
+/// CPU flamegraph beside the allocation ones, differential for the second scenario.
+#[test]
+fn report_shows_cpu_flamegraphs_when_both_scenarios_have_samples() {
+    let scratch = Scratch::new("cpu-report");
+    let exe = compile_c("cpuburn", &scratch, &["-pthread"]);
+    let mut profiles = Vec::new();
+    for (name, ms) in [("base", "300"), ("new", "600")] {
+        let dir = scratch.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut cmd = Command::new(tidemark());
+        cmd.args(["run", "--cpu", "-o"])
+            .arg(dir.join("profile.tmk"))
+            .arg("--")
+            .arg(&exe)
+            .args(["burn", ms])
+            .current_dir(scratch.path());
+        run_bounded(cmd, &scratch, RUN_TIMEOUT).assert_success("tidemark run --cpu");
+        profiles.push(format!(
+            "{name}={}",
+            path_str(&find_profile(&dir, "profile"))
+        ));
+    }
+    let html = scratch.join("r.html");
+    let out = tidemark_cli(
+        ["report", &profiles[0], &profiles[1], "-o", path_str(&html)],
+        &scratch,
+    );
+    out.assert_success("tidemark report");
+    let text = std::fs::read_to_string(&html).unwrap();
+    assert!(
+        text.contains("CPU flamegraph of base"),
+        "no CPU flamegraph of base"
+    );
+    assert!(
+        text.contains("Differential CPU flamegraph of new against base"),
+        "no differential CPU flamegraph"
+    );
+    assert!(text.contains("CPU time"), "no CPU time metric");
+    assert!(text.contains("burn_three"));
 }

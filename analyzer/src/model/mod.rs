@@ -316,6 +316,9 @@ pub struct Profile {
     pub time_buckets: Option<TimeBuckets>,
     /// CPU samples, when the profile was recorded with `--cpu` and holds some.
     pub cpu: Option<CpuProfile>,
+    /// The symbols the profile carries (Symbols records), by `(address, module generation)`:
+    /// what [`crate::symbolize::symbolize`] uses before reading any binary.
+    pub embedded_symbols: std::collections::HashMap<(u64, u64), Vec<tidemark::format::SymbolFrame>>,
 }
 
 impl Profile {

@@ -210,12 +210,20 @@ fn go_pprof_reads_the_cpu_export_with_the_profile_totals() {
     assert_eq!(raw.period, cpu.period_ns.to_string());
     assert_eq!(raw.sum("samples") as u64, cpu.sample_count());
     assert_eq!(raw.sum("cpu") as u64, cpu.cpu_ns);
-    let three = raw.site_sum("cpu", "burn_three") as f64;
-    let one = raw.site_sum("cpu", "burn_one") as f64;
+    // Per function, pprof's sums are the profile's own totals, exactly.
+    for f in ["burn_three", "burn_one", "main"] {
+        assert_eq!(
+            raw.site_sum("cpu", f) as u64,
+            cpu_total(&summary, f),
+            "{f}: pprof against tidemark summary"
+        );
+    }
+    let (t3, t1) = measured(&truth);
+    let want = t3 as f64 / t1 as f64;
+    let got = raw.site_sum("cpu", "burn_three") as f64 / raw.site_sum("cpu", "burn_one") as f64;
     assert!(
-        (three / one / 3.0 - 1.0).abs() <= 0.20,
-        "pprof ratio {}",
-        three / one
+        (got / want - 1.0).abs() <= 0.20,
+        "pprof ratio {got:.2}, measured {want:.2}"
     );
     // -top names the burning functions.
     let top = support::pprof::go_pprof(&scratch, &["-top", "-cum", path_str(&file)]);

@@ -32,6 +32,8 @@ pub enum Metric {
     Temporary,
     /// CPU time, ns (profiles recorded with `--cpu`).
     Cpu,
+    /// Bytes of blocks that could have lived on the stack (profiles recorded with `--escape`).
+    StackEligible,
     /// Least-squares slope of the live heap, bytes per second (whole profile only).
     Growth,
     /// Sustained growth, yes or no (whole profile only).
@@ -126,6 +128,14 @@ fn has_cpu_samples(p: &Profile) -> Result<(), &'static str> {
     }
 }
 
+/// Profiles recorded with frame addresses (`tidemark run --escape`).
+fn escape_recorded(p: &Profile) -> Result<(), &'static str> {
+    match p.escape {
+        Some(_) => Ok(()),
+        None => Err("this profile has no frame addresses; record with tidemark run --escape"),
+    }
+}
+
 /// The metric table, in report order. `METRICS[m as usize].metric == m` for every [`Metric`].
 pub const METRICS: &[MetricDef] = &[
     MetricDef {
@@ -216,6 +226,23 @@ pub const METRICS: &[MetricDef] = &[
         available: has_cpu_samples,
     },
     MetricDef {
+        metric: Metric::StackEligible,
+        name: "stack-eligible",
+        title: "Could live on the stack (bytes)",
+        label: "Stack-eligible bytes",
+        help: "Bytes of blocks freed before their function returned, same thread, up to 4 KiB \
+               (recorded with --escape).",
+        unit: Unit::Bytes,
+        counted: "bytes",
+        json_key: "stack_eligible_bytes",
+        anchor: "stack-eligible",
+        definition: "Requested bytes of blocks freed by the allocating thread while the \
+                     allocating function was still running, each no larger than 4 KiB: they \
+                     could have been local values.",
+        source: Source::Counts(|c| c.stack_eligible_bytes),
+        available: escape_recorded,
+    },
+    MetricDef {
         metric: Metric::Growth,
         name: "growth",
         title: "Growth slope",
@@ -292,13 +319,14 @@ pub const METRICS: &[MetricDef] = &[
 
 impl Metric {
     /// Every metric, in [`METRICS`] order.
-    pub const ALL: [Metric; 11] = [
+    pub const ALL: [Metric; 12] = [
         Metric::Allocations,
         Metric::Allocated,
         Metric::Peak,
         Metric::Leaked,
         Metric::Temporary,
         Metric::Cpu,
+        Metric::StackEligible,
         Metric::Growth,
         Metric::LeakVerdict,
         Metric::PeakRss,
@@ -444,7 +472,8 @@ mod tests {
             leaked_bytes: 4,
             leaked_allocations: 5,
             temporary_allocations: 6,
-            cpu_ns: 8,
+            cpu_ns: 9,
+            stack_eligible_bytes: 8,
         };
         let s = Summary {
             counts,
@@ -452,7 +481,7 @@ mod tests {
             ..Summary::default()
         };
         let per_stack: Vec<u64> = Metric::per_stack().map(|m| m.of(&counts)).collect();
-        assert_eq!(per_stack, [1, 2, 3, 4, 6, 8]);
+        assert_eq!(per_stack, [1, 2, 3, 4, 6, 9, 8]);
         for m in Metric::per_stack() {
             assert_eq!(m.of_summary(&s), Some(m.of(&counts) as f64));
         }
@@ -468,6 +497,11 @@ mod tests {
             if m == Metric::Cpu {
                 let e = m.check_available(&p).unwrap_err();
                 assert!(e.to_string().contains("--cpu"), "{e}");
+                continue;
+            }
+            if m == Metric::StackEligible {
+                let e = m.check_available(&p).unwrap_err();
+                assert!(e.to_string().contains("--escape"), "{e}");
                 continue;
             }
             assert_eq!(m.check_available(&p), Ok(()), "{m}");

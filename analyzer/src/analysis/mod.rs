@@ -5,6 +5,7 @@
 
 pub mod call_paths;
 pub mod cpu;
+pub mod escape;
 pub mod growth;
 pub mod lifetimes;
 pub mod metric;

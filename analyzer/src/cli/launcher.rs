@@ -350,6 +350,9 @@ pub(crate) fn extra_env(a: &RunArgs) -> anyhow::Result<Vec<(&'static str, OsStri
         let hz = a.cpu_hz.unwrap_or(DEFAULT_CPU_HZ);
         env.push(("TIDEMARK_CPU_HZ", hz.to_string().into()));
     }
+    if a.escape {
+        env.push(("TIDEMARK_ESCAPE", "1".into()));
+    }
     match a.allocator {
         AllocatorArg::System => {
             if a.malloc_conf.is_some() {

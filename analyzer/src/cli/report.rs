@@ -92,6 +92,7 @@ pub(crate) fn run_input(path: &Path, p: &Profile) -> RunInput {
         folded: folded_to_sites(p, Metric::Allocated),
         cpu_folded: p.cpu.is_some().then(|| folded(p, Metric::Cpu)),
         truncated: p.truncated.is_some(),
+        stack_eligible: crate::report::stack::run_sites(p),
     }
 }
 

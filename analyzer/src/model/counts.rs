@@ -27,6 +27,11 @@ pub struct Counts {
     /// JSON when 0, so profiles without CPU samples serialize as before.
     #[serde(skip_serializing_if = "is_zero")]
     pub cpu_ns: u64,
+    /// Requested bytes of the local blocks no larger than the default stack threshold (4 KiB):
+    /// "could live on the stack" (docs/metrics.md). Only in profiles recorded with `--escape`
+    /// (left out of the JSON while 0, so profiles without it read as before).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub stack_eligible_bytes: u64,
 }
 
 fn is_zero(v: &u64) -> bool {
@@ -45,5 +50,8 @@ impl Counts {
             .temporary_allocations
             .saturating_add(o.temporary_allocations);
         self.cpu_ns = self.cpu_ns.saturating_add(o.cpu_ns);
+        self.stack_eligible_bytes = self
+            .stack_eligible_bytes
+            .saturating_add(o.stack_eligible_bytes);
     }
 }

@@ -12,6 +12,7 @@
 mod compare;
 mod html;
 mod markdown;
+pub mod stack;
 
 pub use compare::{compare_folded, Comparison, Hotspot, SiteGrowth};
 pub use html::{html_escape, to_html};
@@ -46,6 +47,8 @@ pub struct RunInput {
     pub cpu_folded: Option<Vec<String>>,
     /// The profile was truncated.
     pub truncated: bool,
+    /// Sites with stack-eligible blocks ([`stack::run_sites`]); empty without `--escape`.
+    pub stack_eligible: Vec<stack::RunSite>,
 }
 
 /// A labelled scenario: one or more runs of the same thing.
@@ -95,6 +98,10 @@ pub struct ScenarioReport {
     pub metrics: BTreeMap<String, MetricStat>,
     /// Comparison of allocation stacks with the baseline (`null` for the baseline).
     pub comparison: Option<Comparison>,
+    /// Sites whose blocks could live on the stack, means per run (left out when none: profiles
+    /// recorded without `--escape`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub stack_eligible_sites: Vec<stack::StackEligibleSite>,
 }
 
 /// A whole report.
@@ -219,6 +226,7 @@ pub fn build(inputs: &[ScenarioInput], baseline: Option<&str>) -> Result<Report,
                 truncated_runs: s.runs.iter().filter(|r| r.truncated).count(),
                 metrics,
                 comparison,
+                stack_eligible_sites: stack::scenario_sites(s),
             }
         })
         .collect();
@@ -334,6 +342,7 @@ mod tests {
             folded: folded.iter().map(|s| (*s).to_owned()).collect(),
             cpu_folded: None,
             truncated: false,
+            stack_eligible: Vec::new(),
         }
     }
 

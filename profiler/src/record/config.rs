@@ -97,6 +97,12 @@ pub const ENV_OPTIONS: &[EnvOption] = &[
         help: "CPU sampling: on-CPU stacks of every thread this many times per second of its \
                CPU time (99 is usual, up to 10000); 0 = off",
     },
+    EnvOption {
+        name: "TIDEMARK_ESCAPE",
+        default: "0",
+        help: "1 records frame addresses with every allocation and free (stack pointer and \
+               the CFAs of the first frames) for escape analysis and per-thread stack peaks",
+    },
 ];
 
 /// What the recorder does. Defaults are those of [`ENV_OPTIONS`].
@@ -138,6 +144,9 @@ pub struct Config {
     /// CPU samples per second of each thread's CPU time (`TIDEMARK_CPU_HZ`); 0 = no CPU
     /// sampling. Default: 0.
     pub cpu_hz: u64,
+    /// Record frame addresses (`EVENT_FRAMES`) after every allocation and free, for escape
+    /// analysis (`TIDEMARK_ESCAPE=1`, `tidemark run --escape`). Default: false.
+    pub escape: bool,
 }
 
 impl Default for Config {
@@ -157,6 +166,7 @@ impl Default for Config {
             extra_sampler: None,
             replace: false,
             cpu_hz: 0,
+            escape: false,
         }
     }
 }
@@ -179,6 +189,7 @@ impl PartialEq for Config {
             extra_sampler,
             replace,
             cpu_hz,
+            escape,
         } = self;
         let same_sampler = match (extra_sampler, o.extra_sampler) {
             (None, None) => true,
@@ -199,6 +210,7 @@ impl PartialEq for Config {
             && same_sampler
             && *replace == o.replace
             && *cpu_hz == o.cpu_hz
+            && *escape == o.escape
     }
 }
 
@@ -256,6 +268,13 @@ impl Config {
                 "1" | "true" | "yes" | "on" => cfg.trace = true,
                 "0" | "false" | "no" | "off" | "" => cfg.trace = false,
                 _ => warnings.push(format!("TIDEMARK_TRACE={v:?} is neither 1 nor 0; using 0")),
+            }
+        }
+        if let Some(v) = get("TIDEMARK_ESCAPE") {
+            match v.trim() {
+                "1" | "true" | "yes" | "on" => cfg.escape = true,
+                "0" | "false" | "no" | "off" | "" => cfg.escape = false,
+                _ => warnings.push(format!("TIDEMARK_ESCAPE={v:?} is neither 1 nor 0; using 0")),
             }
         }
         if let Some(v) = get("TIDEMARK_WALK_CACHE") {
@@ -404,9 +423,11 @@ mod tests {
             ("TIDEMARK_MALLOC_CONF", "dirty_decay_ms:0"),
             ("TIDEMARK_WALK_CACHE", "off"),
             ("TIDEMARK_CPU_HZ", "99"),
+            ("TIDEMARK_ESCAPE", "1"),
         ]);
         assert!(w.is_empty(), "{w:?}");
         assert_eq!(cfg.cpu_hz, 99);
+        assert!(cfg.escape);
         assert_eq!(cfg.allocator, "jemalloc");
         assert!(cfg.trace);
         assert_eq!(cfg.latency_every, 1);
@@ -417,7 +438,7 @@ mod tests {
         assert_eq!(cfg.limit_bytes, 1 << 30);
         assert_eq!(cfg.sampling_rate, 524288);
         assert!(!cfg.walk_cache);
-        assert_eq!(ENV_OPTIONS.len(), 11);
+        assert_eq!(ENV_OPTIONS.len(), 12);
     }
 
     #[test]
@@ -431,9 +452,10 @@ mod tests {
             ("TIDEMARK_LATENCY_EVERY", "3"),
             ("TIDEMARK_WALK_CACHE", "2"),
             ("TIDEMARK_CPU_HZ", "100000"),
+            ("TIDEMARK_ESCAPE", "sometimes"),
         ]);
         assert_eq!(cfg, Config::default());
-        assert_eq!(w.len(), 8, "{w:?}");
+        assert_eq!(w.len(), 9, "{w:?}");
         assert!(w[0].contains("TIDEMARK_INTERVAL_MS"));
     }
 

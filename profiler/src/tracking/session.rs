@@ -35,6 +35,34 @@ pub enum SessionError {
     },
 }
 
+/// Options of [`Session::start_with`]; `Default` gives [`Session::start`]'s (then the
+/// environment's `TIDEMARK_*` options still apply).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SessionOptions {
+    /// Record frame addresses with every allocation and free, for escape analysis and stack
+    /// peaks (as `tidemark run --escape`). Default: false (`TIDEMARK_ESCAPE=1` turns it on too).
+    pub escape: bool,
+    /// Sample the on-CPU stacks of every thread this many times per second of its CPU time (as
+    /// `tidemark run --cpu-hz`); `Some(0)` turns CPU sampling off. Default: `None`
+    /// (`TIDEMARK_CPU_HZ` decides).
+    pub cpu_hz: Option<u64>,
+}
+
+impl SessionOptions {
+    /// Sets [`SessionOptions::cpu_hz`].
+    pub fn cpu_hz(mut self, hz: u64) -> Self {
+        self.cpu_hz = Some(hz);
+        self
+    }
+
+    /// Sets [`SessionOptions::escape`].
+    pub fn escape(mut self, on: bool) -> Self {
+        self.escape = on;
+        self
+    }
+}
+
 /// A running recording; dropping it writes the trailer and closes the profile.
 ///
 /// Allocations are recorded only when `#[global_allocator]` is a [`crate::Tracking`].
@@ -46,23 +74,24 @@ pub struct Session {
 impl Session {
     /// Starts recording every allocation of the process into `path`, replacing any file there.
     pub fn start(path: impl AsRef<Path>) -> Result<Session, SessionError> {
-        let path = path.as_ref().to_path_buf();
-        if RECORDING.load(Ordering::Acquire) {
-            return Err(SessionError::AlreadyRecording);
-        }
-        start_recorder(&path, true, None)?;
-        Ok(Session { path })
+        Session::start_with(path, SessionOptions::default())
     }
 
-    /// Like [`Session::start`], and also samples the on-CPU stacks of every thread `cpu_hz`
-    /// times per second of its CPU time (what `TIDEMARK_CPU_HZ` sets for [`Session::start`]);
-    /// 0 turns CPU sampling off.
-    pub fn start_with_cpu(path: impl AsRef<Path>, cpu_hz: u64) -> Result<Session, SessionError> {
+    /// Like [`Session::start`], with options:
+    ///
+    /// ```no_run
+    /// use tidemark::{Session, SessionOptions};
+    /// let _s = Session::start_with("app.tmk", SessionOptions::default().escape(true)).unwrap();
+    /// ```
+    pub fn start_with(
+        path: impl AsRef<Path>,
+        opts: SessionOptions,
+    ) -> Result<Session, SessionError> {
         let path = path.as_ref().to_path_buf();
         if RECORDING.load(Ordering::Acquire) {
             return Err(SessionError::AlreadyRecording);
         }
-        start_recorder(&path, true, Some(cpu_hz))?;
+        start_recorder(&path, true, &opts)?;
         Ok(Session { path })
     }
 
@@ -82,9 +111,10 @@ impl Drop for Session {
 /// Starts the recorder into `path`; `replace` truncates an existing file (an explicit
 /// `Session::start`), otherwise the recorder writes beside it (`TIDEMARK_OUT`, inherited by
 /// child processes).
-fn start_recorder(path: &Path, replace: bool, cpu_hz: Option<u64>) -> Result<(), SessionError> {
+fn start_recorder(path: &Path, replace: bool, opts: &SessionOptions) -> Result<(), SessionError> {
     let mut cfg = crate::record::Config::from_env();
-    if let Some(hz) = cpu_hz {
+    cfg.escape |= opts.escape;
+    if let Some(hz) = opts.cpu_hz {
         cfg.cpu_hz = hz.min(crate::record::cpu::MAX_HZ);
     }
     cfg.output = path.to_path_buf();
@@ -158,7 +188,7 @@ pub(crate) fn maybe_start_from_env(allocator_name: &'static str) {
         if !bytes.is_empty() {
             use std::os::unix::ffi::OsStrExt;
             let path = PathBuf::from(std::ffi::OsStr::from_bytes(bytes));
-            if let Err(e) = start_recorder(&path, false, None) {
+            if let Err(e) = start_recorder(&path, false, &SessionOptions::default()) {
                 eprintln!("tidemark: TIDEMARK_OUT: {e}; recording disabled");
             }
         }

@@ -428,24 +428,52 @@ fn firefox_export_has_the_crate_schema_and_balanced_allocation_weights() {
             t.name
         );
     }
-    let na = &threads[0]["nativeAllocations"];
-    let len = na["length"].as_u64().unwrap() as usize;
-    for column in ["time", "weight", "stack", "memoryAddress", "threadId"] {
-        assert_eq!(na[column].as_array().map(Vec::len), Some(len), "{column}");
+    // Each thread's track holds its own allocations (and the frees of those blocks): its
+    // positive weights sum to the bytes that thread allocated, and all tracks to the totals.
+    let mut all: Vec<i64> = Vec::new();
+    for thread in threads {
+        let na = &thread["nativeAllocations"];
+        let Some(len) = na["length"].as_u64() else {
+            continue;
+        };
+        for column in ["time", "weight", "stack", "memoryAddress", "threadId"] {
+            assert_eq!(
+                na[column].as_array().map(Vec::len),
+                Some(len as usize),
+                "{column}"
+            );
+        }
+        assert_eq!(na["weightType"], "bytes");
+        let w: Vec<i64> = na["weight"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_i64().unwrap())
+            .collect();
+        let tid: u32 = match &thread["tid"] {
+            serde_json::Value::String(t) => t.parse().unwrap(),
+            t => t.as_u64().unwrap() as u32,
+        };
+        let info = p.threads.iter().find(|t| t.tid == tid).unwrap();
+        assert_eq!(
+            w.iter().filter(|&&x| x > 0).sum::<i64>() as u64,
+            info.allocated_bytes,
+            "thread {tid} ({})",
+            info.name
+        );
+        all.extend(w);
     }
-    assert_eq!(na["weightType"], "bytes");
-    let w: Vec<i64> = na["weight"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_i64().unwrap())
-        .collect();
+    let allocating = p.threads.iter().filter(|t| t.allocated_bytes > 0).count();
+    assert!(
+        allocating >= 3,
+        "tm-churn --threads 2: main and two workers allocate"
+    );
     let t = &p.totals;
     assert_eq!(
-        w.iter().filter(|&&x| x > 0).sum::<i64>() as u64,
+        all.iter().filter(|&&x| x > 0).sum::<i64>() as u64,
         t.counts.allocated_bytes
     );
-    assert_eq!(w.iter().sum::<i64>() as u64, t.counts.leaked_bytes);
+    assert_eq!(all.iter().sum::<i64>() as u64, t.counts.leaked_bytes);
     let counters = v["counters"].as_array().unwrap();
     assert!(
         counters

@@ -152,7 +152,7 @@ fn describe(p: &Profile, f: FrameId) -> String {
 /// the same callers above the site merge into one path.
 pub fn call_paths(p: &Profile, site: &SiteSummary, by: SiteSort, n: usize) -> Vec<CallPath> {
     let mut merged: HashMap<Vec<FrameId>, Counts> = HashMap::new();
-    for s in &p.stack_stats {
+    for s in p.stack_stats.iter().filter(|s| s.has_allocations()) {
         let Some(f) = site_frame(p, s.stack) else {
             continue;
         };

@@ -30,6 +30,8 @@ pub enum Metric {
     Leaked,
     /// Temporary allocations (count).
     Temporary,
+    /// CPU time, ns (profiles recorded with `--cpu`).
+    Cpu,
     /// Bytes of blocks that could have lived on the stack (profiles recorded with `--escape`).
     StackEligible,
     /// Least-squares slope of the live heap, bytes per second (whole profile only).
@@ -107,6 +109,23 @@ pub struct MetricDef {
 /// Every profile has the metric.
 fn always(_: &Profile) -> Result<(), &'static str> {
     Ok(())
+}
+
+/// Profiles recorded with `--cpu` (and holding samples) have the `cpu` metric.
+fn has_cpu_samples(p: &Profile) -> Result<(), &'static str> {
+    if p.cpu.is_some() {
+        Ok(())
+    } else if p.messages.iter().any(|m| m.text.contains("SIGPROF")) {
+        Err(
+            "this profile has no CPU samples: the program used SIGPROF itself, which stops CPU \
+             sampling (see the recorder messages in `tidemark summary`)",
+        )
+    } else {
+        Err(
+            "this profile has no CPU samples: record with `tidemark run --cpu` (or \
+             TIDEMARK_CPU_HZ=99 for the preload library and Tracking programs)",
+        )
+    }
 }
 
 /// Profiles recorded with frame addresses (`tidemark run --escape`).
@@ -190,6 +209,21 @@ pub const METRICS: &[MetricDef] = &[
                      in between.",
         source: Source::Counts(|c| c.temporary_allocations),
         available: always,
+    },
+    MetricDef {
+        metric: Metric::Cpu,
+        name: "cpu",
+        title: "CPU time",
+        label: "CPU time",
+        help: "CPU time from the CPU samples (profiles recorded with --cpu).",
+        unit: Unit::Nanos,
+        counted: "ns",
+        json_key: "cpu_ns",
+        anchor: "cpu",
+        definition: "CPU time of the program's threads, from their on-CPU stack samples (one \
+                     per sampling period of each thread's CPU time).",
+        source: Source::Counts(|c| c.cpu_ns),
+        available: has_cpu_samples,
     },
     MetricDef {
         metric: Metric::StackEligible,
@@ -285,12 +319,13 @@ pub const METRICS: &[MetricDef] = &[
 
 impl Metric {
     /// Every metric, in [`METRICS`] order.
-    pub const ALL: [Metric; 11] = [
+    pub const ALL: [Metric; 12] = [
         Metric::Allocations,
         Metric::Allocated,
         Metric::Peak,
         Metric::Leaked,
         Metric::Temporary,
+        Metric::Cpu,
         Metric::StackEligible,
         Metric::Growth,
         Metric::LeakVerdict,
@@ -437,6 +472,7 @@ mod tests {
             leaked_bytes: 4,
             leaked_allocations: 5,
             temporary_allocations: 6,
+            cpu_ns: 9,
             stack_eligible_bytes: 8,
         };
         let s = Summary {
@@ -445,7 +481,7 @@ mod tests {
             ..Summary::default()
         };
         let per_stack: Vec<u64> = Metric::per_stack().map(|m| m.of(&counts)).collect();
-        assert_eq!(per_stack, [1, 2, 3, 4, 6, 8]);
+        assert_eq!(per_stack, [1, 2, 3, 4, 6, 9, 8]);
         for m in Metric::per_stack() {
             assert_eq!(m.of_summary(&s), Some(m.of(&counts) as f64));
         }
@@ -458,6 +494,11 @@ mod tests {
     fn a_profile_without_the_metric_is_told_what_to_record() {
         let p = Profile::default();
         for m in Metric::ALL {
+            if m == Metric::Cpu {
+                let e = m.check_available(&p).unwrap_err();
+                assert!(e.to_string().contains("--cpu"), "{e}");
+                continue;
+            }
             if m == Metric::StackEligible {
                 let e = m.check_available(&p).unwrap_err();
                 assert!(e.to_string().contains("--escape"), "{e}");

@@ -4,6 +4,7 @@
 //! site) are in `docs/metrics.md`.
 
 pub mod call_paths;
+pub mod cpu;
 pub mod escape;
 pub mod growth;
 pub mod lifetimes;
@@ -133,7 +134,7 @@ pub struct SiteSummary {
 /// Every allocation site, largest allocated bytes first (ties: more calls first, then by name).
 pub fn sites(p: &Profile) -> Vec<SiteSummary> {
     let mut by_frame: HashMap<Option<FrameId>, Counts> = HashMap::new();
-    for s in &p.stack_stats {
+    for s in p.stack_stats.iter().filter(|s| s.has_allocations()) {
         by_frame
             .entry(site_frame(p, s.stack))
             .or_default()
@@ -253,6 +254,8 @@ pub struct Summary {
     pub peak_below_sampling_resolution: Option<bool>,
     /// Growth, leak verdict, limit, RSS, rates and allocator latency (flattened into the JSON).
     pub pressure: Pressure,
+    /// CPU time and its top functions, when the profile holds CPU samples (`--cpu`).
+    pub cpu: Option<cpu::CpuSummary>,
 }
 
 /// A sampled peak under this many sampling periods is flagged "below sampling resolution".
@@ -322,6 +325,7 @@ pub fn summary_with(p: &Profile, top_n: usize, pressure_opts: &PressureOptions) 
             .chain(stack_quality(p).warnings())
             .collect(),
         pressure: pressure::pressure(p, pressure_opts),
+        cpu: cpu::cpu_summary(p, top_n),
     }
 }
 

@@ -43,6 +43,8 @@ struct SummaryJson<'a> {
     peak_below_sampling_resolution: Option<bool>,
     #[serde(flatten)]
     pressure: &'a Pressure,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cpu: &'a Option<super::cpu::CpuSummary>,
 }
 
 impl Serialize for Summary {
@@ -76,6 +78,7 @@ impl Serialize for Summary {
             leaked_allocations_ci95: self.leaked_allocations_ci95,
             peak_below_sampling_resolution: self.peak_below_sampling_resolution,
             pressure: &self.pressure,
+            cpu: &self.cpu,
         }
         .serialize(serializer)
     }

@@ -335,7 +335,12 @@ pub(crate) fn child_profiles(profile: &Path, since: SystemTime) -> Vec<PathBuf> 
     out
 }
 
-/// Recorder settings beyond output, interval and unwinding: limit, trace, allocator.
+/// `--cpu` without `--cpu-hz`: 99 samples per CPU second (not 100, so sampling does not run in
+/// lockstep with timers of the program that tick at round rates).
+pub(crate) const DEFAULT_CPU_HZ: u64 = 99;
+
+/// Recorder settings beyond output, interval and unwinding: limit, trace, allocator, CPU
+/// sampling.
 pub(crate) fn extra_env(a: &RunArgs) -> anyhow::Result<Vec<(&'static str, OsString)>> {
     let mut env = Vec::new();
     if let Some(limit) = a.limit {
@@ -343,6 +348,10 @@ pub(crate) fn extra_env(a: &RunArgs) -> anyhow::Result<Vec<(&'static str, OsStri
     }
     if a.trace {
         env.push(("TIDEMARK_TRACE", "1".into()));
+    }
+    if a.cpu || a.cpu_hz.is_some() {
+        let hz = a.cpu_hz.unwrap_or(DEFAULT_CPU_HZ);
+        env.push(("TIDEMARK_CPU_HZ", hz.to_string().into()));
     }
     if a.escape {
         env.push(("TIDEMARK_ESCAPE", "1".into()));

@@ -359,6 +359,13 @@ pub struct RunArgs {
     /// jemalloc options (`dirty_decay_ms:0,narenas:2`); needs `--allocator jemalloc`.
     #[arg(long, value_name = "CONF", requires = "allocator")]
     pub malloc_conf: Option<String>,
+    /// Also sample on-CPU stacks of every thread (SIGPROF timers on each thread's CPU clock):
+    /// `--metric cpu` in flamegraph, export, summary and reports.
+    #[arg(long)]
+    pub cpu: bool,
+    /// CPU samples per second of each thread's CPU time (implies `--cpu`).
+    #[arg(long, value_name = "HZ", value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub cpu_hz: Option<u64>,
     /// Run the command N times; the profiles are numbered (`-o base.tmk` → `base.1.tmk` …
     /// `base.N.tmk`), ready for `tidemark report`.
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]

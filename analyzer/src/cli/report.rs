@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use super::{load, write_output, ReportArgs, ReportFormat};
 use crate::analysis::{pressure::live_heap_series, summary};
 use crate::model::Profile;
-use crate::render::{folded_to_sites, Metric};
+use crate::render::{folded, folded_to_sites, Metric};
 use crate::report::{self, RunInput, ScenarioInput, METRICS};
 
 /// A file stem's trailing run number: `base.3` → `("base", 3)` (what `run --repeat` writes).
@@ -90,6 +90,7 @@ pub(crate) fn run_input(path: &Path, p: &Profile) -> RunInput {
         metrics,
         live_heap: live_heap_series(p),
         folded: folded_to_sites(p, Metric::Allocated),
+        cpu_folded: p.cpu.is_some().then(|| folded(p, Metric::Cpu)),
         truncated: p.truncated.is_some(),
         stack_eligible: crate::report::stack::run_sites(p),
     }

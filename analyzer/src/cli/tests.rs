@@ -57,8 +57,15 @@ fn flamegraph_flags() {
     };
     assert_eq!(f.metric, Metric::Allocated);
     assert!(f.folded);
-    assert!(parse(&["flamegraph", "--metric", "cpu", "p.tmk"]).is_err());
-    for m in ["allocated", "allocations", "peak", "leaked", "temporary"] {
+    assert!(parse(&["flamegraph", "--metric", "growth", "p.tmk"]).is_err());
+    for m in [
+        "allocated",
+        "allocations",
+        "peak",
+        "leaked",
+        "temporary",
+        "cpu",
+    ] {
         assert!(
             parse(&["flamegraph", "--metric", m, "p.tmk"]).is_ok(),
             "{m}"

@@ -15,6 +15,7 @@
 //! ```
 
 mod buckets;
+mod cpu;
 pub mod escape;
 mod replay;
 #[cfg(test)]
@@ -301,6 +302,7 @@ fn load_inner<R: Read>(
     let mut escape = escape::EscapeTracker::default();
     let mut embedded: HashMap<(u64, u64), Vec<SymbolFrame>> = HashMap::new();
     let mut last_sample_ns = 0u64;
+    let mut cpu = cpu::CpuBuilder::default();
     let mut malformed: Option<Truncation> = None;
     if let Some(pr) = progress.as_deref_mut() {
         pr.begin("loading", total_bytes);
@@ -311,12 +313,13 @@ fn load_inner<R: Read>(
     let (to_apply, batches) = std::sync::mpsc::sync_channel::<Vec<Record>>(BATCHES_IN_FLIGHT);
     let (recycle, recycled) = std::sync::mpsc::channel::<Vec<Record>>();
     let decoded = std::thread::scope(|scope| {
-        let (p, replay, stacks, embedded, last_sample_ns, escape) = (
+        let (p, replay, stacks, embedded, last_sample_ns, cpu, escape) = (
             &mut p,
             &mut replay,
             &mut stacks,
             &mut embedded,
             &mut last_sample_ns,
+            &mut cpu,
             &mut escape,
         );
         let applier = scope.spawn(move || {
@@ -328,7 +331,7 @@ fn load_inner<R: Read>(
                         Record::EventReturns { ips, .. } => escape.returns(ips),
                         rec => {
                             track_escape(&rec, escape);
-                            apply_record(rec, p, replay, stacks, embedded, last_sample_ns);
+                            apply_record(rec, p, replay, stacks, embedded, last_sample_ns, cpu);
                         }
                     }
                 }
@@ -437,6 +440,7 @@ fn load_inner<R: Read>(
     if let Some(last) = p.time_buckets.as_mut().and_then(|b| b.buckets.last_mut()) {
         last.end_ns = last.end_ns.max(p.totals.duration_ns);
     }
+    cpu.finish(&mut p, &stacks, &out.stack_raw_ids);
     if p.totals.dropped_events > 0 {
         p.warnings.push(format!(
             "the recorder dropped {} event(s): counts are lower bounds",
@@ -494,6 +498,7 @@ fn apply_record(
     stacks: &mut StackBuilder,
     embedded: &mut HashMap<(u64, u64), Vec<SymbolFrame>>,
     last_sample_ns: &mut u64,
+    cpu: &mut cpu::CpuBuilder,
 ) {
     match rec {
         Record::Alloc {
@@ -554,7 +559,13 @@ fn apply_record(
             generation,
             entries,
         } => embedded.extend(entries.into_iter().map(|(ip, f)| ((ip, generation), f))),
-        Record::CpuSample { .. } | Record::EventFrames { .. } | Record::EventReturns { .. } => {}
+        Record::CpuSample {
+            tid,
+            t_ns,
+            stack,
+            weight_ns,
+        } => cpu.push(tid, t_ns, stack, weight_ns),
+        Record::EventFrames { .. } | Record::EventReturns { .. } => {}
     }
 }
 

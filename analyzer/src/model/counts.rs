@@ -23,6 +23,10 @@ pub struct Counts {
     /// Blocks freed by the allocating thread with no other allocation by that thread in between
     /// (docs/metrics.md).
     pub temporary_allocations: u64,
+    /// CPU time of the CPU samples of this stack (`tidemark run --cpu`), ns; left out of the
+    /// JSON when 0, so profiles without CPU samples serialize as before.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub cpu_ns: u64,
     /// Requested bytes of the local blocks no larger than the default stack threshold (4 KiB):
     /// "could live on the stack" (docs/metrics.md). Only in profiles recorded with `--escape`
     /// (left out of the JSON while 0, so profiles without it read as before).
@@ -45,6 +49,7 @@ impl Counts {
         self.temporary_allocations = self
             .temporary_allocations
             .saturating_add(o.temporary_allocations);
+        self.cpu_ns = self.cpu_ns.saturating_add(o.cpu_ns);
         self.stack_eligible_bytes = self
             .stack_eligible_bytes
             .saturating_add(o.stack_eligible_bytes);

@@ -8,10 +8,12 @@
 //! first.
 
 mod counts;
+pub mod cpu;
 mod strings;
 pub mod time_buckets;
 
 pub use counts::Counts;
+pub use cpu::{CpuProfile, CpuSample, CpuStack};
 pub use strings::{StringId, Strings};
 pub use time_buckets::TimeBuckets;
 
@@ -92,6 +94,14 @@ pub struct StackStats {
     /// `load::stack_was_cut`); renderers show such stacks under a `[truncated]` root.
     #[serde(skip)]
     pub truncated: bool,
+}
+
+impl StackStats {
+    /// False for a stack only CPU samples have (no allocation or free): allocation sites and
+    /// call paths leave it out.
+    pub fn has_allocations(&self) -> bool {
+        self.counts.allocations > 0 || self.counts.allocated_bytes > 0 || self.frees > 0
+    }
 }
 
 /// The root frame under which stacks cut at the recorder's frame limit are shown.
@@ -304,6 +314,8 @@ pub struct Profile {
     /// Per-stack activity over time; only when loaded with
     /// [`crate::load::load_path_with_time_buckets`].
     pub time_buckets: Option<TimeBuckets>,
+    /// CPU samples, when the profile was recorded with `--cpu` and holds some.
+    pub cpu: Option<CpuProfile>,
     /// What became of each stack's blocks relative to the allocating frames (parallel to
     /// [`Profile::stack_stats`]) and the stack-depth series; only for profiles recorded with
     /// `--escape` ([`crate::analysis::escape`]).

@@ -138,6 +138,9 @@ pub fn summary_text_by(s: &Summary, sites_by: &str) -> String {
             );
         }
     }
+    if let Some(c) = &s.cpu {
+        cpu_section(w, c);
+    }
     if !s.messages.is_empty() {
         push_line!(w, "\nrecorder messages:");
         for m in &s.messages {
@@ -151,6 +154,62 @@ pub fn summary_text_by(s: &Summary, sites_by: &str) -> String {
         }
     }
     o
+}
+
+/// CPU time, its threads and top functions.
+fn cpu_section(w: &mut String, c: &crate::analysis::cpu::CpuSummary) {
+    let ms = |ns: u64| duration_ms(ns / 1_000_000);
+    let hz = 1_000_000_000u64
+        .checked_div(c.period_ns)
+        .map(|hz| format!(", {hz} Hz"))
+        .unwrap_or_default();
+    push_line!(
+        w,
+        "\ncpu          {} of CPU time in {} samples{hz}",
+        ms(c.cpu_ns),
+        count(c.samples)
+    );
+    if c.lost_samples > 0 {
+        push_line!(
+            w,
+            "             {} samples lost (ring full): times are lower bounds",
+            count(c.lost_samples)
+        );
+    }
+    if c.threads.len() > 1 {
+        for t in &c.threads {
+            push_line!(
+                w,
+                "  thread {} {:<16} {:>10} {:>7}",
+                t.tid,
+                t.name,
+                ms(t.cpu_ns),
+                percent(t.cpu_ns, c.cpu_ns)
+            );
+        }
+    }
+    if !c.top_functions.is_empty() {
+        push_line!(w, "\ntop functions by CPU time:");
+        push_line!(
+            w,
+            "{:>10} {:>7} {:>10} {:>7}  function",
+            "total",
+            "",
+            "self",
+            ""
+        );
+        for f in &c.top_functions {
+            push_line!(
+                w,
+                "{:>10} {:>7} {:>10} {:>7}  {}",
+                ms(f.total_ns),
+                percent(f.total_ns, c.cpu_ns),
+                ms(f.self_ns),
+                percent(f.self_ns, c.cpu_ns),
+                f.function
+            );
+        }
+    }
 }
 
 /// The last three components of a path: enough to find the file, short enough for a terminal.

@@ -41,9 +41,17 @@ dl.defs dt{font-weight:600;margin-top:8px}dl.defs dd{margin-left:16px}
 
 /// Folded lines of a scenario: the mean per run of each stack.
 fn merged_folded(s: &ScenarioInput) -> BTreeMap<String, f64> {
+    merged_lines(s, |r| &r.folded)
+}
+
+/// The mean per run of each stack of the folded lines `lines` picks from each run.
+fn merged_lines(
+    s: &ScenarioInput,
+    lines: impl Fn(&super::RunInput) -> &[String],
+) -> BTreeMap<String, f64> {
     let mut sums: BTreeMap<String, f64> = BTreeMap::new();
     for r in &s.runs {
-        for line in &r.folded {
+        for line in lines(r) {
             if let Some((stack, n)) = line.rsplit_once(' ') {
                 if let Ok(n) = n.trim().parse::<u64>() {
                     *sums.entry(stack.to_owned()).or_default() += n as f64;
@@ -291,6 +299,56 @@ fn sites_that_grew(o: &mut String, r: &Report) {
     }
 }
 
+/// The CPU folded lines of a run (none without CPU samples).
+fn cpu_lines(r: &super::RunInput) -> &[String] {
+    r.cpu_folded.as_deref().unwrap_or(&[])
+}
+
+/// CPU flamegraphs beside the allocation ones, when every run of every scenario has CPU samples
+/// (`tidemark run --cpu`): one per scenario, differential against the baseline's as the
+/// allocation graphs are.
+fn cpu_flamegraphs(
+    o: &mut String,
+    graphs: &mut Vec<serde_json::Value>,
+    r: &Report,
+    inputs: &[ScenarioInput],
+) {
+    let all_have_cpu = !inputs.is_empty()
+        && inputs
+            .iter()
+            .all(|s| !s.runs.is_empty() && s.runs.iter().all(|r| r.cpu_folded.is_some()));
+    if !all_have_cpu {
+        return;
+    }
+    let base_input = inputs.iter().find(|s| s.label == r.baseline);
+    let base = base_input
+        .map(|s| merged_lines(s, cpu_lines))
+        .unwrap_or_default();
+    for (i, (s, input)) in r.scenarios.iter().zip(inputs).enumerate() {
+        let mut tree = FlameTree::default();
+        for (stack, v) in &merged_lines(input, cpu_lines) {
+            tree.add(stack, *v, false);
+        }
+        let id = format!("cpu-flame-{i}");
+        let differential = s.comparison.is_some();
+        let caption = if differential {
+            for (stack, v) in &base {
+                tree.add(stack, *v, true);
+            }
+            format!(
+                "Differential CPU flamegraph of {} against {}: CPU time (ns) per run (widths: {}; red grew, blue shrank)",
+                s.label, r.baseline, s.label
+            )
+        } else {
+            format!("CPU flamegraph of {}: CPU time (ns) per run", s.label)
+        };
+        let _ = writeln!(o, "<details><summary>{}</summary>", html_escape(&caption));
+        flame_box(o, &id, &caption);
+        o.push_str("</details>\n");
+        graphs.push(tree.json(&id, differential));
+    }
+}
+
 /// One flamegraph component (filled in by the page's script from the embedded data).
 fn flame_box(o: &mut String, id: &str, caption: &str) {
     let _ = writeln!(
@@ -417,6 +475,7 @@ pub fn to_html(r: &Report, inputs: &[ScenarioInput]) -> Result<String, ReportErr
         o.push_str("</details>\n");
         graphs.push(tree.json(&id, differential));
     }
+    cpu_flamegraphs(&mut o, &mut graphs, r, inputs);
     o.push_str("<h2 id=definitions>Definitions</h2><dl class=defs>");
     for def in METRICS {
         let text = def.definition;

@@ -42,6 +42,9 @@ pub struct RunInput {
     pub live_heap: Vec<(f64, f64)>,
     /// Folded stacks weighted by allocated bytes (`"root;…;leaf N"`).
     pub folded: Vec<String>,
+    /// Folded stacks weighted by CPU time in ns (whole stacks), when the profile has CPU samples
+    /// (`tidemark run --cpu`).
+    pub cpu_folded: Option<Vec<String>>,
     /// The profile was truncated.
     pub truncated: bool,
     /// Sites with stack-eligible blocks ([`stack::run_sites`]); empty without `--escape`.
@@ -337,6 +340,7 @@ mod tests {
             metrics,
             live_heap: vec![(0.0, 0.0), (1.0, peak)],
             folded: folded.iter().map(|s| (*s).to_owned()).collect(),
+            cpu_folded: None,
             truncated: false,
             stack_eligible: Vec::new(),
         }

@@ -27,6 +27,7 @@ mod exits;
 mod exports;
 mod modules;
 mod next;
+mod signals;
 
 use tidemark::record::{self, Config};
 
@@ -52,6 +53,7 @@ fn resolve_cxx_freeres() {
 extern "C" fn init() {
     earlylog::own_begin();
     exits::resolve_next();
+    signals::resolve_next();
     resolve_cxx_freeres();
     let mut cfg = Config::from_env();
     let jemalloc = cfg.allocator == "jemalloc";

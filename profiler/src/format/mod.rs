@@ -358,6 +358,13 @@ pub mod trailer_key {
     pub const LEAKED_BLOCKS: u64 = 14;
     /// Temporary allocations.
     pub const TEMPORARY_ALLOCATIONS: u64 = 15;
+    // CPU sampling (`TIDEMARK_CPU_HZ`), present when it was asked for:
+    /// `CPU_SAMPLE` records written.
+    pub const CPU_SAMPLES: u64 = 16;
+    /// CPU samples taken but not stored (a thread's ring was full, or the thread was unknown).
+    pub const CPU_SAMPLES_LOST: u64 = 17;
+    /// Sampling period, ns of CPU time per sample.
+    pub const CPU_PERIOD_NS: u64 = 18;
 }
 
 /// A loaded module (executable or shared object) of the target.

@@ -92,6 +92,12 @@ pub const ENV_OPTIONS: &[EnvOption] = &[
                latency percentiles; 1 times every call, 0 none",
     },
     EnvOption {
+        name: "TIDEMARK_CPU_HZ",
+        default: "0",
+        help: "CPU sampling: on-CPU stacks of every thread this many times per second of its \
+               CPU time (99 is usual, up to 10000); 0 = off",
+    },
+    EnvOption {
         name: "TIDEMARK_ESCAPE",
         default: "0",
         help: "1 records frame addresses with every allocation and free (stack pointer and \
@@ -135,6 +141,9 @@ pub struct Config {
     /// (children and exec'd programs inherit its environment and must not truncate the parent's
     /// profile); on for an explicit `tidemark::Session::start(path)`. Default: false.
     pub replace: bool,
+    /// CPU samples per second of each thread's CPU time (`TIDEMARK_CPU_HZ`); 0 = no CPU
+    /// sampling. Default: 0.
+    pub cpu_hz: u64,
     /// Record frame addresses (`EVENT_FRAMES`) after every allocation and free, for escape
     /// analysis (`TIDEMARK_ESCAPE=1`, `tidemark run --escape`). Default: false.
     pub escape: bool,
@@ -156,6 +165,7 @@ impl Default for Config {
             latency_every: DEFAULT_LATENCY_EVERY,
             extra_sampler: None,
             replace: false,
+            cpu_hz: 0,
             escape: false,
         }
     }
@@ -178,6 +188,7 @@ impl PartialEq for Config {
             latency_every,
             extra_sampler,
             replace,
+            cpu_hz,
             escape,
         } = self;
         let same_sampler = match (extra_sampler, o.extra_sampler) {
@@ -198,6 +209,7 @@ impl PartialEq for Config {
             && *latency_every == o.latency_every
             && same_sampler
             && *replace == o.replace
+            && *cpu_hz == o.cpu_hz
             && *escape == o.escape
     }
 }
@@ -234,6 +246,7 @@ impl Config {
         num("TIDEMARK_INTERVAL_MS", 1, 60_000, &mut cfg.interval_ms);
         num("TIDEMARK_LIMIT_BYTES", 0, u64::MAX, &mut cfg.limit_bytes);
         num("TIDEMARK_SAMPLE_RATE", 0, u64::MAX, &mut cfg.sampling_rate);
+        num("TIDEMARK_CPU_HZ", 0, super::cpu::MAX_HZ, &mut cfg.cpu_hz);
         if let Some(v) = get("TIDEMARK_OUTPUT") {
             if v.is_empty() {
                 warnings.push(format!("TIDEMARK_OUTPUT is empty; using {DEFAULT_OUTPUT}"));
@@ -409,9 +422,11 @@ mod tests {
             ("TIDEMARK_LATENCY_EVERY", "1"),
             ("TIDEMARK_MALLOC_CONF", "dirty_decay_ms:0"),
             ("TIDEMARK_WALK_CACHE", "off"),
+            ("TIDEMARK_CPU_HZ", "99"),
             ("TIDEMARK_ESCAPE", "1"),
         ]);
         assert!(w.is_empty(), "{w:?}");
+        assert_eq!(cfg.cpu_hz, 99);
         assert!(cfg.escape);
         assert_eq!(cfg.allocator, "jemalloc");
         assert!(cfg.trace);
@@ -423,7 +438,7 @@ mod tests {
         assert_eq!(cfg.limit_bytes, 1 << 30);
         assert_eq!(cfg.sampling_rate, 524288);
         assert!(!cfg.walk_cache);
-        assert_eq!(ENV_OPTIONS.len(), 11);
+        assert_eq!(ENV_OPTIONS.len(), 12);
     }
 
     #[test]
@@ -436,10 +451,11 @@ mod tests {
             ("TIDEMARK_TRACE", "maybe"),
             ("TIDEMARK_LATENCY_EVERY", "3"),
             ("TIDEMARK_WALK_CACHE", "2"),
+            ("TIDEMARK_CPU_HZ", "100000"),
             ("TIDEMARK_ESCAPE", "sometimes"),
         ]);
         assert_eq!(cfg, Config::default());
-        assert_eq!(w.len(), 8, "{w:?}");
+        assert_eq!(w.len(), 9, "{w:?}");
         assert!(w[0].contains("TIDEMARK_INTERVAL_MS"));
     }
 

@@ -33,6 +33,7 @@
 
 mod buffer;
 pub mod config;
+pub mod cpu;
 mod escape;
 mod fatal;
 #[cfg(feature = "jemalloc")]

@@ -142,6 +142,8 @@ pub struct Session {
     pub count_reentry: bool,
     /// Set while the session is stopped for an `exec` that may still fail.
     pub paused: AtomicBool,
+    /// CPU sampling state (see [`super::cpu`]).
+    pub cpu: super::cpu::CpuSession,
     writer: AtomicU64,
 }
 
@@ -282,6 +284,7 @@ pub fn start(cfg: Config) -> Result<(), RecordError> {
         sampled,
         count_reentry,
         paused: AtomicBool::new(false),
+        cpu: super::cpu::CpuSession::default(),
         writer: AtomicU64::new(0),
     }));
     session.pool.prefill(8);
@@ -303,6 +306,7 @@ pub fn start(cfg: Config) -> Result<(), RecordError> {
         RecordError::Writer(e)
     })?;
     session.writer.store(tid, Ordering::Release);
+    super::cpu::start(session);
     SESSION.store(session as *const Session as *mut Session, Ordering::Release);
     Ok(())
 }
@@ -323,6 +327,7 @@ fn stop(s: &Session, max_wait: Option<std::time::Duration>) -> bool {
     {
         return false;
     }
+    super::cpu::disarm(s);
     s.stop.store(true, Ordering::Release);
     s.wake.wake();
     let t = s.writer.load(Ordering::Acquire);
@@ -425,7 +430,10 @@ fn resume(s: &'static Session) {
     s.state.store(RUNNING, Ordering::Release);
     s.paused.store(false, Ordering::Release);
     match writer::spawn(s, file) {
-        Ok(tid) => s.writer.store(tid, Ordering::Release),
+        Ok(tid) => {
+            s.writer.store(tid, Ordering::Release);
+            super::cpu::rearm(s);
+        }
         Err(e) => {
             s.disable();
             super::report(&format!(

@@ -519,6 +519,7 @@ pub fn register(s: &'static Session, tid: u32, writer: bool) -> Option<&'static 
     let t: &'static ThreadState = Box::leak(state);
     if !writer {
         s.add_thread(t);
+        super::cpu::thread_start(s, tid, bounds);
     }
     // SAFETY: the key exists; the value is a leaked (stable) state.
     let rc = unsafe {
@@ -566,6 +567,7 @@ unsafe extern "C" fn on_thread_exit(p: *mut libc::c_void) {
     let o = unsafe { t.owned() };
     let was_busy = o.busy;
     o.busy = true;
+    super::cpu::thread_exit(s, t.tid);
     t.exit(s);
     o.busy = was_busy;
     if listed {

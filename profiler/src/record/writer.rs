@@ -89,6 +89,8 @@ struct Writer {
     /// TSC ticks per ns (1 where the hooks read CLOCK_MONOTONIC).
     ticks_per_ns: f64,
     trace: Option<Trace>,
+    /// CPU sample records of the pass.
+    cpu: Vec<u8>,
 }
 
 /// How long the writer calibrates the TSC against CLOCK_MONOTONIC before its first sample.
@@ -122,6 +124,7 @@ impl Writer {
                 latency::calibrate(CALIBRATION_NS)
             },
             trace: s.cfg.trace.then(|| Trace::new(s.cfg.limit_bytes)),
+            cpu: Vec::new(),
         })
     }
 
@@ -135,6 +138,9 @@ impl Writer {
             if self.sample_if_due(stopping) {
                 self.check_modules();
                 self.reap();
+                super::cpu::check_disposition(self.s);
+                super::cpu::scan_threads(self.s);
+                super::cpu::reap(self.s);
             }
             if stopping {
                 self.drain(true)?;
@@ -314,11 +320,19 @@ impl Writer {
             }
         }
         self.s.full.take_all(&mut self.bufs);
+        // CPU samples intern their stacks: before the definitions are taken.
+        let mut cpu = std::mem::take(&mut self.cpu);
+        super::cpu::drain(self.s, &mut cpu);
         let defs = lock(&self.s.stacks).take_definitions();
         self.out.clear();
         for d in &defs {
             self.chunks.put(&mut self.out, ChunkKind::Definitions, d)?;
         }
+        if !cpu.is_empty() {
+            self.chunks.put(&mut self.out, ChunkKind::Meta, &cpu)?;
+            cpu.clear();
+        }
+        self.cpu = cpu;
         // A thread's buffers hold consecutive ranges of its events: in (thread, first number)
         // order they make one sorted run per thread, which the orderer's sort merges cheaply.
         // SAFETY: swapped-out and queued buffers are owned by the writer.
@@ -407,6 +421,7 @@ impl Writer {
                 (trailer_key::TEMPORARY_ALLOCATIONS, t.temporary),
             ]);
         }
+        values.extend(super::cpu::trailer_values(self.s));
         let mut t = Vec::new();
         format::put_trailer(&mut t, &values);
         self.out.clear();

@@ -43,9 +43,19 @@ pub struct SessionOptions {
     /// Record frame addresses with every allocation and free, for escape analysis and stack
     /// peaks (as `tidemark run --escape`). Default: false (`TIDEMARK_ESCAPE=1` turns it on too).
     pub escape: bool,
+    /// Sample the on-CPU stacks of every thread this many times per second of its CPU time (as
+    /// `tidemark run --cpu-hz`); `Some(0)` turns CPU sampling off. Default: `None`
+    /// (`TIDEMARK_CPU_HZ` decides).
+    pub cpu_hz: Option<u64>,
 }
 
 impl SessionOptions {
+    /// Sets [`SessionOptions::cpu_hz`].
+    pub fn cpu_hz(mut self, hz: u64) -> Self {
+        self.cpu_hz = Some(hz);
+        self
+    }
+
     /// Sets [`SessionOptions::escape`].
     pub fn escape(mut self, on: bool) -> Self {
         self.escape = on;
@@ -104,6 +114,9 @@ impl Drop for Session {
 fn start_recorder(path: &Path, replace: bool, opts: &SessionOptions) -> Result<(), SessionError> {
     let mut cfg = crate::record::Config::from_env();
     cfg.escape |= opts.escape;
+    if let Some(hz) = opts.cpu_hz {
+        cfg.cpu_hz = hz.min(crate::record::cpu::MAX_HZ);
+    }
     cfg.output = path.to_path_buf();
     cfg.replace = replace;
     cfg.source = "in-process";

@@ -19,6 +19,7 @@ pub mod hash;
 pub mod modules;
 pub mod process;
 mod shape;
+pub mod signal;
 mod walk;
 
 pub use bounds::StackBounds;

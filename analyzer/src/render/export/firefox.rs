@@ -8,9 +8,13 @@
 //!   Allocations" and "Retained memory" summaries (the latter matches deallocations to
 //!   allocations by address) work from these. A deallocation carries the stack that allocated
 //!   the block: frees are not unwound.
-//! - The crate keeps every allocation sample of a process on its first thread (the Firefox
-//!   Profiler needs allocations and deallocations on one thread to match them), so that thread is
-//!   the process's main thread; every other thread appears as a named track.
+//! - Each thread's track holds its own allocations, and the frees of those blocks wherever they
+//!   happened (the Firefox Profiler matches deallocations to allocations by address within one
+//!   thread), under the thread's name. The crate files allocation samples under the first thread
+//!   of a builder process, so each thread has a builder process of its own, all with the same
+//!   pid: the Firefox Profiler shows them as one process.
+//! - CPU samples (`--cpu`) are the threads' samples, each with the CPU time it stands for: the
+//!   call tree, flame graph and activity graph of each thread show where its CPU time went.
 //! - Memory counters on the timeline: the live heap (replayed, exact at each timeline sample)
 //!   and RSS when the recorder sampled it.
 //! - Frames are labels (function names, inlined calls as frames of their own): the file is
@@ -21,16 +25,19 @@
 use std::io::Write;
 use std::time::Duration;
 
+use std::collections::HashMap;
+
 use fxprof_processed_profile::{
-    CategoryColor, CategoryPairHandle, Frame, FrameFlags, FrameInfo, Profile as FxProfile,
-    ReferenceTimestamp, SamplingInterval, StackHandle, Timestamp,
+    CategoryColor, CategoryPairHandle, CpuDelta, Frame, FrameFlags, FrameInfo,
+    Profile as FxProfile, ReferenceTimestamp, SamplingInterval, StackHandle, ThreadHandle,
+    Timestamp,
 };
 use tidemark::format::sample_key;
 
 use super::{ExportError, ExportFormat};
 use crate::analysis::lifetimes::SeqClock;
 use crate::analysis::UNKNOWN_FUNCTION;
-use crate::model::Profile;
+use crate::model::{Profile, StackId, TRUNCATED_FRAME};
 
 /// The `preprocessedProfileVersion` of the files the crate writes (checked by the tests).
 pub const PROCESSED_PROFILE_VERSION: u64 = 55;
@@ -46,13 +53,17 @@ pub fn build(p: &Profile) -> Result<FxProfile, ExportError> {
     let clock = SeqClock::new(p, groups.end_seq);
     let exe = p.header.exe.rsplit('/').next().unwrap_or("").to_owned();
     let product = if exe.is_empty() { "profile" } else { &exe };
-    let interval_ms = p.header.interval_ms.max(1);
+    // The interval of the threads' samples: the CPU sampling period when there are CPU samples.
+    let interval = match p.cpu.as_ref().map(|c| c.period_ns).filter(|&n| n > 0) {
+        Some(ns) => SamplingInterval::from_nanos(ns),
+        None => SamplingInterval::from_millis(p.header.interval_ms.max(1)),
+    };
     let mut fx = FxProfile::new(
         product,
         ReferenceTimestamp::from_duration_since_unix_epoch(Duration::from_nanos(
             p.header.start_unix_ns,
         )),
-        SamplingInterval::from_millis(interval_ms),
+        interval,
     );
     fx.set_os_name("Linux");
     fx.set_symbolicated(true);
@@ -60,53 +71,96 @@ pub fn build(p: &Profile) -> Result<FxProfile, ExportError> {
     let process = fx.add_process(product, p.header.pid, ts(0.0));
     fx.set_process_end_time(process, ts(clock.end_ns()));
 
-    // The main thread first: the crate files every allocation sample under the first thread.
-    let mut order: Vec<&crate::model::ThreadInfo> = p.threads.iter().collect();
-    order.sort_by_key(|t| t.tid != p.header.pid);
-    let main_tid = order.first().map_or(p.header.pid, |t| t.tid);
-    let main = fx.add_thread(process, main_tid, ts(0.0), true);
-    fx.set_thread_name(
-        main,
-        &thread_name(order.first().map_or("", |t| &t.name), main_tid),
-    );
-    for t in order.iter().skip(1) {
-        let h = fx.add_thread(process, t.tid, ts(0.0), false);
-        fx.set_thread_name(h, &thread_name(&t.name, t.tid));
+    // The crate files every allocation sample of a (builder) process under that process's first
+    // thread. To keep each thread's allocations on its own track, every thread gets a builder
+    // process of its own, all with the profiled pid: the Firefox Profiler groups threads by
+    // pid, so they still show as one process, the main thread as its track.
+    let mut tids: Vec<(u32, &str)> = p.threads.iter().map(|t| (t.tid, t.name.as_str())).collect();
+    if let Some(cpu) = &p.cpu {
+        for s in &cpu.samples {
+            if !tids.iter().any(|&(t, _)| t == s.tid) {
+                tids.push((s.tid, ""));
+            }
+        }
     }
+    tids.sort_by_key(|&(t, _)| t != p.header.pid);
+    if tids.is_empty() {
+        tids.push((p.header.pid, ""));
+    }
+    let mut threads: HashMap<u32, ThreadHandle> = HashMap::new();
+    for (i, &(tid, name)) in tids.iter().enumerate() {
+        let proc = if i == 0 {
+            process
+        } else {
+            let h = fx.add_process(product, p.header.pid, ts(0.0));
+            fx.set_process_end_time(h, ts(clock.end_ns()));
+            h
+        };
+        let h = fx.add_thread(proc, tid, ts(0.0), i == 0);
+        fx.set_thread_name(h, &thread_name(name, tid));
+        threads.insert(tid, h);
+    }
+    let main = threads[&tids[0].0];
     fx.add_initial_selected_thread(main);
 
-    let category: CategoryPairHandle = fx.add_category("Heap", CategoryColor::Orange).into();
-    let mut stacks: Vec<Option<Option<StackHandle>>> = vec![None; p.stack_stats.len()];
-    // (time ns, stack, address, bytes): sorted by time before they are added.
-    let mut events: Vec<(f64, u32, u64, i64)> = Vec::with_capacity(groups.groups.len() * 2);
+    let heap: CategoryPairHandle = fx.add_category("Heap", CategoryColor::Orange).into();
+    let mut stacks: HashMap<(ThreadHandle, Option<StackId>, bool), Option<StackHandle>> =
+        HashMap::new();
+    let mut intern =
+        |fx: &mut FxProfile, thread: ThreadHandle, leaf: Option<StackId>, cut: bool, cat| {
+            *stacks.entry((thread, leaf, cut)).or_insert_with(|| {
+                let mut names: Vec<&str> =
+                    p.stack_frames(leaf).map(|f| p.str(f.function)).collect();
+                if names.is_empty() {
+                    names.push(UNKNOWN_FUNCTION);
+                } else if cut {
+                    names.push(TRUNCATED_FRAME);
+                }
+                let frames: Vec<FrameInfo> = names
+                    .iter()
+                    .rev()
+                    .map(|n| FrameInfo {
+                        frame: Frame::Label(fx.intern_string(n)),
+                        category_pair: cat,
+                        flags: FrameFlags::empty(),
+                    })
+                    .collect();
+                fx.intern_stack_frames(thread, frames.into_iter())
+            })
+        };
+    // (time ns, allocating thread, stack, address, bytes): sorted by time before they are
+    // added. A free goes on the allocating thread's track, where Retained memory matches it.
+    let mut events: Vec<(f64, u32, u32, u64, i64)> = Vec::with_capacity(groups.groups.len() * 2);
     for (i, g) in groups.groups.iter().enumerate() {
         let address = (i as u64 + 1) * 16;
         let bytes = i64::try_from(g.bytes).unwrap_or(i64::MAX);
-        events.push((clock.alloc_ns(g), g.stack, address, bytes));
+        events.push((clock.alloc_ns(g), g.alloc_tid, g.stack, address, bytes));
         if let Some(t) = clock.free_ns(g) {
-            events.push((t, g.stack, address, -bytes));
+            events.push((t, g.alloc_tid, g.stack, address, -bytes));
         }
     }
-    events.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.3.cmp(&b.3).reverse()));
-    for (t, stack, address, bytes) in events {
-        let handle = *stacks[stack as usize].get_or_insert_with(|| {
-            let leaf = p.stack_stats[stack as usize].stack;
-            let mut names: Vec<&str> = p.stack_frames(leaf).map(|f| p.str(f.function)).collect();
-            if names.is_empty() {
-                names.push(UNKNOWN_FUNCTION);
-            }
-            let frames: Vec<FrameInfo> = names
-                .iter()
-                .rev()
-                .map(|n| FrameInfo {
-                    frame: Frame::Label(fx.intern_string(n)),
-                    category_pair: category,
-                    flags: FrameFlags::empty(),
-                })
-                .collect();
-            fx.intern_stack_frames(main, frames.into_iter())
-        });
-        fx.add_allocation_sample(main, ts(t), handle, address, bytes);
+    events.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.4.cmp(&b.4).reverse()));
+    for (t, tid, stack, address, bytes) in events {
+        let thread = threads.get(&tid).copied().unwrap_or(main);
+        let st = &p.stack_stats[stack as usize];
+        let handle = intern(&mut fx, thread, st.stack, st.truncated, heap);
+        fx.add_allocation_sample(thread, ts(t), handle, address, bytes);
+    }
+    // CPU samples (`--cpu`) as the threads' samples, each with its CPU time.
+    if let Some(cpu) = &p.cpu {
+        let category: CategoryPairHandle = fx.add_category("CPU", CategoryColor::Blue).into();
+        for s in &cpu.samples {
+            let thread = threads[&s.tid];
+            let st = &cpu.stacks[s.stack as usize];
+            let handle = intern(&mut fx, thread, st.stack, st.truncated, category);
+            fx.add_sample(
+                thread,
+                ts(s.t_ns as f64),
+                handle,
+                CpuDelta::from_nanos(s.weight_ns),
+                1,
+            );
+        }
     }
 
     let end = (clock.end_ns(), p.totals.counts.leaked_bytes);

@@ -17,6 +17,7 @@ pub mod firefox;
 pub mod folded;
 pub mod json;
 pub mod pprof;
+pub mod pprof_cpu;
 
 use std::fmt;
 use std::io::{self, Write};
@@ -136,6 +137,7 @@ pub fn export<W: Write>(
         return Err(ExportError::MissingBlockGroups { format });
     }
     match format {
+        ExportFormat::Pprof if opts.metric == Some(Metric::Cpu) => pprof_cpu::write(p, out),
         ExportFormat::Pprof => pprof::write(p, &pprof::PprofOptions::resolve(opts)?, out),
         ExportFormat::Firefox => firefox::write(p, out),
         ExportFormat::Dhat => dhat::write(p, out),
@@ -147,7 +149,15 @@ pub fn export<W: Write>(
 /// Checks that `opts` apply to `format` (what [`export`] checks first), so a command line can
 /// refuse them before loading a profile.
 pub fn check_options(format: ExportFormat, opts: &ExportOptions) -> Result<(), ExportError> {
-    if format == ExportFormat::Pprof {
+    if format == ExportFormat::Pprof && opts.metric == Some(Metric::Cpu) {
+        if opts.at.is_some() {
+            return Err(ExportError::Options(
+                "--at picks the in-use instant of a heap profile; a CPU profile (--metric cpu) \
+                 has none: drop --at"
+                    .into(),
+            ));
+        }
+    } else if format == ExportFormat::Pprof {
         pprof::PprofOptions::resolve(opts)?;
     }
     let takes_metric = matches!(format, ExportFormat::Pprof | ExportFormat::Folded);

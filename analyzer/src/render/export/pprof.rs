@@ -19,7 +19,7 @@ use pprof::protos::{self, Message};
 
 use super::{At, ExportError, ExportOptions};
 use crate::analysis::{is_plumbing_frame, UNKNOWN_FUNCTION};
-use crate::model::{IpId, Profile, StackStats};
+use crate::model::{IpId, Profile, StackId, StackStats};
 use crate::render::Metric;
 
 /// One column of the samples: a pprof sample type and how a stack's aggregates give its value.
@@ -104,19 +104,19 @@ impl PprofOptions {
 
 /// Builds pprof's string table (index 0 is the empty string, as the format requires).
 #[derive(Debug, Default)]
-struct StringTable {
-    strings: Vec<String>,
+pub(super) struct StringTable {
+    pub(super) strings: Vec<String>,
     index: HashMap<String, i64>,
 }
 
 impl StringTable {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         let mut t = StringTable::default();
         t.id("");
         t
     }
 
-    fn id(&mut self, s: &str) -> i64 {
+    pub(super) fn id(&mut self, s: &str) -> i64 {
         if let Some(&i) = self.index.get(s) {
             return i;
         }
@@ -173,9 +173,7 @@ pub fn build(p: &Profile, opts: &PprofOptions) -> protos::Profile {
 
     let mappings = Mappings::new(p, &mut strings);
     out.mapping = mappings.list.clone();
-    let mut functions: HashMap<(i64, i64), u64> = HashMap::new();
-    let mut locations: HashMap<IpId, u64> = HashMap::new();
-    let mut unknown_location: Option<u64> = None;
+    let mut locations = Locations::default();
     let bytes_key = strings.id("bytes");
     for s in &p.stack_stats {
         let value: Vec<i64> = COLUMNS
@@ -185,9 +183,51 @@ pub fn build(p: &Profile, opts: &PprofOptions) -> protos::Profile {
         if value.iter().all(|&v| v == 0) {
             continue;
         }
+        let location_id = locations.ids(p, s.stack, &mut out, &mut strings, &mappings);
+        // The block size, when every block of the stack had the same one (as in Go's heap
+        // profiles, where it labels one sample per size).
+        let label = if s.counts.allocations > 0 && s.min_block_bytes == s.max_block_bytes {
+            vec![protos::Label {
+                key: bytes_key,
+                num: s.min_block_bytes as i64,
+                num_unit: bytes_key,
+                ..protos::Label::default()
+            }]
+        } else {
+            Vec::new()
+        };
+        out.sample.push(protos::Sample {
+            location_id,
+            value,
+            label,
+        });
+    }
+    out.string_table = strings.strings;
+    out
+}
+
+/// Locations and functions of a pprof profile, each added once.
+#[derive(Debug, Default)]
+pub(super) struct Locations {
+    functions: HashMap<(i64, i64), u64>,
+    locations: HashMap<IpId, u64>,
+    unknown: Option<u64>,
+}
+
+impl Locations {
+    /// The location ids of the stack ending at `leaf`, innermost first, adding the locations and
+    /// functions `out` does not have yet; `[unknown]` for an empty stack.
+    pub(super) fn ids(
+        &mut self,
+        p: &Profile,
+        leaf: Option<StackId>,
+        out: &mut protos::Profile,
+        strings: &mut StringTable,
+        mappings: &Mappings,
+    ) -> Vec<u64> {
         let mut location_id = Vec::new();
-        for ip in p.stack_ips(s.stack) {
-            let id = *locations.entry(ip).or_insert_with(|| {
+        for ip in p.stack_ips(leaf) {
+            let id = *self.locations.entry(ip).or_insert_with(|| {
                 let ip_data = p.ip(ip);
                 let line = ip_data
                     .frames
@@ -198,8 +238,8 @@ pub fn build(p: &Profile, opts: &PprofOptions) -> protos::Profile {
                             strings.id(p.str(frame.function)),
                             strings.id(p.str(frame.file)),
                         );
-                        let next = functions.len() as u64 + 1;
-                        let function_id = *functions.entry(key).or_insert_with(|| {
+                        let next = self.functions.len() as u64 + 1;
+                        let function_id = *self.functions.entry(key).or_insert_with(|| {
                             out.function.push(protos::Function {
                                 id: next,
                                 name: key.0,
@@ -228,9 +268,10 @@ pub fn build(p: &Profile, opts: &PprofOptions) -> protos::Profile {
             location_id.push(id);
         }
         if location_id.is_empty() {
-            let id = *unknown_location.get_or_insert_with(|| {
+            let id = *self.unknown.get_or_insert_with(|| {
                 let name = strings.id(UNKNOWN_FUNCTION);
                 let function_id = out.function.len() as u64 + 1;
+                self.functions.insert((name, 0), function_id);
                 out.function.push(protos::Function {
                     id: function_id,
                     name,
@@ -250,26 +291,8 @@ pub fn build(p: &Profile, opts: &PprofOptions) -> protos::Profile {
             });
             location_id.push(id);
         }
-        // The block size, when every block of the stack had the same one (as in Go's heap
-        // profiles, where it labels one sample per size).
-        let label = if s.counts.allocations > 0 && s.min_block_bytes == s.max_block_bytes {
-            vec![protos::Label {
-                key: bytes_key,
-                num: s.min_block_bytes as i64,
-                num_unit: bytes_key,
-                ..protos::Label::default()
-            }]
-        } else {
-            Vec::new()
-        };
-        out.sample.push(protos::Sample {
-            location_id,
-            value,
-            label,
-        });
+        location_id
     }
-    out.string_table = strings.strings;
-    out
 }
 
 /// pprof's `drop_frames`: the allocator plumbing between each stack's allocation site and the
@@ -374,14 +397,14 @@ pub fn write<W: Write>(p: &Profile, opts: &PprofOptions, out: W) -> Result<(), E
 }
 
 /// The profile's modules as pprof mappings (one per path and load bias over every snapshot).
-struct Mappings {
-    list: Vec<protos::Mapping>,
+pub(super) struct Mappings {
+    pub(super) list: Vec<protos::Mapping>,
     /// `(start, end, mapping id)`, sorted.
     ranges: Vec<(u64, u64, u64)>,
 }
 
 impl Mappings {
-    fn new(p: &Profile, strings: &mut StringTable) -> Mappings {
+    pub(super) fn new(p: &Profile, strings: &mut StringTable) -> Mappings {
         let mut list: Vec<protos::Mapping> = Vec::new();
         let mut seen: HashMap<(&str, u64), usize> = HashMap::new();
         let mut ranges = Vec::new();
@@ -422,7 +445,7 @@ impl Mappings {
     }
 
     /// The mapping id of an address, 0 when no module holds it.
-    fn find(&self, addr: u64) -> u64 {
+    pub(super) fn find(&self, addr: u64) -> u64 {
         let i = self.ranges.partition_point(|r| r.0 <= addr);
         // The range starting last at or below `addr`; a module loaded at the same address after
         // another was unloaded (dlclose, dlopen) starts the same way, so look a few back.

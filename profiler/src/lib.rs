@@ -39,6 +39,7 @@
 
 pub mod format;
 pub mod record;
+pub mod sys;
 mod tracking;
 pub mod unwind;
 

@@ -11,7 +11,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use tidemark::format::AllocKind;
-use tidemark::record::spin::SpinLock;
+use tidemark::sys::spin::SpinLock;
 
 /// What happened.
 #[derive(Clone, Copy)]

@@ -5,8 +5,8 @@
 //! [`FullQueue`] and replaced by one from the [`Pool`]. Only the pool allocates, and only when
 //! it is empty.
 
-use super::spin::SpinLock;
 use crate::format::Sink;
+use crate::sys::spin::SpinLock;
 use std::alloc::Layout;
 use std::cell::UnsafeCell;
 use std::mem::MaybeUninit;

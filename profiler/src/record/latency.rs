@@ -66,7 +66,7 @@ pub fn ticks() -> u64 {
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        super::session::mono_ns()
+        crate::sys::clock::mono_ns()
     }
 }
 
@@ -76,7 +76,7 @@ pub fn clock_pair() -> (u64, u64) {
     let mut best = (0, 0, u64::MAX);
     for _ in 0..5 {
         let t0 = ticks();
-        let ns = super::session::mono_ns();
+        let ns = crate::sys::clock::mono_ns();
         let t1 = ticks();
         let spread = t1.wrapping_sub(t0);
         if spread < best.2 {

@@ -43,8 +43,9 @@ mod merge;
 mod order;
 mod sampler;
 mod sampling;
+mod seq;
 mod session;
-pub mod spin;
+pub use crate::sys::spin;
 mod stacks;
 mod thread;
 mod tidmap;
@@ -59,7 +60,7 @@ pub use jemalloc::jemalloc_sampler;
 
 use crate::format;
 use crate::unwind::{self, Skip};
-use session::{lock, Session, SEQ};
+use session::{lock, Session};
 use std::io;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -129,9 +130,10 @@ pub fn finish_before_exit() {
 /// the same rebuild, and the writer checks at every timeline sample.
 pub fn modules_changed() {
     let Some(s) = running() else { return };
-    let Some(t) = thread::enter(s) else { return };
+    let Some(_busy) = thread::enter(s) else {
+        return;
+    };
     note_module_change(s);
-    thread::leave(t);
 }
 
 /// Rebuilds the unwinder and queues a module snapshot when the module set changed; true when
@@ -244,7 +246,7 @@ const GENERATION_MIX: u128 = 0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835;
 
 #[inline(always)]
 fn next_seq() -> u64 {
-    SEQ.fetch_add(1, Ordering::SeqCst)
+    seq::next()
 }
 
 /// Calls the real allocator function, timing it when this call is among the randomly picked
@@ -276,12 +278,12 @@ pub unsafe fn record_alloc(
 ) -> *mut u8 {
     let Some(s) = running() else { return real() };
     let marker = unwind::stack_pointer();
-    let Some(t) = thread::enter(s) else {
+    let Some(busy) = thread::enter(s) else {
         return real();
     };
+    let t = busy.state();
     if s.sampling_rate() != 0 && !sampled(s, t, size) {
         let p = timed(s, t, real);
-        thread::leave(t);
         return p;
     }
     let stack = stack_id(s, t, marker);
@@ -299,7 +301,6 @@ pub unsafe fn record_alloc(
         }
         p
     };
-    thread::leave(t);
     p
 }
 
@@ -342,12 +343,12 @@ pub unsafe fn record_free(ptr: *mut u8, real: impl FnOnce()) {
     }
     let Some(s) = running() else { return real() };
     let marker = unwind::stack_pointer();
-    let Some(t) = thread::enter(s) else {
+    let Some(busy) = thread::enter(s) else {
         return real();
     };
+    let t = busy.state();
     if !untrack(s, ptr) {
         timed(s, t, real);
-        thread::leave(t);
         return;
     }
     if s.cfg.escape {
@@ -360,7 +361,6 @@ pub unsafe fn record_free(ptr: *mut u8, real: impl FnOnce()) {
         unsafe { escape::with_frames(s, t, true, || append_free(s, t, seq, ptr as u64)) };
     }
     timed(s, t, real);
-    thread::leave(t);
 }
 
 /// Records a realloc done by `real`. `realloc(NULL, n)` is recorded as an allocation of
@@ -382,13 +382,13 @@ pub unsafe fn record_realloc(
     }
     let Some(s) = running() else { return real() };
     let marker = unwind::stack_pointer();
-    let Some(t) = thread::enter(s) else {
+    let Some(busy) = thread::enter(s) else {
         return real();
     };
+    let t = busy.state();
     if s.sampling_rate() != 0 {
         // SAFETY: forwarded contract; the thread is busy.
         let p = unsafe { sampled_realloc(s, t, ptr, size, kind, marker, real) };
-        thread::leave(t);
         return p;
     }
     let stack = stack_id(s, t, marker);
@@ -420,7 +420,6 @@ pub unsafe fn record_realloc(
         }
         p
     };
-    thread::leave(t);
     p
 }
 
@@ -572,7 +571,8 @@ unsafe fn append_realloc(
 /// `frames` (return addresses, innermost first) as its stack. Nothing when not recording.
 pub fn record_early_alloc(kind: AllocKind, size: usize, addr: usize, frames: &[u64]) {
     let Some(s) = running() else { return };
-    let Some(t) = thread::enter(s) else { return };
+    let Some(busy) = thread::enter(s) else { return };
+    let t = busy.state();
     if s.sampling_rate() == 0 || sampled(s, t, size) {
         let stack = intern_frames(s, frames);
         let _g = t.lock.lock();
@@ -582,7 +582,6 @@ pub fn record_early_alloc(kind: AllocKind, size: usize, addr: usize, frames: &[u
             unsafe { append_alloc(s, t, seq, addr as u64, size as u64, stack, kind, 0) };
         }
     }
-    thread::leave(t);
 }
 
 /// Counts `n` events that could not be recorded (in the trailer's `dropped_events`).
@@ -607,7 +606,8 @@ pub const MESSAGE_MAX_BYTES: usize = 80;
 /// [`MESSAGE_MAX_BYTES`] at a character boundary. `level`: 0 info, 1 warning.
 pub fn message(level: u8, text: &str) {
     let Some(s) = running() else { return };
-    let Some(t) = thread::enter(s) else { return };
+    let Some(busy) = thread::enter(s) else { return };
+    let t = busy.state();
     let mut end = text.len().min(MESSAGE_MAX_BYTES);
     while !text.is_char_boundary(end) {
         end -= 1;
@@ -620,7 +620,6 @@ pub fn message(level: u8, text: &str) {
             b.dirty = true;
         }
     }
-    thread::leave(t);
 }
 
 #[cfg(test)]

@@ -15,14 +15,14 @@ use super::stacks::StackTable;
 use super::thread::{self, ThreadState};
 use super::{writer, RecordError};
 use crate::format::{self, Header};
+pub use crate::sys::clock::mono_ns;
+use crate::sys::clock::realtime_ns;
+pub use crate::sys::lock;
 use crate::unwind::{modules, process};
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Mutex, Once};
-
-/// Next sequence number. Global across sessions so a forked child continues the order.
-pub static SEQ: AtomicU64 = AtomicU64::new(1);
 
 static SESSION: AtomicPtr<Session> = AtomicPtr::new(std::ptr::null_mut());
 
@@ -181,26 +181,6 @@ impl Session {
     }
 }
 
-/// Locks a mutex, ignoring poisoning (nothing in the recorder panics while holding one).
-pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// CLOCK_MONOTONIC in ns.
-pub fn mono_ns() -> u64 {
-    clock_ns(libc::CLOCK_MONOTONIC)
-}
-
-fn clock_ns(clock: libc::clockid_t) -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid out-pointer.
-    unsafe { libc::clock_gettime(clock, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
 fn exe_name(exe: &str) -> String {
     std::path::Path::new(exe)
         .file_name()
@@ -254,7 +234,7 @@ pub fn start(cfg: Config) -> Result<(), RecordError> {
         pid,
         exe,
         cmdline: cmdline(),
-        start_unix_ns: clock_ns(libc::CLOCK_REALTIME),
+        start_unix_ns: realtime_ns(),
         start_mono_ns,
         // SAFETY: sysconf has no preconditions.
         page_size: unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64,

@@ -2,7 +2,14 @@
 //!
 //! Invariant (the recursion guard): while `busy` is set, every allocation the thread makes goes
 //! straight to the real allocator unrecorded. It is set for the whole time the recorder works
-//! on an event, and permanently on the writer thread. A thread without state (new, registering,
+//! on an event — by the [`Busy`] guard [`enter`] returns, which clears it when dropped, so no
+//! return path can forget to — and permanently on the writer thread.
+//!
+//! Signal safety: a signal handler that allocates while its thread is busy re-enters [`enter`],
+//! which refuses it (the interrupted event may be half-written) and counts it as dropped. The
+//! CPU sampler's `SIGPROF` handler never enters: it writes raw frames into a ring of its own
+//! (`record::cpu`) that the writer drains. Nothing reached from the hooks takes a lock a signal
+//! handler on the same thread could hold. A thread without state (new, registering,
 //! or past its key destructor) is resolved by [`slow_current`] without allocating until the
 //! thread's id is in the [`REGISTERING`] set, which makes its own nested allocations pass
 //! through.
@@ -16,11 +23,12 @@
 use super::buffer::Buffer;
 use super::latency::ThreadLatency;
 use super::sampling::Countdown;
-use super::session::{Session, SEQ};
-use super::spin::SpinLock;
+use super::seq;
+use super::session::Session;
 use super::stacks::StackCache;
 use super::tidmap::TidMap;
 use crate::format;
+use crate::sys::spin::SpinLock;
 use crate::unwind::{StackBounds, ThreadUnwinder, MAX_FRAMES};
 use std::cell::UnsafeCell;
 use std::ptr::NonNull;
@@ -395,10 +403,36 @@ impl ThreadState {
     }
 }
 
-/// The calling thread's state when recording can proceed: `None` when the thread is busy,
-/// registering, or cannot get a state. Sets `busy`; the caller clears it with [`leave`].
+/// Proof that the calling thread is inside the recorder (its `busy` flag is set): while a
+/// `Busy` lives, every allocation the thread makes passes straight through unrecorded, so the
+/// recorder cannot recurse into itself. Dropping it clears the flag, so no return path can
+/// forget to. Not `Send`: only the owning thread may hold it.
+pub struct Busy {
+    t: &'static ThreadState,
+    _not_send: std::marker::PhantomData<*const ()>,
+}
+
+impl Busy {
+    /// The thread's state.
+    #[inline(always)]
+    pub fn state(&self) -> &'static ThreadState {
+        self.t
+    }
+}
+
+impl Drop for Busy {
+    #[inline(always)]
+    fn drop(&mut self) {
+        // SAFETY: dropped on the owning thread, which set `busy` in `enter`.
+        unsafe { self.t.owned() }.busy = false;
+    }
+}
+
+/// Enters the recorder on the calling thread: `None` when the thread is already busy (a
+/// nested or signal-handler call: see below), registering, or cannot get a state. Sets
+/// `busy` until the returned guard is dropped.
 #[inline(always)]
-pub fn enter(s: &'static Session) -> Option<&'static ThreadState> {
+pub fn enter(s: &'static Session) -> Option<Busy> {
     let key = KEY.load(Ordering::Relaxed);
     // SAFETY: the key exists whenever a session does (created before the first session).
     let p = unsafe { libc::pthread_getspecific(key) } as *const ThreadState;
@@ -418,14 +452,10 @@ pub fn enter(s: &'static Session) -> Option<&'static ThreadState> {
         return None;
     }
     o.busy = true;
-    Some(t)
-}
-
-/// Clears `busy` (see [`enter`]).
-#[inline(always)]
-pub fn leave(t: &ThreadState) {
-    // SAFETY: called by the owning thread after `enter`.
-    unsafe { t.owned() }.busy = false;
+    Some(Busy {
+        t,
+        _not_send: std::marker::PhantomData,
+    })
 }
 
 #[cold]
@@ -482,7 +512,7 @@ pub fn register(s: &'static Session, tid: u32, writer: bool) -> Option<&'static 
     };
     let name = thread_name();
     let mut buf = s.pool.take();
-    let last_seq = SEQ.load(Ordering::Relaxed);
+    let last_seq = seq::peek(Ordering::Relaxed);
     if let Some(b) = buf.as_mut() {
         // SAFETY: a fresh buffer owned by this new state.
         let b = unsafe { b.as_mut() };
@@ -506,13 +536,13 @@ pub fn register(s: &'static Session, tid: u32, writer: bool) -> Option<&'static 
             min_sp: u64::MAX,
             name,
             countdown: Countdown::new(
-                u64::from(tid) << 32 ^ super::session::mono_ns(),
+                u64::from(tid) << 32 ^ crate::sys::clock::mono_ns(),
                 s.cfg.sampling_rate.max(1),
             ),
         }),
         exiting: AtomicBool::new(false),
         counters: Counters::default(),
-        latency: ThreadLatency::new(u64::from(tid).rotate_left(32) ^ super::session::mono_ns()),
+        latency: ThreadLatency::new(u64::from(tid).rotate_left(32) ^ crate::sys::clock::mono_ns()),
         bounds,
         lowest_sp: AtomicU64::new(u64::MAX),
     });

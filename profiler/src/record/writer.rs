@@ -10,10 +10,13 @@ use super::buffer::Buffer;
 use super::latency::{self, Collector, Interval};
 use super::order::{Orderer, PendingSample};
 use super::sampler::Sources;
-use super::session::{self, lock, mono_ns, Session, SEQ};
+use super::seq;
+use super::session::{self, Session};
 use super::thread::{self, EXITED, REGISTERING};
 use super::trace::Trace;
 use crate::format::{self, sample_key, trailer_key, ChunkKind, ChunkWriter};
+use crate::sys::clock::mono_ns;
+use crate::sys::lock;
 use std::fs::File;
 use std::io::{self, Write};
 use std::ptr::NonNull;
@@ -197,7 +200,7 @@ impl Writer {
     }
 
     fn sample(&mut self, now: u64) {
-        let seq = SEQ.load(Ordering::Acquire);
+        let seq = seq::peek(Ordering::Acquire);
         let [allocs, bytes, frees, reallocs] = self.totals();
         self.values.clear();
         self.values.extend_from_slice(&[
@@ -302,7 +305,7 @@ impl Writer {
         let w = if last {
             u64::MAX / 2
         } else {
-            SEQ.load(Ordering::SeqCst)
+            seq::peek(Ordering::SeqCst)
         };
         {
             let reg = lock(&self.s.registry);

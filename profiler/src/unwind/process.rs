@@ -185,7 +185,7 @@ fn locate_eh_frame(m: &modules::LoadedModule, hdr: u64, hdr_len: u64) -> Option<
 }
 
 static CURRENT: AtomicPtr<ProcessUnwinder> = AtomicPtr::new(std::ptr::null_mut());
-static REBUILD: crate::record::spin::SpinLock = crate::record::spin::SpinLock::new();
+static REBUILD: crate::sys::spin::SpinLock = crate::sys::spin::SpinLock::new();
 
 /// The current unwinder, if one was built.
 #[inline]

@@ -31,10 +31,12 @@
 
 mod sigprof;
 
-use super::session::{lock, mono_ns, Session};
+use super::session::Session;
 use super::thread::gettid;
 use super::tidmap::TidMap;
 use crate::format;
+use crate::sys::clock::mono_ns;
+use crate::sys::lock;
 use crate::unwind::signal::{Registers, SignalUnwinder};
 use crate::unwind::{self, StackBounds, MAX_FRAMES};
 use sigprof::{

@@ -1,0 +1,13 @@
+//! Small primitives the recorder and the unwinder share: a clock, a spin lock and a mutex
+//! helper. Nothing here allocates or imports from `record` or `unwind`, so both can use it
+//! without an import cycle.
+
+pub mod clock;
+pub mod spin;
+
+use std::sync::Mutex;
+
+/// Locks a mutex, ignoring poisoning (nothing in the recorder panics while holding one).
+pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}

@@ -43,3 +43,4 @@ pub mod model;
 pub mod render;
 pub mod report;
 pub mod symbolize;
+pub mod units;

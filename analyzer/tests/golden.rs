@@ -79,7 +79,7 @@ fn outputs(version: u16) {
     );
     check_golden(
         &format!("v{version}-churn.timeline.csv"),
-        &render::curves::csv(&p),
+        &render::timeline::csv(&tidemark_analyzer::analysis::views::timeline_columns(&p)),
     );
 }
 

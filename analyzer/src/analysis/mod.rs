@@ -12,6 +12,7 @@ pub mod pressure;
 mod stack_quality;
 pub mod stats;
 mod summary_json;
+pub mod views;
 
 pub use call_paths::{call_paths, sort_sites, CallPath, SiteSort};
 pub use metric::{Metric, MetricDef, MetricUnavailable, Unit, UnknownMetric, METRICS};

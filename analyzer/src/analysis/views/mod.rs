@@ -10,12 +10,18 @@
 //! | [`DiffView`]: two call trees merged | [`diff_view`] | `render::flamegraph::write_diff` |
 //! | [`TimelineView`], [`TimelineColumns`]: sampled series | [`timeline_view`], [`timeline_columns`] | `render::timeline::write`, `write_csv` |
 //! | [`Report`] (with [`Comparison`]s): scenarios against a baseline | [`build`], [`compare_folded`], [`growth_curves`] | `report::to_json`, `report::markdown::write`, `report::html::write` |
+//! | [`BudgetResult`]s: `tidemark check`'s verdicts | [`evaluate_budgets`] | the CLI (one line each) |
 
+pub mod budget;
 pub mod comparison;
 pub mod folded;
 pub mod report;
 pub mod timeline;
 
+pub use budget::{
+    evaluate_budgets, Budget, BudgetError, BudgetEvaluation, BudgetResult, BudgetVerdict, Budgets,
+    LeakCheck,
+};
 pub use comparison::{compare_folded, Comparison, Hotspot, SiteGrowth};
 pub use folded::{
     diff_view, differential_lines, folded, folded_to_sites, folded_view, DiffView, FoldedError,

@@ -204,3 +204,64 @@ pub fn evaluate_budgets(p: &Profile, budgets: &Budgets) -> Result<BudgetEvaluati
         leak_check,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::load::synthetic::{Builder, Ev};
+    use crate::load::{load_reader, LoadOptions};
+
+    /// Five allocations (64, 64, 32, 1, 2 bytes), the 32-byte one freed at once: peak 160 bytes,
+    /// 131 leaked, one temporary; no timeline samples, so no growth slope.
+    fn profile() -> Profile {
+        let mut b = Builder::new();
+        b.stacks(&[(1, &[0x10])])
+            .symbols(&[(0x10, &[("main", "main.rs", 1)])])
+            .batch(
+                1,
+                &[
+                    Ev::Alloc(0, 0xa, 64, 1),
+                    Ev::Alloc(1, 0xb, 64, 1),
+                    Ev::Alloc(2, 0xc, 32, 1),
+                    Ev::Free(3, 0xc),
+                    Ev::Alloc(4, 0xd, 1, 1),
+                    Ev::Alloc(5, 0xe, 2, 1),
+                ],
+            )
+            .trailer(&[]);
+        load_reader(&b.bytes()[..], &LoadOptions::default()).unwrap()
+    }
+
+    #[test]
+    fn budgets_are_measured_exactly_and_judged() {
+        let p = profile();
+        let budgets = Budgets {
+            max_peak_bytes: Some(160),
+            max_leaked_bytes: Some(130),
+            max_temporary: Some(1),
+            max_growth_bytes_per_sec: Some(1.0),
+            ..Budgets::default()
+        };
+        let e = evaluate_budgets(&p, &budgets).unwrap();
+        let got: Vec<(&str, Option<f64>, BudgetVerdict)> = e
+            .results
+            .iter()
+            .map(|r| (r.budget.flag, r.value, r.verdict()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("--max-peak", Some(160.0), BudgetVerdict::Within),
+                ("--max-leaked", Some(131.0), BudgetVerdict::Over),
+                ("--max-temporary", Some(1.0), BudgetVerdict::Within),
+                ("--max-growth", None, BudgetVerdict::NotMeasurable),
+            ]
+        );
+        assert_eq!(e.leak_check, None);
+        assert_eq!(e.failed(), 2);
+        assert!(matches!(
+            evaluate_budgets(&p, &Budgets::default()),
+            Err(BudgetError::NoBudget)
+        ));
+    }
+}

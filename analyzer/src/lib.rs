@@ -1,15 +1,18 @@
 //! tidemark-analyzer: loads tidemark profiles, symbolizes them, and answers where the heap went.
 //!
 //! ```text
-//!  profile.tmk ─► load ─► model ─► analysis ─► render ─► SVG / folded / text / JSON
-//!  (format)      (replay   (stacks,  (summary,   (inferno,
-//!                 by seq)   sites)    sites)      serde)
+//!  profile.tmk ─► load ─► model ─► analysis ─────► render ─► SVG / folded / text / JSON
+//!  (format)      (replay   (stacks,  (summary, sites,  (inferno, plotters,
+//!                 by seq)   sites)    views: folded,    serde; one shape:
+//!                                     timeline, report, write(&View, &Options, out))
+//!                                     budgets)
 //!                   └──► symbolize (modules + build-ids → function/file/line)
 //! ```
 //!
 //! Each stage is one module with one contract: the on-disk format (`tidemark::format`) → the
-//! loaded [`model::Profile`] → analysis views → renderers. The `tidemark` binary ([`cli`]) only
-//! wires them.
+//! loaded [`model::Profile`] → analysis views ([`analysis::views`]) → renderers ([`render`],
+//! [`report`]). The `tidemark` binary ([`cli`]) only wires them. `docs/architecture.md` gives
+//! each stage's contract and the modules' dependency order.
 //!
 //! ```no_run
 //! use tidemark_analyzer::{analysis, load, render};

@@ -1,4 +1,5 @@
-//! Pure functions over a loaded [`Profile`]: the summary, allocation sites, per-function totals.
+//! Pure functions over a loaded [`Profile`]: the summary, allocation sites, per-function totals,
+//! and the [`views`] every renderer draws.
 //!
 //! Every metric is defined once, in [`metric`]'s table; definitions (peak, leaked, temporary,
 //! site) are in `docs/metrics.md`.

@@ -1,4 +1,4 @@
-//! Flamegraph SVGs (inferno) of the call-tree views: [`write`] for one metric's
+//! Flamegraph SVGs (inferno) of the call-tree views: [`write()`] for one metric's
 //! [`FoldedView`], [`write_diff`] for a [`DiffView`]. Both go through one inferno options
 //! builder ([`inferno_options`]) and draw the one placeholder when there is nothing to show.
 

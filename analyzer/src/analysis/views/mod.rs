@@ -6,7 +6,7 @@
 //!
 //! | view | built by | drawn by |
 //! |---|---|---|
-//! | [`FoldedView`]: one metric's call tree as folded stacks | [`folded_view`] ([`folded`], [`folded_to_sites`]) | `render::flamegraph::write`, the folded export |
+//! | [`FoldedView`]: one metric's call tree as folded stacks | [`folded_view`] ([`folded()`], [`folded_to_sites`]) | `render::flamegraph::write`, the folded export |
 //! | [`DiffView`]: two call trees merged | [`diff_view`] | `render::flamegraph::write_diff` |
 //! | [`TimelineView`], [`TimelineColumns`]: sampled series | [`timeline_view`], [`timeline_columns`] | `render::timeline::write`, `write_csv` |
 //! | [`Report`] (with [`Comparison`]s): scenarios against a baseline | [`build`], [`compare_folded`], [`growth_curves`] | `report::to_json`, `report::markdown::write`, `report::html::write` |

@@ -21,7 +21,7 @@ pub const REPORT_SCHEMA_VERSION: u32 = 1;
 pub struct RunInput {
     /// Where the profile came from.
     pub path: String,
-    /// Metric values by JSON key ([`MetricDef::json_key`]); missing metrics are left out of the
+    /// Metric values by JSON key ([`MetricDef::json_key`](crate::analysis::MetricDef::json_key)); missing metrics are left out of the
     /// statistics.
     pub metrics: BTreeMap<String, f64>,
     /// Live heap over time: `(seconds, bytes)`.

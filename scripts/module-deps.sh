@@ -6,8 +6,9 @@ set -eu
 cd "$(dirname "$0")/../analyzer/src"
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
-for m in $(ls -d */ *.rs | sed 's#/$##; s#\.rs$##' | grep -v '^lib$' | grep -v '^main$'); do
-  if [ -d "$m" ]; then files=$(find "$m" -name '*.rs' ! -name 'tests.rs'); else files="$m.rs"; fi
+for m in $(ls -d */ *.rs | sed 's#/$##; s#\.rs$##' | sort -u | grep -v '^lib$' | grep -v '^main$'); do
+  # A module is `m.rs` and/or the directory `m/`.
+  files=$( { [ -f "$m.rs" ] && echo "$m.rs"; [ -d "$m" ] && find "$m" -name '*.rs' ! -name 'tests.rs'; } || true)
   deps=$(for f in $files; do
            # Each file up to its inline test module; comment lines dropped.
            awk '/^#\[cfg\(test\)\]/ { held = $0; next }

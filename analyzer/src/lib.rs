@@ -1,17 +1,21 @@
 //! tidemark-analyzer: loads tidemark profiles, symbolizes them, and answers where the heap went.
 //!
 //! ```text
-//!  profile.tmk ─► load ─► model ─► analysis ─────► render ─► SVG / folded / text / JSON
-//!  (format)      (replay   (stacks,  (summary, sites,  (inferno, plotters,
-//!                 by seq)   sites)    views: folded,    serde; one shape:
-//!                                     timeline, report, write(&View, &Options, out))
-//!                                     budgets)
-//!                   └──► symbolize (modules + build-ids → function/file/line)
+//!  profile.tmk ─► load ─► symbolize ─► model ─► analysis ─► render ─► SVG / folded / text / JSON
+//!  (format)      (replay   (a pass:      (stacks,  (summary,   (inferno,
+//!                 by seq,   embedded      sites)    sites)      serde)
+//!                 raw       symbols, then
+//!                 addresses) binaries)
+//!                                │
+//!                                └──► embed (append Symbols chunks to the file)
 //! ```
 //!
 //! Each stage is one module with one contract: the on-disk format (`tidemark::format`) → the
-//! loaded [`model::Profile`] → analysis views ([`analysis::views`]) → renderers ([`render`],
-//! [`report`]). The `tidemark` binary ([`cli`]) only wires them. `docs/architecture.md` gives
+//! loaded [`model::Profile`] (raw addresses, [`load::read_path`]) → the symbolized profile
+//! ([`symbolize::symbolize`]; [`load::load_path`] runs both) → analysis views
+//! ([`analysis::views`]: folded, timeline, report, budgets) → renderers ([`render`], [`report`];
+//! one shape: `write(&View, &Options, impl Write)`). [`progress`] is the one thing the loading
+//! stages share. The `tidemark` binary ([`cli`]) only wires them. `docs/architecture.md` gives
 //! each stage's contract and the modules' dependency order.
 //!
 //! ```no_run
@@ -41,8 +45,10 @@ macro_rules! eprintln {
 
 pub mod analysis;
 pub mod cli;
+pub mod embed;
 pub mod load;
 pub mod model;
+pub mod progress;
 pub mod render;
 pub mod report;
 pub mod symbolize;

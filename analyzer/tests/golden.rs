@@ -1,5 +1,5 @@
 //! Golden outputs: the committed profiles of every format version (`tests/data/compat/`) rendered
-//! as folded stacks, summary text and JSON, and timeline CSV must stay byte for byte what is
+//! as folded stacks, summary text and JSON, timeline CSV and timeline SVG must stay byte for byte what is
 //! committed in `tests/data/golden/`, so a refactor of the analyzer shows every change it makes
 //! to an output. `TIDEMARK_BLESS=1` rewrites the expected files (then review the diff); a
 //! mismatch names the file and line and keeps the actual output in a temporary file.
@@ -80,6 +80,17 @@ fn outputs(version: u16) {
     check_golden(
         &format!("v{version}-churn.timeline.csv"),
         &render::timeline::csv(&tidemark_analyzer::analysis::views::timeline_columns(&p)),
+    );
+    // What `tidemark timeline` draws.
+    let view = tidemark_analyzer::analysis::views::TimelineView {
+        title: tidemark_analyzer::cli::timeline_title(&p),
+        panels: tidemark_analyzer::analysis::views::timeline::panels(&p, None),
+    };
+    let mut svg = Vec::new();
+    render::timeline::write(&view, &Default::default(), &mut svg).unwrap();
+    check_golden(
+        &format!("v{version}-churn.timeline.svg"),
+        &String::from_utf8(svg).unwrap(),
     );
 }
 

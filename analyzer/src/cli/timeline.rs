@@ -3,6 +3,8 @@
 use anyhow::Context;
 
 use super::{load, warn_truncated, write_output, TimelineArgs};
+/// The title `tidemark timeline` gives the SVG (part of the timeline view).
+pub use crate::analysis::views::timeline_title;
 use crate::analysis::views::{timeline_columns, timeline_view};
 use crate::render::timeline;
 

@@ -304,6 +304,9 @@ pub struct Profile {
     /// Per-stack activity over time; only when loaded with
     /// [`crate::load::load_path_with_time_buckets`].
     pub time_buckets: Option<TimeBuckets>,
+    /// The symbols the profile carries (Symbols records), by `(address, module generation)`:
+    /// what [`crate::symbolize::symbolize`] uses before reading any binary.
+    pub embedded_symbols: std::collections::HashMap<(u64, u64), Vec<tidemark::format::SymbolFrame>>,
 }
 
 impl Profile {

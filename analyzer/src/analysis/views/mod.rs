@@ -32,5 +32,6 @@ pub use report::{
     REPORT_SCHEMA_VERSION,
 };
 pub use timeline::{
-    series_with_gaps, timeline_columns, timeline_view, Line, Panel, TimelineColumns, TimelineView,
+    series_with_gaps, timeline_columns, timeline_title, timeline_view, Line, Panel,
+    TimelineColumns, TimelineView,
 };

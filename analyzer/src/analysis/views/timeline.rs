@@ -77,6 +77,15 @@ pub struct TimelineView {
 /// (and saying when the profile is truncated). `limit_override` replaces the recorded memory
 /// limit.
 pub fn timeline_view(p: &Profile, limit_override: Option<u64>) -> TimelineView {
+    TimelineView {
+        title: timeline_title(p),
+        panels: panels(p, limit_override),
+    }
+}
+
+/// The title `tidemark timeline` gives the SVG: the program's name, and a warning when the
+/// profile is truncated.
+pub fn timeline_title(p: &Profile) -> String {
     let mut title = format!(
         "tidemark timeline: {}",
         p.header
@@ -88,10 +97,7 @@ pub fn timeline_view(p: &Profile, limit_override: Option<u64>) -> TimelineView {
     if p.truncated.is_some() {
         title.push_str(" (TRUNCATED profile)");
     }
-    TimelineView {
-        title,
-        panels: panels(p, limit_override),
-    }
+    title
 }
 
 /// A sampled value over time with a gap (a NaN point) at every sample that lacks it: an interval

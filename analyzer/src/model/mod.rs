@@ -304,6 +304,10 @@ pub struct Profile {
     /// Per-stack activity over time; only when loaded with
     /// [`crate::load::load_path_with_time_buckets`].
     pub time_buckets: Option<TimeBuckets>,
+    /// What became of each stack's blocks relative to the allocating frames (parallel to
+    /// [`Profile::stack_stats`]) and the stack-depth series; only for profiles recorded with
+    /// `--escape` ([`crate::analysis::escape`]).
+    pub escape: Option<crate::load::escape::EscapeData>,
     /// The symbols the profile carries (Symbols records), by `(address, module generation)`:
     /// what [`crate::symbolize::symbolize`] uses before reading any binary.
     pub embedded_symbols: std::collections::HashMap<(u64, u64), Vec<tidemark::format::SymbolFrame>>,

@@ -15,7 +15,7 @@
 //! | [`view::write_view`], [`export::export`] | the loaded profile (the page and the exports aggregate it their own way) | their options |
 //!
 //! They share one inferno options builder ([`flamegraph::inferno_options`]), one XML/HTML
-//! escaper ([`escape::xml`]), one empty-graph placeholder ([`placeholder::write_empty_svg`]) and
+//! escaper ([`xml::escape`]), one empty-graph placeholder ([`placeholder::write_empty_svg`]) and
 //! one error type ([`RenderError`]).
 
 pub mod escape;
@@ -24,6 +24,7 @@ pub mod flamegraph;
 pub mod placeholder;
 pub mod text;
 pub mod timeline;
+pub mod xml;
 /// Human units, kept at their old path: [`crate::units`].
 pub use crate::units;
 pub mod view;

@@ -4,7 +4,7 @@
 
 use std::io::Write;
 
-use super::escape::xml;
+use super::xml::escape;
 use super::RenderError;
 
 /// Writes a 1200×110 SVG with `title`, `subtitle` and `message`, centred.
@@ -23,9 +23,9 @@ pub fn write_empty_svg<W: Write>(
 <text x="600" y="50" font-size="12" font-family="Verdana" text-anchor="middle">{}</text>
 <text x="600" y="80" font-size="14" font-family="Verdana" text-anchor="middle">{}</text>
 </svg>"##,
-        xml(title),
-        xml(subtitle.unwrap_or("")),
-        xml(message)
+        escape(title),
+        escape(subtitle.unwrap_or("")),
+        escape(message)
     )?;
     Ok(())
 }

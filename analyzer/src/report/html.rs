@@ -6,9 +6,9 @@ use super::{
     format_delta, significance_text_for, MetricStat, MetricUnit, Report, ScenarioInput, METRICS,
 };
 use crate::analysis::views::growth_curves;
-use crate::render::escape::xml as html_escape;
 use crate::render::timeline::{self, human_bytes};
 use crate::render::view;
+use crate::render::xml::escape as html_escape;
 use crate::render::RenderError;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
@@ -373,6 +373,7 @@ pub fn to_html(r: &Report, inputs: &[ScenarioInput]) -> Result<String, RenderErr
         o.push_str("<p class=muted>One scenario: nothing to compare.</p>");
     }
     sites_that_grew(&mut o, r);
+    o.push_str(&super::stack::html(r));
 
     o.push_str("<h2 id=graphs>Graphs</h2>\n");
     let mut chart = Vec::new();

@@ -12,6 +12,7 @@
 
 pub mod html;
 pub mod markdown;
+pub mod stack;
 
 /// The comparison view, kept at its old paths: [`crate::analysis::views`].
 pub use crate::analysis::views::comparison::{compare_folded, Comparison, Hotspot, SiteGrowth};
@@ -19,8 +20,8 @@ pub use crate::analysis::views::report::{
     build, MetricStat, Report, ReportError, RunInput, ScenarioInput, ScenarioReport,
     REPORT_SCHEMA_VERSION,
 };
-/// The escaper every renderer uses, kept at its old path: [`crate::render::escape::xml`].
-pub use crate::render::escape::xml as html_escape;
+/// The escaper every renderer uses, kept at its old path: [`crate::render::xml::escape`].
+pub use crate::render::xml::escape as html_escape;
 pub use html::to_html;
 pub use markdown::to_markdown;
 

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::comparison::{compare_folded, Comparison};
+use super::stack_eligible::{scenario_sites, RunSite, StackEligibleSite};
 use super::timeline::{Line, Panel, TimelineView, Unit as AxisUnit};
 use crate::analysis::metric::{Unit as MetricUnit, METRICS};
 use crate::analysis::stats::{estimate, welch_t_test, DEFAULT_ALPHA};
@@ -30,6 +31,9 @@ pub struct RunInput {
     pub folded: Vec<String>,
     /// The profile was truncated.
     pub truncated: bool,
+    /// Sites with stack-eligible blocks ([`run_sites`](super::stack_eligible::run_sites)); empty
+    /// without `--escape`.
+    pub stack_eligible: Vec<RunSite>,
 }
 
 /// A labelled scenario: one or more runs of the same thing.
@@ -79,6 +83,10 @@ pub struct ScenarioReport {
     pub metrics: BTreeMap<String, MetricStat>,
     /// Comparison of allocation stacks with the baseline (`null` for the baseline).
     pub comparison: Option<Comparison>,
+    /// Sites whose blocks could live on the stack, means per run (left out when none: profiles
+    /// recorded without `--escape`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub stack_eligible_sites: Vec<StackEligibleSite>,
 }
 
 /// A whole report.
@@ -197,6 +205,7 @@ pub fn build(inputs: &[ScenarioInput], baseline: Option<&str>) -> Result<Report,
                 truncated_runs: s.runs.iter().filter(|r| r.truncated).count(),
                 metrics,
                 comparison,
+                stack_eligible_sites: scenario_sites(s),
             }
         })
         .collect();
@@ -248,6 +257,7 @@ pub(crate) mod tests {
             live_heap: vec![(0.0, 0.0), (1.0, peak)],
             folded: folded.iter().map(|s| (*s).to_owned()).collect(),
             truncated: false,
+            stack_eligible: Vec::new(),
         }
     }
 

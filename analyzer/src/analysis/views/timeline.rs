@@ -5,6 +5,7 @@
 //! The panels are plain data ([`Panel`]s of [`Line`]s), so the same renderer draws one profile's
 //! timeline and the overlaid curves of a comparison report.
 
+use crate::analysis::escape::stack_depth_series;
 use crate::analysis::pressure::{limit, live_heap_series, rate_series, series};
 use crate::model::Profile;
 use crate::units::{human_bytes, human_count, human_nanos};
@@ -146,6 +147,12 @@ pub fn panels(p: &Profile, limit_override: Option<u64>) -> Vec<Panel> {
         reference: lim.map(|(l, _)| ("limit".to_owned(), l as f64)),
     }];
     out.push(Panel {
+        title: "Stack: deepest point per interval (recorded with --escape)".into(),
+        unit: Unit::Bytes,
+        lines: vec![line("any thread", stack_depth_series(p))],
+        reference: None,
+    });
+    out.push(Panel {
         title: "Allocation rate (bytes)".into(),
         unit: Unit::BytesPerSec,
         lines: vec![line("allocated", rate_series(p, key::ALLOCATED_BYTES))],
@@ -262,5 +269,10 @@ pub fn timeline_columns(p: &Profile) -> TimelineColumns {
         ("jemalloc_mapped_bytes", series(p, key::JEMALLOC_MAPPED)),
         ("jemalloc_retained_bytes", series(p, key::JEMALLOC_RETAINED)),
     ];
+    let mut columns = columns;
+    let stack = stack_depth_series(p);
+    if !stack.is_empty() {
+        columns.insert(2, ("stack_depth_bytes", stack));
+    }
     TimelineColumns { columns }
 }

@@ -16,7 +16,7 @@ use std::io::Write;
 pub use data::view_data;
 
 use crate::model::Profile;
-use crate::render::escape::xml as html_escape;
+use crate::render::xml::escape as html_escape;
 use crate::render::RenderError;
 
 /// Default number of time buckets a page gets. Default: 200.

@@ -12,9 +12,11 @@
 //!
 //! Each stage is one module with one contract: the on-disk format (`tidemark::format`) → the
 //! loaded [`model::Profile`] (raw addresses, [`load::read_path`]) → the symbolized profile
-//! ([`symbolize::symbolize`]; [`load::load_path`] runs both) → analysis views → renderers.
-//! [`progress`] is the one thing the stages share. The `tidemark` binary ([`cli`]) only wires
-//! them.
+//! ([`symbolize::symbolize`]; [`load::load_path`] runs both) → analysis views
+//! ([`analysis::views`]: folded, timeline, report, budgets) → renderers ([`render`], [`report`];
+//! one shape: `write(&View, &Options, impl Write)`). [`progress`] is the one thing the loading
+//! stages share. The `tidemark` binary ([`cli`]) only wires them. `docs/architecture.md` gives
+//! each stage's contract and the modules' dependency order.
 //!
 //! ```no_run
 //! use tidemark_analyzer::{analysis, load, render};
@@ -50,3 +52,4 @@ pub mod progress;
 pub mod render;
 pub mod report;
 pub mod symbolize;
+pub mod units;

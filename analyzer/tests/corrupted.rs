@@ -195,7 +195,7 @@ fn exercise(case: &str, bytes: &[u8], symbolize: bool) -> Option<Profile> {
             let mut svg = Vec::new();
             let _ = render::flamegraph_svg(&p, m, false, &mut svg);
         }
-        let _ = render::curves::csv(&p);
+        let _ = render::timeline::csv(&tidemark_analyzer::analysis::views::timeline_columns(&p));
         Some(p)
     }));
     let elapsed = started.elapsed();

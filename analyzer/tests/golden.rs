@@ -79,16 +79,19 @@ fn outputs(version: u16) {
     );
     check_golden(
         &format!("v{version}-churn.timeline.csv"),
-        &render::curves::csv(&p),
+        &render::timeline::csv(&tidemark_analyzer::analysis::views::timeline_columns(&p)),
     );
     // What `tidemark timeline` draws.
-    let svg = render::timeline::render_svg(
-        &tidemark_analyzer::cli::timeline_title(&p),
-        &render::curves::panels(&p, None),
-        render::timeline::DEFAULT_WIDTH_PX,
-    )
-    .unwrap();
-    check_golden(&format!("v{version}-churn.timeline.svg"), &svg);
+    let view = tidemark_analyzer::analysis::views::TimelineView {
+        title: tidemark_analyzer::cli::timeline_title(&p),
+        panels: tidemark_analyzer::analysis::views::timeline::panels(&p, None),
+    };
+    let mut svg = Vec::new();
+    render::timeline::write(&view, &Default::default(), &mut svg).unwrap();
+    check_golden(
+        &format!("v{version}-churn.timeline.svg"),
+        &String::from_utf8(svg).unwrap(),
+    );
 }
 
 #[test]

@@ -152,13 +152,13 @@ pub fn growth(series: &[(f64, f64)], opts: &GrowthOptions) -> Option<Growth> {
             if net < 0.0 {
                 format!(
                     "the heap's troughs fell by {} overall: no growth",
-                    crate::render::units::human_bytes(-net)
+                    crate::units::human_bytes(-net)
                 )
             } else {
                 format!(
                     "the troughs rose by only {}, below the {} threshold",
-                    crate::render::units::human_bytes(net),
-                    crate::render::units::human_bytes(threshold)
+                    crate::units::human_bytes(net),
+                    crate::units::human_bytes(threshold)
                 )
             },
         )
@@ -168,7 +168,7 @@ pub fn growth(series: &[(f64, f64)], opts: &GrowthOptions) -> Option<Growth> {
             format!(
                 "the heap's troughs rose in {rises} of {} windows, by {} in all",
                 windows - 1,
-                crate::render::units::human_bytes(net)
+                crate::units::human_bytes(net)
             ),
         )
     };

@@ -1,4 +1,5 @@
-//! Pure functions over a loaded [`Profile`]: the summary, allocation sites, per-function totals.
+//! Pure functions over a loaded [`Profile`]: the summary, allocation sites, per-function totals,
+//! and the [`views`] every renderer draws.
 //!
 //! Every metric is defined once, in [`metric`]'s table; definitions (peak, leaked, temporary,
 //! site) are in `docs/metrics.md`.
@@ -14,6 +15,7 @@ pub mod pressure;
 mod stack_quality;
 pub mod stats;
 mod summary_json;
+pub mod views;
 
 pub use call_paths::{call_paths, sort_sites, CallPath, SiteSort};
 pub use metric::{Metric, MetricDef, MetricUnavailable, Unit, UnknownMetric, METRICS};

@@ -3,17 +3,9 @@
 use super::{load, warn_truncated, CheckArgs, EXIT_CHECK_FAILED, EXIT_OK};
 use anyhow::Context as _;
 
-use crate::analysis::{summary_with, Metric, PressureOptions, Unit};
+use crate::analysis::views::{evaluate_budgets, BudgetError, BudgetResult, BudgetVerdict, Budgets};
+use crate::analysis::Unit;
 use crate::render::timeline::{human_bytes, human_count};
-
-/// One budget and the measured value.
-struct Budget {
-    flag: &'static str,
-    what: &'static str,
-    limit: f64,
-    value: Option<f64>,
-    show: fn(f64) -> String,
-}
 
 /// How a budget's numbers read.
 fn show(unit: Unit) -> fn(f64) -> String {
@@ -26,9 +18,11 @@ fn show(unit: Unit) -> fn(f64) -> String {
 
 /// The value and the budget as text; when rounding makes them read the same (`6.9 MiB exceeds
 /// the budget of 6.9 MiB`), the exact numbers follow.
-fn distinct(b: &Budget, v: f64) -> (String, String) {
-    let (vt, lt) = ((b.show)(v), (b.show)(b.limit));
-    if vt != lt || v == b.limit {
+fn distinct(r: &BudgetResult, v: f64) -> (String, String) {
+    let show = show(r.budget.metric.unit());
+    let limit = r.budget.limit;
+    let (vt, lt) = (show(v), show(limit));
+    if vt != lt || v == limit {
         return (vt, lt);
     }
     let exact = |x: f64| {
@@ -40,72 +34,35 @@ fn distinct(b: &Budget, v: f64) -> (String, String) {
     };
     (
         format!("{vt} ({})", exact(v)),
-        format!("{lt} ({})", exact(b.limit)),
+        format!("{lt} ({})", exact(limit)),
     )
 }
 
 pub(super) fn check(a: &CheckArgs) -> anyhow::Result<u8> {
     let p = load(&a.profile, &a.load)?;
     warn_truncated(&p, &a.profile);
-    let s = summary_with(&p, 0, &PressureOptions::default());
-    let mut budgets = Vec::new();
-    for (flag, what, limit, metric) in [
-        (
-            "--max-peak",
-            "peak heap",
-            a.max_peak.map(|v| v as f64),
-            Metric::Peak,
-        ),
-        (
-            "--max-leaked",
-            "leaked",
-            a.max_leaked.map(|v| v as f64),
-            Metric::Leaked,
-        ),
-        (
-            "--max-allocations",
-            "allocation calls",
-            a.max_allocations.map(|v| v as f64),
-            Metric::Allocations,
-        ),
-        (
-            "--max-temporary",
-            "temporary allocations",
-            a.max_temporary.map(|v| v as f64),
-            Metric::Temporary,
-        ),
-        ("--max-growth", "growth", a.max_growth, Metric::Growth),
-        (
-            "--max-rss",
-            "peak RSS",
-            a.max_rss.map(|v| v as f64),
-            Metric::PeakRss,
-        ),
-    ] {
-        let Some(limit) = limit else { continue };
-        metric
-            .check_available(&p)
-            .with_context(|| format!("{flag}: {}", a.profile.display()))?;
-        budgets.push(Budget {
-            flag,
-            what,
-            limit,
-            value: metric.of_summary(&s),
-            show: show(metric.unit()),
-        });
-    }
-    if budgets.is_empty() && !a.no_leak {
-        anyhow::bail!(
-            "no budget given: use --max-peak, --max-leaked, --max-allocations, --max-temporary, \
-             --max-growth, --max-rss or --no-leak"
-        );
-    }
-    let mut failed = 0;
-    for b in &budgets {
-        match b.value {
-            Some(v) if v > b.limit => {
-                failed += 1;
-                let (v_text, limit_text) = distinct(b, v);
+    let budgets = Budgets {
+        max_peak_bytes: a.max_peak,
+        max_leaked_bytes: a.max_leaked,
+        max_allocations: a.max_allocations,
+        max_temporary: a.max_temporary,
+        max_growth_bytes_per_sec: a.max_growth,
+        max_rss_bytes: a.max_rss,
+        no_leak: a.no_leak,
+    };
+    let eval = match evaluate_budgets(&p, &budgets) {
+        Ok(eval) => eval,
+        Err(BudgetError::Unavailable { flag, source }) => {
+            return Err(anyhow::Error::new(source))
+                .with_context(|| format!("{flag}: {}", a.profile.display()));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    for r in &eval.results {
+        let b = &r.budget;
+        match (r.verdict(), r.value) {
+            (BudgetVerdict::Over, Some(v)) => {
+                let (v_text, limit_text) = distinct(r, v);
                 println!(
                     "FAIL {}: {v_text} exceeds the budget of {limit_text} ({} {})",
                     b.what,
@@ -113,12 +70,11 @@ pub(super) fn check(a: &CheckArgs) -> anyhow::Result<u8> {
                     a.profile.display()
                 );
             }
-            Some(v) => {
-                let (v_text, limit_text) = distinct(b, v);
+            (_, Some(v)) => {
+                let (v_text, limit_text) = distinct(r, v);
                 println!("ok   {}: {v_text} within {limit_text}", b.what)
             }
-            None => {
-                failed += 1;
+            (_, None) => {
                 println!(
                     "FAIL {}: not measurable from {} (too few timeline samples); record longer or with a shorter --interval",
                     b.what,
@@ -127,21 +83,14 @@ pub(super) fn check(a: &CheckArgs) -> anyhow::Result<u8> {
             }
         }
     }
-    if a.no_leak {
-        if s.pressure.leak_verdict {
-            failed += 1;
-            println!(
-                "FAIL leak verdict: {} (--no-leak)",
-                s.pressure.leak_verdict_reason
-            );
+    if let Some(l) = &eval.leak_check {
+        if l.leak {
+            println!("FAIL leak verdict: {} (--no-leak)", l.reason);
         } else {
-            println!(
-                "ok   leak verdict: no leak ({})",
-                s.pressure.leak_verdict_reason
-            );
+            println!("ok   leak verdict: no leak ({})", l.reason);
         }
     }
-    Ok(if failed > 0 {
+    Ok(if eval.failed() > 0 {
         EXIT_CHECK_FAILED
     } else {
         EXIT_OK

@@ -98,13 +98,12 @@ pub(super) fn run_workload(a: &RunArgs) -> anyhow::Result<u8> {
         written.push(path);
     }
     let curves_path = dir.join("curves.svg");
-    let svg = crate::render::timeline::render_svg(
-        "tidemark timeline: built-in alloc-without-free workload",
-        &crate::render::curves::panels(&p, a.limit),
-        crate::render::timeline::DEFAULT_WIDTH_PX,
-    )
-    .context("cannot draw the timeline")?;
-    output::write_atomically(&curves_path, svg.as_bytes(), "the timeline")?;
+    let mut curves = crate::analysis::views::timeline_view(&p, a.limit);
+    curves.title = "tidemark timeline: built-in alloc-without-free workload".to_owned();
+    let mut svg = Vec::new();
+    crate::render::timeline::write(&curves, &Default::default(), &mut svg)
+        .context("cannot draw the timeline")?;
+    output::write_atomically(&curves_path, &svg, "the timeline")?;
     written.push(curves_path);
     let view_path = dir.join("view.html");
     super::view::write_page_of(&profile, &view_path, a.limit)?;

@@ -3,7 +3,8 @@
 use super::{load, warn_truncated, write_output, DiffArgs};
 use anyhow::Context as _;
 
-use crate::render::{diff, folded};
+use crate::analysis::views::{diff_view, folded};
+use crate::render::flamegraph::{write_diff, FlamegraphOptions};
 
 pub(super) fn diff(a: &DiffArgs) -> anyhow::Result<u8> {
     super::output::check_option(a.output.as_deref(), "the differential flamegraph")?;
@@ -39,18 +40,13 @@ pub(super) fn diff(a: &DiffArgs) -> anyhow::Result<u8> {
         a.new.display(),
         a.base.display()
     );
-    let svg = diff::differential_svg(&before, &after, &title, metric.count_name())
-        .map_err(|e| anyhow::anyhow!("cannot draw the differential flamegraph: {e}"))?;
-    let svg = if svg.is_empty() {
-        format!(
-            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"600\" height=\"40\"><text x=\"10\" y=\"25\">{} has no {} to show</text></svg>\n",
-            crate::report::html_escape(&a.new.display().to_string()),
-            metric.name()
-        )
-    } else {
-        svg
-    };
-    write_output(&out, svg.as_bytes())?;
+    let empty = format!("{} has no {} to show", a.new.display(), metric.name());
+    let view = diff_view(&before, &after, &title, metric.count_name(), &empty)
+        .context("cannot draw the differential flamegraph")?;
+    let mut svg = Vec::new();
+    write_diff(&view, &FlamegraphOptions::default(), &mut svg)
+        .context("cannot draw the differential flamegraph")?;
+    write_output(&out, &svg)?;
     if out.as_os_str() != "-" {
         eprintln!(
             "tidemark: differential flamegraph written to {}",

@@ -3,25 +3,10 @@
 use anyhow::Context;
 
 use super::{load, warn_truncated, write_output, TimelineArgs};
-use crate::model::Profile;
-use crate::render::{curves, timeline};
-
-/// The title `tidemark timeline` gives the SVG: the program's name, and a warning when the
-/// profile is truncated.
-pub fn timeline_title(p: &Profile) -> String {
-    let mut title = format!(
-        "tidemark timeline: {}",
-        p.header
-            .cmdline
-            .first()
-            .cloned()
-            .unwrap_or_else(|| p.header.exe.clone())
-    );
-    if p.truncated.is_some() {
-        title.push_str(" (TRUNCATED profile)");
-    }
-    title
-}
+/// The title `tidemark timeline` gives the SVG (part of the timeline view).
+pub use crate::analysis::views::timeline_title;
+use crate::analysis::views::{timeline_columns, timeline_view};
+use crate::render::timeline;
 
 pub(super) fn timeline(a: &TimelineArgs) -> anyhow::Result<u8> {
     super::output::check_option(a.output.as_deref(), "the timeline")?;
@@ -37,17 +22,23 @@ pub(super) fn timeline(a: &TimelineArgs) -> anyhow::Result<u8> {
             .into_owned();
         a.profile.with_file_name(format!("{stem}.timeline.{ext}"))
     });
-    let body = if a.csv {
-        curves::csv(&p)
-    } else {
-        timeline::render_svg(
-            &timeline_title(&p),
-            &curves::panels(&p, a.limit),
-            timeline::DEFAULT_WIDTH_PX,
+    let mut body = Vec::new();
+    if a.csv {
+        timeline::write_csv(
+            &timeline_columns(&p),
+            &timeline::CsvOptions::default(),
+            &mut body,
         )
-        .context("cannot draw the timeline")?
-    };
-    write_output(&out, body.as_bytes())?;
+        .context("cannot write the timeline")?;
+    } else {
+        timeline::write(
+            &timeline_view(&p, a.limit),
+            &timeline::ChartOptions::default(),
+            &mut body,
+        )
+        .context("cannot draw the timeline")?;
+    }
+    write_output(&out, &body)?;
     if out.as_os_str() != "-" {
         eprintln!(
             "tidemark: timeline ({} samples) written to {}",

@@ -1,27 +1,43 @@
-//! Renderers: folded stacks, inferno flamegraph SVG, the text and JSON summary.
+//! Renderers: they draw the views of [`crate::analysis`] and compute nothing of their own.
 //!
-//! Folded lines are the only thing the flamegraph stage shares with the model (as in inferno:
-//! `collapse` → folded text → `flamegraph`).
+//! Every renderer has the same shape, `write(&View, &Options, impl Write) -> Result<(),
+//! RenderError>`:
+//!
+//! | renderer | view | options |
+//! |---|---|---|
+//! | [`flamegraph::write`] | [`FoldedView`](crate::analysis::views::FoldedView) | [`flamegraph::FlamegraphOptions`] |
+//! | [`flamegraph::write_diff`] | [`DiffView`](crate::analysis::views::DiffView) | [`flamegraph::FlamegraphOptions`] |
+//! | [`timeline::write`] | [`TimelineView`](crate::analysis::views::TimelineView) | [`timeline::ChartOptions`] |
+//! | [`timeline::write_csv`] | [`TimelineColumns`](crate::analysis::views::TimelineColumns) | [`timeline::CsvOptions`] |
+//! | [`text::write`] | [`Summary`](crate::analysis::Summary) | [`text::TextOptions`] |
+//! | [`text::write_json`] | [`Summary`](crate::analysis::Summary) | [`text::JsonOptions`] |
+//! | [`crate::report::markdown::write`], [`crate::report::html::write`] | [`Report`](crate::analysis::views::Report) (+ its inputs for HTML) | their options |
+//! | [`view::write_view`], [`export::export`] | the loaded profile (the page and the exports aggregate it their own way) | their options |
+//!
+//! They share one inferno options builder ([`flamegraph::inferno_options`]), one XML/HTML
+//! escaper ([`xml::escape`]), one empty-graph placeholder ([`placeholder::write_empty_svg`]) and
+//! one error type ([`RenderError`]).
 
-pub mod curves;
-pub mod diff;
 pub mod escape;
 pub mod export;
-mod text;
+pub mod flamegraph;
+pub mod placeholder;
+pub mod text;
 pub mod timeline;
-pub mod units;
+pub mod xml;
+/// Human units, kept at their old path: [`crate::units`].
+pub use crate::units;
 pub mod view;
 
 pub use text::{summary_text, summary_text_by, write_summary_json};
 
-use std::collections::BTreeMap;
 use std::io::{self, Write};
 
-use inferno::flamegraph::color::{BasicPalette, Palette};
-use inferno::flamegraph::{self, Direction, Options};
-
 pub use crate::analysis::metric::{Metric, UnknownMetric};
-use crate::analysis::{MetricUnavailable, Unit};
+use crate::analysis::views::FoldedError;
+/// The call-tree views, kept at their old paths: [`crate::analysis::views`].
+pub use crate::analysis::views::{folded, folded_to_sites};
+use crate::analysis::MetricUnavailable;
 use crate::model::Profile;
 
 /// Why rendering failed.
@@ -37,189 +53,35 @@ pub enum RenderError {
     /// The metric is measured on the whole profile only: it has no per-stack values to draw.
     #[error("{0} is measured on the whole profile only: no per-stack values to draw")]
     NotPerStack(Metric),
+    /// A chart could not be drawn (plotters' error, as text: its type is generic over the
+    /// drawing backend).
+    #[error("cannot draw the chart: {0}")]
+    Chart(String),
 }
 
-/// The folded line of a recorded stack, root → leaf; a stack cut at the recorder's frame limit
-/// starts with [`TRUNCATED_FRAME`](crate::model::TRUNCATED_FRAME), so its partial stacks gather
-/// under one marked root instead of passing for separate roots.
-fn stack_line(p: &Profile, s: &crate::model::StackStats) -> String {
-    let mut names: Vec<&str> = p.stack_frames(s.stack).map(|f| p.str(f.function)).collect();
-    if names.is_empty() {
-        return crate::analysis::UNKNOWN_FUNCTION.to_owned();
-    }
-    if s.truncated {
-        names.push(crate::model::TRUNCATED_FRAME);
-    }
-    names.reverse();
-    names.join(";")
-}
-
-/// Like [`folded`], with each stack cut at its allocation site: the allocator plumbing inside the
-/// site (`alloc`, `RawVec::grow`, `operator new`, …) is left out, so the leaf of every line is the
-/// site (docs/metrics.md). Comparisons use these lines: their leaves are the sites.
-pub fn folded_to_sites(p: &Profile, m: Metric) -> Vec<String> {
-    let mut lines: BTreeMap<String, u64> = BTreeMap::new();
-    for s in &p.stack_stats {
-        let v = m.of(&s.counts);
-        if v == 0 {
-            continue;
+impl From<FoldedError> for RenderError {
+    fn from(e: FoldedError) -> Self {
+        match e {
+            FoldedError::Unavailable(u) => RenderError::Unavailable(u),
+            FoldedError::NotPerStack(m) => RenderError::NotPerStack(m),
+            FoldedError::Merge(io) => RenderError::Io(io),
         }
-        let frames: Vec<&crate::model::Frame> = p.stack_frames(s.stack).collect();
-        let site = crate::analysis::site_index(p, s.stack);
-        let mut names: Vec<&str> = frames[site..].iter().map(|f| p.str(f.function)).collect();
-        if s.truncated && !names.is_empty() {
-            names.push(crate::model::TRUNCATED_FRAME);
-        }
-        let line = if names.is_empty() {
-            crate::analysis::UNKNOWN_FUNCTION.to_owned()
-        } else {
-            names.reverse();
-            names.join(";")
-        };
-        let e = lines.entry(line).or_default();
-        *e = e.saturating_add(v);
     }
-    lines
-        .into_iter()
-        .map(|(stack, v)| format!("{stack} {v}"))
-        .collect()
 }
 
-/// Folded stacks for `m`, root first (`main;f;g 1024`), one line per distinct stack, sorted,
-/// stacks with a zero value left out.
-pub fn folded(p: &Profile, m: Metric) -> Vec<String> {
-    let mut lines: BTreeMap<String, u64> = BTreeMap::new();
-    for s in &p.stack_stats {
-        let v = m.of(&s.counts);
-        if v == 0 {
-            continue;
-        }
-        let e = lines.entry(stack_line(p, s)).or_default();
-        *e = e.saturating_add(v);
-    }
-    lines
-        .into_iter()
-        .map(|(stack, v)| format!("{stack} {v}"))
-        .collect()
-}
-
-/// The title and subtitle of a flamegraph of `p`.
-fn titles(p: &Profile, m: Metric) -> (String, Option<String>) {
-    let exe = p
-        .header
-        .exe
-        .rsplit('/')
-        .next()
-        .filter(|s| !s.is_empty())
-        .unwrap_or("profile");
-    let title = format!("{} — {exe} (pid {})", m.title(), p.header.pid);
-    let total = p
-        .stack_stats
-        .iter()
-        .fold(0u64, |t, s| t.saturating_add(m.of(&s.counts)));
-    let total = match m.unit() {
-        Unit::Bytes => units::bytes(total),
-        _ => format!("{} {}", units::count(total), m.count_name()),
-    };
-    let mut sub = format!("total {total}");
-    if let Some(t) = &p.truncated {
-        sub = format!(
-            "WARNING: truncated profile ({}); numbers cover the recorded part only — {sub}",
-            t.reason
-        );
-    }
-    (title, Some(sub))
-}
-
-/// Renders an inferno flamegraph of `m` (an icicle graph when `inverted`) as SVG into `out`.
+/// Renders an inferno flamegraph of `m` (an icicle graph when `inverted`) as SVG into `out`:
+/// [`analysis::views::folded_view`](crate::analysis::views::folded_view) drawn by
+/// [`flamegraph::write`].
 ///
 /// A metric with nothing to show (no leaks, say) gives a small SVG that says so.
 pub fn flamegraph_svg<W: Write>(
     p: &Profile,
     m: Metric,
     inverted: bool,
-    mut out: W,
+    out: W,
 ) -> Result<(), RenderError> {
-    if !m.is_per_stack() {
-        return Err(RenderError::NotPerStack(m));
-    }
-    m.check_available(p)?;
-    let lines = folded(p, m);
-    let (title, subtitle) = titles(p, m);
-    if lines.is_empty() {
-        return empty_svg(
-            &mut out,
-            &title,
-            &format!("no {} in this profile", m.title().to_lowercase()),
-            subtitle.as_deref(),
-        );
-    }
-    let mut opts = Options::default();
-    opts.title = title;
-    opts.subtitle = subtitle;
-    opts.count_name = m.count_name().to_owned();
-    opts.colors = Palette::Basic(BasicPalette::Mem);
-    opts.deterministic = true;
-    opts.direction = if inverted {
-        Direction::Inverted
-    } else {
-        Direction::Straight
-    };
-    let lines = fit_in_u64(lines);
-    flamegraph::from_lines(&mut opts, lines.iter().map(String::as_str), &mut out)?;
-    Ok(())
-}
-
-/// Folded lines whose values add up within `u64` (inferno sums them): a damaged profile can hold
-/// per-stack values near `u64::MAX`; they are then scaled down alike (real profiles never need
-/// it: 2^64 bytes is 16 EiB).
-fn fit_in_u64(lines: Vec<String>) -> Vec<String> {
-    let value = |l: &str| -> u64 {
-        l.rsplit_once(' ')
-            .and_then(|(_, v)| v.parse().ok())
-            .unwrap_or(0)
-    };
-    let total: u128 = lines.iter().map(|l| u128::from(value(l))).sum();
-    if total <= u128::from(u64::MAX) {
-        return lines;
-    }
-    let divisor = total.div_ceil(u128::from(u64::MAX)) as u64;
-    lines
-        .iter()
-        .map(|l| match l.rsplit_once(' ') {
-            Some((stack, _)) => format!("{stack} {}", value(l) / divisor),
-            None => l.clone(),
-        })
-        .collect()
-}
-
-fn xml_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
-fn empty_svg<W: Write>(
-    out: &mut W,
-    title: &str,
-    message: &str,
-    subtitle: Option<&str>,
-) -> Result<(), RenderError> {
-    writeln!(
-        out,
-        r##"<?xml version="1.0" standalone="no"?>
-<svg version="1.1" width="1200" height="110" xmlns="http://www.w3.org/2000/svg">
-<rect x="0" y="0" width="100%" height="100%" fill="#eeeeee"/>
-<text x="600" y="24" font-size="17" font-family="Verdana" text-anchor="middle">{}</text>
-<text x="600" y="50" font-size="12" font-family="Verdana" text-anchor="middle">{}</text>
-<text x="600" y="80" font-size="14" font-family="Verdana" text-anchor="middle">{}</text>
-</svg>"##,
-        xml_escape(title),
-        xml_escape(subtitle.unwrap_or("")),
-        xml_escape(message)
-    )?;
-    Ok(())
+    let view = crate::analysis::views::folded_view(p, m)?;
+    flamegraph::write(&view, &flamegraph::FlamegraphOptions { inverted }, out)
 }
 
 #[cfg(test)]

@@ -14,6 +14,36 @@ macro_rules! push_line {
     }};
 }
 
+/// How the summary text is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TextOptions {
+    /// What the sites are ordered by, for their heading. Default: `"allocated bytes"`.
+    pub sites_by: String,
+}
+
+impl Default for TextOptions {
+    fn default() -> Self {
+        TextOptions {
+            sites_by: "allocated bytes".to_owned(),
+        }
+    }
+}
+
+/// How the summary JSON is written (nothing to choose: pretty, newline-terminated).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JsonOptions {}
+
+/// Writes the summary as terminal text ([`summary_text_by`]).
+pub fn write<W: Write>(s: &Summary, o: &TextOptions, mut out: W) -> Result<(), RenderError> {
+    out.write_all(summary_text_by(s, &o.sites_by).as_bytes())?;
+    Ok(())
+}
+
+/// Writes the summary as pretty JSON, newline-terminated ([`write_summary_json`]).
+pub fn write_json<W: Write>(s: &Summary, _o: &JsonOptions, out: W) -> Result<(), RenderError> {
+    write_summary_json(s, out)
+}
+
 /// The summary as terminal text. The truncation warning is part of the text too; the CLI also
 /// prints it on stderr.
 pub fn summary_text(s: &Summary) -> String {
@@ -233,7 +263,7 @@ pub fn write_summary_json<W: Write>(s: &Summary, mut out: W) -> Result<(), Rende
 
 /// Growth, limit, RSS, rates and latency lines (omitted when the timeline cannot tell).
 fn pressure_lines(w: &mut String, s: &Summary) {
-    use super::timeline::{human_bytes, human_count, human_nanos};
+    use crate::units::{human_bytes, human_count, human_nanos};
     let p = &s.pressure;
     if let (Some(slope), Some(r2)) = (p.growth_bytes_per_sec, p.growth_r2) {
         let sign = if slope < 0.0 { "-" } else { "+" };

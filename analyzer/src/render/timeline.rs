@@ -1,79 +1,45 @@
 //! Pressure curves: stacked panels over one time axis, drawn with plotters' SVG backend.
 //!
-//! The input is plain data ([`Panel`]s of [`Line`]s), so the same renderer draws one profile's
-//! timeline and the overlaid curves of a comparison report.
+//! The input is the timeline view ([`TimelineView`]: plain [`Panel`]s of [`Line`]s), so the same
+//! renderer draws one profile's timeline and the overlaid curves of a comparison report.
 
 pub use super::units::{human_bytes, human_count, human_nanos};
+use super::RenderError;
+/// The view types, kept at their old paths: [`crate::analysis::views`].
+pub use crate::analysis::views::timeline::{Line, Panel, Unit};
+use crate::analysis::views::{TimelineColumns, TimelineView};
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use std::fmt::Write as _;
+use std::io::Write;
 
 /// Default chart width in pixels. Default: 1000.
 pub const DEFAULT_WIDTH_PX: u32 = 1000;
 /// Height of one panel in pixels. Default: 220.
 pub const PANEL_HEIGHT_PX: u32 = 220;
 
-/// What a panel's y axis measures; decides the tick labels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Unit {
-    /// Bytes (KiB/MiB/GiB labels).
-    Bytes,
-    /// Bytes per second.
-    BytesPerSec,
-    /// Nanoseconds (ns/µs/ms labels).
-    Nanos,
-    /// Events per second.
-    PerSec,
-    /// Percent.
-    Percent,
-    /// A plain count.
-    Count,
+/// How a timeline is drawn.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChartOptions {
+    /// Chart width in pixels. Default: [`DEFAULT_WIDTH_PX`].
+    pub width_px: u32,
 }
 
-impl Unit {
-    /// Formats a value of this unit for a tick label.
-    pub fn format(self, v: f64) -> String {
-        match self {
-            Unit::Bytes => human_bytes(v),
-            Unit::BytesPerSec => format!("{}/s", human_bytes(v)),
-            Unit::Nanos => human_nanos(v),
-            Unit::PerSec => format!("{}/s", human_count(v)),
-            Unit::Percent if v.abs() >= 10.0 || v.fract() == 0.0 => format!("{v:.0}%"),
-            Unit::Percent => format!("{v:.1}%"),
-            Unit::Count => human_count(v),
+impl Default for ChartOptions {
+    fn default() -> Self {
+        ChartOptions {
+            width_px: DEFAULT_WIDTH_PX,
         }
     }
 }
 
-/// One curve.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Line {
-    /// Legend text.
-    pub label: String,
-    /// `(seconds since start, value)` in time order.
-    pub points: Vec<(f64, f64)>,
-}
+/// How the series are written as CSV (nothing to choose yet: one `t_sec` column, then one
+/// column per series).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CsvOptions {}
 
-/// One panel: lines sharing a y axis.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Panel {
-    /// Panel title.
-    pub title: String,
-    /// Unit of the y axis.
-    pub unit: Unit,
-    /// Curves; empty lines are skipped, and a panel with no points (or only zeros) is not drawn.
-    pub lines: Vec<Line>,
-    /// Optional horizontal reference line (e.g. the memory limit), with its label.
-    pub reference: Option<(String, f64)>,
-}
-
-/// Failure to draw a chart.
-#[derive(Debug, thiserror::Error)]
-#[error("cannot draw the chart: {0}")]
-pub struct ChartError(String);
-
-fn err<E: std::fmt::Display>(e: E) -> ChartError {
-    ChartError(e.to_string())
+fn err<E: std::fmt::Display>(e: E) -> RenderError {
+    RenderError::Chart(e.to_string())
 }
 
 const PALETTE: [RGBColor; 8] = [
@@ -190,11 +156,25 @@ fn has_data(p: &Panel) -> bool {
         .any(|pt| pt.1.is_finite() && pt.1 != 0.0)
 }
 
-/// Draws `panels` stacked over one shared time axis and returns the SVG text.
+/// Writes the view's panels stacked over one shared time axis as SVG.
 ///
 /// Panels without data (no points, or only zeros: a PSI panel with no pressure) are left out;
-/// with none left, a single panel says "no samples".
-pub fn render_svg(title: &str, panels: &[Panel], width_px: u32) -> Result<String, ChartError> {
+/// with none left, the placeholder says "no timeline samples".
+pub fn write<W: Write>(v: &TimelineView, o: &ChartOptions, mut out: W) -> Result<(), RenderError> {
+    if !v.panels.iter().any(has_data) {
+        return super::placeholder::write_empty_svg(
+            out,
+            &v.title,
+            None,
+            "no timeline samples in this profile",
+        );
+    }
+    out.write_all(render_svg(&v.title, &v.panels, o.width_px)?.as_bytes())?;
+    Ok(())
+}
+
+/// The SVG text of `panels` (at least one with data) under `title`.
+fn render_svg(title: &str, panels: &[Panel], width_px: u32) -> Result<String, RenderError> {
     let drawn: Vec<&Panel> = panels.iter().filter(|p| has_data(p)).collect();
     let t_max = drawn
         .iter()
@@ -211,14 +191,6 @@ pub fn render_svg(title: &str, panels: &[Panel], width_px: u32) -> Result<String
         let root = root
             .titled(title, ("sans-serif", 20).into_font())
             .map_err(err)?;
-        if drawn.is_empty() {
-            root.draw(&Text::new(
-                "no timeline samples in this profile",
-                (20, 20),
-                ("sans-serif", 16).into_font(),
-            ))
-            .map_err(err)?;
-        }
         let areas = root.split_evenly((rows as usize, 1));
         let last = drawn.len().saturating_sub(1);
         for (i, (area, panel)) in areas.iter().zip(&drawn).enumerate() {
@@ -240,7 +212,7 @@ fn draw_legend<DB: DrawingBackend>(
     area: &DrawingArea<DB, plotters::coord::Shift>,
     panel: &Panel,
     colors: &[(String, RGBColor, bool)],
-) -> Result<(), ChartError>
+) -> Result<(), RenderError>
 where
     DB::ErrorType: 'static,
 {
@@ -271,7 +243,7 @@ fn draw_panel<DB: DrawingBackend>(
     panel: &Panel,
     t_max: f64,
     time_labels: bool,
-) -> Result<(), ChartError>
+) -> Result<(), RenderError>
 where
     DB::ErrorType: 'static,
 {
@@ -388,7 +360,18 @@ where
 
 /// Writes named series as CSV: a `t_sec` column, then one column per series (empty where a series
 /// has no value at that time). Rows are the union of all sample times.
-pub fn write_csv(columns: &[(&str, Vec<(f64, f64)>)]) -> String {
+pub fn write_csv<W: Write>(
+    v: &TimelineColumns,
+    _o: &CsvOptions,
+    mut out: W,
+) -> Result<(), RenderError> {
+    out.write_all(csv(v).as_bytes())?;
+    Ok(())
+}
+
+/// [`write_csv`] into a string.
+pub fn csv(v: &TimelineColumns) -> String {
+    let columns = &v.columns;
     let mut times: Vec<f64> = columns
         .iter()
         .flat_map(|(_, pts)| pts.iter().map(|p| p.0))
@@ -529,16 +512,24 @@ mod tests {
 
     #[test]
     fn no_samples_still_renders() {
-        let svg = render_svg("t", &[], 600).unwrap();
+        let view = TimelineView {
+            title: "t".into(),
+            panels: Vec::new(),
+        };
+        let mut svg = Vec::new();
+        write(&view, &ChartOptions { width_px: 600 }, &mut svg).unwrap();
+        let svg = String::from_utf8(svg).unwrap();
         assert!(svg.contains("no timeline samples"));
     }
 
     #[test]
     fn csv_joins_series_on_time() {
-        let csv = write_csv(&[
-            ("a", vec![(0.0, 1.0), (1.0, 2.0)]),
-            ("b", vec![(1.0, 5.0), (2.0, 6.0)]),
-        ]);
+        let csv = csv(&TimelineColumns {
+            columns: vec![
+                ("a", vec![(0.0, 1.0), (1.0, 2.0)]),
+                ("b", vec![(1.0, 5.0), (2.0, 6.0)]),
+            ],
+        });
         assert_eq!(csv, "t_sec,a,b\n0.000000,1,\n1.000000,2,5\n2.000000,,6\n");
     }
 

@@ -3,29 +3,15 @@
 
 use super::markdown::cell_value;
 use super::{
-    format_delta, significance_text_for, MetricStat, MetricUnit, Report, ReportError,
-    ScenarioInput, METRICS,
+    format_delta, significance_text_for, MetricStat, MetricUnit, Report, ScenarioInput, METRICS,
 };
-use crate::render::timeline::{self, human_bytes, Line, Panel, Unit};
+use crate::analysis::views::growth_curves;
+use crate::render::timeline::{self, human_bytes};
 use crate::render::view;
+use crate::render::xml::escape as html_escape;
+use crate::render::RenderError;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
-
-/// Escapes text for HTML element content and attribute values.
-pub fn html_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '&' => out.push_str("&amp;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            _ => out.push(c),
-        }
-    }
-    out
-}
 
 const CSS: &str = r#"
 body{margin:24px auto;max-width:1200px;padding:0 16px}
@@ -379,10 +365,34 @@ for (const g of R.graphs) {
 document.body.dataset.ready = "1";
 "#;
 
+/// How the HTML report is written (nothing to choose yet).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HtmlOptions {}
+
+/// The report and the runs it was built from: the HTML page also draws the runs' growth curves
+/// and flamegraphs.
+#[derive(Debug, Clone, Copy)]
+pub struct HtmlReport<'a> {
+    /// The comparison.
+    pub report: &'a Report,
+    /// The scenarios it was built from, in the same order.
+    pub inputs: &'a [ScenarioInput],
+}
+
+/// Writes the report as one self-contained HTML page ([`to_html`]).
+pub fn write<W: std::io::Write>(
+    v: &HtmlReport<'_>,
+    _o: &HtmlOptions,
+    mut out: W,
+) -> Result<(), RenderError> {
+    out.write_all(to_html(v.report, v.inputs)?.as_bytes())?;
+    Ok(())
+}
+
 /// Renders the report as one self-contained HTML page: the story first (what changed, which
 /// sites grew), then the metrics, then the heavy graphs collapsed (interactive flamegraphs:
 /// hover, zoom, search), then the definitions every metric links to.
-pub fn to_html(r: &Report, inputs: &[ScenarioInput]) -> Result<String, ReportError> {
+pub fn to_html(r: &Report, inputs: &[ScenarioInput]) -> Result<String, RenderError> {
     let mut o = String::new();
     let labels: Vec<String> = r.scenarios.iter().map(|s| html_escape(&s.label)).collect();
     let _ = write!(
@@ -424,26 +434,13 @@ pub fn to_html(r: &Report, inputs: &[ScenarioInput]) -> Result<String, ReportErr
     o.push_str(&super::stack::html(r));
 
     o.push_str("<h2 id=graphs>Graphs</h2>\n");
-    let lines: Vec<Line> = inputs
-        .iter()
-        .filter_map(|s| {
-            let run = s.runs.first()?;
-            Some(Line {
-                label: s.label.clone(),
-                points: run.live_heap.clone(),
-            })
-        })
-        .collect();
-    let chart = timeline::render_svg(
-        "Live heap over time (first run of each scenario)",
-        &[Panel {
-            title: "Live heap".into(),
-            unit: Unit::Bytes,
-            lines,
-            reference: None,
-        }],
-        1100,
+    let mut chart = Vec::new();
+    timeline::write(
+        &growth_curves(inputs),
+        &timeline::ChartOptions { width_px: 1100 },
+        &mut chart,
     )?;
+    let chart = String::from_utf8_lossy(&chart);
     let _ = writeln!(
         o,
         "<details><summary>Growth curves</summary><figure>{chart}</figure></details>"
@@ -504,9 +501,9 @@ pub fn to_html(r: &Report, inputs: &[ScenarioInput]) -> Result<String, ReportErr
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::run;
     use super::super::{build, ScenarioInput};
     use super::*;
+    use crate::analysis::views::report::tests::run;
 
     #[test]
     fn escapes_and_embeds() {

@@ -51,6 +51,20 @@ pub(crate) fn cell_value(def_unit: super::MetricUnit, s: &MetricStat) -> String 
     }
 }
 
+/// How the Markdown report is written (nothing to choose yet).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MarkdownOptions {}
+
+/// Writes the report as Markdown ([`to_markdown`]).
+pub fn write<W: std::io::Write>(
+    r: &Report,
+    _o: &MarkdownOptions,
+    mut out: W,
+) -> Result<(), crate::render::RenderError> {
+    out.write_all(to_markdown(r).as_bytes())?;
+    Ok(())
+}
+
 /// Renders the report as Markdown.
 pub fn to_markdown(r: &Report) -> String {
     let mut o = String::new();
@@ -178,9 +192,9 @@ pub fn to_markdown(r: &Report) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::run;
     use super::super::{build, ScenarioInput};
     use super::*;
+    use crate::analysis::views::report::tests::run;
 
     #[test]
     fn golden_markdown() {

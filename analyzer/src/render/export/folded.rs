@@ -1,5 +1,5 @@
 //! Folded stacks (`main;f;g 1024`) of one metric, root first, sorted, one line per distinct
-//! stack ([`crate::render::folded`]): what inferno, Brendan Gregg's `flamegraph.pl`, speedscope
+//! stack ([`crate::render::folded()`]): what inferno, Brendan Gregg's `flamegraph.pl`, speedscope
 //! and most flamegraph tools read.
 
 use std::io::Write;

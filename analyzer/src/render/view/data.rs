@@ -15,9 +15,9 @@ use tidemark::format::sample_key as key;
 use crate::analysis::call_paths::runtime_prefix;
 pub use crate::analysis::call_paths::RUNTIME_FRAME;
 use crate::analysis::pressure::{limit, live_heap_series, rate_series, series};
+use crate::analysis::views::series_with_gaps;
 use crate::analysis::{site_frame, Metric, UNKNOWN_FUNCTION};
 use crate::model::{FrameId, Profile, StringId, TimeBuckets};
-use crate::render::curves::series_with_gaps;
 
 /// Most points a timeline series keeps (the largest value of each slice is kept, so peaks stay).
 pub const MAX_SERIES_POINTS: usize = 2000;

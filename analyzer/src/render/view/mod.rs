@@ -16,6 +16,7 @@ use std::io::Write;
 pub use data::view_data;
 
 use crate::model::Profile;
+use crate::render::xml::escape as html_escape;
 use crate::render::RenderError;
 
 /// Default number of time buckets a page gets. Default: 200.
@@ -44,13 +45,6 @@ pub struct ViewOptions {
     /// Keep the Rust runtime's start-up frames instead of folding them into one
     /// [`data::RUNTIME_FRAME`]. Default: `false`.
     pub keep_runtime_frames: bool,
-}
-
-fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 /// JSON made safe inside `<script type="application/json">`: `</` cannot close the element.

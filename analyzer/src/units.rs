@@ -1,4 +1,5 @@
-//! Human units for terminal output.
+//! Human units (`1.5 KiB`, `3.1µs`, `1,234`): the one formatting of numbers every stage uses for
+//! text meant for people (analysis verdict reasons, renderers, CLI messages). Depends on nothing.
 
 /// Bytes in binary units: `0 B`, `512 B`, `1.5 KiB`, `12.3 MiB`.
 ///

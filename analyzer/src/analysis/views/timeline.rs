@@ -1,10 +1,105 @@
-//! A profile's timeline as chart panels and CSV columns (the data side of `tidemark timeline`).
+//! The timeline view: a profile's sampled series as chart panels over one time axis
+//! ([`TimelineView`], drawn by `render::timeline::write`) and as named columns
+//! ([`TimelineColumns`], written by `render::timeline::write_csv`).
+//!
+//! The panels are plain data ([`Panel`]s of [`Line`]s), so the same renderer draws one profile's
+//! timeline and the overlaid curves of a comparison report.
 
-use super::timeline::{self, Line, Panel, Unit};
 use crate::analysis::escape::stack_depth_series;
 use crate::analysis::pressure::{limit, live_heap_series, rate_series, series};
 use crate::model::Profile;
+use crate::units::{human_bytes, human_count, human_nanos};
 use tidemark::format::sample_key as key;
+
+/// What a panel's y axis measures; decides the tick labels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    /// Bytes (KiB/MiB/GiB labels).
+    Bytes,
+    /// Bytes per second.
+    BytesPerSec,
+    /// Nanoseconds (ns/µs/ms labels).
+    Nanos,
+    /// Events per second.
+    PerSec,
+    /// Percent.
+    Percent,
+    /// A plain count.
+    Count,
+}
+
+impl Unit {
+    /// Formats a value of this unit for a tick label.
+    pub fn format(self, v: f64) -> String {
+        match self {
+            Unit::Bytes => human_bytes(v),
+            Unit::BytesPerSec => format!("{}/s", human_bytes(v)),
+            Unit::Nanos => human_nanos(v),
+            Unit::PerSec => format!("{}/s", human_count(v)),
+            Unit::Percent if v.abs() >= 10.0 || v.fract() == 0.0 => format!("{v:.0}%"),
+            Unit::Percent => format!("{v:.1}%"),
+            Unit::Count => human_count(v),
+        }
+    }
+}
+
+/// One curve.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Line {
+    /// Legend text.
+    pub label: String,
+    /// `(seconds since start, value)` in time order.
+    pub points: Vec<(f64, f64)>,
+}
+
+/// One panel: lines sharing a y axis.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Panel {
+    /// Panel title.
+    pub title: String,
+    /// Unit of the y axis.
+    pub unit: Unit,
+    /// Curves; empty lines are skipped, and a panel with no points (or only zeros) is not drawn.
+    pub lines: Vec<Line>,
+    /// Optional horizontal reference line (e.g. the memory limit), with its label.
+    pub reference: Option<(String, f64)>,
+}
+
+/// A titled set of panels sharing one time axis.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimelineView {
+    /// Chart title.
+    pub title: String,
+    /// Panels, top to bottom; the renderer leaves out those without data.
+    pub panels: Vec<Panel>,
+}
+
+/// The timeline of `tidemark timeline`: [`panels`] under a title naming the profiled command
+/// (and saying when the profile is truncated). `limit_override` replaces the recorded memory
+/// limit.
+pub fn timeline_view(p: &Profile, limit_override: Option<u64>) -> TimelineView {
+    TimelineView {
+        title: timeline_title(p),
+        panels: panels(p, limit_override),
+    }
+}
+
+/// The title `tidemark timeline` gives the SVG: the program's name, and a warning when the
+/// profile is truncated.
+pub fn timeline_title(p: &Profile) -> String {
+    let mut title = format!(
+        "tidemark timeline: {}",
+        p.header
+            .cmdline
+            .first()
+            .cloned()
+            .unwrap_or_else(|| p.header.exe.clone())
+    );
+    if p.truncated.is_some() {
+        title.push_str(" (TRUNCATED profile)");
+    }
+    title
+}
 
 /// A sampled value over time with a gap (a NaN point) at every sample that lacks it: an interval
 /// with no timed allocator call is drawn as a gap, not a ramp.
@@ -98,10 +193,7 @@ pub fn panels(p: &Profile, limit_override: Option<u64>) -> Vec<Panel> {
                 .collect()
         };
         out.push(Panel {
-            title: format!(
-                "Pressure against the limit ({})",
-                timeline::human_bytes(l as f64)
-            ),
+            title: format!("Pressure against the limit ({})", human_bytes(l as f64)),
             unit: Unit::Percent,
             lines: vec![
                 line("live heap / limit", pct(live_heap_series(p))),
@@ -135,14 +227,21 @@ pub fn panels(p: &Profile, limit_override: Option<u64>) -> Vec<Panel> {
     out
 }
 
-/// The raw series as CSV, one named column per series (see `docs/metrics.md`).
-pub fn csv(p: &Profile) -> String {
+/// The raw series of a profile's timeline, one named column per series (see `docs/metrics.md`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimelineColumns {
+    /// `(column name, (seconds since start, value) in time order)`.
+    pub columns: Vec<(&'static str, Vec<(f64, f64)>)>,
+}
+
+/// The raw series of `tidemark timeline --csv`.
+pub fn timeline_columns(p: &Profile) -> TimelineColumns {
     let blocks: Vec<(f64, f64)> = p
         .samples
         .iter()
         .map(|s| (s.t_ns as f64 / 1e9, s.live_blocks as f64))
         .collect();
-    let cols: Vec<(&str, Vec<(f64, f64)>)> = vec![
+    let columns: Vec<(&'static str, Vec<(f64, f64)>)> = vec![
         ("live_bytes", live_heap_series(p)),
         ("live_blocks", blocks),
         ("allocated_bytes", series(p, key::ALLOCATED_BYTES)),
@@ -170,10 +269,10 @@ pub fn csv(p: &Profile) -> String {
         ("jemalloc_mapped_bytes", series(p, key::JEMALLOC_MAPPED)),
         ("jemalloc_retained_bytes", series(p, key::JEMALLOC_RETAINED)),
     ];
-    let mut cols = cols;
+    let mut columns = columns;
     let stack = stack_depth_series(p);
     if !stack.is_empty() {
-        cols.insert(2, ("stack_depth_bytes", stack));
+        columns.insert(2, ("stack_depth_bytes", stack));
     }
-    timeline::write_csv(&cols)
+    TimelineColumns { columns }
 }

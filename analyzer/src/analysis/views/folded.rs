@@ -1,0 +1,249 @@
+//! The call-tree views a flamegraph draws: folded stacks of one metric ([`FoldedView`]) and the
+//! differential stacks of two profiles ([`DiffView`]).
+//!
+//! Folded lines (`main;f;g 1024`, root first, sorted) are the only thing the flamegraph renderer
+//! shares with the model, as in inferno (`collapse` → folded text → `flamegraph`).
+
+use std::collections::BTreeMap;
+
+use crate::analysis::{site_index, Metric, MetricUnavailable, Unit, UNKNOWN_FUNCTION};
+use crate::model::{Profile, StackStats, TRUNCATED_FRAME};
+use crate::units;
+
+/// Why a call-tree view cannot be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FoldedError {
+    /// The profile does not have the metric asked for.
+    #[error(transparent)]
+    Unavailable(#[from] MetricUnavailable),
+    /// The metric is measured on the whole profile only: it has no per-stack values to draw.
+    #[error("{0} is measured on the whole profile only: no per-stack values to draw")]
+    NotPerStack(Metric),
+    /// Merging two folded profiles failed.
+    #[error("cannot merge the folded stacks: {0}")]
+    Merge(#[from] std::io::Error),
+}
+
+/// One metric's call tree as folded stacks, with the titles a flamegraph of it carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoldedView {
+    /// Folded lines, root first (`main;f;g 1024`), sorted, values adding up within `u64`.
+    pub lines: Vec<String>,
+    /// Title (`Allocated bytes — app (pid 42)`).
+    pub title: String,
+    /// Subtitle: the total, after a warning when the profile is truncated.
+    pub subtitle: Option<String>,
+    /// What one unit of a value is called (`bytes`, `allocations`).
+    pub count_name: String,
+    /// What to say when there is nothing to draw (`no leaked bytes in this profile`).
+    pub empty_message: String,
+}
+
+/// The call tree of `m` over `p` ([`folded`], titled). Fails for a metric the profile lacks or
+/// one with no per-stack values.
+pub fn folded_view(p: &Profile, m: Metric) -> Result<FoldedView, FoldedError> {
+    if !m.is_per_stack() {
+        return Err(FoldedError::NotPerStack(m));
+    }
+    m.check_available(p)?;
+    let (title, subtitle) = titles(p, m);
+    Ok(FoldedView {
+        lines: fit_in_u64(folded(p, m)),
+        title,
+        subtitle,
+        count_name: m.count_name().to_owned(),
+        empty_message: format!("no {} in this profile", m.title().to_lowercase()),
+    })
+}
+
+/// The folded line of a recorded stack, root → leaf; a stack cut at the recorder's frame limit
+/// starts with [`TRUNCATED_FRAME`], so its partial stacks gather under one marked root instead of
+/// passing for separate roots.
+fn stack_line(p: &Profile, s: &StackStats) -> String {
+    let mut names: Vec<&str> = p.stack_frames(s.stack).map(|f| p.str(f.function)).collect();
+    if names.is_empty() {
+        return UNKNOWN_FUNCTION.to_owned();
+    }
+    if s.truncated {
+        names.push(TRUNCATED_FRAME);
+    }
+    names.reverse();
+    names.join(";")
+}
+
+/// Like [`folded`], with each stack cut at its allocation site: the allocator plumbing inside the
+/// site (`alloc`, `RawVec::grow`, `operator new`, …) is left out, so the leaf of every line is the
+/// site (docs/metrics.md). Comparisons use these lines: their leaves are the sites.
+pub fn folded_to_sites(p: &Profile, m: Metric) -> Vec<String> {
+    let mut lines: BTreeMap<String, u64> = BTreeMap::new();
+    for s in &p.stack_stats {
+        let v = m.of(&s.counts);
+        if v == 0 {
+            continue;
+        }
+        let frames: Vec<&crate::model::Frame> = p.stack_frames(s.stack).collect();
+        let site = site_index(p, s.stack);
+        let mut names: Vec<&str> = frames[site..].iter().map(|f| p.str(f.function)).collect();
+        if s.truncated && !names.is_empty() {
+            names.push(TRUNCATED_FRAME);
+        }
+        let line = if names.is_empty() {
+            UNKNOWN_FUNCTION.to_owned()
+        } else {
+            names.reverse();
+            names.join(";")
+        };
+        let e = lines.entry(line).or_default();
+        *e = e.saturating_add(v);
+    }
+    lines
+        .into_iter()
+        .map(|(stack, v)| format!("{stack} {v}"))
+        .collect()
+}
+
+/// Folded stacks for `m`, root first (`main;f;g 1024`), one line per distinct stack, sorted,
+/// stacks with a zero value left out.
+pub fn folded(p: &Profile, m: Metric) -> Vec<String> {
+    let mut lines: BTreeMap<String, u64> = BTreeMap::new();
+    for s in &p.stack_stats {
+        let v = m.of(&s.counts);
+        if v == 0 {
+            continue;
+        }
+        let e = lines.entry(stack_line(p, s)).or_default();
+        *e = e.saturating_add(v);
+    }
+    lines
+        .into_iter()
+        .map(|(stack, v)| format!("{stack} {v}"))
+        .collect()
+}
+
+/// The title and subtitle of a flamegraph of `p`.
+fn titles(p: &Profile, m: Metric) -> (String, Option<String>) {
+    let exe = p
+        .header
+        .exe
+        .rsplit('/')
+        .next()
+        .filter(|s| !s.is_empty())
+        .unwrap_or("profile");
+    let title = format!("{} — {exe} (pid {})", m.title(), p.header.pid);
+    let total = p
+        .stack_stats
+        .iter()
+        .fold(0u64, |t, s| t.saturating_add(m.of(&s.counts)));
+    let total = match m.unit() {
+        Unit::Bytes => units::bytes(total),
+        _ => format!("{} {}", units::count(total), m.count_name()),
+    };
+    let mut sub = format!("total {total}");
+    if let Some(t) = &p.truncated {
+        sub = format!(
+            "WARNING: truncated profile ({}); numbers cover the recorded part only — {sub}",
+            t.reason
+        );
+    }
+    (title, Some(sub))
+}
+
+/// Folded lines whose values add up within `u64` (inferno sums them): a damaged profile can hold
+/// per-stack values near `u64::MAX`; they are then scaled down alike (real profiles never need
+/// it: 2^64 bytes is 16 EiB).
+fn fit_in_u64(lines: Vec<String>) -> Vec<String> {
+    let value = |l: &str| -> u64 {
+        l.rsplit_once(' ')
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or(0)
+    };
+    let total: u128 = lines.iter().map(|l| u128::from(value(l))).sum();
+    if total <= u128::from(u64::MAX) {
+        return lines;
+    }
+    let divisor = total.div_ceil(u128::from(u64::MAX)) as u64;
+    lines
+        .iter()
+        .map(|l| match l.rsplit_once(' ') {
+            Some((stack, _)) => format!("{stack} {}", value(l) / divisor),
+            None => l.clone(),
+        })
+        .collect()
+}
+
+/// Two folded profiles merged for a differential flamegraph (inferno's differential mode: widths
+/// from the new profile, colour by the change from the old).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiffView {
+    /// Differential lines (`a;b;c BEFORE AFTER`), sorted; empty when the new profile has nothing.
+    pub lines: Vec<String>,
+    /// Title.
+    pub title: String,
+    /// Subtitle (how to read the colours).
+    pub subtitle: Option<String>,
+    /// What one unit of a value is called (`bytes`, `allocations`).
+    pub count_name: String,
+    /// What to say when there is nothing to draw.
+    pub empty_message: String,
+}
+
+/// The differential view of `before` → `after` (folded lines, any order).
+pub fn diff_view(
+    before: &[String],
+    after: &[String],
+    title: &str,
+    count_name: &str,
+    empty_message: &str,
+) -> Result<DiffView, FoldedError> {
+    let lines = if after.is_empty() {
+        Vec::new()
+    } else {
+        differential_lines(before, after)?
+    };
+    Ok(DiffView {
+        lines,
+        title: title.to_owned(),
+        subtitle: Some("widths: new profile · red grew, blue shrank".to_owned()),
+        count_name: count_name.to_owned(),
+        empty_message: empty_message.to_owned(),
+    })
+}
+
+/// The differential folded lines (`"a;b;c BEFORE AFTER"`) of two folded profiles, sorted.
+pub fn differential_lines(
+    before: &[String],
+    after: &[String],
+) -> Result<Vec<String>, std::io::Error> {
+    let mut diff = Vec::new();
+    inferno::differential::from_readers(
+        inferno::differential::Options::default(),
+        before.join("\n").as_bytes(),
+        after.join("\n").as_bytes(),
+        &mut diff,
+    )?;
+    let mut lines: Vec<String> = String::from_utf8_lossy(&diff)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    lines.sort();
+    Ok(lines)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn differential_has_two_columns() {
+        let before = vec!["main;a 100".to_owned(), "main;b 50".to_owned()];
+        let after = vec!["main;a 10".to_owned(), "main;c 90".to_owned()];
+        let lines = differential_lines(&before, &after).unwrap();
+        assert!(lines.contains(&"main;a 100 10".to_owned()), "{lines:?}");
+        assert!(lines.contains(&"main;c 0 90".to_owned()), "{lines:?}");
+        assert!(diff_view(&before, &[], "t", "bytes", "nothing")
+            .unwrap()
+            .lines
+            .is_empty());
+    }
+}

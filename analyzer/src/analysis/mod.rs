@@ -8,6 +8,7 @@ pub mod lifetimes;
 mod plumbing;
 pub mod pressure;
 mod stack_quality;
+pub mod stack_roots;
 pub mod stats;
 
 pub use call_paths::{call_paths, sort_sites, CallPath, SiteSort};

@@ -7,7 +7,7 @@ use anyhow::Context as _;
 
 use super::output::{check_target, AtomicOutput};
 use super::{load, warn_truncated, FlamegraphArgs, EXIT_OK};
-use crate::render::{flamegraph_svg, folded, Metric};
+use crate::render::{flamegraph_svg_with, folded_with, Metric};
 
 /// `<dir>/<stem>.<metric>.<ext>` next to the profile.
 pub(super) fn default_output(profile: &Path, metric: Metric, folded: bool) -> PathBuf {
@@ -39,11 +39,11 @@ pub(super) fn flamegraph(a: &FlamegraphArgs) -> anyhow::Result<u8> {
         Box::new(file.insert(AtomicOutput::create(&target, "the flamegraph")?))
     };
     if a.folded {
-        for line in folded(&p, metric) {
+        for line in folded_with(&p, metric, a.keep_runtime_frames) {
             writeln!(out, "{line}")?;
         }
     } else {
-        flamegraph_svg(&p, metric, a.inverted, &mut out)
+        flamegraph_svg_with(&p, metric, a.inverted, a.keep_runtime_frames, &mut out)
             .with_context(|| format!("cannot write {}", target.display()))?;
     }
     out.flush()

@@ -288,6 +288,10 @@ pub struct FlamegraphArgs {
     /// Write folded stacks (`main;f;g 1024`) instead of SVG.
     #[arg(long)]
     pub folded: bool,
+    /// Keep the Rust runtime's start-up frames (`_start`, `std::rt::lang_start…`,
+    /// `catch_unwind…`) instead of folding them into one `[Rust runtime]` frame.
+    #[arg(long)]
+    pub keep_runtime_frames: bool,
     /// Output file, `-` for stdout. Default: `<profile stem>.<metric>.svg` (or `.folded`) next to
     /// the profile.
     #[arg(short, long, value_name = "FILE")]

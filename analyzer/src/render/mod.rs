@@ -119,18 +119,17 @@ pub enum RenderError {
     Io(#[from] io::Error),
 }
 
-/// The folded line of a recorded stack, root → leaf; a stack cut at the recorder's frame limit
-/// starts with [`TRUNCATED_FRAME`](crate::model::TRUNCATED_FRAME), so its partial stacks gather
-/// under one marked root instead of passing for separate roots.
-fn stack_line(p: &Profile, s: &crate::model::StackStats) -> String {
-    let mut names: Vec<&str> = p.stack_frames(s.stack).map(|f| p.str(f.function)).collect();
+/// The folded line of a recorded stack, root → leaf, its root end shown by the one rule of
+/// [`crate::analysis::stack_roots`]: a stack cut at the recorder's frame limit starts with
+/// `[truncated]`, one that stopped unwinding before a thread or process entry with
+/// `[unwinding stopped]`, so partial stacks gather under one marked root instead of passing for
+/// separate roots; unless `keep_runtime_frames`, the Rust runtime's start-up frames are one
+/// `[Rust runtime]` frame.
+fn stack_line(p: &Profile, s: &crate::model::StackStats, keep_runtime_frames: bool) -> String {
+    let names = crate::analysis::stack_roots::display_names(p, s, keep_runtime_frames);
     if names.is_empty() {
         return crate::analysis::UNKNOWN_FUNCTION.to_owned();
     }
-    if s.truncated {
-        names.push(crate::model::TRUNCATED_FRAME);
-    }
-    names.reverse();
     names.join(";")
 }
 
@@ -147,13 +146,13 @@ pub fn folded_to_sites(p: &Profile, m: Metric) -> Vec<String> {
         let frames: Vec<&crate::model::Frame> = p.stack_frames(s.stack).collect();
         let site = crate::analysis::site_index(p, s.stack);
         let mut names: Vec<&str> = frames[site..].iter().map(|f| p.str(f.function)).collect();
-        if s.truncated && !names.is_empty() {
-            names.push(crate::model::TRUNCATED_FRAME);
+        names.reverse();
+        if let Some(marker) = crate::analysis::stack_roots::root_marker(&names, s.truncated) {
+            names.insert(0, marker);
         }
         let line = if names.is_empty() {
             crate::analysis::UNKNOWN_FUNCTION.to_owned()
         } else {
-            names.reverse();
             names.join(";")
         };
         let e = lines.entry(line).or_default();
@@ -166,15 +165,24 @@ pub fn folded_to_sites(p: &Profile, m: Metric) -> Vec<String> {
 }
 
 /// Folded stacks for `m`, root first (`main;f;g 1024`), one line per distinct stack, sorted,
-/// stacks with a zero value left out.
+/// stacks with a zero value left out; every frame kept (the Rust runtime's too), root markers
+/// as [`crate::analysis::stack_roots`] says.
 pub fn folded(p: &Profile, m: Metric) -> Vec<String> {
+    folded_with(p, m, true)
+}
+
+/// [`folded`], with the Rust runtime's start-up frames folded into one `[Rust runtime]` frame
+/// unless `keep_runtime_frames` (what `tidemark flamegraph` draws by default).
+pub fn folded_with(p: &Profile, m: Metric, keep_runtime_frames: bool) -> Vec<String> {
     let mut lines: BTreeMap<String, u64> = BTreeMap::new();
     for s in &p.stack_stats {
         let v = m.value(s);
         if v == 0 {
             continue;
         }
-        let e = lines.entry(stack_line(p, s)).or_default();
+        let e = lines
+            .entry(stack_line(p, s, keep_runtime_frames))
+            .or_default();
         *e = e.saturating_add(v);
     }
     lines
@@ -211,16 +219,28 @@ fn titles(p: &Profile, m: Metric) -> (String, Option<String>) {
     (title, Some(sub))
 }
 
-/// Renders an inferno flamegraph of `m` (an icicle graph when `inverted`) as SVG into `out`.
+/// Renders an inferno flamegraph of `m` (an icicle graph when `inverted`) as SVG into `out`, the
+/// Rust runtime's start-up frames folded into one frame ([`flamegraph_svg_with`] keeps them).
 ///
 /// A metric with nothing to show (no leaks, say) gives a small SVG that says so.
 pub fn flamegraph_svg<W: Write>(
     p: &Profile,
     m: Metric,
     inverted: bool,
+    out: W,
+) -> Result<(), RenderError> {
+    flamegraph_svg_with(p, m, inverted, false, out)
+}
+
+/// [`flamegraph_svg`], keeping the Rust runtime's start-up frames when `keep_runtime_frames`.
+pub fn flamegraph_svg_with<W: Write>(
+    p: &Profile,
+    m: Metric,
+    inverted: bool,
+    keep_runtime_frames: bool,
     mut out: W,
 ) -> Result<(), RenderError> {
-    let lines = folded(p, m);
+    let lines = folded_with(p, m, keep_runtime_frames);
     let (title, subtitle) = titles(p, m);
     if lines.is_empty() {
         return empty_svg(

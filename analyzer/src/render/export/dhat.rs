@@ -119,6 +119,9 @@ pub fn build(p: &Profile) -> Result<DhatJson, ExportError> {
         if fs.is_empty() {
             fs.push(intern(UNKNOWN_FUNCTION.to_owned()));
         }
+        if let Some(marker) = super::root_marker_of(p, s) {
+            fs.push(intern(marker.to_owned()));
+        }
         pps.push(ProgramPoint {
             tb: s.allocated_bytes,
             tbk: s.allocations,

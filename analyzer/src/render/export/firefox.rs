@@ -95,6 +95,7 @@ pub fn build(p: &Profile) -> Result<FxProfile, ExportError> {
             if names.is_empty() {
                 names.push(UNKNOWN_FUNCTION);
             }
+            names.extend(super::root_marker_of(p, &p.stack_stats[stack as usize]));
             let frames: Vec<FrameInfo> = names
                 .iter()
                 .rev()

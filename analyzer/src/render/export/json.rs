@@ -33,6 +33,10 @@ pub struct FrameJson {
 pub struct StackJson {
     /// Frames, innermost first (empty for an unknown stack).
     pub frames: Vec<FrameJson>,
+    /// `"[truncated]"` for a stack cut at the recorder's frame limit, `"[unwinding stopped]"`
+    /// for one whose outermost frame is named but is no thread or process entry, else `null`
+    /// (docs/usage.md, "Root markers").
+    pub root: Option<&'static str>,
     /// Allocation calls.
     pub allocations: u64,
     /// Requested bytes.
@@ -90,6 +94,7 @@ pub fn build(p: &Profile) -> ExportJson {
                     })
                 })
                 .collect(),
+            root: super::root_marker_of(p, s),
             allocations: s.allocations,
             allocated_bytes: s.allocated_bytes,
             frees: s.frees,

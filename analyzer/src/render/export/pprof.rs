@@ -177,6 +177,8 @@ pub fn build(p: &Profile, opts: &PprofOptions) -> protos::Profile {
     let mut functions: HashMap<(i64, i64), u64> = HashMap::new();
     let mut locations: HashMap<IpId, u64> = HashMap::new();
     let mut unknown_location: Option<u64> = None;
+    // One location per root marker (`[truncated]`, `[unwinding stopped]`), without an address.
+    let mut marker_locations: HashMap<&'static str, u64> = HashMap::new();
     let bytes_key = strings.id("bytes");
     for s in &p.stack_stats {
         let value: Vec<i64> = COLUMNS
@@ -199,7 +201,7 @@ pub fn build(p: &Profile, opts: &PprofOptions) -> protos::Profile {
                             strings.id(p.str(frame.function)),
                             strings.id(p.str(frame.file)),
                         );
-                        let next = functions.len() as u64 + 1;
+                        let next = out.function.len() as u64 + 1;
                         let function_id = *functions.entry(key).or_insert_with(|| {
                             out.function.push(protos::Function {
                                 id: next,
@@ -231,6 +233,29 @@ pub fn build(p: &Profile, opts: &PprofOptions) -> protos::Profile {
         if location_id.is_empty() {
             let id = *unknown_location.get_or_insert_with(|| {
                 let name = strings.id(UNKNOWN_FUNCTION);
+                let function_id = out.function.len() as u64 + 1;
+                out.function.push(protos::Function {
+                    id: function_id,
+                    name,
+                    system_name: name,
+                    ..protos::Function::default()
+                });
+                let id = out.location.len() as u64 + 1;
+                out.location.push(protos::Location {
+                    id,
+                    line: vec![protos::Line {
+                        function_id,
+                        line: 0,
+                    }],
+                    ..protos::Location::default()
+                });
+                id
+            });
+            location_id.push(id);
+        }
+        if let Some(marker) = super::root_marker_of(p, s) {
+            let id = *marker_locations.entry(marker).or_insert_with(|| {
+                let name = strings.id(marker);
                 let function_id = out.function.len() as u64 + 1;
                 out.function.push(protos::Function {
                     id: function_id,

@@ -10,6 +10,7 @@ pub mod pressure;
 mod stack_quality;
 pub mod stack_roots;
 pub mod stats;
+pub mod suppress;
 
 pub use call_paths::{call_paths, sort_sites, CallPath, SiteSort};
 pub use plumbing::{
@@ -271,6 +272,12 @@ pub struct Summary {
     pub leaked_bytes: u64,
     /// Blocks live at the end.
     pub leaked_allocations: u64,
+    /// Bytes live at the end that suppression rules name runtime-owned (not in `leaked_bytes`).
+    pub runtime_owned_bytes: u64,
+    /// Blocks live at the end that are runtime-owned (not in `leaked_allocations`).
+    pub runtime_owned_blocks: u64,
+    /// The runtime-owned blocks per rule that matched.
+    pub runtime_owned: Vec<crate::model::RuntimeOwned>,
     /// Temporary allocations.
     pub temporary_allocations: u64,
     /// Recording duration, ms.
@@ -360,6 +367,9 @@ pub fn summary_with(p: &Profile, top_n: usize, pressure_opts: &PressureOptions) 
         peak_blocks: t.peak_blocks,
         leaked_bytes: t.leaked_bytes,
         leaked_allocations: t.leaked_allocations,
+        runtime_owned_bytes: t.runtime_owned_bytes,
+        runtime_owned_blocks: t.runtime_owned_allocations,
+        runtime_owned: p.runtime_owned.clone(),
         temporary_allocations: t.temporary_allocations,
         duration_ms: p.duration_ms(),
         threads: p.threads.len() as u64,

@@ -93,9 +93,8 @@ pub(super) fn export(a: &ExportArgs) -> anyhow::Result<u8> {
         check_target(&a.output)?;
     }
     let load_opts = LoadOptions {
-        symbolize: !a.load.no_symbolize,
-        progress: true,
         block_groups: format.needs_block_groups(),
+        ..a.load.options()?
     };
     let p = load_path(&a.profile, &load_opts)?;
     warn_truncated(&p, &a.profile);

@@ -28,6 +28,7 @@ use std::path::{Path, PathBuf};
 use tidemark::format::{trailer_key, FormatError, Reader, Record, SymbolFrame, Truncation};
 
 use crate::model::{Ip, IpId, Message, ModuleSnapshot, Profile, StackId, StackNode};
+use crate::analysis::suppress::{self, Suppressions};
 use crate::symbolize;
 use replay::Replay;
 
@@ -53,6 +54,10 @@ pub struct LoadOptions {
     /// ([`crate::model::Profile::block_groups`]): what the Firefox Profiler and DHAT exports
     /// need. Costs a hash-map update per free. Default: [`DEFAULT_BLOCK_GROUPS`] (`false`).
     pub block_groups: bool,
+    /// Which blocks live at the end count as runtime-owned instead of leaked
+    /// ([`crate::analysis::suppress`]). Default: the built-in rules
+    /// ([`Suppressions::builtin`]).
+    pub suppressions: Suppressions,
 }
 
 impl Default for LoadOptions {
@@ -61,6 +66,7 @@ impl Default for LoadOptions {
             symbolize: DEFAULT_SYMBOLIZE,
             progress: DEFAULT_PROGRESS,
             block_groups: DEFAULT_BLOCK_GROUPS,
+            suppressions: Suppressions::builtin(),
         }
     }
 }
@@ -407,6 +413,7 @@ fn load_inner<R: Read>(
         ));
     }
     symbolize::symbolize_profile(&mut p, &embedded, opts.symbolize, progress);
+    suppress::apply(&mut p, &opts.suppressions);
     Ok(p)
 }
 

@@ -99,6 +99,22 @@ pub struct StackStats {
     /// `load::stack_was_cut`); renderers show such stacks under a `[truncated]` root.
     #[serde(skip)]
     pub truncated: bool,
+    /// Blocks still live at the end that a suppression rule names runtime-owned
+    /// ([`crate::analysis::suppress`]); they are not counted in `leaked_allocations`.
+    pub runtime_owned_allocations: u64,
+    /// Requested bytes of those blocks; not counted in `leaked_bytes`.
+    pub runtime_owned_bytes: u64,
+}
+
+/// Blocks live at the end that one suppression rule names runtime-owned.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RuntimeOwned {
+    /// The rule's label (`per-thread DTV`, `glibc loader`, `locale`, …).
+    pub rule: String,
+    /// Requested bytes of those blocks.
+    pub bytes: u64,
+    /// The blocks.
+    pub blocks: u64,
 }
 
 /// The root frame under which stacks cut at the recorder's frame limit are shown.
@@ -238,6 +254,10 @@ pub struct Totals {
     pub leaked_allocations: u64,
     /// Temporary allocations (docs/metrics.md).
     pub temporary_allocations: u64,
+    /// Blocks live at the end that are runtime-owned, not leaked ([`StackStats`]).
+    pub runtime_owned_allocations: u64,
+    /// Bytes of those blocks.
+    pub runtime_owned_bytes: u64,
     /// Duration of the recording, ns: the trailer's end time, else the last sample's time.
     pub duration_ns: u64,
     /// Events the recorder reported it could not record (from the trailer).
@@ -319,6 +339,9 @@ pub struct Profile {
     /// Per-stack activity over time; only when loaded with
     /// [`crate::load::load_path_with_time_buckets`].
     pub time_buckets: Option<TimeBuckets>,
+    /// Blocks live at the end that suppression rules name runtime-owned, per rule that matched
+    /// (set by the loader, [`crate::analysis::suppress`]).
+    pub runtime_owned: Vec<RuntimeOwned>,
 }
 
 impl Profile {

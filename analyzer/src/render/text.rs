@@ -67,6 +67,20 @@ pub fn summary_text_by(s: &Summary, sites_by: &str) -> String {
         bytes(s.leaked_bytes),
         count(s.leaked_allocations)
     );
+    if s.runtime_owned_blocks > 0 || s.runtime_owned_bytes > 0 {
+        let rules: Vec<String> = s
+            .runtime_owned
+            .iter()
+            .map(|r| format!("{} {}", r.rule, bytes(r.bytes)))
+            .collect();
+        push_line!(
+            w,
+            "runtime      {} in {} blocks runtime-owned, not leaks ({})",
+            bytes(s.runtime_owned_bytes),
+            count(s.runtime_owned_blocks),
+            rules.join(", ")
+        );
+    }
     push_line!(
         w,
         "temporary    {} allocations ({} of calls)",

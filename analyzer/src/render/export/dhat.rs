@@ -130,8 +130,9 @@ pub fn build(p: &Profile) -> Result<DhatJson, ExportError> {
             mbk: s.max_live_blocks,
             gb: s.peak_bytes,
             gbk: s.peak_blocks,
-            eb: s.leaked_bytes,
-            ebk: s.leaked_allocations,
+            // DHAT's "at t-end" is everything live then, runtime-owned blocks included.
+            eb: s.leaked_bytes + s.runtime_owned_bytes,
+            ebk: s.leaked_allocations + s.runtime_owned_allocations,
             fs,
         });
     }

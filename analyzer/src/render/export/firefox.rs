@@ -110,7 +110,11 @@ pub fn build(p: &Profile) -> Result<FxProfile, ExportError> {
         fx.add_allocation_sample(main, ts(t), handle, address, bytes);
     }
 
-    let end = (clock.end_ns(), p.totals.leaked_bytes);
+    // Live at the end: the leaks and the runtime-owned blocks.
+    let end = (
+        clock.end_ns(),
+        p.totals.leaked_bytes + p.totals.runtime_owned_bytes,
+    );
     add_counter(
         &mut fx,
         process,

@@ -47,6 +47,10 @@ pub struct StackJson {
     pub leaked_allocations: u64,
     /// Bytes live at the end.
     pub leaked_bytes: u64,
+    /// Blocks live at the end that a suppression rule names runtime-owned (not leaked).
+    pub runtime_owned_allocations: u64,
+    /// Bytes of those blocks.
+    pub runtime_owned_bytes: u64,
     /// Temporary allocations.
     pub temporary_allocations: u64,
     /// Live bytes at the global peak.
@@ -100,6 +104,8 @@ pub fn build(p: &Profile) -> ExportJson {
             frees: s.frees,
             leaked_allocations: s.leaked_allocations,
             leaked_bytes: s.leaked_bytes,
+            runtime_owned_allocations: s.runtime_owned_allocations,
+            runtime_owned_bytes: s.runtime_owned_bytes,
             temporary_allocations: s.temporary_allocations,
             peak_bytes: s.peak_bytes,
             peak_blocks: s.peak_blocks,

@@ -46,7 +46,7 @@ const COLUMNS: [Column; 4] = [
         ty: "inuse_objects",
         unit: "count",
         value: |s, at| match at {
-            At::End => s.leaked_allocations,
+            At::End => s.leaked_allocations + s.runtime_owned_allocations,
             At::Peak => s.peak_blocks,
         },
     },
@@ -54,7 +54,7 @@ const COLUMNS: [Column; 4] = [
         ty: "inuse_space",
         unit: "bytes",
         value: |s, at| match at {
-            At::End => s.leaked_bytes,
+            At::End => s.leaked_bytes + s.runtime_owned_bytes,
             At::Peak => s.peak_bytes,
         },
     },

@@ -232,6 +232,10 @@ pub struct ProcessInfo {
     pub source: String,
     /// Allocator serving the program.
     pub allocator: String,
+    /// The allocator asked for (`tidemark run --allocator`: `system`, the program's own, or
+    /// `jemalloc`, the bundled one); absent when the recorder was not told.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub allocator_requested: String,
     /// Unwinding mode.
     pub unwind: String,
     /// Format version of the file.
@@ -354,6 +358,7 @@ pub fn summary_with(p: &Profile, top_n: usize, pressure_opts: &PressureOptions) 
             cmdline: p.header.cmdline.clone(),
             source: p.header.source.clone(),
             allocator: p.header.allocator.clone(),
+            allocator_requested: p.header.allocator_requested.clone(),
             unwind: p.header.unwind.clone(),
             format_version: p.header.version,
             sampling_rate_bytes: p.header.sampling_rate,

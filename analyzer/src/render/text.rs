@@ -39,7 +39,15 @@ pub fn summary_text_by(s: &Summary, sites_by: &str) -> String {
     };
     push_line!(w, "process      {cmd} (pid {})", p.pid);
     if !p.allocator.is_empty() {
-        push_line!(w, "allocator    {}", p.allocator);
+        let asked = match p.allocator_requested.as_str() {
+            "" => String::new(),
+            "system" => " (asked: system, the program's own allocator)".to_owned(),
+            "jemalloc" if p.allocator == "jemalloc" => {
+                " (asked: jemalloc, the one bundled with tidemark)".to_owned()
+            }
+            other => format!(" (asked: {other})"),
+        };
+        push_line!(w, "allocator    {}{asked}", p.allocator);
     }
     push_line!(
         w,

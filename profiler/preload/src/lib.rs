@@ -55,6 +55,10 @@ extern "C" fn init() {
     resolve_cxx_freeres();
     let mut cfg = Config::from_env();
     let jemalloc = cfg.allocator == "jemalloc";
+    // What was asked (`tidemark run --allocator`), kept beside what serves (set below).
+    if std::env::var_os("TIDEMARK_ALLOCATOR").is_some() {
+        cfg.allocator_requested = if jemalloc { "jemalloc" } else { "system" }.to_owned();
+    }
     if !jemalloc {
         cfg.allocator = next::allocator_name();
     }

@@ -11,6 +11,7 @@
 //! Profiles travel: [`embed_symbols`] appends the resolved frames of every address to the profile
 //! itself ([`tidemark::format::Record::Symbols`]), and loading prefers them over the files.
 
+pub mod debug_hint;
 mod debuginfo;
 mod demangle;
 mod modules;
@@ -140,11 +141,25 @@ pub(crate) fn symbolize_profile(
     if let Some(pr) = progress.as_deref_mut() {
         pr.begin("symbolizing", Some(p.ips.len() as u64));
     }
+    // Modules (path, build-id) whose addresses stayed unnamed, with how many: one hint each.
+    let mut unnamed: HashMap<(String, Vec<u8>), usize> = HashMap::new();
     for i in 0..p.ips.len() {
         let (addr, generation) = (p.ips[i].address, p.ips[i].generation);
         let frames = match embedded.get(&(addr, generation)) {
             Some(f) if !f.is_empty() => f.clone(),
-            _ if use_files => sym.resolve_at(addr, generation).frames,
+            _ if use_files => {
+                let r = sym.resolve_at(addr, generation);
+                if !r.symbolized {
+                    if let Some(m) = sym.map.find_at(addr, generation) {
+                        if m.path.starts_with('/') {
+                            *unnamed
+                                .entry((m.path.clone(), m.build_id.clone()))
+                                .or_default() += 1;
+                        }
+                    }
+                }
+                r.frames
+            }
             _ => unresolved(sym.map.find_at(addr, generation), addr).frames,
         };
         let mut ids = Vec::with_capacity(frames.len());
@@ -167,6 +182,11 @@ pub(crate) fn symbolize_profile(
         pr.finish();
     }
     p.warnings.extend(sym.take_warnings());
+    let mut unnamed: Vec<((String, Vec<u8>), usize)> = unnamed.into_iter().collect();
+    unnamed.sort();
+    for ((path, build_id), n) in unnamed {
+        p.warnings.push(debug_hint::hint(&path, &build_id, n));
+    }
 }
 
 /// Function names go into folded lines: no separators, no line breaks, never empty.

@@ -16,7 +16,8 @@
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let profile = load::load_path("app.tmk".as_ref(), &load::LoadOptions::default())?;
 //! let summary = analysis::summary(&profile, 10);
-//! println!("{} allocation calls, peak {} bytes", summary.allocations, summary.peak_bytes);
+//! let counts = &summary.counts; // every metric's value: analysis::Metric::of / of_summary
+//! println!("{} allocation calls, peak {} bytes", counts.allocations, counts.peak_bytes);
 //! for line in render::folded(&profile, render::Metric::Leaked) {
 //!     println!("{line}");
 //! }

@@ -221,7 +221,7 @@ fn exercise(case: &str, bytes: &[u8], symbolize: bool) -> Option<Profile> {
 fn the_base_profile_loads_whole() {
     let p = exercise("base", &base_profile(), false).expect("the base profile loads");
     assert!(p.truncated.is_none(), "{:?}", p.truncated);
-    assert_eq!(p.totals.allocations, 4);
+    assert_eq!(p.totals.counts.allocations, 4);
     assert_eq!(p.totals.frees, 1);
 }
 
@@ -349,6 +349,7 @@ fn adversarial_header_values() {
             limit_bytes: nasty(&mut rng),
             allocator: "glibc".into(),
             unwind: ["fp", "dwarf", ""][rng.below(3) as usize].into(),
+            allocator_requested: ["", "system", "jemalloc"][rng.below(3) as usize].into(),
         };
         let mut bytes = h.encode();
         bytes[8..10].copy_from_slice(&1u16.to_le_bytes());

@@ -59,16 +59,16 @@ fn check_pprof(scratch: &Scratch, profile: &Path, truth: &Truth) {
             "inuse_space/bytes"
         ]
     );
-    assert_eq!(raw.sum("alloc_objects") as u64, t.allocations);
-    assert_eq!(raw.sum("alloc_space") as u64, t.allocated_bytes);
+    assert_eq!(raw.sum("alloc_objects") as u64, t.counts.allocations);
+    assert_eq!(raw.sum("alloc_space") as u64, t.counts.allocated_bytes);
     // In use at the end: the leaks and the runtime-owned blocks (both live then).
     assert_eq!(
         raw.sum("inuse_objects") as u64,
-        t.leaked_allocations + t.runtime_owned_allocations
+        t.counts.leaked_allocations + t.runtime_owned_allocations
     );
     assert_eq!(
         raw.sum("inuse_space") as u64,
-        t.leaked_bytes + t.runtime_owned_bytes
+        t.counts.leaked_bytes + t.runtime_owned_bytes
     );
     for site in &truth.sites {
         let name = last_segment(&site.function);
@@ -96,9 +96,9 @@ fn check_pprof(scratch: &Scratch, profile: &Path, truth: &Truth) {
         );
     }
     let raw = pprof_raw(scratch, &peak);
-    assert_eq!(raw.sum("alloc_space") as u64, t.allocated_bytes);
+    assert_eq!(raw.sum("alloc_space") as u64, t.counts.allocated_bytes);
     assert_eq!(raw.sum("inuse_objects") as u64, t.peak_blocks);
-    assert_eq!(raw.sum("inuse_space") as u64, t.peak_bytes);
+    assert_eq!(raw.sum("inuse_space") as u64, t.counts.peak_bytes);
 }
 
 #[test]
@@ -175,19 +175,19 @@ fn go_pprof_reads_a_sampled_profile_with_its_rate_and_weighted_totals() {
     );
     let t = &p.totals;
     // The unbiased estimates the loader computed, summed: the profile's totals.
-    assert_eq!(raw.sum("alloc_objects") as u64, t.allocations);
-    assert_eq!(raw.sum("alloc_space") as u64, t.allocated_bytes);
+    assert_eq!(raw.sum("alloc_objects") as u64, t.counts.allocations);
+    assert_eq!(raw.sum("alloc_space") as u64, t.counts.allocated_bytes);
     // In use at the end: the leaks and the runtime-owned blocks (both live then).
     assert_eq!(
         raw.sum("inuse_objects") as u64,
-        t.leaked_allocations + t.runtime_owned_allocations
+        t.counts.leaked_allocations + t.runtime_owned_allocations
     );
     assert_eq!(
         raw.sum("inuse_space") as u64,
-        t.leaked_bytes + t.runtime_owned_bytes
+        t.counts.leaked_bytes + t.runtime_owned_bytes
     );
     // More allocations than samples: each sample stands for its weight.
-    assert!(t.allocations as usize > raw.samples.len());
+    assert!(t.counts.allocations as usize > raw.samples.len());
 }
 
 #[test]
@@ -272,12 +272,15 @@ fn dh_view_loads_the_dhat_export_and_shows_the_profile_totals() {
     assert_eq!(shown["console_errors"], serde_json::json!([]), "{shown:#}");
     let t = &p.totals;
     for (key, want) in [
-        ("total_bytes", t.allocated_bytes),
-        ("total_blocks", t.allocations),
-        ("gmax_bytes", t.peak_bytes),
+        ("total_bytes", t.counts.allocated_bytes),
+        ("total_blocks", t.counts.allocations),
+        ("gmax_bytes", t.counts.peak_bytes),
         ("gmax_blocks", t.peak_blocks),
-        ("end_bytes", t.leaked_bytes + t.runtime_owned_bytes),
-        ("end_blocks", t.leaked_allocations + t.runtime_owned_allocations),
+        ("end_bytes", t.counts.leaked_bytes + t.runtime_owned_bytes),
+        (
+            "end_blocks",
+            t.counts.leaked_allocations + t.runtime_owned_allocations,
+        ),
     ] {
         assert_eq!(shown[key].as_u64(), Some(want), "{key}: {shown:#}");
     }
@@ -457,11 +460,11 @@ fn firefox_export_has_the_crate_schema_and_balanced_allocation_weights() {
     let t = &p.totals;
     assert_eq!(
         w.iter().filter(|&&x| x > 0).sum::<i64>() as u64,
-        t.allocated_bytes
+        t.counts.allocated_bytes
     );
     assert_eq!(
         w.iter().sum::<i64>() as u64,
-        t.leaked_bytes + t.runtime_owned_bytes
+        t.counts.leaked_bytes + t.runtime_owned_bytes
     );
     let counters = v["counters"].as_array().unwrap();
     assert!(
@@ -534,7 +537,7 @@ fn export_refuses_a_directory_and_writes_text_to_stdout() {
         .lines()
         .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
         .sum();
-    assert_eq!(leaked, load(&rec.profile).totals.leaked_bytes);
+    assert_eq!(leaked, load(&rec.profile).totals.counts.leaked_bytes);
 
     // An existing file is replaced; no temporary file is left beside it.
     let json = scratch.join("out.json");

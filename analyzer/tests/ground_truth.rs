@@ -158,19 +158,25 @@ fn trailer_totals_equal_the_replay() {
             .unwrap_or_else(|| panic!("trailer key {key} missing: {trailer:?}"))
     };
     let t = &p.totals;
-    assert_eq!(get(k::ALLOCATIONS), t.allocations);
+    assert_eq!(get(k::ALLOCATIONS), t.counts.allocations);
     assert_eq!(get(k::FREES), t.frees);
     assert_eq!(get(k::UNMATCHED_FREES), t.unmatched_frees);
-    assert_eq!(get(k::PEAK_BYTES), t.peak_bytes);
+    assert_eq!(get(k::PEAK_BYTES), t.counts.peak_bytes);
     assert_eq!(get(k::PEAK_BLOCKS), t.peak_blocks);
     let s = tidemark_analyzer::analysis::summary(&p, 0);
     // The recorder counts every block live at the end; the analyzer splits off the
     // runtime-owned ones (docs/metrics.md).
-    assert_eq!(get(k::LEAKED_BYTES), s.leaked_bytes + s.runtime_owned_bytes);
+    assert_eq!(
+        get(k::LEAKED_BYTES),
+        s.counts.leaked_bytes + s.runtime_owned_bytes
+    );
     assert_eq!(
         get(k::LEAKED_BLOCKS),
-        s.leaked_allocations + s.runtime_owned_blocks
+        s.counts.leaked_allocations + s.runtime_owned_blocks
     );
-    assert_eq!(get(k::TEMPORARY_ALLOCATIONS), s.temporary_allocations);
-    assert!(s.temporary_allocations > 1000 && s.leaked_allocations > 10);
+    assert_eq!(
+        get(k::TEMPORARY_ALLOCATIONS),
+        s.counts.temporary_allocations
+    );
+    assert!(s.counts.temporary_allocations > 1000 && s.counts.leaked_allocations > 10);
 }

@@ -264,7 +264,7 @@ fn concurrent_runs_with_one_output_each_report_their_own_numbers() {
     // The final file is one whole profile: one of the two runs, complete.
     let p = load(&out);
     assert!(p.truncated.is_none(), "final profile is truncated");
-    let got = p.totals.allocations;
+    let got = p.totals.counts.allocations;
     let matches: Vec<_> = truths
         .iter()
         .filter(|t| got >= t.totals.allocations && got <= t.totals.allocations + 500)
@@ -319,7 +319,7 @@ fn child_profiles_are_named_after_the_output() {
         );
         let p = load(&s.join(k));
         assert!(p.truncated.is_none());
-        assert!(p.totals.allocations > 0);
+        assert!(p.totals.counts.allocations > 0);
     }
 }
 

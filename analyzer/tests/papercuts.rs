@@ -141,7 +141,7 @@ fn summary_sorts_sites_by_any_metric_and_lists_their_call_paths() {
     for site in sites(&p).iter().take(5) {
         let paths = call_paths(&p, site, SiteSort::Allocated, usize::MAX);
         let sum: u64 = paths.iter().map(|c| c.totals.allocated_bytes).sum();
-        assert_eq!(sum, site.allocated_bytes, "{}", site.function);
+        assert_eq!(sum, site.counts.allocated_bytes, "{}", site.function);
     }
     let text = tidemark_cli(
         [
@@ -244,7 +244,11 @@ fn the_allocator_asked_for_and_the_one_that_served_are_both_reported() {
     };
     // tm-churn brings no allocator of its own: `system` is served by glibc, and both are said.
     let system = run(Some("system"), "system.tmk");
-    assert_eq!(system["process"]["allocator"], "glibc", "{}", system["process"]);
+    assert_eq!(
+        system["process"]["allocator"], "glibc",
+        "{}",
+        system["process"]
+    );
     assert_eq!(system["process"]["allocator_requested"], "system");
     let text = tidemark_cli(["summary", "system.tmk"], &scratch);
     assert!(
@@ -270,5 +274,9 @@ fn the_allocator_asked_for_and_the_one_that_served_are_both_reported() {
     run_bounded(cmd, &scratch, RUN_TIMEOUT).assert_success("preloaded tm-churn");
     let plain = summary_json(&load(&scratch.join("plain.tmk")), 0);
     assert_eq!(plain["process"]["allocator"], "glibc");
-    assert!(plain["process"].get("allocator_requested").is_none(), "{}", plain["process"]);
+    assert!(
+        plain["process"].get("allocator_requested").is_none(),
+        "{}",
+        plain["process"]
+    );
 }

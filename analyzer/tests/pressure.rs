@@ -132,7 +132,7 @@ fn sawtooth_and_churn_are_not_leaks() {
         "sawtooth called a leak: {}",
         pr.leak_verdict_reason
     );
-    let peak = p.totals.peak_bytes as f64;
+    let peak = p.totals.counts.peak_bytes as f64;
     assert!(peak > 8.0 * MIB, "the teeth reach about 10 MiB: {peak}");
 
     let (p, _, _) = record(

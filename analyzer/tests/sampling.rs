@@ -61,30 +61,30 @@ fn exact_numbers_lie_inside_the_sampled_intervals() {
         };
         check(
             "allocated bytes",
-            est.allocated_bytes,
+            est.counts.allocated_bytes,
             err.allocated_bytes,
-            exact.allocated_bytes,
+            exact.counts.allocated_bytes,
             est.allocated_bytes_ci95,
         );
         check(
             "allocations",
-            est.allocations,
+            est.counts.allocations,
             err.allocations,
-            exact.allocations,
+            exact.counts.allocations,
             est.allocations_ci95,
         );
         check(
             "leaked bytes",
-            est.leaked_bytes,
+            est.counts.leaked_bytes,
             err.leaked_bytes,
-            exact.leaked_bytes,
+            exact.counts.leaked_bytes,
             est.leaked_bytes_ci95,
         );
         check(
             "peak",
-            est.peak_bytes,
+            est.counts.peak_bytes,
             err.peak_bytes,
-            exact.peak_bytes,
+            exact.counts.peak_bytes,
             est.peak_bytes_ci95,
         );
         // The peak (over a megabyte) is well above 16 periods of 32 KiB.

@@ -55,7 +55,11 @@ fn inlined_rust_functions_are_named_by_their_full_path() {
         .current_dir(s.path())
         .output()
         .expect("rustc runs (the toolchain that builds tidemark)");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     record(&s, &s.join("inl"), &[], "inl.tmk");
     let p = load(&s.join("inl.tmk"));
     let sites = tidemark_analyzer::analysis::sites(&p);
@@ -64,8 +68,8 @@ fn inlined_rust_functions_are_named_by_their_full_path() {
         .find(|x| x.function.ends_with("make_buffer"))
         .unwrap_or_else(|| panic!("no make_buffer site: {sites:?}"));
     assert_eq!(site.function, "inl::outer::inner::make_buffer");
-    assert_eq!(site.allocations, 7);
-    assert_eq!(site.allocated_bytes, (1000..1007).sum::<u64>());
+    assert_eq!(site.counts.allocations, 7);
+    assert_eq!(site.counts.allocated_bytes, (1000..1007).sum::<u64>());
     assert!(site.file.ends_with("inl.rs") && site.line == 6, "{site:?}");
 }
 
@@ -107,6 +111,11 @@ fn unnamed_frames_name_the_debug_package_once_per_module() {
     // The summary shows it once, as a line of its own; the frames keep their plain names.
     let text = tidemark_cli(["summary", "sort.tmk"], &s);
     text.assert_success("tidemark summary");
-    assert_eq!(text.stdout.matches("coreutils-dbgsym").count(), 1, "{}", text.stdout);
+    assert_eq!(
+        text.stdout.matches("coreutils-dbgsym").count(),
+        1,
+        "{}",
+        text.stdout
+    );
     assert!(text.stdout.contains("sort+0x"), "{}", text.stdout);
 }

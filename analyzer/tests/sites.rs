@@ -61,7 +61,7 @@ fn check_sites(scratch: &Scratch, exe: &Path) {
     let all = sites(&p);
     let mut got: BTreeMap<String, u64> = BTreeMap::new();
     for s in &all {
-        *got.entry(bare(&s.function).to_owned()).or_default() += s.allocations;
+        *got.entry(bare(&s.function).to_owned()).or_default() += s.counts.allocations;
     }
     let mut problems = Vec::new();
     for (name, &expected) in &truth {
@@ -86,7 +86,7 @@ fn check_sites(scratch: &Scratch, exe: &Path) {
             .map(|s| {
                 format!(
                     "  {} x{} ({}:{})",
-                    s.function, s.allocations, s.file, s.line
+                    s.function, s.counts.allocations, s.file, s.line
                 )
             })
             .collect();

@@ -37,7 +37,15 @@ fn compile_stopped(s: &Scratch) -> PathBuf {
     let main = dir.join("stopped.c");
     let no_cfi = dir.join("no_cfi.c");
     gcc(
-        &["-O2", "-g", "-fomit-frame-pointer", "-c", main.to_str().unwrap(), "-o", "s.o"],
+        &[
+            "-O2",
+            "-g",
+            "-fomit-frame-pointer",
+            "-c",
+            main.to_str().unwrap(),
+            "-o",
+            "s.o",
+        ],
         s,
     );
     gcc(
@@ -92,23 +100,38 @@ fn stacks_that_stopped_unwinding_get_one_marked_root_everywhere() {
         "{lines:?}"
     );
     assert_eq!(
-        sum(&lines, &|l| l.contains("through_no_cfi") && !l.starts_with(STOPPED)),
+        sum(&lines, &|l| l.contains("through_no_cfi")
+            && !l.starts_with(STOPPED)),
         0,
         "{lines:?}"
     );
     assert_eq!(
-        sum(&lines, &|l| l.starts_with("_start;") && l.contains(";main;alloc_block ")),
+        sum(&lines, &|l| l.starts_with("_start;")
+            && l.contains(";main;alloc_block ")),
         WHOLE_BLOCKS,
         "{lines:?}"
     );
 
     // The command line's folded output and SVG flamegraph.
     let fg = tidemark_cli(
-        ["flamegraph", "--folded", "--metric", "allocations", "-o", "-", "stopped.tmk"],
+        [
+            "flamegraph",
+            "--folded",
+            "--metric",
+            "allocations",
+            "-o",
+            "-",
+            "stopped.tmk",
+        ],
         &s,
     );
     fg.assert_success("tidemark flamegraph --folded");
-    assert!(fg.stdout.contains(&format!("{stopped_root}{STOPPED_BLOCKS}\n")), "{}", fg.describe());
+    assert!(
+        fg.stdout
+            .contains(&format!("{stopped_root}{STOPPED_BLOCKS}\n")),
+        "{}",
+        fg.describe()
+    );
     let svg = tidemark_cli(["flamegraph", "-o", "-", "stopped.tmk"], &s);
     svg.assert_success("tidemark flamegraph");
     assert!(svg.stdout.contains(STOPPED), "no marker in the SVG");
@@ -141,9 +164,15 @@ fn stacks_that_stopped_unwinding_get_one_marked_root_everywhere() {
         .map(|pp| pp["tbk"].as_u64().unwrap())
         .sum();
     assert_eq!(dhat_marked, STOPPED_BLOCKS);
-    let fx = tidemark_cli(["export", "--format", "firefox", "-o", "-", "stopped.tmk"], &s);
+    let fx = tidemark_cli(
+        ["export", "--format", "firefox", "-o", "-", "stopped.tmk"],
+        &s,
+    );
     fx.assert_success("tidemark export --format firefox");
-    assert!(fx.stdout.contains(STOPPED), "no marker in the Firefox profile");
+    assert!(
+        fx.stdout.contains(STOPPED),
+        "no marker in the Firefox profile"
+    );
 
     // The page's call tree: one root node named by the marker.
     let v = tidemark_analyzer::render::view::data::view_data(&p, "t", None, false);
@@ -178,7 +207,14 @@ fn flamegraphs_fold_the_rust_runtime_unless_asked_to_keep_it() {
         .current_dir(s.path());
     run_bounded(cmd, &s, support::RUN_TIMEOUT).assert_success("tidemark run");
     let fold = |extra: &[&str]| -> Vec<String> {
-        let mut args = vec!["flamegraph", "--folded", "--metric", "allocations", "-o", "-"];
+        let mut args = vec![
+            "flamegraph",
+            "--folded",
+            "--metric",
+            "allocations",
+            "-o",
+            "-",
+        ];
         args.extend_from_slice(extra);
         args.push("churn.tmk");
         let r = tidemark_cli(args, &s);
@@ -189,16 +225,19 @@ fn flamegraphs_fold_the_rust_runtime_unless_asked_to_keep_it() {
     let kept = fold(&["--keep-runtime-frames"]);
     let p = load(&s.join("churn.tmk"));
     // Same calls either way, all of the profile's.
-    assert_eq!(sum(&folded_runtime, &|_| true), p.totals.allocations);
-    assert_eq!(sum(&kept, &|_| true), p.totals.allocations);
+    assert_eq!(sum(&folded_runtime, &|_| true), p.totals.counts.allocations);
+    assert_eq!(sum(&kept, &|_| true), p.totals.counts.allocations);
     // The main thread's user code hangs under one [Rust runtime] frame, with nothing of the
     // start-up path left; kept, the same calls start at _start and go through lang_start.
     let user_calls = sum(&kept, &|l| {
-        l.starts_with("_start;") && l.contains(";std::rt::lang_start") && l.contains(";tm_churn::main;")
+        l.starts_with("_start;")
+            && l.contains(";std::rt::lang_start")
+            && l.contains(";tm_churn::main;")
     });
     assert!(user_calls > 0, "{kept:?}");
     assert_eq!(
-        sum(&folded_runtime, &|l| l.starts_with("[Rust runtime];tm_churn::main;")
+        sum(&folded_runtime, &|l| l
+            .starts_with("[Rust runtime];tm_churn::main;")
             && !l.contains("lang_start")),
         user_calls,
         "{folded_runtime:?}"

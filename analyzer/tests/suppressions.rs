@@ -25,7 +25,11 @@ fn record(s: &Scratch) {
         .arg("-lpthread")
         .output()
         .unwrap_or_else(|e| panic!("cannot run gcc (scripts/setup.sh installs it): {e}"));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     preload_lib();
     let mut cmd = Command::new(support::tidemark());
     cmd.args(["run", "-o", "ro.tmk", "--"])
@@ -45,7 +49,9 @@ fn summary(s: &Scratch, extra: &[&str]) -> Value {
 }
 
 fn n(v: &Value, key: &str) -> u64 {
-    v[key].as_u64().unwrap_or_else(|| panic!("{key} missing: {v}"))
+    v[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{key} missing: {v}"))
 }
 
 fn rule<'v>(v: &'v Value, label: &str) -> Option<&'v Value> {
@@ -89,7 +95,8 @@ fn runtime_owned_blocks_are_not_leaks_and_a_file_adds_rules() {
     );
     let text = tidemark_cli(["summary", "ro.tmk"], &s);
     assert!(
-        text.stdout.contains("runtime-owned, not leaks (per-thread DTV"),
+        text.stdout
+            .contains("runtime-owned, not leaks (per-thread DTV"),
         "{}",
         text.describe()
     );
@@ -108,7 +115,17 @@ fn runtime_owned_blocks_are_not_leaks_and_a_file_adds_rules() {
 
     // The leaked flamegraph shows only the leaks.
     let fg = tidemark_cli(
-        ["flamegraph", "--folded", "--metric", "leaked", "--suppressions", "app.supp", "-o", "-", "ro.tmk"],
+        [
+            "flamegraph",
+            "--folded",
+            "--metric",
+            "leaked",
+            "--suppressions",
+            "app.supp",
+            "-o",
+            "-",
+            "ro.tmk",
+        ],
         &s,
     );
     fg.assert_success("tidemark flamegraph --folded --metric leaked");
@@ -117,11 +134,26 @@ fn runtime_owned_blocks_are_not_leaks_and_a_file_adds_rules() {
     assert!(lines[0].ends_with(";main;real_leak 500"), "{lines:?}");
 
     // Budgets: within 500 leaked bytes only once the cache is suppressed.
-    assert_eq!(check(&s, &["--suppressions", "app.supp"]).status.code(), Some(0));
+    assert_eq!(
+        check(&s, &["--suppressions", "app.supp"]).status.code(),
+        Some(0)
+    );
     assert_eq!(check(&s, &[]).status.code(), Some(1));
 
     // The report's leaked numbers are the summary's.
-    let r = tidemark_cli(["report", "--suppressions", "app.supp", "ro.tmk", "-o", "-", "--format", "json"], &s);
+    let r = tidemark_cli(
+        [
+            "report",
+            "--suppressions",
+            "app.supp",
+            "ro.tmk",
+            "-o",
+            "-",
+            "--format",
+            "json",
+        ],
+        &s,
+    );
     r.assert_success("tidemark report");
     let r: Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(

@@ -67,19 +67,19 @@ fn time_buckets_add_up_to_the_profile() {
     let cells = || tb.buckets.iter().flat_map(|b| b.cells.iter());
     assert_eq!(
         cells().map(|c| c.allocated_bytes).sum::<u64>(),
-        p.totals.allocated_bytes
+        p.totals.counts.allocated_bytes
     );
     assert_eq!(
         cells().map(|c| c.allocations).sum::<u64>(),
-        p.totals.allocations
+        p.totals.counts.allocations
     );
     assert_eq!(
         cells().map(|c| c.leaked_bytes).sum::<u64>(),
-        p.totals.leaked_bytes
+        p.totals.counts.leaked_bytes
     );
     assert_eq!(
         cells().map(|c| c.temporary_allocations).sum::<u64>(),
-        p.totals.temporary_allocations
+        p.totals.counts.temporary_allocations
     );
     // Live at the end of the last bucket, per stack, is what leaked from it.
     for (i, s) in p.stack_stats.iter().enumerate() {
@@ -87,7 +87,7 @@ fn time_buckets_add_up_to_the_profile() {
             .filter(|c| c.stack as usize == i)
             .map(|c| c.allocated_bytes as i128 - c.freed_bytes as i128)
             .sum();
-        assert_eq!(live, s.leaked_bytes as i128, "stack {i}");
+        assert_eq!(live, s.counts.leaked_bytes as i128, "stack {i}");
     }
     // Bucket bounds tile time and sequence numbers, and each bucket holds exactly the events of
     // its sequence range.
@@ -106,7 +106,7 @@ fn time_buckets_add_up_to_the_profile() {
         .iter()
         .flat_map(|b| b.size_histogram.iter())
         .sum();
-    assert_eq!(sizes, p.totals.allocations);
+    assert_eq!(sizes, p.totals.counts.allocations);
 }
 
 /// The names of the call tree's nodes in the page's data.
@@ -215,7 +215,7 @@ fn the_page_works_in_a_real_browser() {
     // The whole run: the flamegraph's total is the profile's.
     assert_eq!(
         out["full"]["flame"]["total"].as_f64().unwrap() as u64,
-        p.totals.allocated_bytes
+        p.totals.counts.allocated_bytes
     );
 
     // Search: exactly the frames named like the term light up, and the sum is the function's
@@ -251,7 +251,7 @@ fn the_page_works_in_a_real_browser() {
     let lo: u64 = sel["seqLo"].as_str().unwrap().parse().unwrap();
     let hi: u64 = sel["seqHi"].as_str().unwrap().parse().unwrap();
     let expected = allocated_between(&profile, lo, hi);
-    assert!(expected > 0 && expected < p.totals.allocated_bytes);
+    assert!(expected > 0 && expected < p.totals.counts.allocated_bytes);
     assert_eq!(
         out["brushed"]["flame"]["total"].as_f64().unwrap() as u64,
         expected,
@@ -353,7 +353,7 @@ fn the_report_s_flamegraphs_are_the_page_s_component() {
     for g in graphs {
         assert_eq!(
             g["total"].as_f64().unwrap() as u64,
-            p.totals.allocated_bytes
+            p.totals.counts.allocated_bytes
         );
         assert_eq!(g["sum"].as_f64().unwrap() as u64, fn_total, "{g}");
         assert!(g["matched"].as_u64().unwrap() >= 1 && g["frames"].as_u64().unwrap() > 5);

@@ -3,7 +3,8 @@
 
 use std::collections::HashMap;
 
-use super::{site_frame, SiteSummary, SiteTotals};
+use super::{site_frame, Metric, SiteSummary};
+use crate::model::Counts;
 use crate::model::{FrameId, Profile};
 
 /// What sites are ordered by.
@@ -34,25 +35,24 @@ impl SiteSort {
         }
     }
 
-    fn of_site(self, s: &SiteSummary) -> u64 {
+    /// The metric of the table this order reads.
+    pub fn metric(self) -> Metric {
         match self {
-            SiteSort::Allocated => s.allocated_bytes,
-            SiteSort::Peak => s.peak_bytes,
-            SiteSort::Leaked => s.leaked_bytes,
-            SiteSort::Temporary => s.temporary_allocations,
-            SiteSort::Calls => s.allocations,
+            SiteSort::Allocated => Metric::Allocated,
+            SiteSort::Peak => Metric::Peak,
+            SiteSort::Leaked => Metric::Leaked,
+            SiteSort::Temporary => Metric::Temporary,
+            SiteSort::Calls => Metric::Allocations,
         }
     }
 
+    fn of_site(self, s: &SiteSummary) -> u64 {
+        self.of(&s.counts)
+    }
+
     /// The value of this metric in `t`.
-    pub fn of(self, t: &SiteTotals) -> u64 {
-        match self {
-            SiteSort::Allocated => t.allocated_bytes,
-            SiteSort::Peak => t.peak_bytes,
-            SiteSort::Leaked => t.leaked_bytes,
-            SiteSort::Temporary => t.temporary_allocations,
-            SiteSort::Calls => t.allocations,
-        }
+    pub fn of(self, t: &Counts) -> u64 {
+        self.metric().of(t)
     }
 }
 
@@ -61,8 +61,8 @@ pub fn sort_sites(sites: &mut [SiteSummary], by: SiteSort) {
     sites.sort_by(|a, b| {
         by.of_site(b)
             .cmp(&by.of_site(a))
-            .then(b.allocated_bytes.cmp(&a.allocated_bytes))
-            .then(b.allocations.cmp(&a.allocations))
+            .then(b.counts.allocated_bytes.cmp(&a.counts.allocated_bytes))
+            .then(b.counts.allocations.cmp(&a.counts.allocations))
             .then_with(|| a.function.cmp(&b.function))
             .then_with(|| a.file.cmp(&b.file))
             .then(a.line.cmp(&b.line))
@@ -129,7 +129,7 @@ pub struct CallPath {
     /// Callers of the site, innermost first: `function (file:line)` or `function`.
     pub callers: Vec<String>,
     /// Totals of the allocations made through this path.
-    pub totals: SiteTotals,
+    pub totals: Counts,
 }
 
 fn describe(p: &Profile, f: FrameId) -> String {
@@ -151,7 +151,7 @@ fn describe(p: &Profile, f: FrameId) -> String {
 /// The `n` heaviest call paths (by `by`) that lead to `site`, each with its totals; stacks with
 /// the same callers above the site merge into one path.
 pub fn call_paths(p: &Profile, site: &SiteSummary, by: SiteSort, n: usize) -> Vec<CallPath> {
-    let mut merged: HashMap<Vec<FrameId>, SiteTotals> = HashMap::new();
+    let mut merged: HashMap<Vec<FrameId>, Counts> = HashMap::new();
     for s in &p.stack_stats {
         let Some(f) = site_frame(p, s.stack) else {
             continue;
@@ -168,9 +168,12 @@ pub fn call_paths(p: &Profile, site: &SiteSummary, by: SiteSort, n: usize) -> Ve
             .flat_map(|ip| p.ip(ip).frames.iter().copied())
             .collect();
         let at = frames.iter().position(|&x| x == f).unwrap_or(0);
-        merged.entry(frames[at + 1..].to_vec()).or_default().add(s);
+        merged
+            .entry(frames[at + 1..].to_vec())
+            .or_default()
+            .add(&s.counts);
     }
-    let mut paths: Vec<(Vec<FrameId>, SiteTotals)> = merged.into_iter().collect();
+    let mut paths: Vec<(Vec<FrameId>, Counts)> = merged.into_iter().collect();
     paths.sort_by(|a, b| {
         by.of(&b.1)
             .cmp(&by.of(&a.1))

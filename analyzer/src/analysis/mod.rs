@@ -1,18 +1,22 @@
 //! Pure functions over a loaded [`Profile`]: the summary, allocation sites, per-function totals.
 //!
-//! Definitions (peak, leaked, temporary, site) are in `docs/metrics.md`.
+//! Every metric is defined once, in [`metric`]'s table; definitions (peak, leaked, temporary,
+//! site) are in `docs/metrics.md`.
 
 pub mod call_paths;
 pub mod growth;
 pub mod lifetimes;
+pub mod metric;
 mod plumbing;
 pub mod pressure;
 mod stack_quality;
 pub mod stack_roots;
 pub mod stats;
+mod summary_json;
 pub mod suppress;
 
 pub use call_paths::{call_paths, sort_sites, CallPath, SiteSort};
+pub use metric::{Metric, MetricDef, MetricUnavailable, Unit, UnknownMetric, METRICS};
 pub use plumbing::{
     is_allocator_plumbing, is_allocator_shim, is_library_source, is_plumbing_frame,
     without_return_type, Machinery, Matching, MACHINERY, MACHINERY_FILES,
@@ -24,49 +28,10 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::Serialize;
 
-use crate::model::{Frame, FrameId, Profile, StackId, StackStats, StringId};
+use crate::model::{Counts, Frame, FrameId, Profile, StackId, StringId};
 
 /// Default number of sites in [`summary`] (the CLI's `--top`).
 pub const DEFAULT_TOP_N: usize = 10;
-
-/// Counts for a function or an allocation site.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct SiteTotals {
-    /// Allocation calls (realloc included).
-    pub allocations: u64,
-    /// Requested bytes over those calls.
-    pub allocated_bytes: u64,
-    /// Blocks still live at the end.
-    pub leaked_allocations: u64,
-    /// Requested bytes of those blocks.
-    pub leaked_bytes: u64,
-    /// Temporary allocations (docs/metrics.md).
-    pub temporary_allocations: u64,
-    /// Live bytes at the instant of the global peak.
-    pub peak_bytes: u64,
-}
-
-impl SiteTotals {
-    /// Adds one stack's aggregates.
-    pub fn add(&mut self, s: &StackStats) {
-        self.allocations += s.allocations;
-        self.allocated_bytes = self.allocated_bytes.saturating_add(s.allocated_bytes);
-        self.leaked_allocations += s.leaked_allocations;
-        self.leaked_bytes = self.leaked_bytes.saturating_add(s.leaked_bytes);
-        self.temporary_allocations += s.temporary_allocations;
-        self.peak_bytes = self.peak_bytes.saturating_add(s.peak_bytes);
-    }
-
-    /// Adds another total.
-    pub fn merge(&mut self, o: &SiteTotals) {
-        self.allocations += o.allocations;
-        self.allocated_bytes = self.allocated_bytes.saturating_add(o.allocated_bytes);
-        self.leaked_allocations += o.leaked_allocations;
-        self.leaked_bytes = self.leaked_bytes.saturating_add(o.leaked_bytes);
-        self.temporary_allocations += o.temporary_allocations;
-        self.peak_bytes = self.peak_bytes.saturating_add(o.peak_bytes);
-    }
-}
 
 /// The name used for allocations whose stack is empty or unknown.
 pub const UNKNOWN_FUNCTION: &str = "[unknown]";
@@ -74,29 +39,29 @@ pub const UNKNOWN_FUNCTION: &str = "[unknown]";
 /// Per-function inclusive totals: each allocation counts once for every distinct function name on
 /// its symbolized stack (inlined frames included; a function appearing several times, as in
 /// recursion, counts once).
-pub fn function_totals(p: &Profile) -> BTreeMap<String, SiteTotals> {
-    let mut by_id: HashMap<StringId, SiteTotals> = HashMap::new();
-    let mut unknown = SiteTotals::default();
+pub fn function_totals(p: &Profile) -> BTreeMap<String, Counts> {
+    let mut by_id: HashMap<StringId, Counts> = HashMap::new();
+    let mut unknown = Counts::default();
     let mut names: HashSet<StringId> = HashSet::new();
     for s in &p.stack_stats {
         if s.stack.is_none() {
-            unknown.add(s);
+            unknown.add(&s.counts);
             continue;
         }
         names.clear();
         names.extend(p.stack_frames(s.stack).map(|f| f.function));
         for &n in &names {
-            by_id.entry(n).or_default().add(s);
+            by_id.entry(n).or_default().add(&s.counts);
         }
     }
-    let mut out: BTreeMap<String, SiteTotals> = by_id
+    let mut out: BTreeMap<String, Counts> = by_id
         .into_iter()
         .map(|(id, t)| (p.str(id).to_owned(), t))
         .collect();
-    if unknown != SiteTotals::default() {
+    if unknown != Counts::default() {
         out.entry(UNKNOWN_FUNCTION.to_owned())
             .or_default()
-            .merge(&unknown);
+            .add(&unknown);
     }
     out
 }
@@ -161,29 +126,23 @@ pub struct SiteSummary {
     pub file: String,
     /// Source line, 0 when unknown.
     pub line: u32,
-    /// Allocation calls.
-    pub allocations: u64,
-    /// Requested bytes.
-    pub allocated_bytes: u64,
-    /// Live bytes at the global peak.
-    pub peak_bytes: u64,
-    /// Bytes live at the end.
-    pub leaked_bytes: u64,
-    /// Blocks live at the end.
-    pub leaked_allocations: u64,
-    /// Temporary allocations.
-    pub temporary_allocations: u64,
+    /// The site's allocations, bytes, peak contribution, leaks and temporaries.
+    #[serde(flatten)]
+    pub counts: Counts,
 }
 
 /// Every allocation site, largest allocated bytes first (ties: more calls first, then by name).
 pub fn sites(p: &Profile) -> Vec<SiteSummary> {
-    let mut by_frame: HashMap<Option<FrameId>, SiteTotals> = HashMap::new();
+    let mut by_frame: HashMap<Option<FrameId>, Counts> = HashMap::new();
     for s in &p.stack_stats {
-        by_frame.entry(site_frame(p, s.stack)).or_default().add(s);
+        by_frame
+            .entry(site_frame(p, s.stack))
+            .or_default()
+            .add(&s.counts);
     }
     let mut out: Vec<SiteSummary> = by_frame
         .into_iter()
-        .map(|(f, t)| {
+        .map(|(f, counts)| {
             let (function, file, line) = match f {
                 Some(f) => {
                     let Frame {
@@ -199,19 +158,15 @@ pub fn sites(p: &Profile) -> Vec<SiteSummary> {
                 function,
                 file,
                 line,
-                allocations: t.allocations,
-                allocated_bytes: t.allocated_bytes,
-                peak_bytes: t.peak_bytes,
-                leaked_bytes: t.leaked_bytes,
-                leaked_allocations: t.leaked_allocations,
-                temporary_allocations: t.temporary_allocations,
+                counts,
             }
         })
         .collect();
     out.sort_by(|a, b| {
-        b.allocated_bytes
-            .cmp(&a.allocated_bytes)
-            .then(b.allocations.cmp(&a.allocations))
+        b.counts
+            .allocated_bytes
+            .cmp(&a.counts.allocated_bytes)
+            .then(b.counts.allocations.cmp(&a.counts.allocations))
             .then_with(|| a.function.cmp(&b.function))
             .then_with(|| a.file.cmp(&b.file))
             .then(a.line.cmp(&b.line))
@@ -253,37 +208,29 @@ pub struct MessageSummary {
     pub text: String,
 }
 
-/// The headline numbers of a profile (`tidemark summary --json`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+/// The headline numbers of a profile (`tidemark summary --json`; the JSON keeps its published
+/// field order, see `summary_json`).
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Summary {
     /// The recorded process.
     pub process: ProcessInfo,
-    /// Calls to allocation functions, realloc included.
-    pub allocations: u64,
-    /// Of those, reallocs of a non-null block.
+    /// The whole profile's counts: allocation calls (realloc included), requested bytes, the
+    /// largest live heap at any instant (`peak_bytes`), what is live at the end, temporaries.
+    pub counts: Counts,
+    /// Of the allocation calls, reallocs of a non-null block.
     pub reallocs: u64,
     /// `free` calls of non-null pointers.
     pub frees: u64,
     /// Frees of blocks allocated before recording began.
     pub unmatched_frees: u64,
-    /// Requested bytes over every allocation call.
-    pub allocated_bytes: u64,
-    /// Largest live heap at any instant (requested bytes).
-    pub peak_bytes: u64,
-    /// Live blocks at that instant.
+    /// Live blocks at the instant of the peak.
     pub peak_blocks: u64,
-    /// Bytes live at the end.
-    pub leaked_bytes: u64,
-    /// Blocks live at the end.
-    pub leaked_allocations: u64,
     /// Bytes live at the end that suppression rules name runtime-owned (not in `leaked_bytes`).
     pub runtime_owned_bytes: u64,
     /// Blocks live at the end that are runtime-owned (not in `leaked_allocations`).
     pub runtime_owned_blocks: u64,
     /// The runtime-owned blocks per rule that matched.
     pub runtime_owned: Vec<crate::model::RuntimeOwned>,
-    /// Temporary allocations.
-    pub temporary_allocations: u64,
     /// Recording duration, ms.
     pub duration_ms: u64,
     /// Threads seen.
@@ -303,26 +250,19 @@ pub struct Summary {
     /// Warnings from loading and symbolization.
     pub warnings: Vec<String>,
     /// Sampled profiles: 95% intervals `[low, high]` of the estimates (docs/metrics.md).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub allocations_ci95: Option<[u64; 2]>,
     /// As [`Self::allocations_ci95`], of the allocated bytes.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub allocated_bytes_ci95: Option<[u64; 2]>,
     /// As [`Self::allocations_ci95`], of the peak.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub peak_bytes_ci95: Option<[u64; 2]>,
     /// As [`Self::allocations_ci95`], of the leaked bytes.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub leaked_bytes_ci95: Option<[u64; 2]>,
     /// As [`Self::allocations_ci95`], of the leaked blocks.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub leaked_allocations_ci95: Option<[u64; 2]>,
     /// Sampled profiles: the peak is below [`PEAK_RESOLUTION_PERIODS`] sampling periods, where
     /// the estimate of a maximum over time is biased upward (the noise's highest point).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub peak_below_sampling_resolution: Option<bool>,
     /// Growth, leak verdict, limit, RSS, rates and allocator latency (flattened into the JSON).
-    #[serde(flatten)]
     pub pressure: Pressure,
 }
 
@@ -345,13 +285,14 @@ pub fn summary_with(p: &Profile, top_n: usize, pressure_opts: &PressureOptions) 
             .map(|e| crate::model::SamplingError::interval(estimate, error(e), crate::model::Z95))
     };
     Summary {
-        allocations_ci95: ci(t.allocations, |e| e.allocations),
-        allocated_bytes_ci95: ci(t.allocated_bytes, |e| e.allocated_bytes),
-        peak_bytes_ci95: ci(t.peak_bytes, |e| e.peak_bytes),
-        leaked_bytes_ci95: ci(t.leaked_bytes, |e| e.leaked_bytes),
-        leaked_allocations_ci95: ci(t.leaked_allocations, |e| e.leaked_allocations),
-        peak_below_sampling_resolution: (p.header.sampling_rate != 0)
-            .then(|| t.peak_bytes < PEAK_RESOLUTION_PERIODS.saturating_mul(p.header.sampling_rate)),
+        allocations_ci95: ci(t.counts.allocations, |e| e.allocations),
+        allocated_bytes_ci95: ci(t.counts.allocated_bytes, |e| e.allocated_bytes),
+        peak_bytes_ci95: ci(t.counts.peak_bytes, |e| e.peak_bytes),
+        leaked_bytes_ci95: ci(t.counts.leaked_bytes, |e| e.leaked_bytes),
+        leaked_allocations_ci95: ci(t.counts.leaked_allocations, |e| e.leaked_allocations),
+        peak_below_sampling_resolution: (p.header.sampling_rate != 0).then(|| {
+            t.counts.peak_bytes < PEAK_RESOLUTION_PERIODS.saturating_mul(p.header.sampling_rate)
+        }),
         process: ProcessInfo {
             pid: p.header.pid,
             exe: p.header.exe.clone(),
@@ -363,19 +304,14 @@ pub fn summary_with(p: &Profile, top_n: usize, pressure_opts: &PressureOptions) 
             format_version: p.header.version,
             sampling_rate_bytes: p.header.sampling_rate,
         },
-        allocations: t.allocations,
+        counts: t.counts,
         reallocs: t.reallocs,
         frees: t.frees,
         unmatched_frees: t.unmatched_frees,
-        allocated_bytes: t.allocated_bytes,
-        peak_bytes: t.peak_bytes,
         peak_blocks: t.peak_blocks,
-        leaked_bytes: t.leaked_bytes,
-        leaked_allocations: t.leaked_allocations,
         runtime_owned_bytes: t.runtime_owned_bytes,
         runtime_owned_blocks: t.runtime_owned_allocations,
         runtime_owned: p.runtime_owned.clone(),
-        temporary_allocations: t.temporary_allocations,
         duration_ms: p.duration_ms(),
         threads: p.threads.len() as u64,
         samples: p.samples.len() as u64,

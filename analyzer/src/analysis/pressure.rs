@@ -180,13 +180,13 @@ pub fn pressure(p: &Profile, opts: &PressureOptions) -> Pressure {
         fragmentation_ratio: rss_end
             .filter(|_| {
                 live_end >= MIN_FRAGMENTATION_LIVE_BYTES
-                    && live_end >= 0.1 * p.totals.peak_bytes as f64
+                    && live_end >= 0.1 * p.totals.counts.peak_bytes as f64
             })
             .and_then(|r| fragmentation_ratio(r as f64, live_end)),
         alloc_rate_bytes_per_sec: (duration_sec > 0.0)
-            .then(|| p.totals.allocated_bytes as f64 / duration_sec),
+            .then(|| p.totals.counts.allocated_bytes as f64 / duration_sec),
         alloc_rate_calls_per_sec: (duration_sec > 0.0)
-            .then(|| p.totals.allocations as f64 / duration_sec),
+            .then(|| p.totals.counts.allocations as f64 / duration_sec),
         alloc_latency_p99_ns: (weighted.1 > 0.0).then(|| weighted.0 / weighted.1),
         alloc_latency_max_ns: max_ns,
         latency_spikes: latency_spikes(&intervals, DEFAULT_SPIKE_FACTOR, DEFAULT_SPIKE_FLOOR_NS),

@@ -115,12 +115,12 @@ pub fn stack_quality(p: &Profile) -> StackQuality {
     };
     let mut depths: Vec<(u64, u64)> = Vec::with_capacity(p.stack_stats.len());
     for s in &p.stack_stats {
-        if s.stack.is_none() || s.allocations == 0 {
+        if s.stack.is_none() || s.counts.allocations == 0 {
             continue;
         }
-        q.allocations += s.allocations;
+        q.allocations += s.counts.allocations;
         if s.truncated {
-            q.truncated_allocations += s.allocations;
+            q.truncated_allocations += s.counts.allocations;
         }
         if !frame_pointers {
             continue;
@@ -131,12 +131,12 @@ pub fn stack_quality(p: &Profile) -> StackQuality {
             depth += 1;
             outermost = Some(p.ip(ip).address);
         }
-        depths.push((depth, s.allocations));
+        depths.push((depth, s.counts.allocations));
         if depth <= FP_SUSPECT_MEDIAN_DEPTH {
-            q.shallow_allocations += s.allocations;
+            q.shallow_allocations += s.counts.allocations;
         }
         if !segments.is_empty() && outermost.is_some_and(|a| !mapped(a)) {
-            q.unmapped_root_allocations += s.allocations;
+            q.unmapped_root_allocations += s.counts.allocations;
         }
     }
     if frame_pointers && q.allocations > 0 {

@@ -11,8 +11,8 @@
 //! - unless asked to keep them, the Rust runtime's start-up frames fold into one
 //!   [`RUNTIME_FRAME`] ([`runtime_prefix`]).
 
-pub use super::call_paths::RUNTIME_FRAME;
 use super::call_paths::runtime_prefix;
+pub use super::call_paths::RUNTIME_FRAME;
 pub use crate::model::TRUNCATED_FRAME;
 use crate::model::{Profile, StackStats};
 
@@ -66,7 +66,11 @@ pub fn root_marker(root_first: &[&str], truncated: bool) -> Option<&'static str>
 /// ([`root_marker`]), then, unless `keep_runtime_frames`, one [`RUNTIME_FRAME`] for the Rust
 /// runtime's start-up frames, then the remaining frames (inlined ones expanded). Empty for an
 /// empty or unknown stack.
-pub fn display_names<'p>(p: &'p Profile, s: &StackStats, keep_runtime_frames: bool) -> Vec<&'p str> {
+pub fn display_names<'p>(
+    p: &'p Profile,
+    s: &StackStats,
+    keep_runtime_frames: bool,
+) -> Vec<&'p str> {
     let mut names: Vec<&'p str> = p.stack_frames(s.stack).map(|f| p.str(f.function)).collect();
     names.reverse();
     let marker = root_marker(&names, s.truncated);
@@ -94,11 +98,21 @@ mod tests {
         assert_eq!(m(&["_start", "__libc_start_main_impl", "main", "f"]), None);
         assert_eq!(m(&["clone3", "start_thread", "worker"]), None);
         assert_eq!(
-            m(&["std::sys::pal::unix::thread::Thread::new::thread_start", "f"]),
+            m(&[
+                "std::sys::pal::unix::thread::Thread::new::thread_start",
+                "f"
+            ]),
             None
         );
-        assert_eq!(m(&["through_no_cfi", "alloc_block"]), Some(UNWINDING_STOPPED_FRAME));
-        assert_eq!(m(&["sort+0x6581", "main"]), None, "an unnamed root cannot be judged");
+        assert_eq!(
+            m(&["through_no_cfi", "alloc_block"]),
+            Some(UNWINDING_STOPPED_FRAME)
+        );
+        assert_eq!(
+            m(&["sort+0x6581", "main"]),
+            None,
+            "an unnamed root cannot be judged"
+        );
         assert_eq!(m(&["[unknown]"]), None);
         assert_eq!(m(&["0x9999", "libx.so+0x123"]), None);
         assert_eq!(m(&[]), None);

@@ -202,23 +202,23 @@ impl Suppressions {
 pub fn apply(p: &mut Profile, s: &Suppressions) {
     let mut by_rule: HashMap<usize, RuntimeOwned> = HashMap::new();
     let mut moved: Vec<bool> = vec![false; p.stack_stats.len()];
-    for i in 0..p.stack_stats.len() {
+    for (i, was_moved) in moved.iter_mut().enumerate() {
         let st = &p.stack_stats[i];
-        if st.leaked_allocations == 0 && st.leaked_bytes == 0 {
+        if st.counts.leaked_allocations == 0 && st.counts.leaked_bytes == 0 {
             continue;
         }
         let Some(rule) = s.rule_of(p, st.stack) else {
             continue;
         };
         let st = &mut p.stack_stats[i];
-        let (bytes, blocks) = (st.leaked_bytes, st.leaked_allocations);
+        let (bytes, blocks) = (st.counts.leaked_bytes, st.counts.leaked_allocations);
         st.runtime_owned_bytes = bytes;
         st.runtime_owned_allocations = blocks;
-        st.leaked_bytes = 0;
-        st.leaked_allocations = 0;
+        st.counts.leaked_bytes = 0;
+        st.counts.leaked_allocations = 0;
         let t = &mut p.totals;
-        t.leaked_bytes = t.leaked_bytes.saturating_sub(bytes);
-        t.leaked_allocations = t.leaked_allocations.saturating_sub(blocks);
+        t.counts.leaked_bytes = t.counts.leaked_bytes.saturating_sub(bytes);
+        t.counts.leaked_allocations = t.counts.leaked_allocations.saturating_sub(blocks);
         t.runtime_owned_bytes = t.runtime_owned_bytes.saturating_add(bytes);
         t.runtime_owned_allocations = t.runtime_owned_allocations.saturating_add(blocks);
         let e = by_rule.entry(rule).or_insert_with(|| RuntimeOwned {
@@ -227,7 +227,7 @@ pub fn apply(p: &mut Profile, s: &Suppressions) {
         });
         e.bytes = e.bytes.saturating_add(bytes);
         e.blocks = e.blocks.saturating_add(blocks);
-        moved[i] = true;
+        *was_moved = true;
     }
     if let Some(tb) = p.time_buckets.as_mut() {
         for cell in tb.buckets.iter_mut().flat_map(|b| b.cells.iter_mut()) {
@@ -286,11 +286,20 @@ mod tests {
     #[test]
     fn builtin_rules_name_runtime_frames_and_spare_constructors() {
         let s = Suppressions::builtin();
-        let first = |n: &str| s.rules.iter().find(|r| r.matches(n)).map(|r| r.label.as_str());
+        let first = |n: &str| {
+            s.rules
+                .iter()
+                .find(|r| r.matches(n))
+                .map(|r| r.label.as_str())
+        };
         assert_eq!(first("allocate_dtv"), Some("per-thread DTV"));
         assert_eq!(first("_dl_allocate_tls"), Some("per-thread DTV"));
         assert_eq!(first("_dl_new_object"), Some("glibc loader"));
-        assert_eq!(first("_dl_init"), None, "a constructor's allocations are its own");
+        assert_eq!(
+            first("_dl_init"),
+            None,
+            "a constructor's allocations are its own"
+        );
         assert_eq!(first("__GI_setlocale"), Some("locale"));
         assert_eq!(first("_nl_intern_locale_data"), Some("locale"));
         assert_eq!(
@@ -303,8 +312,8 @@ mod tests {
 
     #[test]
     fn files_parse_with_comments_and_refuse_match_alls() {
-        let r = Suppressions::parse("# mine\n  my_cache_init  \n\nlib*::intern # pool\n", "f")
-            .unwrap();
+        let r =
+            Suppressions::parse("# mine\n  my_cache_init  \n\nlib*::intern # pool\n", "f").unwrap();
         assert_eq!(r.patterns, vec!["my_cache_init", "lib*::intern"]);
         assert_eq!(r.label, USER_RULE);
         let e = Suppressions::parse("ok\n**\n", "sup.txt").unwrap_err();

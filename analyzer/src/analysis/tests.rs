@@ -61,23 +61,23 @@ fn sites_skip_allocator_plumbing() {
             ("__rust_alloc", "", 0),
         ]
     );
-    assert_eq!(s[0].allocations, 2);
-    assert_eq!(s[0].allocated_bytes, 128);
-    assert_eq!(s[0].leaked_bytes, 128);
-    assert_eq!(s[1].temporary_allocations, 1);
+    assert_eq!(s[0].counts.allocations, 2);
+    assert_eq!(s[0].counts.allocated_bytes, 128);
+    assert_eq!(s[0].counts.leaked_bytes, 128);
+    assert_eq!(s[1].counts.temporary_allocations, 1);
 }
 
 #[test]
 fn summary_fields() {
     let p = rust_profile();
     let s = summary(&p, 1);
-    assert_eq!(s.allocations, 5);
+    assert_eq!(s.counts.allocations, 5);
     assert_eq!(s.frees, 1);
-    assert_eq!(s.allocated_bytes, 163);
-    assert_eq!(s.peak_bytes, 160);
-    assert_eq!(s.leaked_bytes, 131);
-    assert_eq!(s.leaked_allocations, 4);
-    assert_eq!(s.temporary_allocations, 1);
+    assert_eq!(s.counts.allocated_bytes, 163);
+    assert_eq!(s.counts.peak_bytes, 160);
+    assert_eq!(s.counts.leaked_bytes, 131);
+    assert_eq!(s.counts.leaked_allocations, 4);
+    assert_eq!(s.counts.temporary_allocations, 1);
     assert_eq!(s.threads, 1);
     assert!(!s.truncated);
     assert_eq!(s.top_sites.len(), 1);

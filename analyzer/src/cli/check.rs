@@ -1,7 +1,9 @@
 //! `tidemark check`: budgets as an exit code for CI (0 within budget, 1 over, 2 error).
 
 use super::{load, warn_truncated, CheckArgs, EXIT_CHECK_FAILED, EXIT_OK};
-use crate::analysis::{summary_with, PressureOptions};
+use anyhow::Context as _;
+
+use crate::analysis::{summary_with, Metric, PressureOptions, Unit};
 use crate::render::timeline::{human_bytes, human_count};
 
 /// One budget and the measured value.
@@ -11,6 +13,15 @@ struct Budget {
     limit: f64,
     value: Option<f64>,
     show: fn(f64) -> String,
+}
+
+/// How a budget's numbers read.
+fn show(unit: Unit) -> fn(f64) -> String {
+    match unit {
+        Unit::Bytes => |v| human_bytes(v),
+        Unit::BytesPerSec => |v| format!("{}/s", human_bytes(v)),
+        _ => |v| human_count(v),
+    }
 }
 
 /// The value and the budget as text; when rounding makes them read the same (`6.9 MiB exceeds
@@ -37,63 +48,52 @@ pub(super) fn check(a: &CheckArgs) -> anyhow::Result<u8> {
     let p = load(&a.profile, &a.load)?;
     warn_truncated(&p, &a.profile);
     let s = summary_with(&p, 0, &PressureOptions::default());
-    let bytes = |v: f64| human_bytes(v);
-    let rate = |v: f64| format!("{}/s", human_bytes(v));
-    let calls = |v: f64| human_count(v);
     let mut budgets = Vec::new();
-    let mut add = |flag, what, limit: Option<f64>, value: Option<f64>, show: fn(f64) -> String| {
-        if let Some(limit) = limit {
-            budgets.push(Budget {
-                flag,
-                what,
-                limit,
-                value,
-                show,
-            });
-        }
-    };
-    add(
-        "--max-peak",
-        "peak heap",
-        a.max_peak.map(|v| v as f64),
-        Some(s.peak_bytes as f64),
-        bytes,
-    );
-    add(
-        "--max-leaked",
-        "leaked",
-        a.max_leaked.map(|v| v as f64),
-        Some(s.leaked_bytes as f64),
-        bytes,
-    );
-    add(
-        "--max-allocations",
-        "allocation calls",
-        a.max_allocations.map(|v| v as f64),
-        Some(s.allocations as f64),
-        calls,
-    );
-    add(
-        "--max-temporary",
-        "temporary allocations",
-        a.max_temporary.map(|v| v as f64),
-        Some(s.temporary_allocations as f64),
-        calls,
-    );
-    add(
-        "--max-growth",
-        "growth",
-        a.max_growth,
-        s.pressure.growth_bytes_per_sec,
-        rate,
-    );
-    add(
-        "--max-rss",
-        "peak RSS",
-        a.max_rss.map(|v| v as f64),
-        s.pressure.peak_rss_bytes.map(|v| v as f64),
-        bytes,
-    );
+    for (flag, what, limit, metric) in [
+        (
+            "--max-peak",
+            "peak heap",
+            a.max_peak.map(|v| v as f64),
+            Metric::Peak,
+        ),
+        (
+            "--max-leaked",
+            "leaked",
+            a.max_leaked.map(|v| v as f64),
+            Metric::Leaked,
+        ),
+        (
+            "--max-allocations",
+            "allocation calls",
+            a.max_allocations.map(|v| v as f64),
+            Metric::Allocations,
+        ),
+        (
+            "--max-temporary",
+            "temporary allocations",
+            a.max_temporary.map(|v| v as f64),
+            Metric::Temporary,
+        ),
+        ("--max-growth", "growth", a.max_growth, Metric::Growth),
+        (
+            "--max-rss",
+            "peak RSS",
+            a.max_rss.map(|v| v as f64),
+            Metric::PeakRss,
+        ),
+    ] {
+        let Some(limit) = limit else { continue };
+        metric
+            .check_available(&p)
+            .with_context(|| format!("{flag}: {}", a.profile.display()))?;
+        budgets.push(Budget {
+            flag,
+            what,
+            limit,
+            value: metric.of_summary(&s),
+            show: show(metric.unit()),
+        });
+    }
     if budgets.is_empty() && !a.no_leak {
         anyhow::bail!(
             "no budget given: use --max-peak, --max-leaked, --max-allocations, --max-temporary, \

@@ -119,12 +119,12 @@ impl RunLine {
     /// The line of a loaded profile's summary.
     pub fn of(s: &crate::analysis::Summary) -> RunLine {
         RunLine {
-            allocations: s.allocations,
-            allocated_bytes: s.allocated_bytes,
-            peak_bytes: s.peak_bytes,
-            leaked_bytes: s.leaked_bytes,
-            leaked_blocks: s.leaked_allocations,
-            temporary: s.temporary_allocations,
+            allocations: s.counts.allocations,
+            allocated_bytes: s.counts.allocated_bytes,
+            peak_bytes: s.counts.peak_bytes,
+            leaked_bytes: s.counts.leaked_bytes,
+            leaked_blocks: s.counts.leaked_allocations,
+            temporary: s.counts.temporary_allocations,
             duration_ms: s.duration_ms,
             runtime_owned_included: false,
         }

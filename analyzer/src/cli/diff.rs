@@ -1,7 +1,9 @@
 //! `tidemark diff`: the differential flamegraph of two profiles.
 
 use super::{load, warn_truncated, write_output, DiffArgs};
-use crate::render::{diff, folded, Metric};
+use anyhow::Context as _;
+
+use crate::render::{diff, folded};
 
 pub(super) fn diff(a: &DiffArgs) -> anyhow::Result<u8> {
     super::output::check_option(a.output.as_deref(), "the differential flamegraph")?;
@@ -9,7 +11,12 @@ pub(super) fn diff(a: &DiffArgs) -> anyhow::Result<u8> {
     warn_truncated(&base, &a.base);
     let new = load(&a.new, &a.load)?;
     warn_truncated(&new, &a.new);
-    let metric: Metric = a.metric.into();
+    let metric = a.metric;
+    for (p, path) in [(&base, &a.base), (&new, &a.new)] {
+        metric
+            .check_available(p)
+            .with_context(|| path.display().to_string())?;
+    }
     let before = folded(&base, metric);
     let after = folded(&new, metric);
     let out = a.output.clone().unwrap_or_else(|| {

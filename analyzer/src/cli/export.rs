@@ -9,7 +9,8 @@ use clap::{Args, ValueEnum};
 use flate2::write::GzEncoder;
 use flate2::Compression;
 
-use super::{warn_truncated, LoadArgs, MetricArg, EXIT_OK};
+use super::{warn_truncated, LoadArgs, EXIT_OK};
+use crate::analysis::Metric;
 use crate::load::{load_path, LoadOptions};
 use crate::render::export::{
     check_options, export as write_export, At, ExportFormat, ExportOptions,
@@ -60,7 +61,7 @@ pub struct ExportArgs {
     /// folded: the metric (default allocated); pprof: the default sample type (peak and leaked
     /// also choose the in-use instant). The other formats carry every metric.
     #[arg(long, value_enum)]
-    pub metric: Option<MetricArg>,
+    pub metric: Option<Metric>,
     /// pprof: the instant of the inuse_* sample types (default end).
     #[arg(long, value_enum)]
     pub at: Option<AtArg>,
@@ -78,7 +79,7 @@ pub struct ExportArgs {
 pub(super) fn export(a: &ExportArgs) -> anyhow::Result<u8> {
     let format = ExportFormat::from(a.format);
     let opts = ExportOptions {
-        metric: a.metric.map(Into::into),
+        metric: a.metric,
         at: a.at.map(|at| match at {
             AtArg::End => At::End,
             AtArg::Peak => At::Peak,

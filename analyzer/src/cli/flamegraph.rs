@@ -20,7 +20,7 @@ pub(super) fn default_output(profile: &Path, metric: Metric, folded: bool) -> Pa
 }
 
 pub(super) fn flamegraph(a: &FlamegraphArgs) -> anyhow::Result<u8> {
-    let metric = Metric::from(a.metric);
+    let metric = a.metric;
     let target = a
         .output
         .clone()
@@ -31,6 +31,9 @@ pub(super) fn flamegraph(a: &FlamegraphArgs) -> anyhow::Result<u8> {
         check_target(&target, "the flamegraph")?;
     }
     let p = load(&a.profile, &a.load)?;
+    metric
+        .check_available(&p)
+        .with_context(|| a.profile.display().to_string())?;
     warn_truncated(&p, &a.profile);
     let mut file = None;
     let mut out: Box<dyn Write> = if to_stdout {

@@ -23,6 +23,9 @@ pub use view::ViewArgs;
 use std::ffi::OsString;
 use std::path::PathBuf;
 
+use std::sync::OnceLock;
+
+use clap::builder::PossibleValue;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::analysis::suppress::Suppressions;
@@ -165,8 +168,8 @@ pub struct ReportArgs {
 #[derive(Debug, Args)]
 pub struct DiffArgs {
     /// What the widths measure.
-    #[arg(long, value_enum, default_value_t = MetricArg::Allocated)]
-    pub metric: MetricArg,
+    #[arg(long, value_enum, default_value_t = Metric::Allocated)]
+    pub metric: Metric,
     /// Output file (`-` for stdout). Default: `<new>-vs-<base>.<metric>.diff.svg` next to NEW.
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
@@ -269,30 +272,16 @@ pub struct SummaryArgs {
     pub profile: PathBuf,
 }
 
-/// The `--metric` values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum MetricArg {
-    /// Requested bytes over every allocation call.
-    Allocated,
-    /// Allocation calls.
-    Allocations,
-    /// Live bytes at the global peak.
-    Peak,
-    /// Bytes still live at the end.
-    Leaked,
-    /// Temporary allocations.
-    Temporary,
-}
+/// `--metric` takes the metrics with a value per stack ([`Metric::per_stack`]), named and
+/// described by the metric table.
+impl ValueEnum for Metric {
+    fn value_variants<'a>() -> &'a [Self] {
+        static PER_STACK: OnceLock<Vec<Metric>> = OnceLock::new();
+        PER_STACK.get_or_init(|| Metric::per_stack().collect())
+    }
 
-impl From<MetricArg> for Metric {
-    fn from(m: MetricArg) -> Metric {
-        match m {
-            MetricArg::Allocated => Metric::Allocated,
-            MetricArg::Allocations => Metric::Allocations,
-            MetricArg::Peak => Metric::Peak,
-            MetricArg::Leaked => Metric::Leaked,
-            MetricArg::Temporary => Metric::Temporary,
-        }
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(PossibleValue::new(self.name()).help(self.def().help))
     }
 }
 
@@ -300,8 +289,8 @@ impl From<MetricArg> for Metric {
 #[derive(Debug, Args)]
 pub struct FlamegraphArgs {
     /// What the widths measure.
-    #[arg(long, value_enum, default_value_t = MetricArg::Allocated)]
-    pub metric: MetricArg,
+    #[arg(long, value_enum, default_value_t = Metric::Allocated)]
+    pub metric: Metric,
     /// Draw an icicle graph (roots at the top).
     #[arg(long)]
     pub inverted: bool,

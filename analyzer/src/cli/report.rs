@@ -72,18 +72,17 @@ fn natural_key(p: &Path) -> (String, u64) {
     }
 }
 
-/// One profile reduced to what a report needs; the metrics are exactly `summary --json`'s.
+/// One profile reduced to what a report needs: every metric of the table the profile has, read
+/// from its summary (the numbers `summary --json` prints).
 pub(crate) fn run_input(path: &Path, p: &Profile) -> RunInput {
-    let s = serde_json::to_value(summary(p, 0)).expect("summary serializes");
+    let s = summary(p, 0);
     let mut metrics = BTreeMap::new();
     for def in METRICS {
-        let v = match s.get(def.name) {
-            Some(serde_json::Value::Bool(b)) => Some(if *b { 1.0 } else { 0.0 }),
-            Some(v) => v.as_f64(),
-            None => None,
-        };
-        if let Some(v) = v {
-            metrics.insert(def.name.to_owned(), v);
+        if def.metric.check_available(p).is_err() {
+            continue;
+        }
+        if let Some(v) = def.metric.of_summary(&s) {
+            metrics.insert(def.json_key.to_owned(), v);
         }
     }
     RunInput {

@@ -553,7 +553,7 @@ fn finish_profile(
     for w in checks::stack_warnings(&p) {
         eprintln!("tidemark: warning: {w}");
     }
-    finish_outputs(output, tmp, started, argv, s.allocations)?;
+    finish_outputs(output, tmp, started, argv, s.counts.allocations)?;
     Ok(Some(p))
 }
 

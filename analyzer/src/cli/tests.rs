@@ -47,7 +47,7 @@ fn flamegraph_flags() {
     else {
         panic!("not flamegraph")
     };
-    assert_eq!(f.metric, MetricArg::Leaked);
+    assert_eq!(f.metric, Metric::Leaked);
     assert!(f.inverted);
     assert!(!f.folded);
     assert_eq!(f.output.as_deref(), Some(Path::new("-")));
@@ -55,7 +55,7 @@ fn flamegraph_flags() {
     else {
         panic!("not flamegraph")
     };
-    assert_eq!(f.metric, MetricArg::Allocated);
+    assert_eq!(f.metric, Metric::Allocated);
     assert!(f.folded);
     assert!(parse(&["flamegraph", "--metric", "cpu", "p.tmk"]).is_err());
     for m in ["allocated", "allocations", "peak", "leaked", "temporary"] {

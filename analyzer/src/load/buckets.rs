@@ -284,7 +284,7 @@ mod tests {
         assert_eq!(cells().map(|c| c.frees).sum::<u64>(), 40);
         assert_eq!(
             cells().map(|c| c.leaked_bytes).sum::<u64>(),
-            out.totals.leaked_bytes
+            out.totals.counts.leaked_bytes
         );
         // Each freed block was followed by another allocation of its thread before its free:
         // none is a temporary.

@@ -8,7 +8,7 @@
 //! if let Some(t) = &profile.truncated {
 //!     eprintln!("warning: the profile is truncated: {}", t.reason);
 //! }
-//! println!("peak: {} bytes", profile.totals.peak_bytes);
+//! println!("peak: {} bytes", profile.totals.counts.peak_bytes);
 //! # Ok(()) }
 //! ```
 
@@ -27,8 +27,8 @@ use std::path::{Path, PathBuf};
 
 use tidemark::format::{trailer_key, FormatError, Reader, Record, SymbolFrame, Truncation};
 
-use crate::model::{Ip, IpId, Message, ModuleSnapshot, Profile, StackId, StackNode};
 use crate::analysis::suppress::{self, Suppressions};
+use crate::model::{Ip, IpId, Message, ModuleSnapshot, Profile, StackId, StackNode};
 use crate::symbolize;
 use replay::Replay;
 

@@ -459,7 +459,7 @@ impl Replay {
         let s = &mut self.stack_live[stack as usize];
         if s.epoch_seen != self.epoch {
             let st = &mut self.stats[stack as usize];
-            st.peak_bytes = s.live_bytes;
+            st.counts.peak_bytes = s.live_bytes;
             st.peak_blocks = s.live_blocks;
             s.epoch_seen = self.epoch;
         }
@@ -556,18 +556,21 @@ impl Replay {
                     st.max_live_bytes = live_bytes;
                     st.max_live_blocks = live_blocks;
                 }
-                st.allocations += count;
-                st.allocated_bytes = st.allocated_bytes.saturating_add(size_bytes);
-                self.totals.allocations += count;
+                st.counts.allocations += count;
+                st.counts.allocated_bytes = st.counts.allocated_bytes.saturating_add(size_bytes);
+                self.totals.counts.allocations += count;
                 if realloc {
                     self.totals.reallocs += count;
                 }
-                self.totals.allocated_bytes =
-                    self.totals.allocated_bytes.saturating_add(size_bytes);
+                self.totals.counts.allocated_bytes = self
+                    .totals
+                    .counts
+                    .allocated_bytes
+                    .saturating_add(size_bytes);
                 self.live_bytes = self.live_bytes.saturating_add(size_bytes);
                 self.live_blocks += count;
-                if self.live_bytes > self.totals.peak_bytes {
-                    self.totals.peak_bytes = self.live_bytes;
+                if self.live_bytes > self.totals.counts.peak_bytes {
+                    self.totals.counts.peak_bytes = self.live_bytes;
                     self.totals.peak_blocks = self.live_blocks;
                     self.var_peak = self.var_live;
                     self.totals.peak_seq = p.seq;
@@ -599,8 +602,8 @@ impl Replay {
                         && block.tid == tid
                         && self.last_alloc_seq.get(&tid) == Some(&block.seq);
                     if temporary {
-                        st.temporary_allocations += block.count;
-                        self.totals.temporary_allocations += block.count;
+                        st.counts.temporary_allocations += block.count;
+                        self.totals.counts.temporary_allocations += block.count;
                     }
                     if let Some(b) = self.buckets.as_mut() {
                         b.free(
@@ -633,10 +636,14 @@ impl Replay {
         }
         for block in self.live.values() {
             let st = &mut self.stats[block.stack as usize];
-            st.leaked_allocations += block.count;
-            st.leaked_bytes = st.leaked_bytes.saturating_add(block.size_bytes);
-            self.totals.leaked_allocations += block.count;
-            self.totals.leaked_bytes = self.totals.leaked_bytes.saturating_add(block.size_bytes);
+            st.counts.leaked_allocations += block.count;
+            st.counts.leaked_bytes = st.counts.leaked_bytes.saturating_add(block.size_bytes);
+            self.totals.counts.leaked_allocations += block.count;
+            self.totals.counts.leaked_bytes = self
+                .totals
+                .counts
+                .leaked_bytes
+                .saturating_add(block.size_bytes);
             if let Some(b) = self.buckets.as_mut() {
                 b.leaked(block.born, block.stack, block.count, block.size_bytes);
             }
@@ -678,10 +685,10 @@ mod tests {
         r.free(1, 2, 0xa);
         r.alloc(1, 3, 0xc, 90, 2);
         let out = r.finish();
-        assert_eq!(out.totals.peak_bytes, 150);
-        assert_eq!(out.stats[0].peak_bytes, 100);
-        assert_eq!(out.stats[1].peak_bytes, 50);
-        assert_eq!(out.stats[1].leaked_bytes, 140);
+        assert_eq!(out.totals.counts.peak_bytes, 150);
+        assert_eq!(out.stats[0].counts.peak_bytes, 100);
+        assert_eq!(out.stats[1].counts.peak_bytes, 50);
+        assert_eq!(out.stats[1].counts.leaked_bytes, 140);
         assert_eq!((out.stats[0].peak_blocks, out.stats[1].peak_blocks), (1, 1));
         // Stack 2's own maximum is after the peak: 140 bytes in 2 blocks.
         assert_eq!(
@@ -723,8 +730,8 @@ mod tests {
         let out = r.finish();
         assert_eq!(out.totals.unmatched_frees, 0);
         assert_eq!(out.totals.reused_live_addresses, 0);
-        assert_eq!(out.totals.leaked_bytes, 60);
-        assert_eq!(out.totals.peak_bytes, 60);
+        assert_eq!(out.totals.counts.leaked_bytes, 60);
+        assert_eq!(out.totals.counts.peak_bytes, 60);
         // The sample with sequence 3 sees the heap after events 0..=2: only 0xc is live.
         assert_eq!(out.samples[0].live_bytes, 40);
         assert_eq!(out.totals.late_events, 0);
@@ -745,21 +752,27 @@ mod tests {
         let out = r.finish();
         let w = 1.0 / (1.0 - (-1.0f64).exp());
         let expect = (1000.0 * w).floor() as u64;
-        assert_eq!(out.stats[0].allocations, expect);
+        assert_eq!(out.stats[0].counts.allocations, expect);
         assert_eq!(
-            out.stats[0].allocated_bytes,
+            out.stats[0].counts.allocated_bytes,
             (1000.0 * w * 1000.0).floor() as u64
         );
-        assert_eq!(out.stats[1].allocations, 1);
-        assert_eq!(out.stats[1].allocated_bytes, 1_000_000);
-        assert_eq!(out.totals.allocations, expect + 1);
+        assert_eq!(out.stats[1].counts.allocations, 1);
+        assert_eq!(out.stats[1].counts.allocated_bytes, 1_000_000);
+        assert_eq!(out.totals.counts.allocations, expect + 1);
         // Live and leaked use the same per-block amounts, so they stay consistent.
-        let leaked: u64 = out.stats.iter().map(|s| s.leaked_allocations).sum();
-        assert_eq!(leaked, out.totals.leaked_allocations);
-        assert!(out.totals.leaked_allocations.abs_diff(expect / 2 + 1) <= 2);
+        let leaked: u64 = out.stats.iter().map(|s| s.counts.leaked_allocations).sum();
+        assert_eq!(leaked, out.totals.counts.leaked_allocations);
+        assert!(
+            out.totals
+                .counts
+                .leaked_allocations
+                .abs_diff(expect / 2 + 1)
+                <= 2
+        );
         assert_eq!(
-            out.totals.frees + out.totals.leaked_allocations,
-            out.totals.allocations
+            out.totals.frees + out.totals.counts.leaked_allocations,
+            out.totals.counts.allocations
         );
     }
 }

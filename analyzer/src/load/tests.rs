@@ -49,8 +49,8 @@ fn replays_batches_in_sequence_order() {
     let p = load_bytes(&two_threads().bytes());
     let t = &p.totals;
     assert!(p.truncated.is_none());
-    assert_eq!(t.allocations, 4);
-    assert_eq!(t.allocated_bytes, 167);
+    assert_eq!(t.counts.allocations, 4);
+    assert_eq!(t.counts.allocated_bytes, 167);
     assert_eq!(t.frees, 3);
     assert_eq!(
         t.unmatched_frees, 0,
@@ -58,12 +58,12 @@ fn replays_batches_in_sequence_order() {
     );
     assert_eq!(t.reused_live_addresses, 0);
     assert_eq!(t.late_events, 0);
-    assert_eq!(t.peak_bytes, 100);
-    assert_eq!(t.leaked_bytes, 7);
-    assert_eq!(t.leaked_allocations, 1);
+    assert_eq!(t.counts.peak_bytes, 100);
+    assert_eq!(t.counts.leaked_bytes, 7);
+    assert_eq!(t.counts.leaked_allocations, 1);
     // Only 0x200 (freed by its own thread right after allocation) is temporary; X was freed by
     // the other thread.
-    assert_eq!(t.temporary_allocations, 1);
+    assert_eq!(t.counts.temporary_allocations, 1);
     assert_eq!(t.duration_ns, 5_000_000);
     assert_eq!(p.duration_ms(), 5);
     assert_eq!(p.threads.len(), 2);
@@ -133,19 +133,22 @@ fn realloc_is_a_free_then_an_allocation() {
         .trailer(&[]);
     let p = load_bytes(&b.bytes());
     let t = &p.totals;
-    assert_eq!(t.allocations, 3, "realloc counts as an allocation call");
+    assert_eq!(
+        t.counts.allocations, 3,
+        "realloc counts as an allocation call"
+    );
     assert_eq!(t.reallocs, 2);
     assert_eq!(t.frees, 1, "realloc's free half is not a free call");
     assert_eq!(
         t.unmatched_frees, 1,
         "realloc of a block from before recording"
     );
-    assert_eq!(t.allocated_bytes, 35);
-    assert_eq!(t.peak_bytes, 25);
-    assert_eq!(t.leaked_bytes, 5);
+    assert_eq!(t.counts.allocated_bytes, 35);
+    assert_eq!(t.counts.peak_bytes, 25);
+    assert_eq!(t.counts.leaked_bytes, 5);
     // 0xa0: resized by the realloc right after its allocation → not temporary (resized, not
     // discarded). 0xb0: the realloc at sequence 4 allocated in between → not temporary.
-    assert_eq!(t.temporary_allocations, 0);
+    assert_eq!(t.counts.temporary_allocations, 0);
 }
 
 #[test]
@@ -166,8 +169,8 @@ fn temporaries_need_no_allocation_in_between() {
         .batch(1, &[Ev::Free(6, 0xc)]) // temporary: thread 2's allocation does not count
         .trailer(&[]);
     let p = load_bytes(&b.bytes());
-    assert_eq!(p.totals.temporary_allocations, 2);
-    assert_eq!(p.stack_stats[0].temporary_allocations, 2);
+    assert_eq!(p.totals.counts.temporary_allocations, 2);
+    assert_eq!(p.stack_stats[0].counts.temporary_allocations, 2);
 }
 
 #[test]
@@ -187,12 +190,16 @@ fn peak_breakdown_uses_the_peak_instant() {
         )
         .trailer(&[]);
     let p = load_bytes(&b.bytes());
-    assert_eq!(p.totals.peak_bytes, 500);
+    assert_eq!(p.totals.counts.peak_bytes, 500);
     assert_eq!(p.totals.peak_blocks, 2);
-    let peaks: Vec<u64> = p.stack_stats.iter().map(|s| s.peak_bytes).collect();
+    let peaks: Vec<u64> = p.stack_stats.iter().map(|s| s.counts.peak_bytes).collect();
     assert_eq!(peaks, vec![300, 200, 0]);
-    assert_eq!(peaks.iter().sum::<u64>(), p.totals.peak_bytes);
-    let leaks: Vec<u64> = p.stack_stats.iter().map(|s| s.leaked_bytes).collect();
+    assert_eq!(peaks.iter().sum::<u64>(), p.totals.counts.peak_bytes);
+    let leaks: Vec<u64> = p
+        .stack_stats
+        .iter()
+        .map(|s| s.counts.leaked_bytes)
+        .collect();
     assert_eq!(leaks, vec![0, 100, 250]);
 }
 
@@ -212,8 +219,8 @@ fn a_later_higher_peak_replaces_the_breakdown() {
         )
         .trailer(&[]);
     let p = load_bytes(&b.bytes());
-    assert_eq!(p.totals.peak_bytes, 120);
-    let peaks: Vec<u64> = p.stack_stats.iter().map(|s| s.peak_bytes).collect();
+    assert_eq!(p.totals.counts.peak_bytes, 120);
+    let peaks: Vec<u64> = p.stack_stats.iter().map(|s| s.counts.peak_bytes).collect();
     assert_eq!(peaks, vec![0, 120]);
 }
 
@@ -223,7 +230,7 @@ fn unknown_frees_and_undefined_stacks() {
     b.batch(1, &[Ev::Free(0, 0x999), Ev::Alloc(1, 0x10, 4, 77)]);
     let p = load_bytes(&b.bytes());
     assert_eq!(p.totals.unmatched_frees, 1);
-    assert_eq!(p.totals.leaked_bytes, 4);
+    assert_eq!(p.totals.counts.leaked_bytes, 4);
     assert!(p.truncated.is_some(), "no trailer");
     assert!(p.warnings.iter().any(|w| w.contains("never defined")));
     let f = function_totals(&p);
@@ -349,8 +356,8 @@ fn garbled_chunks_with_good_checksums_never_panic() {
         }
         if let Ok(p) = load_reader(&out[..], &opts) {
             // Whatever was loaded is internally consistent.
-            let allocs: u64 = p.stack_stats.iter().map(|s| s.allocations).sum();
-            assert_eq!(allocs, p.totals.allocations);
+            let allocs: u64 = p.stack_stats.iter().map(|s| s.counts.allocations).sum();
+            assert_eq!(allocs, p.totals.counts.allocations);
             let _ = crate::analysis::summary(&p, 5);
             let _ = crate::render::folded(&p, crate::render::Metric::Peak);
         }
@@ -365,7 +372,7 @@ fn malformed_record_truncates_instead_of_failing() {
     // The trailer came first, so the reader saw a clean end; the bad chunk after it is reported.
     let t = p.truncated.expect("flagged");
     assert!(t.reason.contains("malformed"), "{}", t.reason);
-    assert_eq!(p.totals.allocations, 4);
+    assert_eq!(p.totals.counts.allocations, 4);
 }
 
 #[test]

@@ -7,9 +7,11 @@
 //! ([`Ip`]) expands to one or more [`Frame`]s after symbolization (inlined calls), innermost
 //! first.
 
+mod counts;
 mod strings;
 pub mod time_buckets;
 
+pub use counts::Counts;
 pub use strings::{StringId, Strings};
 pub use time_buckets::TimeBuckets;
 
@@ -69,18 +71,9 @@ pub struct StackStats {
     /// defined in the profile (truncated file).
     #[serde(skip)]
     pub stack: Option<StackId>,
-    /// Allocation calls (realloc included).
-    pub allocations: u64,
-    /// Requested bytes over those calls.
-    pub allocated_bytes: u64,
-    /// Blocks still live at the end of the profile.
-    pub leaked_allocations: u64,
-    /// Requested bytes of those blocks.
-    pub leaked_bytes: u64,
-    /// Blocks freed by the allocating thread with no other allocation by that thread in between.
-    pub temporary_allocations: u64,
-    /// Live bytes from this stack at the instant of the global peak.
-    pub peak_bytes: u64,
+    /// Allocations, bytes, peak contribution, leaks and temporaries of this stack.
+    #[serde(flatten)]
+    pub counts: Counts,
     /// Live blocks from this stack at the instant of the global peak.
     pub peak_blocks: u64,
     /// Largest live bytes of this stack alone at any instant (its own maximum, the latest one
@@ -231,29 +224,21 @@ pub struct BlockGroups {
 /// Whole-profile totals.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Totals {
-    /// Allocation calls, realloc included (each non-null realloc is one call).
-    pub allocations: u64,
-    /// Of those, realloc calls of a non-null block.
+    /// Allocation calls (realloc included), requested bytes, the largest live heap at any
+    /// instant (`peak_bytes`), what is live at the end, temporary allocations.
+    #[serde(flatten)]
+    pub counts: Counts,
+    /// Of the allocation calls, realloc calls of a non-null block.
     pub reallocs: u64,
     /// `free` calls of a non-null pointer (realloc's free half not included).
     pub frees: u64,
     /// Frees (or realloc free halves) of addresses never seen allocated: blocks allocated before
     /// recording began. They carry no bytes.
     pub unmatched_frees: u64,
-    /// Requested bytes over every allocation call.
-    pub allocated_bytes: u64,
-    /// Largest live heap at any instant, requested bytes.
-    pub peak_bytes: u64,
-    /// Live blocks at that instant.
+    /// Live blocks at the instant of the peak.
     pub peak_blocks: u64,
     /// Sequence number of the allocation that reached the peak.
     pub peak_seq: u64,
-    /// Bytes live at the end.
-    pub leaked_bytes: u64,
-    /// Blocks live at the end.
-    pub leaked_allocations: u64,
-    /// Temporary allocations (docs/metrics.md).
-    pub temporary_allocations: u64,
     /// Blocks live at the end that are runtime-owned, not leaked ([`StackStats`]).
     pub runtime_owned_allocations: u64,
     /// Bytes of those blocks.

@@ -14,101 +14,14 @@ pub mod view;
 pub use text::{summary_text, summary_text_by, write_summary_json};
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::io::{self, Write};
-use std::str::FromStr;
 
 use inferno::flamegraph::color::{BasicPalette, Palette};
 use inferno::flamegraph::{self, Direction, Options};
 
+pub use crate::analysis::metric::{Metric, UnknownMetric};
+use crate::analysis::{MetricUnavailable, Unit};
 use crate::model::Profile;
-
-/// What a flamegraph or folded line measures.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Metric {
-    /// Requested bytes over every allocation call.
-    Allocated,
-    /// Allocation calls.
-    Allocations,
-    /// Live bytes at the instant of the global peak.
-    Peak,
-    /// Bytes still live at the end.
-    Leaked,
-    /// Temporary allocations (count).
-    Temporary,
-}
-
-impl Metric {
-    /// Every metric, in CLI order.
-    pub const ALL: [Metric; 5] = [
-        Metric::Allocated,
-        Metric::Allocations,
-        Metric::Peak,
-        Metric::Leaked,
-        Metric::Temporary,
-    ];
-
-    /// The CLI name (`allocated`, `allocations`, `peak`, `leaked`, `temporary`).
-    pub fn name(self) -> &'static str {
-        match self {
-            Metric::Allocated => "allocated",
-            Metric::Allocations => "allocations",
-            Metric::Peak => "peak",
-            Metric::Leaked => "leaked",
-            Metric::Temporary => "temporary",
-        }
-    }
-
-    /// The unit counted: `"bytes"` or `"allocations"`.
-    pub fn count_name(self) -> &'static str {
-        match self {
-            Metric::Allocated | Metric::Peak | Metric::Leaked => "bytes",
-            Metric::Allocations | Metric::Temporary => "allocations",
-        }
-    }
-
-    /// A title for charts.
-    pub fn title(self) -> &'static str {
-        match self {
-            Metric::Allocated => "Allocated bytes",
-            Metric::Allocations => "Allocation calls",
-            Metric::Peak => "Live bytes at the peak",
-            Metric::Leaked => "Leaked bytes (live at the end)",
-            Metric::Temporary => "Temporary allocations",
-        }
-    }
-
-    fn value(self, s: &crate::model::StackStats) -> u64 {
-        match self {
-            Metric::Allocated => s.allocated_bytes,
-            Metric::Allocations => s.allocations,
-            Metric::Peak => s.peak_bytes,
-            Metric::Leaked => s.leaked_bytes,
-            Metric::Temporary => s.temporary_allocations,
-        }
-    }
-}
-
-impl fmt::Display for Metric {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// An unknown metric name.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown metric {0:?}: use one of allocated, allocations, peak, leaked, temporary")]
-pub struct UnknownMetric(pub String);
-
-impl FromStr for Metric {
-    type Err = UnknownMetric;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Metric::ALL
-            .into_iter()
-            .find(|m| m.name() == s)
-            .ok_or_else(|| UnknownMetric(s.to_owned()))
-    }
-}
 
 /// Why rendering failed.
 #[derive(Debug, thiserror::Error)]
@@ -117,6 +30,12 @@ pub enum RenderError {
     /// Writing the output failed.
     #[error("cannot write the output: {0}")]
     Io(#[from] io::Error),
+    /// The profile does not have the metric asked for.
+    #[error(transparent)]
+    Unavailable(#[from] MetricUnavailable),
+    /// The metric is measured on the whole profile only: it has no per-stack values to draw.
+    #[error("{0} is measured on the whole profile only: no per-stack values to draw")]
+    NotPerStack(Metric),
 }
 
 /// The folded line of a recorded stack, root → leaf, its root end shown by the one rule of
@@ -139,7 +58,7 @@ fn stack_line(p: &Profile, s: &crate::model::StackStats, keep_runtime_frames: bo
 pub fn folded_to_sites(p: &Profile, m: Metric) -> Vec<String> {
     let mut lines: BTreeMap<String, u64> = BTreeMap::new();
     for s in &p.stack_stats {
-        let v = m.value(s);
+        let v = m.of(&s.counts);
         if v == 0 {
             continue;
         }
@@ -176,7 +95,7 @@ pub fn folded(p: &Profile, m: Metric) -> Vec<String> {
 pub fn folded_with(p: &Profile, m: Metric, keep_runtime_frames: bool) -> Vec<String> {
     let mut lines: BTreeMap<String, u64> = BTreeMap::new();
     for s in &p.stack_stats {
-        let v = m.value(s);
+        let v = m.of(&s.counts);
         if v == 0 {
             continue;
         }
@@ -204,10 +123,10 @@ fn titles(p: &Profile, m: Metric) -> (String, Option<String>) {
     let total = p
         .stack_stats
         .iter()
-        .fold(0u64, |t, s| t.saturating_add(m.value(s)));
-    let total = match m.count_name() {
-        "bytes" => units::bytes(total),
-        _ => format!("{} allocations", units::count(total)),
+        .fold(0u64, |t, s| t.saturating_add(m.of(&s.counts)));
+    let total = match m.unit() {
+        Unit::Bytes => units::bytes(total),
+        _ => format!("{} {}", units::count(total), m.count_name()),
     };
     let mut sub = format!("total {total}");
     if let Some(t) = &p.truncated {
@@ -240,6 +159,10 @@ pub fn flamegraph_svg_with<W: Write>(
     keep_runtime_frames: bool,
     mut out: W,
 ) -> Result<(), RenderError> {
+    if !m.is_per_stack() {
+        return Err(RenderError::NotPerStack(m));
+    }
+    m.check_available(p)?;
     let lines = folded_with(p, m, keep_runtime_frames);
     let (title, subtitle) = titles(p, m);
     if lines.is_empty() {

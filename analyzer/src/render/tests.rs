@@ -57,11 +57,17 @@ fn folded_lines_root_first_sorted_and_merged() {
             "[unwinding stopped];main;mid;leaf_b;inlined:odd 1"
         ]
     );
-    assert_eq!(folded(&p, Metric::Leaked), vec!["[unwinding stopped];main;mid;leaf_a 105"]);
+    assert_eq!(
+        folded(&p, Metric::Leaked),
+        vec!["[unwinding stopped];main;mid;leaf_a 105"]
+    );
     assert_eq!(
         folded(&p, Metric::Peak),
         // The peak comes with the last allocation (1105 live), before leaf_c's block is freed.
-        vec!["[unwinding stopped];main;leaf_c 1000", "[unwinding stopped];main;mid;leaf_a 105"]
+        vec![
+            "[unwinding stopped];main;leaf_c 1000",
+            "[unwinding stopped];main;mid;leaf_a 105"
+        ]
     );
     assert_eq!(
         folded(&p, Metric::Temporary),

@@ -58,22 +58,22 @@ pub fn summary_text_by(s: &Summary, sites_by: &str) -> String {
     push_line!(
         w,
         "allocations  {} calls ({} realloc), {} allocated",
-        count(s.allocations),
+        count(s.counts.allocations),
         count(s.reallocs),
-        bytes(s.allocated_bytes)
+        bytes(s.counts.allocated_bytes)
     );
     push_line!(w, "frees        {} calls", count(s.frees));
     push_line!(
         w,
         "peak         {} live in {} blocks",
-        bytes(s.peak_bytes),
+        bytes(s.counts.peak_bytes),
         count(s.peak_blocks)
     );
     push_line!(
         w,
         "leaked       {} in {} blocks (live at the end)",
-        bytes(s.leaked_bytes),
-        count(s.leaked_allocations)
+        bytes(s.counts.leaked_bytes),
+        count(s.counts.leaked_allocations)
     );
     if s.runtime_owned_blocks > 0 || s.runtime_owned_bytes > 0 {
         let rules: Vec<String> = s
@@ -92,8 +92,8 @@ pub fn summary_text_by(s: &Summary, sites_by: &str) -> String {
     push_line!(
         w,
         "temporary    {} allocations ({} of calls)",
-        count(s.temporary_allocations),
-        percent(s.temporary_allocations, s.allocations)
+        count(s.counts.temporary_allocations),
+        percent(s.counts.temporary_allocations, s.counts.allocations)
     );
     if let (Some(a), Some(pk), Some(l)) = (
         s.allocated_bytes_ci95,
@@ -151,11 +151,11 @@ pub fn summary_text_by(s: &Summary, sites_by: &str) -> String {
             push_line!(
                 w,
                 "{:>10} {:>10} {:>10} {:>10} {:>8}  {}{loc}",
-                bytes(site.allocated_bytes),
-                count(site.allocations),
-                bytes(site.peak_bytes),
-                bytes(site.leaked_bytes),
-                count(site.temporary_allocations),
+                bytes(site.counts.allocated_bytes),
+                count(site.counts.allocations),
+                bytes(site.counts.peak_bytes),
+                bytes(site.counts.leaked_bytes),
+                count(site.counts.temporary_allocations),
                 site.function
             );
         }

@@ -112,19 +112,6 @@ impl FlameTree {
     }
 }
 
-const DEFINITIONS: &[(&str, &str)] = &[
-    ("allocations", "Calls to allocation functions (malloc, calloc, realloc, aligned variants; Rust alloc/realloc), realloc included."),
-    ("allocated-bytes", "Requested bytes over every allocation call."),
-    ("peak", "The largest live heap (requested bytes) at any instant of the run."),
-    ("leaked", "Bytes still live when the profile ends."),
-    ("temporary", "A block freed by the same thread with no other allocation by that thread in between."),
-    ("growth", "Least-squares slope of the live heap over the steady part of the run (after the first 10%)."),
-    ("leak-verdict", "Sustained growth: the live heap's troughs rise across the run; a plateau, single step or sawtooth is not a leak. A yes/no answer per run: the report shows in how many runs it said yes, with no significance test."),
-    ("peak-rss", "Largest resident set size sampled."),
-    ("allocator-latency", "99th percentile of time spent inside the real allocator per call."),
-    ("duration", "Wall-clock length of the recording."),
-];
-
 /// Words for a metric's change: no test for a yes/no verdict.
 fn change_note(unit: MetricUnit, st: &MetricStat) -> String {
     significance_text_for(unit, st)
@@ -137,7 +124,7 @@ fn story(r: &Report) -> String {
     for s in r.scenarios.iter().filter(|s| s.label != r.baseline) {
         let mut changes: Vec<String> = Vec::new();
         for def in METRICS {
-            let Some(st) = s.metrics.get(def.name) else {
+            let Some(st) = s.metrics.get(def.json_key) else {
                 continue;
             };
             let Some(d) = st.delta_vs_baseline else {
@@ -149,7 +136,7 @@ fn story(r: &Report) -> String {
             if def.unit == MetricUnit::Verdict {
                 changes.push(format!(
                     "<b>{}</b>: {}",
-                    def.title,
+                    def.label,
                     html_escape(&cell_value(def.unit, st))
                 ));
                 continue;
@@ -158,7 +145,7 @@ fn story(r: &Report) -> String {
             let note = change_note(def.unit, st);
             changes.push(format!(
                 "<b>{}</b> <span class={class}>{}</span>{}",
-                def.title,
+                def.label,
                 html_escape(&format_delta(def.unit, st)),
                 if note.is_empty() {
                     String::new()
@@ -206,17 +193,17 @@ fn metrics_table(o: &mut String, r: &Report) {
     for def in METRICS {
         if r.scenarios
             .iter()
-            .all(|s| !s.metrics.contains_key(def.name))
+            .all(|s| !s.metrics.contains_key(def.json_key))
         {
             continue;
         }
         let _ = write!(
             o,
             "<tr><td><a href=\"#def-{}\">{}</a></td>",
-            def.anchor, def.title
+            def.anchor, def.label
         );
         for s in &r.scenarios {
-            let Some(st) = s.metrics.get(def.name) else {
+            let Some(st) = s.metrics.get(def.json_key) else {
                 o.push_str("<td>–</td>");
                 continue;
             };
@@ -435,14 +422,11 @@ pub fn to_html(r: &Report, inputs: &[ScenarioInput]) -> Result<String, ReportErr
     }
     o.push_str("<h2 id=definitions>Definitions</h2><dl class=defs>");
     for def in METRICS {
-        let text = DEFINITIONS
-            .iter()
-            .find(|(a, _)| *a == def.anchor)
-            .map_or("", |(_, t)| t);
+        let text = def.definition;
         let _ = write!(
             o,
             "<dt id=\"def-{}\">{}</dt><dd>{text}</dd>",
-            def.anchor, def.title
+            def.anchor, def.label
         );
     }
     let _ = writeln!(

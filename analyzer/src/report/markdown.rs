@@ -98,13 +98,13 @@ pub fn to_markdown(r: &Report) -> String {
     for def in METRICS {
         if r.scenarios
             .iter()
-            .all(|s| !s.metrics.contains_key(def.name))
+            .all(|s| !s.metrics.contains_key(def.json_key))
         {
             continue;
         }
-        let _ = write!(o, "| [{}]({}#{}) |", def.title, r.definitions, def.anchor);
+        let _ = write!(o, "| [{}]({}#{}) |", def.label, r.definitions, def.anchor);
         for s in &r.scenarios {
-            match s.metrics.get(def.name) {
+            match s.metrics.get(def.json_key) {
                 None => o.push_str(" – |"),
                 Some(st) => {
                     let mut cell = cell_value(def.unit, st);

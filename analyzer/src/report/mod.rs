@@ -24,107 +24,18 @@ use std::collections::BTreeMap;
 /// Version of the report JSON schema.
 pub const REPORT_SCHEMA_VERSION: u32 = 1;
 
-/// How a metric reads and which direction is better.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum MetricUnit {
-    /// Bytes.
-    Bytes,
-    /// Bytes per second.
-    BytesPerSec,
-    /// A count.
-    Count,
-    /// Nanoseconds.
-    Nanos,
-    /// Milliseconds.
-    Millis,
-    /// A yes/no verdict, averaged over runs (fraction of runs that said yes).
-    Verdict,
-}
-
-/// A metric the report compares.
-#[derive(Debug, Clone, Copy)]
-pub struct MetricDef {
-    /// Name, as in `tidemark summary --json`.
-    pub name: &'static str,
-    /// Human title.
-    pub title: &'static str,
-    /// Unit.
-    pub unit: MetricUnit,
-    /// Anchor of its definition in docs/metrics.md.
-    pub anchor: &'static str,
-}
-
-/// Every metric of a report, in display order.
-pub const METRICS: &[MetricDef] = &[
-    MetricDef {
-        name: "allocations",
-        title: "Allocation calls",
-        unit: MetricUnit::Count,
-        anchor: "allocations",
-    },
-    MetricDef {
-        name: "allocated_bytes",
-        title: "Allocated bytes",
-        unit: MetricUnit::Bytes,
-        anchor: "allocated-bytes",
-    },
-    MetricDef {
-        name: "peak_bytes",
-        title: "Peak heap",
-        unit: MetricUnit::Bytes,
-        anchor: "peak",
-    },
-    MetricDef {
-        name: "leaked_bytes",
-        title: "Leaked bytes",
-        unit: MetricUnit::Bytes,
-        anchor: "leaked",
-    },
-    MetricDef {
-        name: "temporary_allocations",
-        title: "Temporary allocations",
-        unit: MetricUnit::Count,
-        anchor: "temporary",
-    },
-    MetricDef {
-        name: "growth_bytes_per_sec",
-        title: "Growth slope",
-        unit: MetricUnit::BytesPerSec,
-        anchor: "growth",
-    },
-    MetricDef {
-        name: "leak_verdict",
-        title: "Leak verdict",
-        unit: MetricUnit::Verdict,
-        anchor: "leak-verdict",
-    },
-    MetricDef {
-        name: "peak_rss_bytes",
-        title: "Peak RSS",
-        unit: MetricUnit::Bytes,
-        anchor: "peak-rss",
-    },
-    MetricDef {
-        name: "alloc_latency_p99_ns",
-        title: "Allocator latency p99",
-        unit: MetricUnit::Nanos,
-        anchor: "allocator-latency",
-    },
-    MetricDef {
-        name: "duration_ms",
-        title: "Duration",
-        unit: MetricUnit::Millis,
-        anchor: "duration",
-    },
-];
+/// How a metric reads (the metric table's [`Unit`](crate::analysis::Unit)).
+pub use crate::analysis::metric::Unit as MetricUnit;
+/// The metrics a report compares, in display order: the metric table.
+pub use crate::analysis::metric::{MetricDef, METRICS};
 
 /// One run of a scenario, reduced to what a report needs.
 #[derive(Debug, Clone, Default)]
 pub struct RunInput {
     /// Where the profile came from.
     pub path: String,
-    /// Metric values by name (see [`METRICS`]); missing metrics are left out of the statistics.
+    /// Metric values by JSON key ([`MetricDef::json_key`]); missing metrics are left out of the
+    /// statistics.
     pub metrics: BTreeMap<String, f64>,
     /// Live heap over time: `(seconds, bytes)`.
     pub live_heap: Vec<(f64, f64)>,
@@ -259,9 +170,9 @@ pub fn build(inputs: &[ScenarioInput], baseline: Option<&str>) -> Result<Report,
             let is_base = std::ptr::eq(s, base);
             let mut metrics = BTreeMap::new();
             for def in METRICS {
-                let xs = values(s, def.name);
+                let xs = values(s, def.json_key);
                 let Some(e) = estimate(&xs) else { continue };
-                let bx = values(base, def.name);
+                let bx = values(base, def.json_key);
                 let (delta, pct, p) = if is_base {
                     (None, None, None)
                 } else if let Some(be) = estimate(&bx) {
@@ -276,7 +187,7 @@ pub fn build(inputs: &[ScenarioInput], baseline: Option<&str>) -> Result<Report,
                     (None, None, None)
                 };
                 metrics.insert(
-                    def.name.to_owned(),
+                    def.json_key.to_owned(),
                     MetricStat {
                         n: e.n,
                         mean: e.mean,

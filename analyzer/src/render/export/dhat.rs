@@ -98,7 +98,7 @@ pub fn build(p: &Profile) -> Result<DhatJson, ExportError> {
     };
     let mut pps = Vec::new();
     for (i, s) in p.stack_stats.iter().enumerate() {
-        if s.allocations == 0 && s.allocated_bytes == 0 {
+        if s.counts.allocations == 0 && s.counts.allocated_bytes == 0 {
             continue;
         }
         let mut fs = Vec::new();
@@ -123,16 +123,16 @@ pub fn build(p: &Profile) -> Result<DhatJson, ExportError> {
             fs.push(intern(marker.to_owned()));
         }
         pps.push(ProgramPoint {
-            tb: s.allocated_bytes,
-            tbk: s.allocations,
+            tb: s.counts.allocated_bytes,
+            tbk: s.counts.allocations,
             tl: (lifetimes.get(i).copied().unwrap_or(0.0) / 1000.0).round() as u64,
             mb: s.max_live_bytes,
             mbk: s.max_live_blocks,
-            gb: s.peak_bytes,
+            gb: s.counts.peak_bytes,
             gbk: s.peak_blocks,
             // DHAT's "at t-end" is everything live then, runtime-owned blocks included.
-            eb: s.leaked_bytes + s.runtime_owned_bytes,
-            ebk: s.leaked_allocations + s.runtime_owned_allocations,
+            eb: s.counts.leaked_bytes + s.runtime_owned_bytes,
+            ebk: s.counts.leaked_allocations + s.runtime_owned_allocations,
             fs,
         });
     }

@@ -113,7 +113,7 @@ pub fn build(p: &Profile) -> Result<FxProfile, ExportError> {
     // Live at the end: the leaks and the runtime-owned blocks.
     let end = (
         clock.end_ns(),
-        p.totals.leaked_bytes + p.totals.runtime_owned_bytes,
+        p.totals.counts.leaked_bytes + p.totals.runtime_owned_bytes,
     );
     add_counter(
         &mut fx,
@@ -177,8 +177,8 @@ fn add_counter(
     if let Some((t, v)) = end {
         let t_ns = t as u64;
         if p.samples.last().is_none_or(|s| s.t_ns < t_ns) {
-            let ops =
-                u32::try_from(p.totals.allocations.saturating_sub(last_calls)).unwrap_or(u32::MAX);
+            let ops = u32::try_from(p.totals.counts.allocations.saturating_sub(last_calls))
+                .unwrap_or(u32::MAX);
             fx.add_counter_sample(
                 counter,
                 Timestamp::from_nanos_since_reference(t_ns),

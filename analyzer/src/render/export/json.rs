@@ -79,7 +79,7 @@ pub fn build(p: &Profile) -> ExportJson {
     let mut stacks: Vec<StackJson> = p
         .stack_stats
         .iter()
-        .filter(|s| s.allocations > 0 || s.frees > 0 || s.allocated_bytes > 0)
+        .filter(|s| s.counts.allocations > 0 || s.frees > 0 || s.counts.allocated_bytes > 0)
         .map(|s| StackJson {
             frames: p
                 .stack_ips(s.stack)
@@ -99,15 +99,15 @@ pub fn build(p: &Profile) -> ExportJson {
                 })
                 .collect(),
             root: super::root_marker_of(p, s),
-            allocations: s.allocations,
-            allocated_bytes: s.allocated_bytes,
+            allocations: s.counts.allocations,
+            allocated_bytes: s.counts.allocated_bytes,
             frees: s.frees,
-            leaked_allocations: s.leaked_allocations,
-            leaked_bytes: s.leaked_bytes,
+            leaked_allocations: s.counts.leaked_allocations,
+            leaked_bytes: s.counts.leaked_bytes,
             runtime_owned_allocations: s.runtime_owned_allocations,
             runtime_owned_bytes: s.runtime_owned_bytes,
-            temporary_allocations: s.temporary_allocations,
-            peak_bytes: s.peak_bytes,
+            temporary_allocations: s.counts.temporary_allocations,
+            peak_bytes: s.counts.peak_bytes,
             peak_blocks: s.peak_blocks,
             max_live_bytes: s.max_live_bytes,
             max_live_blocks: s.max_live_blocks,

@@ -110,6 +110,9 @@ pub enum ExportError {
     /// The options do not apply to the format.
     #[error("{0}")]
     Options(String),
+    /// The profile does not have the metric asked for.
+    #[error(transparent)]
+    Unavailable(#[from] crate::analysis::MetricUnavailable),
     /// The profile was loaded without a view the format needs (a library caller's mistake).
     #[error("the {format} export needs the profile loaded with LoadOptions::block_groups")]
     MissingBlockGroups {
@@ -126,6 +129,9 @@ pub fn export<W: Write>(
     out: W,
 ) -> Result<(), ExportError> {
     check_options(format, opts)?;
+    if let Some(m) = opts.metric {
+        m.check_available(p)?;
+    }
     if format.needs_block_groups() && p.block_groups.is_none() {
         return Err(ExportError::MissingBlockGroups { format });
     }

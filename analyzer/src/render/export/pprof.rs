@@ -35,18 +35,18 @@ const COLUMNS: [Column; 4] = [
     Column {
         ty: "alloc_objects",
         unit: "count",
-        value: |s, _| s.allocations,
+        value: |s, _| s.counts.allocations,
     },
     Column {
         ty: "alloc_space",
         unit: "bytes",
-        value: |s, _| s.allocated_bytes,
+        value: |s, _| s.counts.allocated_bytes,
     },
     Column {
         ty: "inuse_objects",
         unit: "count",
         value: |s, at| match at {
-            At::End => s.leaked_allocations + s.runtime_owned_allocations,
+            At::End => s.counts.leaked_allocations + s.runtime_owned_allocations,
             At::Peak => s.peak_blocks,
         },
     },
@@ -54,8 +54,8 @@ const COLUMNS: [Column; 4] = [
         ty: "inuse_space",
         unit: "bytes",
         value: |s, at| match at {
-            At::End => s.leaked_bytes + s.runtime_owned_bytes,
-            At::Peak => s.peak_bytes,
+            At::End => s.counts.leaked_bytes + s.runtime_owned_bytes,
+            At::Peak => s.counts.peak_bytes,
         },
     },
 ];
@@ -79,12 +79,11 @@ impl PprofOptions {
             Some(Metric::Allocated) => (1, None),
             Some(Metric::Leaked) => (3, Some(At::End)),
             Some(Metric::Peak) => (3, Some(At::Peak)),
-            Some(Metric::Temporary) => {
-                return Err(ExportError::Options(
-                    "--metric temporary has no pprof sample type; use --format folded \
-                     --metric temporary, or pprof with allocated, allocations, peak or leaked"
-                        .into(),
-                ))
+            Some(m) => {
+                return Err(ExportError::Options(format!(
+                    "--metric {m} has no pprof sample type; use --format folded \
+                     --metric {m}, or pprof with allocated, allocations, peak or leaked"
+                )))
             }
         };
         let at = match (opts.at, implied_at) {
@@ -278,7 +277,7 @@ pub fn build(p: &Profile, opts: &PprofOptions) -> protos::Profile {
         }
         // The block size, when every block of the stack had the same one (as in Go's heap
         // profiles, where it labels one sample per size).
-        let label = if s.allocations > 0 && s.min_block_bytes == s.max_block_bytes {
+        let label = if s.counts.allocations > 0 && s.min_block_bytes == s.max_block_bytes {
             vec![protos::Label {
                 key: bytes_key,
                 num: s.min_block_bytes as i64,

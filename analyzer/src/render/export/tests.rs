@@ -80,9 +80,12 @@ fn column_sums(pb: &::pprof::protos::Profile) -> Vec<i64> {
 fn pprof_columns_sum_to_the_totals_at_the_end_and_at_the_peak() {
     let p = sample();
     let t = &p.totals;
-    assert_eq!((t.allocations, t.allocated_bytes), (6, 1142));
-    assert_eq!((t.leaked_allocations, t.leaked_bytes), (3, 125));
-    assert_eq!((t.peak_bytes, t.peak_blocks), (1105, 3));
+    assert_eq!((t.counts.allocations, t.counts.allocated_bytes), (6, 1142));
+    assert_eq!(
+        (t.counts.leaked_allocations, t.counts.leaked_bytes),
+        (3, 125)
+    );
+    assert_eq!((t.counts.peak_bytes, t.peak_blocks), (1105, 3));
 
     let end = pprof_of(&p, ExportOptions::default());
     assert_eq!(end.string_table[0], "");

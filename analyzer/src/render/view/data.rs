@@ -13,10 +13,10 @@ use serde_json::{json, Value};
 use tidemark::format::sample_key as key;
 
 use crate::analysis::call_paths::runtime_prefix;
-use crate::analysis::stack_roots::{root_marker, TRUNCATED_FRAME};
 pub use crate::analysis::call_paths::RUNTIME_FRAME;
 use crate::analysis::pressure::{limit, live_heap_series, rate_series, series};
-use crate::analysis::{site_frame, UNKNOWN_FUNCTION};
+use crate::analysis::stack_roots::{root_marker, TRUNCATED_FRAME};
+use crate::analysis::{site_frame, Metric, UNKNOWN_FUNCTION};
 use crate::model::{FrameId, Profile, StringId, TimeBuckets};
 use crate::render::curves::series_with_gaps;
 
@@ -201,7 +201,11 @@ pub fn view_data(
         if let Some(marker) = root_marker(&names, s.truncated) {
             let f = t.named_frame(marker);
             // No function id names a marker frame: a sentinel per marker keeps its node apart.
-            let id = if marker == TRUNCATED_FRAME { u32::MAX - 2 } else { u32::MAX - 3 };
+            let id = if marker == TRUNCATED_FRAME {
+                u32::MAX - 2
+            } else {
+                u32::MAX - 3
+            };
             parent = node(&mut tree, parent, StringId(id), f) as i64;
         }
         let fold = if keep_runtime_frames {
@@ -220,7 +224,7 @@ pub fn view_data(
         }
         stack_node.push(parent);
         stack_site.push(t.frame(p, site_frame(p, s.stack)));
-        stack_peak.push(s.peak_bytes);
+        stack_peak.push(Metric::Peak.of(&s.counts));
     }
     let buckets = p.time_buckets.as_ref().map(buckets_json);
     let threads: Vec<Value> = p

@@ -1,15 +1,20 @@
 //! tidemark-analyzer: loads tidemark profiles, symbolizes them, and answers where the heap went.
 //!
 //! ```text
-//!  profile.tmk ─► load ─► model ─► analysis ─► render ─► SVG / folded / text / JSON
-//!  (format)      (replay   (stacks,  (summary,   (inferno,
-//!                 by seq)   sites)    sites)      serde)
-//!                   └──► symbolize (modules + build-ids → function/file/line)
+//!  profile.tmk ─► load ─► symbolize ─► model ─► analysis ─► render ─► SVG / folded / text / JSON
+//!  (format)      (replay   (a pass:      (stacks,  (summary,   (inferno,
+//!                 by seq,   embedded      sites)    sites)      serde)
+//!                 raw       symbols, then
+//!                 addresses) binaries)
+//!                                │
+//!                                └──► embed (append Symbols chunks to the file)
 //! ```
 //!
 //! Each stage is one module with one contract: the on-disk format (`tidemark::format`) → the
-//! loaded [`model::Profile`] → analysis views → renderers. The `tidemark` binary ([`cli`]) only
-//! wires them.
+//! loaded [`model::Profile`] (raw addresses, [`load::read_path`]) → the symbolized profile
+//! ([`symbolize::symbolize`]; [`load::load_path`] runs both) → analysis views → renderers.
+//! [`progress`] is the one thing the stages share. The `tidemark` binary ([`cli`]) only wires
+//! them.
 //!
 //! ```no_run
 //! use tidemark_analyzer::{analysis, load, render};
@@ -38,8 +43,10 @@ macro_rules! eprintln {
 
 pub mod analysis;
 pub mod cli;
+pub mod embed;
 pub mod load;
 pub mod model;
+pub mod progress;
 pub mod render;
 pub mod report;
 pub mod symbolize;

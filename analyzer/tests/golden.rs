@@ -1,5 +1,5 @@
 //! Golden outputs: the committed profiles of every format version (`tests/data/compat/`) rendered
-//! as folded stacks, summary text and JSON, and timeline CSV must stay byte for byte what is
+//! as folded stacks, summary text and JSON, timeline CSV and timeline SVG must stay byte for byte what is
 //! committed in `tests/data/golden/`, so a refactor of the analyzer shows every change it makes
 //! to an output. `TIDEMARK_BLESS=1` rewrites the expected files (then review the diff); a
 //! mismatch names the file and line and keeps the actual output in a temporary file.
@@ -81,6 +81,14 @@ fn outputs(version: u16) {
         &format!("v{version}-churn.timeline.csv"),
         &render::curves::csv(&p),
     );
+    // What `tidemark timeline` draws.
+    let svg = render::timeline::render_svg(
+        &tidemark_analyzer::cli::timeline_title(&p),
+        &render::curves::panels(&p, None),
+        render::timeline::DEFAULT_WIDTH_PX,
+    )
+    .unwrap();
+    check_golden(&format!("v{version}-churn.timeline.svg"), &svg);
 }
 
 #[test]

@@ -73,7 +73,7 @@ pub fn preload_dropped(argv: &[OsString]) -> Vec<String> {
         } else if a == "-uLD_PRELOAD" || a == "--unset=LD_PRELOAD" {
             how.get_or_insert_with(|| format!("`env {a}` removes it"));
         } else if let Some(v) = a.strip_prefix("LD_PRELOAD=") {
-            if !v.contains(super::run::PRELOAD_LIB) {
+            if !v.contains(super::launcher::PRELOAD_LIB) {
                 how = Some(format!("`env {a}` replaces it"));
             } else {
                 how = None;

@@ -1,15 +1,14 @@
 //! `tidemark export`: one profile in the formats other viewers read.
 
-use std::fs::File;
-use std::io::{BufWriter, IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
 
-use anyhow::{bail, Context as _};
+use anyhow::bail;
 use clap::{Args, ValueEnum};
 use flate2::write::GzEncoder;
 use flate2::Compression;
 
-use super::{warn_truncated, LoadArgs, EXIT_OK};
+use super::{output, warn_truncated, LoadArgs, EXIT_OK};
 use crate::analysis::Metric;
 use crate::load::{load_path, LoadOptions};
 use crate::render::export::{
@@ -91,7 +90,7 @@ pub(super) fn export(a: &ExportArgs) -> anyhow::Result<u8> {
         bail!("--format {format} is binary (gzip): write it to a file with -o FILE, or pipe it");
     }
     if !to_stdout {
-        check_target(&a.output)?;
+        output::check_target(&a.output, "the export")?;
     }
     let load_opts = LoadOptions {
         block_groups: format.needs_block_groups(),
@@ -100,37 +99,18 @@ pub(super) fn export(a: &ExportArgs) -> anyhow::Result<u8> {
     let p = load_path(&a.profile, &load_opts)?;
     warn_truncated(&p, &a.profile);
     let gzip = format.is_text() && a.output.extension().is_some_and(|e| e == "gz");
+    output::write_to(&a.output, "the export", |w| {
+        encode(w, gzip, |w| write_export(&p, format, &opts, w))
+    })?;
     if to_stdout {
-        let out = BufWriter::new(std::io::stdout().lock());
-        write_to(out, gzip, |w| write_export(&p, format, &opts, w))?;
         return Ok(EXIT_OK);
-    }
-    if let Some(dir) = a.output.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create the directory {}", dir.display()))?;
-    }
-    let tmp = temp_path(&a.output);
-    let result = File::create(&tmp)
-        .with_context(|| format!("cannot create {}", tmp.display()))
-        .and_then(|f| {
-            write_to(BufWriter::new(f), gzip, |w| {
-                write_export(&p, format, &opts, w)
-            })
-        })
-        .and_then(|()| {
-            std::fs::rename(&tmp, &a.output)
-                .with_context(|| format!("cannot move {} into place", tmp.display()))
-        });
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp); // best effort: the error below is what matters
-        return Err(e.context(format!("cannot write {}", a.output.display())));
     }
     eprintln!("tidemark: wrote {}", a.output.display());
     Ok(EXIT_OK)
 }
 
 /// Runs `f` on `out`, through gzip when asked, and flushes.
-fn write_to<W: Write>(
+fn encode<W: Write>(
     out: W,
     gzip: bool,
     f: impl FnOnce(&mut dyn Write) -> Result<(), crate::render::export::ExportError>,
@@ -145,24 +125,4 @@ fn write_to<W: Write>(
         out.flush()?;
     }
     Ok(())
-}
-
-/// Refuses an output that exists and is not a regular file (a directory, a device, a FIFO).
-fn check_target(path: &Path) -> anyhow::Result<()> {
-    match std::fs::metadata(path) {
-        Ok(m) if !m.is_file() => bail!(
-            "{} exists and is not a regular file; choose another -o (or `-o -` for stdout)",
-            path.display()
-        ),
-        _ => Ok(()),
-    }
-}
-
-/// A temporary file beside `path` (same directory, so the rename is atomic).
-fn temp_path(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "export".to_owned());
-    path.with_file_name(format!(".{name}.tmp{}", std::process::id()))
 }

@@ -1,11 +1,10 @@
 //! `tidemark flamegraph`.
 
-use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 
-use super::output::{check_target, AtomicOutput};
+use super::output::{check_target, write_to};
 use super::{load, warn_truncated, FlamegraphArgs, EXIT_OK};
 use crate::render::{flamegraph_svg_with, folded_with, Metric};
 
@@ -35,26 +34,16 @@ pub(super) fn flamegraph(a: &FlamegraphArgs) -> anyhow::Result<u8> {
         .check_available(&p)
         .with_context(|| a.profile.display().to_string())?;
     warn_truncated(&p, &a.profile);
-    let mut file = None;
-    let mut out: Box<dyn Write> = if to_stdout {
-        Box::new(BufWriter::new(std::io::stdout().lock()))
-    } else {
-        Box::new(file.insert(AtomicOutput::create(&target, "the flamegraph")?))
-    };
-    if a.folded {
-        for line in folded_with(&p, metric, a.keep_runtime_frames) {
-            writeln!(out, "{line}")?;
+    write_to(&target, "the flamegraph", |out| {
+        if a.folded {
+            for line in folded_with(&p, metric, a.keep_runtime_frames) {
+                writeln!(out, "{line}")?;
+            }
+        } else {
+            flamegraph_svg_with(&p, metric, a.inverted, a.keep_runtime_frames, out)?;
         }
-    } else {
-        flamegraph_svg_with(&p, metric, a.inverted, a.keep_runtime_frames, &mut out)
-            .with_context(|| format!("cannot write {}", target.display()))?;
-    }
-    out.flush()
-        .with_context(|| format!("cannot write {}", target.display()))?;
-    drop(out);
-    if let Some(file) = file {
-        file.commit()?;
-    }
+        Ok(())
+    })?;
     if !to_stdout {
         eprintln!("tidemark: wrote {}", target.display());
     }

@@ -6,9 +6,12 @@
 
 mod check;
 mod checks;
+mod demo;
 mod diff;
 mod export;
 mod flamegraph;
+mod images;
+mod launcher;
 pub mod output;
 mod report;
 mod run;
@@ -17,7 +20,10 @@ mod timeline;
 pub mod units;
 mod view;
 
-pub use run::{find_beside_exe, parse_interval_ms, PRELOAD_LIB, WORKLOAD_BIN};
+pub use demo::{SAWTOOTH_BIN, WORKLOAD_BIN};
+pub use launcher::{find_beside_exe, PRELOAD_LIB};
+pub use run::parse_interval_ms;
+pub use timeline::timeline_title;
 pub use view::ViewArgs;
 
 use std::ffi::OsString;
@@ -395,17 +401,8 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
     }
 }
 
-/// Writes `bytes` to `path` (`-` is stdout), naming the file in any error. Files are written
-/// through [`output::write_atomically`]: a special file at the path is refused, and the content
-/// appears there whole or not at all.
+/// Writes `bytes` to `path` (`-` is stdout) through [`output::write_to`].
 fn write_output(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write;
-    if path.as_os_str() == "-" {
-        let mut out = std::io::stdout().lock();
-        out.write_all(bytes)?;
-        out.flush()?;
-        return Ok(());
-    }
     output::write_atomically(path, bytes, "the output")
 }
 

@@ -1,7 +1,12 @@
 //! Writing outputs without destroying what is at the path.
 //!
-//! Every file tidemark writes (profiles, SVGs, reports, CSV, summaries) goes through this module:
+//! Every output a command writes (SVGs, reports, exports, CSV, summaries, the pages) goes through
+//! one function, [`write_to`]; the profile of `tidemark run` (written by the recorder in the
+//! program) is prepared and put in place with the same rules ([`prepare_dir`], [`persist`]):
 //!
+//! - `-` is stdout (for the commands that allow it);
+//! - missing directories leading to the path are created, for every command alike (`-o
+//!   out/today/app.svg` works without a `mkdir` first);
 //! - a path that exists and is not a regular file (a device such as `/dev/null`, a FIFO, a
 //!   socket, a directory, or a symbolic link — even one to a regular file, since replacing the
 //!   link would not write where it points and following it would write somewhere the user did
@@ -56,7 +61,7 @@ pub fn check_target(path: &Path, what: &str) -> anyhow::Result<()> {
                      stdout where the command supports it)"
                 };
                 bail!(
-                    "will not write {what} to {}: it is {kind}; {hint}",
+                    "will not write {what} to {}: it is {kind}, not a regular file; {hint}",
                     path.display()
                 );
             }
@@ -196,10 +201,7 @@ impl AtomicOutput {
     /// temporary file.
     pub fn create(path: &Path, what: &str) -> anyhow::Result<AtomicOutput> {
         check_target(path, what)?;
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            fs::create_dir_all(dir)
-                .with_context(|| format!("cannot create the directory {}", dir.display()))?;
-        }
+        prepare_dir(path)?;
         let tmp = temp_path(path, "");
         let file = OpenOptions::new()
             .write(true)
@@ -274,12 +276,37 @@ impl Drop for AtomicOutput {
     }
 }
 
-/// Writes `bytes` to `path` atomically (see the module docs).
-pub fn write_atomically(path: &Path, bytes: &[u8], what: &str) -> anyhow::Result<()> {
+/// Creates the missing directories leading to `path` (the one rule for every output).
+pub fn prepare_dir(path: &Path) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create the directory {}", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// THE way a command writes an output: `write` produces the content into `path` (`-` is
+/// stdout), under the rules of the module docs. `what` names the output in messages ("the
+/// flamegraph"). On a file, the content appears at `path` only when `write` succeeded.
+pub fn write_to(
+    path: &Path,
+    what: &str,
+    write: impl FnOnce(&mut dyn Write) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    if path.as_os_str() == "-" {
+        let mut out = BufWriter::new(io::stdout().lock());
+        write(&mut out)?;
+        out.flush()?;
+        return Ok(());
+    }
     let mut out = AtomicOutput::create(path, what)?;
-    out.write_all(bytes)
-        .with_context(|| format!("cannot write {}", path.display()))?;
+    write(&mut out).with_context(|| format!("cannot write {}", path.display()))?;
     out.commit()
+}
+
+/// [`write_to`] with content already in memory.
+pub fn write_atomically(path: &Path, bytes: &[u8], what: &str) -> anyhow::Result<()> {
+    write_to(path, what, |w| Ok(w.write_all(bytes)?))
 }
 
 #[cfg(test)]

@@ -52,7 +52,14 @@ pub(super) fn summary(a: &SummaryArgs) -> anyhow::Result<u8> {
     if a.json {
         write_summary_json(&s, &mut out)?;
     } else {
-        writeln!(out, "profile      {}", a.profile.display())?;
+        // Which process this is: a wrapper's run leaves one profile per program and process.
+        let h = &p.header;
+        writeln!(
+            out,
+            "profile      {}: {}",
+            a.profile.display(),
+            super::images::describe_process(&h.cmdline, &h.exe, h.pid)
+        )?;
         out.write_all(summary_text_by(&s, by.title()).as_bytes())?;
         if a.backtrace > 0 && !s.top_sites.is_empty() {
             writeln!(

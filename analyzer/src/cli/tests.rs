@@ -1,6 +1,6 @@
 //! Command-line parsing and the pieces of `tidemark run` that need no recorder.
 
-use super::run::{
+use super::launcher::{
     check_preloadable, child_profiles, exit_code, has_interpreter, recorder_env, resolve_command,
 };
 use super::*;

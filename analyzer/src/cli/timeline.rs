@@ -3,7 +3,25 @@
 use anyhow::Context;
 
 use super::{load, warn_truncated, write_output, TimelineArgs};
+use crate::model::Profile;
 use crate::render::{curves, timeline};
+
+/// The title `tidemark timeline` gives the SVG: the program's name, and a warning when the
+/// profile is truncated.
+pub fn timeline_title(p: &Profile) -> String {
+    let mut title = format!(
+        "tidemark timeline: {}",
+        p.header
+            .cmdline
+            .first()
+            .cloned()
+            .unwrap_or_else(|| p.header.exe.clone())
+    );
+    if p.truncated.is_some() {
+        title.push_str(" (TRUNCATED profile)");
+    }
+    title
+}
 
 pub(super) fn timeline(a: &TimelineArgs) -> anyhow::Result<u8> {
     super::output::check_option(a.output.as_deref(), "the timeline")?;
@@ -22,19 +40,8 @@ pub(super) fn timeline(a: &TimelineArgs) -> anyhow::Result<u8> {
     let body = if a.csv {
         curves::csv(&p)
     } else {
-        let mut title = format!(
-            "tidemark timeline: {}",
-            p.header
-                .cmdline
-                .first()
-                .cloned()
-                .unwrap_or_else(|| p.header.exe.clone())
-        );
-        if p.truncated.is_some() {
-            title.push_str(" (TRUNCATED profile)");
-        }
         timeline::render_svg(
-            &title,
+            &timeline_title(&p),
             &curves::panels(&p, a.limit),
             timeline::DEFAULT_WIDTH_PX,
         )

@@ -1,5 +1,7 @@
 //! Format reader → model: streams a profile, replays its events in global order and builds a
-//! [`Profile`].
+//! [`Profile`] of raw return addresses, with the symbols the profile embeds kept beside them
+//! ([`Profile::embedded_symbols`]). Naming the addresses is the next stage,
+//! [`crate::symbolize::symbolize`]; [`load_path`] runs both, [`read_path`] only the first.
 //!
 //! ```no_run
 //! use tidemark_analyzer::load::{load_path, LoadOptions};
@@ -13,12 +15,11 @@
 //! ```
 
 mod buckets;
-mod progress;
 mod replay;
 #[cfg(test)]
 pub(crate) mod synthetic;
 
-pub use progress::{Progress, ProgressSink, StderrProgress};
+pub use crate::progress::{Progress, ProgressSink, StderrProgress};
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -29,7 +30,7 @@ use tidemark::format::{trailer_key, FormatError, Reader, Record, SymbolFrame, Tr
 
 use crate::analysis::suppress::{self, Suppressions};
 use crate::model::{Ip, IpId, Message, ModuleSnapshot, Profile, StackId, StackNode};
-use crate::symbolize;
+use crate::symbolize::{self, SymbolizeOptions};
 use replay::Replay;
 
 /// Default of [`LoadOptions::symbolize`].
@@ -38,13 +39,16 @@ pub const DEFAULT_SYMBOLIZE: bool = true;
 pub const DEFAULT_PROGRESS: bool = false;
 /// Default of [`LoadOptions::block_groups`].
 pub const DEFAULT_BLOCK_GROUPS: bool = false;
+/// Default of [`LoadOptions::events`].
+pub const DEFAULT_EVENTS: bool = true;
 
 /// How to load a profile.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoadOptions {
-    /// Resolve return addresses to functions, files and lines from the binaries on disk.
-    /// Symbols embedded in the profile are used either way (they cost nothing); without either,
-    /// frames read `module+0xoffset`. Default: [`DEFAULT_SYMBOLIZE`] (`true`).
+    /// In [`load_path`]'s symbolization pass, resolve return addresses to functions, files and
+    /// lines from the binaries on disk ([`SymbolizeOptions::use_files`]). Symbols embedded in
+    /// the profile are used either way (they cost nothing); without either, frames read
+    /// `module+0xoffset`. [`read_path`] ignores it. Default: [`DEFAULT_SYMBOLIZE`] (`true`).
     pub symbolize: bool,
     /// Report progress of long steps on stderr (a line with a percentage, shown when stderr is a
     /// terminal or once a step has taken more than a second). This is the only output the
@@ -58,6 +62,10 @@ pub struct LoadOptions {
     /// ([`crate::analysis::suppress`]). Default: the built-in rules
     /// ([`Suppressions::builtin`]).
     pub suppressions: Suppressions,
+    /// Replay the allocation events. Without them only stacks, module maps, embedded symbols,
+    /// timeline samples and messages are read: what symbolizing and embedding symbols need,
+    /// without decompressing the events. Default: [`DEFAULT_EVENTS`] (`true`).
+    pub events: bool,
 }
 
 impl Default for LoadOptions {
@@ -67,6 +75,7 @@ impl Default for LoadOptions {
             progress: DEFAULT_PROGRESS,
             block_groups: DEFAULT_BLOCK_GROUPS,
             suppressions: Suppressions::builtin(),
+            events: DEFAULT_EVENTS,
         }
     }
 }
@@ -105,9 +114,18 @@ fn hint(e: &FormatError) -> &'static str {
     }
 }
 
-/// Loads the profile at `path`.
+/// Loads the profile at `path` and symbolizes it: [`read_path`], then the
+/// [`crate::symbolize::symbolize`] pass (from the binaries on disk when
+/// [`LoadOptions::symbolize`]).
 pub fn load_path(path: &Path, opts: &LoadOptions) -> Result<Profile, LoadError> {
-    load_file(path, opts, None)
+    load_file(path, opts, None, true)
+}
+
+/// Reads the profile at `path` without symbolizing it: every [`crate::model::Ip`] has its raw
+/// address and no frames yet, and the symbols the profile embeds are in
+/// [`Profile::embedded_symbols`]. Run [`crate::symbolize::symbolize`] before rendering.
+pub fn read_path(path: &Path, opts: &LoadOptions) -> Result<Profile, LoadError> {
+    load_file(path, opts, None, false)
 }
 
 /// Loads the profile at `path` like [`load_path`], and also cuts its activity into at most
@@ -118,13 +136,14 @@ pub fn load_path_with_time_buckets(
     opts: &LoadOptions,
     max_buckets: usize,
 ) -> Result<Profile, LoadError> {
-    load_file(path, opts, Some(max_buckets))
+    load_file(path, opts, Some(max_buckets), true)
 }
 
 fn load_file(
     path: &Path,
     opts: &LoadOptions,
     max_buckets: Option<usize>,
+    symbolize: bool,
 ) -> Result<Profile, LoadError> {
     let file = File::open(path).map_err(|error| LoadError::Io {
         path: path.to_owned(),
@@ -132,33 +151,54 @@ fn load_file(
     })?;
     let total_bytes = file.metadata().ok().map(|m| m.len());
     let reader = BufReader::with_capacity(1 << 20, file);
-    let result = if opts.progress {
-        let mut sink = StderrProgress::new(&path.display().to_string());
-        load_inner(reader, opts, total_bytes, Some(&mut sink), max_buckets)
-    } else {
-        load_inner(reader, opts, total_bytes, None, max_buckets)
-    };
-    result.map_err(|e| e.with_path(path))
-}
-
-/// Loads a profile from any reader (no progress percentage: the length is unknown).
-pub fn load_reader<R: Read>(r: R, opts: &LoadOptions) -> Result<Profile, LoadError> {
-    if opts.progress {
-        let mut sink = StderrProgress::new("profile");
-        load_inner(r, opts, None, Some(&mut sink), None)
-    } else {
-        load_inner(r, opts, None, None, None)
+    let mut sink = StderrProgress::new(&path.display().to_string());
+    let mut p = load_inner(
+        reader,
+        opts,
+        total_bytes,
+        opts.progress.then_some(&mut sink as &mut dyn ProgressSink),
+        max_buckets,
+    )
+    .map_err(|e| e.with_path(path))?;
+    if symbolize {
+        let progress = opts.progress.then_some(&mut sink as &mut dyn ProgressSink);
+        symbolize_pass(&mut p, opts, progress);
     }
+    Ok(p)
 }
 
-/// Loads a profile, reporting progress to `progress` (`total_bytes` enables percentages).
+/// The symbolization stage of [`load_path`] and [`load_reader`].
+fn symbolize_pass(p: &mut Profile, opts: &LoadOptions, progress: Option<&mut dyn ProgressSink>) {
+    let sopts = SymbolizeOptions {
+        use_files: opts.symbolize,
+    };
+    symbolize::symbolize(p, &sopts, progress);
+    // Rules match function names: they apply once the frames are named.
+    suppress::apply(p, &opts.suppressions);
+}
+
+/// Loads and symbolizes a profile from any reader (no progress percentage: the length is
+/// unknown).
+pub fn load_reader<R: Read>(r: R, opts: &LoadOptions) -> Result<Profile, LoadError> {
+    let mut sink = StderrProgress::new("profile");
+    let progress = opts.progress.then_some(&mut sink as &mut dyn ProgressSink);
+    let mut p = load_inner(r, opts, None, progress, None)?;
+    let progress = opts.progress.then_some(&mut sink as &mut dyn ProgressSink);
+    symbolize_pass(&mut p, opts, progress);
+    Ok(p)
+}
+
+/// Loads and symbolizes a profile, reporting progress to `progress` (`total_bytes` enables
+/// percentages).
 pub fn load_reader_with_progress<R: Read>(
     r: R,
     opts: &LoadOptions,
     total_bytes: Option<u64>,
     progress: &mut dyn ProgressSink,
 ) -> Result<Profile, LoadError> {
-    load_inner(r, opts, total_bytes, Some(progress), None)
+    let mut p = load_inner(r, opts, total_bytes, Some(&mut *progress), None)?;
+    symbolize_pass(&mut p, opts, Some(progress));
+    Ok(p)
 }
 
 impl LoadError {
@@ -249,6 +289,7 @@ fn load_inner<R: Read>(
     max_buckets: Option<usize>,
 ) -> Result<Profile, LoadError> {
     let mut reader = Reader::new(r).map_err(format_error)?;
+    reader.skip_events(!opts.events);
     let mut p = Profile {
         header: reader.header().clone(),
         ..Profile::default()
@@ -350,7 +391,7 @@ fn load_inner<R: Read>(
             d.offset, d.reason
         ));
     }
-    if let Some(pr) = progress.as_deref_mut() {
+    if let Some(pr) = progress {
         pr.finish();
     }
 
@@ -412,8 +453,7 @@ fn load_inner<R: Read>(
             p.header.sampling_rate
         ));
     }
-    symbolize::symbolize_profile(&mut p, &embedded, opts.symbolize, progress);
-    suppress::apply(&mut p, &opts.suppressions);
+    p.embedded_symbols = embedded;
     Ok(p)
 }
 

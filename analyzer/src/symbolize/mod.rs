@@ -8,8 +8,10 @@
 //! the ELF symbol table names the function; without the file a frame reads `module+0xoffset`.
 //! A build-id on disk that differs from the recorded one gives a warning.
 //!
-//! Profiles travel: [`embed_symbols`] appends the resolved frames of every address to the profile
-//! itself ([`tidemark::format::Record::Symbols`]), and loading prefers them over the files.
+//! This is a pass over a loaded profile ([`symbolize`]): [`crate::load`] reads raw addresses and
+//! the symbols a profile embeds, this module names every address (embedded symbols first, then
+//! the binaries), and [`crate::embed`] can write what it resolved back into the file so the
+//! profile travels. It reads binaries, never profiles, and writes nothing.
 
 pub mod debug_hint;
 mod debuginfo;
@@ -19,15 +21,13 @@ mod modules;
 pub use debuginfo::{build_id_debug_path, file_build_id, DEBUG_ROOT};
 pub use demangle::{demangle, is_qualified};
 
-use std::collections::{HashMap, HashSet};
-use std::fs::{File, OpenOptions};
-use std::io::{self, BufReader, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+use std::collections::HashMap;
+use std::path::PathBuf;
 
-use tidemark::format::{self, Module, Reader, Record, SymbolFrame};
+use tidemark::format::{Module, SymbolFrame};
 
-use crate::load::{LoadError, ProgressSink};
-use crate::model::{Frame, FrameId, Profile};
+use crate::model::{Frame, FrameId, IpId, Profile};
+use crate::progress::ProgressSink;
 use debuginfo::ModuleDebug;
 use modules::{basename, ModuleMap};
 
@@ -38,6 +38,14 @@ pub struct Resolved {
     pub frames: Vec<SymbolFrame>,
     /// False when nothing better than `module+0xoffset` (or the bare address) was found.
     pub symbolized: bool,
+}
+
+/// The debug information of the modules opened so far, keyed by (path, recorded build-id): kept
+/// across the profiles of one run (a wrapper's images and children share their binaries), so each
+/// binary is read once.
+#[derive(Default)]
+pub struct DebugCache {
+    modules: HashMap<(String, Vec<u8>), ModuleDebug>,
 }
 
 /// Resolves addresses against a profile's module map, caching each module's debug information.
@@ -52,11 +60,23 @@ pub struct Symbolizer {
 impl Symbolizer {
     /// A symbolizer for the module map snapshots of a profile.
     pub fn new(snapshots: &[crate::model::ModuleSnapshot]) -> Self {
+        Self::with_cache(snapshots, DebugCache::default())
+    }
+
+    /// A symbolizer that starts from the modules `cache` has opened already.
+    pub fn with_cache(snapshots: &[crate::model::ModuleSnapshot], cache: DebugCache) -> Self {
         Symbolizer {
             map: ModuleMap::new(snapshots),
-            cache: HashMap::new(),
+            cache: cache.modules,
             debug_root: PathBuf::from(DEBUG_ROOT),
             warnings: Vec::new(),
+        }
+    }
+
+    /// The modules opened, for the next profile's symbolizer.
+    pub fn into_cache(self) -> DebugCache {
+        DebugCache {
+            modules: self.cache,
         }
     }
 
@@ -119,15 +139,58 @@ fn unresolved(module: Option<&Module>, addr: u64) -> Resolved {
     }
 }
 
-/// Fills every [`crate::model::Ip`]'s frames: embedded symbols first, then (when `use_files`) the
-/// binaries on disk, else `module+0xoffset`.
-pub(crate) fn symbolize_profile(
+/// Default of [`SymbolizeOptions::use_files`].
+pub const DEFAULT_USE_FILES: bool = true;
+
+/// How [`symbolize`] names addresses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SymbolizeOptions {
+    /// Read the binaries (and their debug files) on this machine for addresses the profile has
+    /// no embedded symbols for; without it they read `module+0xoffset`. Default:
+    /// [`DEFAULT_USE_FILES`] (`true`).
+    pub use_files: bool,
+}
+
+impl Default for SymbolizeOptions {
+    fn default() -> Self {
+        SymbolizeOptions {
+            use_files: DEFAULT_USE_FILES,
+        }
+    }
+}
+
+/// What [`symbolize`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SymbolizeReport {
+    /// The return addresses named from the binaries on disk (not from embedded symbols, not a
+    /// `module+0xoffset` fallback): what [`crate::embed`] appends to the file.
+    pub from_files: Vec<IpId>,
+}
+
+/// The symbolization pass: fills every [`crate::model::Ip`]'s frames of a profile read by
+/// [`crate::load::read_path`]: embedded symbols first, then (with
+/// [`SymbolizeOptions::use_files`]) the binaries on disk, else `module+0xoffset`. Warnings
+/// (missing files, build-id mismatches) go to [`Profile::warnings`]. Progress: one unit per
+/// address.
+pub fn symbolize(
     p: &mut Profile,
-    embedded: &HashMap<(u64, u64), Vec<SymbolFrame>>,
-    use_files: bool,
+    opts: &SymbolizeOptions,
+    progress: Option<&mut dyn ProgressSink>,
+) -> SymbolizeReport {
+    symbolize_cached(p, opts, progress, &mut DebugCache::default())
+}
+
+/// [`symbolize`], reusing (and adding to) the modules `cache` has opened.
+pub fn symbolize_cached(
+    p: &mut Profile,
+    opts: &SymbolizeOptions,
     mut progress: Option<&mut dyn ProgressSink>,
-) {
-    let mut sym = Symbolizer::new(&p.modules);
+    cache: &mut DebugCache,
+) -> SymbolizeReport {
+    let use_files = opts.use_files;
+    let embedded = std::mem::take(&mut p.embedded_symbols);
+    let mut report = SymbolizeReport::default();
+    let mut sym = Symbolizer::with_cache(&p.modules, std::mem::take(cache));
     if use_files && embedded.is_empty() && sym.map.is_empty() && !p.ips.is_empty() {
         p.warnings
             .push("the profile has no module map, so frames show as raw addresses".to_owned());
@@ -149,13 +212,13 @@ pub(crate) fn symbolize_profile(
             Some(f) if !f.is_empty() => f.clone(),
             _ if use_files => {
                 let r = sym.resolve_at(addr, generation);
-                if !r.symbolized {
-                    if let Some(m) = sym.map.find_at(addr, generation) {
-                        if m.path.starts_with('/') {
-                            *unnamed
-                                .entry((m.path.clone(), m.build_id.clone()))
-                                .or_default() += 1;
-                        }
+                if r.symbolized {
+                    report.from_files.push(IpId(i as u32));
+                } else if let Some(m) = sym.map.find_at(addr, generation) {
+                    if m.path.starts_with('/') {
+                        *unnamed
+                            .entry((m.path.clone(), m.build_id.clone()))
+                            .or_default() += 1;
                     }
                 }
                 r.frames
@@ -187,6 +250,9 @@ pub(crate) fn symbolize_profile(
     for ((path, build_id), n) in unnamed {
         p.warnings.push(debug_hint::hint(&path, &build_id, n));
     }
+    *cache = sym.into_cache();
+    p.embedded_symbols = embedded;
+    report
 }
 
 /// Function names go into folded lines: no separators, no line breaks, never empty.
@@ -203,216 +269,5 @@ fn sanitize(name: &str) -> String {
         .collect()
 }
 
-/// What [`embed_symbols`] did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct EmbedReport {
-    /// Distinct return addresses in the profile.
-    pub addresses: usize,
-    /// Of those, addresses resolved to a function (the others were not embedded).
-    pub resolved: usize,
-    /// Bytes appended to the file.
-    pub bytes_written: u64,
-    /// The profile already carried symbols; nothing was written.
-    pub already_embedded: bool,
-    /// Warnings from symbolization (missing files, build-id mismatches).
-    pub warnings: Vec<String>,
-}
-
-/// Why symbols could not be embedded.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum EmbedError {
-    /// The profile could not be read.
-    #[error(transparent)]
-    Load(#[from] LoadError),
-    /// The profile could not be written.
-    #[error("cannot append symbols to {path}: {error}; check that the file is writable")]
-    Write {
-        /// The profile.
-        path: PathBuf,
-        /// The I/O error.
-        error: io::Error,
-    },
-}
-
-/// Largest Symbols record body written in one chunk (well under the format's chunk limit).
-const EMBED_CHUNK_BYTES: usize = 8 << 20;
-
-/// Resolves every return address of the profile at `path` from the binaries on this machine and
-/// appends the result as Symbols chunks, so the profile can be analyzed elsewhere. A truncated
-/// profile first loses its unreadable tail (it could never be read anyway). A profile that already
-/// carries symbols is left alone.
-pub fn embed_symbols(path: &Path) -> Result<EmbedReport, EmbedError> {
-    embed_inner(path, None)
-}
-
-/// [`embed_symbols`], reporting the symbolization's progress (one unit per address).
-pub fn embed_symbols_with_progress(
-    path: &Path,
-    progress: &mut dyn ProgressSink,
-) -> Result<EmbedReport, EmbedError> {
-    embed_inner(path, Some(progress))
-}
-
-fn embed_inner(
-    path: &Path,
-    mut progress: Option<&mut dyn ProgressSink>,
-) -> Result<EmbedReport, EmbedError> {
-    let load_err = |error| LoadError::Io {
-        path: path.to_owned(),
-        error,
-    };
-    let file = File::open(path).map_err(load_err)?;
-    let fmt_err = |error| -> EmbedError {
-        match error {
-            format::FormatError::Io(error) => LoadError::Io {
-                path: path.to_owned(),
-                error,
-            }
-            .into(),
-            error => LoadError::Format {
-                path: path.to_owned(),
-                error,
-            }
-            .into(),
-        }
-    };
-    let mut reader = Reader::new(BufReader::with_capacity(1 << 20, file)).map_err(fmt_err)?;
-    let version = reader.header().version;
-    reader.skip_events(true);
-    // (address, module generation) of every frame.
-    let mut addrs: Vec<(u64, u64)> = Vec::new();
-    let mut seen: HashSet<(u64, u64)> = HashSet::new();
-    let mut snapshots = Vec::new();
-    let mut already = false;
-    let mut malformed = false;
-    'chunks: while let Some(records) = reader.next_chunk().map_err(fmt_err)? {
-        for rec in records {
-            match rec {
-                Ok(Record::Stack {
-                    frames, generation, ..
-                }) => {
-                    for f in frames {
-                        if seen.insert((f, generation)) {
-                            addrs.push((f, generation));
-                        }
-                    }
-                }
-                Ok(Record::Modules {
-                    generation,
-                    modules,
-                }) => snapshots.push(crate::model::ModuleSnapshot {
-                    generation,
-                    modules,
-                }),
-                Ok(Record::Symbols { .. }) => already = true,
-                Ok(_) => {}
-                Err(_) => {
-                    malformed = true;
-                    break 'chunks;
-                }
-            }
-        }
-    }
-    let good_end = reader.offset();
-    let truncated = reader.truncation().is_some();
-    drop(reader);
-    let mut report = EmbedReport {
-        addresses: addrs.len(),
-        ..EmbedReport::default()
-    };
-    if already {
-        report.already_embedded = true;
-        return Ok(report);
-    }
-    if malformed {
-        // Appending after a chunk no reader gets past would hide the symbols; cutting the file
-        // there would lose data. Leave it as it is.
-        report.warnings.push(format!(
-            "{}: a chunk holds malformed records, so no symbols were embedded",
-            path.display()
-        ));
-        return Ok(report);
-    }
-    let mut sym = Symbolizer::new(&snapshots);
-    let mut entries: Vec<(u64, u64, Vec<SymbolFrame>)> = Vec::new();
-    if let Some(pr) = progress.as_deref_mut() {
-        pr.begin("symbolizing", Some(addrs.len() as u64));
-    }
-    for (i, (a, generation)) in addrs.into_iter().enumerate() {
-        let r = sym.resolve_at(a, generation);
-        if r.symbolized {
-            entries.push((generation, a, r.frames));
-        }
-        if i.is_multiple_of(1024) {
-            if let Some(pr) = progress.as_deref_mut() {
-                pr.update(i as u64);
-            }
-        }
-    }
-    if let Some(pr) = progress {
-        pr.finish();
-    }
-    report.resolved = entries.len();
-    report.warnings = sym.take_warnings();
-    // One Symbols record per module generation (almost always just one).
-    entries.sort_by_key(|e| e.0);
-    let mut out = Vec::new();
-    let mut batch: Vec<(u64, Vec<SymbolFrame>)> = Vec::new();
-    let mut batch_bytes = 0usize;
-    let mut batch_generation = entries.first().map_or(0, |e| e.0);
-    for (generation, addr, frames) in entries {
-        let size = 16
-            + frames
-                .iter()
-                .map(|f| f.function.len() + f.file.len() + 8)
-                .sum::<usize>();
-        if !batch.is_empty()
-            && (batch_bytes + size > EMBED_CHUNK_BYTES || generation != batch_generation)
-        {
-            flush_symbols(&mut out, version, batch_generation, &mut batch);
-            batch_bytes = 0;
-        }
-        batch_generation = generation;
-        batch_bytes += size;
-        batch.push((addr, frames));
-    }
-    flush_symbols(&mut out, version, batch_generation, &mut batch);
-    let write_err = |error| EmbedError::Write {
-        path: path.to_owned(),
-        error,
-    };
-    let mut f = OpenOptions::new()
-        .write(true)
-        .open(path)
-        .map_err(write_err)?;
-    if truncated {
-        f.set_len(good_end).map_err(write_err)?;
-    }
-    let end = f.metadata().map_err(write_err)?.len();
-    if end != good_end {
-        // Bytes after the trailer that no reader would reach: put the symbols where it will.
-        f.set_len(good_end).map_err(write_err)?;
-    }
-    f.seek(SeekFrom::Start(good_end)).map_err(write_err)?;
-    f.write_all(&out).map_err(write_err)?;
-    f.sync_data().map_err(write_err)?;
-    report.bytes_written = out.len() as u64;
-    Ok(report)
-}
-
-fn flush_symbols(
-    out: &mut Vec<u8>,
-    version: u16,
-    generation: u64,
-    batch: &mut Vec<(u64, Vec<SymbolFrame>)>,
-) {
-    if batch.is_empty() {
-        return;
-    }
-    format::put_symbols_chunk(out, version, generation, batch);
-    batch.clear();
-}
-
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

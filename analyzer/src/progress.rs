@@ -1,4 +1,5 @@
-//! Progress of long steps (loading, symbolizing).
+//! Progress of long steps (loading, symbolizing), shared by the stages that report it: [`crate::load`]
+//! and [`crate::symbolize`] both take a [`ProgressSink`] and neither imports the other for it.
 
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};

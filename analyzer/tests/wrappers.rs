@@ -1,0 +1,202 @@
+//! Wrapper programs: `tidemark run -o app.tmk -- ./shim.sh ARGS` where the shim is a real
+//! `#!/bin/sh` script. A shim that `exec`s the program leaves the program's profile at `-o` (the
+//! process's final image) and the shell's beside it; a shim that runs the program as a child
+//! and waits leaves the shell's at `-o` and the program's as a child profile. Each profile says
+//! which process it is, and the program's numbers are exactly the workload's ground truth.
+
+mod support;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use support::*;
+use tidemark_analyzer::model::Profile;
+
+/// Writes an executable `#!/bin/sh` script `name` into `scratch`.
+fn shim(scratch: &Scratch, name: &str, body: &str) -> PathBuf {
+    let path = scratch.join(name);
+    std::fs::write(&path, format!("#!/bin/sh\n{body}")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+        _ => false,
+    }
+}
+
+/// The profiles in `dir` beside `app.tmk`: `app.<more>.tmk`.
+fn profiles_beside(dir: &Path) -> Vec<PathBuf> {
+    list_dir(dir)
+        .into_iter()
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("app.") && n.ends_with(".tmk") && n != "app.tmk")
+        })
+        .collect()
+}
+
+/// `tidemark summary PROFILE`'s first line.
+fn summary_first_line(scratch: &Scratch, profile: &Path) -> String {
+    let r = tidemark_cli(["summary", "--no-symbolize", path_str(profile)], scratch);
+    r.assert_success("tidemark summary");
+    r.stdout.lines().next().unwrap_or_default().to_owned()
+}
+
+fn assert_is_the_shell(p: &Profile, what: &str) {
+    assert!(
+        same_file(Path::new(&p.header.exe), Path::new("/bin/sh")),
+        "{what} should be the shell's profile, its executable is {}",
+        p.header.exe
+    );
+}
+
+#[test]
+fn a_shim_that_execs_the_program_leaves_the_programs_profile_at_the_output() {
+    let scratch = Scratch::new("wrapper-exec");
+    let bin = fixture_bin("tm-alloc-without-free", &scratch);
+    shim(
+        &scratch,
+        "shim.sh",
+        &format!("exec \"{}\" \"$@\"\n", bin.display()),
+    );
+    let r = tidemark_cli(
+        [
+            "run",
+            "-o",
+            "app.tmk",
+            "--",
+            "./shim.sh",
+            "--duration-ms",
+            "200",
+            "--truth",
+            "truth.json",
+        ],
+        &scratch,
+    );
+    r.assert_success("tidemark run -- ./shim.sh");
+    let profile = scratch.join("app.tmk");
+    let p = load(&profile);
+    // The final image: the program the shell exec'd, with exactly the workload's numbers.
+    assert!(
+        same_file(Path::new(&p.header.exe), &bin),
+        "app.tmk is of {}, not of the exec'd {}\n{}",
+        p.header.exe,
+        bin.display(),
+        r.describe()
+    );
+    assert_loaded_matches_truth(&p, &profile, &read_truth(&scratch.join("truth.json")));
+    // The shell's image: same process, beside it, named as the first image.
+    let shell = scratch.join(&format!("app.{}.exec0.tmk", p.header.pid));
+    let s = load(&shell);
+    assert_eq!(s.header.pid, p.header.pid, "one process, two images");
+    assert_is_the_shell(&s, "app.<pid>.exec0.tmk");
+    assert_eq!(
+        profiles_beside(scratch.path()),
+        vec![shell.clone()],
+        "the shell's image is the only other profile\n{}",
+        r.describe()
+    );
+    // Listed once, and the chain of programs is said.
+    let shell_name = shell.file_name().unwrap().to_str().unwrap();
+    assert_eq!(r.stderr.matches(shell_name).count(), 1, "{}", r.describe());
+    assert!(
+        r.stderr.contains("exec'd 1 time(s)") && r.stderr.contains("→ tm-alloc-without-free"),
+        "{}",
+        r.describe()
+    );
+    assert!(
+        r.stderr.contains(&format!(
+            "profile written to app.tmk: tm-alloc-without-free --duration-ms 200 --truth \
+             truth.json (pid {}, {})",
+            p.header.pid, p.header.exe
+        )),
+        "{}",
+        r.describe()
+    );
+    // `summary` says which process each profile is.
+    let first = summary_first_line(&scratch, &profile);
+    assert!(
+        first.starts_with(&format!("profile      {}: ", profile.display()))
+            && first.contains(&format!("pid {}", p.header.pid))
+            && first.contains("--duration-ms 200"),
+        "{first}"
+    );
+    let first = summary_first_line(&scratch, &shell);
+    assert!(
+        first.contains("sh ./shim.sh --duration-ms 200")
+            && first.contains(&format!("pid {}", p.header.pid)),
+        "{first}"
+    );
+}
+
+#[test]
+fn a_shim_that_runs_the_program_as_a_child_leaves_it_beside_the_shells_profile() {
+    let scratch = Scratch::new("wrapper-child");
+    let bin = fixture_bin("tm-alloc-without-free", &scratch);
+    // Not the script's last command, so the shell cannot turn it into an exec.
+    shim(
+        &scratch,
+        "shim.sh",
+        &format!("\"{}\" \"$@\"\nstatus=$?\nexit $status\n", bin.display()),
+    );
+    let r = tidemark_cli(
+        [
+            "run",
+            "-o",
+            "app.tmk",
+            "--",
+            "./shim.sh",
+            "--duration-ms",
+            "200",
+            "--truth",
+            "truth.json",
+        ],
+        &scratch,
+    );
+    r.assert_success("tidemark run -- ./shim.sh");
+    let profile = scratch.join("app.tmk");
+    let s = load(&profile);
+    assert_is_the_shell(&s, "app.tmk");
+    let children = profiles_beside(scratch.path());
+    assert_eq!(children.len(), 1, "{children:?}\n{}", r.describe());
+    let child = &children[0];
+    let c = load(child);
+    assert!(
+        same_file(Path::new(&c.header.exe), &bin),
+        "{}: {}",
+        child.display(),
+        c.header.exe
+    );
+    assert_eq!(
+        child.file_name().unwrap().to_str().unwrap(),
+        format!("app.{}.tmk", c.header.pid)
+    );
+    assert_ne!(c.header.pid, s.header.pid);
+    assert_loaded_matches_truth(&c, child, &read_truth(&scratch.join("truth.json")));
+    // Listed once among the children, and named as where the allocations are.
+    let child_name = child.file_name().unwrap().to_str().unwrap();
+    let listed = r
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("tidemark:   ") && l.contains(child_name))
+        .count();
+    assert_eq!(listed, 1, "{}", r.describe());
+    assert!(
+        r.stderr.contains("made more allocation calls")
+            && r.stderr
+                .lines()
+                .any(|l| l.contains("made more allocation calls") && l.contains(child_name)),
+        "{}",
+        r.describe()
+    );
+    assert!(!r.stderr.contains("exec'd"), "{}", r.describe());
+    let first = summary_first_line(&scratch, child);
+    assert!(
+        first.contains(&format!("pid {}", c.header.pid)) && first.contains("--duration-ms 200"),
+        "{first}"
+    );
+}

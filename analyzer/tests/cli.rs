@@ -251,13 +251,21 @@ fn run_without_a_command_profiles_the_builtin_workload_into_tidemark_out() {
         .collect();
     assert_eq!(
         profiles.len(),
-        2,
-        "expected the workload's profile and the sawtooth scenario's in tidemark-out: {:?}",
+        3,
+        "expected the workload's profile and small-objects in heap and stack mode in \
+         tidemark-out: {:?}",
         list_dir(&out)
     );
     assert_matches_truth(&out.join("profile.tmk"), &truth);
-    let saw_truth = read_truth(&out.join("sawtooth.truth.json"));
-    assert_matches_truth(&out.join("sawtooth.tmk"), &saw_truth);
+    // Heap vs stack: the built-in workloads are recorded with frame addresses.
+    let text = fs::read_to_string(out.join("summary.txt")).expect("summary.txt written");
+    assert!(text.contains("could live on the stack"), "{text}");
+    let json: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert!(
+        json["escape_sites"].is_array() && json["threads"].is_array(),
+        "{json}"
+    );
 
     // The pressure chart and the comparison report of the two scenarios.
     let curves = fs::read_to_string(out.join("curves.svg")).expect("curves.svg written");
@@ -268,9 +276,14 @@ fn run_without_a_command_profiles_the_builtin_workload_into_tidemark_out() {
     let view = fs::read_to_string(out.join("view.html")).expect("view.html written");
     assert!(view.contains("id=\"profile-data\"") && view.contains("alloc_without_free"));
     let html = fs::read_to_string(out.join("report.html")).expect("report.html written");
-    assert!(html.contains("alloc-without-free") && html.contains("sawtooth"));
+    assert!(html.contains("small-objects-heap") && html.contains("small-objects-stack"));
     let md = fs::read_to_string(out.join("report.md")).expect("report.md written");
     assert!(md.contains("| [Leak verdict]"), "{md}");
+    assert!(md.contains("| [Stack-eligible bytes]"), "{md}");
+    assert!(
+        md.contains("| small-objects-heap | `tidemark_fixtures::escape::small_object` |"),
+        "{md}"
+    );
 
     // Every other output a new user gets: SVGs that are SVGs, JSON that parses.
     let files = list_dir(&out);

@@ -43,5 +43,6 @@ mod tracking;
 pub mod unwind;
 
 pub use tracking::{
-    measure, stats, MeasuredSite, Measurement, Session, SessionError, Stats, Tracking, TOP_SITES,
+    measure, stats, MeasuredSite, Measurement, Session, SessionError, SessionOptions, Stats,
+    Tracking, TOP_SITES,
 };

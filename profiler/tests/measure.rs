@@ -93,3 +93,29 @@ fn stats_are_process_wide() {
     assert!(after.peak_bytes >= 16 * 4096);
     drop(black_box(keep));
 }
+
+#[inline(never)]
+fn recurse_kib(levels: u32) -> u64 {
+    let pad = std::hint::black_box([levels as u8; 1024]);
+    let below = if levels <= 1 {
+        0
+    } else {
+        recurse_kib(levels - 1)
+    };
+    below + u64::from(std::hint::black_box(&pad)[7])
+}
+
+/// The closure's stack peak: 48 levels of 1 KiB frames measure at least 48 KiB and less than
+/// 48 KiB plus the documented resolution and the frames' own overhead (a few dozen bytes each).
+#[test]
+fn measure_reports_the_stack_peak_of_the_closure() {
+    let (v, m) = tidemark::measure(|| recurse_kib(48));
+    assert_eq!(v, (1..=48).sum::<u64>());
+    let want = 48 * 1024;
+    assert!(
+        m.stack_peak_bytes >= want && m.stack_peak_bytes < want + 48 * 64 + 1024,
+        "{m}"
+    );
+    let (_, small) = tidemark::measure(|| std::hint::black_box(3) + 4);
+    assert!(small.stack_peak_bytes < 2048, "{small}");
+}

@@ -32,6 +32,8 @@ pub enum Metric {
     RuntimeOwned,
     /// Temporary allocations (count).
     Temporary,
+    /// Bytes of blocks that could have lived on the stack (profiles recorded with `--escape`).
+    StackEligible,
     /// Least-squares slope of the live heap, bytes per second (whole profile only).
     Growth,
     /// Sustained growth, yes or no (whole profile only).
@@ -107,6 +109,14 @@ pub struct MetricDef {
 /// Every profile has the metric.
 fn always(_: &Profile) -> Result<(), &'static str> {
     Ok(())
+}
+
+/// Profiles recorded with frame addresses (`tidemark run --escape`).
+fn escape_recorded(p: &Profile) -> Result<(), &'static str> {
+    match p.escape {
+        Some(_) => Ok(()),
+        None => Err("this profile has no frame addresses; record with tidemark run --escape"),
+    }
 }
 
 /// The metric table, in report order. `METRICS[m as usize].metric == m` for every [`Metric`].
@@ -201,6 +211,23 @@ pub const METRICS: &[MetricDef] = &[
         available: always,
     },
     MetricDef {
+        metric: Metric::StackEligible,
+        name: "stack-eligible",
+        title: "Could live on the stack (bytes)",
+        label: "Stack-eligible bytes",
+        help: "Bytes of blocks freed before their function returned, same thread, up to 4 KiB \
+               (recorded with --escape).",
+        unit: Unit::Bytes,
+        counted: "bytes",
+        json_key: "stack_eligible_bytes",
+        anchor: "stack-eligible",
+        definition: "Requested bytes of blocks freed by the allocating thread while the \
+                     allocating function was still running, each no larger than 4 KiB: they \
+                     could have been local values.",
+        source: Source::Counts(|c| c.stack_eligible_bytes),
+        available: escape_recorded,
+    },
+    MetricDef {
         metric: Metric::Growth,
         name: "growth",
         title: "Growth slope",
@@ -277,13 +304,14 @@ pub const METRICS: &[MetricDef] = &[
 
 impl Metric {
     /// Every metric, in [`METRICS`] order.
-    pub const ALL: [Metric; 11] = [
+    pub const ALL: [Metric; 12] = [
         Metric::Allocations,
         Metric::Allocated,
         Metric::Peak,
         Metric::Leaked,
         Metric::RuntimeOwned,
         Metric::Temporary,
+        Metric::StackEligible,
         Metric::Growth,
         Metric::LeakVerdict,
         Metric::PeakRss,
@@ -429,6 +457,7 @@ mod tests {
             leaked_bytes: 4,
             leaked_allocations: 5,
             temporary_allocations: 6,
+            stack_eligible_bytes: 8,
         };
         let s = Summary {
             counts,
@@ -436,7 +465,7 @@ mod tests {
             ..Summary::default()
         };
         let per_stack: Vec<u64> = Metric::per_stack().map(|m| m.of(&counts)).collect();
-        assert_eq!(per_stack, [1, 2, 3, 4, 6]);
+        assert_eq!(per_stack, [1, 2, 3, 4, 6, 8]);
         for m in Metric::per_stack() {
             assert_eq!(m.of_summary(&s), Some(m.of(&counts) as f64));
         }
@@ -449,6 +478,11 @@ mod tests {
     fn a_profile_without_the_metric_is_told_what_to_record() {
         let p = Profile::default();
         for m in Metric::ALL {
+            if m == Metric::StackEligible {
+                let e = m.check_available(&p).unwrap_err();
+                assert!(e.to_string().contains("--escape"), "{e}");
+                continue;
+            }
             assert_eq!(m.check_available(&p), Ok(()), "{m}");
         }
         // A row that needs data only some profiles have, as `cpu` will.

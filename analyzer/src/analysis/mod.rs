@@ -4,6 +4,7 @@
 //! site) are in `docs/metrics.md`.
 
 pub mod call_paths;
+pub mod escape;
 pub mod growth;
 pub mod lifetimes;
 pub mod metric;

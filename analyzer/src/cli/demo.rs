@@ -1,6 +1,7 @@
-//! `tidemark run` with no command: the built-in demo. Records the alloc-without-free and sawtooth
-//! workloads (from the fixtures crate, next to the `tidemark` executable) and writes every output
-//! tidemark has into one directory, so a new user sees all of them on the first try.
+//! `tidemark run` with no command: the built-in demo. Records the alloc-without-free workload and
+//! small-objects in heap and stack mode (from the fixtures crate, next to the `tidemark`
+//! executable), with frame addresses, and writes every output tidemark has into one directory,
+//! so a new user sees all of them on the first try.
 
 use std::ffi::OsString;
 use std::fs;
@@ -15,13 +16,10 @@ use super::run::record_one;
 use super::{RunArgs, DEFAULT_WORKLOAD_DIR, DEFAULT_WORKLOAD_DURATION_MS};
 use crate::model::Profile;
 use crate::render::units::duration_ms;
-use crate::render::{flamegraph_svg, summary_text, write_summary_json, Metric};
+use crate::render::{flamegraph_svg, Metric};
 
 /// The built-in workload's binary (from the fixtures crate), next to the `tidemark` executable.
 pub const WORKLOAD_BIN: &str = "tm-alloc-without-free";
-
-/// The second built-in scenario of the default run: growth that is released (not a leak).
-pub const SAWTOOTH_BIN: &str = "tm-sawtooth";
 
 /// Records one built-in workload into `profile`; returns its exit status and the loaded profile.
 fn record_builtin(
@@ -40,7 +38,8 @@ fn record_builtin(
     })?;
     let mut argv: Vec<OsString> = vec![bin.into()];
     argv.extend(args.iter().cloned());
-    let (status, p) = record_one(a, preload, &exe, &argv, profile, true)?;
+    // Built-in workloads are recorded with frame addresses: their outputs show heap vs stack.
+    let (status, p) = record_one(a, preload, &exe, &argv, profile, true, true)?;
     Ok((
         status,
         p.expect("record_one loads the profile when asked to"),
@@ -118,37 +117,13 @@ pub(super) fn run_workload(a: &RunArgs) -> anyhow::Result<u8> {
             ..Default::default()
         },
     );
-    let txt = dir.join("summary.txt");
-    output::write_atomically(&txt, summary_text(&s).as_bytes(), "the summary")?;
-    written.push(txt);
-    let json = dir.join("summary.json");
-    output::write_to(&json, "the summary", |w| Ok(write_summary_json(&s, w)?))?;
-    written.push(json);
+    written.extend(super::demo_stack::write_summaries(&p, &s, &dir)?);
 
-    // A second scenario, so the first run shows a comparison too: growth that is released.
-    eprintln!(
-        "tidemark: recording a second scenario for the comparison report (sawtooth, {})",
-        duration_ms(DEFAULT_WORKLOAD_DURATION_MS)
-    );
-    let saw_profile = dir.join("sawtooth.tmk");
-    let saw_args: Vec<OsString> = vec![
-        "--duration-ms".into(),
-        DEFAULT_WORKLOAD_DURATION_MS.to_string().into(),
-        "--truth".into(),
-        dir.join("sawtooth.truth.json").into_os_string(),
-    ];
-    let (_, saw) = record_builtin(a, &preload, SAWTOOTH_BIN, &saw_args, &saw_profile)?;
-    written.push(saw_profile.clone());
-    let scenarios = vec![
-        crate::report::ScenarioInput {
-            label: "alloc-without-free".into(),
-            runs: vec![super::report::run_input(&profile, &p)],
-        },
-        crate::report::ScenarioInput {
-            label: "sawtooth".into(),
-            runs: vec![super::report::run_input(&saw_profile, &saw)],
-        },
-    ];
+    // The comparison report: the same work with small values on the heap, then on the stack.
+    let (scenarios, files) = super::demo_stack::heap_vs_stack(&dir, &mut |bin, args, profile| {
+        record_builtin(a, &preload, bin, args, profile)
+    })?;
+    written.extend(files);
     for (name, format) in [
         ("report.html", super::ReportFormat::Html),
         ("report.md", super::ReportFormat::Md),

@@ -341,6 +341,9 @@ pub(crate) fn extra_env(a: &RunArgs) -> anyhow::Result<Vec<(&'static str, OsStri
     if a.trace {
         env.push(("TIDEMARK_TRACE", "1".into()));
     }
+    if a.escape {
+        env.push(("TIDEMARK_ESCAPE", "1".into()));
+    }
     match a.allocator {
         AllocatorArg::System => {
             if a.malloc_conf.is_some() {

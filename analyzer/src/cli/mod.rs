@@ -7,6 +7,7 @@
 mod check;
 mod checks;
 mod demo;
+mod demo_stack;
 mod diff;
 mod export;
 mod flamegraph;
@@ -20,7 +21,7 @@ mod timeline;
 pub mod units;
 mod view;
 
-pub use demo::{SAWTOOTH_BIN, WORKLOAD_BIN};
+pub use demo::WORKLOAD_BIN;
 pub use launcher::{find_beside_exe, PRELOAD_LIB};
 pub use run::parse_interval_ms;
 pub use timeline::timeline_title;
@@ -271,6 +272,10 @@ pub struct SummaryArgs {
     /// Under each listed site, its N heaviest call paths (callers merged, innermost first).
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub backtrace: usize,
+    /// Largest block counted as "could live on the stack" in the escape section (profiles
+    /// recorded with `tidemark run --escape`): `4KiB`, `512B`, `1MiB`.
+    #[arg(long, value_name = "SIZE", default_value = "4KiB", value_parser = units::parse_limit)]
+    pub stack_threshold: u64,
     /// Loading options.
     #[command(flatten)]
     pub load: LoadArgs,
@@ -367,6 +372,11 @@ pub struct RunArgs {
     /// allocation rate, allocator p99 latency).
     #[arg(long)]
     pub trace: bool,
+    /// Record frame addresses with every allocation and free: escape classes per allocation
+    /// site ("could live on the stack") and per-thread stack peaks in `summary`
+    /// (docs/metrics.md).
+    #[arg(long)]
+    pub escape: bool,
     /// The allocator behind the program's malloc: glibc's, or the bundled jemalloc.
     #[arg(long, value_enum, default_value_t = AllocatorArg::System)]
     pub allocator: AllocatorArg,

@@ -91,6 +91,7 @@ pub(crate) fn run_input(path: &Path, p: &Profile) -> RunInput {
         live_heap: live_heap_series(p),
         folded: folded_to_sites(p, Metric::Allocated),
         truncated: p.truncated.is_some(),
+        stack_eligible: crate::report::stack::run_sites(p),
     }
 }
 

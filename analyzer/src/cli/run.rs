@@ -111,7 +111,7 @@ pub(super) fn run(a: &RunArgs) -> anyhow::Result<u8> {
         if a.repeat > 1 {
             eprintln!("tidemark: run {run} of {}: {}", a.repeat, output.display());
         }
-        let (status, _) = record_one(a, &preload, &exe, &a.command, &output, false)?;
+        let (status, _) = record_one(a, &preload, &exe, &a.command, &output, false, false)?;
         let code = exit_code(status);
         if worst == 0 {
             worst = code;
@@ -479,6 +479,7 @@ pub(super) fn record_one(
     argv: &[OsString],
     output: &Path,
     need_profile: bool,
+    escape: bool,
 ) -> anyhow::Result<(ExitStatus, Option<Profile>)> {
     let tmp = prepare_output(output)?;
     let abs_output = std::path::absolute(&tmp).unwrap_or_else(|_| tmp.clone());
@@ -490,6 +491,9 @@ pub(super) fn record_one(
         std::env::var_os("LD_PRELOAD").as_deref(),
     );
     env.extend(extra_env(a)?);
+    if escape && !a.escape {
+        env.push(("TIDEMARK_ESCAPE", "1".into()));
+    }
     let started = SystemTime::now();
     let (status, pid) = launch(exe, argv, &env)?;
     let name = exe.file_name().unwrap_or(exe.as_os_str()).to_string_lossy();

@@ -5,7 +5,9 @@ use std::io::Write;
 use clap::ValueEnum;
 
 use super::{load, warn_truncated, SummaryArgs, EXIT_OK};
+use crate::analysis::escape::{escape, thread_stacks, EscapeOptions};
 use crate::analysis::{call_paths, sites, sort_sites, summary as summarize, SiteSort};
+use crate::render::escape::{add_escape_json, escape_text};
 use crate::render::units::{bytes, count};
 use crate::render::{summary_text_by, write_summary_json};
 
@@ -49,8 +51,21 @@ pub(super) fn summary(a: &SummaryArgs) -> anyhow::Result<u8> {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     warn_truncated(&p, &a.profile);
+    let opts = EscapeOptions {
+        stack_threshold_bytes: a.stack_threshold,
+    };
+    let esc = escape(&p, &opts);
+    let threads = thread_stacks(&p);
     if a.json {
-        write_summary_json(&s, &mut out)?;
+        match &esc {
+            None => write_summary_json(&s, &mut out)?,
+            Some(e) => {
+                let mut v = serde_json::to_value(&s)?;
+                add_escape_json(&mut v, e, &threads);
+                serde_json::to_writer_pretty(&mut out, &v)?;
+                writeln!(out)?;
+            }
+        }
     } else {
         // Which process this is: a wrapper's run leaves one profile per program and process.
         let h = &p.header;
@@ -61,6 +76,9 @@ pub(super) fn summary(a: &SummaryArgs) -> anyhow::Result<u8> {
             super::images::describe_process(&h.cmdline, &h.exe, h.pid)
         )?;
         out.write_all(summary_text_by(&s, by.title()).as_bytes())?;
+        if let Some(e) = &esc {
+            out.write_all(escape_text(e, &threads, a.top).as_bytes())?;
+        }
         if a.backtrace > 0 && !s.top_sites.is_empty() {
             writeln!(
                 out,

@@ -15,6 +15,7 @@
 //! ```
 
 mod buckets;
+pub mod escape;
 mod replay;
 #[cfg(test)]
 pub(crate) mod synthetic;
@@ -305,6 +306,7 @@ fn load_inner<R: Read>(
         replay = replay.with_time_buckets(n);
     }
     let mut stacks = StackBuilder::default();
+    let mut escape = escape::EscapeTracker::default();
     let mut embedded: HashMap<(u64, u64), Vec<SymbolFrame>> = HashMap::new();
     let mut last_sample_ns = 0u64;
     let mut malformed: Option<Truncation> = None;
@@ -317,17 +319,26 @@ fn load_inner<R: Read>(
     let (to_apply, batches) = std::sync::mpsc::sync_channel::<Vec<Record>>(BATCHES_IN_FLIGHT);
     let (recycle, recycled) = std::sync::mpsc::channel::<Vec<Record>>();
     let decoded = std::thread::scope(|scope| {
-        let (p, replay, stacks, embedded, last_sample_ns) = (
+        let (p, replay, stacks, embedded, last_sample_ns, escape) = (
             &mut p,
             &mut replay,
             &mut stacks,
             &mut embedded,
             &mut last_sample_ns,
+            &mut escape,
         );
         let applier = scope.spawn(move || {
             for mut batch in batches {
                 for rec in batch.drain(..) {
-                    apply_record(rec, p, replay, stacks, embedded, last_sample_ns);
+                    match rec {
+                        // Frame records only feed the escape tracker: moved, not copied.
+                        Record::EventFrames { tid, sp, cfas } => escape.frames(tid, sp, cfas),
+                        Record::EventReturns { ips, .. } => escape.returns(ips),
+                        rec => {
+                            track_escape(&rec, escape);
+                            apply_record(rec, p, replay, stacks, embedded, last_sample_ns);
+                        }
+                    }
                 }
                 // The decoding side may be done already; the buffer is then dropped.
                 let _ = recycle.send(batch);
@@ -402,6 +413,7 @@ fn load_inner<R: Read>(
     p.samples = out.samples;
     p.stack_stats = out.stats;
     p.block_groups = out.block_groups;
+    p.escape = escape.finish(&out.stack_raw_ids);
     for (st, raw) in p.stack_stats.iter_mut().zip(&out.stack_raw_ids) {
         st.stack = stacks.defined.get(raw).copied().flatten();
         st.truncated = stacks.cut.contains(raw);
@@ -455,6 +467,32 @@ fn load_inner<R: Read>(
     }
     p.embedded_symbols = embedded;
     Ok(p)
+}
+
+/// Feeds the escape tracker (it keeps its own block table: frames arrive after their event).
+fn track_escape(rec: &Record, e: &mut escape::EscapeTracker) {
+    match rec {
+        &Record::Alloc {
+            tid,
+            addr,
+            size,
+            stack,
+            ..
+        } => e.alloc(tid, addr, size, stack),
+        &Record::Free { tid, addr, .. } => e.free(tid, addr),
+        &Record::Realloc {
+            tid,
+            old_addr,
+            new_addr,
+            size,
+            stack,
+            ..
+        } => e.realloc(tid, old_addr, new_addr, size, stack),
+        Record::Stack { id, frames, .. } => e.stack(*id, frames),
+        &Record::Thread { tid, stack_hi, .. } => e.thread_top(tid, stack_hi),
+        &Record::Sample { t_ns, .. } => e.sample(t_ns),
+        _ => {}
+    }
 }
 
 fn apply_record(
@@ -524,7 +562,7 @@ fn apply_record(
             generation,
             entries,
         } => embedded.extend(entries.into_iter().map(|(ip, f)| ((ip, generation), f))),
-        Record::CpuSample { .. } | Record::EventFrames { .. } => {}
+        Record::CpuSample { .. } | Record::EventFrames { .. } | Record::EventReturns { .. } => {}
     }
 }
 

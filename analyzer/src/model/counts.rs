@@ -23,6 +23,15 @@ pub struct Counts {
     /// Blocks freed by the allocating thread with no other allocation by that thread in between
     /// (docs/metrics.md).
     pub temporary_allocations: u64,
+    /// Requested bytes of the local blocks no larger than the default stack threshold (4 KiB):
+    /// "could live on the stack" (docs/metrics.md). Only in profiles recorded with `--escape`
+    /// (left out of the JSON while 0, so profiles without it read as before).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub stack_eligible_bytes: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 impl Counts {
@@ -36,5 +45,8 @@ impl Counts {
         self.temporary_allocations = self
             .temporary_allocations
             .saturating_add(o.temporary_allocations);
+        self.stack_eligible_bytes = self
+            .stack_eligible_bytes
+            .saturating_add(o.stack_eligible_bytes);
     }
 }

@@ -327,6 +327,10 @@ pub struct Profile {
     /// Blocks live at the end that suppression rules name runtime-owned, per rule that matched
     /// (set by the loader, [`crate::analysis::suppress`]).
     pub runtime_owned: Vec<RuntimeOwned>,
+    /// What became of each stack's blocks relative to the allocating frames (parallel to
+    /// [`Profile::stack_stats`]) and the stack-depth series; only for profiles recorded with
+    /// `--escape` ([`crate::analysis::escape`]).
+    pub escape: Option<crate::load::escape::EscapeData>,
     /// The symbols the profile carries (Symbols records), by `(address, module generation)`:
     /// what [`crate::symbolize::symbolize`] uses before reading any binary.
     pub embedded_symbols: std::collections::HashMap<(u64, u64), Vec<tidemark::format::SymbolFrame>>,

@@ -1,6 +1,7 @@
 //! A profile's timeline as chart panels and CSV columns (the data side of `tidemark timeline`).
 
 use super::timeline::{self, Line, Panel, Unit};
+use crate::analysis::escape::stack_depth_series;
 use crate::analysis::pressure::{limit, live_heap_series, rate_series, series};
 use crate::model::Profile;
 use tidemark::format::sample_key as key;
@@ -50,6 +51,12 @@ pub fn panels(p: &Profile, limit_override: Option<u64>) -> Vec<Panel> {
         ],
         reference: lim.map(|(l, _)| ("limit".to_owned(), l as f64)),
     }];
+    out.push(Panel {
+        title: "Stack: deepest point per interval (recorded with --escape)".into(),
+        unit: Unit::Bytes,
+        lines: vec![line("any thread", stack_depth_series(p))],
+        reference: None,
+    });
     out.push(Panel {
         title: "Allocation rate (bytes)".into(),
         unit: Unit::BytesPerSec,
@@ -163,5 +170,10 @@ pub fn csv(p: &Profile) -> String {
         ("jemalloc_mapped_bytes", series(p, key::JEMALLOC_MAPPED)),
         ("jemalloc_retained_bytes", series(p, key::JEMALLOC_RETAINED)),
     ];
+    let mut cols = cols;
+    let stack = stack_depth_series(p);
+    if !stack.is_empty() {
+        cols.insert(2, ("stack_depth_bytes", stack));
+    }
     timeline::write_csv(&cols)
 }

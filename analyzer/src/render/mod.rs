@@ -5,6 +5,7 @@
 
 pub mod curves;
 pub mod diff;
+pub mod escape;
 pub mod export;
 mod text;
 pub mod timeline;

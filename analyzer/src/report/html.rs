@@ -367,6 +367,7 @@ pub fn to_html(r: &Report, inputs: &[ScenarioInput]) -> Result<String, ReportErr
         o.push_str("<p class=muted>One scenario: nothing to compare.</p>");
     }
     sites_that_grew(&mut o, r);
+    o.push_str(&super::stack::html(r));
 
     o.push_str("<h2 id=graphs>Graphs</h2>\n");
     let lines: Vec<Line> = inputs

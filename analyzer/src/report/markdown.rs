@@ -172,6 +172,7 @@ pub fn to_markdown(r: &Report) -> String {
             }
         }
     }
+    o.push_str(&super::stack::markdown(r));
     o
 }
 

@@ -12,6 +12,7 @@
 mod compare;
 mod html;
 mod markdown;
+pub mod stack;
 
 pub use compare::{compare_folded, Comparison, Hotspot, SiteGrowth};
 pub use html::{html_escape, to_html};
@@ -43,6 +44,8 @@ pub struct RunInput {
     pub folded: Vec<String>,
     /// The profile was truncated.
     pub truncated: bool,
+    /// Sites with stack-eligible blocks ([`stack::run_sites`]); empty without `--escape`.
+    pub stack_eligible: Vec<stack::RunSite>,
 }
 
 /// A labelled scenario: one or more runs of the same thing.
@@ -92,6 +95,10 @@ pub struct ScenarioReport {
     pub metrics: BTreeMap<String, MetricStat>,
     /// Comparison of allocation stacks with the baseline (`null` for the baseline).
     pub comparison: Option<Comparison>,
+    /// Sites whose blocks could live on the stack, means per run (left out when none: profiles
+    /// recorded without `--escape`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub stack_eligible_sites: Vec<stack::StackEligibleSite>,
 }
 
 /// A whole report.
@@ -216,6 +223,7 @@ pub fn build(inputs: &[ScenarioInput], baseline: Option<&str>) -> Result<Report,
                 truncated_runs: s.runs.iter().filter(|r| r.truncated).count(),
                 metrics,
                 comparison,
+                stack_eligible_sites: stack::scenario_sites(s),
             }
         })
         .collect();
@@ -330,6 +338,7 @@ mod tests {
             live_heap: vec![(0.0, 0.0), (1.0, peak)],
             folded: folded.iter().map(|s| (*s).to_owned()).collect(),
             truncated: false,
+            stack_eligible: Vec::new(),
         }
     }
 

@@ -329,6 +329,25 @@ impl<'a> RecordIter<'a> {
                         entries,
                     }
                 }
+                tag::EVENT_RETURNS => {
+                    let body = c.bytes()?;
+                    let mut b = Cursor::new(body);
+                    let n = b.uvarint()?;
+                    if n > MAX_STACK_FRAMES {
+                        return Err(DecodeError("more return addresses than frames"));
+                    }
+                    let mut ips = Vec::with_capacity(n as usize);
+                    for i in 0..n {
+                        let ip = if i == 0 {
+                            b.uvarint()?
+                        } else {
+                            let prev: u64 = ips[ips.len() - 1];
+                            prev.wrapping_add(b.ivarint()? as u64)
+                        };
+                        ips.push(ip);
+                    }
+                    Record::EventReturns { tid: self.tid, ips }
+                }
                 t if t >= 64 => {
                     // Extensible record this version does not know: skip it.
                     c.bytes()?;

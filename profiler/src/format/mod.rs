@@ -79,6 +79,9 @@ pub mod tag {
     /// Symbols resolved at the end of a run (length-prefixed): `n, (ip, m, (function, file,
     /// line)*m)*n`, innermost inlined frame first.
     pub const SYMBOLS: u8 = 64;
+    /// Return addresses of the event just before (length-prefixed): `n, ip*n`, innermost
+    /// first; written after a free's `EVENT_FRAMES` in escape mode.
+    pub const EVENT_RETURNS: u8 = 65;
 }
 
 /// Which entry point produced an allocation.
@@ -539,6 +542,16 @@ pub enum Record {
         /// Canonical frame addresses of the first frames of the event's stack, innermost first.
         cfas: Vec<u64>,
     },
+    /// Return addresses of the first frames of the event just before this record on the same
+    /// thread (frees recorded with `--escape`, whose stacks are not interned), innermost first:
+    /// `ips[0]` is where the hooked call returns to, `ips[i + 1]` where frame `i` (the frame
+    /// whose CFA is the `EVENT_FRAMES` record's `cfas[i]`) returns to.
+    EventReturns {
+        /// Thread id.
+        tid: u32,
+        /// The return addresses.
+        ips: Vec<u64>,
+    },
     /// Symbols for return addresses.
     Symbols {
         /// Module generation of the addresses (0 in v1 files: any).
@@ -821,6 +834,42 @@ pub fn put_event_frames<S: Sink + ?Sized>(s: &mut S, sp: u64, cfas: &[u64]) {
     put_uvarint(s, cfas.len() as u64);
     for &c in cfas {
         put_uvarint(s, c.wrapping_sub(sp));
+    }
+}
+
+/// Most return addresses an `EVENT_RETURNS` record holds.
+pub const EVENT_RETURNS_MAX: usize = 32;
+
+/// Appends the return addresses of the event just written to the same context (at most
+/// [`EVENT_RETURNS_MAX`], more are cut): the first as a uvarint, each next one as its signed
+/// difference from the one before (ivarint). Writes straight into `s` (no allocation).
+pub fn put_event_returns<S: Sink + ?Sized>(s: &mut S, ips: &[u64]) {
+    fn len(v: u64) -> u64 {
+        u64::from((64 - (v | 1).leading_zeros()).div_ceil(7))
+    }
+    let zigzag = |d: i64| ((d << 1) ^ (d >> 63)) as u64;
+    let ips = &ips[..ips.len().min(EVENT_RETURNS_MAX)];
+    let mut body = len(ips.len() as u64);
+    let mut prev = 0u64;
+    for (i, &ip) in ips.iter().enumerate() {
+        body += if i == 0 {
+            len(ip)
+        } else {
+            len(zigzag(ip.wrapping_sub(prev) as i64))
+        };
+        prev = ip;
+    }
+    s.put_u8(tag::EVENT_RETURNS);
+    put_uvarint(s, body);
+    put_uvarint(s, ips.len() as u64);
+    let mut prev = 0u64;
+    for (i, &ip) in ips.iter().enumerate() {
+        if i == 0 {
+            put_uvarint(s, ip);
+        } else {
+            put_ivarint(s, ip.wrapping_sub(prev) as i64);
+        }
+        prev = ip;
     }
 }
 

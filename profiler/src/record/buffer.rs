@@ -66,6 +66,12 @@ impl Buffer {
         self.len + RECORD_MAX_BYTES <= BUFFER_BYTES
     }
 
+    /// True when `bytes` more fit.
+    #[inline]
+    pub fn has_room_for(&self, bytes: usize) -> bool {
+        self.len + bytes <= BUFFER_BYTES
+    }
+
     /// The bytes written so far.
     pub fn bytes(&self) -> &[u8] {
         // SAFETY: the first `len` bytes were written by `put_u8`.

@@ -91,6 +91,12 @@ pub const ENV_OPTIONS: &[EnvOption] = &[
         help: "time one allocator call in this many (a power of two up to 1024) for the \
                latency percentiles; 1 times every call, 0 none",
     },
+    EnvOption {
+        name: "TIDEMARK_ESCAPE",
+        default: "0",
+        help: "1 records frame addresses with every allocation and free (stack pointer and \
+               the CFAs of the first frames) for escape analysis and per-thread stack peaks",
+    },
 ];
 
 /// What the recorder does. Defaults are those of [`ENV_OPTIONS`].
@@ -133,6 +139,9 @@ pub struct Config {
     /// (children and exec'd programs inherit its environment and must not truncate the parent's
     /// profile); on for an explicit `tidemark::Session::start(path)`. Default: false.
     pub replace: bool,
+    /// Record frame addresses (`EVENT_FRAMES`) after every allocation and free, for escape
+    /// analysis (`TIDEMARK_ESCAPE=1`, `tidemark run --escape`). Default: false.
+    pub escape: bool,
 }
 
 impl Default for Config {
@@ -152,6 +161,7 @@ impl Default for Config {
             latency_every: DEFAULT_LATENCY_EVERY,
             extra_sampler: None,
             replace: false,
+            escape: false,
         }
     }
 }
@@ -174,6 +184,7 @@ impl PartialEq for Config {
             latency_every,
             extra_sampler,
             replace,
+            escape,
         } = self;
         let same_sampler = match (extra_sampler, o.extra_sampler) {
             (None, None) => true,
@@ -194,6 +205,7 @@ impl PartialEq for Config {
             && *latency_every == o.latency_every
             && same_sampler
             && *replace == o.replace
+            && *escape == o.escape
     }
 }
 
@@ -250,6 +262,13 @@ impl Config {
                 "1" | "true" | "yes" | "on" => cfg.trace = true,
                 "0" | "false" | "no" | "off" | "" => cfg.trace = false,
                 _ => warnings.push(format!("TIDEMARK_TRACE={v:?} is neither 1 nor 0; using 0")),
+            }
+        }
+        if let Some(v) = get("TIDEMARK_ESCAPE") {
+            match v.trim() {
+                "1" | "true" | "yes" | "on" => cfg.escape = true,
+                "0" | "false" | "no" | "off" | "" => cfg.escape = false,
+                _ => warnings.push(format!("TIDEMARK_ESCAPE={v:?} is neither 1 nor 0; using 0")),
             }
         }
         if let Some(v) = get("TIDEMARK_WALK_CACHE") {
@@ -401,8 +420,10 @@ mod tests {
             ("TIDEMARK_LATENCY_EVERY", "1"),
             ("TIDEMARK_MALLOC_CONF", "dirty_decay_ms:0"),
             ("TIDEMARK_WALK_CACHE", "off"),
+            ("TIDEMARK_ESCAPE", "1"),
         ]);
         assert!(w.is_empty(), "{w:?}");
+        assert!(cfg.escape);
         assert_eq!(cfg.allocator, "jemalloc");
         assert!(cfg.trace);
         assert_eq!(cfg.latency_every, 1);
@@ -413,7 +434,7 @@ mod tests {
         assert_eq!(cfg.limit_bytes, 1 << 30);
         assert_eq!(cfg.sampling_rate, 524288);
         assert!(!cfg.walk_cache);
-        assert_eq!(ENV_OPTIONS.len(), 10);
+        assert_eq!(ENV_OPTIONS.len(), 11);
     }
 
     #[test]
@@ -435,9 +456,10 @@ mod tests {
             ("TIDEMARK_TRACE", "maybe"),
             ("TIDEMARK_LATENCY_EVERY", "3"),
             ("TIDEMARK_WALK_CACHE", "2"),
+            ("TIDEMARK_ESCAPE", "sometimes"),
         ]);
         assert_eq!(cfg, Config::default());
-        assert_eq!(w.len(), 7, "{w:?}");
+        assert_eq!(w.len(), 8, "{w:?}");
         assert!(w[0].contains("TIDEMARK_INTERVAL_MS"));
     }
 

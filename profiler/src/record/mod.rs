@@ -33,6 +33,7 @@
 
 mod buffer;
 pub mod config;
+mod escape;
 mod fatal;
 #[cfg(feature = "jemalloc")]
 mod jemalloc;
@@ -198,9 +199,7 @@ fn stack_id(s: &Session, t: &ThreadState, marker_sp: u64) -> u64 {
     };
     uw.set_walk_cache(s.cfg.walk_cache);
     let mut c = uw.capture_hash(s.cfg.unwind, skip);
-    if c.sp != 0 && c.sp < o.min_sp {
-        o.min_sp = c.sp;
-    }
+    t.note_sp(&mut o.min_sp, c.sp);
     let mut retried = false;
     loop {
         // The same addresses name other code once a module was unloaded (and another may be
@@ -289,8 +288,12 @@ pub unsafe fn record_alloc(
         let p = timed(s, t, real);
         if !p.is_null() && track(s, p) {
             let seq = next_seq();
-            // SAFETY: the lock is held and the thread is busy.
-            unsafe { append_alloc(s, t, seq, p as u64, size as u64, stack, kind, align as u64) };
+            // SAFETY: the lock is held, the thread is busy, and `stack_id` made the capture.
+            unsafe {
+                escape::with_frames(s, t, false, || {
+                    append_alloc(s, t, seq, p as u64, size as u64, stack, kind, align as u64)
+                })
+            };
         }
         p
     };
@@ -336,6 +339,7 @@ pub unsafe fn record_free(ptr: *mut u8, real: impl FnOnce()) {
         return real();
     }
     let Some(s) = running() else { return real() };
+    let marker = unwind::stack_pointer();
     let Some(t) = thread::enter(s) else {
         return real();
     };
@@ -344,11 +348,14 @@ pub unsafe fn record_free(ptr: *mut u8, real: impl FnOnce()) {
         thread::leave(t);
         return;
     }
+    if s.cfg.escape {
+        escape::capture(s, t, marker);
+    }
     {
         let _g = t.lock.lock();
         let seq = next_seq();
-        // SAFETY: the lock is held and the thread is busy.
-        unsafe { append_free(s, t, seq, ptr as u64) };
+        // SAFETY: the lock is held, the thread is busy, and the capture above is this free's.
+        unsafe { escape::with_frames(s, t, true, || append_free(s, t, seq, ptr as u64)) };
     }
     timed(s, t, real);
     thread::leave(t);
@@ -389,23 +396,25 @@ pub unsafe fn record_realloc(
         let p = timed(s, t, real);
         if !p.is_null() {
             let seq = next_seq();
-            // SAFETY: the lock is held and the thread is busy.
+            // SAFETY: the lock is held, the thread is busy, and `stack_id` made the capture.
             unsafe {
-                append_realloc(
-                    s,
-                    t,
-                    free_seq,
-                    seq,
-                    ptr as u64,
-                    p as u64,
-                    size as u64,
-                    stack,
-                    kind,
-                )
+                escape::with_frames(s, t, false, || {
+                    append_realloc(
+                        s,
+                        t,
+                        free_seq,
+                        seq,
+                        ptr as u64,
+                        p as u64,
+                        size as u64,
+                        stack,
+                        kind,
+                    )
+                })
             };
         } else if size == 0 {
             // SAFETY: as above.
-            unsafe { append_free(s, t, free_seq, ptr as u64) };
+            unsafe { escape::with_frames(s, t, true, || append_free(s, t, free_seq, ptr as u64)) };
         }
         p
     };

@@ -19,8 +19,14 @@ struct Ev {
     /// event numbered `S`).
     key: u64,
     tid: u32,
+    /// Where the records attached to it (`EVENT_FRAMES`, `EVENT_RETURNS`) start in
+    /// [`Orderer::attached`] ([`NO_FRAMES`]: none).
+    frames: u32,
     what: What,
 }
+
+/// [`Ev::frames`] of an event without frame addresses.
+const NO_FRAMES: u32 = u32::MAX;
 
 #[derive(Debug, Clone, Copy)]
 enum What {
@@ -120,6 +126,9 @@ pub struct Orderer {
     live: FxHashMap<u64, LiveBlock>,
     /// Message records from the threads, for the pass's meta chunk.
     pub messages: Vec<u8>,
+    /// Records attached to waiting events (escape mode), as written by the recorder: at an
+    /// event's [`Ev::frames`], their length (u32, little-endian), then their bytes.
+    attached: Vec<u8>,
     /// Per thread, the number of its latest allocation.
     last_alloc: FxHashMap<u32, u64>,
     tally: Tally,
@@ -162,6 +171,7 @@ impl Orderer {
         let (mut tid, mut seq) = (0u32, 0u64);
         let kind_of = |b: u8| AllocKind::from_u8(b).ok_or(DecodeError("unknown allocation kind"));
         while !c.is_empty() {
+            let start = c.position();
             let t = c.u8()?;
             let what = match t {
                 tag::CONTEXT => {
@@ -190,6 +200,7 @@ impl Orderer {
                     self.waiting.push(Ev {
                         key: free_seq * 2 + 1,
                         tid,
+                        frames: NO_FRAMES,
                         what: What::ReallocFree { addr: old },
                     });
                     What::ReallocAlloc {
@@ -211,6 +222,21 @@ impl Orderer {
                     format::put_thread_exit(out, t, c.uvarint()?);
                     continue;
                 }
+                tag::EVENT_FRAMES => {
+                    // The frames of the event just before it in this buffer (the recorder
+                    // reserves room for both at once); they travel with it.
+                    c.uvarint()?;
+                    for _ in 0..c.uvarint()? {
+                        c.uvarint()?;
+                    }
+                    self.attach(&bytes[start..c.position()]);
+                    continue;
+                }
+                tag::EVENT_RETURNS => {
+                    c.bytes()?;
+                    self.attach(&bytes[start..c.position()]);
+                    continue;
+                }
                 tag::MESSAGE => {
                     // Into a meta chunk: readers that pass over events still see them.
                     let level = c.u8()?;
@@ -223,6 +249,7 @@ impl Orderer {
             self.waiting.push(Ev {
                 key: seq * 2 + 1,
                 tid,
+                frames: NO_FRAMES,
                 what,
             });
         }
@@ -235,6 +262,7 @@ impl Orderer {
         self.waiting.push(Ev {
             key,
             tid: 0,
+            frames: NO_FRAMES,
             what: What::Sample(self.samples.len()),
         });
         self.samples.push(sample);
@@ -280,7 +308,60 @@ impl Orderer {
         {
             self.samples.clear();
         }
+        self.keep_waiting_frames();
         Ok(())
+    }
+
+    /// Attaches a record to the event just taken: the recorder writes an event's frame records
+    /// right after it, in the same buffer, so that event's attachments are the last ones.
+    fn attach(&mut self, rec: &[u8]) {
+        let Some(e) = self.waiting.last_mut() else {
+            return;
+        };
+        if e.frames == NO_FRAMES {
+            e.frames = self.attached.len() as u32;
+            self.attached.extend_from_slice(&0u32.to_le_bytes());
+        }
+        let at = e.frames as usize;
+        self.attached.extend_from_slice(rec);
+        let len = (self.attached.len() - at - 4) as u32;
+        self.attached[at..at + 4].copy_from_slice(&len.to_le_bytes());
+    }
+
+    /// The records attached to event `e`.
+    fn attachments(&self, e: &Ev) -> &[u8] {
+        if e.frames == NO_FRAMES {
+            return &[];
+        }
+        let at = e.frames as usize;
+        let mut len = [0u8; 4];
+        len.copy_from_slice(&self.attached[at..at + 4]);
+        &self.attached[at + 4..at + 4 + u32::from_le_bytes(len) as usize]
+    }
+
+    /// Drops the attachments of events already written, keeping the waiting ones'.
+    fn keep_waiting_frames(&mut self) {
+        if self.attached.is_empty() {
+            return;
+        }
+        let mut kept = Vec::new();
+        for i in 0..self.waiting.len() {
+            let e = self.waiting[i];
+            if e.frames == NO_FRAMES {
+                continue;
+            }
+            let rec = self.attachments(&e);
+            let at = kept.len() as u32;
+            kept.extend_from_slice(&(rec.len() as u32).to_le_bytes());
+            kept.extend_from_slice(rec);
+            self.waiting[i].frames = at;
+        }
+        self.attached = kept;
+    }
+
+    /// Writes the records attached to event `e` after it.
+    fn write_frames(&self, e: &Ev, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.attachments(e));
     }
 
     fn switch_to(&mut self, tid: u32, out: &mut Vec<u8>) {
@@ -357,6 +438,7 @@ impl Orderer {
             } => {
                 self.switch_to(e.tid, out);
                 format::put_block_alloc(out, size, stack, kind, align);
+                self.write_frames(&e, out);
                 self.allocated(addr, size, e.tid);
                 self.written_seq += 1;
             }
@@ -364,6 +446,7 @@ impl Orderer {
                 self.switch_to(e.tid, out);
                 let f = self.freed(addr, e.tid, false);
                 format::put_block_free(out, self.named(f));
+                self.write_frames(&e, out);
                 self.written_seq += 1;
             }
             What::ReallocFree { addr } => {
@@ -384,6 +467,7 @@ impl Orderer {
                     .remove(&e.tid)
                     .unwrap_or(Freed::Unknown(0));
                 format::put_block_realloc(out, self.named(f), size, stack, kind);
+                self.write_frames(&e, out);
                 self.allocated(addr, size, e.tid);
                 self.written_seq += 2;
             }
@@ -395,3 +479,7 @@ impl Orderer {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "order_tests.rs"]
+mod tests;

@@ -171,6 +171,9 @@ pub struct ThreadState {
     pub latency: ThreadLatency,
     /// Stack bounds at registration.
     pub bounds: StackBounds,
+    /// Lowest user stack pointer seen (`Owned::min_sp`, published for the writer, which
+    /// writes the stack peak of threads still running when the profile ends).
+    pub lowest_sp: AtomicU64,
 }
 
 // SAFETY: `locked` is only accessed with `lock` held, `owned` only by the owning thread; the
@@ -250,6 +253,50 @@ impl ThreadState {
         }
         // SAFETY: as above.
         unsafe { self.rotate(s) }
+    }
+
+    /// Ensures room for `bytes` of records in the current buffer (rotating as [`Self::room`]
+    /// does), so records appended next land together. False when no buffer can be had (the
+    /// event is dropped and counted).
+    ///
+    /// # Safety
+    /// As [`Self::room`].
+    pub unsafe fn reserve(&self, s: &Session, bytes: usize) -> bool {
+        // SAFETY: the lock is held.
+        let l = unsafe { self.locked() };
+        let Some(b) = l.buf else {
+            s.note_dropped();
+            return false;
+        };
+        // SAFETY: the current buffer is owned by this state while the lock is held.
+        if unsafe { b.as_ref() }.has_room_for(bytes) {
+            return true;
+        }
+        // SAFETY: per the contract.
+        unsafe { self.rotate(s) }.is_some()
+    }
+
+    /// Notes a user stack pointer: the thread's stack peak is the distance from the top of its
+    /// stack to the lowest one. Owner only, with its `Owned::min_sp`.
+    #[inline]
+    pub fn note_sp(&self, min_sp: &mut u64, sp: u64) {
+        if sp != 0 && sp < *min_sp {
+            *min_sp = sp;
+            self.lowest_sp.store(sp, Ordering::Relaxed);
+        }
+    }
+
+    /// The stack peak so far, bytes: the top of the stack minus the lowest user stack pointer
+    /// seen (0 when none was).
+    pub fn stack_peak_bytes(&self) -> u64 {
+        let sp = self.lowest_sp.load(Ordering::Relaxed);
+        if sp == u64::MAX {
+            return 0;
+        }
+        self.bounds
+            .hi
+            .saturating_sub(sp)
+            .min(self.bounds.hi - self.bounds.lo)
     }
 
     #[cold]
@@ -467,6 +514,7 @@ pub fn register(s: &'static Session, tid: u32, writer: bool) -> Option<&'static 
         counters: Counters::default(),
         latency: ThreadLatency::new(u64::from(tid).rotate_left(32) ^ super::session::mono_ns()),
         bounds,
+        lowest_sp: AtomicU64::new(u64::MAX),
     });
     let t: &'static ThreadState = Box::leak(state);
     if !writer {

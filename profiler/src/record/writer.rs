@@ -278,6 +278,19 @@ impl Writer {
         }
     }
 
+    /// The final pass: a `THREAD_EXIT` with the stack peak so far for every thread still
+    /// running (the main thread among them), which has written none; a thread that exits later
+    /// (the profile resumes after a failed `exec`) writes its own, which replaces it.
+    fn note_running_threads(&mut self) {
+        let reg = lock(&self.s.registry);
+        for tp in reg.iter() {
+            let t = tp.0;
+            if !t.exiting.load(Ordering::Acquire) {
+                format::put_thread_exit(&mut self.events, t.tid, t.stack_peak_bytes());
+            }
+        }
+    }
+
     /// Writes what the threads recorded. `last`: the final pass, which writes every event.
     fn drain(&mut self, last: bool) -> io::Result<()> {
         let w = if last {
@@ -322,6 +335,9 @@ impl Writer {
             }
         }
         self.bufs = bufs;
+        if last {
+            self.note_running_threads();
+        }
         let Writer {
             orderer,
             events,

@@ -11,9 +11,10 @@
 mod counters;
 mod session;
 mod sites;
+mod stack_paint;
 
 pub use counters::{measure, stats, Measurement, Stats};
-pub use session::{Session, SessionError};
+pub use session::{Session, SessionError, SessionOptions};
 pub use sites::{MeasuredSite, TOP_SITES};
 
 use crate::format::AllocKind;

@@ -49,6 +49,24 @@ pub enum SessionError {
     },
 }
 
+/// Options of [`Session::start_with`]; `Default` gives [`Session::start`]'s (then the
+/// environment's `TIDEMARK_*` options still apply).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SessionOptions {
+    /// Record frame addresses with every allocation and free, for escape analysis and stack
+    /// peaks (as `tidemark run --escape`). Default: false (`TIDEMARK_ESCAPE=1` turns it on too).
+    pub escape: bool,
+}
+
+impl SessionOptions {
+    /// Sets [`SessionOptions::escape`].
+    pub fn escape(mut self, on: bool) -> Self {
+        self.escape = on;
+        self
+    }
+}
+
 /// A running recording; dropping it writes the trailer and closes the profile.
 ///
 /// Allocations are recorded only when `#[global_allocator]` is a [`crate::Tracking`].
@@ -66,6 +84,19 @@ impl Session {
     /// the one, the session is inactive ([`Session::is_recording`] is false) and a line on
     /// stderr says so.
     pub fn start(path: impl AsRef<Path>) -> Result<Session, SessionError> {
+        Session::start_with(path, SessionOptions::default())
+    }
+
+    /// Like [`Session::start`], with options:
+    ///
+    /// ```no_run
+    /// use tidemark::{Session, SessionOptions};
+    /// let _s = Session::start_with("app.tmk", SessionOptions::default().escape(true)).unwrap();
+    /// ```
+    pub fn start_with(
+        path: impl AsRef<Path>,
+        opts: SessionOptions,
+    ) -> Result<Session, SessionError> {
         let path = path.as_ref().to_path_buf();
         if RECORDING.load(Ordering::Acquire) {
             return Err(SessionError::AlreadyRecording);
@@ -77,7 +108,7 @@ impl Session {
                 active: false,
             });
         }
-        start_recorder(&path, true)?;
+        start_recorder(&path, true, &opts)?;
         Ok(Session { path, active: true })
     }
 
@@ -130,8 +161,9 @@ fn say_preload_wins() {
 /// Starts the recorder into `path`; `replace` truncates an existing file (an explicit
 /// `Session::start`), otherwise the recorder writes beside it (`TIDEMARK_OUTPUT`, inherited by
 /// child processes).
-fn start_recorder(path: &Path, replace: bool) -> Result<(), SessionError> {
+fn start_recorder(path: &Path, replace: bool, opts: &SessionOptions) -> Result<(), SessionError> {
     let mut cfg = crate::record::Config::from_env();
+    cfg.escape |= opts.escape;
     cfg.output = path.to_path_buf();
     cfg.replace = replace;
     cfg.source = "in-process";
@@ -235,7 +267,7 @@ pub(crate) fn maybe_start_from_env(allocator_name: &'static str) {
         } else {
             use std::os::unix::ffi::OsStrExt;
             let path = PathBuf::from(std::ffi::OsStr::from_bytes(&bytes));
-            if let Err(e) = start_recorder(&path, false) {
+            if let Err(e) = start_recorder(&path, false, &SessionOptions::default()) {
                 eprintln!("tidemark: {var}: {e}; recording disabled");
             }
         }

@@ -136,6 +136,8 @@ pub struct ThreadUnwinder {
     last_fp: bool,
     last_skip: usize,
     last_len: usize,
+    /// Stack pointer of the last capture's innermost recorded frame (0: none).
+    last_sp: u64,
 }
 
 impl ThreadUnwinder {
@@ -151,6 +153,7 @@ impl ThreadUnwinder {
             last_fp: false,
             last_skip: 0,
             last_len: 0,
+            last_sp: 0,
         }
     }
 
@@ -218,6 +221,7 @@ impl ThreadUnwinder {
             );
         }
         self.last_len = 0;
+        self.last_sp = 0;
         let Some(uw) = process::current() else {
             return Captured::default();
         };
@@ -246,6 +250,7 @@ impl ThreadUnwinder {
             }
             self.last_fp = true;
             self.last_len = fp.len;
+            self.last_sp = sp0;
             return Captured {
                 len: fp.len,
                 hash: hash::hash_frames(&self.fp_frames[..fp.len]),
@@ -281,7 +286,50 @@ impl ThreadUnwinder {
         self.last_fp = false;
         self.last_skip = s;
         self.last_len = len;
+        self.last_sp = c.sp;
         c
+    }
+
+    /// Stack pointer of the last capture's innermost recorded frame: the stack pointer the
+    /// caller of the hooked function has when that call returns (0 when nothing was captured).
+    pub fn last_sp(&self) -> u64 {
+        self.last_sp
+    }
+
+    /// Canonical frame addresses of the last capture's first recorded frames, innermost first,
+    /// into `out`; returns how many were written. The CFA of recorded frame `i` is the stack
+    /// pointer its caller has once it returns (the `sp` of frame `i + 1`), so the function of
+    /// frame `i` is still running exactly while the stack pointer stays below it. None for a
+    /// frame-pointer capture (its walk keeps no stack pointers), nor for the outermost frame.
+    pub fn last_cfas(&self, out: &mut [u64]) -> usize {
+        if self.last_fp || self.last_len == 0 {
+            return 0;
+        }
+        let w = self.walker.last();
+        let first = self.last_skip + 1;
+        let n = w
+            .len()
+            .saturating_sub(first)
+            .min(out.len())
+            .min(self.last_len);
+        for (i, o) in out[..n].iter_mut().enumerate() {
+            *o = w.sp_at(first + i);
+        }
+        n
+    }
+
+    /// Copies the first frames (return addresses) of the last capture into `out`, innermost
+    /// first; returns how many were written (at most the capture's length).
+    pub fn last_ips(&self, out: &mut [u64]) -> usize {
+        let n = out.len().min(self.last_len);
+        if self.last_fp {
+            out[..n].copy_from_slice(&self.fp_frames[..n]);
+        } else {
+            self.walker
+                .last()
+                .copy_frames(self.last_skip, &mut out[..n]);
+        }
+        n
     }
 
     /// Copies the frames of the last capture (its `len` of them, innermost first) into `out`,

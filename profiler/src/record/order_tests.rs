@@ -1,0 +1,73 @@
+//! The orderer carries each event's frame records (escape mode) through the reordering.
+
+use super::*;
+use crate::format::{self, ChunkKind, ChunkWriter, Header, Reader, Record};
+
+/// Two threads' buffers whose events interleave in sequence order; each event has its frames.
+fn buffers() -> (Vec<u8>, Vec<u8>) {
+    let mut a = Vec::new();
+    format::put_context(&mut a, 1, 0);
+    format::put_alloc(&mut a, 1, 0xa0, 16, 7, AllocKind::Malloc, 0); // seq 1
+    format::put_event_frames(&mut a, 100, &[200, 300]);
+    format::put_free(&mut a, 3, 0xa0); // seq 4
+    format::put_event_frames(&mut a, 150, &[300]);
+    format::put_event_returns(&mut a, &[0x11, 0x22]);
+    let mut b = Vec::new();
+    format::put_context(&mut b, 2, 0);
+    format::put_alloc(&mut b, 2, 0xb0, 32, 8, AllocKind::Malloc, 0); // seq 2
+    format::put_event_frames(&mut b, 1000, &[1100]);
+    format::put_free(&mut b, 1, 0xb0); // seq 3
+    (a, b)
+}
+
+#[test]
+fn frame_records_follow_their_event_in_global_order() {
+    let (a, b) = buffers();
+    let mut o = Orderer::default();
+    let mut out = Vec::new();
+    o.take_buffer(&a, &mut out);
+    o.take_buffer(&b, &mut out);
+    o.write_below(2, &mut out, usize::MAX, |_| Ok(())).unwrap();
+    // The rest in a later pass: the waiting events keep their frames.
+    o.write_below(10, &mut out, usize::MAX, |_| Ok(())).unwrap();
+    let header = Header {
+        version: 2,
+        ..Header::default()
+    };
+    let mut file = header.encode();
+    ChunkWriter::new(1)
+        .unwrap()
+        .put(&mut file, ChunkKind::Events, &out)
+        .unwrap();
+    let mut reader = Reader::new(&file[..]).unwrap();
+    let recs: Vec<Record> = reader
+        .next_chunk()
+        .unwrap()
+        .expect("one chunk")
+        .map(|r| r.unwrap())
+        .filter(|r| !matches!(r, Record::Watermark { .. }))
+        .collect();
+    let summary: Vec<String> = recs
+        .iter()
+        .map(|r| match r {
+            Record::Alloc { tid, size, .. } => format!("alloc {tid} {size}"),
+            Record::Free { tid, .. } => format!("free {tid}"),
+            Record::EventFrames { tid, sp, cfas } => format!("frames {tid} {sp} {cfas:?}"),
+            Record::EventReturns { tid, ips } => format!("returns {tid} {ips:?}"),
+            other => format!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            "alloc 1 16",
+            "frames 1 100 [200, 300]",
+            "alloc 2 32",
+            "frames 2 1000 [1100]",
+            "free 2",
+            "free 1",
+            "frames 1 150 [300]",
+            "returns 1 [17, 34]",
+        ]
+    );
+}

@@ -81,6 +81,14 @@ pub struct Embedder {
 }
 
 impl Embedder {
+    /// An embedder starting from the modules a [`crate::symbolize::Prewarm`] opened while the
+    /// command ran.
+    pub fn with_warmed(warmed: crate::symbolize::Warmed) -> Self {
+        Embedder {
+            cache: DebugCache::with_warmed(warmed),
+        }
+    }
+
     /// [`embed_symbols`] for one more profile.
     pub fn embed(
         &mut self,

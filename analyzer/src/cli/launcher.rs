@@ -16,6 +16,7 @@ use std::time::SystemTime;
 use anyhow::{anyhow, bail, Context as _};
 
 use super::{AllocatorArg, RunArgs, EXIT_ERROR};
+use crate::symbolize::{Prewarm, Warmed};
 
 /// File name of the recorder library looked up next to the `tidemark` executable.
 pub const PRELOAD_LIB: &str = "libtidemark_preload.so";
@@ -220,13 +221,14 @@ impl Drop for ChildSignals {
     }
 }
 
-/// Runs `exe` with `argv` (argv[0] included) under the recorder; returns its exit status and its
-/// process id.
+/// Runs `exe` with `argv` (argv[0] included) under the recorder; returns its exit status, its
+/// process id and the debug information of its program and libc, opened meanwhile on another
+/// thread for the finish ([`Prewarm`]).
 pub(crate) fn launch(
     exe: &Path,
     argv: &[OsString],
     env: &[(&'static str, OsString)],
-) -> anyhow::Result<(ExitStatus, u32)> {
+) -> anyhow::Result<(ExitStatus, u32, Warmed)> {
     let mut cmd = Process::new(exe);
     if let Some(a0) = argv.first() {
         cmd.arg0(a0);
@@ -259,10 +261,11 @@ pub(crate) fn launch(
     };
     let pid = child.id();
     let _signals = ChildSignals::new(pid);
+    let prewarm = Prewarm::start(pid);
     let status = child
         .wait()
         .with_context(|| format!("lost track of {}", exe.display()))?;
-    Ok((status, pid))
+    Ok((status, pid, prewarm.finish()))
 }
 
 /// The shell's convention: the exit code, or 128 + the signal that killed the process.

@@ -24,6 +24,7 @@ use crate::load::{load_path, LoadOptions};
 use crate::model::Profile;
 use crate::progress::{ProgressSink, StderrProgress};
 use crate::render::units::bytes;
+use crate::symbolize::Warmed;
 
 /// Parses an interval: `10ms`, `1s`, `250` (ms). At least 1 ms.
 pub fn parse_interval_ms(s: &str) -> Result<u64, String> {
@@ -142,6 +143,7 @@ fn finish_profile(
     argv: &[OsString],
     need_profile: bool,
     launched_pid: u32,
+    warmed: Warmed,
 ) -> anyhow::Result<Option<Profile>> {
     let dir = parent_dir(output);
     let disk_full = checks::disk_full(&dir);
@@ -165,7 +167,7 @@ fn finish_profile(
             );
         }
     };
-    embed_all(output, &main, &run);
+    embed_all(output, &main, &run, warmed);
     if !need_profile {
         if let Some(quick) = checks::QuickSummary::read(&main) {
             // The recorder already counted what the summary line says: no need to read the
@@ -384,7 +386,7 @@ fn busiest_child_note(children: &[images::ProfileFile], renamed: &[PathBuf], all
 /// Embeds symbols into every profile of the run, with one progress line for all of them: the
 /// main one even when truncated, the others only when complete (a child may still be running).
 /// Failures are warnings: loading symbolizes from the binaries instead.
-fn embed_all(output: &Path, main: &Path, run: &images::RunProfiles) {
+fn embed_all(output: &Path, main: &Path, run: &images::RunProfiles, warmed: Warmed) {
     let others: Vec<&Path> = run
         .earlier
         .iter()
@@ -400,7 +402,8 @@ fn embed_all(output: &Path, main: &Path, run: &images::RunProfiles) {
     let count = 1 + others.len() as u64;
     line.begin("symbolizing", Some(count * OverallProgress::UNITS));
     let mut warnings = Vec::new();
-    let mut embedder = Embedder::default();
+    // The modules opened while the command ran (see `symbolize::prewarm`).
+    let mut embedder = Embedder::with_warmed(warmed);
     for (index, path) in std::iter::once(main).chain(others).enumerate() {
         let mut progress = OverallProgress {
             line: &mut line,
@@ -495,9 +498,9 @@ pub(super) fn record_one(
         env.push(("TIDEMARK_ESCAPE", "1".into()));
     }
     let started = SystemTime::now();
-    let (status, pid) = launch(exe, argv, &env)?;
+    let (status, pid, warmed) = launch(exe, argv, &env)?;
     let name = exe.file_name().unwrap_or(exe.as_os_str()).to_string_lossy();
     eprintln!("tidemark: {name} {}", describe_status(status));
-    let p = finish_profile(output, &tmp, started, argv, need_profile, pid)?;
+    let p = finish_profile(output, &tmp, started, argv, need_profile, pid, warmed)?;
     Ok((status, p))
 }

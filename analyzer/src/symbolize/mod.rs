@@ -17,9 +17,11 @@ pub mod debug_hint;
 mod debuginfo;
 mod demangle;
 mod modules;
+mod prewarm;
 
 pub use debuginfo::{build_id_debug_path, file_build_id, DEBUG_ROOT};
 pub use demangle::{demangle, is_qualified};
+pub use prewarm::{Prewarm, Warmed};
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -46,6 +48,19 @@ pub struct Resolved {
 #[derive(Default)]
 pub struct DebugCache {
     modules: HashMap<(String, Vec<u8>), ModuleDebug>,
+    /// Modules a [`Prewarm`] opened while the command ran: one is used when a profile recorded
+    /// the same (resolved) path and build-id.
+    warmed: Warmed,
+}
+
+impl DebugCache {
+    /// A cache starting from the modules a [`Prewarm`] opened.
+    pub fn with_warmed(warmed: Warmed) -> Self {
+        DebugCache {
+            modules: HashMap::new(),
+            warmed,
+        }
+    }
 }
 
 /// Resolves addresses against a profile's module map, caching each module's debug information.
@@ -53,6 +68,8 @@ pub struct Symbolizer {
     map: ModuleMap,
     /// Keyed by (path, recorded build-id).
     cache: HashMap<(String, Vec<u8>), ModuleDebug>,
+    /// Modules opened ahead (while the command ran), taken into `cache` when first needed.
+    warmed: Warmed,
     debug_root: PathBuf,
     warnings: Vec<String>,
 }
@@ -68,6 +85,7 @@ impl Symbolizer {
         Symbolizer {
             map: ModuleMap::new(snapshots),
             cache: cache.modules,
+            warmed: cache.warmed,
             debug_root: PathBuf::from(DEBUG_ROOT),
             warnings: Vec::new(),
         }
@@ -77,6 +95,7 @@ impl Symbolizer {
     pub fn into_cache(self) -> DebugCache {
         DebugCache {
             modules: self.cache,
+            warmed: self.warmed,
         }
     }
 
@@ -102,7 +121,13 @@ impl Symbolizer {
         };
         let key = (module.path.clone(), module.build_id.clone());
         if !self.cache.contains_key(&key) {
-            let md = ModuleDebug::open(module, &self.debug_root, &mut self.warnings);
+            let md = match self.warmed.take(&module.path, &module.build_id) {
+                Some(w) => {
+                    self.warnings.extend(w.warnings);
+                    w.debug
+                }
+                None => ModuleDebug::open(module, &self.debug_root, &mut self.warnings),
+            };
             self.cache.insert(key.clone(), md);
         }
         let file_addr = addr.wrapping_sub(module.base);

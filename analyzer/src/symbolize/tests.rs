@@ -126,3 +126,68 @@ pub(crate) fn profile_with_self_module(trailer: bool) -> Vec<u8> {
     }
     b.bytes()
 }
+
+#[test]
+fn modules_opened_ahead_give_the_same_frames_and_are_used() {
+    let m = self_module();
+    let snapshots = [ModuleSnapshot {
+        generation: 1,
+        modules: vec![m.clone()],
+    }];
+    let plain = Symbolizer::new(&snapshots).resolve(marker_ip());
+    assert!(plain.symbolized, "{plain:?}");
+
+    let mut warmed = Warmed::default();
+    prewarm::open_one(&m.path, &mut warmed);
+    assert_eq!(warmed.len(), 1);
+    let mut s = Symbolizer::with_cache(&snapshots, DebugCache::with_warmed(warmed));
+    assert_eq!(s.resolve(marker_ip()), plain);
+    assert!(s.warmed.is_empty(), "the module opened ahead was taken");
+    assert!(s.take_warnings().is_empty());
+}
+
+#[test]
+fn modules_opened_ahead_match_by_resolved_path_and_build_id_only() {
+    let m = self_module();
+    // The loader's name for a module may go through a symbolic link (/lib → usr/lib); the
+    // kernel's map gives the resolved path.
+    let dir = std::env::temp_dir().join(format!("tidemark-warm-link-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let link = dir.join("linked-binary");
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(&m.path, &link).unwrap();
+    let mut via_link = m.clone();
+    via_link.path = link.display().to_string();
+    let real = std::fs::canonicalize(&m.path)
+        .unwrap()
+        .display()
+        .to_string();
+    let mut warmed = Warmed::default();
+    prewarm::open_one(&real, &mut warmed);
+    let mut s = Symbolizer::with_cache(
+        &[ModuleSnapshot {
+            generation: 1,
+            modules: vec![via_link],
+        }],
+        DebugCache::with_warmed(warmed),
+    );
+    assert!(s.resolve(marker_ip()).symbolized);
+    assert!(s.warmed.is_empty());
+
+    // Recorded with another build-id: the file opened ahead is other code and stays unused.
+    let mut changed = m.clone();
+    changed.build_id = vec![0xde, 0xad, 0xbe, 0xef];
+    let mut warmed = Warmed::default();
+    prewarm::open_one(&real, &mut warmed);
+    let mut s = Symbolizer::with_cache(
+        &[ModuleSnapshot {
+            generation: 1,
+            modules: vec![changed],
+        }],
+        DebugCache::with_warmed(warmed),
+    );
+    assert!(!s.resolve(marker_ip()).symbolized);
+    assert_eq!(s.warmed.len(), 1);
+    assert!(s.take_warnings().iter().any(|w| w.contains("deadbeef")));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

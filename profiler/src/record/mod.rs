@@ -38,6 +38,7 @@ mod fatal;
 #[cfg(feature = "jemalloc")]
 mod jemalloc;
 mod latency;
+mod merge;
 mod order;
 mod sampler;
 mod sampling;

@@ -12,6 +12,8 @@
 use crate::format::{self, tag, AllocKind, Cursor, DecodeError, FreedBlock};
 use rustc_hash::FxHashMap;
 
+use super::merge::RunMerger;
+
 /// One event of a pass, decoded from a thread buffer.
 #[derive(Debug, Clone, Copy)]
 struct Ev {
@@ -113,14 +115,13 @@ pub fn buffer_start(bytes: &[u8]) -> (u32, u64) {
     }
 }
 
-/// Events between two watermarks written to the stream.
-const WATERMARK_EVERY: u32 = 4096;
-
 /// The transform's state across passes.
 #[derive(Default)]
 pub struct Orderer {
     /// Events numbered at or above the last watermark, waiting for the next pass.
     waiting: Vec<Ev>,
+    /// Orders `waiting` (its runs merged, its buffers kept).
+    merger: RunMerger<Ev>,
     samples: Vec<PendingSample>,
     /// Live blocks by address.
     live: FxHashMap<u64, LiveBlock>,
@@ -283,8 +284,9 @@ impl Orderer {
         chunk_bytes: usize,
         mut flush: impl FnMut(&mut Vec<u8>) -> std::io::Result<()>,
     ) -> std::io::Result<()> {
-        // Stable sort: it finds the runs (each buffer is in order already) and merges them.
-        self.waiting.sort_by_key(|e| e.key);
+        // Stable: each buffer is in order already; the merge keeps samples of equal numbers in
+        // the order they were taken.
+        self.merger.sort(&mut self.waiting, |e| e.key);
         let n = self.waiting.partition_point(|e| e.key < watermark * 2);
         for i in 0..n {
             let e = self.waiting[i];
@@ -472,11 +474,10 @@ impl Orderer {
                 self.written_seq += 2;
             }
         }
+        // One watermark per pass (in `write_below`), none in between: version 2's stream is in
+        // order, so readers need none to release events, and one every 4096 events broke the
+        // repetition zstd finds in a churn loop (≈ 600 of its 750 bytes per MiB of events).
         self.since_watermark += 1;
-        if self.since_watermark >= WATERMARK_EVERY {
-            format::put_watermark(out, self.written_seq);
-            self.since_watermark = 0;
-        }
     }
 }
 

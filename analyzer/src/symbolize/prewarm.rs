@@ -1,0 +1,257 @@
+//! Opening the debug information of a running program's modules while it runs.
+//!
+//! `tidemark run` waits for the profiled command; the finish then resolves every return address
+//! of the profile, and most of its time went into opening debug information: Debian's libc has
+//! its DWARF in a separate, zlib-compressed file under `/usr/lib/debug/.build-id/` (≈ 12 MB once
+//! decompressed, ≈ 50–90 ms here) only to name the two libc frames below `main`. [`Prewarm`]
+//! does that work on the otherwise idle launcher while the command runs: it reads the child's
+//! `/proc/PID/maps` once the dynamic loader has mapped it, opens the program's and libc's files
+//! and separate debug files (the same [`ModuleDebug`] the finish would open; their frames are in
+//! nearly every stack), and hands them to the finish (`crate::embed::Embedder::with_warmed`),
+//! which then only looks addresses up.
+//!
+//! Nothing depends on it for correctness: a module the warm-up missed (loaded later, or still
+//! being opened when the command ended) is opened by the finish as before, and a warmed module is
+//! used only when its path and build-id are the ones the profile recorded.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tidemark::format::Module;
+
+use super::debuginfo::{file_build_id, ModuleDebug, DEBUG_ROOT};
+
+/// How often the child's module list is read while the loader maps it.
+const POLL_INTERVAL: Duration = Duration::from_millis(2);
+/// After this long the module list is taken as it is, settled or not.
+const SETTLE_LIMIT: Duration = Duration::from_millis(500);
+/// The recorder's own library: its frames never appear in recorded stacks.
+const PRELOAD_NAME: &str = "libtidemark_preload";
+
+/// A module opened ahead of the finish, with the warnings its opening gave.
+pub(crate) struct WarmModule {
+    pub(crate) debug: ModuleDebug,
+    pub(crate) warnings: Vec<String>,
+}
+
+/// Modules opened while the command ran, keyed like the symbolizer's cache: (path, build-id of
+/// the file when it was opened).
+#[derive(Default)]
+pub struct Warmed {
+    pub(crate) modules: HashMap<(String, Vec<u8>), WarmModule>,
+}
+
+impl Warmed {
+    /// Takes the module opened for `path` with build-id `build_id`. The recorder names modules
+    /// as the dynamic loader opened them (`/lib/x86_64-linux-gnu/libc.so.6`) while the kernel's
+    /// map gives the resolved path (`/usr/lib/...` on a merged-/usr system): both are tried.
+    pub(crate) fn take(&mut self, path: &str, build_id: &[u8]) -> Option<WarmModule> {
+        if self.modules.is_empty() {
+            return None;
+        }
+        if let Some(w) = self.modules.remove(&(path.to_owned(), build_id.to_vec())) {
+            return Some(w);
+        }
+        let real = std::fs::canonicalize(path).ok()?;
+        self.modules
+            .remove(&(real.to_str()?.to_owned(), build_id.to_vec()))
+    }
+
+    /// How many modules were opened ahead.
+    pub fn len(&self) -> usize {
+        self.modules.len()
+    }
+
+    /// True when nothing was opened ahead.
+    pub fn is_empty(&self) -> bool {
+        self.modules.is_empty()
+    }
+}
+
+/// The warm-up of one running process, on its own thread; [`Prewarm::finish`] collects it.
+pub struct Prewarm {
+    stop: Arc<AtomicBool>,
+    handle: Option<JoinHandle<Warmed>>,
+}
+
+impl Prewarm {
+    /// Starts opening the modules of process `pid` (just spawned) on a new thread. When the
+    /// thread cannot be started, nothing is warmed.
+    pub fn start(pid: u32) -> Prewarm {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let handle = std::thread::Builder::new()
+            .name("tidemark-prewarm".to_owned())
+            .spawn(move || warm(pid, &flag))
+            .ok();
+        Prewarm { stop, handle }
+    }
+
+    /// Stops the warm-up (after the module it is opening) and returns what it opened. Call it
+    /// once the command has ended.
+    pub fn finish(mut self) -> Warmed {
+        self.stop.store(true, Ordering::Relaxed);
+        self.handle
+            .take()
+            .and_then(|h| h.join().ok())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Prewarm {
+    fn drop(&mut self) {
+        // Not collected (an error path): let the thread end on its own, soon.
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn warm(pid: u32, stop: &AtomicBool) -> Warmed {
+    let maps = PathBuf::from(format!("/proc/{pid}/maps"));
+    let mut warmed = Warmed::default();
+    for path in settled_modules(&maps, stop) {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        open_one(&path, &mut warmed);
+    }
+    warmed
+}
+
+/// The module list once the dynamic loader has mapped the program, its preloads and its
+/// libraries: two reads in a row that agree, with the recorder's library among them.
+fn settled_modules(maps: &Path, stop: &AtomicBool) -> Vec<String> {
+    let started = Instant::now();
+    let mut last: Option<Vec<String>> = None;
+    loop {
+        let Some(now) = executable_modules(maps) else {
+            return last.unwrap_or_default();
+        };
+        let loaded = now.iter().any(|p| basename_has(p, PRELOAD_NAME));
+        if (loaded && last.as_ref() == Some(&now))
+            || started.elapsed() > SETTLE_LIMIT
+            || stop.load(Ordering::Relaxed)
+        {
+            return prioritized(now);
+        }
+        last = Some(now);
+        std::thread::sleep(POLL_INTERVAL);
+    }
+}
+
+fn basename_has(path: &str, name: &str) -> bool {
+    path.rsplit('/').next().is_some_and(|b| b.contains(name))
+}
+
+/// The modules worth opening ahead: the program (mapped first) and libc, whose frames are in
+/// nearly every stack (`main` and what calls it). Other libraries are opened by the finish only
+/// when a stack has a frame in them: opening all of them ahead cost more CPU (libm's and the
+/// dynamic loader's separate debug files) than the finish saved, on a busy 2-core machine.
+fn prioritized(modules: Vec<String>) -> Vec<String> {
+    let mut out: Vec<String> = modules
+        .iter()
+        .find(|p| !basename_has(p, PRELOAD_NAME))
+        .cloned()
+        .into_iter()
+        .collect();
+    if let Some(libc) = modules.iter().find(|p| is_libc(p)) {
+        if !out.contains(libc) {
+            out.push(libc.clone());
+        }
+    }
+    out
+}
+
+fn is_libc(path: &str) -> bool {
+    let base = path.rsplit('/').next().unwrap_or(path);
+    base == "libc.so.6" || base.starts_with("libc-2.") || base == "libc.so"
+}
+
+/// Paths of the file-backed executable mappings of a process, in address order, each once;
+/// `None` when the process is gone.
+fn executable_modules(maps: &Path) -> Option<Vec<String>> {
+    let text = std::fs::read_to_string(maps).ok()?;
+    Some(parse_maps(&text))
+}
+
+/// Executable, file-backed module paths of a `/proc/PID/maps` text, each once, in order.
+fn parse_maps(text: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for line in text.lines() {
+        let mut fields = line.split_ascii_whitespace();
+        let (Some(_range), Some(perms)) = (fields.next(), fields.next()) else {
+            continue;
+        };
+        // offset, device, inode, then the path (which may contain spaces).
+        let path = line
+            .splitn(6, |c: char| c.is_ascii_whitespace())
+            .nth(5)
+            .map(str::trim_start)
+            .unwrap_or("");
+        if !perms.contains('x') || !path.starts_with('/') || path.ends_with(" (deleted)") {
+            continue;
+        }
+        if !out.iter().any(|p| p == path) {
+            out.push(path.to_owned());
+        }
+    }
+    out
+}
+
+/// Opens one module the way the finish would, keyed by the file's own build-id.
+pub(crate) fn open_one(path: &str, warmed: &mut Warmed) {
+    let Ok(build_id) = file_build_id(Path::new(path)) else {
+        return;
+    };
+    let build_id = build_id.unwrap_or_default();
+    let module = Module {
+        path: path.to_owned(),
+        build_id: build_id.clone(),
+        base: 0,
+        segments: Vec::new(),
+    };
+    let mut warnings = Vec::new();
+    let debug = ModuleDebug::open(&module, Path::new(DEBUG_ROOT), &mut warnings);
+    warmed
+        .modules
+        .insert((path.to_owned(), build_id), WarmModule { debug, warnings });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maps_give_executable_files_once_in_order() {
+        let text = "\
+55d0c0a00000-55d0c0a01000 r--p 00000000 fd:01 123 /tmp/my prog
+55d0c0a01000-55d0c0a02000 r-xp 00001000 fd:01 123 /tmp/my prog
+7f0000000000-7f0000001000 r-xp 00000000 00:00 0 
+7f0000001000-7f0000002000 r-xp 00001000 fd:01 77 /usr/lib/x86_64-linux-gnu/libc.so.6
+7f0000002000-7f0000003000 r-xp 00002000 fd:01 77 /usr/lib/x86_64-linux-gnu/libc.so.6
+7f0000003000-7f0000004000 r-xp 00000000 fd:01 78 /old/lib.so (deleted)
+7ffd00000000-7ffd00001000 r-xp 00000000 00:00 0                          [vdso]
+";
+        assert_eq!(
+            parse_maps(text),
+            vec![
+                "/tmp/my prog".to_owned(),
+                "/usr/lib/x86_64-linux-gnu/libc.so.6".to_owned()
+            ]
+        );
+    }
+
+    #[test]
+    fn the_program_then_libc_and_never_the_recorder() {
+        let order = prioritized(vec![
+            "/bin/prog".into(),
+            "/opt/libtidemark_preload.so".into(),
+            "/lib/libm.so.6".into(),
+            "/lib/libc.so.6".into(),
+        ]);
+        assert_eq!(order, vec!["/bin/prog", "/lib/libc.so.6"]);
+    }
+}

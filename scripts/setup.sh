@@ -7,7 +7,8 @@
 # (`go tool pprof`), valgrind (its DHAT viewer dh_view.html), chromium-driver and
 # python3-selenium (dh_view.html is loaded in headless Chromium), and node and npm with
 # puppeteer-core in analyzer/tests/browser/node_modules (the driver of the browser tests of
-# `tidemark view`; it drives the system's Chromium and never downloads a browser). Idempotent: a
+# `tidemark view`; it drives the system's Chromium and never downloads a browser), and libc6-dbg
+# (glibc's debug symbols). Idempotent: a
 # tool that is already there is left alone, and apt-get runs only when something is absent (one
 # `apt-get update` first). Run it as root, or with sudo available.
 set -euo pipefail
@@ -38,6 +39,11 @@ if need_cmd npm; then missing+=(npm); fi
 if ! [ -e /usr/lib/x86_64-linux-gnu/libc.a ] && ! [ -e /usr/lib/libc.a ] \
     && ! ls /usr/lib/*-linux-gnu/libc.a >/dev/null 2>&1; then
     missing+=(libc6-dev)
+fi
+# glibc's debug symbols: the runtime-owned rules and the report tests name glibc's internal
+# functions (allocate_dtv, _nl_*), which its stripped libraries do not carry.
+if ! dpkg-query -W -f='${Status}' libc6-dbg 2>/dev/null | grep -q "ok installed"; then
+    missing+=(libc6-dbg)
 fi
 # Other allocators: the preload must forward to them (analyzer/tests/hostile.rs).
 need_lib() { ! ls /usr/lib/*-linux-gnu/"$1" >/dev/null 2>&1; }

@@ -349,6 +349,7 @@ fn adversarial_header_values() {
             limit_bytes: nasty(&mut rng),
             allocator: "glibc".into(),
             unwind: ["fp", "dwarf", ""][rng.below(3) as usize].into(),
+            allocator_requested: ["", "system", "jemalloc"][rng.below(3) as usize].into(),
         };
         let mut bytes = h.encode();
         bytes[8..10].copy_from_slice(&1u16.to_le_bytes());

@@ -16,11 +16,16 @@ use support::*;
 /// about ±10%).
 const BURN_MS: &str = "3000";
 
-/// Records `cpuburn ARGS` with `tidemark run --cpu -o <scratch>/profile.tmk`.
+/// Records `cpuburn ARGS` with `tidemark run --cpu --cpu-hz 997 -o <scratch>/profile.tmk`.
+///
+/// Sampling noise: a function with k samples has a relative error of about 1/sqrt(k). At 99 Hz a
+/// 3 s burn gives ~225 and ~75 samples, a ratio error of ~13% (one standard deviation), so a 20%
+/// tolerance would fail about one run in eight; at 997 Hz (~2,250 and ~750 samples) the error is
+/// ~4%, and 20% is five standard deviations.
 fn record_cpu(scratch: &Scratch, exe: &Path, args: &[&str]) -> Finished {
     preload_lib();
     let mut cmd = Command::new(tidemark());
-    cmd.args(["run", "--cpu", "-o"])
+    cmd.args(["run", "--cpu", "--cpu-hz", "997", "-o"])
         .arg(scratch.join("profile.tmk"))
         .arg("--")
         .arg(exe)

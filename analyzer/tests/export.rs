@@ -61,8 +61,15 @@ fn check_pprof(scratch: &Scratch, profile: &Path, truth: &Truth) {
     );
     assert_eq!(raw.sum("alloc_objects") as u64, t.counts.allocations);
     assert_eq!(raw.sum("alloc_space") as u64, t.counts.allocated_bytes);
-    assert_eq!(raw.sum("inuse_objects") as u64, t.counts.leaked_allocations);
-    assert_eq!(raw.sum("inuse_space") as u64, t.counts.leaked_bytes);
+    // In use at the end: the leaks and the runtime-owned blocks (both live then).
+    assert_eq!(
+        raw.sum("inuse_objects") as u64,
+        t.counts.leaked_allocations + t.runtime_owned_allocations
+    );
+    assert_eq!(
+        raw.sum("inuse_space") as u64,
+        t.counts.leaked_bytes + t.runtime_owned_bytes
+    );
     for site in &truth.sites {
         let name = last_segment(&site.function);
         assert_eq!(
@@ -170,8 +177,15 @@ fn go_pprof_reads_a_sampled_profile_with_its_rate_and_weighted_totals() {
     // The unbiased estimates the loader computed, summed: the profile's totals.
     assert_eq!(raw.sum("alloc_objects") as u64, t.counts.allocations);
     assert_eq!(raw.sum("alloc_space") as u64, t.counts.allocated_bytes);
-    assert_eq!(raw.sum("inuse_objects") as u64, t.counts.leaked_allocations);
-    assert_eq!(raw.sum("inuse_space") as u64, t.counts.leaked_bytes);
+    // In use at the end: the leaks and the runtime-owned blocks (both live then).
+    assert_eq!(
+        raw.sum("inuse_objects") as u64,
+        t.counts.leaked_allocations + t.runtime_owned_allocations
+    );
+    assert_eq!(
+        raw.sum("inuse_space") as u64,
+        t.counts.leaked_bytes + t.runtime_owned_bytes
+    );
     // More allocations than samples: each sample stands for its weight.
     assert!(t.counts.allocations as usize > raw.samples.len());
 }
@@ -262,8 +276,11 @@ fn dh_view_loads_the_dhat_export_and_shows_the_profile_totals() {
         ("total_blocks", t.counts.allocations),
         ("gmax_bytes", t.counts.peak_bytes),
         ("gmax_blocks", t.peak_blocks),
-        ("end_bytes", t.counts.leaked_bytes),
-        ("end_blocks", t.counts.leaked_allocations),
+        ("end_bytes", t.counts.leaked_bytes + t.runtime_owned_bytes),
+        (
+            "end_blocks",
+            t.counts.leaked_allocations + t.runtime_owned_allocations,
+        ),
     ] {
         assert_eq!(shown[key].as_u64(), Some(want), "{key}: {shown:#}");
     }
@@ -473,7 +490,10 @@ fn firefox_export_has_the_crate_schema_and_balanced_allocation_weights() {
         all.iter().filter(|&&x| x > 0).sum::<i64>() as u64,
         t.counts.allocated_bytes
     );
-    assert_eq!(all.iter().sum::<i64>() as u64, t.counts.leaked_bytes);
+    assert_eq!(
+        all.iter().sum::<i64>() as u64,
+        t.counts.leaked_bytes + t.runtime_owned_bytes
+    );
     let counters = v["counters"].as_array().unwrap();
     assert!(
         counters
@@ -530,6 +550,7 @@ fn export_refuses_a_directory_and_writes_text_to_stdout() {
         [
             "flamegraph",
             "--folded",
+            "--keep-runtime-frames",
             "--metric",
             "leaked",
             "-o",

@@ -224,3 +224,59 @@ fn every_command_help_has_an_example() {
         );
     }
 }
+
+#[test]
+fn the_allocator_asked_for_and_the_one_that_served_are_both_reported() {
+    let scratch = Scratch::new("papercut-allocator");
+    let churn = artifact("tm-churn");
+    let run = |allocator: Option<&str>, out: &str| -> serde_json::Value {
+        let mut args = vec!["run".to_owned()];
+        if let Some(a) = allocator {
+            args.extend(["--allocator".to_owned(), a.to_owned()]);
+        }
+        args.extend(["-o".to_owned(), out.to_owned(), "--".to_owned()]);
+        args.push(path_str(&churn).to_owned());
+        args.extend(["--threads", "1", "--iterations", "200"].map(str::to_owned));
+        tidemark_cli(args, &scratch).assert_success("tidemark run");
+        let s = tidemark_cli(["summary", "--json", out], &scratch);
+        s.assert_success("tidemark summary --json");
+        serde_json::from_str(&s.stdout).unwrap()
+    };
+    // tm-churn brings no allocator of its own: `system` is served by glibc, and both are said.
+    let system = run(Some("system"), "system.tmk");
+    assert_eq!(
+        system["process"]["allocator"], "glibc",
+        "{}",
+        system["process"]
+    );
+    assert_eq!(system["process"]["allocator_requested"], "system");
+    let text = tidemark_cli(["summary", "system.tmk"], &scratch);
+    assert!(
+        text.stdout
+            .contains("allocator    glibc (asked: system, the program's own allocator)"),
+        "{}",
+        text.describe()
+    );
+    let jemalloc = run(Some("jemalloc"), "jemalloc.tmk");
+    assert_eq!(jemalloc["process"]["allocator"], "jemalloc");
+    assert_eq!(jemalloc["process"]["allocator_requested"], "jemalloc");
+    // The default is `system`, asked for as well.
+    let default = run(None, "default.tmk");
+    assert_eq!(default["process"]["allocator_requested"], "system");
+    // The preload library without TIDEMARK_ALLOCATOR was asked nothing: no such field.
+    preload_lib();
+    let mut cmd = std::process::Command::new(&churn);
+    cmd.args(["--threads", "1", "--iterations", "200"])
+        .env("LD_PRELOAD", preload_lib())
+        .env("TIDEMARK_OUTPUT", scratch.join("plain.tmk"))
+        .env_remove("TIDEMARK_ALLOCATOR")
+        .current_dir(scratch.path());
+    run_bounded(cmd, &scratch, RUN_TIMEOUT).assert_success("preloaded tm-churn");
+    let plain = summary_json(&load(&scratch.join("plain.tmk")), 0);
+    assert_eq!(plain["process"]["allocator"], "glibc");
+    assert!(
+        plain["process"].get("allocator_requested").is_none(),
+        "{}",
+        plain["process"]
+    );
+}

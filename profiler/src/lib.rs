@@ -24,7 +24,7 @@
 //!     tidemark::Tracking::new(std::alloc::System);
 //!
 //! fn main() -> Result<(), tidemark::SessionError> {
-//!     let _session = tidemark::Session::start("app.tmk")?; // or TIDEMARK_OUT=app.tmk
+//!     let _session = tidemark::Session::start("app.tmk")?; // or TIDEMARK_OUTPUT=app.tmk
 //!     let (v, m) = tidemark::measure(|| (0..1000u64).collect::<Vec<_>>());
 //!     assert_eq!(m.allocations, 1, "{m}");
 //!     drop(v);

@@ -28,6 +28,8 @@ pub enum Metric {
     Peak,
     /// Bytes still live at the end.
     Leaked,
+    /// Bytes live at the end that the C/C++ runtime owns, not leaks (whole profile only).
+    RuntimeOwned,
     /// Temporary allocations (count).
     Temporary,
     /// CPU time, ns (profiles recorded with `--cpu`).
@@ -186,13 +188,30 @@ pub const METRICS: &[MetricDef] = &[
         name: "leaked",
         title: "Leaked bytes (live at the end)",
         label: "Leaked bytes",
-        help: "Bytes still live at the end.",
+        help: "Bytes still live at the end (runtime-owned blocks left out).",
         unit: Unit::Bytes,
         counted: "bytes",
         json_key: "leaked_bytes",
         anchor: "leaked",
-        definition: "Bytes still live when the profile ends.",
+        definition: "Bytes still live when the profile ends, not counting the blocks the \
+                     runtime owns (runtime-owned bytes).",
         source: Source::Counts(|c| c.leaked_bytes),
+        available: always,
+    },
+    MetricDef {
+        metric: Metric::RuntimeOwned,
+        name: "runtime-owned",
+        title: "Runtime-owned bytes (live at the end, not leaks)",
+        label: "Runtime-owned bytes",
+        help: "Bytes live at the end that the C/C++ runtime keeps for a thread or the process.",
+        unit: Unit::Bytes,
+        counted: "bytes",
+        json_key: "runtime_owned_bytes",
+        anchor: "runtime-owned",
+        definition: "Bytes live at the end that a suppression rule names runtime-owned (the \
+                     loader's data, locale tables, each thread's DTV, libstdc++'s emergency \
+                     pool, a suppression file's patterns): kept by the runtime, not leaked.",
+        source: Source::Summary(|s| Some(s.runtime_owned_bytes as f64)),
         available: always,
     },
     MetricDef {
@@ -319,11 +338,12 @@ pub const METRICS: &[MetricDef] = &[
 
 impl Metric {
     /// Every metric, in [`METRICS`] order.
-    pub const ALL: [Metric; 12] = [
+    pub const ALL: [Metric; 13] = [
         Metric::Allocations,
         Metric::Allocated,
         Metric::Peak,
         Metric::Leaked,
+        Metric::RuntimeOwned,
         Metric::Temporary,
         Metric::Cpu,
         Metric::StackEligible,

@@ -13,8 +13,10 @@ pub mod metric;
 mod plumbing;
 pub mod pressure;
 mod stack_quality;
+pub mod stack_roots;
 pub mod stats;
 mod summary_json;
+pub mod suppress;
 pub mod views;
 
 pub use call_paths::{call_paths, sort_sites, CallPath, SiteSort};
@@ -189,6 +191,10 @@ pub struct ProcessInfo {
     pub source: String,
     /// Allocator serving the program.
     pub allocator: String,
+    /// The allocator asked for (`tidemark run --allocator`: `system`, the program's own, or
+    /// `jemalloc`, the bundled one); absent when the recorder was not told.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub allocator_requested: String,
     /// Unwinding mode.
     pub unwind: String,
     /// Format version of the file.
@@ -223,6 +229,12 @@ pub struct Summary {
     pub unmatched_frees: u64,
     /// Live blocks at the instant of the peak.
     pub peak_blocks: u64,
+    /// Bytes live at the end that suppression rules name runtime-owned (not in `leaked_bytes`).
+    pub runtime_owned_bytes: u64,
+    /// Blocks live at the end that are runtime-owned (not in `leaked_allocations`).
+    pub runtime_owned_blocks: u64,
+    /// The runtime-owned blocks per rule that matched.
+    pub runtime_owned: Vec<crate::model::RuntimeOwned>,
     /// Recording duration, ms.
     pub duration_ms: u64,
     /// Threads seen.
@@ -293,6 +305,7 @@ pub fn summary_with(p: &Profile, top_n: usize, pressure_opts: &PressureOptions) 
             cmdline: p.header.cmdline.clone(),
             source: p.header.source.clone(),
             allocator: p.header.allocator.clone(),
+            allocator_requested: p.header.allocator_requested.clone(),
             unwind: p.header.unwind.clone(),
             format_version: p.header.version,
             sampling_rate_bytes: p.header.sampling_rate,
@@ -302,6 +315,9 @@ pub fn summary_with(p: &Profile, top_n: usize, pressure_opts: &PressureOptions) 
         frees: t.frees,
         unmatched_frees: t.unmatched_frees,
         peak_blocks: t.peak_blocks,
+        runtime_owned_bytes: t.runtime_owned_bytes,
+        runtime_owned_blocks: t.runtime_owned_allocations,
+        runtime_owned: p.runtime_owned.clone(),
         duration_ms: p.duration_ms(),
         threads: p.threads.len() as u64,
         samples: p.samples.len() as u64,

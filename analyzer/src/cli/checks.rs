@@ -110,6 +110,9 @@ pub struct RunLine {
     pub leaked_blocks: u64,
     pub temporary: u64,
     pub duration_ms: u64,
+    /// The leaked numbers are the recorder's count of live blocks, runtime-owned ones included
+    /// (the trailer's totals: no stack was read, so no suppression rule applied).
+    pub runtime_owned_included: bool,
 }
 
 impl RunLine {
@@ -123,6 +126,7 @@ impl RunLine {
             leaked_blocks: s.counts.leaked_allocations,
             temporary: s.counts.temporary_allocations,
             duration_ms: s.duration_ms,
+            runtime_owned_included: false,
         }
     }
 
@@ -130,13 +134,18 @@ impl RunLine {
     pub fn print(&self) {
         use crate::render::units::{count, duration_ms};
         eprintln!(
-            "tidemark: {} allocation calls, {} allocated, peak {}, leaked {} in {} blocks, {} \
+            "tidemark: {} allocation calls, {} allocated, peak {}, leaked {} in {} blocks{}, {} \
              temporary, {}",
             count(self.allocations),
             bytes(self.allocated_bytes),
             bytes(self.peak_bytes),
             bytes(self.leaked_bytes),
             count(self.leaked_blocks),
+            if self.runtime_owned_included {
+                " (runtime-owned included)"
+            } else {
+                ""
+            },
             count(self.temporary),
             duration_ms(self.duration_ms)
         );
@@ -196,6 +205,7 @@ impl QuickSummary {
                 leaked_blocks: get(k::LEAKED_BLOCKS)?,
                 temporary: get(k::TEMPORARY_ALLOCATIONS)?,
                 duration_ms: get(k::END_NS).unwrap_or(0) / 1_000_000,
+                runtime_owned_included: true,
             },
             dropped: get(k::DROPPED_EVENTS).unwrap_or(0),
             messages,

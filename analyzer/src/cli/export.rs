@@ -93,10 +93,8 @@ pub(super) fn export(a: &ExportArgs) -> anyhow::Result<u8> {
         output::check_target(&a.output, "the export")?;
     }
     let load_opts = LoadOptions {
-        symbolize: !a.load.no_symbolize,
-        progress: true,
         block_groups: format.needs_block_groups(),
-        ..LoadOptions::default()
+        ..a.load.options()?
     };
     let p = load_path(&a.profile, &load_opts)?;
     warn_truncated(&p, &a.profile);

@@ -6,7 +6,7 @@ use anyhow::Context as _;
 
 use super::output::{check_target, write_to};
 use super::{load, warn_truncated, FlamegraphArgs, EXIT_OK};
-use crate::render::{flamegraph_svg, folded, Metric};
+use crate::render::{flamegraph_svg_with, folded_with, Metric};
 
 /// `<dir>/<stem>.<metric>.<ext>` next to the profile.
 pub(super) fn default_output(profile: &Path, metric: Metric, folded: bool) -> PathBuf {
@@ -36,11 +36,11 @@ pub(super) fn flamegraph(a: &FlamegraphArgs) -> anyhow::Result<u8> {
     warn_truncated(&p, &a.profile);
     write_to(&target, "the flamegraph", |out| {
         if a.folded {
-            for line in folded(&p, metric) {
+            for line in folded_with(&p, metric, a.keep_runtime_frames) {
                 writeln!(out, "{line}")?;
             }
         } else {
-            flamegraph_svg(&p, metric, a.inverted, out)?;
+            flamegraph_svg_with(&p, metric, a.inverted, a.keep_runtime_frames, out)?;
         }
         Ok(())
     })?;

@@ -35,6 +35,7 @@ use std::sync::OnceLock;
 use clap::builder::PossibleValue;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::analysis::suppress::Suppressions;
 use crate::analysis::DEFAULT_TOP_N;
 use crate::load::{load_path, LoadOptions};
 use crate::model::Profile;
@@ -225,15 +226,34 @@ pub struct LoadArgs {
     /// Do not read binaries for symbols (symbols embedded in the profile are still used).
     #[arg(long)]
     pub no_symbolize: bool,
+    /// Count blocks live at the end whose allocation stack has a frame matching a pattern of
+    /// FILE as runtime-owned, not leaked (one function-name pattern per line, `*` wildcards,
+    /// `#` comments; docs/usage.md).
+    #[arg(long, value_name = "FILE")]
+    pub suppressions: Option<PathBuf>,
+    /// Drop the built-in rules that count the C runtime's own blocks (loader, locale,
+    /// per-thread DTV, libstdc++'s emergency pool) as runtime-owned: every block live at the end
+    /// is then leaked.
+    #[arg(long)]
+    pub no_default_suppressions: bool,
 }
 
 impl LoadArgs {
-    fn options(&self) -> LoadOptions {
-        LoadOptions {
+    fn options(&self) -> anyhow::Result<LoadOptions> {
+        let mut suppressions = if self.no_default_suppressions {
+            Suppressions::none()
+        } else {
+            Suppressions::builtin()
+        };
+        if let Some(file) = &self.suppressions {
+            suppressions.add_file(file)?;
+        }
+        Ok(LoadOptions {
             symbolize: !self.no_symbolize,
             progress: true,
+            suppressions,
             ..LoadOptions::default()
-        }
+        })
     }
 }
 
@@ -288,6 +308,10 @@ pub struct FlamegraphArgs {
     /// Write folded stacks (`main;f;g 1024`) instead of SVG.
     #[arg(long)]
     pub folded: bool,
+    /// Keep the Rust runtime's start-up frames (`_start`, `std::rt::lang_start…`,
+    /// `catch_unwind…`) instead of folding them into one `[Rust runtime]` frame.
+    #[arg(long)]
+    pub keep_runtime_frames: bool,
     /// Output file, `-` for stdout. Default: `<profile stem>.<metric>.svg` (or `.folded`) next to
     /// the profile.
     #[arg(short, long, value_name = "FILE")]
@@ -402,7 +426,7 @@ fn write_output(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
 /// Loads a profile for a command, with progress and the context the error message needs.
 fn load(profile: &std::path::Path, args: &LoadArgs) -> anyhow::Result<Profile> {
     check_profile_input(profile)?;
-    Ok(load_path(profile, &args.options())?)
+    Ok(load_path(profile, &args.options()?)?)
 }
 
 /// Refuses a profile path that is not a regular file (a FIFO with no writer would block the open

@@ -38,7 +38,7 @@ pub struct ViewArgs {
 pub(super) fn load_for_view(profile: &Path, load: &LoadArgs) -> anyhow::Result<Profile> {
     Ok(load_path_with_time_buckets(
         profile,
-        &load.options(),
+        &load.options()?,
         DEFAULT_BUCKETS,
     )?)
 }

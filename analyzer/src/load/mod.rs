@@ -30,6 +30,7 @@ use std::path::{Path, PathBuf};
 
 use tidemark::format::{trailer_key, FormatError, Reader, Record, SymbolFrame, Truncation};
 
+use crate::analysis::suppress::{self, Suppressions};
 use crate::model::{Ip, IpId, Message, ModuleSnapshot, Profile, StackId, StackNode};
 use crate::symbolize::{self, SymbolizeOptions};
 use replay::Replay;
@@ -59,6 +60,10 @@ pub struct LoadOptions {
     /// ([`crate::model::Profile::block_groups`]): what the Firefox Profiler and DHAT exports
     /// need. Costs a hash-map update per free. Default: [`DEFAULT_BLOCK_GROUPS`] (`false`).
     pub block_groups: bool,
+    /// Which blocks live at the end count as runtime-owned instead of leaked
+    /// ([`crate::analysis::suppress`]). Default: the built-in rules
+    /// ([`Suppressions::builtin`]).
+    pub suppressions: Suppressions,
     /// Replay the allocation events. Without them only stacks, module maps, embedded symbols,
     /// timeline samples and messages are read: what symbolizing and embedding symbols need,
     /// without decompressing the events. Default: [`DEFAULT_EVENTS`] (`true`).
@@ -71,6 +76,7 @@ impl Default for LoadOptions {
             symbolize: DEFAULT_SYMBOLIZE,
             progress: DEFAULT_PROGRESS,
             block_groups: DEFAULT_BLOCK_GROUPS,
+            suppressions: Suppressions::builtin(),
             events: DEFAULT_EVENTS,
         }
     }
@@ -169,6 +175,8 @@ fn symbolize_pass(p: &mut Profile, opts: &LoadOptions, progress: Option<&mut dyn
         use_files: opts.symbolize,
     };
     symbolize::symbolize(p, &sopts, progress);
+    // Rules match function names: they apply once the frames are named.
+    suppress::apply(p, &opts.suppressions);
 }
 
 /// Loads and symbolizes a profile from any reader (no progress percentage: the length is

@@ -94,6 +94,22 @@ pub struct StackStats {
     /// `load::stack_was_cut`); renderers show such stacks under a `[truncated]` root.
     #[serde(skip)]
     pub truncated: bool,
+    /// Blocks still live at the end that a suppression rule names runtime-owned
+    /// ([`crate::analysis::suppress`]); they are not counted in `leaked_allocations`.
+    pub runtime_owned_allocations: u64,
+    /// Requested bytes of those blocks; not counted in `leaked_bytes`.
+    pub runtime_owned_bytes: u64,
+}
+
+/// Blocks live at the end that one suppression rule names runtime-owned.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RuntimeOwned {
+    /// The rule's label (`per-thread DTV`, `glibc loader`, `locale`, …).
+    pub rule: String,
+    /// Requested bytes of those blocks.
+    pub bytes: u64,
+    /// The blocks.
+    pub blocks: u64,
 }
 
 impl StackStats {
@@ -233,6 +249,10 @@ pub struct Totals {
     pub peak_blocks: u64,
     /// Sequence number of the allocation that reached the peak.
     pub peak_seq: u64,
+    /// Blocks live at the end that are runtime-owned, not leaked ([`StackStats`]).
+    pub runtime_owned_allocations: u64,
+    /// Bytes of those blocks.
+    pub runtime_owned_bytes: u64,
     /// Duration of the recording, ns: the trailer's end time, else the last sample's time.
     pub duration_ns: u64,
     /// Events the recorder reported it could not record (from the trailer).
@@ -316,6 +336,9 @@ pub struct Profile {
     pub time_buckets: Option<TimeBuckets>,
     /// CPU samples, when the profile was recorded with `--cpu` and holds some.
     pub cpu: Option<CpuProfile>,
+    /// Blocks live at the end that suppression rules name runtime-owned, per rule that matched
+    /// (set by the loader, [`crate::analysis::suppress`]).
+    pub runtime_owned: Vec<RuntimeOwned>,
     /// What became of each stack's blocks relative to the allocating frames (parallel to
     /// [`Profile::stack_stats`]) and the stack-depth series; only for profiles recorded with
     /// `--escape` ([`crate::analysis::escape`]).

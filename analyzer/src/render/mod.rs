@@ -36,7 +36,7 @@ use std::io::{self, Write};
 pub use crate::analysis::metric::{Metric, UnknownMetric};
 use crate::analysis::views::FoldedError;
 /// The call-tree views, kept at their old paths: [`crate::analysis::views`].
-pub use crate::analysis::views::{folded, folded_to_sites};
+pub use crate::analysis::views::{folded, folded_to_sites, folded_with};
 use crate::analysis::MetricUnavailable;
 use crate::model::Profile;
 
@@ -74,13 +74,26 @@ impl From<FoldedError> for RenderError {
 /// [`flamegraph::write`].
 ///
 /// A metric with nothing to show (no leaks, say) gives a small SVG that says so.
+/// The Rust runtime's start-up frames are folded into one `[Rust runtime]` frame
+/// ([`flamegraph_svg_with`] keeps them).
 pub fn flamegraph_svg<W: Write>(
     p: &Profile,
     m: Metric,
     inverted: bool,
     out: W,
 ) -> Result<(), RenderError> {
-    let view = crate::analysis::views::folded_view(p, m)?;
+    flamegraph_svg_with(p, m, inverted, false, out)
+}
+
+/// [`flamegraph_svg`], keeping the Rust runtime's start-up frames when `keep_runtime_frames`.
+pub fn flamegraph_svg_with<W: Write>(
+    p: &Profile,
+    m: Metric,
+    inverted: bool,
+    keep_runtime_frames: bool,
+    out: W,
+) -> Result<(), RenderError> {
+    let view = crate::analysis::views::folded_view_with(p, m, keep_runtime_frames)?;
     flamegraph::write(&view, &flamegraph::FlamegraphOptions { inverted }, out)
 }
 

@@ -44,29 +44,35 @@ fn folded_lines_root_first_sorted_and_merged() {
     assert_eq!(
         folded(&p, Metric::Allocated),
         vec![
-            "main;leaf_c 1000",
-            "main;mid;leaf_a 105",
-            "main;mid;leaf_b;inlined:odd 10",
+            "[unwinding stopped];main;leaf_c 1000",
+            "[unwinding stopped];main;mid;leaf_a 105",
+            "[unwinding stopped];main;mid;leaf_b;inlined:odd 10",
         ]
     );
     assert_eq!(
         folded(&p, Metric::Allocations),
         vec![
-            "main;leaf_c 1",
-            "main;mid;leaf_a 2",
-            "main;mid;leaf_b;inlined:odd 1"
+            "[unwinding stopped];main;leaf_c 1",
+            "[unwinding stopped];main;mid;leaf_a 2",
+            "[unwinding stopped];main;mid;leaf_b;inlined:odd 1"
         ]
     );
-    assert_eq!(folded(&p, Metric::Leaked), vec!["main;mid;leaf_a 105"]);
+    assert_eq!(
+        folded(&p, Metric::Leaked),
+        vec!["[unwinding stopped];main;mid;leaf_a 105"]
+    );
     assert_eq!(
         folded(&p, Metric::Peak),
         // The peak comes with the last allocation (1105 live), before leaf_c's block is freed.
-        vec!["main;leaf_c 1000", "main;mid;leaf_a 105"]
+        vec![
+            "[unwinding stopped];main;leaf_c 1000",
+            "[unwinding stopped];main;mid;leaf_a 105"
+        ]
     );
     assert_eq!(
         folded(&p, Metric::Temporary),
         // leaf_c's block is freed after another allocation: not temporary.
-        vec!["main;mid;leaf_b;inlined:odd 1"]
+        vec!["[unwinding stopped];main;mid;leaf_b;inlined:odd 1"]
     );
 }
 

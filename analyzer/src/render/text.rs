@@ -69,7 +69,15 @@ pub fn summary_text_by(s: &Summary, sites_by: &str) -> String {
     };
     push_line!(w, "process      {cmd} (pid {})", p.pid);
     if !p.allocator.is_empty() {
-        push_line!(w, "allocator    {}", p.allocator);
+        let asked = match p.allocator_requested.as_str() {
+            "" => String::new(),
+            "system" => " (asked: system, the program's own allocator)".to_owned(),
+            "jemalloc" if p.allocator == "jemalloc" => {
+                " (asked: jemalloc, the one bundled with tidemark)".to_owned()
+            }
+            other => format!(" (asked: {other})"),
+        };
+        push_line!(w, "allocator    {}{asked}", p.allocator);
     }
     push_line!(
         w,
@@ -97,6 +105,20 @@ pub fn summary_text_by(s: &Summary, sites_by: &str) -> String {
         bytes(s.counts.leaked_bytes),
         count(s.counts.leaked_allocations)
     );
+    if s.runtime_owned_blocks > 0 || s.runtime_owned_bytes > 0 {
+        let rules: Vec<String> = s
+            .runtime_owned
+            .iter()
+            .map(|r| format!("{} {}", r.rule, bytes(r.bytes)))
+            .collect();
+        push_line!(
+            w,
+            "runtime      {} in {} blocks runtime-owned, not leaks ({})",
+            bytes(s.runtime_owned_bytes),
+            count(s.runtime_owned_blocks),
+            rules.join(", ")
+        );
+    }
     push_line!(
         w,
         "temporary    {} allocations ({} of calls)",

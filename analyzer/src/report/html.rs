@@ -358,9 +358,13 @@ for (const g of R.graphs) {
     search: q("input[type=search]"), unzoom: q(".unzoom"), icicle: q(".icicle") }, { emptyText: "No allocations recorded." });
   const tree = { parent: g.parent, name: n => g.names[g.name[n]], loc: () => "", value: Float64Array.from(g.value),
     before: g.before ? Float64Array.from(g.before) : undefined, unit: "bytes", label: "allocated bytes (mean per run)", format: fmtBytes };
+  // Every graph gets its data now, collapsed or not: its total and search must not wait for a
+  // "toggle" event, which the browser queues as a task and may run after the reader's first
+  // keystrokes (input events go first). A collapsed graph has no width yet: it is laid out again
+  // when it opens.
+  f.set(tree);
   const details = root.closest("details");
-  if (details && !details.open) details.addEventListener("toggle", () => { if (details.open && !f.tree) f.set(tree); });
-  else f.set(tree);
+  if (details && !details.open) details.addEventListener("toggle", () => { if (details.open) f.draw(); });
 }
 document.body.dataset.ready = "1";
 "#;

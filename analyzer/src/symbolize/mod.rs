@@ -13,6 +13,7 @@
 //! the binaries), and [`crate::embed`] can write what it resolved back into the file so the
 //! profile travels. It reads binaries, never profiles, and writes nothing.
 
+pub mod debug_hint;
 mod debuginfo;
 mod demangle;
 mod modules;
@@ -228,6 +229,8 @@ pub fn symbolize_cached(
     if let Some(pr) = progress.as_deref_mut() {
         pr.begin("symbolizing", Some(p.ips.len() as u64));
     }
+    // Modules (path, build-id) whose addresses stayed unnamed, with how many: one hint each.
+    let mut unnamed: HashMap<(String, Vec<u8>), usize> = HashMap::new();
     for i in 0..p.ips.len() {
         let (addr, generation) = (p.ips[i].address, p.ips[i].generation);
         let frames = match embedded.get(&(addr, generation)) {
@@ -236,6 +239,12 @@ pub fn symbolize_cached(
                 let r = sym.resolve_at(addr, generation);
                 if r.symbolized {
                     report.from_files.push(IpId(i as u32));
+                } else if let Some(m) = sym.map.find_at(addr, generation) {
+                    if m.path.starts_with('/') {
+                        *unnamed
+                            .entry((m.path.clone(), m.build_id.clone()))
+                            .or_default() += 1;
+                    }
                 }
                 r.frames
             }
@@ -261,6 +270,11 @@ pub fn symbolize_cached(
         pr.finish();
     }
     p.warnings.extend(sym.take_warnings());
+    let mut unnamed: Vec<((String, Vec<u8>), usize)> = unnamed.into_iter().collect();
+    unnamed.sort();
+    for ((path, build_id), n) in unnamed {
+        p.warnings.push(debug_hint::hint(&path, &build_id, n));
+    }
     *cache = sym.into_cache();
     p.embedded_symbols = embedded;
     // Stack-eligible bytes per stack need the allocating function, known only now.

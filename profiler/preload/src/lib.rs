@@ -31,6 +31,17 @@ mod signals;
 
 use tidemark::record::{self, Config};
 
+/// Set once recording has started: what [`tidemark_preload_recording`] answers.
+static RECORDING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// 1 when this library records the process, else 0. A program whose `#[global_allocator]` is a
+/// `tidemark::Tracking` looks this up (`dlsym`) before its in-process recorder starts, and stays
+/// off when it is 1: one recorder per process, and under `tidemark run` it is this one.
+#[cfg_attr(not(test), no_mangle)]
+pub extern "C" fn tidemark_preload_recording() -> libc::c_int {
+    libc::c_int::from(RECORDING.load(std::sync::atomic::Ordering::Acquire))
+}
+
 /// libstdc++'s `__gnu_cxx::__freeres()`, which frees its emergency exception pool; 0 when the
 /// program has no libstdc++.
 static CXX_FREERES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
@@ -57,6 +68,10 @@ extern "C" fn init() {
     resolve_cxx_freeres();
     let mut cfg = Config::from_env();
     let jemalloc = cfg.allocator == "jemalloc";
+    // What was asked (`tidemark run --allocator`), kept beside what serves (set below).
+    if std::env::var_os("TIDEMARK_ALLOCATOR").is_some() {
+        cfg.allocator_requested = if jemalloc { "jemalloc" } else { "system" }.to_owned();
+    }
     if !jemalloc {
         cfg.allocator = next::allocator_name();
     }
@@ -84,6 +99,7 @@ extern "C" fn init() {
     earlylog::own_end();
     match record::start(cfg) {
         Ok(()) => {
+            RECORDING.store(true, std::sync::atomic::Ordering::Release);
             // Libraries initialised before this one (libstdc++'s emergency exception pool, for
             // one) allocated and freed already: record it all now, so the counts cover the whole
             // process and later frees match. Their stacks are unknown, and said so.

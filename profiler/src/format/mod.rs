@@ -167,6 +167,10 @@ pub mod header_key {
     pub const ALLOCATOR: u64 = 11;
     /// Unwinding mode: "dwarf" or "fp" (string).
     pub const UNWIND: u64 = 12;
+    /// The allocator asked for, when the recorder was told which to use (`tidemark run
+    /// --allocator system|jemalloc`): "system" (the program's own) or "jemalloc" (the bundled
+    /// one); absent otherwise (string). `ALLOCATOR` says what served.
+    pub const ALLOCATOR_REQUESTED: u64 = 20;
 }
 
 /// Profile header.
@@ -198,6 +202,9 @@ pub struct Header {
     pub allocator: String,
     /// Unwinding mode.
     pub unwind: String,
+    /// The allocator asked for (`"system"`, `"jemalloc"`), empty when none was
+    /// ([`header_key::ALLOCATOR_REQUESTED`]).
+    pub allocator_requested: String,
 }
 
 impl Header {
@@ -225,6 +232,12 @@ impl Header {
         num(header_key::LIMIT_BYTES, self.limit_bytes, &mut kv);
         kv(header_key::ALLOCATOR, self.allocator.as_bytes());
         kv(header_key::UNWIND, self.unwind.as_bytes());
+        if !self.allocator_requested.is_empty() {
+            kv(
+                header_key::ALLOCATOR_REQUESTED,
+                self.allocator_requested.as_bytes(),
+            );
+        }
         let mut out = Vec::with_capacity(body.len() + 20);
         out.extend_from_slice(&MAGIC);
         out.extend_from_slice(&VERSION.to_le_bytes());
@@ -266,6 +279,7 @@ impl Header {
                 header_key::LIMIT_BYTES => h.limit_bytes = num()?,
                 header_key::ALLOCATOR => h.allocator = text(),
                 header_key::UNWIND => h.unwind = text(),
+                header_key::ALLOCATOR_REQUESTED => h.allocator_requested = text(),
                 _ => {}
             }
         }

@@ -69,9 +69,9 @@ pub const ENV_OPTIONS: &[EnvOption] = &[
     },
     EnvOption {
         name: "TIDEMARK_ALLOCATOR",
-        default: "glibc",
-        help: "allocator the preload library forwards to: glibc or jemalloc (bundled); \
-               ignored by the in-process recorder",
+        default: "system",
+        help: "allocator the preload library forwards to: system (the program's own; glibc is \
+               an older name for it) or jemalloc (bundled); ignored by the in-process recorder",
     },
     EnvOption {
         name: "TIDEMARK_MALLOC_CONF",
@@ -129,6 +129,10 @@ pub struct Config {
     /// Allocator serving the program, stored in the header (`TIDEMARK_ALLOCATOR` for the
     /// preload library). Default: `"glibc"`.
     pub allocator: String,
+    /// The allocator asked for, stored in the header beside [`Config::allocator`]: `"system"`
+    /// (the program's own) or `"jemalloc"` (the bundled one), as the preload library read
+    /// `TIDEMARK_ALLOCATOR`; empty for the in-process recorder. Default: empty.
+    pub allocator_requested: String,
     /// Print a live trace line on stderr once a second (`TIDEMARK_TRACE=1`). Default: false.
     pub trace: bool,
     /// Time one allocator call in this many, chosen at random, for the latency keys of the
@@ -161,6 +165,7 @@ impl Default for Config {
             limit_bytes: 0,
             source: "preload",
             allocator: "glibc".to_owned(),
+            allocator_requested: String::new(),
             trace: false,
             latency_every: DEFAULT_LATENCY_EVERY,
             extra_sampler: None,
@@ -184,6 +189,7 @@ impl PartialEq for Config {
             limit_bytes,
             source,
             allocator,
+            allocator_requested,
             trace,
             latency_every,
             extra_sampler,
@@ -205,6 +211,7 @@ impl PartialEq for Config {
             && *limit_bytes == o.limit_bytes
             && *source == o.source
             && *allocator == o.allocator
+            && *allocator_requested == o.allocator_requested
             && *trace == o.trace
             && *latency_every == o.latency_every
             && same_sampler
@@ -287,11 +294,15 @@ impl Config {
             }
         }
         if let Some(v) = get("TIDEMARK_ALLOCATOR") {
-            let name = v.trim().to_ascii_lowercase();
+            let mut name = v.trim().to_ascii_lowercase();
+            // `system` (tidemark run's word) and `glibc` both mean the program's own allocator.
+            if name == "system" {
+                name = "glibc".to_owned();
+            }
             match ALLOCATORS.iter().find(|a| **a == name) {
                 Some(a) => cfg.allocator = (*a).to_owned(),
                 None => warnings.push(format!(
-                    "TIDEMARK_ALLOCATOR={v:?} is neither \"glibc\" nor \"jemalloc\"; using glibc"
+                    "TIDEMARK_ALLOCATOR={v:?} is none of \"system\", \"glibc\", \"jemalloc\"; using the program's own allocator"
                 )),
             }
         }
@@ -439,6 +450,15 @@ mod tests {
         assert_eq!(cfg.sampling_rate, 524288);
         assert!(!cfg.walk_cache);
         assert_eq!(ENV_OPTIONS.len(), 12);
+    }
+
+    #[test]
+    fn system_is_the_program_s_own_allocator() {
+        for v in ["system", "System", "glibc"] {
+            let (cfg, w) = parse(&[("TIDEMARK_ALLOCATOR", v)]);
+            assert!(w.is_empty(), "{w:?}");
+            assert_eq!(cfg.allocator, "glibc", "{v}");
+        }
     }
 
     #[test]

@@ -244,6 +244,7 @@ pub fn start(cfg: Config) -> Result<(), RecordError> {
         limit_bytes: cfg.limit_bytes,
         allocator: cfg.allocator.clone(),
         unwind: cfg.unwind.name().to_owned(),
+        allocator_requested: cfg.allocator_requested.clone(),
     };
     let count_reentry = cfg.source == "preload";
     let session: &'static Session = Box::leak(Box::new(Session {

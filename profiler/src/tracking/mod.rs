@@ -28,7 +28,7 @@ use std::alloc::{GlobalAlloc, Layout};
 /// static ALLOC: tidemark::Tracking<std::alloc::System> = tidemark::Tracking::new(std::alloc::System);
 ///
 /// fn main() -> Result<(), tidemark::SessionError> {
-///     let _session = tidemark::Session::start("app.tmk")?; // or TIDEMARK_OUT=app.tmk
+///     let _session = tidemark::Session::start("app.tmk")?; // or TIDEMARK_OUTPUT=app.tmk
 ///     let v: Vec<u64> = (0..1000).collect();
 ///     println!("{}", v.len());
 ///     Ok(())

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use crate::analysis::{site_index, Metric, MetricUnavailable, Unit, UNKNOWN_FUNCTION};
-use crate::model::{Profile, StackStats, TRUNCATED_FRAME};
+use crate::model::{Profile, StackStats};
 use crate::units;
 
 /// Why a call-tree view cannot be built.
@@ -40,16 +40,25 @@ pub struct FoldedView {
     pub empty_message: String,
 }
 
-/// The call tree of `m` over `p` ([`folded`], titled). Fails for a metric the profile lacks or
-/// one with no per-stack values.
+/// The call tree of `m` over `p` ([`folded`], titled), the Rust runtime's start-up frames folded
+/// into one frame. Fails for a metric the profile lacks or one with no per-stack values.
 pub fn folded_view(p: &Profile, m: Metric) -> Result<FoldedView, FoldedError> {
+    folded_view_with(p, m, false)
+}
+
+/// [`folded_view`], keeping the Rust runtime's start-up frames when `keep_runtime_frames`.
+pub fn folded_view_with(
+    p: &Profile,
+    m: Metric,
+    keep_runtime_frames: bool,
+) -> Result<FoldedView, FoldedError> {
     if !m.is_per_stack() {
         return Err(FoldedError::NotPerStack(m));
     }
     m.check_available(p)?;
     let (title, subtitle) = titles(p, m);
     Ok(FoldedView {
-        lines: fit_in_u64(folded(p, m)),
+        lines: fit_in_u64(folded_with(p, m, keep_runtime_frames)),
         title,
         subtitle,
         count_name: m.count_name().to_owned(),
@@ -57,18 +66,17 @@ pub fn folded_view(p: &Profile, m: Metric) -> Result<FoldedView, FoldedError> {
     })
 }
 
-/// The folded line of a recorded stack, root → leaf; a stack cut at the recorder's frame limit
-/// starts with [`TRUNCATED_FRAME`], so its partial stacks gather under one marked root instead of
-/// passing for separate roots.
-fn stack_line(p: &Profile, s: &StackStats) -> String {
-    let mut names: Vec<&str> = p.stack_frames(s.stack).map(|f| p.str(f.function)).collect();
+/// The folded line of a recorded stack, root → leaf, its root end shown by the one rule of
+/// [`crate::analysis::stack_roots`]: a stack cut at the recorder's frame limit starts with
+/// `[truncated]`, one that stopped unwinding before a thread or process entry with
+/// `[unwinding stopped]`, so partial stacks gather under one marked root instead of passing for
+/// separate roots; unless `keep_runtime_frames`, the Rust runtime's start-up frames are one
+/// `[Rust runtime]` frame.
+fn stack_line(p: &Profile, s: &StackStats, keep_runtime_frames: bool) -> String {
+    let names = crate::analysis::stack_roots::display_names(p, s, keep_runtime_frames);
     if names.is_empty() {
         return UNKNOWN_FUNCTION.to_owned();
     }
-    if s.truncated {
-        names.push(TRUNCATED_FRAME);
-    }
-    names.reverse();
     names.join(";")
 }
 
@@ -85,13 +93,13 @@ pub fn folded_to_sites(p: &Profile, m: Metric) -> Vec<String> {
         let frames: Vec<&crate::model::Frame> = p.stack_frames(s.stack).collect();
         let site = site_index(p, s.stack);
         let mut names: Vec<&str> = frames[site..].iter().map(|f| p.str(f.function)).collect();
-        if s.truncated && !names.is_empty() {
-            names.push(TRUNCATED_FRAME);
+        names.reverse();
+        if let Some(marker) = crate::analysis::stack_roots::root_marker(&names, s.truncated) {
+            names.insert(0, marker);
         }
         let line = if names.is_empty() {
             UNKNOWN_FUNCTION.to_owned()
         } else {
-            names.reverse();
             names.join(";")
         };
         let e = lines.entry(line).or_default();
@@ -104,15 +112,24 @@ pub fn folded_to_sites(p: &Profile, m: Metric) -> Vec<String> {
 }
 
 /// Folded stacks for `m`, root first (`main;f;g 1024`), one line per distinct stack, sorted,
-/// stacks with a zero value left out.
+/// stacks with a zero value left out; every frame kept (the Rust runtime's too), root markers
+/// as [`crate::analysis::stack_roots`] says.
 pub fn folded(p: &Profile, m: Metric) -> Vec<String> {
+    folded_with(p, m, true)
+}
+
+/// [`folded`], with the Rust runtime's start-up frames folded into one `[Rust runtime]` frame
+/// unless `keep_runtime_frames` (what `tidemark flamegraph` draws by default).
+pub fn folded_with(p: &Profile, m: Metric, keep_runtime_frames: bool) -> Vec<String> {
     let mut lines: BTreeMap<String, u64> = BTreeMap::new();
     for s in &p.stack_stats {
         let v = m.of(&s.counts);
         if v == 0 {
             continue;
         }
-        let e = lines.entry(stack_line(p, s)).or_default();
+        let e = lines
+            .entry(stack_line(p, s, keep_runtime_frames))
+            .or_default();
         *e = e.saturating_add(v);
     }
     lines

@@ -26,8 +26,8 @@ pub use budget::{
 };
 pub use comparison::{compare_folded, Comparison, Hotspot, SiteGrowth};
 pub use folded::{
-    diff_view, differential_lines, folded, folded_to_sites, folded_view, DiffView, FoldedError,
-    FoldedView,
+    diff_view, differential_lines, folded, folded_to_sites, folded_view, folded_view_with,
+    folded_with, DiffView, FoldedError, FoldedView,
 };
 pub use report::{
     build, growth_curves, MetricStat, Report, ReportError, RunInput, ScenarioInput, ScenarioReport,

@@ -119,6 +119,9 @@ pub fn build(p: &Profile) -> Result<DhatJson, ExportError> {
         if fs.is_empty() {
             fs.push(intern(UNKNOWN_FUNCTION.to_owned()));
         }
+        if let Some(marker) = super::root_marker_of(p, s) {
+            fs.push(intern(marker.to_owned()));
+        }
         pps.push(ProgramPoint {
             tb: s.counts.allocated_bytes,
             tbk: s.counts.allocations,
@@ -127,8 +130,9 @@ pub fn build(p: &Profile) -> Result<DhatJson, ExportError> {
             mbk: s.max_live_blocks,
             gb: s.counts.peak_bytes,
             gbk: s.peak_blocks,
-            eb: s.counts.leaked_bytes,
-            ebk: s.counts.leaked_allocations,
+            // DHAT's "at t-end" is everything live then, runtime-owned blocks included.
+            eb: s.counts.leaked_bytes + s.runtime_owned_bytes,
+            ebk: s.counts.leaked_allocations + s.runtime_owned_allocations,
             fs,
         });
     }

@@ -37,7 +37,7 @@ use tidemark::format::sample_key;
 use super::{ExportError, ExportFormat};
 use crate::analysis::lifetimes::SeqClock;
 use crate::analysis::UNKNOWN_FUNCTION;
-use crate::model::{Profile, StackId, TRUNCATED_FRAME};
+use crate::model::{Profile, StackId};
 
 /// The `preprocessedProfileVersion` of the files the crate writes (checked by the tests).
 pub const PROCESSED_PROFILE_VERSION: u64 = 55;
@@ -113,8 +113,9 @@ pub fn build(p: &Profile) -> Result<FxProfile, ExportError> {
                     p.stack_frames(leaf).map(|f| p.str(f.function)).collect();
                 if names.is_empty() {
                     names.push(UNKNOWN_FUNCTION);
-                } else if cut {
-                    names.push(TRUNCATED_FRAME);
+                } else {
+                    let root_first: Vec<&str> = names.iter().rev().copied().collect();
+                    names.extend(crate::analysis::stack_roots::root_marker(&root_first, cut));
                 }
                 let frames: Vec<FrameInfo> = names
                     .iter()
@@ -163,7 +164,11 @@ pub fn build(p: &Profile) -> Result<FxProfile, ExportError> {
         }
     }
 
-    let end = (clock.end_ns(), p.totals.counts.leaked_bytes);
+    // Live at the end: the leaks and the runtime-owned blocks.
+    let end = (
+        clock.end_ns(),
+        p.totals.counts.leaked_bytes + p.totals.runtime_owned_bytes,
+    );
     add_counter(
         &mut fx,
         process,

@@ -33,6 +33,10 @@ pub struct FrameJson {
 pub struct StackJson {
     /// Frames, innermost first (empty for an unknown stack).
     pub frames: Vec<FrameJson>,
+    /// `"[truncated]"` for a stack cut at the recorder's frame limit, `"[unwinding stopped]"`
+    /// for one whose outermost frame is named but is no thread or process entry, else `null`
+    /// (docs/usage.md, "Root markers").
+    pub root: Option<&'static str>,
     /// Allocation calls.
     pub allocations: u64,
     /// Requested bytes.
@@ -43,6 +47,10 @@ pub struct StackJson {
     pub leaked_allocations: u64,
     /// Bytes live at the end.
     pub leaked_bytes: u64,
+    /// Blocks live at the end that a suppression rule names runtime-owned (not leaked).
+    pub runtime_owned_allocations: u64,
+    /// Bytes of those blocks.
+    pub runtime_owned_bytes: u64,
     /// Temporary allocations.
     pub temporary_allocations: u64,
     /// Live bytes at the global peak.
@@ -90,11 +98,14 @@ pub fn build(p: &Profile) -> ExportJson {
                     })
                 })
                 .collect(),
+            root: super::root_marker_of(p, s),
             allocations: s.counts.allocations,
             allocated_bytes: s.counts.allocated_bytes,
             frees: s.frees,
             leaked_allocations: s.counts.leaked_allocations,
             leaked_bytes: s.counts.leaked_bytes,
+            runtime_owned_allocations: s.runtime_owned_allocations,
+            runtime_owned_bytes: s.runtime_owned_bytes,
             temporary_allocations: s.counts.temporary_allocations,
             peak_bytes: s.counts.peak_bytes,
             peak_blocks: s.peak_blocks,

@@ -181,5 +181,13 @@ pub fn check_options(format: ExportFormat, opts: &ExportOptions) -> Result<(), E
     Ok(())
 }
 
+/// The marker frame shown above a stack's outermost frame in every export's call tree
+/// (`[truncated]`, `[unwinding stopped]`; [`crate::analysis::stack_roots`]).
+fn root_marker_of(p: &Profile, s: &crate::model::StackStats) -> Option<&'static str> {
+    let mut names: Vec<&str> = p.stack_frames(s.stack).map(|f| p.str(f.function)).collect();
+    names.reverse();
+    crate::analysis::stack_roots::root_marker(&names, s.truncated)
+}
+
 #[cfg(test)]
 mod tests;

@@ -46,7 +46,7 @@ const COLUMNS: [Column; 4] = [
         ty: "inuse_objects",
         unit: "count",
         value: |s, at| match at {
-            At::End => s.counts.leaked_allocations,
+            At::End => s.counts.leaked_allocations + s.runtime_owned_allocations,
             At::Peak => s.peak_blocks,
         },
     },
@@ -54,7 +54,7 @@ const COLUMNS: [Column; 4] = [
         ty: "inuse_space",
         unit: "bytes",
         value: |s, at| match at {
-            At::End => s.counts.leaked_bytes,
+            At::End => s.counts.leaked_bytes + s.runtime_owned_bytes,
             At::Peak => s.counts.peak_bytes,
         },
     },
@@ -183,7 +183,10 @@ pub fn build(p: &Profile, opts: &PprofOptions) -> protos::Profile {
         if value.iter().all(|&v| v == 0) {
             continue;
         }
-        let location_id = locations.ids(p, s.stack, &mut out, &mut strings, &mappings);
+        let mut location_id = locations.ids(p, s.stack, &mut out, &mut strings, &mappings);
+        if let Some(marker) = super::root_marker_of(p, s) {
+            location_id.push(locations.marker(marker, &mut out, &mut strings));
+        }
         // The block size, when every block of the stack had the same one (as in Go's heap
         // profiles, where it labels one sample per size).
         let label = if s.counts.allocations > 0 && s.min_block_bytes == s.max_block_bytes {
@@ -212,9 +215,40 @@ pub(super) struct Locations {
     functions: HashMap<(i64, i64), u64>,
     locations: HashMap<IpId, u64>,
     unknown: Option<u64>,
+    /// One location per root marker (`[truncated]`, `[unwinding stopped]`), without an address.
+    markers: HashMap<&'static str, u64>,
 }
 
 impl Locations {
+    /// The location of a root marker frame, added once.
+    pub(super) fn marker(
+        &mut self,
+        marker: &'static str,
+        out: &mut protos::Profile,
+        strings: &mut StringTable,
+    ) -> u64 {
+        *self.markers.entry(marker).or_insert_with(|| {
+            let name = strings.id(marker);
+            let function_id = out.function.len() as u64 + 1;
+            out.function.push(protos::Function {
+                id: function_id,
+                name,
+                system_name: name,
+                ..protos::Function::default()
+            });
+            let id = out.location.len() as u64 + 1;
+            out.location.push(protos::Location {
+                id,
+                line: vec![protos::Line {
+                    function_id,
+                    line: 0,
+                }],
+                ..protos::Location::default()
+            });
+            id
+        })
+    }
+
     /// The location ids of the stack ending at `leaf`, innermost first, adding the locations and
     /// functions `out` does not have yet; `[unknown]` for an empty stack.
     pub(super) fn ids(
@@ -238,7 +272,7 @@ impl Locations {
                             strings.id(p.str(frame.function)),
                             strings.id(p.str(frame.file)),
                         );
-                        let next = self.functions.len() as u64 + 1;
+                        let next = out.function.len() as u64 + 1;
                         let function_id = *self.functions.entry(key).or_insert_with(|| {
                             out.function.push(protos::Function {
                                 id: next,

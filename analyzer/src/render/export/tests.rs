@@ -274,7 +274,8 @@ fn dhat_program_points_sum_to_the_totals() {
         [
             "0x1010: leaf_a (x.rs:1)",
             "0x1020: mid (x.rs:5)",
-            "0x1030: main (x.rs:6)"
+            "0x1030: main (x.rs:6)",
+            "[unwinding stopped]"
         ]
     );
     // Lifetimes: the events before the sample (seq 0..1) span 0..2 ms, those after it 2..10 ms.
@@ -331,7 +332,10 @@ fn folded_and_json_carry_the_same_totals() {
         },
     ))
     .unwrap();
-    assert_eq!(folded, "main;mid;leaf_a 105\nmain;mid;leaf_b;inl 20\n");
+    assert_eq!(
+        folded,
+        "[unwinding stopped];main;mid;leaf_a 105\n[unwinding stopped];main;mid;leaf_b;inl 20\n"
+    );
     let j: serde_json::Value =
         serde_json::from_slice(&run(&p, ExportFormat::Json, ExportOptions::default())).unwrap();
     assert_eq!(j["schema"], json::SCHEMA);

@@ -15,6 +15,7 @@ use tidemark::format::sample_key as key;
 use crate::analysis::call_paths::runtime_prefix;
 pub use crate::analysis::call_paths::RUNTIME_FRAME;
 use crate::analysis::pressure::{limit, live_heap_series, rate_series, series};
+use crate::analysis::stack_roots::{root_marker, TRUNCATED_FRAME};
 use crate::analysis::views::series_with_gaps;
 use crate::analysis::{site_frame, Metric, UNKNOWN_FUNCTION};
 use crate::model::{FrameId, Profile, StringId, TimeBuckets};
@@ -196,10 +197,20 @@ pub fn view_data(
             parent = node(&mut tree, parent, name, f) as i64;
         }
         frames.reverse();
+        let names: Vec<&str> = frames.iter().map(|&f| p.str(p.frame(f).function)).collect();
+        if let Some(marker) = root_marker(&names, s.truncated) {
+            let f = t.named_frame(marker);
+            // No function id names a marker frame: a sentinel per marker keeps its node apart.
+            let id = if marker == TRUNCATED_FRAME {
+                u32::MAX - 2
+            } else {
+                u32::MAX - 3
+            };
+            parent = node(&mut tree, parent, StringId(id), f) as i64;
+        }
         let fold = if keep_runtime_frames {
             0
         } else {
-            let names: Vec<&str> = frames.iter().map(|&f| p.str(p.frame(f).function)).collect();
             runtime_prefix(&names)
         };
         if fold > 0 {

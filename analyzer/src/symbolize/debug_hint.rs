@@ -1,0 +1,98 @@
+//! Which debug package would name a module's unnamed frames (`sort+0x6e8d`): computed once per
+//! module, shown as one hint line in the summary's warnings rather than in every frame.
+//!
+//! Debian ships the DWARF of a package `P` in `P-dbgsym` (the `debian-debug` archive) — glibc's
+//! in `libc6-dbg` — installed under `/usr/lib/debug/.build-id/`, where the symbolizer looks
+//! ([`super::debuginfo::DEBUG_ROOT`]). The package owning a file is what `dpkg -S` says.
+
+use std::path::Path;
+use std::process::Command;
+
+/// The Debian package that installed `path`, as `dpkg -S` says (architecture qualifier
+/// dropped); `None` when dpkg is absent or no package owns the file. A merged-`/usr` file is
+/// looked up under both of its names (`/lib/…` and `/usr/lib/…`).
+pub fn owning_package(path: &str) -> Option<String> {
+    let mut candidates = vec![path.to_owned()];
+    if let Ok(real) = std::fs::canonicalize(path) {
+        candidates.push(real.display().to_string());
+    }
+    for c in candidates.clone() {
+        if let Some(rest) = c.strip_prefix("/usr") {
+            candidates.push(rest.to_owned());
+        } else {
+            candidates.push(format!("/usr{c}"));
+        }
+    }
+    candidates.dedup();
+    for c in candidates {
+        let Ok(out) = Command::new("dpkg").arg("-S").arg(&c).output() else {
+            return None; // no dpkg on this system
+        };
+        if !out.status.success() {
+            continue;
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        // `coreutils: /usr/bin/sort`, or `libc6:amd64: /lib/x86_64-linux-gnu/libc.so.6`.
+        let suffix = format!(": {c}");
+        let Some(line) = text.lines().find(|l| l.ends_with(&suffix)) else {
+            continue;
+        };
+        let pkgs = &line[..line.len() - suffix.len()];
+        let pkg = pkgs.split(',').next().unwrap_or("").trim();
+        let pkg = pkg.split(':').next().unwrap_or("").trim();
+        if !pkg.is_empty() {
+            return Some(pkg.to_owned());
+        }
+    }
+    None
+}
+
+/// The package with the debug symbols of package `pkg`.
+pub fn debug_package(pkg: &str) -> String {
+    match pkg {
+        // glibc ships its debug information as a regular package.
+        "libc6" => "libc6-dbg".to_owned(),
+        _ => format!("{pkg}-dbgsym"),
+    }
+}
+
+/// The hint line for a module whose `addresses` return addresses have no name.
+pub fn hint(path: &str, build_id: &[u8], addresses: usize) -> String {
+    let name = Path::new(path)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.to_owned());
+    let id: String = build_id.iter().map(|b| format!("{b:02x}")).collect();
+    let id_text = if id.is_empty() {
+        String::new()
+    } else {
+        format!(", build-id {id}")
+    };
+    let what = format!(
+        "hint: {addresses} return address(es) in {path} have no symbols (frames read \
+         {name}+0x…)"
+    );
+    match owning_package(path) {
+        Some(pkg) => format!(
+            "{what}: install {} (the debug symbols of package {pkg}{id_text}, from Debian's \
+             debian-debug archive) and load the profile again",
+            debug_package(&pkg)
+        ),
+        None => format!(
+            "{what}: no package owns the file; put its debug information under \
+             /usr/lib/debug/.build-id/ (named by its build-id{id_text}) and load the profile \
+             again"
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_packages_follow_debian_naming() {
+        assert_eq!(debug_package("coreutils"), "coreutils-dbgsym");
+        assert_eq!(debug_package("libc6"), "libc6-dbg");
+    }
+}

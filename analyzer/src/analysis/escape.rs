@@ -13,8 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde::Serialize;
 
 use super::{site_frame, site_index, UNKNOWN_FUNCTION};
-use crate::load::escape::StackEscape;
-use crate::model::{Frame, FrameId, Profile, StackId};
+use crate::model::{Frame, FrameId, Profile, StackEscape, StackId};
 
 /// Default size limit of a block that "could live on the stack" (`--stack-threshold`).
 pub const DEFAULT_STACK_THRESHOLD_BYTES: u64 = 4096;

@@ -30,6 +30,7 @@ use std::path::{Path, PathBuf};
 
 use tidemark::format::{trailer_key, FormatError, Reader, Record, SymbolFrame, Truncation};
 
+use crate::analysis::escape as escape_analysis;
 use crate::analysis::suppress::{self, Suppressions};
 use crate::model::{Ip, IpId, Message, ModuleSnapshot, Profile, StackId, StackNode};
 use crate::symbolize::{self, SymbolizeOptions};
@@ -175,6 +176,8 @@ fn symbolize_pass(p: &mut Profile, opts: &LoadOptions, progress: Option<&mut dyn
         use_files: opts.symbolize,
     };
     symbolize::symbolize(p, &sopts, progress);
+    // Stack-eligible bytes per stack need the allocating function, known only now.
+    escape_analysis::count_stack_eligible(p);
     // Rules match function names: they apply once the frames are named.
     suppress::apply(p, &opts.suppressions);
 }

@@ -9,11 +9,13 @@
 
 mod counts;
 pub mod cpu;
+mod escape;
 mod strings;
 pub mod time_buckets;
 
 pub use counts::Counts;
 pub use cpu::{CpuProfile, CpuSample, CpuStack};
+pub use escape::{EscapeData, StackEscape};
 pub use strings::{StringId, Strings};
 pub use time_buckets::TimeBuckets;
 
@@ -342,7 +344,7 @@ pub struct Profile {
     /// What became of each stack's blocks relative to the allocating frames (parallel to
     /// [`Profile::stack_stats`]) and the stack-depth series; only for profiles recorded with
     /// `--escape` ([`crate::analysis::escape`]).
-    pub escape: Option<crate::load::escape::EscapeData>,
+    pub escape: Option<EscapeData>,
     /// The symbols the profile carries (Symbols records), by `(address, module generation)`:
     /// what [`crate::symbolize::symbolize`] uses before reading any binary.
     pub embedded_symbols: std::collections::HashMap<(u64, u64), Vec<tidemark::format::SymbolFrame>>,

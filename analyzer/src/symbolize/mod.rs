@@ -277,8 +277,6 @@ pub fn symbolize_cached(
     }
     *cache = sym.into_cache();
     p.embedded_symbols = embedded;
-    // Stack-eligible bytes per stack need the allocating function, known only now.
-    crate::analysis::escape::count_stack_eligible(p);
     report
 }
 

@@ -231,14 +231,40 @@ fn rust_sites_have_their_escape_classes_heap_mode_against_stack_mode() {
 }
 
 #[test]
-fn profiles_without_escape_keep_the_thread_count() {
+fn profiles_without_escape_list_threads_and_their_count() {
     let scratch = Scratch::new("escape-off");
     let exe = fixture_bin("tm-small-objects", &scratch);
     let rec = record(&scratch, &exe, &["--iterations", "10"]);
     let summary = tidemark_cli(["summary", "--json", path_str(&rec.profile)], &scratch);
     summary.assert_success("tidemark summary --json");
     let v: Value = serde_json::from_str(&summary.stdout).unwrap();
-    assert!(v["threads"].is_u64(), "{}", v["threads"]);
+    // The same `threads` list as with `--escape`, and the count beside it.
+    let threads = v["threads"].as_array().expect("threads list");
+    assert_eq!(
+        v["thread_count"].as_u64(),
+        Some(threads.len() as u64),
+        "{v}"
+    );
+    assert!(threads.len() >= 2, "main and the worker: {threads:#?}");
+    for t in threads {
+        assert!(t["tid"].as_u64().is_some_and(|tid| tid > 0), "{t}");
+        assert!(t["name"].is_string(), "{t}");
+        let size = t["stack_size_bytes"].as_u64().expect("stack size");
+        assert!(size > 0 && size % 4096 == 0, "{t}");
+        // Null, or a measured lower bound within the stack.
+        let peak = &t["stack_peak_bytes"];
+        assert!(
+            peak.is_null() || peak.as_u64().is_some_and(|p| p > 0 && p <= size),
+            "{t}"
+        );
+    }
+    // Without `--escape` the recorder still notes the stack pointer of every unwound
+    // allocation, so the main thread, which allocates, has a measured peak.
+    assert!(
+        threads[0]["stack_peak_bytes"].as_u64().is_some(),
+        "{}",
+        threads[0]
+    );
     assert!(v.get("escape_sites").is_none());
     let svg = tidemark_cli(
         [

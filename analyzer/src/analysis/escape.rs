@@ -95,8 +95,10 @@ pub struct ThreadStack {
     /// Size of its stack mapping (the main thread: the stack rlimit), bytes.
     pub stack_size_bytes: u64,
     /// Deepest stack use seen: the top of the stack minus the lowest stack pointer of a
-    /// recorded event (a lower bound of the true peak, docs/metrics.md).
-    pub stack_peak_bytes: u64,
+    /// recorded event (a lower bound of the true peak, docs/metrics.md). `None` when the
+    /// profile does not measure it for this thread: no `THREAD_EXIT` record (a file cut short),
+    /// or one with 0 (no event of the thread was unwound).
+    pub stack_peak_bytes: Option<u64>,
 }
 
 /// Per-thread stack sizes and peaks, in order of first appearance.
@@ -107,7 +109,7 @@ pub fn thread_stacks(p: &Profile) -> Vec<ThreadStack> {
             tid: t.tid,
             name: t.name.clone(),
             stack_size_bytes: t.stack_hi.saturating_sub(t.stack_lo),
-            stack_peak_bytes: t.stack_high_water_bytes.unwrap_or(0),
+            stack_peak_bytes: t.stack_high_water_bytes.filter(|&b| b > 0),
         })
         .collect()
 }

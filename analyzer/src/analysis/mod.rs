@@ -239,6 +239,8 @@ pub struct Summary {
     pub duration_ms: u64,
     /// Threads seen.
     pub threads: u64,
+    /// Their stack sizes and peaks, in order of first appearance.
+    pub thread_stacks: Vec<escape::ThreadStack>,
     /// Timeline samples.
     pub samples: u64,
     /// The profile ended before its trailer.
@@ -320,6 +322,7 @@ pub fn summary_with(p: &Profile, top_n: usize, pressure_opts: &PressureOptions) 
         runtime_owned: p.runtime_owned.clone(),
         duration_ms: p.duration_ms(),
         threads: p.threads.len() as u64,
+        thread_stacks: escape::thread_stacks(p),
         samples: p.samples.len() as u64,
         truncated: p.truncated.is_some(),
         truncation_reason: p

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 
 use super::output;
-use crate::analysis::escape::{escape, thread_stacks, EscapeOptions};
+use crate::analysis::escape::{escape, EscapeOptions};
 use crate::analysis::Summary;
 use crate::model::Profile;
 use crate::render::escape::{add_escape_json, escape_text};
@@ -27,10 +27,13 @@ pub(super) fn write_summaries(
     dir: &Path,
 ) -> anyhow::Result<[PathBuf; 2]> {
     let esc = escape(p, &EscapeOptions::default());
-    let threads = thread_stacks(p);
     let mut text = summary_text(s);
     if let Some(e) = &esc {
-        text.push_str(&escape_text(e, &threads, crate::analysis::DEFAULT_TOP_N));
+        text.push_str(&escape_text(
+            e,
+            &s.thread_stacks,
+            crate::analysis::DEFAULT_TOP_N,
+        ));
     }
     let txt = dir.join("summary.txt");
     output::write_atomically(&txt, text.as_bytes(), "the summary")?;
@@ -40,7 +43,7 @@ pub(super) fn write_summaries(
             None => write_summary_json(s, w)?,
             Some(e) => {
                 let mut v = serde_json::to_value(s)?;
-                add_escape_json(&mut v, e, &threads);
+                add_escape_json(&mut v, e);
                 serde_json::to_writer_pretty(&mut *w, &v)?;
                 writeln!(w)?;
             }

@@ -5,7 +5,7 @@ use std::io::Write;
 use clap::ValueEnum;
 
 use super::{load, warn_truncated, SummaryArgs, EXIT_OK};
-use crate::analysis::escape::{escape, thread_stacks, EscapeOptions};
+use crate::analysis::escape::{escape, EscapeOptions};
 use crate::analysis::{call_paths, sites, sort_sites, summary as summarize, SiteSort};
 use crate::render::escape::{add_escape_json, escape_text};
 use crate::render::units::{bytes, count};
@@ -55,13 +55,12 @@ pub(super) fn summary(a: &SummaryArgs) -> anyhow::Result<u8> {
         stack_threshold_bytes: a.stack_threshold,
     };
     let esc = escape(&p, &opts);
-    let threads = thread_stacks(&p);
     if a.json {
         match &esc {
             None => write_summary_json(&s, &mut out)?,
             Some(e) => {
                 let mut v = serde_json::to_value(&s)?;
-                add_escape_json(&mut v, e, &threads);
+                add_escape_json(&mut v, e);
                 serde_json::to_writer_pretty(&mut out, &v)?;
                 writeln!(out)?;
             }
@@ -77,7 +76,7 @@ pub(super) fn summary(a: &SummaryArgs) -> anyhow::Result<u8> {
         )?;
         out.write_all(summary_text_by(&s, by.title()).as_bytes())?;
         if let Some(e) = &esc {
-            out.write_all(escape_text(e, &threads, a.top).as_bytes())?;
+            out.write_all(escape_text(e, &s.thread_stacks, a.top).as_bytes())?;
         }
         if a.backtrace > 0 && !s.top_sites.is_empty() {
             writeln!(

@@ -22,11 +22,16 @@ pub fn escape_text(e: &Escape, threads: &[ThreadStack], top: usize) -> String {
                 } else {
                     format!("{} ({})", t.name, t.tid)
                 };
-                format!(
-                    "{name} {} peak of {}",
-                    bytes(t.stack_peak_bytes),
-                    bytes(t.stack_size_bytes)
-                )
+                match t.stack_peak_bytes {
+                    Some(peak) => {
+                        format!(
+                            "{name} {} peak of {}",
+                            bytes(peak),
+                            bytes(t.stack_size_bytes)
+                        )
+                    }
+                    None => format!("{name} peak not measured of {}", bytes(t.stack_size_bytes)),
+                }
             })
             .collect();
         let _ = writeln!(w, "stack        {}", parts.join(", "));
@@ -102,9 +107,9 @@ fn location(file: &str, line: u32) -> String {
 }
 
 /// Adds the escape keys to a `summary --json` object: `escape_sites`, `stack_eligible_blocks`,
-/// `stack_eligible_bytes`, `stack_threshold_bytes`, and `threads` as a list of per-thread
-/// stack sizes and peaks (instead of the thread count).
-pub fn add_escape_json(v: &mut serde_json::Value, e: &Escape, threads: &[ThreadStack]) {
+/// `stack_eligible_bytes` and `stack_threshold_bytes` (the summary itself lists the threads'
+/// stack sizes and peaks, with or without `--escape`).
+pub fn add_escape_json(v: &mut serde_json::Value, e: &Escape) {
     let Some(o) = v.as_object_mut() else {
         return;
     };
@@ -121,5 +126,4 @@ pub fn add_escape_json(v: &mut serde_json::Value, e: &Escape, threads: &[ThreadS
         "stack_threshold_bytes".into(),
         serde_json::json!(e.stack_threshold_bytes),
     );
-    o.insert("threads".into(), serde_json::json!(threads));
 }

@@ -101,8 +101,8 @@ pub fn escape_text(e: &Escape, threads: &[ThreadStack], top: usize) -> String {
 fn location(file: &str, line: u32) -> String {
     match (file.is_empty(), line) {
         (true, _) => String::new(),
-        (false, 0) => file.to_owned(),
-        (false, l) => format!("{file}:{l}"),
+        (false, 0) => super::text::short_path(file),
+        (false, l) => format!("{}:{l}", super::text::short_path(file)),
     }
 }
 

@@ -265,7 +265,7 @@ fn cpu_section(w: &mut String, c: &crate::analysis::cpu::CpuSummary) {
 }
 
 /// The last three components of a path: enough to find the file, short enough for a terminal.
-fn short_path(path: &str) -> String {
+pub(crate) fn short_path(path: &str) -> String {
     let parts: Vec<&str> = path.rsplit('/').take(3).collect();
     let short: Vec<&str> = parts.into_iter().rev().collect();
     let s = short.join("/");

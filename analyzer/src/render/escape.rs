@@ -30,7 +30,10 @@ pub fn escape_text(e: &Escape, threads: &[ThreadStack], top: usize) -> String {
                             bytes(t.stack_size_bytes)
                         )
                     }
-                    None => format!("{name} peak not measured of {}", bytes(t.stack_size_bytes)),
+                    None => format!(
+                        "{name} peak not measured, stack {}",
+                        bytes(t.stack_size_bytes)
+                    ),
                 }
             })
             .collect();

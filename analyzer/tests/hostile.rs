@@ -314,6 +314,13 @@ fn programs_keep_the_allocator_they_bring() {
     // Preloaded after the recorder, and none at all.
     let (_b2, exe) = compile("foreign", &["-ldl"]);
     check_foreign("foreign-glibc", &exe, "glibc", &[]);
+    // A non-PIE executable holding malloc's address (a canonical PLT entry, as Debian's
+    // python3 has) does not define malloc: recorded, and glibc named.
+    let (_b3, nonpie) = compile(
+        "foreign",
+        &["-fno-pic", "-no-pie", "-DTAKE_MALLOC_ADDRESS", "-ldl"],
+    );
+    check_foreign("foreign-nonpie-malloc-address", &nonpie, "glibc", &[]);
     for (name, file) in [
         ("jemalloc", "libjemalloc.so.2"),
         ("mimalloc", "libmimalloc.so.2"),

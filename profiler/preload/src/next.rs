@@ -132,6 +132,19 @@ pub fn allocator_of(path: &str) -> String {
     }
 }
 
+/// `dladdr1`'s flag asking for the matched symbol's table entry.
+const RTLD_DL_SYMENT: libc::c_int = 1;
+
+extern "C" {
+    /// glibc's `dladdr` with extra information (the symbol entry for `RTLD_DL_SYMENT`).
+    fn dladdr1(
+        addr: *const c_void,
+        info: *mut libc::Dl_info,
+        extra: *mut *mut c_void,
+        flags: libc::c_int,
+    ) -> libc::c_int;
+}
+
 /// When the program's `malloc` is not this library's (an allocator preloaded before it, or
 /// defined by the executable itself), the file that defines it: its calls never reach the
 /// recorder.
@@ -149,6 +162,27 @@ pub fn malloc_shadowed_by() -> Option<String> {
             || libc::dladdr(here, &mut own) == 0
             || info.dli_fbase == own.dli_fbase
         {
+            return None;
+        }
+        // A non-PIE executable that takes malloc's address gets a canonical PLT entry: the
+        // lookup then answers with that stub in the executable, which jumps to the real first
+        // definition (this library). Only an object whose own `malloc` symbol sits at the
+        // address defines it.
+        // glibc's dladdr also matches such an undefined symbol (its value is the stub), so the
+        // symbol's section decides: SHN_UNDEF (0) is a reference, not a definition.
+        let mut sym: *const libc::Elf64_Sym = std::ptr::null();
+        let mut info1: libc::Dl_info = std::mem::zeroed();
+        let defines = dladdr1(
+            first,
+            &mut info1,
+            (&mut sym as *mut *const libc::Elf64_Sym).cast(),
+            RTLD_DL_SYMENT,
+        ) != 0
+            && !info1.dli_sname.is_null()
+            && info1.dli_saddr == first
+            && CStr::from_ptr(info1.dli_sname) == c"malloc"
+            && sym.as_ref().is_none_or(|sym| sym.st_shndx != 0);
+        if !defines {
             return None;
         }
         if info.dli_fname.is_null() {

@@ -350,6 +350,7 @@ fn adversarial_header_values() {
             allocator: "glibc".into(),
             unwind: ["fp", "dwarf", ""][rng.below(3) as usize].into(),
             allocator_requested: ["", "system", "jemalloc"][rng.below(3) as usize].into(),
+            escape: rng.below(2) == 1,
         };
         let mut bytes = h.encode();
         bytes[8..10].copy_from_slice(&1u16.to_le_bytes());

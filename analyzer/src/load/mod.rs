@@ -311,6 +311,9 @@ fn load_inner<R: Read>(
     }
     let mut stacks = StackBuilder::default();
     let mut escape = escape::EscapeTracker::default();
+    // The escape tracker keeps its own table of live blocks: only for profiles whose header
+    // says frame addresses follow every event (`--escape`, header key ESCAPE).
+    let track = p.header.escape;
     let mut embedded: HashMap<(u64, u64), Vec<SymbolFrame>> = HashMap::new();
     let mut last_sample_ns = 0u64;
     let mut cpu = cpu::CpuBuilder::default();
@@ -341,7 +344,9 @@ fn load_inner<R: Read>(
                         Record::EventFrames { tid, sp, cfas } => escape.frames(tid, sp, cfas),
                         Record::EventReturns { ips, .. } => escape.returns(ips),
                         rec => {
-                            track_escape(&rec, escape);
+                            if track {
+                                track_escape(&rec, escape);
+                            }
                             apply_record(rec, p, replay, stacks, embedded, last_sample_ns, cpu);
                         }
                     }

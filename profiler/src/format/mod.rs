@@ -171,6 +171,9 @@ pub mod header_key {
     /// --allocator system|jemalloc`): "system" (the program's own) or "jemalloc" (the bundled
     /// one); absent otherwise (string). `ALLOCATOR` says what served.
     pub const ALLOCATOR_REQUESTED: u64 = 20;
+    /// 1 when the recorder writes frame addresses after every allocation and free
+    /// (`EVENT_FRAMES`, `tidemark run --escape`); absent otherwise (number).
+    pub const ESCAPE: u64 = 21;
 }
 
 /// Profile header.
@@ -205,6 +208,9 @@ pub struct Header {
     /// The allocator asked for (`"system"`, `"jemalloc"`), empty when none was
     /// ([`header_key::ALLOCATOR_REQUESTED`]).
     pub allocator_requested: String,
+    /// Frame addresses follow every allocation and free (`--escape`,
+    /// [`header_key::ESCAPE`]).
+    pub escape: bool,
 }
 
 impl Header {
@@ -237,6 +243,9 @@ impl Header {
                 header_key::ALLOCATOR_REQUESTED,
                 self.allocator_requested.as_bytes(),
             );
+        }
+        if self.escape {
+            num(header_key::ESCAPE, 1, &mut kv);
         }
         let mut out = Vec::with_capacity(body.len() + 20);
         out.extend_from_slice(&MAGIC);
@@ -280,6 +289,7 @@ impl Header {
                 header_key::ALLOCATOR => h.allocator = text(),
                 header_key::UNWIND => h.unwind = text(),
                 header_key::ALLOCATOR_REQUESTED => h.allocator_requested = text(),
+                header_key::ESCAPE => h.escape = num()? != 0,
                 _ => {}
             }
         }

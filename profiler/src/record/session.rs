@@ -245,6 +245,7 @@ pub fn start(cfg: Config) -> Result<(), RecordError> {
         allocator: cfg.allocator.clone(),
         unwind: cfg.unwind.name().to_owned(),
         allocator_requested: cfg.allocator_requested.clone(),
+        escape: cfg.escape,
     };
     let count_reentry = cfg.source == "preload";
     let session: &'static Session = Box::leak(Box::new(Session {

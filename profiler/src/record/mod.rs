@@ -39,7 +39,6 @@ mod fatal;
 #[cfg(feature = "jemalloc")]
 mod jemalloc;
 mod latency;
-mod merge;
 mod order;
 mod sampler;
 mod sampling;

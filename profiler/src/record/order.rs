@@ -12,7 +12,6 @@
 use crate::format::{self, tag, AllocKind, Cursor, DecodeError, FreedBlock};
 use rustc_hash::FxHashMap;
 
-use super::merge::RunMerger;
 
 /// One event of a pass, decoded from a thread buffer.
 #[derive(Debug, Clone, Copy)]
@@ -120,8 +119,6 @@ pub fn buffer_start(bytes: &[u8]) -> (u32, u64) {
 pub struct Orderer {
     /// Events numbered at or above the last watermark, waiting for the next pass.
     waiting: Vec<Ev>,
-    /// Orders `waiting` (its runs merged, its buffers kept).
-    merger: RunMerger<Ev>,
     samples: Vec<PendingSample>,
     /// Live blocks by address.
     live: FxHashMap<u64, LiveBlock>,
@@ -284,9 +281,10 @@ impl Orderer {
         chunk_bytes: usize,
         mut flush: impl FnMut(&mut Vec<u8>) -> std::io::Result<()>,
     ) -> std::io::Result<()> {
-        // Stable: each buffer is in order already; the merge keeps samples of equal numbers in
-        // the order they were taken.
-        self.merger.sort(&mut self.waiting, |e| e.key);
+        // Stable: each buffer is in order already, and samples of equal numbers keep the order
+        // they were taken. (A merge of the runs with kept buffers, tried instead, made the
+        // writer fall behind a single-thread churn loop: 0.13 → 0.20 s and 50 → 185 MB.)
+        self.waiting.sort_by_key(|e| e.key);
         let n = self.waiting.partition_point(|e| e.key < watermark * 2);
         for i in 0..n {
             let e = self.waiting[i];

@@ -12,7 +12,6 @@
 use crate::format::{self, tag, AllocKind, Cursor, DecodeError, FreedBlock};
 use rustc_hash::FxHashMap;
 
-
 /// One event of a pass, decoded from a thread buffer.
 #[derive(Debug, Clone, Copy)]
 struct Ev {

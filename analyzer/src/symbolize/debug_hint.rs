@@ -3,14 +3,17 @@
 //!
 //! Debian ships the DWARF of a package `P` in `P-dbgsym` (the `debian-debug` archive) — glibc's
 //! in `libc6-dbg` — installed under `/usr/lib/debug/.build-id/`, where the symbolizer looks
-//! ([`super::debuginfo::DEBUG_ROOT`]). The package owning a file is what `dpkg -S` says.
+//! ([`super::debuginfo::DEBUG_ROOT`]). The package owning a file is the one whose dpkg file list names it (what `dpkg -S` says).
 
 use std::path::Path;
-use std::process::Command;
+
+/// Where dpkg lists the files of each installed package (`<package>[:<arch>].list`).
+const DPKG_INFO: &str = "/var/lib/dpkg/info";
 
 /// The Debian package that installed `path`, as `dpkg -S` says (architecture qualifier
-/// dropped); `None` when dpkg is absent or no package owns the file. A merged-`/usr` file is
-/// looked up under both of its names (`/lib/…` and `/usr/lib/…`).
+/// dropped); `None` when there is no dpkg database or no package owns the file. A merged-`/usr`
+/// file is looked up under both of its names (`/lib/…` and `/usr/lib/…`). The package lists are
+/// read directly: one pass over them costs ≈ 10 ms, where each `dpkg -S` took ≈ 60 ms.
 pub fn owning_package(path: &str) -> Option<String> {
     let mut candidates = vec![path.to_owned()];
     if let Ok(real) = std::fs::canonicalize(path) {
@@ -24,27 +27,25 @@ pub fn owning_package(path: &str) -> Option<String> {
         }
     }
     candidates.dedup();
-    for c in candidates {
-        let Ok(out) = Command::new("dpkg").arg("-S").arg(&c).output() else {
-            return None; // no dpkg on this system
-        };
-        if !out.status.success() {
-            continue;
-        }
-        let text = String::from_utf8_lossy(&out.stdout);
-        // `coreutils: /usr/bin/sort`, or `libc6:amd64: /lib/x86_64-linux-gnu/libc.so.6`.
-        let suffix = format!(": {c}");
-        let Some(line) = text.lines().find(|l| l.ends_with(&suffix)) else {
+    let mut found: Vec<Option<String>> = vec![None; candidates.len()];
+    for entry in std::fs::read_dir(DPKG_INFO).ok()?.flatten() {
+        let name = entry.file_name();
+        let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".list")) else {
             continue;
         };
-        let pkgs = &line[..line.len() - suffix.len()];
-        let pkg = pkgs.split(',').next().unwrap_or("").trim();
-        let pkg = pkg.split(':').next().unwrap_or("").trim();
-        if !pkg.is_empty() {
-            return Some(pkg.to_owned());
+        let Ok(list) = std::fs::read_to_string(entry.path()) else {
+            continue;
+        };
+        for line in list.lines() {
+            if let Some(i) = candidates.iter().position(|c| c == line) {
+                if found[i].is_none() {
+                    let pkg = stem.split(':').next().unwrap_or(stem);
+                    found[i] = Some(pkg.to_owned());
+                }
+            }
         }
     }
-    None
+    found.into_iter().flatten().next()
 }
 
 /// The package with the debug symbols of package `pkg`.

@@ -101,6 +101,8 @@ const CALIBRATION_NS: u64 = 5_000_000;
 /// Records gathered into one event chunk before it is compressed: large enough for zstd to find
 /// the repetition across buffers, small enough to stay in cache.
 const EVENT_CHUNK_BYTES: usize = 1 << 20;
+/// Thread buffers taken per slice of a pass (1 MiB of 64 KiB buffers): see `Writer::drain`.
+const PASS_SLICE_BUFFERS: usize = 16;
 /// zstd level of the chunks. Level 1 compresses a typical event stream at several hundred MB/s
 /// on one core, far more than the hooks produce, and keeps most of level 3's ratio on it.
 const ZSTD_LEVEL: i32 = 1;
@@ -300,6 +302,27 @@ impl Writer {
         }
     }
 
+    /// Writes the events numbered below `w` (in order) into event chunks.
+    fn write_ordered(&mut self, w: u64) -> io::Result<()> {
+        let Writer {
+            orderer,
+            events,
+            chunks,
+            out,
+            file,
+            ..
+        } = self;
+        orderer.write_below(w, events, EVENT_CHUNK_BYTES, |ev| {
+            chunks.put(out, ChunkKind::Events, ev)?;
+            ev.clear();
+            if out.len() > 8 << 20 {
+                file.write_all(out)?;
+                out.clear();
+            }
+            Ok(())
+        })
+    }
+
     /// Writes what the threads recorded. `last`: the final pass, which writes every event.
     fn drain(&mut self, last: bool) -> io::Result<()> {
         let w = if last {
@@ -336,13 +359,24 @@ impl Writer {
             cpu.clear();
         }
         self.cpu = cpu;
-        // A thread's buffers hold consecutive ranges of its events: in (thread, first number)
-        // order they make one sorted run per thread, which the orderer's sort merges cheaply.
+        // Buffers in order of their first number, written in groups: after each group, every
+        // event numbered below the next buffer's first number (and below `w`) is complete, so a
+        // writer that fell behind (many queued buffers) works through its backlog in slices of
+        // constant size instead of one pass whose sort and tables grow with the backlog (and
+        // cost more per event, so that it never caught up again).
         // SAFETY: swapped-out and queued buffers are owned by the writer.
-        self.bufs
-            .sort_by_key(|b| super::order::buffer_start(unsafe { b.as_ref() }.bytes()));
+        self.bufs.sort_by_key(|b| {
+            let (tid, first) = super::order::buffer_start(unsafe { b.as_ref() }.bytes());
+            (first, tid)
+        });
         let mut bufs = std::mem::take(&mut self.bufs);
-        for b in bufs.drain(..) {
+        let n = bufs.len();
+        // SAFETY: as above.
+        let starts: Vec<u64> = bufs
+            .iter()
+            .map(|b| super::order::buffer_start(unsafe { b.as_ref() }.bytes()).1)
+            .collect();
+        for (i, b) in bufs.drain(..).enumerate() {
             // SAFETY: swapped-out and queued buffers are owned by the writer.
             self.orderer
                 .take_buffer(unsafe { b.as_ref() }.bytes(), &mut self.events);
@@ -350,28 +384,18 @@ impl Writer {
             if !last {
                 self.sample_if_due(false);
             }
+            if (i + 1) % PASS_SLICE_BUFFERS == 0 && i + 1 < n {
+                // The buffers after this one start at or above their first numbers; events
+                // below the smallest of those (and below `w`) have all been taken.
+                let next = starts[i + 1];
+                self.write_ordered(w.min(next))?;
+            }
         }
         self.bufs = bufs;
         if last {
             self.note_running_threads();
         }
-        let Writer {
-            orderer,
-            events,
-            chunks,
-            out,
-            file,
-            ..
-        } = self;
-        orderer.write_below(w, events, EVENT_CHUNK_BYTES, |ev| {
-            chunks.put(out, ChunkKind::Events, ev)?;
-            ev.clear();
-            if out.len() > 8 << 20 {
-                file.write_all(out)?;
-                out.clear();
-            }
-            Ok(())
-        })?;
+        self.write_ordered(w)?;
         if !self.orderer.messages.is_empty() {
             self.chunks
                 .put(&mut self.out, ChunkKind::Meta, &self.orderer.messages)?;

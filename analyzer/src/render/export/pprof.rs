@@ -219,6 +219,29 @@ pub(super) struct Locations {
     markers: HashMap<&'static str, u64>,
 }
 
+/// A new function named `name` (no file) and a location of it without an address: its
+/// `(function id, location id)`.
+fn named_location(name: &str, out: &mut protos::Profile, strings: &mut StringTable) -> (u64, u64) {
+    let name = strings.id(name);
+    let function_id = out.function.len() as u64 + 1;
+    out.function.push(protos::Function {
+        id: function_id,
+        name,
+        system_name: name,
+        ..protos::Function::default()
+    });
+    let id = out.location.len() as u64 + 1;
+    out.location.push(protos::Location {
+        id,
+        line: vec![protos::Line {
+            function_id,
+            line: 0,
+        }],
+        ..protos::Location::default()
+    });
+    (function_id, id)
+}
+
 impl Locations {
     /// The location of a root marker frame, added once.
     pub(super) fn marker(
@@ -227,26 +250,10 @@ impl Locations {
         out: &mut protos::Profile,
         strings: &mut StringTable,
     ) -> u64 {
-        *self.markers.entry(marker).or_insert_with(|| {
-            let name = strings.id(marker);
-            let function_id = out.function.len() as u64 + 1;
-            out.function.push(protos::Function {
-                id: function_id,
-                name,
-                system_name: name,
-                ..protos::Function::default()
-            });
-            let id = out.location.len() as u64 + 1;
-            out.location.push(protos::Location {
-                id,
-                line: vec![protos::Line {
-                    function_id,
-                    line: 0,
-                }],
-                ..protos::Location::default()
-            });
-            id
-        })
+        *self
+            .markers
+            .entry(marker)
+            .or_insert_with(|| named_location(marker, out, strings).1)
     }
 
     /// The location ids of the stack ending at `leaf`, innermost first, adding the locations and
@@ -302,25 +309,10 @@ impl Locations {
             location_id.push(id);
         }
         if location_id.is_empty() {
+            let functions = &mut self.functions;
             let id = *self.unknown.get_or_insert_with(|| {
-                let name = strings.id(UNKNOWN_FUNCTION);
-                let function_id = out.function.len() as u64 + 1;
-                self.functions.insert((name, 0), function_id);
-                out.function.push(protos::Function {
-                    id: function_id,
-                    name,
-                    system_name: name,
-                    ..protos::Function::default()
-                });
-                let id = out.location.len() as u64 + 1;
-                out.location.push(protos::Location {
-                    id,
-                    line: vec![protos::Line {
-                        function_id,
-                        line: 0,
-                    }],
-                    ..protos::Location::default()
-                });
+                let (function_id, id) = named_location(UNKNOWN_FUNCTION, out, strings);
+                functions.insert((strings.id(UNKNOWN_FUNCTION), 0), function_id);
                 id
             });
             location_id.push(id);

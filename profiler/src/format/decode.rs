@@ -65,6 +65,12 @@ impl<'a> RecordIter<'a> {
         }
     }
 
+    /// Where the next record starts, in bytes from the start of the chunk's (decoded) records.
+    /// For tools that measure what each record costs.
+    pub fn position(&self) -> usize {
+        self.cursor.position()
+    }
+
     /// Version 2: the block a free names (`back`, and the address when `back` is 0).
     fn freed_block(&mut self, next_block: u64) -> Result<u64, DecodeError> {
         let back = self.cursor.uvarint()?;

@@ -21,6 +21,7 @@
 //! lets a reader restore the global order with bounded memory.
 
 mod chunk;
+pub mod columns;
 mod decode;
 mod header;
 mod reader;

@@ -1,6 +1,7 @@
 //! Streaming reader: header, then chunk by chunk. Memory is one chunk at a time.
 
 use super::chunk::{ChunkCodec, ChunkKind};
+use super::columns;
 use super::decode::{OrderedState, RecordIter};
 use super::varint::Cursor;
 use super::{tag, Header, Record};
@@ -68,6 +69,9 @@ pub struct Reader<R> {
     payload: Vec<u8>,
     /// Decompressed records of the current chunk (version 2, zstd).
     raw: Vec<u8>,
+    /// The streams of an event chunk written as columns, before they are turned back into
+    /// records.
+    columns: Vec<u8>,
     zstd: Option<zstd::bulk::Decompressor<'static>>,
     skip_events: bool,
     ordered: OrderedState,
@@ -137,6 +141,7 @@ impl<R: Read> Reader<R> {
             offset: (16 + body_len + 4) as u64,
             payload: Vec::new(),
             raw: Vec::new(),
+            columns: Vec::new(),
             zstd: None,
             skip_events: false,
             ordered: OrderedState::default(),
@@ -309,8 +314,29 @@ impl<R: Read> Reader<R> {
                 }
             }
             Ok(Step::Raw)
+        } else if codec == ChunkCodec::Columns as u8 && kind == ChunkKind::Events {
+            let columns_len = match c.uvarint() {
+                Ok(n) if n <= MAX_CHUNK_PAYLOAD as u64 => n as usize,
+                _ => return Err(bad("implausible length of an event chunk's streams")),
+            };
+            let at = c.position();
+            let z = match &mut self.zstd {
+                Some(z) => z,
+                None => self.zstd.insert(zstd::bulk::Decompressor::new()?),
+            };
+            self.columns.clear();
+            self.columns.reserve(columns_len);
+            match z.decompress_to_buffer(&self.payload[at..], &mut self.columns) {
+                Ok(n) if n == columns_len => {}
+                _ => return Err(bad("compressed chunk does not decode to its stated length")),
+            }
+            columns::decode(&self.columns, raw_len as usize, &mut self.raw)
+                .map_err(|e| bad(e.0))?;
+            Ok(Step::Raw)
         } else {
-            Err(bad("unknown chunk codec"))
+            Err(bad(
+                "unknown chunk codec (written by a newer tidemark? upgrade tidemark)",
+            ))
         }
     }
 

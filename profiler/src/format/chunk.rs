@@ -84,6 +84,24 @@ pub fn put_chunk_raw(out: &mut Vec<u8>, payload: &[u8]) {
     frame(out, start);
 }
 
+/// Appends `records` to `out` as a chunk of `kind` compressed in one shot at
+/// [`SMALL_CHUNK_LEVEL`] (stored when that is not smaller): for the few small chunks written
+/// outside the writer thread (the first module map).
+pub fn put_chunk_small(out: &mut Vec<u8>, kind: ChunkKind, records: &[u8]) {
+    match zstd::bulk::compress(records, SMALL_CHUNK_LEVEL) {
+        Ok(z) if z.len() < records.len() => {
+            let start = out.len() + CHUNK_HEADER_LEN;
+            out.resize(start, 0);
+            out.push(kind as u8);
+            out.push(ChunkCodec::Zstd as u8);
+            put_uvarint(out, records.len() as u64);
+            out.extend_from_slice(&z);
+            frame(out, start);
+        }
+        _ => put_chunk(out, kind, records),
+    }
+}
+
 /// Compresses chunks (zstd) for the recorder's writer thread; reuses its context across chunks.
 ///
 /// Each chunk is compressed as a stream whose size zstd is not told in advance. Told the size
@@ -105,6 +123,8 @@ pub struct ChunkWriter {
     columns_z: Option<ZstdStream>,
     columns: Columns,
     columns_buf: Vec<u8>,
+    /// Made on first use: small chunks other than events (see [`SMALL_CHUNK_LEVEL`]).
+    small: Option<zstd::bulk::Compressor<'static>>,
     /// Made on first use: the second try for very regular records.
     strong: Option<ZstdStream>,
     level: i32,
@@ -128,7 +148,16 @@ pub const COLUMNS_LEVEL: i32 = 3;
 /// Its window: 1 MiB, a chunk's size (less memory than level 3's default for a stream).
 const COLUMNS_WINDOW_LOG: i32 = 20;
 
-/// Records shorter than this are stored: a zstd frame would not pay for its framing.
+/// Chunks other than events up to this size are compressed in one shot at
+/// [`SMALL_CHUNK_LEVEL`]: stack definitions and module maps, written once each, are a large
+/// part of a short run's profile (a C churn's: 0.8 KB of 5 KB), and zstd told their size does
+/// better on them than as a stream (python3's definitions: 57.6 KB stored as a level-1 stream,
+/// 48.9 KB at level 9 in one shot, ≈ 1 ms per 20 KB).
+const SMALL_CHUNK_BYTES: usize = 64 << 10;
+/// The level of those chunks.
+pub const SMALL_CHUNK_LEVEL: i32 = 9;
+
+/// Event records shorter than this are stored: a zstd frame would not pay for its framing.
 const MIN_COMPRESS: usize = 256;
 
 fn zstd_error(code: usize) -> io::Error {
@@ -195,6 +224,7 @@ impl ChunkWriter {
             columns_z: None,
             columns: Columns::default(),
             columns_buf: Vec::new(),
+            small: None,
             strong: None,
             level,
             scratch: Vec::new(),
@@ -227,12 +257,19 @@ impl ChunkWriter {
     /// `records` may hold at most [`MAX_CHUNK_PAYLOAD`] bytes.
     pub fn put(&mut self, out: &mut Vec<u8>, kind: ChunkKind, records: &[u8]) -> io::Result<()> {
         debug_assert!(records.len() <= MAX_CHUNK_PAYLOAD);
-        if records.len() < MIN_COMPRESS {
+        if records.len() < MIN_COMPRESS && kind == ChunkKind::Events {
             put_chunk(out, kind, records);
             return Ok(());
         }
-        if kind == ChunkKind::Events && self.put_columns(out, records)? {
-            return Ok(());
+        if kind == ChunkKind::Events {
+            // Events gathered before these go first.
+            self.finish_events(out)?;
+            if self.put_columns(out, records)? {
+                return Ok(());
+            }
+        }
+        if kind != ChunkKind::Events && records.len() <= SMALL_CHUNK_BYTES {
+            return self.put_small(out, kind, records);
         }
         self.compress(records)?;
         let n = self.scratch.len();
@@ -251,13 +288,100 @@ impl ChunkWriter {
     }
 }
 
+/// Most decoded bytes of event records one chunk gathers ([`ChunkWriter::put_events`]): what a
+/// reader holds at once. A loop's events, a few bytes as streams, would otherwise fill a chunk
+/// per MiB, each with its framing, zstd frame and the thread it starts with (a C churn of 0.2 s:
+/// 17 chunks, ≈ 35 bytes each before any event).
+pub const EVENTS_RAW_MAX: usize = 8 << 20;
+/// Most bytes of streams one chunk gathers before it is compressed and written.
+const EVENTS_COLUMNS_MAX: usize = 1 << 20;
+
 impl ChunkWriter {
+    /// Gathers the records of an event chunk (whole records) into the chunk being built as
+    /// streams; writes it to `out` once it holds [`EVENTS_RAW_MAX`] decoded bytes or 1 MiB of
+    /// streams. The caller writes the rest with [`Self::finish_events`] when its flush interval
+    /// is up, so no event waits longer than that. Records the streams cannot hold are written
+    /// at once as a chunk of their own, after the ones gathered.
+    pub fn put_events(&mut self, out: &mut Vec<u8>, records: &[u8]) -> io::Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        if self.columns.raw_len() + records.len() > EVENTS_RAW_MAX {
+            self.finish_events(out)?;
+        }
+        if self.columns.is_empty() {
+            self.columns.begin();
+        }
+        if self.columns.append(records).is_none() {
+            return self.put(out, ChunkKind::Events, records);
+        }
+        if self.columns.len() >= EVENTS_COLUMNS_MAX {
+            self.finish_events(out)?;
+        }
+        Ok(())
+    }
+
+    /// True when event records gathered by [`Self::put_events`] wait to be written.
+    pub fn events_pending(&self) -> bool {
+        !self.columns.is_empty()
+    }
+
+    /// Writes the event records gathered by [`Self::put_events`], if any, as one chunk.
+    pub fn finish_events(&mut self, out: &mut Vec<u8>) -> io::Result<()> {
+        if self.columns.is_empty() {
+            return Ok(());
+        }
+        let raw_len = self.columns.raw_len();
+        self.columns.finish(&mut self.columns_buf);
+        self.columns.begin();
+        self.put_columns_buf(out, raw_len)
+    }
+
+    /// A small chunk of definitions, messages or CPU samples: compressed in one shot at
+    /// [`SMALL_CHUNK_LEVEL`] (or the writer's level when higher), zstd told its size (which fits
+    /// its tables to it), or stored when
+    /// that is not smaller.
+    fn put_small(&mut self, out: &mut Vec<u8>, kind: ChunkKind, records: &[u8]) -> io::Result<()> {
+        let small = match &mut self.small {
+            Some(z) => z,
+            None => self
+                .small
+                .insert(zstd::bulk::Compressor::new(self.level.max(SMALL_CHUNK_LEVEL))?),
+        };
+        self.scratch.clear();
+        self.scratch
+            .reserve(zstd::zstd_safe::compress_bound(records.len()));
+        let n = small.compress_to_buffer(records, &mut self.scratch)?;
+        if n >= records.len() {
+            put_chunk(out, kind, records);
+            return Ok(());
+        }
+        let start = out.len() + CHUNK_HEADER_LEN;
+        out.resize(start, 0);
+        out.push(kind as u8);
+        out.push(ChunkCodec::Zstd as u8);
+        put_uvarint(out, records.len() as u64);
+        out.extend_from_slice(&self.scratch);
+        frame(out, start);
+        Ok(())
+    }
+
     /// An event chunk as streams (codec 2), when its records can be split and that is smaller
     /// than storing them; false otherwise (nothing written).
     fn put_columns(&mut self, out: &mut Vec<u8>, records: &[u8]) -> io::Result<bool> {
         if self.columns.encode(records, &mut self.columns_buf).is_none() {
             return Ok(false);
         }
+        self.columns.begin();
+        if self.columns_buf.len() >= records.len() {
+            return Ok(false);
+        }
+        self.put_columns_buf(out, records.len())?;
+        Ok(true)
+    }
+
+    /// `self.columns_buf` (streams of `raw_len` bytes of records) as a chunk.
+    fn put_columns_buf(&mut self, out: &mut Vec<u8>, raw_len: usize) -> io::Result<()> {
         let z = match &mut self.columns_z {
             Some(z) => z,
             None => self.columns_z.insert(ZstdStream::new(
@@ -266,20 +390,15 @@ impl ChunkWriter {
             )?),
         };
         z.compress(&self.columns_buf, &mut self.scratch)?;
-        let mut len = Vec::with_capacity(10);
-        put_uvarint(&mut len, self.columns_buf.len() as u64);
-        if len.len() + self.scratch.len() >= records.len() {
-            return Ok(false);
-        }
         let start = out.len() + CHUNK_HEADER_LEN;
         out.resize(start, 0);
         out.push(ChunkKind::Events as u8);
         out.push(ChunkCodec::Columns as u8);
-        put_uvarint(out, records.len() as u64);
-        out.extend_from_slice(&len);
+        put_uvarint(out, raw_len as u64);
+        put_uvarint(out, self.columns_buf.len() as u64);
         out.extend_from_slice(&self.scratch);
         frame(out, start);
-        Ok(true)
+        Ok(())
     }
 }
 

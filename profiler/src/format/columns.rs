@@ -26,8 +26,10 @@ const KINDS: usize = 3;
 const FREES: usize = 4;
 const COPIES: usize = 5;
 const REST: usize = 6;
+const PLACES: usize = 7;
+const OTHERS: usize = 8;
 /// Number of streams.
-pub const STREAMS: usize = 7;
+pub const STREAMS: usize = 9;
 
 /// The op of a copy in the op stream (no record has tag 0).
 const COPY_OP: u8 = 0;
@@ -89,6 +91,14 @@ fn body_end(t: u8, data: &[u8], pos: usize) -> Option<usize> {
             }
             Some(p)
         }
+        tag::SAMPLE_DELTA => {
+            // `2n + 1`: n values; `2n`: n (key, value) pairs.
+            let (m, mut p) = uvarint_at(data, uv(uv(pos)?)?)?;
+            for _ in 0..(m / 2).checked_mul(2 - m % 2)? {
+                p = uv(p)?;
+            }
+            Some(p)
+        }
         tag::MESSAGE => bytes((pos < data.len()).then_some(pos + 1)?),
         tag::CPU_SAMPLE => uv(uv(uv(uv(pos)?)?)?),
         tag::EVENT_FRAMES => {
@@ -105,7 +115,7 @@ fn body_end(t: u8, data: &[u8], pos: usize) -> Option<usize> {
 
 /// The chunk-local numbering the free model needs: allocations made so far in the chunk, and
 /// the number of the last block freed far back.
-#[derive(Default)]
+#[derive(Default, Clone, Copy)]
 struct FreeModel {
     next: u64,
     far: u64,
@@ -147,12 +157,19 @@ pub struct Columns {
     streams: [Vec<u8>; STREAMS],
     /// The free stream written the other way (plain `back` values).
     plain_frees: Vec<u8>,
-    /// Record start offsets of the chunk.
-    starts: Vec<usize>,
+    /// Where the chunk's event records are (start, end): the sequence copies are found in.
+    starts: Vec<(usize, usize)>,
     /// Latest record index (plus one; 0: none) and the high half of its content hash, by
     /// content hash, direct-mapped: a collision only costs a missed copy. The hash half spares
     /// loading a record that cannot match (a cache miss on a large chunk).
     seen: Vec<(u32, u32)>,
+    /// The free model's state, carried from piece to piece of one chunk.
+    model: FreeModel,
+    /// Events in the streams so far, and when the last other record was placed.
+    events: usize,
+    placed: usize,
+    /// Decoded bytes in the streams so far.
+    raw_len: usize,
 }
 
 /// Slots of [`Columns::seen`].
@@ -171,18 +188,63 @@ impl Columns {
     /// `None` when the records hold a kind an event chunk does not (the caller stores the chunk
     /// the plain way).
     pub fn encode(&mut self, records: &[u8], out: &mut Vec<u8>) -> Option<()> {
-        out.clear();
+        self.begin();
+        self.append(records)?;
+        self.finish(out);
+        Some(())
+    }
+
+    /// Starts a chunk: empty streams.
+    pub fn begin(&mut self) {
         for s in &mut self.streams {
             s.clear();
         }
         self.plain_frees.clear();
         self.plain_frees.push(FREES_PLAIN);
         self.streams[FREES].push(FREES_MODELED);
-        // Record boundaries first: copies compare whole records.
+        self.model = FreeModel::default();
+        (self.events, self.placed, self.raw_len) = (0, 0, 0);
+    }
+
+    /// Decoded bytes of the records appended since [`Self::begin`].
+    pub fn raw_len(&self) -> usize {
+        self.raw_len
+    }
+
+    /// Bytes of the streams so far.
+    pub fn len(&self) -> usize {
+        self.streams.iter().map(Vec::len).sum()
+    }
+
+    /// True when no record was appended since [`Self::begin`].
+    pub fn is_empty(&self) -> bool {
+        self.raw_len == 0
+    }
+
+    /// Appends the records of one piece of the chunk (whole records; copies stay within the
+    /// piece). `None` (and nothing appended) when they hold a kind an event chunk does not.
+    pub fn append(&mut self, records: &[u8]) -> Option<()> {
+        let lens = self.streams.each_ref().map(Vec::len);
+        let (plain, model, events, placed) =
+            (self.plain_frees.len(), self.model, self.events, self.placed);
         let mut starts = std::mem::take(&mut self.starts);
         let done = self.encode_records(records, &mut starts);
         self.starts = starts;
-        done?;
+        if done.is_none() {
+            for (s, l) in self.streams.iter_mut().zip(lens) {
+                s.truncate(l);
+            }
+            self.plain_frees.truncate(plain);
+            (self.model, self.events, self.placed) = (model, events, placed);
+            return None;
+        }
+        self.raw_len += records.len();
+        Some(())
+    }
+
+    /// Writes the streams appended since [`Self::begin`] to `out` (cleared first).
+    pub fn finish(&mut self, out: &mut Vec<u8>) {
+        out.clear();
         // The free stream the shorter way.
         if self.plain_frees.len() < self.streams[FREES].len() {
             std::mem::swap(&mut self.plain_frees, &mut self.streams[FREES]);
@@ -193,23 +255,33 @@ impl Columns {
         for s in &self.streams {
             out.extend_from_slice(s);
         }
-        Some(())
     }
 
     /// The records into the streams, copies found.
-    fn encode_records(&mut self, records: &[u8], starts: &mut Vec<usize>) -> Option<()> {
+    fn encode_records(&mut self, records: &[u8], starts: &mut Vec<(usize, usize)>) -> Option<()> {
+        // Events (with the records attached to them) form one sequence, in which copies are
+        // found; every other record (thread switches, samples, watermarks) goes whole to the
+        // others stream with its place in that sequence, so that it does not break a copy.
         starts.clear();
         let mut pos = 0;
         while pos < records.len() {
-            starts.push(pos);
-            pos = record_end(records, pos)?;
+            let end = record_end(records, pos)?;
+            if is_event(records[pos]) {
+                starts.push((pos, end));
+            } else {
+                let at = self.events + starts.len();
+                put_uvarint(&mut self.streams[PLACES], (at - self.placed) as u64);
+                self.placed = at;
+                self.streams[OTHERS].extend_from_slice(&records[pos..end]);
+            }
+            pos = end;
         }
-        starts.push(records.len());
-        let n = starts.len() - 1;
-        let rec = |i: usize| &records[starts[i]..starts[i + 1]];
+        let n = starts.len();
+        self.events += n;
+        let rec = |i: usize| &records[starts[i].0..starts[i].1];
         self.seen.clear();
         self.seen.resize(SEEN_SLOTS, (0, 0));
-        let mut model = FreeModel::default();
+        let mut model = self.model;
         let mut i = 0;
         // Looking for copies costs a hash per record and, in records that rarely repeat (a
         // program's random sizes), a cache miss per false lead: a window of records that copies
@@ -242,7 +314,7 @@ impl Columns {
                         put_uvarint(&mut s[COPIES], dist as u64);
                         put_uvarint(&mut s[COPIES], (k - i) as u64);
                         for r in i..k {
-                            if matches!(records[starts[r]], tag::ALLOC | tag::REALLOC) {
+                            if makes_block(records[starts[r].0]) {
                                 model.next += 1;
                             }
                         }
@@ -261,6 +333,7 @@ impl Columns {
             self.literal(rec(i), &mut model)?;
             i += 1;
         }
+        self.model = model;
         Some(())
     }
 
@@ -311,12 +384,26 @@ impl Columns {
             }
             tag::FREE => {}
             _ => {
+                // Records attached to an event: kept whole.
                 s[REST].extend_from_slice(&r[1..]);
                 p = r.len();
             }
         }
         (p == r.len()).then_some(())
     }
+}
+
+/// Records of the event sequence: events, and the records attached to them.
+fn is_event(t: u8) -> bool {
+    matches!(
+        t,
+        tag::ALLOC | tag::FREE | tag::REALLOC | tag::EVENT_FRAMES | tag::EVENT_RETURNS
+    )
+}
+
+/// Records that make a block (the free model counts them).
+fn makes_block(t: u8) -> bool {
+    matches!(t, tag::ALLOC | tag::REALLOC)
 }
 
 /// End of the record starting at `pos`.
@@ -347,6 +434,12 @@ struct Reading<'a> {
     data: [&'a [u8]; STREAMS],
     /// Where the next record's fields start in the rest stream.
     rest_at: usize,
+    /// Where the next record starts in the others stream.
+    others_at: usize,
+    /// After how many events the next record of the others stream goes (none: no more).
+    next_place: Option<u64>,
+    /// Events written so far.
+    events: u64,
 }
 
 impl<'a> Reading<'a> {
@@ -359,6 +452,51 @@ impl<'a> Reading<'a> {
     }
     fn copy_u8(&mut self, s: usize, out: &mut Vec<u8>) -> Result<(), DecodeError> {
         out.push(self.streams[s].u8()?);
+        Ok(())
+    }
+
+    /// The fields of a record with tag `t` from the rest stream.
+    fn copy_rest(&mut self, t: u8, out: &mut Vec<u8>) -> Result<(), DecodeError> {
+        let rest = self.data[REST];
+        let end = body_end(t, rest, self.rest_at).ok_or(DecodeError("unknown record tag"))?;
+        out.extend_from_slice(&rest[self.rest_at..end]);
+        self.rest_at = end;
+        Ok(())
+    }
+
+    /// A whole record from the others stream.
+    fn copy_other(&mut self, out: &mut Vec<u8>) -> Result<(), DecodeError> {
+        let others = self.data[OTHERS];
+        let t = *others
+            .get(self.others_at)
+            .ok_or(DecodeError("the others stream ends early"))?;
+        if is_event(t) {
+            return Err(DecodeError("an event in the others stream"));
+        }
+        let end = body_end(t, others, self.others_at + 1)
+            .ok_or(DecodeError("unknown record tag"))?;
+        out.extend_from_slice(&others[self.others_at..end]);
+        self.others_at = end;
+        Ok(())
+    }
+
+    /// Reads the place of the next record of the others stream.
+    fn read_place(&mut self) -> Result<(), DecodeError> {
+        self.next_place = if self.streams[PLACES].is_empty() {
+            None
+        } else {
+            let d = self.streams[PLACES].uvarint()?;
+            Some(self.events.checked_add(d).ok_or(DecodeError("a record's place overflows"))?)
+        };
+        Ok(())
+    }
+
+    /// Writes the records of the others stream placed after the events written so far.
+    fn place_others(&mut self, out: &mut Vec<u8>) -> Result<(), DecodeError> {
+        while self.next_place == Some(self.events) {
+            self.copy_other(out)?;
+            self.read_place()?;
+        }
         Ok(())
     }
 }
@@ -384,6 +522,9 @@ pub fn decode(data: &[u8], raw_len: usize, out: &mut Vec<u8>) -> Result<(), Deco
         streams: parts.map(Cursor::new),
         data: parts,
         rest_at: 0,
+        others_at: 0,
+        next_place: None,
+        events: 0,
     };
     let modeled = match rd.streams[FREES].u8() {
         Ok(FREES_MODELED) => true,
@@ -391,12 +532,11 @@ pub fn decode(data: &[u8], raw_len: usize, out: &mut Vec<u8>) -> Result<(), Deco
         Ok(_) => return Err(DecodeError("unknown free stream layout")),
     };
     out.reserve(raw_len.min(MAX_CHUNK_PAYLOAD));
-    let mut starts: Vec<usize> = Vec::new();
+    let mut starts: Vec<(usize, usize)> = Vec::new();
     let mut model = FreeModel::default();
+    rd.read_place()?;
     while !rd.streams[OPS].is_empty() {
-        if out.len() > raw_len {
-            break;
-        }
+        rd.place_others(out)?;
         let t = rd.streams[OPS].u8()?;
         if t == COPY_OP {
             let dist = rd.streams[COPIES].uvarint()? as usize;
@@ -404,22 +544,28 @@ pub fn decode(data: &[u8], raw_len: usize, out: &mut Vec<u8>) -> Result<(), Deco
             if dist == 0 || dist > starts.len() {
                 return Err(DecodeError("a copy reaches before the chunk"));
             }
-            for _ in 0..count {
-                let src = starts.len() - dist;
-                let from = starts[src];
-                let to = starts.get(src + 1).copied().unwrap_or(out.len());
-                if matches!(out[from], tag::ALLOC | tag::REALLOC) {
+            for k in 0..count {
+                if k > 0 {
+                    rd.place_others(out)?;
+                }
+                let (from, to) = starts[starts.len() - dist];
+                if makes_block(out[from]) {
                     model.next += 1;
                 }
-                starts.push(out.len());
+                let start = out.len();
                 out.extend_from_within(from..to);
+                starts.push((start, out.len()));
+                rd.events += 1;
                 if out.len() > raw_len {
                     return Err(DecodeError("columns decode past the chunk's length"));
                 }
             }
             continue;
         }
-        starts.push(out.len());
+        if !is_event(t) {
+            return Err(DecodeError("an event chunk's op is not an event"));
+        }
+        let start = out.len();
         out.push(t);
         if matches!(t, tag::FREE | tag::REALLOC) {
             if modeled {
@@ -454,13 +600,17 @@ pub fn decode(data: &[u8], raw_len: usize, out: &mut Vec<u8>) -> Result<(), Deco
                 model.next += 1;
             }
             tag::FREE => {}
-            _ => {
-                let rest = rd.data[REST];
-                let end = body_end(t, rest, rd.rest_at).ok_or(DecodeError("unknown record tag"))?;
-                out.extend_from_slice(&rest[rd.rest_at..end]);
-                rd.rest_at = end;
-            }
+            _ => rd.copy_rest(t, out)?,
         }
+        starts.push((start, out.len()));
+        rd.events += 1;
+        if out.len() > raw_len {
+            return Err(DecodeError("columns decode past the chunk's length"));
+        }
+    }
+    rd.place_others(out)?;
+    if rd.next_place.is_some() {
+        return Err(DecodeError("a record is placed after the chunk's last event"));
     }
     if out.len() != raw_len {
         return Err(DecodeError("columns do not decode to the chunk's length"));

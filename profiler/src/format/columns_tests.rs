@@ -115,3 +115,30 @@ fn damaged_columns_are_an_error_not_a_panic() {
         }
     }
 }
+
+#[test]
+fn samples_and_frame_records_between_events_come_back_in_place() {
+    // Escape mode: frame records after events; samples, watermarks and thread switches among
+    // them, which must not break the copies of the loop around them.
+    let mut r = Vec::new();
+    let mut samples = crate::format::SampleDeltas::default();
+    put_thread_switch(&mut r, 4);
+    for i in 0..3000u64 {
+        put_block_alloc(&mut r, 64, 9, AllocKind::Malloc, 0);
+        crate::format::put_event_frames(&mut r, 0x7ff0_0000, &[0x7ff0_0010, 0x7ff0_0040]);
+        put_block_free(&mut r, FreedBlock::Back(1));
+        crate::format::put_event_frames(&mut r, 0x7ff0_0000, &[0x7ff0_0010]);
+        crate::format::put_event_returns(&mut r, &[0x5555_0100, 0x5555_0200]);
+        if i % 500 == 7 {
+            // The first with its keys, the next ones without (the same keys).
+            samples.put(&mut r, i * 2, i * 1000, &[(1, i), (7, 4096)]);
+            put_watermark(&mut r, i * 2);
+        }
+        if i % 700 == 3 {
+            put_thread_switch(&mut r, 4 + (i % 2) as u32);
+        }
+    }
+    put_sample(&mut r, 6000, 9_000_000, &[(1, 5), (2, 6)]);
+    let cols = round_trip(&r);
+    assert!(cols.len() < 400, "{} bytes", cols.len());
+}

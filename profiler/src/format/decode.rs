@@ -14,8 +14,34 @@ pub struct RecordIter<'a> {
     prev_seq: u64,
     /// Version 2's ordered event stream: block and sequence counters across chunks.
     ordered: Option<&'a mut OrderedState>,
+    /// Version 3: what records refer to in earlier chunks.
+    carried: Option<&'a mut Carried>,
     chunk_offset: u64,
     failed: bool,
+}
+
+/// What version-3 records refer to in earlier records (of earlier chunks too): stacks'
+/// frames, the previous timeline sample.
+#[derive(Debug, Default)]
+pub struct Carried {
+    stacks: StackFrames,
+    sample: super::SampleDeltas,
+}
+
+/// The frames of every stack defined so far (version 3 files, whose `STACK_TAIL` records name
+/// an earlier stack's outer frames): one array of frames, and each stack's place in it.
+#[derive(Debug, Default)]
+pub struct StackFrames {
+    frames: Vec<u64>,
+    at: rustc_hash::FxHashMap<u64, (usize, usize)>,
+}
+
+impl StackFrames {
+    fn define(&mut self, id: u64, frames: &[u64]) {
+        let at = self.frames.len();
+        self.frames.extend_from_slice(frames);
+        self.at.insert(id, (at, frames.len()));
+    }
 }
 
 /// Bit set in the `addr` of events decoded from a version-2 file: the rest is the block's number
@@ -43,26 +69,74 @@ impl<'a> RecordIter<'a> {
             tid: 0,
             prev_seq: 0,
             ordered: None,
+            carried: None,
             chunk_offset,
             failed: false,
         }
     }
 
-    /// Records of a version-2 chunk; events continue the stream `state` describes.
+    /// Records of a chunk of a version-2 (or later) file; events continue the stream `state`
+    /// describes; `carried` (version 3) what earlier chunks defined.
     pub(crate) fn ordered(
         data: &'a [u8],
+        version: u16,
         state: &'a mut OrderedState,
+        carried: Option<&'a mut Carried>,
         chunk_offset: u64,
     ) -> RecordIter<'a> {
         RecordIter {
             cursor: Cursor::new(data),
-            version: 2,
+            version,
             tid: 0,
             prev_seq: 0,
             ordered: Some(state),
+            carried,
             chunk_offset,
             failed: false,
         }
+    }
+
+    /// A `STACK_TAIL` record (version 3): the outer frames of its base, and its own inside
+    /// them.
+    fn stack_tail(&mut self) -> Result<Record, DecodeError> {
+        let c = &mut self.cursor;
+        let id = c.uvarint()?;
+        let generation = c.uvarint()?;
+        let flags = c.uvarint()?;
+        let base = c.uvarint()?;
+        let keep = c.uvarint()?;
+        let n = c.uvarint()?;
+        if n.saturating_add(keep) > MAX_STACK_FRAMES {
+            return Err(DecodeError("stack deeper than 4096 frames"));
+        }
+        let stacks = &mut self
+            .carried
+            .as_deref_mut()
+            .ok_or(DecodeError("unknown record tag"))?
+            .stacks;
+        let &(at, len) = stacks
+            .at
+            .get(&base)
+            .ok_or(DecodeError("a stack names a base stack not defined before it"))?;
+        if keep == 0 || keep as usize > len {
+            return Err(DecodeError("a stack keeps more frames than its base has"));
+        }
+        let kept = &stacks.frames[at + len - keep as usize..at + len];
+        let (n, keep) = (n as usize, keep as usize);
+        let mut frames = vec![0u64; n + keep];
+        frames[n..].copy_from_slice(kept);
+        let mut prev = kept[0];
+        for i in (0..n).rev() {
+            prev = prev.wrapping_add(c.ivarint()? as u64);
+            frames[i] = prev;
+        }
+        stacks.define(id, &frames);
+        Ok(Record::Stack {
+            id,
+            generation,
+            truncated: flags & super::stack_flag::TRUNCATED != 0,
+            frames,
+        })
     }
 
     /// Where the next record starts, in bytes from the start of the chunk's (decoded) records.
@@ -229,12 +303,20 @@ impl<'a> RecordIter<'a> {
                         prev = prev.wrapping_add(c.ivarint()? as u64);
                         frames.push(prev);
                     }
+                    if let Some(st) = self.carried.as_deref_mut() {
+                        st.stacks.define(id, &frames);
+                    }
                     Record::Stack {
                         id,
                         generation,
                         truncated: flags & super::stack_flag::TRUNCATED != 0,
                         frames,
                     }
+                }
+                tag::STACK_TAIL if self.carried.is_some() => self.stack_tail()?,
+                tag::SAMPLE_DELTA if self.carried.is_some() => {
+                    let carried = self.carried.as_deref_mut().expect("checked");
+                    carried.sample.read(&mut self.cursor)?
                 }
                 tag::CPU_SAMPLE if self.version >= 2 => Record::CpuSample {
                     tid: c.uvarint()? as u32,

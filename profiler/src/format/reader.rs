@@ -2,7 +2,7 @@
 
 use super::chunk::{ChunkCodec, ChunkKind};
 use super::columns;
-use super::decode::{OrderedState, RecordIter};
+use super::decode::{Carried, OrderedState, RecordIter};
 use super::varint::Cursor;
 use super::{tag, Header, Record};
 use super::{CHUNK_HEADER_LEN, CHUNK_MAGIC, MAGIC, MAX_CHUNK_PAYLOAD, VERSION};
@@ -75,6 +75,8 @@ pub struct Reader<R> {
     zstd: Option<zstd::bulk::Decompressor<'static>>,
     skip_events: bool,
     ordered: OrderedState,
+    /// Version 3: what records refer to in earlier chunks (stacks' frames, the last sample).
+    carried: Carried,
     truncation: Option<Truncation>,
     trailing_damage: Option<Truncation>,
     saw_trailer: bool,
@@ -145,6 +147,7 @@ impl<R: Read> Reader<R> {
             zstd: None,
             skip_events: false,
             ordered: OrderedState::default(),
+            carried: Carried::default(),
             truncation: None,
             trailing_damage: None,
             saw_trailer: false,
@@ -206,10 +209,20 @@ impl<R: Read> Reader<R> {
                 Step::Payload(from) if version < 2 => {
                     RecordIter::new(&self.payload[from..], version, at)
                 }
-                Step::Payload(from) => {
-                    RecordIter::ordered(&self.payload[from..], &mut self.ordered, at)
-                }
-                Step::Raw => RecordIter::ordered(&self.raw, &mut self.ordered, at),
+                Step::Payload(from) => RecordIter::ordered(
+                    &self.payload[from..],
+                    version,
+                    &mut self.ordered,
+                    (version >= 3).then_some(&mut self.carried),
+                    at,
+                ),
+                Step::Raw => RecordIter::ordered(
+                    &self.raw,
+                    version,
+                    &mut self.ordered,
+                    (version >= 3).then_some(&mut self.carried),
+                    at,
+                ),
             }));
         }
     }
@@ -314,7 +327,7 @@ impl<R: Read> Reader<R> {
                 }
             }
             Ok(Step::Raw)
-        } else if codec == ChunkCodec::Columns as u8 && kind == ChunkKind::Events {
+        } else if codec == ChunkCodec::Columns as u8 && kind == ChunkKind::Events && version >= 3 {
             let columns_len = match c.uvarint() {
                 Ok(n) if n <= MAX_CHUNK_PAYLOAD as u64 => n as usize,
                 _ => return Err(bad("implausible length of an event chunk's streams")),
@@ -549,8 +562,12 @@ mod tests {
         let mut bad = Header::default().encode();
         let mut z = Vec::new();
         w.put(&mut z, ChunkKind::Events, &p).unwrap();
-        let n = z.len();
-        z[n - 3] ^= 0x55;
+        // (Its zstd frame's magic: any flipped byte in the frame may still decode.)
+        let magic = z
+            .windows(4)
+            .position(|w| w == [0x28, 0xb5, 0x2f, 0xfd])
+            .expect("a zstd frame");
+        z[magic + 1] ^= 0x55;
         let len = z.len() - CHUNK_HEADER_LEN;
         let crc = crc32fast::hash(&z[CHUNK_HEADER_LEN..]);
         z[8..12].copy_from_slice(&crc.to_le_bytes());

@@ -119,6 +119,8 @@ pub struct Orderer {
     /// Events numbered at or above the last watermark, waiting for the next pass.
     waiting: Vec<Ev>,
     samples: Vec<PendingSample>,
+    /// The last sample written: the next is written as differences from it.
+    sample_deltas: format::SampleDeltas,
     /// Live blocks by address.
     live: FxHashMap<u64, LiveBlock>,
     /// Message records from the threads, for the pass's meta chunk.
@@ -425,7 +427,8 @@ impl Orderer {
         match e.what {
             What::Sample(i) => {
                 let s = &self.samples[i];
-                format::put_sample(out, self.written_seq, s.t_ns, &s.values);
+                self.sample_deltas
+                    .put(out, self.written_seq, s.t_ns, &s.values);
                 return;
             }
             What::Alloc {

@@ -275,7 +275,7 @@ pub fn start(cfg: Config) -> Result<(), RecordError> {
     let mut first = header.encode();
     let mut maps = Vec::new();
     format::put_modules(&mut maps, generation, &modules_now.format_modules());
-    format::put_chunk(&mut first, format::ChunkKind::Definitions, &maps);
+    format::put_chunk_small(&mut first, format::ChunkKind::Definitions, &maps);
     file.write_all(&first).map_err(|source| {
         session.disable();
         RecordError::Output {

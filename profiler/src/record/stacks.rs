@@ -6,6 +6,7 @@
 //! it *before* them, so every id in the file is defined no later than its first use.
 
 use crate::format;
+use crate::unwind::hash;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
@@ -36,6 +37,10 @@ impl Hasher for PassThroughHasher {
 #[derive(Default)]
 pub struct StackTable {
     ids: HashMap<u128, u64, BuildHasherDefault<PassThroughHasher>>,
+    /// For every outer part (suffix) of a defined stack, by its hash: a stack that ends with it.
+    /// A new stack is written as its own inner frames plus the longest outer part it shares with
+    /// an earlier one (`STACK_TAIL`), the way heaptrack writes a tree of (parent, ip) nodes.
+    suffixes: HashMap<u128, u64, BuildHasherDefault<PassThroughHasher>>,
     next_id: u64,
     /// Encoded definitions not yet written, in segments of at most [`SEGMENT_BYTES`].
     segments: Vec<Vec<u8>>,
@@ -59,7 +64,36 @@ impl StackTable {
         let id = self.next_id;
         self.next_id += 1;
         self.ids.insert(hash, id);
-        format::put_stack(self.segment(), id, generation, truncated, frames);
+        // The longest outer part an earlier stack ends with; every outer part of this one is
+        // remembered (those not known yet) for later stacks.
+        let (mut base, mut keep) = (0, 0);
+        let mut h = hash::EMPTY;
+        let mut known = true;
+        for (k, &f) in frames.iter().rev().enumerate() {
+            h = hash::push(h, f);
+            let key = hash::finish(h, k + 1);
+            // Once an outer part is new, so is every longer one.
+            match known.then(|| self.suffixes.get(&key)).flatten() {
+                Some(&b) => (base, keep) = (b, k + 1),
+                None => {
+                    known = false;
+                    self.suffixes.insert(key, id);
+                }
+            }
+        }
+        if keep == 0 {
+            format::put_stack(self.segment(), id, generation, truncated, frames);
+        } else {
+            format::put_stack_tail(
+                self.segment(),
+                id,
+                generation,
+                truncated,
+                base,
+                keep,
+                frames,
+            );
+        }
         id
     }
 
@@ -140,11 +174,14 @@ mod tests {
         let mut t = StackTable::new();
         let a = [0x10u64, 0x20, 0x30];
         let b = [0x10u64, 0x20];
+        // Shares a's two outer frames (0x20, 0x30).
+        let c = [0x7u64, 0x5, 0x20, 0x30];
         let ia = t.intern(hash_frames(&a), &a, 1, false);
         let ib = t.intern(hash_frames(&b), &b, 2, true);
-        assert_eq!((ia, ib), (1, 2));
+        let ic = t.intern(hash_frames(&c), &c, 1, false);
+        assert_eq!((ia, ib, ic), (1, 2, 3));
         assert_eq!(t.intern(hash_frames(&a), &a, 1, false), 1);
-        assert_eq!(t.len(), 2);
+        assert_eq!(t.len(), 3);
         let defs = t.take_definitions().concat();
         assert!(t.take_definitions().is_empty());
         // Decode through a chunk to check the encoding.
@@ -171,9 +208,21 @@ mod tests {
                     generation: 2,
                     truncated: true,
                     frames: b.to_vec()
+                },
+                Record::Stack {
+                    id: 3,
+                    generation: 1,
+                    truncated: false,
+                    frames: c.to_vec()
                 }
             ]
         );
+        // c was written as its two own frames on top of a's outer two.
+        let mut want = Vec::new();
+        crate::format::put_stack(&mut want, 1, 1, false, &a);
+        crate::format::put_stack(&mut want, 2, 2, true, &b);
+        crate::format::put_stack_tail(&mut want, 3, 1, false, 1, 2, &c);
+        assert_eq!(defs, want);
     }
 
     #[test]

@@ -313,7 +313,7 @@ impl Writer {
             ..
         } = self;
         orderer.write_below(w, events, EVENT_CHUNK_BYTES, |ev| {
-            chunks.put(out, ChunkKind::Events, ev)?;
+            chunks.put_events(out, ev)?;
             ev.clear();
             if out.len() > 8 << 20 {
                 file.write_all(out)?;
@@ -406,13 +406,17 @@ impl Writer {
         // than the flush interval.
         let flush_ns = self.s.cfg.flush_ms.max(1) * 1_000_000;
         let now = mono_ns();
-        if !self.events.is_empty() && (last || now >= self.events_since + flush_ns) {
-            self.chunks
-                .put(&mut self.out, ChunkKind::Events, &self.events)?;
+        let due = last || now >= self.events_since + flush_ns;
+        if due && !self.events.is_empty() {
+            self.chunks.put_events(&mut self.out, &self.events)?;
             self.events.clear();
             self.orderer.new_chunk();
         }
-        if self.events.is_empty() {
+        if due {
+            // The chunk writer gathers several pieces into one chunk: out with them now.
+            self.chunks.finish_events(&mut self.out)?;
+        }
+        if self.events.is_empty() && !self.chunks.events_pending() {
             self.events_since = now;
         }
         self.file.write_all(&self.out)

@@ -97,7 +97,9 @@ fn chunks(bytes: &[u8]) -> Result<(u64, Vec<RawChunk>), String> {
             2 => {
                 // Event chunk as columns: `columns_len, zstd(columns)`.
                 let mut c = Cursor::new(data);
-                let n = c.uvarint().map_err(|e| format!("chunk at byte {at}: {}", e.0))?;
+                let n = c
+                    .uvarint()
+                    .map_err(|e| format!("chunk at byte {at}: {}", e.0))?;
                 let cols = zstd::bulk::decompress(&data[c.position()..], n as usize)
                     .map_err(|e| format!("chunk at byte {at}: {e}"))?;
                 let mut records = Vec::new();
@@ -133,7 +135,9 @@ fn report(path: &str) -> Result<(), String> {
     let mut i = 0;
     while let Some(mut it) = reader.next_chunk().map_err(|e| format!("{path}: {e}"))? {
         let Some(ch) = raw_chunks.get(i) else {
-            return Err(format!("{path}: the reader saw more chunks than the framing"));
+            return Err(format!(
+                "{path}: the reader saw more chunks than the framing"
+            ));
         };
         i += 1;
         let t = by_chunk.entry(chunk_kind_name(ch.kind)).or_default();

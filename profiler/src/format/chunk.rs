@@ -344,9 +344,9 @@ impl ChunkWriter {
     fn put_small(&mut self, out: &mut Vec<u8>, kind: ChunkKind, records: &[u8]) -> io::Result<()> {
         let small = match &mut self.small {
             Some(z) => z,
-            None => self
-                .small
-                .insert(zstd::bulk::Compressor::new(self.level.max(SMALL_CHUNK_LEVEL))?),
+            None => self.small.insert(zstd::bulk::Compressor::new(
+                self.level.max(SMALL_CHUNK_LEVEL),
+            )?),
         };
         self.scratch.clear();
         self.scratch
@@ -369,7 +369,11 @@ impl ChunkWriter {
     /// An event chunk as streams (codec 2), when its records can be split and that is smaller
     /// than storing them; false otherwise (nothing written).
     fn put_columns(&mut self, out: &mut Vec<u8>, records: &[u8]) -> io::Result<bool> {
-        if self.columns.encode(records, &mut self.columns_buf).is_none() {
+        if self
+            .columns
+            .encode(records, &mut self.columns_buf)
+            .is_none()
+        {
             return Ok(false);
         }
         self.columns.begin();
@@ -384,10 +388,9 @@ impl ChunkWriter {
     fn put_columns_buf(&mut self, out: &mut Vec<u8>, raw_len: usize) -> io::Result<()> {
         let z = match &mut self.columns_z {
             Some(z) => z,
-            None => self.columns_z.insert(ZstdStream::new(
-                COLUMNS_LEVEL,
-                Some(COLUMNS_WINDOW_LOG),
-            )?),
+            None => self
+                .columns_z
+                .insert(ZstdStream::new(COLUMNS_LEVEL, Some(COLUMNS_WINDOW_LOG))?),
         };
         z.compress(&self.columns_buf, &mut self.scratch)?;
         let start = out.len() + CHUNK_HEADER_LEN;
@@ -426,7 +429,10 @@ mod tests {
         let mut out = Vec::new();
         w.put(&mut out, ChunkKind::Meta, &records).unwrap();
         let (kind, codec, raw_len, data) = parts(&out);
-        assert_eq!((kind, codec), (ChunkKind::Meta as u8, ChunkCodec::Zstd as u8));
+        assert_eq!(
+            (kind, codec),
+            (ChunkKind::Meta as u8, ChunkCodec::Zstd as u8)
+        );
         assert_eq!(raw_len, records.len() as u64);
         // Told the size up front, zstd level 1 made 3.7 KB of this.
         assert!(data.len() < 300, "{} bytes", data.len());

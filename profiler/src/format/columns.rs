@@ -93,7 +93,7 @@ fn body_end(t: u8, data: &[u8], pos: usize) -> Option<usize> {
         }
         tag::SAMPLE_DELTA => {
             // `2n + 1`: n values; `2n`: n (key, value) pairs.
-            let (m, mut p) = uvarint_at(data, uv(uv(pos)?)?)?;
+            let (m, mut p) = uvarint_at(data, uv(pos)?)?;
             for _ in 0..(m / 2).checked_mul(2 - m % 2)? {
                 p = uv(p)?;
             }
@@ -301,7 +301,10 @@ impl Columns {
             }
             let (slot, check) = record_slot(rec(i));
             let (seen, seen_check) = self.seen[slot];
-            if let Some(j) = (seen as usize).checked_sub(1).filter(|_| seen_check == check) {
+            if let Some(j) = (seen as usize)
+                .checked_sub(1)
+                .filter(|_| seen_check == check)
+            {
                 let dist = i - j;
                 if dist <= MAX_COPY_DISTANCE && rec(j) == rec(i) {
                     let mut k = i;
@@ -473,8 +476,8 @@ impl<'a> Reading<'a> {
         if is_event(t) {
             return Err(DecodeError("an event in the others stream"));
         }
-        let end = body_end(t, others, self.others_at + 1)
-            .ok_or(DecodeError("unknown record tag"))?;
+        let end =
+            body_end(t, others, self.others_at + 1).ok_or(DecodeError("unknown record tag"))?;
         out.extend_from_slice(&others[self.others_at..end]);
         self.others_at = end;
         Ok(())
@@ -486,7 +489,11 @@ impl<'a> Reading<'a> {
             None
         } else {
             let d = self.streams[PLACES].uvarint()?;
-            Some(self.events.checked_add(d).ok_or(DecodeError("a record's place overflows"))?)
+            Some(
+                self.events
+                    .checked_add(d)
+                    .ok_or(DecodeError("a record's place overflows"))?,
+            )
         };
         Ok(())
     }
@@ -610,7 +617,9 @@ pub fn decode(data: &[u8], raw_len: usize, out: &mut Vec<u8>) -> Result<(), Deco
     }
     rd.place_others(out)?;
     if rd.next_place.is_some() {
-        return Err(DecodeError("a record is placed after the chunk's last event"));
+        return Err(DecodeError(
+            "a record is placed after the chunk's last event",
+        ));
     }
     if out.len() != raw_len {
         return Err(DecodeError("columns do not decode to the chunk's length"));

@@ -7,7 +7,8 @@ use crate::format::{
 fn round_trip(records: &[u8]) -> Vec<u8> {
     let mut c = Columns::default();
     let mut cols = Vec::new();
-    c.encode(records, &mut cols).expect("an event chunk's records");
+    c.encode(records, &mut cols)
+        .expect("an event chunk's records");
     let mut back = Vec::new();
     decode(&cols, records.len(), &mut back).unwrap();
     assert_eq!(back, records);
@@ -54,7 +55,13 @@ fn frees_of_old_blocks_are_written_as_differences() {
             put_block_free(&mut r, FreedBlock::Back(1));
         }
     }
-    put_block_realloc(&mut r, FreedBlock::Unknown(0xdead_beef), 99, 3, AllocKind::Realloc);
+    put_block_realloc(
+        &mut r,
+        FreedBlock::Unknown(0xdead_beef),
+        99,
+        3,
+        AllocKind::Realloc,
+    );
     put_block_realloc(&mut r, FreedBlock::Back(4000), 100, 3, AllocKind::Realloc);
     put_sample(&mut r, 12, 3_000_000, &[(1, 4096), (2, 7)]);
     let cols = round_trip(&r);
@@ -75,7 +82,13 @@ fn random_frees_stay_plain() {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
-        put_block_alloc(&mut r, 16 + x % 1000, 1 + (x >> 20) % 50, AllocKind::Calloc, 0);
+        put_block_alloc(
+            &mut r,
+            16 + x % 1000,
+            1 + (x >> 20) % 50,
+            AllocKind::Calloc,
+            0,
+        );
         put_block_free(&mut r, FreedBlock::Back(40 + (x >> 40) % 200));
     }
     let cols = round_trip(&r);
@@ -131,7 +144,7 @@ fn samples_and_frame_records_between_events_come_back_in_place() {
         crate::format::put_event_returns(&mut r, &[0x5555_0100, 0x5555_0200]);
         if i % 500 == 7 {
             // The first with its keys, the next ones without (the same keys).
-            samples.put(&mut r, i * 2, i * 1000, &[(1, i), (7, 4096)]);
+            samples.put(&mut r, i * 1000, &[(1, i), (7, 4096)]);
             put_watermark(&mut r, i * 2);
         }
         if i % 700 == 3 {

@@ -114,10 +114,9 @@ impl<'a> RecordIter<'a> {
             .as_deref_mut()
             .ok_or(DecodeError("unknown record tag"))?
             .stacks;
-        let &(at, len) = stacks
-            .at
-            .get(&base)
-            .ok_or(DecodeError("a stack names a base stack not defined before it"))?;
+        let &(at, len) = stacks.at.get(&base).ok_or(DecodeError(
+            "a stack names a base stack not defined before it",
+        ))?;
         if keep == 0 || keep as usize > len {
             return Err(DecodeError("a stack keeps more frames than its base has"));
         }
@@ -315,8 +314,9 @@ impl<'a> RecordIter<'a> {
                 }
                 tag::STACK_TAIL if self.carried.is_some() => self.stack_tail()?,
                 tag::SAMPLE_DELTA if self.carried.is_some() => {
+                    let seq = self.ordered.as_deref().map_or(0, |o| o.next_seq);
                     let carried = self.carried.as_deref_mut().expect("checked");
-                    carried.sample.read(&mut self.cursor)?
+                    carried.sample.read(&mut self.cursor, seq)?
                 }
                 tag::CPU_SAMPLE if self.version >= 2 => Record::CpuSample {
                     tid: c.uvarint()? as u32,

@@ -22,10 +22,10 @@
 
 mod chunk;
 pub mod columns;
-mod samples;
 mod decode;
 mod header;
 mod reader;
+mod samples;
 pub mod varint;
 
 pub use chunk::{put_chunk, put_chunk_raw, put_chunk_small, ChunkCodec, ChunkKind, ChunkWriter};
@@ -86,9 +86,11 @@ pub mod tag {
     /// them `n` frames, written from the outermost inwards, each as the difference to the frame
     /// outside it.
     pub const STACK_TAIL: u8 = 15;
-    /// Timeline sample as differences from the previous one (v3): `seq, t_ns` as ivarint
-    /// differences, then `m:uvarint`: `m = 2n`: `(key:uvarint, value difference:ivarint)*n`;
-    /// `m = 2n + 1`: the previous sample's `n` keys, `value difference:ivarint*n`.
+    /// Timeline sample as differences from the previous one (v3, `format::SampleDeltas`):
+    /// `dt:ivarint` (the change of the time since the sample before), `m:uvarint`: `m = 2n`:
+    /// `(key:uvarint, d:ivarint)*n`; `m = 2n + 1`: the previous sample's `n` keys, `d:ivarint*n`
+    /// (`d`: a cumulative key's change of growth, another key's change). Its sequence number is
+    /// the next event's.
     pub const SAMPLE_DELTA: u8 = 16;
     /// Symbols resolved at the end of a run (length-prefixed): `n, (ip, m, (function, file,
     /// line)*m)*n`, innermost inlined frame first.

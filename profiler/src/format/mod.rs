@@ -1,4 +1,4 @@
-//! The tidemark profile format, version 2 — the contract between recorder and analyzer.
+//! The tidemark profile format, version 3 — the contract between recorder and analyzer.
 //!
 //! `docs/format.md` is the normative description; this module is its implementation.
 //!
@@ -7,8 +7,9 @@
 //! header  := "TIDEMARK" version:u16le reserved:u16le body_len:u32le body crc32(body):u32le
 //! body    := (key:uvarint len:uvarint value)*          -- TLV, unknown keys are skipped
 //! chunk   := "TMCK" payload_len:u32le crc32(payload):u32le payload
-//! payload := kind:u8 codec:u8 raw_len:uvarint data      -- v2; v1: payload := record*
-//! data    := record*, stored (codec 0) or as one zstd frame (codec 1)
+//! payload := kind:u8 codec:u8 raw_len:uvarint data      -- v2, v3; v1: payload := record*
+//! data    := record*, stored (codec 0) or as one zstd frame (codec 1), or (v3 event chunks,
+//!            codec 2) as streams (`columns`) in one zstd frame
 //! record  := tag:u8 fields                              -- tags < 64: fixed layout
 //!          | tag:u8 len:uvarint fields                  -- tags >= 64: length-prefixed
 //! ```

@@ -10,7 +10,7 @@
 //! compresses to almost nothing, and the analyzer needs no reordering.
 
 use crate::format::{self, tag, AllocKind, Cursor, DecodeError, FreedBlock};
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 /// One event of a pass, decoded from a thread buffer.
 #[derive(Debug, Clone, Copy)]
@@ -83,6 +83,10 @@ pub struct Tally {
     pub peak_blocks: u64,
     /// Blocks freed by their own thread with no other allocation of that thread in between.
     pub temporary: u64,
+    /// Allocations (realloc's allocation halves included) with a recorded stack, and those of
+    /// them whose stack was cut at the frame limit (`analysis::stack_quality`'s counts).
+    pub stacked_allocations: u64,
+    pub truncated_allocations: u64,
 }
 
 /// A block a free refers to.
@@ -129,6 +133,8 @@ pub struct Orderer {
     /// Per thread, the number of its latest allocation.
     last_alloc: FxHashMap<u32, u64>,
     tally: Tally,
+    /// Ids of the stacks cut at the frame limit.
+    truncated: FxHashSet<u64>,
     /// The free half of a realloc in flight, per thread.
     realloc_freed: FxHashMap<u32, Freed>,
     /// Number of the next block.
@@ -145,6 +151,22 @@ impl Orderer {
     /// The running totals of what was written.
     pub fn tally(&self) -> Tally {
         self.tally
+    }
+
+    /// Notes stacks cut at the frame limit (before any event naming them is written).
+    pub fn note_truncated(&mut self, ids: &[u64]) {
+        self.truncated.extend(ids.iter().copied());
+    }
+
+    /// Counts an allocation's stack for the trailer's stack-quality totals.
+    #[inline]
+    fn count_stack(&mut self, stack: u64) {
+        if stack != 0 {
+            self.tally.stacked_allocations += 1;
+            if !self.truncated.is_empty() && self.truncated.contains(&stack) {
+                self.tally.truncated_allocations += 1;
+            }
+        }
     }
 
     /// Events written so far: the trailer's end sequence.
@@ -439,6 +461,7 @@ impl Orderer {
                 format::put_block_alloc(out, size, stack, kind, align);
                 self.write_frames(&e, out);
                 self.allocated(addr, size, e.tid);
+                self.count_stack(stack);
                 self.written_seq += 1;
             }
             What::Free { addr } => {
@@ -468,6 +491,7 @@ impl Orderer {
                 format::put_block_realloc(out, self.named(f), size, stack, kind);
                 self.write_frames(&e, out);
                 self.allocated(addr, size, e.tid);
+                self.count_stack(stack);
                 self.written_seq += 2;
             }
         }

@@ -15,8 +15,9 @@ use rustc_hash::{FxHashMap, FxHashSet};
 /// One event of a pass, decoded from a thread buffer.
 #[derive(Debug, Clone, Copy)]
 struct Ev {
-    /// Sort key: sequence number × 2, + 1 for events (a sample numbered `S` goes before the
-    /// event numbered `S`).
+    /// Sort key: sequence number × 4, + 1 for frees, + 2 for the other events (a sample numbered
+    /// `S` goes first, then frees that read `S` without advancing the counter, then the event
+    /// that took `S`: `record::seq`'s invariant).
     key: u64,
     tid: u32,
     /// Where the records attached to it (`EVENT_FRAMES`, `EVENT_RETURNS`) start in
@@ -210,14 +211,20 @@ impl Orderer {
                 }
                 tag::FREE => {
                     seq += c.uvarint()?;
-                    What::Free { addr: c.uvarint()? }
+                    self.waiting.push(Ev {
+                        key: seq * 4 + 1,
+                        tid,
+                        frames: NO_FRAMES,
+                        what: What::Free { addr: c.uvarint()? },
+                    });
+                    continue;
                 }
                 tag::REALLOC => {
                     let free_seq = seq + c.uvarint()?;
                     seq = free_seq + c.uvarint()?;
                     let old = c.uvarint()?;
                     self.waiting.push(Ev {
-                        key: free_seq * 2 + 1,
+                        key: free_seq * 4 + 2,
                         tid,
                         frames: NO_FRAMES,
                         what: What::ReallocFree { addr: old },
@@ -266,7 +273,7 @@ impl Orderer {
                 _ => return Err(DecodeError("unknown record in a thread buffer")),
             };
             self.waiting.push(Ev {
-                key: seq * 2 + 1,
+                key: seq * 4 + 2,
                 tid,
                 frames: NO_FRAMES,
                 what,
@@ -277,7 +284,7 @@ impl Orderer {
 
     /// Queues a timeline sample taken when the sequence counter read `seq`.
     pub fn take_sample(&mut self, sample: PendingSample) {
-        let key = sample.seq * 2;
+        let key = sample.seq * 4;
         self.waiting.push(Ev {
             key,
             tid: 0,
@@ -306,7 +313,7 @@ impl Orderer {
         // they were taken. (A merge of the runs with kept buffers, tried instead, made the
         // writer fall behind a single-thread churn loop: 0.13 → 0.20 s and 50 → 185 MB.)
         self.waiting.sort_by_key(|e| e.key);
-        let n = self.waiting.partition_point(|e| e.key < watermark * 2);
+        let n = self.waiting.partition_point(|e| e.key < watermark * 4);
         for i in 0..n {
             let e = self.waiting[i];
             self.write(e, out);

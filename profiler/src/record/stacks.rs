@@ -44,6 +44,8 @@ pub struct StackTable {
     next_id: u64,
     /// Encoded definitions not yet written, in segments of at most [`SEGMENT_BYTES`].
     segments: Vec<Vec<u8>>,
+    /// Ids of stacks cut at the frame limit defined since the last [`Self::take_truncated`].
+    truncated: Vec<u64>,
 }
 
 impl StackTable {
@@ -94,6 +96,9 @@ impl StackTable {
                 frames,
             );
         }
+        if truncated {
+            self.truncated.push(id);
+        }
         id
     }
 
@@ -120,6 +125,12 @@ impl StackTable {
     /// Takes the definitions written since the last call.
     pub fn take_definitions(&mut self) -> Vec<Vec<u8>> {
         std::mem::take(&mut self.segments)
+    }
+
+    /// The ids of the cut stacks defined since the last call (the writer counts their
+    /// allocations for the trailer).
+    pub fn take_truncated(&mut self) -> Vec<u64> {
+        std::mem::take(&mut self.truncated)
     }
 
     /// Distinct stacks so far.

@@ -141,11 +141,12 @@ const REGULAR_DATA_RATIO: usize = 64;
 /// a stream of unknown size (less memory in the profiled process, nothing lost on a chunk).
 const REGULAR_DATA_WINDOW_LOG: i32 = 20;
 
-/// zstd level of event chunks written as streams (codec 2). The streams are a fraction of the
-/// records' size and each is regular on its own; level 3 finds the repetition in a drifting
-/// free stream that level 1 misses (python3's events: 113 KB at level 1, 89 KB at level 3).
-pub const COLUMNS_LEVEL: i32 = 3;
-/// Its window: 1 MiB, a chunk's size (less memory than level 3's default for a stream).
+/// zstd level of event chunks written as streams (codec 2). Level 3 finds more of the
+/// repetition in a drifting free stream (python3's events: 94 KB at level 1, 86 KB at level 3),
+/// but the writer's time matters more: on a Rust program's random sizes and frees, splitting the
+/// records into streams already costs the writer about as much as compressing them.
+pub const COLUMNS_LEVEL: i32 = 1;
+/// Its window: 1 MiB, a writer piece's size (less memory than zstd's default for a stream).
 const COLUMNS_WINDOW_LOG: i32 = 20;
 
 /// Chunks other than events up to this size are compressed in one shot at

@@ -48,8 +48,13 @@ const FREES_PLAIN: u8 = 0;
 const FREES_MODELED: u8 = 1;
 
 /// End of the uvarint starting at `pos` (at most 10 bytes).
+#[inline(always)]
 fn varint_end(data: &[u8], pos: usize) -> Option<usize> {
-    let mut i = pos;
+    // Most fields are one byte.
+    if *data.get(pos)? < 0x80 {
+        return Some(pos + 1);
+    }
+    let mut i = pos + 1;
     while i < data.len() && i < pos + 10 {
         if data[i] & 0x80 == 0 {
             return Some(i + 1);
@@ -59,7 +64,13 @@ fn varint_end(data: &[u8], pos: usize) -> Option<usize> {
     None
 }
 
+/// The uvarint starting at `pos`, and where it ends.
+#[inline(always)]
 fn uvarint_at(data: &[u8], pos: usize) -> Option<(u64, usize)> {
+    let b = *data.get(pos)?;
+    if b < 0x80 {
+        return Some((u64::from(b), pos + 1));
+    }
     let mut c = Cursor::new(&data[pos..]);
     let v = c.uvarint().ok()?;
     Some((v, pos + c.position()))
@@ -170,6 +181,21 @@ pub struct Columns {
     placed: usize,
     /// Decoded bytes in the streams so far.
     raw_len: usize,
+    /// The copy search's window (see [`Columns::encode_records`]).
+    window: Window,
+}
+
+/// Where the copy search stands: windows of [`COPY_WINDOW`] records.
+#[derive(Default, Clone, Copy)]
+struct Window {
+    /// Records left in the current window.
+    left: usize,
+    /// Windows so far.
+    index: usize,
+    /// Records copies stood for in the current window.
+    copied: usize,
+    /// Whether the current window looks for copies.
+    look: bool,
 }
 
 /// Slots of [`Columns::seen`].
@@ -285,16 +311,18 @@ impl Columns {
         let mut i = 0;
         // Looking for copies costs a hash per record and, in records that rarely repeat (a
         // program's random sizes), a cache miss per false lead: a window of records that copies
-        // paid little in is followed by one that does not look (but every fourth window looks).
-        let (mut window_end, mut window, mut copied, mut look) = (0, 0usize, 0, true);
+        // paid little in is followed by ones that do not look (every eighth window looks). The
+        // windows run on from piece to piece.
+        let mut w = self.window;
         while i < n {
-            if i >= window_end {
-                look = window % 4 == 0 || copied * 4 >= COPY_WINDOW;
-                window += 1;
-                window_end = i + COPY_WINDOW;
-                copied = 0;
+            if w.left == 0 {
+                w.look = w.index % 8 == 0 || w.copied * 4 >= COPY_WINDOW;
+                w.index += 1;
+                w.left = COPY_WINDOW;
+                w.copied = 0;
             }
-            if !look {
+            w.left -= 1;
+            if !w.look {
                 self.literal(rec(i), &mut model)?;
                 i += 1;
                 continue;
@@ -326,7 +354,8 @@ impl Columns {
                             let (slot, check) = record_slot(rec(r));
                             self.seen[slot] = (r as u32 + 1, check);
                         }
-                        copied += k - i;
+                        w.copied += k - i;
+                        w.left = w.left.saturating_sub(k - i - 1);
                         i = k;
                         continue;
                     }
@@ -337,10 +366,12 @@ impl Columns {
             i += 1;
         }
         self.model = model;
+        self.window = w;
         Some(())
     }
 
     /// One record into the streams.
+    #[inline]
     fn literal(&mut self, r: &[u8], model: &mut FreeModel) -> Option<()> {
         let s = &mut self.streams;
         let t = r[0];
@@ -410,6 +441,7 @@ fn makes_block(t: u8) -> bool {
 }
 
 /// End of the record starting at `pos`.
+#[inline]
 fn record_end(data: &[u8], pos: usize) -> Option<usize> {
     let t = *data.get(pos)?;
     let p = pos + 1;

@@ -316,7 +316,7 @@ impl Columns {
         let mut w = self.window;
         while i < n {
             if w.left == 0 {
-                w.look = w.index % 8 == 0 || w.copied * 4 >= COPY_WINDOW;
+                w.look = w.index.is_multiple_of(8) || w.copied * 4 >= COPY_WINDOW;
                 w.index += 1;
                 w.left = COPY_WINDOW;
                 w.copied = 0;

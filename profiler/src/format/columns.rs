@@ -584,20 +584,25 @@ pub fn decode(data: &[u8], raw_len: usize, out: &mut Vec<u8>) -> Result<(), Deco
                 return Err(DecodeError("a copy reaches before the chunk"));
             }
             for k in 0..count {
-                if k > 0 {
+                if k > 0 && rd.next_place == Some(rd.events) {
                     rd.place_others(out)?;
                 }
                 let (from, to) = starts[starts.len() - dist];
+                if to - from > raw_len - out.len().min(raw_len) {
+                    return Err(DecodeError("columns decode past the chunk's length"));
+                }
                 if makes_block(out[from]) {
                     model.next += 1;
                 }
                 let start = out.len();
-                out.extend_from_within(from..to);
+                // Byte by byte: records are a few bytes, too short for a copy call to pay (the
+                // copy loop of a churn chunk is most of its decoding).
+                for i in from..to {
+                    let b = out[i];
+                    out.push(b);
+                }
                 starts.push((start, out.len()));
                 rd.events += 1;
-                if out.len() > raw_len {
-                    return Err(DecodeError("columns decode past the chunk's length"));
-                }
             }
             continue;
         }

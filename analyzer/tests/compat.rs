@@ -87,3 +87,9 @@ fn version_1_profile_still_loads_with_its_numbers() {
 fn version_2_profile_loads_with_its_numbers() {
     check(2);
 }
+
+#[test]
+fn version_3_profile_loads_with_its_numbers() {
+    // Event chunks as columns, stacks as tails, samples as differences.
+    check(3);
+}

@@ -212,6 +212,9 @@ fn finish_profile(
         }
     }
     checks::RunLine::of(&s).print();
+    if let Some(c) = p.trailer.as_deref().and_then(checks::cpu_line) {
+        eprintln!("{c}");
+    }
     for m in &s.messages {
         eprintln!("tidemark: recorder {}: {}", m.level, m.text);
     }

@@ -1,0 +1,196 @@
+//! The writer's table of live blocks by address, for naming each free by its block's number.
+//!
+//! Most frees in allocation-heavy code free one of the last few blocks made (a temporary:
+//! churn frees every block right after making it). So the newest blocks wait in a small ring
+//! and reach the hash map only when pushed out by newer ones; a free that finds its block in
+//! the ring never touches the map, which is where the writer spent most of its time per free
+//! (a hash, a probe, a cache miss on large live sets).
+//!
+//! The answers are exactly those of one map from address to block where an allocation at an
+//! address already present replaces the older block (which stays live but can no longer be
+//! found: its free was never recorded). Two cases need care:
+//!
+//! - an allocation at an address already in the ring drops the older ring entry;
+//! - an address in the ring may also be in the map (an older block whose free was not
+//!   recorded): when its ring entry is freed, the map entry goes too, as it would have been
+//!   replaced. A per-bucket count of the map's addresses says when the map cannot hold it,
+//!   so the common case skips the map.
+//!
+//! Map entries are 16 bytes: the block's number and size packed in one word when they fit
+//! (numbers below 2^40, sizes below 2^24 − 1), else in a side map.
+
+use rustc_hash::FxHashMap;
+
+/// Blocks kept in the ring.
+const RING: usize = 8;
+/// Buckets of the map's address counts (a power of two).
+const FILTER: usize = 1 << 12;
+/// Bits of a packed entry's size.
+const SIZE_BITS: u32 = 24;
+/// Packed size meaning "look in the side map".
+const SIZE_ESCAPE: u64 = (1 << SIZE_BITS) - 1;
+
+/// A live block: its number in the stream and its requested size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Block {
+    /// Its number in the stream.
+    pub n: u64,
+    /// Requested bytes.
+    pub size: u64,
+}
+
+/// See the module documentation.
+pub struct LiveBlocks {
+    /// Ring of the newest blocks: `(address, block)`, the newest at `head - 1`; address 0 marks
+    /// an empty slot (no block is ever recorded at address 0).
+    ring: [(u64, Block); RING],
+    head: usize,
+    /// Older blocks: address → number and size packed (see [`pack`]).
+    map: FxHashMap<u64, u64>,
+    /// Blocks whose number or size do not fit a packed entry.
+    wide: FxHashMap<u64, Block>,
+    /// Per bucket of addresses, how many the map holds.
+    counts: Box<[u32; FILTER]>,
+}
+
+impl Default for LiveBlocks {
+    fn default() -> Self {
+        LiveBlocks {
+            ring: [(0, Block { n: 0, size: 0 }); RING],
+            head: 0,
+            map: FxHashMap::default(),
+            wide: FxHashMap::default(),
+            counts: Box::new([0; FILTER]),
+        }
+    }
+}
+
+/// The filter bucket of an address (blocks are at least 8-byte aligned: skip those bits).
+#[inline(always)]
+fn bucket(addr: u64) -> usize {
+    ((addr >> 4) ^ (addr >> 16)) as usize & (FILTER - 1)
+}
+
+/// A block as one word, or `None` when it does not fit.
+#[inline(always)]
+fn pack(b: Block) -> Option<u64> {
+    (b.size < SIZE_ESCAPE && b.n < 1 << (64 - SIZE_BITS)).then_some((b.n << SIZE_BITS) | b.size)
+}
+
+impl LiveBlocks {
+    /// Adds the block at `addr` (the newest), replacing any block found there.
+    #[inline]
+    pub fn insert(&mut self, addr: u64, b: Block) {
+        if addr == 0 {
+            // Never a real block; kept out of the ring, whose empty slots are address 0.
+            self.map_insert(addr, b);
+            return;
+        }
+        for slot in &mut self.ring {
+            if slot.0 == addr {
+                // Replaced, as a map insert would.
+                slot.0 = 0;
+            }
+        }
+        let old = self.ring[self.head];
+        self.ring[self.head] = (addr, b);
+        self.head = (self.head + 1) % RING;
+        if old.0 != 0 {
+            self.map_insert(old.0, old.1);
+        }
+    }
+
+    /// Removes and returns the block at `addr`.
+    #[inline]
+    pub fn remove(&mut self, addr: u64) -> Option<Block> {
+        if addr != 0 {
+            if let Some(slot) = self.ring.iter_mut().find(|s| s.0 == addr) {
+                slot.0 = 0;
+                let b = slot.1;
+                if self.counts[bucket(addr)] != 0 {
+                    // An older block at the same address, never freed: this one replaced it.
+                    self.map_remove(addr);
+                }
+                return Some(b);
+            }
+        }
+        self.map_remove(addr)
+    }
+
+    fn map_insert(&mut self, addr: u64, b: Block) {
+        let v = match pack(b) {
+            Some(v) => v,
+            None => {
+                self.wide.insert(addr, b);
+                u64::MAX
+            }
+        };
+        match self.map.insert(addr, v) {
+            None => self.counts[bucket(addr)] += 1,
+            Some(old) => {
+                if old == u64::MAX && v != u64::MAX {
+                    self.wide.remove(&addr);
+                }
+            }
+        }
+    }
+
+    fn map_remove(&mut self, addr: u64) -> Option<Block> {
+        let v = self.map.remove(&addr)?;
+        self.counts[bucket(addr)] -= 1;
+        if v == u64::MAX {
+            return self.wide.remove(&addr);
+        }
+        Some(Block {
+            n: v >> SIZE_BITS,
+            size: v & SIZE_ESCAPE,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    /// The reference: one map, an insert replacing what is there.
+    #[test]
+    fn answers_like_one_map() {
+        let mut live = LiveBlocks::default();
+        let mut reference: HashMap<u64, Block> = HashMap::new();
+        // A deterministic mix of temporaries, long-lived blocks, reused addresses whose frees
+        // were lost, frees of unknown blocks, huge sizes and numbers, and address 0.
+        let mut x: u64 = 0x1234_5678;
+        for i in 0..200_000u64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let addr = match x % 7 {
+                0 => 0,
+                1..=3 => 0x1000 + (x >> 8) % 64 * 16,
+                _ => 0x10_0000 + (x >> 8) % 4096 * 32,
+            };
+            let n = if x % 97 == 0 { (1 << 41) + i } else { i };
+            let size = if x % 89 == 0 {
+                1 << 30
+            } else {
+                (x >> 20) % 512
+            };
+            if (x >> 3) % 3 == 0 {
+                assert_eq!(live.remove(addr), reference.remove(&addr), "step {i}");
+            } else {
+                let b = Block { n, size };
+                live.insert(addr, b);
+                reference.insert(addr, b);
+            }
+        }
+        let mut left: Vec<u64> = reference.keys().copied().collect();
+        left.sort_unstable();
+        for a in left {
+            assert_eq!(live.remove(a), reference.remove(&a));
+        }
+        assert!(live.map.is_empty() && live.wide.is_empty());
+        assert!(live.counts.iter().all(|&c| c == 0));
+        assert!(live.ring.iter().all(|s| s.0 == 0));
+    }
+}

@@ -81,20 +81,34 @@ impl<'a> Cursor<'a> {
         Ok(b)
     }
     /// Reads an unsigned LEB128 value.
+    #[inline]
     pub fn uvarint(&mut self) -> Result<u64, DecodeError> {
+        // Most values of an event record (deltas, stack ids, small sizes) take one byte.
+        match self.data.get(self.pos) {
+            Some(&b) if b < 0x80 => {
+                self.pos += 1;
+                Ok(u64::from(b))
+            }
+            _ => self.uvarint_long(),
+        }
+    }
+    /// [`Self::uvarint`] for values of more than one byte (and for errors).
+    #[inline(never)]
+    fn uvarint_long(&mut self) -> Result<u64, DecodeError> {
+        let rest = self.data.get(self.pos..).unwrap_or_default();
         let mut v: u64 = 0;
-        let mut shift = 0u32;
-        loop {
-            let b = self.u8()?;
-            if shift >= 64 || (shift == 63 && b > 1) {
+        // At most 10 bytes; the tenth holds bit 63 only.
+        for (i, &b) in rest.iter().take(10).enumerate() {
+            if i == 9 && b > 1 {
                 return Err(DecodeError("varint overflows 64 bits"));
             }
-            v |= u64::from(b & 0x7f) << shift;
+            v |= u64::from(b & 0x7f) << (7 * i);
             if b & 0x80 == 0 {
+                self.pos += i + 1;
                 return Ok(v);
             }
-            shift += 7;
         }
+        Err(DecodeError("record runs past the end of its chunk"))
     }
     /// Reads a zigzag-encoded signed value.
     pub fn ivarint(&mut self) -> Result<i64, DecodeError> {

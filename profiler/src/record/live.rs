@@ -170,13 +170,17 @@ mod tests {
                 1..=3 => 0x1000 + (x >> 8) % 64 * 16,
                 _ => 0x10_0000 + (x >> 8) % 4096 * 32,
             };
-            let n = if x % 97 == 0 { (1 << 41) + i } else { i };
-            let size = if x % 89 == 0 {
+            let n = if x.is_multiple_of(97) {
+                (1 << 41) + i
+            } else {
+                i
+            };
+            let size = if x.is_multiple_of(89) {
                 1 << 30
             } else {
                 (x >> 20) % 512
             };
-            if (x >> 3) % 3 == 0 {
+            if (x >> 3).is_multiple_of(3) {
                 assert_eq!(live.remove(addr), reference.remove(&addr), "step {i}");
             } else {
                 let b = Block { n, size };

@@ -20,6 +20,7 @@ pub mod modules;
 pub mod process;
 mod shape;
 pub mod signal;
+mod stored;
 mod walk;
 
 pub use bounds::StackBounds;

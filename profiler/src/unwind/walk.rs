@@ -104,7 +104,7 @@ impl KeepPolicy {
 }
 
 impl Walker {
-    /// Allocates the caches (≈ 330 KiB, most of it touched only as walks need it).
+    /// Allocates the caches (≈ 290 KiB, most of it touched only as walks need it).
     pub fn new() -> Walker {
         let mut walks: Box<WalkSet> = boxed_zeroed();
         for w in &mut walks.0 {

@@ -8,7 +8,7 @@
 //! ```text
 //!  record_alloc ─► enter (pthread key → state, busy=1) ─► unwind + intern stack
 //!               ─► lock thread buffer ─► real allocator* ─► seq = SEQ++ ─► append ─► unlock
-//!  record_free  ─► enter ─► lock ─► seq = SEQ++ ─► append ─► unlock ─► real free*
+//!  record_free  ─► enter ─► lock ─► seq = SEQ (read, not advanced) ─► append ─► unlock ─► real free*
 //!  writer       ─► every interval: sample (/proc, latency, extra sampler, live trace);
 //!                  every flush (or when a buffer fills):
 //!                  W = SEQ; swap buffers; full queue; stack definitions → chunks; watermark W
@@ -355,7 +355,8 @@ pub unsafe fn record_free(ptr: *mut u8, real: impl FnOnce()) {
     }
     {
         let _g = t.lock.lock();
-        let seq = next_seq();
+        // A free does not advance the counter (`seq`'s invariant).
+        let seq = seq::current();
         // SAFETY: the lock is held, the thread is busy, and the capture above is this free's.
         unsafe { escape::with_frames(s, t, true, || append_free(s, t, seq, ptr as u64)) };
     }

@@ -11,14 +11,15 @@
 
 use crate::format::{self, tag, AllocKind, Cursor, DecodeError, FreedBlock};
 use live::{Block, LiveBlocks};
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::collections::VecDeque;
 
 /// One event of a pass, decoded from a thread buffer.
 #[derive(Debug, Clone, Copy)]
 struct Ev {
-    /// Sort key: sequence number × 2 + 1 (a sample numbered `S`, at `2 S`, goes before the
-    /// event numbered `S`).
+    /// Sort key: sequence number × 4, + 1 for frees, + 2 for the other events (a sample numbered
+    /// `S`, at `4 S`, goes first, then frees that read `S` without advancing the counter, then
+    /// the event that took `S`: `record::seq`'s invariant).
     key: u64,
     tid: u32,
     /// Where the records attached to it (`EVENT_FRAMES`, `EVENT_RETURNS`) start in
@@ -74,6 +75,10 @@ pub struct Tally {
     pub peak_blocks: u64,
     /// Blocks freed by their own thread with no other allocation of that thread in between.
     pub temporary: u64,
+    /// Allocations (realloc's allocation halves included) with a recorded stack, and those of
+    /// them whose stack was cut at the frame limit (`analysis::stack_quality`'s counts).
+    pub stacked_allocations: u64,
+    pub truncated_allocations: u64,
 }
 
 /// A block a free refers to.
@@ -125,6 +130,8 @@ pub struct Orderer {
     last_tid: Option<u32>,
     last_n: u64,
     tally: Tally,
+    /// Ids of the stacks cut at the frame limit.
+    truncated: FxHashSet<u64>,
     /// The free half of a realloc in flight, per thread.
     realloc_freed: FxHashMap<u32, Freed>,
     /// Number of the next block.
@@ -141,6 +148,22 @@ impl Orderer {
     /// The running totals of what was written.
     pub fn tally(&self) -> Tally {
         self.tally
+    }
+
+    /// Notes stacks cut at the frame limit (before any event naming them is written).
+    pub fn note_truncated(&mut self, ids: &[u64]) {
+        self.truncated.extend(ids.iter().copied());
+    }
+
+    /// Counts an allocation's stack for the trailer's stack-quality totals.
+    #[inline]
+    fn count_stack(&mut self, stack: u64) {
+        if stack != 0 {
+            self.tally.stacked_allocations += 1;
+            if !self.truncated.is_empty() && self.truncated.contains(&stack) {
+                self.tally.truncated_allocations += 1;
+            }
+        }
     }
 
     /// Events written so far: the trailer's end sequence.
@@ -184,14 +207,20 @@ impl Orderer {
                 }
                 tag::FREE => {
                     seq += c.uvarint()?;
-                    What::Free { addr: c.uvarint()? }
+                    self.waiting.push(Ev {
+                        key: seq * 4 + 1,
+                        tid,
+                        frames: NO_FRAMES,
+                        what: What::Free { addr: c.uvarint()? },
+                    });
+                    continue;
                 }
                 tag::REALLOC => {
                     let free_seq = seq + c.uvarint()?;
                     seq = free_seq + c.uvarint()?;
                     let old = c.uvarint()?;
                     self.waiting.push(Ev {
-                        key: free_seq * 2 + 1,
+                        key: free_seq * 4 + 2,
                         tid,
                         frames: NO_FRAMES,
                         what: What::ReallocFree { addr: old },
@@ -240,7 +269,7 @@ impl Orderer {
                 _ => return Err(DecodeError("unknown record in a thread buffer")),
             };
             self.waiting.push(Ev {
-                key: seq * 2 + 1,
+                key: seq * 4 + 2,
                 tid,
                 frames: NO_FRAMES,
                 what,
@@ -272,18 +301,19 @@ impl Orderer {
         chunk_bytes: usize,
         mut flush: impl FnMut(&mut Vec<u8>) -> std::io::Result<()>,
     ) -> std::io::Result<()> {
-        // Stable: each buffer is in order already. With one thread (or threads taking turns)
-        // the whole pass usually is, and is not sorted again. (A merge of the runs with kept
-        // buffers, tried instead, made the writer fall behind a single-thread churn loop:
-        // 0.13 → 0.20 s and 50 → 185 MB.)
+        // Stable: each buffer is in order already, and frees of one thread that read the same
+        // number keep their order. With one thread (or threads taking turns) the whole pass
+        // usually is in order, and is not sorted again. (A merge of the runs with kept buffers,
+        // tried instead, made the writer fall behind a single-thread churn loop: 0.13 → 0.20 s
+        // and 50 → 185 MB.)
         if !self.waiting.is_sorted_by_key(|e| e.key) {
             self.waiting.sort_by_key(|e| e.key);
         }
-        let n = self.waiting.partition_point(|e| e.key < watermark * 2);
+        let n = self.waiting.partition_point(|e| e.key < watermark * 4);
         for i in 0..n {
             let e = self.waiting[i];
-            // A sample numbered S goes before the event numbered S.
-            while self.samples.front().is_some_and(|s| s.seq * 2 < e.key) {
+            // A sample numbered S goes before the frees and the event numbered S.
+            while self.samples.front().is_some_and(|s| s.seq * 4 < e.key) {
                 self.write_sample(out);
             }
             self.write(e, out);
@@ -460,6 +490,7 @@ impl Orderer {
                 format::put_block_alloc(out, size, stack, kind, align);
                 self.write_frames(&e, out);
                 self.allocated(addr, size, e.tid);
+                self.count_stack(stack);
                 self.written_seq += 1;
             }
             What::Free { addr } => {
@@ -489,6 +520,7 @@ impl Orderer {
                 format::put_block_realloc(out, self.named(f), size, stack, kind);
                 self.write_frames(&e, out);
                 self.allocated(addr, size, e.tid);
+                self.count_stack(stack);
                 self.written_seq += 2;
             }
         }

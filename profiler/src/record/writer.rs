@@ -349,7 +349,11 @@ impl Writer {
         // CPU samples intern their stacks: before the definitions are taken.
         let mut cpu = std::mem::take(&mut self.cpu);
         super::cpu::drain(self.s, &mut cpu);
-        let defs = lock(&self.s.stacks).take_definitions();
+        let (defs, truncated) = {
+            let mut stacks = lock(&self.s.stacks);
+            (stacks.take_definitions(), stacks.take_truncated())
+        };
+        self.orderer.note_truncated(&truncated);
         self.out.clear();
         for d in &defs {
             self.chunks.put(&mut self.out, ChunkKind::Definitions, d)?;
@@ -446,6 +450,8 @@ impl Writer {
                 (trailer_key::LEAKED_BYTES, t.live_bytes),
                 (trailer_key::LEAKED_BLOCKS, t.live_blocks),
                 (trailer_key::TEMPORARY_ALLOCATIONS, t.temporary),
+                (trailer_key::STACKED_ALLOCATIONS, t.stacked_allocations),
+                (trailer_key::TRUNCATED_ALLOCATIONS, t.truncated_allocations),
             ]);
         }
         values.extend(super::cpu::trailer_values(self.s));

@@ -17,6 +17,7 @@ use super::trace::Trace;
 use crate::format::{self, sample_key, trailer_key, ChunkKind, ChunkWriter};
 use crate::sys::clock::mono_ns;
 use crate::sys::lock;
+use crate::sys::owner_lock::OwnerLock;
 use std::fs::File;
 use std::io::{self, Write};
 use std::ptr::NonNull;
@@ -266,7 +267,7 @@ impl Writer {
             // Its last timed calls count in the next sample.
             // SAFETY: this is the writer thread.
             unsafe { self.latency.collect(&t.latency) };
-            if let Some(b) = t.take_buffer() {
+            if let Some(b) = t.take_buffer(self.s) {
                 // SAFETY: the buffer was owned by the state and now by the writer.
                 if unsafe { b.as_ref() }.dirty {
                     self.s.full.push(b);
@@ -332,11 +333,15 @@ impl Writer {
         };
         {
             let reg = lock(&self.s.registry);
-            for tp in reg.iter() {
+            // Every thread's lock at once: one `membarrier` for the pass (`sys::owner_lock`).
+            let locks: Vec<&OwnerLock> = reg.iter().map(|tp| &tp.0.lock).collect();
+            let held = OwnerLock::others_all(&locks, self.s.asym);
+            for (tp, g) in reg.iter().zip(held) {
                 let Some(fresh) = self.s.pool.take() else {
                     break;
                 };
-                let (old, unused) = tp.0.swap_buffer(fresh);
+                let (old, unused) = tp.0.swap_buffer(&g, fresh);
+                drop(g);
                 if let Some(b) = old {
                     self.bufs.push(b);
                 }

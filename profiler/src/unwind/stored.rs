@@ -133,26 +133,18 @@ impl Walk {
         // SAFETY: every address was read from this thread's stack, inside `self.bounds` (equal
         // to the current bounds, checked by the caller), by the walk that recorded it, and is
         // at or above `rmin[j] >= lo`, the current stack pointer; that range is mapped.
-        let word = |a: u64| unsafe { (a as *const u64).read_unaligned() };
-        // Almost every verification succeeds: compare in blocks without a branch per word
-        // (the loads of a block overlap), and look for the first change only in a block
-        // that has one.
-        const BLOCK: usize = 8;
-        let mut at = 0;
-        for block in checks.chunks(BLOCK) {
-            let diff = block.iter().fold(0, |d, &(a, v)| d | (word(a) ^ v));
-            if diff != 0 {
-                let p = at + block.iter().position(|&(a, v)| word(a) != v).unwrap_or(0);
+        let same = |&(a, v): &(u64, u64)| unsafe { (a as *const u64).read_unaligned() } == v;
+        match checks.iter().position(|c| !same(c)) {
+            None => Ok(()),
+            Some(p) => {
                 // The outermost frame whose checks end after position p.
                 let mut r = 0;
                 while self.cend[r + 1] as usize <= p {
                     r += 1;
                 }
-                return Err(self.n - 1 - r);
+                Err(self.n - 1 - r)
             }
-            at += BLOCK;
         }
-        Ok(())
     }
 
     /// True when the last two words the walk depends on (those of its innermost steps, where

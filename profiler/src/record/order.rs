@@ -28,6 +28,9 @@ struct Ev {
     what: What,
 }
 
+/// How many events ahead of the one being written a free's live-block slot is prefetched.
+const PREFETCH_AHEAD: usize = 8;
+
 /// [`Ev::frames`] of an event without frame addresses.
 const NO_FRAMES: u32 = u32::MAX;
 
@@ -311,6 +314,12 @@ impl Orderer {
         }
         let n = self.waiting.partition_point(|e| e.key < watermark * 4);
         for i in 0..n {
+            // The live-block lookup of a free a few events ahead starts loading now.
+            if let Some(ahead) = self.waiting.get(i + PREFETCH_AHEAD) {
+                if let What::Free { addr } | What::ReallocFree { addr } = ahead.what {
+                    self.live.prefetch(addr);
+                }
+            }
             let e = self.waiting[i];
             // A sample numbered S goes before the frees and the event numbered S.
             while self.samples.front().is_some_and(|s| s.seq * 4 < e.key) {

@@ -168,6 +168,28 @@ mod tests {
     }
 
     #[test]
+    fn every_length_decodes_with_and_without_bytes_after_it() {
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        for i in 0..20_000u32 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            // Every bit length from 0 to 64.
+            let v = x >> (i % 65).min(63) >> u32::from(i % 65 == 64);
+            let mut buf = Vec::new();
+            put_uvarint(&mut buf, v);
+            let len = buf.len();
+            for tail in [0usize, 1, 7, 9] {
+                let mut b = buf.clone();
+                b.extend(std::iter::repeat_n(0xffu8, tail));
+                let mut c = Cursor::new(&b);
+                assert_eq!(c.uvarint().unwrap(), v, "{v:#x} with {tail} bytes after");
+                assert_eq!(c.position(), len);
+            }
+        }
+    }
+
+    #[test]
     fn truncated_and_overlong_are_errors() {
         assert!(Cursor::new(&[0x80]).uvarint().is_err());
         assert!(Cursor::new(&[0xff; 11]).uvarint().is_err());

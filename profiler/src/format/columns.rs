@@ -478,12 +478,19 @@ struct Reading<'a> {
 }
 
 impl<'a> Reading<'a> {
+    /// Copies a uvarint from stream `s`, byte by byte (most are one byte: a copy call costs more
+    /// than the byte).
+    #[inline]
     fn copy_varint(&mut self, s: usize, out: &mut Vec<u8>) -> Result<(), DecodeError> {
         let c = &mut self.streams[s];
-        let at = c.position();
-        c.uvarint()?;
-        out.extend_from_slice(&self.data[s][at..c.position()]);
-        Ok(())
+        for _ in 0..10 {
+            let b = c.u8()?;
+            out.push(b);
+            if b < 0x80 {
+                return Ok(());
+            }
+        }
+        Err(DecodeError("a varint longer than 10 bytes"))
     }
     fn copy_u8(&mut self, s: usize, out: &mut Vec<u8>) -> Result<(), DecodeError> {
         out.push(self.streams[s].u8()?);
@@ -543,6 +550,17 @@ impl<'a> Reading<'a> {
 /// Rebuilds the records of a transformed event chunk into `out` (cleared first); they must come
 /// to `raw_len` bytes.
 pub fn decode(data: &[u8], raw_len: usize, out: &mut Vec<u8>) -> Result<(), DecodeError> {
+    decode_with(data, raw_len, out, &mut Vec::new())
+}
+
+/// [`decode`] with the event records' places in `starts` (scratch, kept by the caller across
+/// chunks so that a large chunk does not allocate it again).
+pub fn decode_with(
+    data: &[u8],
+    raw_len: usize,
+    out: &mut Vec<u8>,
+    starts: &mut Vec<(usize, usize)>,
+) -> Result<(), DecodeError> {
     out.clear();
     let mut c = Cursor::new(data);
     let mut lens = [0usize; STREAMS];
@@ -571,7 +589,9 @@ pub fn decode(data: &[u8], raw_len: usize, out: &mut Vec<u8>) -> Result<(), Deco
         Ok(_) => return Err(DecodeError("unknown free stream layout")),
     };
     out.reserve(raw_len.min(MAX_CHUNK_PAYLOAD));
-    let mut starts: Vec<(usize, usize)> = Vec::new();
+    starts.clear();
+    // Only copies look back at earlier records: without any, their places are not kept.
+    let copies = !parts[COPIES].is_empty();
     let mut model = FreeModel::default();
     rd.read_place()?;
     while !rd.streams[OPS].is_empty() {
@@ -621,10 +641,9 @@ pub fn decode(data: &[u8], raw_len: usize, out: &mut Vec<u8>) -> Result<(), Deco
                     put_uvarint(out, model.get(v)?);
                 }
             } else {
-                let at = rd.streams[FREES].position();
-                let back = rd.streams[FREES].uvarint()?;
-                out.extend_from_slice(&rd.data[FREES][at..rd.streams[FREES].position()]);
-                if back == 0 {
+                let back_at = out.len();
+                rd.copy_varint(FREES, out)?;
+                if out[back_at] == 0 {
                     rd.copy_varint(FREES, out)?;
                 }
             }
@@ -646,7 +665,9 @@ pub fn decode(data: &[u8], raw_len: usize, out: &mut Vec<u8>) -> Result<(), Deco
             tag::FREE => {}
             _ => rd.copy_rest(t, out)?,
         }
-        starts.push((start, out.len()));
+        if copies {
+            starts.push((start, out.len()));
+        }
         rd.events += 1;
         if out.len() > raw_len {
             return Err(DecodeError("columns decode past the chunk's length"));

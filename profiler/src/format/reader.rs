@@ -72,6 +72,8 @@ pub struct Reader<R> {
     /// The streams of an event chunk written as columns, before they are turned back into
     /// records.
     columns: Vec<u8>,
+    /// Scratch of the columns' decoding.
+    column_starts: Vec<(usize, usize)>,
     zstd: Option<zstd::bulk::Decompressor<'static>>,
     skip_events: bool,
     ordered: OrderedState,
@@ -144,6 +146,7 @@ impl<R: Read> Reader<R> {
             payload: Vec::new(),
             raw: Vec::new(),
             columns: Vec::new(),
+            column_starts: Vec::new(),
             zstd: None,
             skip_events: false,
             ordered: OrderedState::default(),
@@ -343,8 +346,13 @@ impl<R: Read> Reader<R> {
                 Ok(n) if n == columns_len => {}
                 _ => return Err(bad("compressed chunk does not decode to its stated length")),
             }
-            columns::decode(&self.columns, raw_len as usize, &mut self.raw)
-                .map_err(|e| bad(e.0))?;
+            columns::decode_with(
+                &self.columns,
+                raw_len as usize,
+                &mut self.raw,
+                &mut self.column_starts,
+            )
+            .map_err(|e| bad(e.0))?;
             Ok(Step::Raw)
         } else {
             Err(bad(

@@ -322,22 +322,3 @@ fn frees_sorted(lines: Vec<String>) -> Vec<String> {
     }
     lines
 }
-
-#[test]
-fn dump_for_comparison() {
-    let Ok(path) = std::env::var("TIDEMARK_ORDER_DUMP") else {
-        return;
-    };
-    let mut all = Vec::new();
-    for (seed, threads, escape) in [(1, 2, false), (2, 4, true), (3, 1, false)] {
-        let bufs = buffers(seed, threads, 3_000_000, 64 << 10, escape).0;
-        let t = std::time::Instant::now();
-        let chunks = run(&bufs, 16, 1 << 20);
-        eprintln!("seed {seed} threads {threads}: {:?}", t.elapsed());
-        for c in chunks {
-            all.extend_from_slice(&(c.len() as u64).to_le_bytes());
-            all.extend_from_slice(&c);
-        }
-    }
-    std::fs::write(path, all).unwrap();
-}

@@ -17,6 +17,9 @@
 mod buckets;
 mod cpu;
 pub mod escape;
+mod live;
+mod ops;
+mod reorder;
 mod replay;
 #[cfg(test)]
 pub(crate) mod synthetic;
@@ -28,12 +31,14 @@ use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 
+use rustc_hash::{FxHashMap, FxHashSet};
 use tidemark::format::{trailer_key, FormatError, Reader, Record, SymbolFrame, Truncation};
 
 use crate::analysis::escape as escape_analysis;
 use crate::analysis::suppress::{self, Suppressions};
 use crate::model::{Ip, IpId, Message, ModuleSnapshot, Profile, StackId, StackNode};
 use crate::symbolize::{self, SymbolizeOptions};
+use ops::{Op, ToOps};
 use replay::Replay;
 
 /// Default of [`LoadOptions::symbolize`].
@@ -237,12 +242,12 @@ fn format_error(error: FormatError) -> LoadError {
 /// Builds the stack prefix tree from stack definitions.
 #[derive(Default)]
 pub(crate) struct StackBuilder {
-    ip_index: HashMap<(u64, u64), IpId>,
-    node_index: HashMap<(Option<StackId>, IpId), StackId>,
+    ip_index: FxHashMap<(u64, u64), IpId>,
+    node_index: FxHashMap<(Option<StackId>, IpId), StackId>,
     /// Recorded stack id → leaf node (`None` for an empty stack).
-    pub(crate) defined: HashMap<u64, Option<StackId>>,
+    pub(crate) defined: FxHashMap<u64, Option<StackId>>,
     /// Recorded stack ids whose definition was cut at the frame limit ([`stack_was_cut`]).
-    pub(crate) cut: std::collections::HashSet<u64>,
+    pub(crate) cut: FxHashSet<u64>,
 }
 
 /// True when a recorded stack of `frames` return addresses was cut at the recorder's frame limit
@@ -300,14 +305,14 @@ fn load_inner<R: Read>(
         ..Profile::default()
     };
     let mut replay = Replay::new(p.header.sampling_rate);
-    if p.header.version >= 2 {
-        replay = replay.in_order();
-    }
     if opts.block_groups {
         replay = replay.with_block_groups();
     }
     if let Some(n) = max_buckets {
         replay = replay.with_time_buckets(n);
+    }
+    if p.header.version >= 2 {
+        replay = replay.in_order();
     }
     let mut stacks = StackBuilder::default();
     let mut escape = escape::EscapeTracker::default();
@@ -324,8 +329,8 @@ fn load_inner<R: Read>(
     // Two cores: this thread reads and decodes chunks (decompression, varints), a second one
     // applies the records (stacks, replay); batches of records pass between them through a
     // bounded channel, so memory stays independent of the profile's length.
-    let (to_apply, batches) = std::sync::mpsc::sync_channel::<Vec<Record>>(BATCHES_IN_FLIGHT);
-    let (recycle, recycled) = std::sync::mpsc::channel::<Vec<Record>>();
+    let (to_apply, batches) = std::sync::mpsc::sync_channel::<Vec<Op>>(BATCHES_IN_FLIGHT);
+    let (recycle, recycled) = std::sync::mpsc::channel::<Vec<Op>>();
     let decoded = std::thread::scope(|scope| {
         let (p, replay, stacks, embedded, last_sample_ns, cpu, escape) = (
             &mut p,
@@ -337,17 +342,53 @@ fn load_inner<R: Read>(
             &mut escape,
         );
         let applier = scope.spawn(move || {
+            // A realloc's free half, waiting for its allocation half (escape tracker only).
+            let mut realloc_from = 0u64;
             for mut batch in batches {
-                for rec in batch.drain(..) {
-                    match rec {
+                for op in batch.drain(..) {
+                    match op {
+                        Op::NewStack(raw) => {
+                            replay.new_stack(raw);
+                        }
+                        Op::Alloc {
+                            tid,
+                            stack,
+                            seq,
+                            addr,
+                            size,
+                            realloc,
+                        } => {
+                            if track {
+                                let raw = replay.raw_stack(stack);
+                                match realloc {
+                                    true => escape.realloc(tid, realloc_from, addr, size, raw),
+                                    false => escape.alloc(tid, addr, size, raw),
+                                }
+                            }
+                            replay.alloc(tid, seq, addr, size, stack, realloc);
+                        }
+                        Op::Free {
+                            tid,
+                            seq,
+                            addr,
+                            realloc,
+                        } => {
+                            if track {
+                                match realloc {
+                                    true => realloc_from = addr,
+                                    false => escape.free(tid, addr),
+                                }
+                            }
+                            replay.free(tid, seq, addr, realloc);
+                        }
                         // Frame records only feed the escape tracker: moved, not copied.
-                        Record::EventFrames { tid, sp, cfas } => escape.frames(tid, sp, cfas),
-                        Record::EventReturns { ips, .. } => escape.returns(ips),
-                        rec => {
+                        Op::Frames { tid, sp, cfas } => escape.frames(tid, sp, cfas),
+                        Op::Returns(ips) => escape.returns(ips),
+                        Op::Other(rec) => {
                             if track {
                                 track_escape(&rec, escape);
                             }
-                            apply_record(rec, p, replay, stacks, embedded, last_sample_ns, cpu);
+                            apply_record(*rec, p, replay, stacks, embedded, last_sample_ns, cpu);
                         }
                     }
                 }
@@ -356,7 +397,8 @@ fn load_inner<R: Read>(
             }
         });
         let mut decode = || -> Result<(), LoadError> {
-            let mut batch: Vec<Record> = Vec::with_capacity(BATCH_RECORDS);
+            let mut batch: Vec<Op> = Vec::with_capacity(BATCH_RECORDS + 2);
+            let mut to_ops = ToOps::default();
             'chunks: loop {
                 let chunk_offset = reader.offset();
                 let Some(records) = reader.next_chunk().map_err(format_error)? else {
@@ -364,7 +406,7 @@ fn load_inner<R: Read>(
                 };
                 for rec in records {
                     match rec {
-                        Ok(rec) => batch.push(rec),
+                        Ok(rec) => to_ops.push(rec, &mut batch),
                         Err(FormatError::BadRecord { offset, reason }) => {
                             // A chunk with a good checksum that this reader cannot decode: keep
                             // what came before it, and say the profile ends there.
@@ -382,7 +424,7 @@ fn load_inner<R: Read>(
                     if batch.len() >= BATCH_RECORDS {
                         let next = recycled
                             .try_recv()
-                            .unwrap_or_else(|_| Vec::with_capacity(BATCH_RECORDS));
+                            .unwrap_or_else(|_| Vec::with_capacity(BATCH_RECORDS + 2));
                         if to_apply.send(std::mem::replace(&mut batch, next)).is_err() {
                             break 'chunks; // the applying thread panicked: join() says so
                         }
@@ -481,25 +523,10 @@ fn load_inner<R: Read>(
     Ok(p)
 }
 
-/// Feeds the escape tracker (it keeps its own block table: frames arrive after their event).
+/// Feeds the escape tracker the records other than events (it keeps its own block table: frames
+/// arrive after their event).
 fn track_escape(rec: &Record, e: &mut escape::EscapeTracker) {
     match rec {
-        &Record::Alloc {
-            tid,
-            addr,
-            size,
-            stack,
-            ..
-        } => e.alloc(tid, addr, size, stack),
-        &Record::Free { tid, addr, .. } => e.free(tid, addr),
-        &Record::Realloc {
-            tid,
-            old_addr,
-            new_addr,
-            size,
-            stack,
-            ..
-        } => e.realloc(tid, old_addr, new_addr, size, stack),
         Record::Stack { id, frames, .. } => e.stack(*id, frames),
         &Record::Thread { tid, stack_hi, .. } => e.thread_top(tid, stack_hi),
         &Record::Sample { t_ns, .. } => e.sample(t_ns),
@@ -517,25 +544,6 @@ fn apply_record(
     cpu: &mut cpu::CpuBuilder,
 ) {
     match rec {
-        Record::Alloc {
-            tid,
-            seq,
-            addr,
-            size,
-            stack,
-            ..
-        } => replay.alloc(tid, seq, addr, size, stack),
-        Record::Free { tid, seq, addr } => replay.free(tid, seq, addr),
-        Record::Realloc {
-            tid,
-            free_seq,
-            seq,
-            old_addr,
-            new_addr,
-            size,
-            stack,
-            ..
-        } => replay.realloc(tid, free_seq, seq, old_addr, new_addr, size, stack),
         Record::Stack {
             id,
             generation,
@@ -581,7 +589,12 @@ fn apply_record(
             stack,
             weight_ns,
         } => cpu.push(tid, t_ns, stack, weight_ns),
-        Record::EventFrames { .. } | Record::EventReturns { .. } => {}
+        // Events come as `Op`s (ops.rs), never here.
+        Record::Alloc { .. }
+        | Record::Free { .. }
+        | Record::Realloc { .. }
+        | Record::EventFrames { .. }
+        | Record::EventReturns { .. } => {}
     }
 }
 

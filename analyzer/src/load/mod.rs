@@ -14,11 +14,11 @@
 //! # Ok(()) }
 //! ```
 
+mod apply;
 mod buckets;
 mod cpu;
 pub mod escape;
 mod live;
-mod ops;
 mod reorder;
 mod replay;
 #[cfg(test)]
@@ -32,13 +32,14 @@ use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use rustc_hash::{FxHashMap, FxHashSet};
-use tidemark::format::{trailer_key, FormatError, Reader, Record, SymbolFrame, Truncation};
+use tidemark::format::{
+    trailer_key, ChunkBytes, FormatError, OrderedState, Reader, SymbolFrame, Truncation,
+};
 
 use crate::analysis::escape as escape_analysis;
 use crate::analysis::suppress::{self, Suppressions};
-use crate::model::{Ip, IpId, Message, ModuleSnapshot, Profile, StackId, StackNode};
+use crate::model::{Ip, IpId, Profile, StackId, StackNode};
 use crate::symbolize::{self, SymbolizeOptions};
-use ops::{Op, ToOps};
 use replay::Replay;
 
 /// Default of [`LoadOptions::symbolize`].
@@ -286,10 +287,9 @@ impl StackBuilder {
     }
 }
 
-/// Records per batch handed from the decoding thread to the applying one.
-const BATCH_RECORDS: usize = 4096;
-/// Batches decoded ahead of the applying thread: bounds the memory between the two.
-const BATCHES_IN_FLIGHT: usize = 4;
+/// Chunks read ahead of the applying thread: bounds the memory between the two (a chunk is at
+/// most 1 MiB decompressed).
+const CHUNKS_IN_FLIGHT: usize = 2;
 
 fn load_inner<R: Read>(
     r: R,
@@ -322,133 +322,82 @@ fn load_inner<R: Read>(
     let mut embedded: HashMap<(u64, u64), Vec<SymbolFrame>> = HashMap::new();
     let mut last_sample_ns = 0u64;
     let mut cpu = cpu::CpuBuilder::default();
-    let mut malformed: Option<Truncation> = None;
     if let Some(pr) = progress.as_deref_mut() {
         pr.begin("loading", total_bytes);
     }
-    // Two cores: this thread reads and decodes chunks (decompression, varints), a second one
-    // applies the records (stacks, replay); batches of records pass between them through a
-    // bounded channel, so memory stays independent of the profile's length.
-    let (to_apply, batches) = std::sync::mpsc::sync_channel::<Vec<Op>>(BATCHES_IN_FLIGHT);
-    let (recycle, recycled) = std::sync::mpsc::channel::<Vec<Op>>();
+    // Two cores: this thread reads chunks, checks them and decompresses them; a second one
+    // decodes their records and applies them (stacks, replay). Chunks pass between the two as
+    // bytes (a few bytes per event, where decoded records would be tens) through a bounded
+    // channel, so memory stays independent of the profile's length.
+    let (to_apply, chunks) = std::sync::mpsc::sync_channel::<(u64, ChunkBytes)>(CHUNKS_IN_FLIGHT);
+    let (recycle, recycled) = std::sync::mpsc::channel::<Vec<u8>>();
     let decoded = std::thread::scope(|scope| {
-        let (p, replay, stacks, embedded, last_sample_ns, cpu, escape) = (
-            &mut p,
-            &mut replay,
-            &mut stacks,
-            &mut embedded,
-            &mut last_sample_ns,
-            &mut cpu,
-            &mut escape,
-        );
-        let applier = scope.spawn(move || {
-            // A realloc's free half, waiting for its allocation half (escape tracker only).
-            let mut realloc_from = 0u64;
-            for mut batch in batches {
-                for op in batch.drain(..) {
-                    match op {
-                        Op::NewStack(raw) => {
-                            replay.new_stack(raw);
-                        }
-                        Op::Alloc {
-                            tid,
-                            stack,
-                            seq,
-                            addr,
-                            size,
-                            realloc,
-                        } => {
-                            if track {
-                                let raw = replay.raw_stack(stack);
-                                match realloc {
-                                    true => escape.realloc(tid, realloc_from, addr, size, raw),
-                                    false => escape.alloc(tid, addr, size, raw),
-                                }
-                            }
-                            replay.alloc(tid, seq, addr, size, stack, realloc);
-                        }
-                        Op::Free {
-                            tid,
-                            seq,
-                            addr,
-                            realloc,
-                        } => {
-                            if track {
-                                match realloc {
-                                    true => realloc_from = addr,
-                                    false => escape.free(tid, addr),
-                                }
-                            }
-                            replay.free(tid, seq, addr, realloc);
-                        }
-                        // Frame records only feed the escape tracker: moved, not copied.
-                        Op::Frames { tid, sp, cfas } => escape.frames(tid, sp, cfas),
-                        Op::Returns(ips) => escape.returns(ips),
-                        Op::Other(rec) => {
-                            if track {
-                                track_escape(&rec, escape);
-                            }
-                            apply_record(*rec, p, replay, stacks, embedded, last_sample_ns, cpu);
-                        }
+        let mut apply = apply::Apply {
+            p: &mut p,
+            replay: &mut replay,
+            stacks: &mut stacks,
+            embedded: &mut embedded,
+            last_sample_ns: &mut last_sample_ns,
+            cpu: &mut cpu,
+            escape: &mut escape,
+            track,
+            slots: FxHashMap::default(),
+            last_slot: None,
+        };
+        let applier = scope.spawn(move || -> Result<Option<Truncation>, LoadError> {
+            let mut state = OrderedState::default();
+            for (chunk_offset, chunk) in chunks {
+                match chunk.records(&mut state).visit(|rec| apply.record(rec)) {
+                    Ok(()) => {}
+                    Err(FormatError::BadRecord { offset, reason }) => {
+                        // A chunk with a good checksum that this reader cannot decode: keep
+                        // what came before it, and say the profile ends there (dropping
+                        // `chunks` stops the reading thread).
+                        return Ok(Some(Truncation {
+                            offset: chunk_offset.max(offset),
+                            reason: format!(
+                                "a chunk at byte {offset} holds a malformed record \
+                                 ({reason}); the rest of the file was ignored"
+                            ),
+                        }));
                     }
+                    Err(e) => return Err(format_error(e)),
                 }
-                // The decoding side may be done already; the buffer is then dropped.
-                let _ = recycle.send(batch);
+                // The reading side may be done already; the buffer is then dropped.
+                let _ = recycle.send(chunk.into_buffer());
             }
+            Ok(None)
         });
-        let mut decode = || -> Result<(), LoadError> {
-            let mut batch: Vec<Op> = Vec::with_capacity(BATCH_RECORDS + 2);
-            let mut to_ops = ToOps::default();
-            'chunks: loop {
+        let read = (|| -> Result<(), LoadError> {
+            loop {
                 let chunk_offset = reader.offset();
-                let Some(records) = reader.next_chunk().map_err(format_error)? else {
-                    break;
+                let reuse = recycled.try_recv().unwrap_or_default();
+                let Some(chunk) = reader.next_chunk_bytes(reuse).map_err(format_error)? else {
+                    return Ok(());
                 };
-                for rec in records {
-                    match rec {
-                        Ok(rec) => to_ops.push(rec, &mut batch),
-                        Err(FormatError::BadRecord { offset, reason }) => {
-                            // A chunk with a good checksum that this reader cannot decode: keep
-                            // what came before it, and say the profile ends there.
-                            malformed = Some(Truncation {
-                                offset: chunk_offset.max(offset),
-                                reason: format!(
-                                    "a chunk at byte {offset} holds a malformed record \
-                                     ({reason}); the rest of the file was ignored"
-                                ),
-                            });
-                            break 'chunks;
-                        }
-                        Err(e) => return Err(format_error(e)),
-                    }
-                    if batch.len() >= BATCH_RECORDS {
-                        let next = recycled
-                            .try_recv()
-                            .unwrap_or_else(|_| Vec::with_capacity(BATCH_RECORDS + 2));
-                        if to_apply.send(std::mem::replace(&mut batch, next)).is_err() {
-                            break 'chunks; // the applying thread panicked: join() says so
-                        }
-                    }
+                if to_apply.send((chunk_offset, chunk)).is_err() {
+                    // The applying thread stopped at a malformed record (or panicked: join()
+                    // says so).
+                    return Ok(());
                 }
                 if let Some(pr) = progress.as_deref_mut() {
                     pr.update(reader.offset());
                 }
             }
-            if !batch.is_empty() {
-                let _ = to_apply.send(batch);
-            }
-            Ok(())
-        };
-        let decoded = decode();
+        })();
         drop(to_apply);
-        if let Err(panic) = applier.join() {
-            std::panic::resume_unwind(panic);
-        }
-        decoded
+        let applied = match applier.join() {
+            Ok(applied) => applied,
+            Err(panic) => std::panic::resume_unwind(panic),
+        };
+        read.and(applied)
     });
-    decoded?;
+    let malformed = decoded?;
+    // After a malformed record the reading thread may have read on: what it found there was
+    // never the profile's.
+    let trailing_damage = reader.trailing_damage().filter(|_| malformed.is_none());
     p.truncated = malformed.or_else(|| reader.truncation().cloned());
-    if let Some(d) = reader.trailing_damage() {
+    if let Some(d) = trailing_damage {
         p.warnings.push(format!(
             "the data appended after the profile's trailer is damaged at byte {} ({}); the \
              recorded numbers are complete, but embedded symbols in it were skipped",
@@ -521,81 +470,6 @@ fn load_inner<R: Read>(
     }
     p.embedded_symbols = embedded;
     Ok(p)
-}
-
-/// Feeds the escape tracker the records other than events (it keeps its own block table: frames
-/// arrive after their event).
-fn track_escape(rec: &Record, e: &mut escape::EscapeTracker) {
-    match rec {
-        Record::Stack { id, frames, .. } => e.stack(*id, frames),
-        &Record::Thread { tid, stack_hi, .. } => e.thread_top(tid, stack_hi),
-        &Record::Sample { t_ns, .. } => e.sample(t_ns),
-        _ => {}
-    }
-}
-
-fn apply_record(
-    rec: Record,
-    p: &mut Profile,
-    replay: &mut Replay,
-    stacks: &mut StackBuilder,
-    embedded: &mut HashMap<(u64, u64), Vec<SymbolFrame>>,
-    last_sample_ns: &mut u64,
-    cpu: &mut cpu::CpuBuilder,
-) {
-    match rec {
-        Record::Stack {
-            id,
-            generation,
-            frames,
-            ..
-        } => stacks.define(p, id, generation, &frames),
-        Record::Thread {
-            tid,
-            name,
-            stack_lo,
-            stack_hi,
-        } => {
-            let t = replay.thread(tid);
-            t.name = name;
-            t.stack_lo = stack_lo;
-            t.stack_hi = stack_hi;
-        }
-        Record::ThreadExit {
-            tid,
-            stack_high_water_bytes,
-        } => replay.thread(tid).stack_high_water_bytes = Some(stack_high_water_bytes),
-        Record::Modules {
-            generation,
-            modules,
-        } => p.modules.push(ModuleSnapshot {
-            generation,
-            modules,
-        }),
-        Record::Sample { seq, t_ns, values } => {
-            *last_sample_ns = (*last_sample_ns).max(t_ns);
-            replay.sample(seq, t_ns, values);
-        }
-        Record::Watermark { seq } => replay.watermark(seq),
-        Record::Trailer { values } => p.trailer = Some(values),
-        Record::Message { level, text } => p.messages.push(Message { level, text }),
-        Record::Symbols {
-            generation,
-            entries,
-        } => embedded.extend(entries.into_iter().map(|(ip, f)| ((ip, generation), f))),
-        Record::CpuSample {
-            tid,
-            t_ns,
-            stack,
-            weight_ns,
-        } => cpu.push(tid, t_ns, stack, weight_ns),
-        // Events come as `Op`s (ops.rs), never here.
-        Record::Alloc { .. }
-        | Record::Free { .. }
-        | Record::Realloc { .. }
-        | Record::EventFrames { .. }
-        | Record::EventReturns { .. } => {}
-    }
 }
 
 #[cfg(test)]

@@ -258,11 +258,6 @@ impl Replay {
         i
     }
 
-    /// The recorded stack id of a slot.
-    pub(crate) fn raw_stack(&self, slot: u32) -> u64 {
-        self.stack_raw_ids[slot as usize]
-    }
-
     /// An allocation from the recorded stack id `raw`, its slot made on first sight (tests
     /// feed raw ids directly).
     #[cfg(test)]

@@ -209,6 +209,31 @@ impl<R: Read> Reader<R> {
         }
     }
 
+    /// The next intact chunk's bytes, to decode elsewhere (on another thread, say) with
+    /// [`ChunkBytes::records`]; `None` at the end (check [`Reader::truncation`]). `reuse` is a
+    /// buffer to read the chunk after this one into (a [`ChunkBytes::into_buffer`] the caller
+    /// is done with), so memory is a few chunks however long the profile.
+    pub fn next_chunk_bytes(&mut self, reuse: Vec<u8>) -> Result<Option<ChunkBytes>, FormatError> {
+        let mut reuse = Some(reuse);
+        loop {
+            let version = self.header.version;
+            let offset = self.chunk_offset;
+            let (buf, from) = match self.advance()? {
+                Step::End => return Ok(None),
+                Step::Skipped => continue,
+                Step::Payload(from) => (&mut self.payload, from),
+                Step::Raw => (&mut self.raw, 0),
+            };
+            let data = std::mem::replace(buf, reuse.take().unwrap_or_default());
+            return Ok(Some(ChunkBytes {
+                data,
+                from,
+                version,
+                offset,
+            }));
+        }
+    }
+
     /// Reads the next chunk and says where its records are.
     fn advance(&mut self) -> Result<Step, FormatError> {
         if self.finished {
@@ -325,6 +350,38 @@ impl<R: Read> Reader<R> {
             }
         }
         Ok(())
+    }
+}
+
+/// One chunk's records as bytes, from [`Reader::next_chunk_bytes`].
+#[derive(Debug)]
+pub struct ChunkBytes {
+    data: Vec<u8>,
+    from: usize,
+    version: u16,
+    offset: u64,
+}
+
+impl ChunkBytes {
+    /// The chunk's records. `state` carries version 2's event numbering from chunk to chunk:
+    /// one state per profile, given every chunk in file order.
+    pub fn records<'a>(&'a self, state: &'a mut OrderedState) -> RecordIter<'a> {
+        let data = &self.data[self.from..];
+        if self.version < 2 {
+            RecordIter::new(data, self.version, self.offset)
+        } else {
+            RecordIter::ordered(data, state, self.offset)
+        }
+    }
+
+    /// File offset of the chunk (named in errors).
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// The buffer, for [`Reader::next_chunk_bytes`] to reuse.
+    pub fn into_buffer(self) -> Vec<u8> {
+        self.data
     }
 }
 

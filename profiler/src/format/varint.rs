@@ -60,10 +60,12 @@ pub struct Cursor<'a> {
 
 impl<'a> Cursor<'a> {
     /// Starts at the beginning of `data`.
+    #[inline]
     pub fn new(data: &'a [u8]) -> Self {
         Cursor { data, pos: 0 }
     }
     /// True when every byte was consumed.
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.pos >= self.data.len()
     }
@@ -71,7 +73,18 @@ impl<'a> Cursor<'a> {
     pub fn position(&self) -> usize {
         self.pos
     }
+    /// The next byte, not consumed.
+    #[inline]
+    pub fn peek(&self) -> Option<u8> {
+        self.data.get(self.pos).copied()
+    }
+    /// Skips `n` bytes (at most to the end).
+    #[inline]
+    pub fn skip(&mut self, n: usize) {
+        self.pos = (self.pos + n).min(self.data.len());
+    }
     /// Reads one byte.
+    #[inline]
     pub fn u8(&mut self) -> Result<u8, DecodeError> {
         let b = *self
             .data
@@ -81,7 +94,21 @@ impl<'a> Cursor<'a> {
         Ok(b)
     }
     /// Reads an unsigned LEB128 value.
+    #[inline]
     pub fn uvarint(&mut self) -> Result<u64, DecodeError> {
+        // Most values of an event stream fit in one byte.
+        if let Some(&b) = self.data.get(self.pos) {
+            if b < 0x80 {
+                self.pos += 1;
+                return Ok(u64::from(b));
+            }
+        }
+        self.uvarint_long()
+    }
+
+    /// [`Cursor::uvarint`] of a value longer than a byte (or past the end).
+    #[inline(never)]
+    fn uvarint_long(&mut self) -> Result<u64, DecodeError> {
         let mut v: u64 = 0;
         let mut shift = 0u32;
         loop {

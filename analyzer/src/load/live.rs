@@ -8,6 +8,9 @@
 //! cost on a profile with many live blocks). A block still live when the ring wraps around to its
 //! slot moves to the map, so memory stays the ring plus the live blocks. Blocks named by address
 //! (version 1, or frees of blocks the profile never saw allocated) use the map only.
+//!
+//! With the ring, the newest block waits beside the table until the next allocation: a block
+//! freed before then (a churn loop's, a temporary's) never touches the ring at all.
 
 use rustc_hash::FxHashMap as HashMap;
 use tidemark::format::BLOCK_ID;
@@ -17,7 +20,6 @@ use tidemark::format::BLOCK_ID;
 pub(super) struct Block {
     /// Requested bytes (in a sampled profile: the estimated bytes this sample stands for).
     pub size_bytes: u64,
-    pub seq: u64,
     /// Stack slot (index of its aggregates); [`EMPTY`] marks a free ring slot.
     pub stack: u32,
     pub tid: u32,
@@ -29,7 +31,6 @@ pub(super) const RING: usize = 1 << 16;
 const EMPTY: u32 = u32::MAX;
 const VACANT: Block = Block {
     size_bytes: 0,
-    seq: 0,
     stack: EMPTY,
     tid: 0,
 };
@@ -43,6 +44,8 @@ pub(super) struct LiveTable {
     hi: u64,
     /// Blocks outside the ring.
     map: HashMap<u64, Block>,
+    /// The newest block, not stored yet (only with the ring).
+    newest: Option<(u64, Block)>,
 }
 
 impl LiveTable {
@@ -85,31 +88,65 @@ impl LiveTable {
     #[inline]
     pub(super) fn insert(&mut self, key: u64, block: Block) -> Option<Block> {
         debug_assert_ne!(block.stack, EMPTY);
-        if !self.ring.is_empty() && key & BLOCK_ID != 0 && (key & !BLOCK_ID) >= self.hi {
+        if self.ring.is_empty() {
+            return self.map.insert(key, block);
+        }
+        if let Some((k, b)) = self.newest.take() {
+            if k == key {
+                self.newest = Some((key, block));
+                return Some(b);
+            }
+            self.store(k, b);
+        }
+        let old = self.take_stored(key);
+        self.newest = Some((key, block));
+        old
+    }
+
+    /// Stores a block under a key that has none (ring only).
+    fn store(&mut self, key: u64, block: Block) {
+        if key & BLOCK_ID != 0 && (key & !BLOCK_ID) >= self.hi {
             self.advance(key & !BLOCK_ID);
         }
         match self.slot(key) {
             Some(i) => {
                 let old = std::mem::replace(&mut self.ring[i], block);
+                debug_assert_eq!(old.stack, EMPTY, "a stored key had a block");
+            }
+            None => {
+                let old = self.map.insert(key, block);
+                debug_assert!(old.is_none(), "a stored key had a block");
+            }
+        }
+    }
+
+    /// Takes the stored block under `key` (ring or map) out of the table.
+    #[inline]
+    fn take_stored(&mut self, key: u64) -> Option<Block> {
+        match self.slot(key) {
+            Some(i) => {
+                let old = std::mem::replace(&mut self.ring[i], VACANT);
                 (old.stack != EMPTY).then_some(old)
             }
-            None => self.map.insert(key, block),
+            // A number the ring has not reached yet was never stored.
+            None if key & BLOCK_ID != 0 && (key & !BLOCK_ID) >= self.hi => None,
+            None => self.map.remove(&key),
         }
     }
 
     /// Takes the block live under `key` out of the table.
     #[inline]
     pub(super) fn remove(&mut self, key: u64) -> Option<Block> {
-        match self.slot(key) {
-            Some(i) => {
-                let old = std::mem::replace(&mut self.ring[i], VACANT);
-                (old.stack != EMPTY).then_some(old)
+        if let Some((k, b)) = self.newest {
+            if k == key {
+                self.newest = None;
+                return Some(b);
             }
-            None => self.map.remove(&key),
         }
+        self.take_stored(key)
     }
 
-    /// Every live block and its key, the map's first.
+    /// Every live block and its key: the map's, the ring's, the newest.
     pub(super) fn iter(&self) -> impl Iterator<Item = (u64, &Block)> {
         let base = self.hi.saturating_sub(RING as u64);
         let ring = (base..self.hi).filter_map(move |n| {
@@ -117,7 +154,8 @@ impl LiveTable {
             (b.stack != EMPTY).then_some((BLOCK_ID | n, b))
         });
         // Without a ring `hi` stays 0 and the range is empty.
-        self.map.iter().map(|(&k, b)| (k, b)).chain(ring)
+        let newest = self.newest.iter().map(|(k, b)| (*k, b));
+        self.map.iter().map(|(&k, b)| (k, b)).chain(ring).chain(newest)
     }
 }
 
@@ -128,7 +166,6 @@ mod tests {
     fn block(size: u64) -> Block {
         Block {
             size_bytes: size,
-            seq: size,
             stack: 0,
             tid: 1,
         }

@@ -11,9 +11,12 @@
 //! bytes at the latest peak (nothing touched it since). At the end every stack is settled the
 //! same way.
 //!
-//! A live block costs 32 bytes of hash table (its key, size, sequence number, stack and thread):
-//! what a sampled profile, block groups or time buckets also need of it (its weight, interval,
-//! time and variance) is kept in a second table only when one of them is asked for.
+//! A live block costs 16 bytes (its size, stack and thread; [`super::live`] keeps them): what a
+//! sampled profile, block groups or time buckets also need of it (its weight, sequence number,
+//! interval, time and variance) is kept in a second table only when one of them is asked for.
+//! A free is a temporary when its block is the last its thread allocated: the same key and the
+//! same thread (a block under that key allocated later by the same thread would be that last
+//! allocation).
 
 // Integer keys from the profile itself: a fast non-cryptographic hash (the replay's hot path).
 use rustc_hash::FxHashMap as HashMap;
@@ -29,6 +32,8 @@ use crate::model::{BlockGroup, BlockGroups, Sample, StackStats, ThreadInfo, Time
 struct Extra {
     /// Allocations this block stands for: 1, or its sampling weight in a sampled profile.
     count: u64,
+    /// Sequence number of the allocation (for the block groups).
+    seq: u64,
     /// Timeline interval of the allocation (samples replayed before it).
     interval: u32,
     /// When it was allocated (kept for the time buckets).
@@ -42,6 +47,7 @@ impl Extra {
     /// A block of a profile of every allocation, with neither groups nor buckets asked for.
     const EXACT: Extra = Extra {
         count: 1,
+        seq: 0,
         interval: 0,
         born: Born {
             interval: 0,
@@ -122,8 +128,8 @@ pub(crate) struct Replay {
     /// Recorded stack id of each entry of `stats`.
     stack_raw_ids: Vec<u64>,
     threads: Vec<ThreadInfo>,
-    /// Per entry of `threads`, the sequence number of its last allocation.
-    last_alloc_seq: Vec<Option<u64>>,
+    /// Per entry of `threads`, the key (address or block number) of its last allocation.
+    last_alloc: Vec<Option<u64>>,
     thread_index: HashMap<u32, usize>,
     /// The last thread looked up and its index: consecutive events mostly share their thread.
     last_thread: Option<(u32, usize)>,
@@ -204,7 +210,7 @@ impl Replay {
         g.records += 1;
         g.allocations += extra.count;
         g.bytes = g.bytes.saturating_add(block.size_bytes);
-        g.alloc_seq_sum += u128::from(block.seq);
+        g.alloc_seq_sum += u128::from(extra.seq);
         if let Some((_, seq)) = free {
             g.free_seq_sum += u128::from(seq);
         }
@@ -290,7 +296,7 @@ impl Replay {
             tid,
             ..ThreadInfo::default()
         });
-        self.last_alloc_seq.push(None);
+        self.last_alloc.push(None);
         let i = self.threads.len() - 1;
         self.thread_index.insert(tid, i);
         self.last_thread = Some((tid, i));
@@ -454,7 +460,6 @@ impl Replay {
         self.var_live.add(var);
         let block = Block {
             size_bytes,
-            seq,
             stack,
             tid,
         };
@@ -468,6 +473,7 @@ impl Replay {
                 };
                 let extra = Extra {
                     count,
+                    seq,
                     interval: self.samples.len() as u32,
                     born,
                     var,
@@ -525,7 +531,7 @@ impl Replay {
             self.epoch += 1;
         }
         let i = self.thread_slot(tid);
-        self.last_alloc_seq[i] = Some(seq);
+        self.last_alloc[i] = Some(addr);
         let t = &mut self.threads[i];
         t.allocations += count;
         t.allocated_bytes = t.allocated_bytes.saturating_add(size_bytes);
@@ -554,7 +560,7 @@ impl Replay {
             && block.tid == tid
             && self
                 .find_thread(tid)
-                .is_some_and(|i| self.last_alloc_seq[i] == Some(block.seq));
+                .is_some_and(|i| self.last_alloc[i] == Some(addr));
         if temporary {
             let st = &mut self.stats[block.stack as usize];
             st.counts.temporary_allocations += extra.count;

@@ -17,6 +17,10 @@ use super::replay::Replay;
 use super::StackBuilder;
 use crate::model::{Message, ModuleSnapshot, Profile};
 
+/// Stack ids below this find their slot in a vector (4 bytes an id at most, 4 MiB in all);
+/// larger ones, in a hash map.
+const DENSE_IDS: u64 = 1 << 20;
+
 /// Everything records are applied to, borrowed for the length of the load.
 pub(super) struct Apply<'a> {
     pub p: &'a mut Profile,
@@ -29,7 +33,10 @@ pub(super) struct Apply<'a> {
     /// Feed the escape tracker: only for profiles whose header says frame addresses follow
     /// every event (`--escape`, header key ESCAPE); it keeps a block table of its own.
     pub track: bool,
-    /// Recorded stack id → slot.
+    /// Recorded stack id → slot, for ids below [`DENSE_IDS`] (the recorder numbers its stacks
+    /// from 1 up); `u32::MAX` where none yet.
+    pub dense: Vec<u32>,
+    /// Recorded stack id → slot, for larger ids.
     pub slots: FxHashMap<u64, u32>,
     /// The last stack id looked up and its slot.
     pub last_slot: Option<(u64, u32)>,
@@ -45,10 +52,25 @@ impl Apply<'_> {
             }
         }
         let replay = &mut *self.replay;
-        let s = *self
-            .slots
-            .entry(raw)
-            .or_insert_with(|| replay.new_stack(raw));
+        let s = if raw < DENSE_IDS {
+            let i = raw as usize;
+            if i >= self.dense.len() {
+                self.dense.resize((i + 1).next_power_of_two(), u32::MAX);
+            }
+            match self.dense[i] {
+                u32::MAX => {
+                    let s = replay.new_stack(raw);
+                    self.dense[i] = s;
+                    s
+                }
+                s => s,
+            }
+        } else {
+            *self
+                .slots
+                .entry(raw)
+                .or_insert_with(|| replay.new_stack(raw))
+        };
         self.last_slot = Some((raw, s));
         s
     }

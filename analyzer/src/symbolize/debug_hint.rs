@@ -13,7 +13,9 @@ const DPKG_INFO: &str = "/var/lib/dpkg/info";
 /// The Debian package that installed `path`, as `dpkg -S` says (architecture qualifier
 /// dropped); `None` when there is no dpkg database or no package owns the file. A merged-`/usr`
 /// file is looked up under both of its names (`/lib/…` and `/usr/lib/…`). The package lists are
-/// read directly: one pass over them costs ≈ 10 ms, where each `dpkg -S` took ≈ 60 ms.
+/// read directly (each `dpkg -S` took ≈ 60 ms): first those of the packages named like the file
+/// (`python3.11-minimal` for `python3.11`), where the file usually is, then, when it is not
+/// there, all of them (≈ 750 files, 8 MB, ≈ 10–20 ms).
 pub fn owning_package(path: &str) -> Option<String> {
     let mut candidates = vec![path.to_owned()];
     if let Ok(real) = std::fs::canonicalize(path) {
@@ -27,13 +29,43 @@ pub fn owning_package(path: &str) -> Option<String> {
         }
     }
     candidates.dedup();
+    let lists: Vec<(String, std::path::PathBuf)> = std::fs::read_dir(DPKG_INFO)
+        .ok()?
+        .flatten()
+        .filter_map(|entry| {
+            let name = entry.file_name();
+            let stem = name.to_str()?.strip_suffix(".list")?.to_owned();
+            Some((stem, entry.path()))
+        })
+        .collect();
+    // The file name's leading letters (`python`, `libc`): a package named with them likely
+    // holds it. Only the path itself found there is taken; anything else takes the full scan.
+    let name = Path::new(path).file_name().and_then(|n| n.to_str()).unwrap_or("");
+    let key: String = name.chars().take_while(|c| c.is_ascii_alphabetic()).collect();
+    if key.len() >= 3 {
+        let likely: Vec<_> = lists.iter().filter(|(stem, _)| stem.contains(&key)).collect();
+        if let Some(pkg) = scan(likely.into_iter(), &candidates[..1])
+            .into_iter()
+            .next()
+            .flatten()
+        {
+            return Some(pkg);
+        }
+    }
+    scan(lists.iter(), &candidates)
+        .into_iter()
+        .flatten()
+        .next()
+}
+
+/// For each candidate path, the first package whose list (`(package, list file)`) names it.
+fn scan<'a>(
+    lists: impl Iterator<Item = &'a (String, std::path::PathBuf)>,
+    candidates: &[String],
+) -> Vec<Option<String>> {
     let mut found: Vec<Option<String>> = vec![None; candidates.len()];
-    for entry in std::fs::read_dir(DPKG_INFO).ok()?.flatten() {
-        let name = entry.file_name();
-        let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".list")) else {
-            continue;
-        };
-        let Ok(list) = std::fs::read_to_string(entry.path()) else {
+    for (stem, list_path) in lists {
+        let Ok(list) = std::fs::read_to_string(list_path) else {
             continue;
         };
         for line in list.lines() {
@@ -45,7 +77,7 @@ pub fn owning_package(path: &str) -> Option<String> {
             }
         }
     }
-    found.into_iter().flatten().next()
+    found
 }
 
 /// The package with the debug symbols of package `pkg`.

@@ -96,11 +96,17 @@ impl<'a> Cursor<'a> {
     /// Reads an unsigned LEB128 value.
     #[inline]
     pub fn uvarint(&mut self) -> Result<u64, DecodeError> {
-        // Most values of an event stream fit in one byte.
+        // Most values of an event stream fit in one or two bytes.
         if let Some(&b) = self.data.get(self.pos) {
             if b < 0x80 {
                 self.pos += 1;
                 return Ok(u64::from(b));
+            }
+            if let Some(&c) = self.data.get(self.pos + 1) {
+                if c < 0x80 {
+                    self.pos += 2;
+                    return Ok(u64::from(b & 0x7f) | u64::from(c) << 7);
+                }
             }
         }
         self.uvarint_long()

@@ -179,4 +179,9 @@ fn trailer_totals_equal_the_replay() {
         s.counts.temporary_allocations
     );
     assert!(s.counts.temporary_allocations > 1000 && s.counts.leaked_allocations > 10);
+    // The stack-quality counts `tidemark run` warns from without reading the events back.
+    let q = tidemark_analyzer::analysis::stack_quality(&p);
+    assert_eq!(get(k::STACKED_ALLOCATIONS), q.allocations);
+    assert_eq!(get(k::TRUNCATED_ALLOCATIONS), q.truncated_allocations);
+    assert!(q.allocations > 1000);
 }

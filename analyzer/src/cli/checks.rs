@@ -161,6 +161,8 @@ pub struct QuickSummary {
     pub line: RunLine,
     dropped: u64,
     messages: Vec<crate::model::Message>,
+    /// The cut-stack warning, from the recorder's counts.
+    stack_warnings: Vec<String>,
 }
 
 impl QuickSummary {
@@ -177,6 +179,7 @@ impl QuickSummary {
         r.skip_events(true);
         let mut trailer = None;
         let mut messages = Vec::new();
+        let mut cut_stacks = false;
         while let Some(records) = r.next_chunk().ok()? {
             for rec in records {
                 match rec.ok()? {
@@ -186,7 +189,7 @@ impl QuickSummary {
                     }
                     Record::Stack {
                         truncated: true, ..
-                    } => return None,
+                    } => cut_stacks = true,
                     _ => {}
                 }
             }
@@ -196,6 +199,18 @@ impl QuickSummary {
         }
         let t = trailer?;
         let get = |key| t.iter().find(|(kk, _)| *kk == key).map(|&(_, v)| v);
+        // Cut stacks warn with their share of allocations: the recorder counted it (older
+        // profiles did not: they are read back).
+        let stack_warnings = match (get(k::STACKED_ALLOCATIONS), get(k::TRUNCATED_ALLOCATIONS)) {
+            (Some(allocations), Some(truncated_allocations)) => crate::analysis::StackQuality {
+                allocations,
+                truncated_allocations,
+                ..Default::default()
+            }
+            .warnings(),
+            _ if cut_stacks => return None,
+            _ => Vec::new(),
+        };
         Some(QuickSummary {
             line: RunLine {
                 allocations: get(k::ALLOCATIONS)?,
@@ -209,6 +224,7 @@ impl QuickSummary {
             },
             dropped: get(k::DROPPED_EVENTS).unwrap_or(0),
             messages,
+            stack_warnings,
         })
     }
 
@@ -217,6 +233,9 @@ impl QuickSummary {
         self.line.print();
         for m in &self.messages {
             eprintln!("tidemark: recorder {}: {}", m.level_name(), m.text);
+        }
+        for w in &self.stack_warnings {
+            eprintln!("tidemark: warning: {w}");
         }
         if self.dropped > 0 {
             eprintln!(

@@ -5,7 +5,9 @@
 //! in `libc6-dbg` — installed under `/usr/lib/debug/.build-id/`, where the symbolizer looks
 //! ([`super::debuginfo::DEBUG_ROOT`]). The package owning a file is the one whose dpkg file list names it (what `dpkg -S` says).
 
+use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Mutex;
 
 /// Where dpkg lists the files of each installed package (`<package>[:<arch>].list`).
 const DPKG_INFO: &str = "/var/lib/dpkg/info";
@@ -17,6 +19,26 @@ const DPKG_INFO: &str = "/var/lib/dpkg/info";
 /// (`python3.11-minimal` for `python3.11`), where the file usually is, then, when it is not
 /// there, all of them (≈ 750 files, 8 MB, ≈ 10–20 ms).
 pub fn owning_package(path: &str) -> Option<String> {
+    let key = std::fs::canonicalize(path)
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| path.to_owned());
+    if let Some(known) = lock(&OWNERS).get(&key) {
+        return known.clone();
+    }
+    let owner = scan_lists(path);
+    lock(&OWNERS).insert(key, owner.clone());
+    owner
+}
+
+/// Owners already looked up (by canonical path): `tidemark run` looks up the program's while
+/// it runs ([`super::prewarm`]), so the finish does not scan the lists again.
+static OWNERS: Mutex<BTreeMap<String, Option<String>>> = Mutex::new(BTreeMap::new());
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn scan_lists(path: &str) -> Option<String> {
     let mut candidates = vec![path.to_owned()];
     if let Ok(real) = std::fs::canonicalize(path) {
         candidates.push(real.display().to_string());

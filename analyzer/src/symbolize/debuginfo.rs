@@ -70,6 +70,9 @@ pub(crate) struct ModuleDebug {
     file: Option<Loader>,
     /// A separate debug file, when one was found.
     debug: Option<Loader>,
+    /// The file names a separate debug file (`.gnu_debuglink`): a distribution's stripped
+    /// binary, whose debug package would name its frames.
+    links_debug: bool,
 }
 
 /// True for module paths that are not files (the vDSO, anonymous mappings).
@@ -92,6 +95,7 @@ impl ModuleDebug {
         let mut md = ModuleDebug {
             file: None,
             debug: None,
+            links_debug: false,
         };
         if is_pseudo(&module.path) {
             return md;
@@ -114,6 +118,7 @@ impl ModuleDebug {
         // recorded build-id is used then.
         let changed = matches!(&facts.build_id, Some(disk)
             if !module.build_id.is_empty() && *disk != module.build_id);
+        md.links_debug = facts.debuglink.is_some();
         if changed {
             warnings.push(format!(
                 "{} on disk has build-id {} but the profile recorded {}: the file changed since \
@@ -157,6 +162,12 @@ impl ModuleDebug {
             }
         }
         md
+    }
+
+    /// True when the module is a stripped binary whose separate debug file is not installed:
+    /// its frames will likely be unnamed, and the summary hints at the debug package.
+    pub(crate) fn misses_debug_file(&self) -> bool {
+        self.links_debug && self.debug.is_none()
     }
 
     /// Frames for a file address (already adjusted for return addresses), innermost first.

@@ -215,6 +215,11 @@ pub(crate) fn open_one(path: &str, warmed: &mut Warmed) {
     };
     let mut warnings = Vec::new();
     let debug = ModuleDebug::open(&module, Path::new(DEBUG_ROOT), &mut warnings);
+    if debug.misses_debug_file() {
+        // The finish will hint at its debug package: find the package now, while the
+        // command runs (a pass over dpkg's file lists).
+        let _ = super::debug_hint::owning_package(path);
+    }
     warmed
         .modules
         .insert((path.to_owned(), build_id), WarmModule { debug, warnings });

@@ -235,6 +235,12 @@ pub mod trailer_key {
     pub const CPU_SAMPLES_LOST: u64 = 17;
     /// Sampling period, ns of CPU time per sample.
     pub const CPU_PERIOD_NS: u64 = 18;
+    // Stack quality (exact mode), so `tidemark run` can warn about cut stacks without reading
+    // the events back:
+    /// Allocations (realloc's allocation halves included) that have a recorded stack.
+    pub const STACKED_ALLOCATIONS: u64 = 19;
+    /// Of those, the ones whose stack was cut at the recorder's frame limit.
+    pub const TRUNCATED_ALLOCATIONS: u64 = 20;
 }
 
 /// A loaded module (executable or shared object) of the target.

@@ -8,7 +8,7 @@
 //! ```text
 //!  record_alloc ─► enter (pthread key → state, busy=1) ─► unwind + intern stack
 //!               ─► lock thread buffer ─► real allocator* ─► seq = SEQ++ ─► append ─► unlock
-//!  record_free  ─► enter ─► lock ─► seq = SEQ++ ─► append ─► unlock ─► real free*
+//!  record_free  ─► enter ─► lock ─► seq = SEQ (read, not advanced) ─► append ─► unlock ─► real free*
 //!  writer       ─► every interval: sample (/proc, latency, extra sampler, live trace);
 //!                  every flush (or when a buffer fills):
 //!                  W = SEQ; swap buffers; full queue; stack definitions → chunks; watermark W
@@ -287,7 +287,7 @@ pub unsafe fn record_alloc(
     }
     let stack = stack_id(s, t, marker);
     let p = {
-        let _g = t.lock.lock();
+        let _g = t.lock.owner(s.asym);
         let p = timed(s, t, real);
         if !p.is_null() && track(s, p) {
             let seq = next_seq();
@@ -354,8 +354,9 @@ pub unsafe fn record_free(ptr: *mut u8, real: impl FnOnce()) {
         escape::capture(s, t, marker);
     }
     {
-        let _g = t.lock.lock();
-        let seq = next_seq();
+        let _g = t.lock.owner(s.asym);
+        // A free does not advance the counter (`seq`'s invariant).
+        let seq = seq::current();
         // SAFETY: the lock is held, the thread is busy, and the capture above is this free's.
         unsafe { escape::with_frames(s, t, true, || append_free(s, t, seq, ptr as u64)) };
     }
@@ -392,7 +393,7 @@ pub unsafe fn record_realloc(
     }
     let stack = stack_id(s, t, marker);
     let p = {
-        let _g = t.lock.lock();
+        let _g = t.lock.owner(s.asym);
         let free_seq = next_seq();
         let p = timed(s, t, real);
         if !p.is_null() {
@@ -442,7 +443,7 @@ unsafe fn sampled_realloc(
         return timed(s, t, real);
     }
     let stack = if new { stack_id(s, t, marker) } else { 0 };
-    let _g = t.lock.lock();
+    let _g = t.lock.owner(s.asym);
     let free_seq = if old { next_seq() } else { 0 };
     let p = timed(s, t, real);
     if p.is_null() {
@@ -574,7 +575,7 @@ pub fn record_early_alloc(kind: AllocKind, size: usize, addr: usize, frames: &[u
     let t = busy.state();
     if s.sampling_rate() == 0 || sampled(s, t, size) {
         let stack = intern_frames(s, frames);
-        let _g = t.lock.lock();
+        let _g = t.lock.owner(s.asym);
         if track(s, addr as *mut u8) {
             let seq = next_seq();
             // SAFETY: the lock is held and the thread is busy.
@@ -612,7 +613,7 @@ pub fn message(level: u8, text: &str) {
         end -= 1;
     }
     {
-        let _g = t.lock.lock();
+        let _g = t.lock.owner(s.asym);
         // SAFETY: the lock is held and the thread is busy.
         if let Some(b) = unsafe { t.room(s) } {
             format::put_message(b, level, &text[..end]);

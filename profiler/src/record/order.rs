@@ -10,13 +10,14 @@
 //! compresses to almost nothing, and the analyzer needs no reordering.
 
 use crate::format::{self, tag, AllocKind, Cursor, DecodeError, FreedBlock};
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 /// One event of a pass, decoded from a thread buffer.
 #[derive(Debug, Clone, Copy)]
 struct Ev {
-    /// Sort key: sequence number × 2, + 1 for events (a sample numbered `S` goes before the
-    /// event numbered `S`).
+    /// Sort key: sequence number × 4, + 1 for frees, + 2 for the other events (a sample numbered
+    /// `S` goes first, then frees that read `S` without advancing the counter, then the event
+    /// that took `S`: `record::seq`'s invariant).
     key: u64,
     tid: u32,
     /// Where the records attached to it (`EVENT_FRAMES`, `EVENT_RETURNS`) start in
@@ -83,6 +84,10 @@ pub struct Tally {
     pub peak_blocks: u64,
     /// Blocks freed by their own thread with no other allocation of that thread in between.
     pub temporary: u64,
+    /// Allocations (realloc's allocation halves included) with a recorded stack, and those of
+    /// them whose stack was cut at the frame limit (`analysis::stack_quality`'s counts).
+    pub stacked_allocations: u64,
+    pub truncated_allocations: u64,
 }
 
 /// A block a free refers to.
@@ -129,6 +134,8 @@ pub struct Orderer {
     /// Per thread, the number of its latest allocation.
     last_alloc: FxHashMap<u32, u64>,
     tally: Tally,
+    /// Ids of the stacks cut at the frame limit.
+    truncated: FxHashSet<u64>,
     /// The free half of a realloc in flight, per thread.
     realloc_freed: FxHashMap<u32, Freed>,
     /// Number of the next block.
@@ -145,6 +152,22 @@ impl Orderer {
     /// The running totals of what was written.
     pub fn tally(&self) -> Tally {
         self.tally
+    }
+
+    /// Notes stacks cut at the frame limit (before any event naming them is written).
+    pub fn note_truncated(&mut self, ids: &[u64]) {
+        self.truncated.extend(ids.iter().copied());
+    }
+
+    /// Counts an allocation's stack for the trailer's stack-quality totals.
+    #[inline]
+    fn count_stack(&mut self, stack: u64) {
+        if stack != 0 {
+            self.tally.stacked_allocations += 1;
+            if !self.truncated.is_empty() && self.truncated.contains(&stack) {
+                self.tally.truncated_allocations += 1;
+            }
+        }
     }
 
     /// Events written so far: the trailer's end sequence.
@@ -188,14 +211,20 @@ impl Orderer {
                 }
                 tag::FREE => {
                     seq += c.uvarint()?;
-                    What::Free { addr: c.uvarint()? }
+                    self.waiting.push(Ev {
+                        key: seq * 4 + 1,
+                        tid,
+                        frames: NO_FRAMES,
+                        what: What::Free { addr: c.uvarint()? },
+                    });
+                    continue;
                 }
                 tag::REALLOC => {
                     let free_seq = seq + c.uvarint()?;
                     seq = free_seq + c.uvarint()?;
                     let old = c.uvarint()?;
                     self.waiting.push(Ev {
-                        key: free_seq * 2 + 1,
+                        key: free_seq * 4 + 2,
                         tid,
                         frames: NO_FRAMES,
                         what: What::ReallocFree { addr: old },
@@ -244,7 +273,7 @@ impl Orderer {
                 _ => return Err(DecodeError("unknown record in a thread buffer")),
             };
             self.waiting.push(Ev {
-                key: seq * 2 + 1,
+                key: seq * 4 + 2,
                 tid,
                 frames: NO_FRAMES,
                 what,
@@ -255,7 +284,7 @@ impl Orderer {
 
     /// Queues a timeline sample taken when the sequence counter read `seq`.
     pub fn take_sample(&mut self, sample: PendingSample) {
-        let key = sample.seq * 2;
+        let key = sample.seq * 4;
         self.waiting.push(Ev {
             key,
             tid: 0,
@@ -284,7 +313,7 @@ impl Orderer {
         // they were taken. (A merge of the runs with kept buffers, tried instead, made the
         // writer fall behind a single-thread churn loop: 0.13 → 0.20 s and 50 → 185 MB.)
         self.waiting.sort_by_key(|e| e.key);
-        let n = self.waiting.partition_point(|e| e.key < watermark * 2);
+        let n = self.waiting.partition_point(|e| e.key < watermark * 4);
         for i in 0..n {
             let e = self.waiting[i];
             self.write(e, out);
@@ -439,6 +468,7 @@ impl Orderer {
                 format::put_block_alloc(out, size, stack, kind, align);
                 self.write_frames(&e, out);
                 self.allocated(addr, size, e.tid);
+                self.count_stack(stack);
                 self.written_seq += 1;
             }
             What::Free { addr } => {
@@ -468,6 +498,7 @@ impl Orderer {
                 format::put_block_realloc(out, self.named(f), size, stack, kind);
                 self.write_frames(&e, out);
                 self.allocated(addr, size, e.tid);
+                self.count_stack(stack);
                 self.written_seq += 2;
             }
         }

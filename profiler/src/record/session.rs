@@ -144,6 +144,9 @@ pub struct Session {
     pub paused: AtomicBool,
     /// CPU sampling state (see [`super::cpu`]).
     pub cpu: super::cpu::CpuSession,
+    /// Thread buffer locks are asymmetric: the process registered for `membarrier`
+    /// (`sys::owner_lock`); fixed for the session's life.
+    pub asym: bool,
     writer: AtomicU64,
 }
 
@@ -248,6 +251,10 @@ pub fn start(cfg: Config) -> Result<(), RecordError> {
         escape: cfg.escape,
     };
     let count_reentry = cfg.source == "preload";
+    // `TIDEMARK_OWNER_LOCK=spin` keeps every thread's buffer lock a spin lock (for comparison,
+    // or where `membarrier` misbehaves).
+    let asym = std::env::var_os("TIDEMARK_OWNER_LOCK").is_none_or(|v| v != "spin")
+        && crate::sys::owner_lock::register_membarrier();
     let session: &'static Session = Box::leak(Box::new(Session {
         cfg,
         pid,
@@ -267,6 +274,7 @@ pub fn start(cfg: Config) -> Result<(), RecordError> {
         count_reentry,
         paused: AtomicBool::new(false),
         cpu: super::cpu::CpuSession::default(),
+        asym,
         writer: AtomicU64::new(0),
     }));
     session.pool.prefill(8);

@@ -39,6 +39,8 @@ pub struct StackTable {
     next_id: u64,
     /// Encoded definitions not yet written, in segments of at most [`SEGMENT_BYTES`].
     segments: Vec<Vec<u8>>,
+    /// Ids of stacks cut at the frame limit defined since the last [`Self::take_truncated`].
+    truncated: Vec<u64>,
 }
 
 impl StackTable {
@@ -60,6 +62,9 @@ impl StackTable {
         self.next_id += 1;
         self.ids.insert(hash, id);
         format::put_stack(self.segment(), id, generation, truncated, frames);
+        if truncated {
+            self.truncated.push(id);
+        }
         id
     }
 
@@ -86,6 +91,12 @@ impl StackTable {
     /// Takes the definitions written since the last call.
     pub fn take_definitions(&mut self) -> Vec<Vec<u8>> {
         std::mem::take(&mut self.segments)
+    }
+
+    /// The ids of the cut stacks defined since the last call (the writer counts their
+    /// allocations for the trailer).
+    pub fn take_truncated(&mut self) -> Vec<u64> {
+        std::mem::take(&mut self.truncated)
     }
 
     /// Distinct stacks so far.

@@ -28,7 +28,7 @@ use super::session::Session;
 use super::stacks::StackCache;
 use super::tidmap::TidMap;
 use crate::format;
-use crate::sys::spin::SpinLock;
+use crate::sys::owner_lock::{OtherGuard, OwnerLock};
 use crate::unwind::{StackBounds, ThreadUnwinder, MAX_FRAMES};
 use std::cell::UnsafeCell;
 use std::ptr::NonNull;
@@ -167,8 +167,9 @@ pub struct ThreadState {
     pub tid: u32,
     /// The writer thread (always busy, records nothing).
     pub writer: bool,
-    /// Taken for every append, and by the writer to swap buffers.
-    pub lock: SpinLock,
+    /// Taken by the thread for every append (without a locked instruction when the session
+    /// has `membarrier`), and by the writer to swap buffers.
+    pub lock: OwnerLock,
     locked: UnsafeCell<Locked>,
     owned: UnsafeCell<Owned>,
     /// Set by the key destructor.
@@ -329,11 +330,12 @@ impl ThreadState {
 
     /// Swaps out the current buffer if it holds records, installing `fresh` (writer only).
     /// Returns the old buffer, and `fresh` again when it was not needed.
+    /// `_held` is this state's lock, taken by the writer ([`OwnerLock::others_all`]).
     pub fn swap_buffer(
         &self,
+        _held: &OtherGuard<'_>,
         mut fresh: NonNull<Buffer>,
     ) -> (Option<NonNull<Buffer>>, Option<NonNull<Buffer>>) {
-        let _g = self.lock.lock();
         // SAFETY: the lock is held.
         let l = unsafe { self.locked() };
         // SAFETY: the current buffer is owned by this state while the lock is held.
@@ -346,8 +348,8 @@ impl ThreadState {
     }
 
     /// Takes the current buffer for good (reaping). Writer only, once the thread is gone.
-    pub fn take_buffer(&self) -> Option<NonNull<Buffer>> {
-        let _g = self.lock.lock();
+    pub fn take_buffer(&self, s: &Session) -> Option<NonNull<Buffer>> {
+        let _g = self.lock.other(s.asym);
         // SAFETY: the lock is held.
         unsafe { self.locked() }.buf.take()
     }
@@ -364,7 +366,7 @@ impl ThreadState {
             .saturating_sub(o.min_sp)
             .min(self.bounds.hi - self.bounds.lo);
         {
-            let _g = self.lock.lock();
+            let _g = self.lock.owner(s.asym);
             // SAFETY: the lock is held; the thread is busy.
             if let Some(b) = unsafe { self.room(s) } {
                 if name != o.name {
@@ -526,7 +528,7 @@ pub fn register(s: &'static Session, tid: u32, writer: bool) -> Option<&'static 
         session: s,
         tid,
         writer,
-        lock: SpinLock::new(),
+        lock: OwnerLock::new(),
         locked: UnsafeCell::new(Locked { buf, last_seq }),
         owned: UnsafeCell::new(Owned {
             busy: writer,

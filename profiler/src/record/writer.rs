@@ -17,6 +17,7 @@ use super::trace::Trace;
 use crate::format::{self, sample_key, trailer_key, ChunkKind, ChunkWriter};
 use crate::sys::clock::mono_ns;
 use crate::sys::lock;
+use crate::sys::owner_lock::OwnerLock;
 use std::fs::File;
 use std::io::{self, Write};
 use std::ptr::NonNull;
@@ -266,7 +267,7 @@ impl Writer {
             // Its last timed calls count in the next sample.
             // SAFETY: this is the writer thread.
             unsafe { self.latency.collect(&t.latency) };
-            if let Some(b) = t.take_buffer() {
+            if let Some(b) = t.take_buffer(self.s) {
                 // SAFETY: the buffer was owned by the state and now by the writer.
                 if unsafe { b.as_ref() }.dirty {
                     self.s.full.push(b);
@@ -332,11 +333,15 @@ impl Writer {
         };
         {
             let reg = lock(&self.s.registry);
-            for tp in reg.iter() {
+            // Every thread's lock at once: one `membarrier` for the pass (`sys::owner_lock`).
+            let locks: Vec<&OwnerLock> = reg.iter().map(|tp| &tp.0.lock).collect();
+            let held = OwnerLock::others_all(&locks, self.s.asym);
+            for (tp, g) in reg.iter().zip(held) {
                 let Some(fresh) = self.s.pool.take() else {
                     break;
                 };
-                let (old, unused) = tp.0.swap_buffer(fresh);
+                let (old, unused) = tp.0.swap_buffer(&g, fresh);
+                drop(g);
                 if let Some(b) = old {
                     self.bufs.push(b);
                 }
@@ -349,7 +354,11 @@ impl Writer {
         // CPU samples intern their stacks: before the definitions are taken.
         let mut cpu = std::mem::take(&mut self.cpu);
         super::cpu::drain(self.s, &mut cpu);
-        let defs = lock(&self.s.stacks).take_definitions();
+        let (defs, truncated) = {
+            let mut stacks = lock(&self.s.stacks);
+            (stacks.take_definitions(), stacks.take_truncated())
+        };
+        self.orderer.note_truncated(&truncated);
         self.out.clear();
         for d in &defs {
             self.chunks.put(&mut self.out, ChunkKind::Definitions, d)?;
@@ -446,6 +455,8 @@ impl Writer {
                 (trailer_key::LEAKED_BYTES, t.live_bytes),
                 (trailer_key::LEAKED_BLOCKS, t.live_blocks),
                 (trailer_key::TEMPORARY_ALLOCATIONS, t.temporary),
+                (trailer_key::STACKED_ALLOCATIONS, t.stacked_allocations),
+                (trailer_key::TRUNCATED_ALLOCATIONS, t.truncated_allocations),
             ]);
         }
         values.extend(super::cpu::trailer_values(self.s));

@@ -17,7 +17,8 @@ const DPKG_INFO: &str = "/var/lib/dpkg/info";
 /// file is looked up under both of its names (`/lib/…` and `/usr/lib/…`). The package lists are
 /// read directly (each `dpkg -S` took ≈ 60 ms): first those of the packages named like the file
 /// (`python3.11-minimal` for `python3.11`), where the file usually is, then, when it is not
-/// there, all of them (≈ 750 files, 8 MB, ≈ 10–20 ms).
+/// there, all of them (≈ 750 files, 8 MB, ≈ 10–20 ms). Each file is looked up once per
+/// process.
 pub fn owning_package(path: &str) -> Option<String> {
     let key = std::fs::canonicalize(path)
         .map(|p| p.display().to_string())

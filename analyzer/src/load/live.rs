@@ -155,7 +155,11 @@ impl LiveTable {
         });
         // Without a ring `hi` stays 0 and the range is empty.
         let newest = self.newest.iter().map(|(k, b)| (*k, b));
-        self.map.iter().map(|(&k, b)| (k, b)).chain(ring).chain(newest)
+        self.map
+            .iter()
+            .map(|(&k, b)| (k, b))
+            .chain(ring)
+            .chain(newest)
     }
 }
 

@@ -341,6 +341,7 @@ fn load_inner<R: Read>(
             cpu: &mut cpu,
             escape: &mut escape,
             track,
+            dense: Vec::new(),
             slots: FxHashMap::default(),
             last_slot: None,
         };

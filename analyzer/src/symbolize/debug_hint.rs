@@ -63,10 +63,19 @@ fn scan_lists(path: &str) -> Option<String> {
         .collect();
     // The file name's leading letters (`python`, `libc`): a package named with them likely
     // holds it. Only the path itself found there is taken; anything else takes the full scan.
-    let name = Path::new(path).file_name().and_then(|n| n.to_str()).unwrap_or("");
-    let key: String = name.chars().take_while(|c| c.is_ascii_alphabetic()).collect();
+    let name = Path::new(path)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("");
+    let key: String = name
+        .chars()
+        .take_while(|c| c.is_ascii_alphabetic())
+        .collect();
     if key.len() >= 3 {
-        let likely: Vec<_> = lists.iter().filter(|(stem, _)| stem.contains(&key)).collect();
+        let likely: Vec<_> = lists
+            .iter()
+            .filter(|(stem, _)| stem.contains(&key))
+            .collect();
         if let Some(pkg) = scan(likely.into_iter(), &candidates[..1])
             .into_iter()
             .next()
@@ -75,10 +84,7 @@ fn scan_lists(path: &str) -> Option<String> {
             return Some(pkg);
         }
     }
-    scan(lists.iter(), &candidates)
-        .into_iter()
-        .flatten()
-        .next()
+    scan(lists.iter(), &candidates).into_iter().flatten().next()
 }
 
 /// For each candidate path, the first package whose list (`(package, list file)`) names it.

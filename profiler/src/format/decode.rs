@@ -397,6 +397,47 @@ impl<'a> RecordIter<'a> {
     }
 }
 
+/// One chunk's records as bytes, from [`super::Reader::next_chunk_bytes`].
+#[derive(Debug)]
+pub struct ChunkBytes {
+    data: Vec<u8>,
+    from: usize,
+    version: u16,
+    offset: u64,
+}
+
+impl ChunkBytes {
+    pub(crate) fn new(data: Vec<u8>, from: usize, version: u16, offset: u64) -> ChunkBytes {
+        ChunkBytes {
+            data,
+            from,
+            version,
+            offset,
+        }
+    }
+
+    /// The chunk's records. `state` carries version 2's event numbering from chunk to chunk:
+    /// one state per profile, given every chunk in file order.
+    pub fn records<'a>(&'a self, state: &'a mut OrderedState) -> RecordIter<'a> {
+        let data = &self.data[self.from..];
+        if self.version < 2 {
+            RecordIter::new(data, self.version, self.offset)
+        } else {
+            RecordIter::ordered(data, state, self.offset)
+        }
+    }
+
+    /// File offset of the chunk (named in errors).
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// The buffer, for [`super::Reader::next_chunk_bytes`] to reuse.
+    pub fn into_buffer(self) -> Vec<u8> {
+        self.data
+    }
+}
+
 fn read_pairs(c: &mut Cursor<'_>) -> Result<Vec<(u64, u64)>, DecodeError> {
     let n = c.uvarint()?;
     if n > 1 << 16 {

@@ -1,7 +1,7 @@
 //! Streaming reader: header, then chunk by chunk. Memory is one chunk at a time.
 
 use super::chunk::{ChunkCodec, ChunkKind};
-use super::decode::{OrderedState, RecordIter};
+use super::decode::{ChunkBytes, OrderedState, RecordIter};
 use super::varint::Cursor;
 use super::{tag, Header, Record};
 use super::{CHUNK_HEADER_LEN, CHUNK_MAGIC, MAGIC, MAX_CHUNK_PAYLOAD, VERSION};
@@ -225,12 +225,7 @@ impl<R: Read> Reader<R> {
                 Step::Raw => (&mut self.raw, 0),
             };
             let data = std::mem::replace(buf, reuse.take().unwrap_or_default());
-            return Ok(Some(ChunkBytes {
-                data,
-                from,
-                version,
-                offset,
-            }));
+            return Ok(Some(ChunkBytes::new(data, from, version, offset)));
         }
     }
 
@@ -350,38 +345,6 @@ impl<R: Read> Reader<R> {
             }
         }
         Ok(())
-    }
-}
-
-/// One chunk's records as bytes, from [`Reader::next_chunk_bytes`].
-#[derive(Debug)]
-pub struct ChunkBytes {
-    data: Vec<u8>,
-    from: usize,
-    version: u16,
-    offset: u64,
-}
-
-impl ChunkBytes {
-    /// The chunk's records. `state` carries version 2's event numbering from chunk to chunk:
-    /// one state per profile, given every chunk in file order.
-    pub fn records<'a>(&'a self, state: &'a mut OrderedState) -> RecordIter<'a> {
-        let data = &self.data[self.from..];
-        if self.version < 2 {
-            RecordIter::new(data, self.version, self.offset)
-        } else {
-            RecordIter::ordered(data, state, self.offset)
-        }
-    }
-
-    /// File offset of the chunk (named in errors).
-    pub fn offset(&self) -> u64 {
-        self.offset
-    }
-
-    /// The buffer, for [`Reader::next_chunk_bytes`] to reuse.
-    pub fn into_buffer(self) -> Vec<u8> {
-        self.data
     }
 }
 
@@ -601,6 +564,58 @@ mod tests {
         })
         .unwrap();
         (v, r.truncation().cloned())
+    }
+
+    /// Chunks handed over as bytes and decoded with `visit`, one numbering state across them:
+    /// the records iterating gives, for compressed and stored chunks, version 2 and version 1.
+    #[test]
+    fn chunk_bytes_and_visit_give_the_records_of_iterating() {
+        let mut w = ChunkWriter::new(3).unwrap();
+        let mut big = Header::default().encode();
+        for chunk in 0..3u64 {
+            let mut p = Vec::new();
+            put_thread_switch(&mut p, 1 + chunk as u32);
+            for i in 0..1_000u64 {
+                put_block_alloc(&mut p, 48 + i, 1, AllocKind::Malloc, 0);
+                put_block_realloc(&mut p, FreedBlock::Back(1), 500 + i, 2, AllocKind::Realloc);
+                put_block_free(&mut p, FreedBlock::Back(1 + chunk));
+            }
+            put_watermark(&mut p, 3_000 * (chunk + 1));
+            w.put(&mut big, ChunkKind::Events, &p).unwrap();
+        }
+        for bytes in [big, sample_profile(true), v1_profile()] {
+            let (expect, trunc) = read_all(&bytes);
+            let mut r = Reader::new(&bytes[..]).unwrap();
+            let (mut got, mut state, mut buf) = (Vec::new(), OrderedState::default(), Vec::new());
+            while let Some(chunk) = r.next_chunk_bytes(std::mem::take(&mut buf)).unwrap() {
+                chunk
+                    .records(&mut state)
+                    .visit(|rec| got.push(rec))
+                    .unwrap();
+                buf = chunk.into_buffer();
+            }
+            assert_eq!(got, expect);
+            assert_eq!(r.truncation().cloned(), trunc);
+        }
+    }
+
+    #[test]
+    fn visit_stops_at_a_malformed_record() {
+        let mut p = Vec::new();
+        put_thread_switch(&mut p, 1);
+        put_block_alloc(&mut p, 64, 3, AllocKind::Malloc, 0);
+        p.push(tag::ALLOC);
+        p.push(0x80); // a varint cut short
+        let mut state = OrderedState::default();
+        let mut got = Vec::new();
+        let err = RecordIter::ordered(&p, &mut state, 77)
+            .visit(|rec| got.push(rec))
+            .unwrap_err();
+        assert!(
+            matches!(err, FormatError::BadRecord { offset: 77, .. }),
+            "{err:?}"
+        );
+        assert_eq!(got.len(), 1);
     }
 
     #[test]

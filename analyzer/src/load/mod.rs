@@ -39,7 +39,7 @@ use tidemark::format::{
 use crate::analysis::escape as escape_analysis;
 use crate::analysis::suppress::{self, Suppressions};
 use crate::model::{Ip, IpId, Profile, StackId, StackNode};
-use crate::symbolize::{self, SymbolizeOptions};
+use crate::symbolize::{self, DebugCache, SymbolizeOptions};
 use replay::Replay;
 
 /// Default of [`LoadOptions::symbolize`].
@@ -159,6 +159,12 @@ fn load_file(
         error,
     })?;
     let total_bytes = file.metadata().ok().map(|m| m.len());
+    // The program is opened on a thread of its own while the profile loads (what the
+    // symbolization pass would otherwise do after it): its header names it.
+    let warmup = (symbolize && opts.symbolize)
+        .then(|| Reader::new(BufReader::with_capacity(64 << 10, File::open(path).ok()?)).ok())
+        .flatten()
+        .and_then(|r| symbolize::ExeWarmup::start(&r.header().exe));
     let reader = BufReader::with_capacity(1 << 20, file);
     let mut sink = StderrProgress::new(&path.display().to_string());
     let mut p = load_inner(
@@ -171,17 +177,26 @@ fn load_file(
     .map_err(|e| e.with_path(path))?;
     if symbolize {
         let progress = opts.progress.then_some(&mut sink as &mut dyn ProgressSink);
-        symbolize_pass(&mut p, opts, progress);
+        let cache = warmup
+            .map(|w| DebugCache::with_warmed(w.ready()))
+            .unwrap_or_default();
+        symbolize_pass(&mut p, opts, progress, cache);
     }
     Ok(p)
 }
 
-/// The symbolization stage of [`load_path`] and [`load_reader`].
-fn symbolize_pass(p: &mut Profile, opts: &LoadOptions, progress: Option<&mut dyn ProgressSink>) {
+/// The symbolization stage of [`load_path`] and [`load_reader`], starting from the modules
+/// `cache` has opened.
+fn symbolize_pass(
+    p: &mut Profile,
+    opts: &LoadOptions,
+    progress: Option<&mut dyn ProgressSink>,
+    mut cache: DebugCache,
+) {
     let sopts = SymbolizeOptions {
         use_files: opts.symbolize,
     };
-    symbolize::symbolize(p, &sopts, progress);
+    symbolize::symbolize_cached(p, &sopts, progress, &mut cache);
     // Stack-eligible bytes per stack need the allocating function, known only now.
     escape_analysis::count_stack_eligible(p);
     // Rules match function names: they apply once the frames are named.
@@ -195,7 +210,7 @@ pub fn load_reader<R: Read>(r: R, opts: &LoadOptions) -> Result<Profile, LoadErr
     let progress = opts.progress.then_some(&mut sink as &mut dyn ProgressSink);
     let mut p = load_inner(r, opts, None, progress, None)?;
     let progress = opts.progress.then_some(&mut sink as &mut dyn ProgressSink);
-    symbolize_pass(&mut p, opts, progress);
+    symbolize_pass(&mut p, opts, progress, DebugCache::default());
     Ok(p)
 }
 
@@ -208,7 +223,7 @@ pub fn load_reader_with_progress<R: Read>(
     progress: &mut dyn ProgressSink,
 ) -> Result<Profile, LoadError> {
     let mut p = load_inner(r, opts, total_bytes, Some(&mut *progress), None)?;
-    symbolize_pass(&mut p, opts, Some(progress));
+    symbolize_pass(&mut p, opts, Some(progress), DebugCache::default());
     Ok(p)
 }
 

@@ -109,10 +109,11 @@ impl Drop for Prewarm {
     }
 }
 
-/// The program of a profile being loaded, opened on a thread of its own meanwhile: the
-/// symbolization pass after the load then only looks its addresses up. Stripped programs
-/// (python3) have no embedded symbols, so their addresses are resolved, or hinted at, from the
-/// file every time a profile is loaded.
+/// The program of a profile being loaded, opened on a thread of its own meanwhile when it is
+/// stripped: the symbolization pass after the load then only looks its addresses up. A
+/// stripped program's (python3's) addresses have no embedded symbols, so they are looked for
+/// (and hinted at) in its files every time a profile is loaded; a program with symbols had its
+/// addresses named when its run embedded them, and is not opened.
 pub struct ExeWarmup {
     done: std::sync::mpsc::Receiver<Warmed>,
 }
@@ -132,7 +133,11 @@ impl ExeWarmup {
             .name("tidemark-warm-exe".to_owned())
             .spawn(move || {
                 let mut warmed = Warmed::default();
-                open_one(&exe, &mut warmed);
+                // A program with symbols of its own had its addresses named when its run
+                // embedded them; a stripped one's are looked for (and hinted at) again.
+                if super::debuginfo::is_stripped(Path::new(&exe)) {
+                    open_one(&exe, &mut warmed);
+                }
                 let _ = tx.send(warmed);
             })
             .ok()?;

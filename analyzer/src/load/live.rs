@@ -129,7 +129,12 @@ impl LiveTable {
                 (old.stack != EMPTY).then_some(old)
             }
             // A number the ring has not reached yet was never stored.
-            None if key & BLOCK_ID != 0 && (key & !BLOCK_ID) >= self.hi => None,
+            None if !self.ring.is_empty()
+                && key & BLOCK_ID != 0
+                && (key & !BLOCK_ID) >= self.hi =>
+            {
+                None
+            }
             None => self.map.remove(&key),
         }
     }
@@ -209,6 +214,21 @@ mod tests {
         assert_eq!(a, b);
         // The blocks that left the ring live in the map only.
         assert!(t.map.len() < a.len());
+    }
+
+    /// Without the ring (block groups and time buckets keep the plain map), block numbers are
+    /// keys like any other.
+    #[test]
+    fn without_the_ring_numbers_are_plain_keys() {
+        let mut t = LiveTable::default();
+        for i in 0..10 {
+            assert_eq!(t.insert(BLOCK_ID | i, block(i)), None);
+        }
+        assert_eq!(t.remove(BLOCK_ID | 9), Some(block(9)));
+        assert_eq!(t.remove(BLOCK_ID | 3), Some(block(3)));
+        assert_eq!(t.insert(BLOCK_ID | 4, block(40)), Some(block(4)));
+        assert_eq!(t.remove(BLOCK_ID | 3), None);
+        assert_eq!(t.iter().count(), 8);
     }
 
     #[test]

@@ -100,7 +100,7 @@ impl<'a> RecordIter<'a> {
     }
 
     /// Version 2: the block a free names (`back`, and the address when `back` is 0).
-    #[inline]
+    #[inline(always)]
     fn freed_block(&mut self, next_block: u64) -> Result<u64, DecodeError> {
         let back = self.cursor.uvarint()?;
         if back == 0 {

@@ -1,4 +1,4 @@
-//! Stack capture cost per call at ~16 frames: DWARF with and without the walk cache, repeated and
+//! Stack capture cost per call at ~24 and ~50 frames: DWARF with and without the walk cache, repeated and
 //! varying stacks, a frame below which rbp changes at every call (what a loop in code without
 //! frame pointers does), and frame pointers (which stop where a frame without them is met: this
 //! binary, like every Rust release build, has none). Also the frames unwound per capture, i.e.
@@ -99,15 +99,17 @@ fn timed(
 fn main() {
     process::rebuild();
     let mut t = ThreadUnwinder::new(StackBounds::current());
-    for (mode, cache, vary, rbp) in [
-        (UnwindMode::Dwarf, true, false, false),
-        (UnwindMode::Dwarf, true, false, true),
-        (UnwindMode::Dwarf, true, true, false),
-        (UnwindMode::Dwarf, false, false, false),
-        (UnwindMode::Fp, true, false, false),
+    for (mode, cache, vary, rbp, depth) in [
+        (UnwindMode::Dwarf, true, false, false, 14),
+        (UnwindMode::Dwarf, true, false, true, 14),
+        (UnwindMode::Dwarf, true, true, false, 14),
+        (UnwindMode::Dwarf, true, false, true, 40),
+        (UnwindMode::Dwarf, true, true, false, 40),
+        (UnwindMode::Dwarf, false, false, false, 14),
+        (UnwindMode::Fp, true, false, false, 14),
     ] {
         t.set_walk_cache(cache);
-        let (ns, frames, steps) = timed(&mut t, mode, 14, vary, rbp);
+        let (ns, frames, steps) = timed(&mut t, mode, depth, vary, rbp);
         println!(
             "{mode:?} walk_cache={cache} vary={vary} rbp_changes={rbp}: {ns:.1} ns per capture \
              of {frames} frames, {steps:.1} frames unwound"

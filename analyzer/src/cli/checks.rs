@@ -163,6 +163,33 @@ pub struct QuickSummary {
     messages: Vec<crate::model::Message>,
     /// The cut-stack warning, from the recorder's counts.
     stack_warnings: Vec<String>,
+    /// What the recorder says of its CPU samples (`--cpu`).
+    cpu: Option<String>,
+}
+
+/// The line `tidemark run` prints about the CPU samples of a profile recorded with `--cpu`,
+/// from its trailer: how many, how many were lost, at what rate.
+pub fn cpu_line(trailer: &[(u64, u64)]) -> Option<String> {
+    use tidemark::format::trailer_key as k;
+    let get = |key| trailer.iter().find(|(kk, _)| *kk == key).map(|&(_, v)| v);
+    let samples = get(k::CPU_SAMPLES)?;
+    let lost = get(k::CPU_SAMPLES_LOST).unwrap_or(0);
+    let hz = get(k::CPU_PERIOD_NS)
+        .filter(|&p| p > 0)
+        .map(|p| format!(" at {} Hz of CPU time", (1e9 / p as f64).round()))
+        .unwrap_or_default();
+    let lost = if lost > 0 {
+        format!(
+            " ({} more lost: CPU times are lower bounds)",
+            crate::render::units::count(lost)
+        )
+    } else {
+        String::new()
+    };
+    Some(format!(
+        "tidemark: {} CPU samples{hz}{lost}; see them with: tidemark flamegraph --metric cpu",
+        crate::render::units::count(samples)
+    ))
 }
 
 impl QuickSummary {
@@ -225,12 +252,16 @@ impl QuickSummary {
             dropped: get(k::DROPPED_EVENTS).unwrap_or(0),
             messages,
             stack_warnings,
+            cpu: cpu_line(&t),
         })
     }
 
     /// Prints what `tidemark run` says about a finished profile.
     pub fn print(&self) {
         self.line.print();
+        if let Some(c) = &self.cpu {
+            eprintln!("{c}");
+        }
         for m in &self.messages {
             eprintln!("tidemark: recorder {}: {}", m.level_name(), m.text);
         }

@@ -212,6 +212,9 @@ fn finish_profile(
         }
     }
     checks::RunLine::of(&s).print();
+    if let Some(c) = p.trailer.as_deref().and_then(checks::cpu_line) {
+        eprintln!("{c}");
+    }
     for m in &s.messages {
         eprintln!("tidemark: recorder {}: {}", m.level, m.text);
     }
@@ -420,11 +423,36 @@ fn embed_all(output: &Path, main: &Path, run: &images::RunProfiles, warmed: Warm
         }
     }
     line.finish();
-    warnings.sort();
-    warnings.dedup();
-    for w in warnings {
+    for w in merge_hints(warnings) {
         eprintln!("tidemark: warning: {w}");
     }
+}
+
+/// The warnings of all the profiles of a run, each once; the debug-package hints of one
+/// module (one per profile that has its frames: a shell script's many `bash` children) become
+/// one hint with their addresses added up.
+fn merge_hints(warnings: Vec<String>) -> Vec<String> {
+    const MIDDLE: &str = " return address(es) in ";
+    let mut hints: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
+    let mut out: Vec<String> = Vec::new();
+    for w in warnings {
+        let parsed = w
+            .strip_prefix("hint: ")
+            .and_then(|r| r.split_once(MIDDLE))
+            .and_then(|(n, rest)| Some((n.parse::<u64>().ok()?, rest.to_owned())));
+        match parsed {
+            Some((n, rest)) => *hints.entry(rest).or_default() += n,
+            None => out.push(w),
+        }
+    }
+    out.sort();
+    out.dedup();
+    out.extend(
+        hints
+            .into_iter()
+            .map(|(rest, n)| format!("hint: {n}{MIDDLE}{rest}")),
+    );
+    out
 }
 
 /// One profile's symbolization as a share of [`embed_all`]'s single progress line.
@@ -503,4 +531,29 @@ pub(super) fn record_one(
     eprintln!("tidemark: {name} {}", describe_status(status));
     let p = finish_profile(output, &tmp, started, argv, need_profile, pid, warmed)?;
     Ok((status, p))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::merge_hints;
+
+    #[test]
+    fn hints_of_one_module_add_up_and_other_warnings_stay_once() {
+        let tail = "in /usr/bin/bash have no symbols (frames read bash+0x…): install bash-dbgsym";
+        let got = merge_hints(vec![
+            format!("hint: 10 return address(es) {tail}"),
+            "cannot read /x: gone".to_owned(),
+            format!("hint: 32 return address(es) {tail}"),
+            "cannot read /x: gone".to_owned(),
+            "hint: 3 return address(es) in /usr/bin/env have no symbols".to_owned(),
+        ]);
+        assert_eq!(
+            got,
+            vec![
+                "cannot read /x: gone".to_owned(),
+                format!("hint: 42 return address(es) {tail}"),
+                "hint: 3 return address(es) in /usr/bin/env have no symbols".to_owned(),
+            ]
+        );
+    }
 }

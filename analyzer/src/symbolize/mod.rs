@@ -17,6 +17,7 @@ pub mod debug_hint;
 mod debuginfo;
 mod demangle;
 mod modules;
+mod parallel;
 mod prewarm;
 
 pub use debuginfo::{build_id_debug_path, file_build_id, DEBUG_ROOT};
@@ -231,12 +232,25 @@ pub fn symbolize_cached(
     }
     // Modules (path, build-id) whose addresses stayed unnamed, with how many: one hint each.
     let mut unnamed: HashMap<(String, Vec<u8>), usize> = HashMap::new();
+    // The addresses the binaries name, resolved first, modules in parallel.
+    let from_binaries: Vec<(u64, u64)> = if use_files {
+        p.ips
+            .iter()
+            .map(|ip| (ip.address, ip.generation))
+            .filter(|k| embedded.get(k).is_none_or(|f| f.is_empty()))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let mut resolved = sym.resolve_all(&from_binaries).into_iter();
     for i in 0..p.ips.len() {
         let (addr, generation) = (p.ips[i].address, p.ips[i].generation);
         let frames = match embedded.get(&(addr, generation)) {
             Some(f) if !f.is_empty() => f.clone(),
             _ if use_files => {
-                let r = sym.resolve_at(addr, generation);
+                let r = resolved
+                    .next()
+                    .expect("one resolved address per address without symbols");
                 if r.symbolized {
                     report.from_files.push(IpId(i as u32));
                 } else if let Some(m) = sym.map.find_at(addr, generation) {
@@ -272,6 +286,9 @@ pub fn symbolize_cached(
     p.warnings.extend(sym.take_warnings());
     let mut unnamed: Vec<((String, Vec<u8>), usize)> = unnamed.into_iter().collect();
     unnamed.sort();
+    // One pass over the package lists for every module the hints name.
+    let paths: Vec<&str> = unnamed.iter().map(|((path, _), _)| path.as_str()).collect();
+    debug_hint::owning_packages(&paths);
     for ((path, build_id), n) in unnamed {
         p.warnings.push(debug_hint::hint(&path, &build_id, n));
     }

@@ -96,38 +96,32 @@ impl<'a> Cursor<'a> {
     /// Reads an unsigned LEB128 value.
     #[inline]
     pub fn uvarint(&mut self) -> Result<u64, DecodeError> {
-        // Most values of an event stream fit in one or two bytes.
-        if let Some(&b) = self.data.get(self.pos) {
-            if b < 0x80 {
+        // Most values of an event record (deltas, stack ids, small sizes) take one byte.
+        match self.data.get(self.pos) {
+            Some(&b) if b < 0x80 => {
                 self.pos += 1;
-                return Ok(u64::from(b));
+                Ok(u64::from(b))
             }
-            if let Some(&c) = self.data.get(self.pos + 1) {
-                if c < 0x80 {
-                    self.pos += 2;
-                    return Ok(u64::from(b & 0x7f) | u64::from(c) << 7);
-                }
-            }
+            _ => self.uvarint_long(),
         }
-        self.uvarint_long()
     }
-
-    /// [`Cursor::uvarint`] of a value longer than a byte (or past the end).
+    /// [`Self::uvarint`] for values of more than one byte (and for errors).
     #[inline(never)]
     fn uvarint_long(&mut self) -> Result<u64, DecodeError> {
+        let rest = self.data.get(self.pos..).unwrap_or_default();
         let mut v: u64 = 0;
-        let mut shift = 0u32;
-        loop {
-            let b = self.u8()?;
-            if shift >= 64 || (shift == 63 && b > 1) {
+        // At most 10 bytes; the tenth holds bit 63 only.
+        for (i, &b) in rest.iter().take(10).enumerate() {
+            if i == 9 && b > 1 {
                 return Err(DecodeError("varint overflows 64 bits"));
             }
-            v |= u64::from(b & 0x7f) << shift;
+            v |= u64::from(b & 0x7f) << (7 * i);
             if b & 0x80 == 0 {
+                self.pos += i + 1;
                 return Ok(v);
             }
-            shift += 7;
         }
+        Err(DecodeError("record runs past the end of its chunk"))
     }
     /// Reads a zigzag-encoded signed value.
     pub fn ivarint(&mut self) -> Result<i64, DecodeError> {
@@ -184,6 +178,28 @@ mod tests {
             assert_eq!(c.ivarint().unwrap(), v);
         }
         assert!(c.is_empty());
+    }
+
+    #[test]
+    fn every_length_decodes_with_and_without_bytes_after_it() {
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        for i in 0..20_000u32 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            // Every bit length from 0 to 64.
+            let v = x >> (i % 65).min(63) >> u32::from(i % 65 == 64);
+            let mut buf = Vec::new();
+            put_uvarint(&mut buf, v);
+            let len = buf.len();
+            for tail in [0usize, 1, 7, 9] {
+                let mut b = buf.clone();
+                b.extend(std::iter::repeat_n(0xffu8, tail));
+                let mut c = Cursor::new(&b);
+                assert_eq!(c.uvarint().unwrap(), v, "{v:#x} with {tail} bytes after");
+                assert_eq!(c.position(), len);
+            }
+        }
     }
 
     #[test]

@@ -10,14 +10,16 @@
 //! compresses to almost nothing, and the analyzer needs no reordering.
 
 use crate::format::{self, tag, AllocKind, Cursor, DecodeError, FreedBlock};
+use live::{Block, LiveBlocks};
 use rustc_hash::{FxHashMap, FxHashSet};
+use std::collections::VecDeque;
 
 /// One event of a pass, decoded from a thread buffer.
 #[derive(Debug, Clone, Copy)]
 struct Ev {
     /// Sort key: sequence number × 4, + 1 for frees, + 2 for the other events (a sample numbered
-    /// `S` goes first, then frees that read `S` without advancing the counter, then the event
-    /// that took `S`: `record::seq`'s invariant).
+    /// `S`, at `4 S`, goes first, then frees that read `S` without advancing the counter, then
+    /// the event that took `S`: `record::seq`'s invariant).
     key: u64,
     tid: u32,
     /// Where the records attached to it (`EVENT_FRAMES`, `EVENT_RETURNS`) start in
@@ -25,6 +27,9 @@ struct Ev {
     frames: u32,
     what: What,
 }
+
+/// How many events ahead of the one being written a free's live-block slot is prefetched.
+const PREFETCH_AHEAD: usize = 8;
 
 /// [`Ev::frames`] of an event without frame addresses.
 const NO_FRAMES: u32 = u32::MAX;
@@ -51,17 +56,6 @@ enum What {
         stack: u64,
         kind: AllocKind,
     },
-    /// Index into the pass's samples.
-    Sample(usize),
-}
-
-/// A live block.
-#[derive(Debug, Clone, Copy)]
-struct LiveBlock {
-    /// Its number in the stream.
-    n: u64,
-    size: u64,
-    tid: u32,
 }
 
 /// What the analyzer's replay computes from the stream, kept while it is written (exact mode):
@@ -94,7 +88,7 @@ pub struct Tally {
 #[derive(Debug, Clone, Copy)]
 enum Freed {
     /// Allocated in this profile.
-    Block(LiveBlock),
+    Block(Block),
     /// Not allocated in this profile (before recording started, or not sampled): its address.
     Unknown(u64),
 }
@@ -123,16 +117,21 @@ pub fn buffer_start(bytes: &[u8]) -> (u32, u64) {
 pub struct Orderer {
     /// Events numbered at or above the last watermark, waiting for the next pass.
     waiting: Vec<Ev>,
-    samples: Vec<PendingSample>,
+    /// Timeline samples not written yet, in order of their numbers (samples are few: they are
+    /// merged into the events as those are written, so the events of one thread need no sort).
+    samples: VecDeque<PendingSample>,
     /// Live blocks by address.
-    live: FxHashMap<u64, LiveBlock>,
+    live: LiveBlocks,
     /// Message records from the threads, for the pass's meta chunk.
     pub messages: Vec<u8>,
     /// Records attached to waiting events (escape mode), as written by the recorder: at an
     /// event's [`Ev::frames`], their length (u32, little-endian), then their bytes.
     attached: Vec<u8>,
-    /// Per thread, the number of its latest allocation.
+    /// Per thread, the number of its latest allocation, except for thread `last_tid`, whose
+    /// latest is `last_n` (events come in runs of one thread: the map is touched on switches).
     last_alloc: FxHashMap<u32, u64>,
+    last_tid: Option<u32>,
+    last_n: u64,
     tally: Tally,
     /// Ids of the stacks cut at the frame limit.
     truncated: FxHashSet<u64>,
@@ -284,14 +283,10 @@ impl Orderer {
 
     /// Queues a timeline sample taken when the sequence counter read `seq`.
     pub fn take_sample(&mut self, sample: PendingSample) {
-        let key = sample.seq * 4;
-        self.waiting.push(Ev {
-            key,
-            tid: 0,
-            frames: NO_FRAMES,
-            what: What::Sample(self.samples.len()),
-        });
-        self.samples.push(sample);
+        // After every sample numbered at or below it: samples of equal numbers keep the order
+        // they were taken in.
+        let at = self.samples.partition_point(|s| s.seq <= sample.seq);
+        self.samples.insert(at, sample);
     }
 
     /// Says the next record written starts a new chunk (which must name its thread again).
@@ -309,13 +304,27 @@ impl Orderer {
         chunk_bytes: usize,
         mut flush: impl FnMut(&mut Vec<u8>) -> std::io::Result<()>,
     ) -> std::io::Result<()> {
-        // Stable: each buffer is in order already, and samples of equal numbers keep the order
-        // they were taken. (A merge of the runs with kept buffers, tried instead, made the
-        // writer fall behind a single-thread churn loop: 0.13 → 0.20 s and 50 → 185 MB.)
-        self.waiting.sort_by_key(|e| e.key);
+        // Stable: each buffer is in order already, and frees of one thread that read the same
+        // number keep their order. With one thread (or threads taking turns) the whole pass
+        // usually is in order, and is not sorted again. (A merge of the runs with kept buffers,
+        // tried instead, made the writer fall behind a single-thread churn loop: 0.13 → 0.20 s
+        // and 50 → 185 MB.)
+        if !self.waiting.is_sorted_by_key(|e| e.key) {
+            self.waiting.sort_by_key(|e| e.key);
+        }
         let n = self.waiting.partition_point(|e| e.key < watermark * 4);
         for i in 0..n {
+            // The live-block lookup of a free a few events ahead starts loading now.
+            if let Some(ahead) = self.waiting.get(i + PREFETCH_AHEAD) {
+                if let What::Free { addr } | What::ReallocFree { addr } = ahead.what {
+                    self.live.prefetch(addr);
+                }
+            }
             let e = self.waiting[i];
+            // A sample numbered S goes before the frees and the event numbered S.
+            while self.samples.front().is_some_and(|s| s.seq * 4 < e.key) {
+                self.write_sample(out);
+            }
             self.write(e, out);
             if out.len() >= chunk_bytes {
                 flush(out)?;
@@ -323,21 +332,24 @@ impl Orderer {
                 self.tid = u32::MAX;
             }
         }
+        while self.samples.front().is_some_and(|s| s.seq < watermark) {
+            self.write_sample(out);
+        }
         self.waiting.drain(..n);
         if self.since_watermark > 0 {
             // Every event of the stream so far is written.
             format::put_watermark(out, self.written_seq);
             self.since_watermark = 0;
         }
-        if self
-            .waiting
-            .iter()
-            .all(|e| !matches!(e.what, What::Sample(_)))
-        {
-            self.samples.clear();
-        }
         self.keep_waiting_frames();
         Ok(())
+    }
+
+    /// Writes the first waiting sample.
+    fn write_sample(&mut self, out: &mut Vec<u8>) {
+        if let Some(s) = self.samples.pop_front() {
+            format::put_sample(out, self.written_seq, s.t_ns, &s.values);
+        }
     }
 
     /// Attaches a record to the event just taken: the recorder writes an event's frame records
@@ -401,20 +413,22 @@ impl Orderer {
 
     /// Removes the block at `addr` (a free by thread `tid`; `realloc`: a realloc's free half).
     fn freed(&mut self, addr: u64, tid: u32, realloc: bool) -> Freed {
-        let t = &mut self.tally;
-        match self.live.remove(&addr) {
+        match self.live.remove(addr) {
             Some(b) => {
+                // Numbers are unique and a thread's latest is one of its own blocks: equal
+                // numbers mean the block is the freeing thread's, made last.
+                let temporary = !realloc && self.last_alloc_of(tid) == Some(b.n);
+                let t = &mut self.tally;
                 t.live_bytes -= b.size;
                 t.live_blocks -= 1;
                 if !realloc {
                     t.frees += 1;
-                    if b.tid == tid && self.last_alloc.get(&tid) == Some(&b.n) {
-                        t.temporary += 1;
-                    }
+                    t.temporary += u64::from(temporary);
                 }
                 Freed::Block(b)
             }
             None => {
+                let t = &mut self.tally;
                 t.unmatched_frees += 1;
                 if !realloc {
                     t.frees += 1;
@@ -430,8 +444,8 @@ impl Orderer {
         self.next_block += 1;
         // An address handed out again without a recorded free keeps its old block live (as
         // the analyzer sees it: the stream names blocks, and that one was never freed).
-        self.live.insert(addr, LiveBlock { n, size, tid });
-        self.last_alloc.insert(tid, n);
+        self.live.insert(addr, Block { n, size });
+        self.set_last_alloc(tid, n);
         let t = &mut self.tally;
         t.allocations += 1;
         t.live_bytes += size;
@@ -440,6 +454,28 @@ impl Orderer {
             t.peak_bytes = t.live_bytes;
             t.peak_blocks = t.live_blocks;
         }
+    }
+
+    /// The number of the latest allocation of thread `tid`.
+    #[inline]
+    fn last_alloc_of(&self, tid: u32) -> Option<u64> {
+        if self.last_tid == Some(tid) {
+            Some(self.last_n)
+        } else {
+            self.last_alloc.get(&tid).copied()
+        }
+    }
+
+    /// Notes that block `n` is the latest allocation of thread `tid`.
+    #[inline]
+    fn set_last_alloc(&mut self, tid: u32, n: u64) {
+        if self.last_tid != Some(tid) {
+            if let Some(t) = self.last_tid {
+                self.last_alloc.insert(t, self.last_n);
+            }
+            self.last_tid = Some(tid);
+        }
+        self.last_n = n;
     }
 
     /// How the stream names a freed block now.
@@ -452,11 +488,6 @@ impl Orderer {
 
     fn write(&mut self, e: Ev, out: &mut Vec<u8>) {
         match e.what {
-            What::Sample(i) => {
-                let s = &self.samples[i];
-                format::put_sample(out, self.written_seq, s.t_ns, &s.values);
-                return;
-            }
             What::Alloc {
                 addr,
                 size,
@@ -508,6 +539,9 @@ impl Orderer {
         self.since_watermark += 1;
     }
 }
+
+#[path = "live.rs"]
+mod live;
 
 #[cfg(test)]
 #[path = "order_tests.rs"]

@@ -92,13 +92,16 @@ struct Writer {
     interval: Interval,
     /// TSC ticks per ns (1 where the hooks read CLOCK_MONOTONIC).
     ticks_per_ns: f64,
+    /// (ns, ticks) when the writer started; `None` when calls are not timed.
+    clock_origin: Option<(u64, u64)>,
     trace: Option<Trace>,
     /// CPU sample records of the pass.
     cpu: Vec<u8>,
 }
 
-/// How long the writer calibrates the TSC against CLOCK_MONOTONIC before its first sample.
-const CALIBRATION_NS: u64 = 5_000_000;
+/// The shortest span the TSC is calibrated over against CLOCK_MONOTONIC (see
+/// [`Writer::calibrate`]).
+const CALIBRATION_MIN_NS: u64 = 1_000_000;
 /// Records gathered into one event chunk before it is compressed: large enough for zstd to find
 /// the repetition across buffers, small enough to stay in cache.
 const EVENT_CHUNK_BYTES: usize = 1 << 20;
@@ -124,11 +127,8 @@ impl Writer {
             values: Vec::with_capacity(32),
             latency: Collector::default(),
             interval: Interval::default(),
-            ticks_per_ns: if s.cfg.latency_every == 0 {
-                1.0
-            } else {
-                latency::calibrate(CALIBRATION_NS)
-            },
+            ticks_per_ns: 1.0,
+            clock_origin: (s.cfg.latency_every != 0).then(latency::clock_pair),
             trace: s.cfg.trace.then(|| Trace::new(s.cfg.limit_bytes)),
             cpu: Vec::new(),
         })
@@ -213,6 +213,7 @@ impl Writer {
         ]);
         self.sources.read(&mut self.values);
         self.collect_latency();
+        self.calibrate();
         if let Some([p50, p99, max]) = self.interval.summary_ns(self.ticks_per_ns) {
             self.values.extend_from_slice(&[
                 (sample_key::ALLOC_LATENCY_P50_NS, p50),
@@ -232,6 +233,24 @@ impl Writer {
         if let Some(trace) = &mut self.trace {
             trace.on_sample(t_ns, &self.values, &self.interval, self.ticks_per_ns);
         }
+    }
+
+    /// Measures the TSC's ticks per ns from the writer's start to now. The writer used to sleep
+    /// 5 ms for this before its first sample, and a program that ended sooner waited for it at
+    /// exit; now only a sample within 1 ms of the start waits, for the rest of that 1 ms.
+    fn calibrate(&mut self) {
+        let Some(origin) = self.clock_origin else {
+            return;
+        };
+        let mut now = latency::clock_pair();
+        let elapsed = now.0.saturating_sub(origin.0);
+        if elapsed < CALIBRATION_MIN_NS {
+            std::thread::sleep(std::time::Duration::from_nanos(
+                CALIBRATION_MIN_NS - elapsed,
+            ));
+            now = latency::clock_pair();
+        }
+        self.ticks_per_ns = latency::ticks_per_ns(origin, now);
     }
 
     /// Moves the calls every thread timed since the last sample into `self.interval`.

@@ -76,6 +76,80 @@ fn walk_cache_gives_the_same_stacks_as_fresh_walks() {
     }
 }
 
+/// Two call sites with the same frame layout: the walks from `via_a` and `via_b` have the same
+/// instruction and stack pointers up to the return address into them.
+/// (Their bodies differ by a constant, so the linker cannot fold them into one.)
+#[inline(never)]
+fn via_a(t: &mut ThreadUnwinder, depth: usize) -> (Vec<u64>, u128) {
+    let r = middle(t, UnwindMode::Dwarf, depth);
+    black_box(0xa);
+    black_box(r)
+}
+
+#[inline(never)]
+fn via_b(t: &mut ThreadUnwinder, depth: usize) -> (Vec<u64>, u128) {
+    let r = middle(t, UnwindMode::Dwarf, depth);
+    black_box(0xb);
+    black_box(r)
+}
+
+#[inline(never)]
+fn via_site(t: &mut ThreadUnwinder, site: usize, depth: usize) -> (Vec<u64>, u128) {
+    let r = if black_box(site) == 0 {
+        via_a(t, depth)
+    } else {
+        via_b(t, depth)
+    };
+    black_box(r)
+}
+
+#[test]
+fn kept_walks_are_reused_whole_only_while_they_hold() {
+    let mut cached = setup();
+    let mut fresh = ThreadUnwinder::new(StackBounds::current());
+    fresh.set_walk_cache(false);
+    let current = || process::current().map(|u| u as *const process::ProcessUnwinder);
+    // A cycle of six stacks (fewer than the walks kept): each differs from the one before in
+    // its inner frames, and a walk from one site agrees with the other site's in every
+    // instruction and stack pointer up to the return address into `via_a` / `via_b`. In the
+    // first round, the walk kept for (0, 2) starts like (1, 2)'s but must not be reused for it.
+    let cycle = [(0, 2), (0, 5), (1, 2), (1, 5), (0, 0), (1, 0)];
+    let mut counted = 0;
+    let mut into = [0u64; 2];
+    let mut last_uw = None;
+    for round in 0..20 {
+        let (uw, steps) = (current(), cached.steps());
+        for &(site, depth) in &cycle {
+            let mut got = Vec::new();
+            for t in [&mut cached, &mut fresh] {
+                got.push(via_site(t, site, depth));
+            }
+            // The two calls above come from different call sites in this function (the loop
+            // is unrolled): compare the frames below it.
+            let n = depth + 3;
+            assert_eq!(
+                got[0].0[..n],
+                got[1].0[..n],
+                "round {round}, site {site}, depth {depth}"
+            );
+            assert_eq!(got[0].0.len(), got[1].0.len());
+            assert_eq!(hash::hash_frames(&got[0].0), got[0].1);
+            into[site] = got[0].0[depth + 1];
+        }
+        assert_ne!(into[0], into[1], "the two sites are one function");
+        // Past the first round every walk is an earlier one reused whole, unless another test
+        // rebuilt the process unwinder meanwhile, which drops every kept walk: a round is
+        // counted when the unwinder stayed the same from the start of the round before (whose
+        // walks it reuses) to its end.
+        if round > 0 && last_uw == Some(uw) && uw == current() {
+            assert_eq!(cached.steps(), steps, "frames unwound in round {round}");
+            counted += 1;
+        }
+        last_uw = Some(uw);
+    }
+    assert!(counted > 5, "only {counted} rounds without a rebuild");
+}
+
 #[test]
 fn fp_mode_starts_at_the_same_frame() {
     let mut t = setup();

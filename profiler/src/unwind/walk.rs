@@ -2,7 +2,10 @@
 //!
 //! framehop costs ≈15–22 ns per frame even when its rule cache hits. Consecutive allocations of
 //! one thread mostly share their outer frames, so the walker keeps the previous walk and reuses
-//! its outer part once it is proven identical.
+//! its outer part once it is proven identical. A loop allocating from a few call sites repeats
+//! whole stacks, so the walker keeps its last 8 walks ([`KEPT`]) and first looks for one that
+//! the new walk repeats whole (same frame 0, every word it depends on unchanged); only then does
+//! it step, reusing the latest walk's outer part.
 //!
 //! A step out of frame `i` computes frame `i+1`'s `(ip, sp, bp)` from frame `i`'s `(ip, sp, bp)`
 //! and the stack words it reads (and the module set, fixed per [`ProcessUnwinder`]). Which of
@@ -25,7 +28,7 @@
 //! and is reused. `rbp` used as an ordinary register (code built without frame pointers) thus
 //! never defeats the cache, and a frame-pointer function's `rbp` is still compared where it
 //! matters. A walk cut at [`MAX_WALK`] is marked truncated and never reused. Nothing on the stack
-//! is ever written.
+//! is ever written. (How a walk is stored and verified: [`super::stored`].)
 //!
 //! Frames whose shape is known are stepped directly by that shape (the same arithmetic and reads
 //! as framehop's rule, without its per-step lookups); framehop steps the others. A walk is stored
@@ -35,252 +38,126 @@
 //! framehop's, which is what the tests compare the cache against.
 
 use super::bounds::StackBounds;
-use super::hash::{self, HashState};
 use super::process::ProcessUnwinder;
 use super::shape::{Base, BpRule, Shape, Shapes};
+use super::stored::{
+    boxed_zeroed, Fresh, Walk, BELOW_START, KEEPS_BP, MAX_WALK, MAX_XREADS, USES_BP,
+};
 use framehop::x86_64::{CacheX86_64, UnwindRegsX86_64};
 use framehop::{FrameAddress, MustNotAllocateDuringUnwind, Unwinder};
 
-/// Most frames one walk keeps: the recorded frames plus the recorder's own frames.
-pub const MAX_WALK: usize = super::MAX_FRAMES + 32;
-const MAX_XREADS: usize = MAX_WALK * 4;
-/// Words checked: a return address and a saved bp per frame, plus the kept reads.
-const MAX_CHECKS: usize = MAX_WALK * 2 + MAX_XREADS;
-
-/// The step out of the frame depends on its bp.
-const USES_BP: u8 = 1;
-/// The caller's bp is the frame's bp, unchanged.
-const KEEPS_BP: u8 = 2;
-/// A read of the step was refused for lying below the walk's starting stack pointer.
-const BELOW_START: u8 = 4;
-
-/// One walk, stored outermost frame first: index `j` holds frame `n - 1 - j` (frame 0 is the
-/// capture point).
-pub struct Walk {
-    n: usize,
-    ip: [u64; MAX_WALK],
-    sp: [u64; MAX_WALK],
-    bp: [u64; MAX_WALK],
-    /// Whether the rest of the walk from this frame outwards depends on its bp.
-    needs_bp: [bool; MAX_WALK],
-    /// Every `(address, value)` the walk depends on; those of the `j` outermost frames are
-    /// `checks[..cend[j]]`.
-    checks: [(u64, u64); MAX_CHECKS],
-    cend: [u32; MAX_WALK + 1],
-    /// `rmin[j]`: lowest address in `checks[..cend[j]]`; 0 when those frames also depend on where
-    /// the walk started (a read refused for lying below the start).
-    rmin: [u64; MAX_WALK + 1],
-    /// `h[j]`: hash state of the `j` outermost frames.
-    h: [HashState; MAX_WALK + 1],
-    /// The walk stopped at [`MAX_WALK`] frames while the stack went on.
-    truncated: bool,
-    /// True when the walk may be reused (made with the cache, complete, nothing dropped).
-    reusable: bool,
-    /// The unwinder and stack the walk was made with.
-    unwinder: usize,
-    bounds: StackBounds,
-}
-
-/// New frames of the walk in progress, innermost first, with what their steps depended on.
-struct Fresh {
-    ip: [u64; MAX_WALK],
-    sp: [u64; MAX_WALK],
-    bp: [u64; MAX_WALK],
-    /// `USES_BP | KEEPS_BP | BELOW_START` of the step out of each frame.
-    flags: [u8; MAX_WALK],
-    /// Address the caller's return address was read from (0: not known, see `xreads`).
-    raw: [u64; MAX_WALK],
-    /// Address the caller's bp was loaded from (0: kept, or not known).
-    bpload: [u64; MAX_WALK],
-    /// `xstart[i]..xstart[i+1]`: every word the step out of frame i read, kept for steps whose
-    /// shape is not known and for the final step.
-    xstart: [u32; MAX_WALK + 1],
-    xreads: [(u64, u64); MAX_XREADS],
-}
-
-/// Allocates a zeroed `T` on the heap, in place (these arrays are too large for small thread
-/// stacks).
-fn boxed_zeroed<T>() -> Box<T> {
-    let layout = std::alloc::Layout::new::<T>();
-    // SAFETY: only used for `Walk` and `Fresh`, which are plain integers and booleans (all-zero
-    // is a valid value); the layout is non-zero sized, and a null result is handled.
-    unsafe {
-        let p = std::alloc::alloc_zeroed(layout) as *mut T;
-        if p.is_null() {
-            std::alloc::handle_alloc_error(layout);
-        }
-        Box::from_raw(p)
-    }
-}
-
-impl Walk {
-    /// Number of frames.
-    #[inline]
-    pub fn len(&self) -> usize {
-        self.n
-    }
-
-    /// Instruction pointer of frame `i` (innermost first): the capture point for frame 0,
-    /// return addresses after.
-    #[inline]
-    pub fn ip_at(&self, i: usize) -> u64 {
-        self.ip[self.n - 1 - i]
-    }
-
-    /// Stack pointer of frame `i`.
-    #[inline]
-    pub fn sp_at(&self, i: usize) -> u64 {
-        self.sp[self.n - 1 - i]
-    }
-
-    /// Hash state of frames `i..n`.
-    #[inline]
-    pub fn hash_from(&self, i: usize) -> HashState {
-        self.h[self.n - i]
-    }
-
-    /// True when the stack went on beyond the walk's frame limit.
-    #[inline]
-    pub fn truncated(&self) -> bool {
-        self.truncated
-    }
-
-    /// Copies frames `s..s + out.len()` (innermost first) into `out`.
-    #[inline]
-    pub fn copy_frames(&self, s: usize, out: &mut [u64]) {
-        let top = self.n - 1 - s;
-        for (k, o) in out.iter_mut().enumerate() {
-            *o = self.ip[top - k];
-        }
-    }
-
-    /// Checks that every word frames `m..n` depend on still holds its value, for a walk now
-    /// starting at stack pointer `lo`. On a mismatch, returns the frame whose step read the
-    /// changed word: no frame at or below it can be reused either.
-    #[inline]
-    fn verify(&self, m: usize, lo: u64) -> Result<(), usize> {
-        let j = self.n - m;
-        if self.rmin[j] < lo {
-            return Err(m);
-        }
-        let checks = &self.checks[..self.cend[j] as usize];
-        // SAFETY: every address was read from this thread's stack, inside `self.bounds` (equal
-        // to the current bounds, checked by the caller), by the walk that recorded it, and is
-        // at or above `rmin[j] >= lo`, the current stack pointer; that range is mapped.
-        let same = |&(a, v): &(u64, u64)| unsafe { (a as *const u64).read_unaligned() } == v;
-        match checks.iter().position(|c| !same(c)) {
-            None => Ok(()),
-            Some(p) => {
-                // The outermost frame whose checks end after position p.
-                let mut r = 0;
-                while self.cend[r + 1] as usize <= p {
-                    r += 1;
-                }
-                Err(self.n - 1 - r)
-            }
-        }
-    }
-
-    /// Appends `fresh` frames `0..k` as the walk's new innermost frames (the outermost of them
-    /// first), deriving what the walk depends on from what each step read.
-    fn append(&mut self, fresh: &Fresh, k: usize) {
-        for i in (0..k).rev() {
-            let j = self.n;
-            if j == MAX_WALK {
-                // Only after a reused outer part: the stack is deeper than the limit.
-                self.cut_outer(1);
-            }
-            let j = self.n;
-            let f = fresh.flags[i];
-            let outer = j.checked_sub(1);
-            let outer_needs = outer.is_some_and(|o| self.needs_bp[o]);
-            self.needs_bp[j] = f & USES_BP != 0 || (f & KEEPS_BP != 0 && outer_needs);
-            let mut pos = self.cend[j] as usize;
-            let mut lo = self.rmin[j];
-            let mut push = |w: &mut Walk, c: (u64, u64)| {
-                if pos < MAX_CHECKS {
-                    w.checks[pos] = c;
-                    pos += 1;
-                    lo = lo.min(c.0);
-                } else {
-                    w.reusable = false;
-                }
-            };
-            if let Some(o) = outer {
-                if fresh.raw[i] != 0 {
-                    push(self, (fresh.raw[i], self.ip[o]));
-                }
-                if outer_needs && fresh.bpload[i] != 0 {
-                    push(self, (fresh.bpload[i], self.bp[o]));
-                }
-            }
-            for &x in &fresh.xreads[fresh.xstart[i] as usize..fresh.xstart[i + 1] as usize] {
-                push(self, x);
-            }
-            if f & BELOW_START != 0 {
-                lo = 0;
-            }
-            self.ip[j] = fresh.ip[i];
-            self.sp[j] = fresh.sp[i];
-            self.bp[j] = fresh.bp[i];
-            self.cend[j + 1] = pos as u32;
-            self.rmin[j + 1] = lo;
-            self.h[j + 1] = hash::push(self.h[j], fresh.ip[i]);
-            self.n = j + 1;
-        }
-    }
-
-    /// Drops the `d` outermost frames (the stack is deeper than the walk may be): the walk is
-    /// truncated and will not be reused.
-    fn cut_outer(&mut self, d: usize) {
-        let n = self.n;
-        self.ip.copy_within(d..n, 0);
-        self.sp.copy_within(d..n, 0);
-        self.bp.copy_within(d..n, 0);
-        self.needs_bp.copy_within(d..n, 0);
-        self.n = n - d;
-        for j in 0..self.n {
-            self.h[j + 1] = hash::push(self.h[j], self.ip[j]);
-        }
-        self.truncated = true;
-        self.reusable = false;
-    }
-
-    /// Empties the walk.
-    fn clear(&mut self) {
-        self.n = 0;
-        self.cend[0] = 0;
-        self.rmin[0] = u64::MAX;
-        self.h[0] = hash::EMPTY;
-        self.truncated = false;
-        self.reusable = true;
-    }
-}
-
-/// Per-thread walking state: framehop's rule cache, step shapes, the previous walk, and
-/// scratch space.
+/// Per-thread walking state: framehop's rule cache, step shapes, the last walks, and scratch
+/// space.
 pub struct Walker {
     cache: Box<CacheX86_64<MustNotAllocateDuringUnwind>>,
     shapes: Shapes,
-    walk: Box<Walk>,
+    /// The last walks (see [`WalkSet`]); `walks.0[cur]` is the latest.
+    walks: Box<WalkSet>,
+    cur: usize,
+    keep: KeepPolicy,
     fresh: Box<Fresh>,
     /// Frames unwound (not taken from the cache), for tests and benchmarks.
     pub steps: u64,
 }
 
+/// Walks kept per thread. A loop whose body allocates from a few call sites repeats the same
+/// stacks: python3 running an allocation-heavy script makes, in 94% of its allocations, a
+/// walk equal to one of the last 8 (0.8% for the last 4), and the walk that came just before
+/// shares only the outer part with it (4.5 frames per allocation were unwound there).
+const KEPT: usize = 8;
+
+/// The kept walks, in one zeroed allocation (pages of walks never used are never touched).
+struct WalkSet([Walk; KEPT]);
+
+/// When a walk that is not a whole reuse goes to another slot (keeping the latest walk, at
+/// the cost of copying its reused outer part) instead of replacing the latest walk in place.
+/// Keeping pays only when earlier walks are reused whole: it is on while at least one walk in
+/// [`KeepPolicy::MIN_HITS_OF`] was such a reuse of a walk other than the latest, and for one
+/// window in [`KeepPolicy::PROBE_EVERY`] to find out whether that became so.
+struct KeepPolicy {
+    walks: u32,
+    hits: u32,
+    windows: u32,
+    on: bool,
+    /// Next slot to replace (round robin, skipping the latest).
+    next: usize,
+}
+
+impl KeepPolicy {
+    const WINDOW: u32 = 256;
+    const MIN_HITS_OF: u32 = 16;
+    const PROBE_EVERY: u32 = 16;
+
+    /// Counts a walk; `hit`: it reused a walk other than the latest whole.
+    #[inline]
+    fn note(&mut self, hit: bool) {
+        self.walks += 1;
+        self.hits += u32::from(hit);
+        if self.walks == Self::WINDOW {
+            self.windows = self.windows.wrapping_add(1);
+            self.on = self.hits * Self::MIN_HITS_OF >= Self::WINDOW
+                || self.windows.is_multiple_of(Self::PROBE_EVERY);
+            self.walks = 0;
+            self.hits = 0;
+        }
+    }
+}
+
 impl Walker {
-    /// Allocates the caches (≈ 150 KiB).
+    /// Allocates the caches (≈ 290 KiB, most of it touched only as walks need it).
     pub fn new() -> Walker {
-        let mut walk: Box<Walk> = boxed_zeroed();
-        walk.clear();
-        walk.reusable = false;
+        let mut walks: Box<WalkSet> = boxed_zeroed();
+        for w in &mut walks.0 {
+            w.clear();
+            w.reusable = false;
+        }
         Walker {
             cache: Box::new(CacheX86_64::new_in()),
             shapes: Shapes::new(),
-            walk,
+            walks,
+            cur: 0,
+            keep: KeepPolicy {
+                walks: 0,
+                hits: 0,
+                windows: 0,
+                on: true,
+                next: 0,
+            },
             fresh: boxed_zeroed(),
             steps: 0,
         }
+    }
+
+    /// A kept walk that the walk from `start` would repeat whole (its frame 0 is `start`'s
+    /// frame and every word it depends on is unchanged), the latest tried first. `Err` holds
+    /// the latest walk's frames known not to match (see [`Walk::verify`]).
+    fn whole_reuse(
+        &self,
+        uw_id: usize,
+        bounds: StackBounds,
+        start: (u64, u64, u64),
+    ) -> Result<usize, usize> {
+        let mut hopeless = 0;
+        for d in 0..KEPT {
+            let i = (self.cur + d) % KEPT;
+            let w = &self.walks.0[i];
+            if !w.reusable || w.n == 0 || w.unwinder != uw_id || w.bounds != bounds {
+                continue;
+            }
+            let r = w.n - 1;
+            if w.ip[r] != start.0 || w.sp[r] != start.1 || (w.needs_bp[r] && w.bp[r] != start.2) {
+                continue;
+            }
+            if d > 0 && !w.inner_words_hold(start.1) {
+                continue;
+            }
+            match w.verify(0, start.1) {
+                Ok(()) => return Ok(i),
+                Err(f) if d == 0 => hopeless = f + 1,
+                Err(_) => {}
+            }
+        }
+        Err(hopeless)
     }
 
     /// Walks from `(ip, sp, bp)` (a point inside the caller's frame, which is frame 0) and returns
@@ -295,7 +172,20 @@ impl Walker {
     ) -> &Walk {
         let lo = start.1;
         let uw_id = uw as *const ProcessUnwinder as usize;
-        let prev = &mut *self.walk;
+        // prev frames below this are known not to match
+        let mut hopeless = 0usize;
+        if reuse {
+            match self.whole_reuse(uw_id, bounds, start) {
+                Ok(i) => {
+                    self.keep.note(i != self.cur);
+                    self.cur = i;
+                    return &self.walks.0[i];
+                }
+                Err(h) => hopeless = h,
+            }
+            self.keep.note(false);
+        }
+        let prev = &self.walks.0[self.cur];
         let fresh = &mut *self.fresh;
         let prev_usable =
             reuse && prev.reusable && prev.unwinder == uw_id && prev.bounds == bounds && prev.n > 0;
@@ -304,16 +194,14 @@ impl Walker {
         let mut nx = 0usize;
         let mut overflow = false;
         let mut j = 1usize; // cursor into prev for frames >= 1 (innermost-first numbering)
-        let mut hopeless = 0usize; // prev frames below this are known not to match
         let mut k = 0usize;
         let mut state = start;
         let mut matched = None;
         let mut truncated = false;
         loop {
-            if prev_usable {
-                let cand = if k == 0 {
-                    (prev.ip_at(0) == state.0 && prev.sp_at(0) == state.1).then_some(0)
-                } else {
+            // Frame 0 was tried against every kept walk above.
+            if prev_usable && k > 0 {
+                let cand = {
                     while j < pn && prev.sp_at(j) < state.1 {
                         j += 1;
                     }
@@ -415,24 +303,48 @@ impl Walker {
             state = next;
         }
         fresh.xstart[k] = nx as u32;
+        // Where the new walk goes: over the latest walk, or (keeping it) over another one.
+        let from = self.cur;
+        let to = if reuse && self.keep.on {
+            let mut t = self.keep.next % KEPT;
+            if t == from {
+                t = (t + 1) % KEPT;
+            }
+            self.keep.next = t + 1;
+            t
+        } else {
+            from
+        };
+        let (prev, w) = if to == from {
+            (None, &mut self.walks.0[to])
+        } else {
+            let (lo_half, hi_half) = self.walks.0.split_at_mut(from.max(to));
+            if from < to {
+                (Some(&lo_half[from]), &mut hi_half[0])
+            } else {
+                (Some(&hi_half[0]), &mut lo_half[to])
+            }
+        };
         match matched {
-            Some(m) => {
+            Some(m) => match prev {
                 // Keep frames m.. of the previous walk (its `pn - m` outermost), add the new ones.
-                prev.n = pn - m;
-            }
+                None => w.n = pn - m,
+                Some(p) => w.copy_outer(p, pn - m),
+            },
             None => {
-                prev.clear();
-                prev.unwinder = uw_id;
-                prev.bounds = bounds;
-                prev.reusable = reuse;
+                w.clear();
+                w.unwinder = uw_id;
+                w.bounds = bounds;
+                w.reusable = reuse;
             }
         }
-        prev.append(fresh, k);
+        w.append(fresh, k);
         if overflow || truncated {
-            prev.reusable = false;
+            w.reusable = false;
         }
-        prev.truncated |= truncated;
-        prev
+        w.truncated |= truncated;
+        self.cur = to;
+        &self.walks.0[to]
     }
 }
 
@@ -520,7 +432,7 @@ impl Walker {
     /// The last walk made by [`Walker::walk`].
     #[inline]
     pub fn last(&self) -> &Walk {
-        &self.walk
+        &self.walks.0[self.cur]
     }
 }
 

@@ -8,6 +8,7 @@ use object::Object;
 use tidemark::format::{Module, SymbolFrame};
 
 use super::demangle::{demangle, is_qualified};
+use super::prefix::PrefixDwarf;
 
 /// Where separate debug files live (Debian's `-dbgsym` / `-dbg` packages install here).
 pub const DEBUG_ROOT: &str = "/usr/lib/debug";
@@ -88,6 +89,8 @@ pub(crate) struct ModuleDebug {
     file: Option<Loader>,
     /// A separate debug file, when one was found.
     debug: Option<Loader>,
+    /// Or the part of one that the addresses of [`ModuleDebug::open_for`] need.
+    prefix: Option<PrefixDwarf>,
     /// The file names a separate debug file (`.gnu_debuglink`): a distribution's stripped
     /// binary, whose debug package would name its frames.
     links_debug: bool,
@@ -110,9 +113,22 @@ impl ModuleDebug {
         debug_root: &Path,
         warnings: &mut Vec<String>,
     ) -> ModuleDebug {
+        Self::open_for(module, debug_root, warnings, None)
+    }
+
+    /// [`ModuleDebug::open`], for naming the file addresses `probes` only: a compressed separate
+    /// debug file is then read only as far as they need ([`super::prefix`]); the result
+    /// [`covers`](ModuleDebug::covers) them.
+    pub(crate) fn open_for(
+        module: &Module,
+        debug_root: &Path,
+        warnings: &mut Vec<String>,
+        probes: Option<&[u64]>,
+    ) -> ModuleDebug {
         let mut md = ModuleDebug {
             file: None,
             debug: None,
+            prefix: None,
             links_debug: false,
         };
         if is_pseudo(&module.path) {
@@ -173,6 +189,10 @@ impl ModuleDebug {
         }
         for c in candidates {
             if c.is_file() {
+                if let Some(p) = probes.and_then(|p| PrefixDwarf::open(&c, p)) {
+                    md.prefix = Some(p);
+                    break;
+                }
                 if let Some(l) = open_debug_file(&c, debug_root) {
                     md.debug = Some(l);
                     break;
@@ -185,21 +205,41 @@ impl ModuleDebug {
     /// True when the module is a stripped binary whose separate debug file is not installed:
     /// its frames will likely be unnamed, and the summary hints at the debug package.
     pub(crate) fn misses_debug_file(&self) -> bool {
-        self.links_debug && self.debug.is_none()
+        self.links_debug && self.debug.is_none() && self.prefix.is_none()
+    }
+
+    /// True when this opening names every one of `probes` as a whole reading would (only a
+    /// partly read debug file may not).
+    pub(crate) fn covers(&self, probes: &[u64]) -> bool {
+        self.prefix.as_ref().is_none_or(|p| p.covers(probes))
+    }
+
+    /// How much of a partly read debug file's `.debug_info` was inflated, of how much.
+    #[cfg(test)]
+    pub(crate) fn partly_read(&self) -> Option<(usize, usize)> {
+        self.prefix.as_ref().map(PrefixDwarf::inflated)
     }
 
     /// Frames for a file address (already adjusted for return addresses), innermost first.
     /// Empty when nothing is known.
     pub(crate) fn frames(&self, probe: u64) -> Vec<SymbolFrame> {
         let loaders = [self.debug.as_ref(), self.file.as_ref()];
-        let mut symbol: Option<String> = None;
+        let mut symbol: Option<String> = self
+            .prefix
+            .as_ref()
+            .and_then(|p| p.find_symbol(probe))
+            .map(|s| demangle(s).into_owned());
         for l in loaders.iter().flatten() {
             if symbol.is_none() {
                 symbol = l.find_symbol(probe).map(|s| demangle(s).into_owned());
             }
         }
-        for l in loaders.iter().flatten() {
-            let frames = dwarf_frames(l, probe);
+        let from_prefix = self
+            .prefix
+            .as_ref()
+            .map(|p| raw_frames(p.find_frames(probe)));
+        let from_loaders = loaders.iter().flatten().map(|l| dwarf_frames(l, probe));
+        for frames in from_prefix.into_iter().chain(from_loaders) {
             if frames
                 .iter()
                 .any(|f| f.function.is_some() || f.file.is_some())
@@ -251,8 +291,12 @@ struct RawFrame {
 }
 
 fn dwarf_frames(l: &Loader, probe: u64) -> Vec<RawFrame> {
+    raw_frames(l.find_frames(probe))
+}
+
+fn raw_frames<R: gimli::Reader, E>(found: Result<addr2line::FrameIter<'_, R>, E>) -> Vec<RawFrame> {
     let mut out = Vec::new();
-    let Ok(mut it) = l.find_frames(probe) else {
+    let Ok(mut it) = found else {
         return out;
     };
     while let Ok(Some(f)) = it.next() {

@@ -18,6 +18,7 @@ mod debuginfo;
 mod demangle;
 mod modules;
 mod parallel;
+mod prefix;
 mod prewarm;
 
 pub use debuginfo::{build_id_debug_path, file_build_id, DEBUG_ROOT};

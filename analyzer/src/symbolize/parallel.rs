@@ -98,9 +98,18 @@ fn run(
             return;
         };
         let mut warnings = Vec::new();
+        let probes: Vec<u64> = job
+            .positions
+            .iter()
+            .map(|&i| probe_of(&job.module, addrs[i].0))
+            .collect();
+        // A module opened for other addresses (a partly read debug file) may not name these.
         let debug = lock(&opened[j])
             .take()
-            .unwrap_or_else(|| ModuleDebug::open(&job.module, debug_root, &mut warnings));
+            .filter(|d| d.covers(&probes))
+            .unwrap_or_else(|| {
+                ModuleDebug::open_for(&job.module, debug_root, &mut warnings, Some(&probes))
+            });
         let resolved = job
             .positions
             .iter()
@@ -139,11 +148,15 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// The file address looked up for return address `addr` of `module`: return addresses point
+/// after the call, and the call itself is at the previous byte.
+fn probe_of(module: &Module, addr: u64) -> u64 {
+    addr.wrapping_sub(module.base).saturating_sub(1)
+}
+
 /// Names one address of `module`, whose debug information is `debug`.
 fn resolve_in(debug: &ModuleDebug, module: &Module, addr: u64) -> Resolved {
-    // Return addresses point after the call; the call itself is at the previous byte.
-    let probe = addr.wrapping_sub(module.base).saturating_sub(1);
-    let frames = debug.frames(probe);
+    let frames = debug.frames(probe_of(module, addr));
     if frames.is_empty() {
         unresolved(Some(module), addr)
     } else {

@@ -1,14 +1,13 @@
 //! Opening the debug information of a running program's modules while it runs.
 //!
 //! `tidemark run` waits for the profiled command; the finish then resolves every return address
-//! of the profile, and most of its time went into opening debug information: Debian's libc has
-//! its DWARF in a separate, zlib-compressed file under `/usr/lib/debug/.build-id/` (≈ 12 MB once
-//! decompressed, ≈ 50–90 ms here) only to name the two libc frames below `main`. [`Prewarm`]
-//! does that work on the otherwise idle launcher while the command runs: it reads the child's
-//! `/proc/PID/maps` once the dynamic loader has mapped it, opens the program's and libc's files
-//! and separate debug files (the same [`ModuleDebug`] the finish would open; their frames are in
-//! nearly every stack), and hands them to the finish (`crate::embed::Embedder::with_warmed`),
-//! which then only looks addresses up.
+//! of the profile. [`Prewarm`] opens the program's file and debug information on the otherwise
+//! idle launcher while the command runs: it reads the child's `/proc/PID/maps` once the dynamic
+//! loader has mapped it, opens the program (the same [`ModuleDebug`] the finish would open), and
+//! hands it to the finish (`crate::embed::Embedder::with_warmed`), which then only looks
+//! addresses up. libc is no longer opened ahead: its compressed debug file is read by the finish
+//! only as far as the addresses need (`super::prefix`). A stripped program's debug package is
+//! looked up here too, for the finish's hint.
 //!
 //! Nothing depends on it for correctness: a module the warm-up missed (loaded later, or still
 //! being opened when the command ended) is opened by the finish as before, and a warmed module is
@@ -187,28 +186,19 @@ fn basename_has(path: &str, name: &str) -> bool {
     path.rsplit('/').next().is_some_and(|b| b.contains(name))
 }
 
-/// The modules worth opening ahead: the program (mapped first) and libc, whose frames are in
-/// nearly every stack (`main` and what calls it). Other libraries are opened by the finish only
-/// when a stack has a frame in them: opening all of them ahead cost more CPU (libm's and the
-/// dynamic loader's separate debug files) than the finish saved, on a busy 2-core machine.
+/// The modules worth opening ahead: the program (mapped first). libc's frames are in nearly
+/// every stack too (`main` and what calls it), but its separate debug file is compressed and
+/// the finish now reads only the part its addresses need (`super::prefix`: the units of the
+/// frames below `main` open the file) — opening it whole ahead cost ≈ 45 ms of CPU that competed
+/// with the program on a 2-core machine. Other libraries are opened by the finish only when a
+/// stack has a frame in them.
 fn prioritized(modules: Vec<String>) -> Vec<String> {
-    let mut out: Vec<String> = modules
+    modules
         .iter()
         .find(|p| !basename_has(p, PRELOAD_NAME))
         .cloned()
         .into_iter()
-        .collect();
-    if let Some(libc) = modules.iter().find(|p| is_libc(p)) {
-        if !out.contains(libc) {
-            out.push(libc.clone());
-        }
-    }
-    out
-}
-
-fn is_libc(path: &str) -> bool {
-    let base = path.rsplit('/').next().unwrap_or(path);
-    base == "libc.so.6" || base.starts_with("libc-2.") || base == "libc.so"
+        .collect()
 }
 
 /// Paths of the file-backed executable mappings of a process, in address order, each once;
@@ -291,13 +281,18 @@ mod tests {
     }
 
     #[test]
-    fn the_program_then_libc_and_never_the_recorder() {
+    fn the_program_and_never_the_recorder() {
         let order = prioritized(vec![
             "/bin/prog".into(),
             "/opt/libtidemark_preload.so".into(),
             "/lib/libm.so.6".into(),
             "/lib/libc.so.6".into(),
         ]);
-        assert_eq!(order, vec!["/bin/prog", "/lib/libc.so.6"]);
+        assert_eq!(order, vec!["/bin/prog"]);
+        let preload_first = prioritized(vec![
+            "/opt/libtidemark_preload.so".into(),
+            "/bin/prog".into(),
+        ]);
+        assert_eq!(preload_first, vec!["/bin/prog"]);
     }
 }

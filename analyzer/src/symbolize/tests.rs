@@ -191,3 +191,86 @@ fn modules_opened_ahead_match_by_resolved_path_and_build_id_only() {
     assert!(s.take_warnings().iter().any(|w| w.contains("deadbeef")));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// libc and its separate, compressed debug file (libc6-dbg, installed by scripts/setup.sh).
+fn libc_with_debug_file() -> (Module, PathBuf) {
+    let path = "/lib/x86_64-linux-gnu/libc.so.6";
+    let build_id = file_build_id(Path::new(path))
+        .expect("libc is readable")
+        .expect("libc has a build-id");
+    let debug = build_id_debug_path(Path::new(DEBUG_ROOT), &build_id).expect("a build-id path");
+    assert!(
+        debug.is_file(),
+        "{} missing: scripts/setup.sh installs libc6-dbg",
+        debug.display()
+    );
+    let module = Module {
+        path: path.to_owned(),
+        build_id,
+        base: 0,
+        segments: Vec::new(),
+    };
+    (module, debug)
+}
+
+/// File addresses inside functions of libc's symbol table (`.symtab` of its debug file).
+fn libc_probes(debug: &Path, names: &[&str]) -> Vec<u64> {
+    use object::{Object, ObjectSymbol};
+    let data = std::fs::read(debug).unwrap();
+    let obj = object::File::parse(&*data).unwrap();
+    names
+        .iter()
+        .map(|name| {
+            let s = obj
+                .symbols()
+                .find(|s| s.name() == Ok(name) && s.size() > 8)
+                .unwrap_or_else(|| panic!("{name} in libc's symbol table"));
+            s.address() + s.size() / 2
+        })
+        .collect()
+}
+
+#[test]
+fn a_partly_read_debug_file_names_frames_as_the_whole_file_does() {
+    let (module, debug) = libc_with_debug_file();
+    let root = Path::new(DEBUG_ROOT);
+    let whole = ModuleDebug::open(&module, root, &mut Vec::new());
+    assert_eq!(whole.partly_read(), None);
+
+    // The frames below main: their units open .debug_info, so little of it is inflated.
+    let early = libc_probes(
+        &debug,
+        &["__libc_start_call_main", "__libc_start_main_impl"],
+    );
+    let part = ModuleDebug::open_for(&module, root, &mut Vec::new(), Some(&early));
+    let (inflated, size) = part
+        .partly_read()
+        .expect("libc's debug file is read in part");
+    assert!(inflated * 10 < size, "{inflated} of {size} bytes inflated");
+    for &p in &early {
+        let f = part.frames(p);
+        assert!(!f.is_empty() && !f[0].file.is_empty(), "{f:?}");
+        assert_eq!(f, whole.frames(p), "at {p:#x}");
+    }
+    assert!(part.covers(&early));
+
+    // Functions all over libc, inlined frames among them: the same frames either way.
+    let spread = libc_probes(
+        &debug,
+        &[
+            "__libc_start_call_main",
+            "__libc_malloc",
+            "__strdup",
+            "_IO_new_fopen",
+            "qsort_r",
+            "__getdelim",
+            "__libc_dlopen_mode",
+        ],
+    );
+    assert!(!part.covers(&spread));
+    let part = ModuleDebug::open_for(&module, root, &mut Vec::new(), Some(&spread));
+    assert!(part.partly_read().is_some());
+    for &p in &spread {
+        assert_eq!(part.frames(p), whole.frames(p), "at {p:#x}");
+    }
+}

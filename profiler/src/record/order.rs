@@ -17,9 +17,9 @@ use std::collections::VecDeque;
 /// One event of a pass, decoded from a thread buffer.
 #[derive(Debug, Clone, Copy)]
 struct Ev {
-    /// Sort key: sequence number × 4, + 1 for frees, + 2 for the other events (a sample numbered
-    /// `S`, at `4 S`, goes first, then frees that read `S` without advancing the counter, then
-    /// the event that took `S`: `record::seq`'s invariant).
+    /// Sort key: sequence number × 4, + 1 for frees, + 2 for the other events: frees that read
+    /// `S` without advancing the counter go before the event (or timeline sample, which takes
+    /// its number the same way) that took `S` (`record::seq`'s invariant).
     key: u64,
     tid: u32,
     /// Where the records attached to it (`EVENT_FRAMES`, `EVENT_RETURNS`) start in
@@ -281,7 +281,7 @@ impl Orderer {
         Ok(())
     }
 
-    /// Queues a timeline sample taken when the sequence counter read `seq`.
+    /// Queues a timeline sample that took the sequence number `seq`.
     pub fn take_sample(&mut self, sample: PendingSample) {
         // After every sample numbered at or below it: samples of equal numbers keep the order
         // they were taken in.
@@ -321,8 +321,9 @@ impl Orderer {
                 }
             }
             let e = self.waiting[i];
-            // A sample numbered S goes before the frees and the event numbered S.
-            while self.samples.front().is_some_and(|s| s.seq * 4 < e.key) {
+            // A sample took its number S as an event does: after the frees that read S (key
+            // 4 S + 1); no event has its key 4 S + 2.
+            while self.samples.front().is_some_and(|s| s.seq * 4 + 2 < e.key) {
                 self.write_sample(out);
             }
             self.write(e, out);

@@ -27,7 +27,7 @@ mod reader;
 pub mod varint;
 
 pub use chunk::{put_chunk, put_chunk_raw, ChunkCodec, ChunkKind, ChunkWriter};
-pub use decode::{RecordIter, BLOCK_ID};
+pub use decode::{ChunkBytes, OrderedState, RecordIter, BLOCK_ID};
 pub use header::{header_key, Header};
 pub use reader::{FormatError, Reader, Truncation};
 pub use varint::{put_bytes, put_ivarint, put_uvarint, Cursor, DecodeError, Sink};

@@ -259,9 +259,9 @@ mod tests {
         for i in 0..40u64 {
             // Interval i: two allocations of stack 1 (i+1 bytes each), one free of the first.
             let a = 0x1000 + 16 * i;
-            r.alloc(1, seq, a, i + 1, 1);
-            r.alloc(1, seq + 1, a + 8, i + 1, 1);
-            r.free(1, seq + 2, a);
+            r.alloc_raw(1, seq, a, i + 1, 1);
+            r.alloc_raw(1, seq + 1, a + 8, i + 1, 1);
+            r.free(1, seq + 2, a, false);
             seq += 3;
             r.sample(seq, (i + 1) * 10_000_000, vec![]);
             r.watermark(seq);

@@ -14,9 +14,12 @@
 //! # Ok(()) }
 //! ```
 
+mod apply;
 mod buckets;
 mod cpu;
 pub mod escape;
+mod live;
+mod reorder;
 mod replay;
 #[cfg(test)]
 pub(crate) mod synthetic;
@@ -28,12 +31,15 @@ use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 
-use tidemark::format::{trailer_key, FormatError, Reader, Record, SymbolFrame, Truncation};
+use rustc_hash::{FxHashMap, FxHashSet};
+use tidemark::format::{
+    trailer_key, ChunkBytes, FormatError, OrderedState, Reader, SymbolFrame, Truncation,
+};
 
 use crate::analysis::escape as escape_analysis;
 use crate::analysis::suppress::{self, Suppressions};
-use crate::model::{Ip, IpId, Message, ModuleSnapshot, Profile, StackId, StackNode};
-use crate::symbolize::{self, SymbolizeOptions};
+use crate::model::{Ip, IpId, Profile, StackId, StackNode};
+use crate::symbolize::{self, DebugCache, SymbolizeOptions};
 use replay::Replay;
 
 /// Default of [`LoadOptions::symbolize`].
@@ -153,6 +159,12 @@ fn load_file(
         error,
     })?;
     let total_bytes = file.metadata().ok().map(|m| m.len());
+    // The program is opened on a thread of its own while the profile loads (what the
+    // symbolization pass would otherwise do after it): its header names it.
+    let warmup = (symbolize && opts.symbolize)
+        .then(|| Reader::new(BufReader::with_capacity(64 << 10, File::open(path).ok()?)).ok())
+        .flatten()
+        .and_then(|r| symbolize::ExeWarmup::start(&r.header().exe));
     let reader = BufReader::with_capacity(1 << 20, file);
     let mut sink = StderrProgress::new(&path.display().to_string());
     let mut p = load_inner(
@@ -165,17 +177,26 @@ fn load_file(
     .map_err(|e| e.with_path(path))?;
     if symbolize {
         let progress = opts.progress.then_some(&mut sink as &mut dyn ProgressSink);
-        symbolize_pass(&mut p, opts, progress);
+        let cache = warmup
+            .map(|w| DebugCache::with_warmed(w.ready()))
+            .unwrap_or_default();
+        symbolize_pass(&mut p, opts, progress, cache);
     }
     Ok(p)
 }
 
-/// The symbolization stage of [`load_path`] and [`load_reader`].
-fn symbolize_pass(p: &mut Profile, opts: &LoadOptions, progress: Option<&mut dyn ProgressSink>) {
+/// The symbolization stage of [`load_path`] and [`load_reader`], starting from the modules
+/// `cache` has opened.
+fn symbolize_pass(
+    p: &mut Profile,
+    opts: &LoadOptions,
+    progress: Option<&mut dyn ProgressSink>,
+    mut cache: DebugCache,
+) {
     let sopts = SymbolizeOptions {
         use_files: opts.symbolize,
     };
-    symbolize::symbolize(p, &sopts, progress);
+    symbolize::symbolize_cached(p, &sopts, progress, &mut cache);
     // Stack-eligible bytes per stack need the allocating function, known only now.
     escape_analysis::count_stack_eligible(p);
     // Rules match function names: they apply once the frames are named.
@@ -189,7 +210,7 @@ pub fn load_reader<R: Read>(r: R, opts: &LoadOptions) -> Result<Profile, LoadErr
     let progress = opts.progress.then_some(&mut sink as &mut dyn ProgressSink);
     let mut p = load_inner(r, opts, None, progress, None)?;
     let progress = opts.progress.then_some(&mut sink as &mut dyn ProgressSink);
-    symbolize_pass(&mut p, opts, progress);
+    symbolize_pass(&mut p, opts, progress, DebugCache::default());
     Ok(p)
 }
 
@@ -202,7 +223,7 @@ pub fn load_reader_with_progress<R: Read>(
     progress: &mut dyn ProgressSink,
 ) -> Result<Profile, LoadError> {
     let mut p = load_inner(r, opts, total_bytes, Some(&mut *progress), None)?;
-    symbolize_pass(&mut p, opts, Some(progress));
+    symbolize_pass(&mut p, opts, Some(progress), DebugCache::default());
     Ok(p)
 }
 
@@ -237,12 +258,12 @@ fn format_error(error: FormatError) -> LoadError {
 /// Builds the stack prefix tree from stack definitions.
 #[derive(Default)]
 pub(crate) struct StackBuilder {
-    ip_index: HashMap<(u64, u64), IpId>,
-    node_index: HashMap<(Option<StackId>, IpId), StackId>,
+    ip_index: FxHashMap<(u64, u64), IpId>,
+    node_index: FxHashMap<(Option<StackId>, IpId), StackId>,
     /// Recorded stack id → leaf node (`None` for an empty stack).
-    pub(crate) defined: HashMap<u64, Option<StackId>>,
+    pub(crate) defined: FxHashMap<u64, Option<StackId>>,
     /// Recorded stack ids whose definition was cut at the frame limit ([`stack_was_cut`]).
-    pub(crate) cut: std::collections::HashSet<u64>,
+    pub(crate) cut: FxHashSet<u64>,
 }
 
 /// True when a recorded stack of `frames` return addresses was cut at the recorder's frame limit
@@ -281,10 +302,9 @@ impl StackBuilder {
     }
 }
 
-/// Records per batch handed from the decoding thread to the applying one.
-const BATCH_RECORDS: usize = 4096;
-/// Batches decoded ahead of the applying thread: bounds the memory between the two.
-const BATCHES_IN_FLIGHT: usize = 4;
+/// Chunks read ahead of the applying thread: bounds the memory between the two (a chunk is at
+/// most 1 MiB decompressed).
+const CHUNKS_IN_FLIGHT: usize = 2;
 
 fn load_inner<R: Read>(
     r: R,
@@ -300,14 +320,14 @@ fn load_inner<R: Read>(
         ..Profile::default()
     };
     let mut replay = Replay::new(p.header.sampling_rate);
-    if p.header.version >= 2 {
-        replay = replay.in_order();
-    }
     if opts.block_groups {
         replay = replay.with_block_groups();
     }
     if let Some(n) = max_buckets {
         replay = replay.with_time_buckets(n);
+    }
+    if p.header.version >= 2 {
+        replay = replay.in_order();
     }
     let mut stacks = StackBuilder::default();
     let mut escape = escape::EscapeTracker::default();
@@ -317,96 +337,83 @@ fn load_inner<R: Read>(
     let mut embedded: HashMap<(u64, u64), Vec<SymbolFrame>> = HashMap::new();
     let mut last_sample_ns = 0u64;
     let mut cpu = cpu::CpuBuilder::default();
-    let mut malformed: Option<Truncation> = None;
     if let Some(pr) = progress.as_deref_mut() {
         pr.begin("loading", total_bytes);
     }
-    // Two cores: this thread reads and decodes chunks (decompression, varints), a second one
-    // applies the records (stacks, replay); batches of records pass between them through a
-    // bounded channel, so memory stays independent of the profile's length.
-    let (to_apply, batches) = std::sync::mpsc::sync_channel::<Vec<Record>>(BATCHES_IN_FLIGHT);
-    let (recycle, recycled) = std::sync::mpsc::channel::<Vec<Record>>();
+    // Two cores: this thread reads chunks, checks them and decompresses them; a second one
+    // decodes their records and applies them (stacks, replay). Chunks pass between the two as
+    // bytes (a few bytes per event, where decoded records would be tens) through a bounded
+    // channel, so memory stays independent of the profile's length.
+    let (to_apply, chunks) = std::sync::mpsc::sync_channel::<(u64, ChunkBytes)>(CHUNKS_IN_FLIGHT);
+    let (recycle, recycled) = std::sync::mpsc::channel::<Vec<u8>>();
     let decoded = std::thread::scope(|scope| {
-        let (p, replay, stacks, embedded, last_sample_ns, cpu, escape) = (
-            &mut p,
-            &mut replay,
-            &mut stacks,
-            &mut embedded,
-            &mut last_sample_ns,
-            &mut cpu,
-            &mut escape,
-        );
-        let applier = scope.spawn(move || {
-            for mut batch in batches {
-                for rec in batch.drain(..) {
-                    match rec {
-                        // Frame records only feed the escape tracker: moved, not copied.
-                        Record::EventFrames { tid, sp, cfas } => escape.frames(tid, sp, cfas),
-                        Record::EventReturns { ips, .. } => escape.returns(ips),
-                        rec => {
-                            if track {
-                                track_escape(&rec, escape);
-                            }
-                            apply_record(rec, p, replay, stacks, embedded, last_sample_ns, cpu);
-                        }
+        let mut apply = apply::Apply {
+            p: &mut p,
+            replay: &mut replay,
+            stacks: &mut stacks,
+            embedded: &mut embedded,
+            last_sample_ns: &mut last_sample_ns,
+            cpu: &mut cpu,
+            escape: &mut escape,
+            track,
+            dense: Vec::new(),
+            slots: FxHashMap::default(),
+            last_slot: None,
+        };
+        let applier = scope.spawn(move || -> Result<Option<Truncation>, LoadError> {
+            let mut state = OrderedState::default();
+            for (chunk_offset, chunk) in chunks {
+                match chunk.records(&mut state).visit(|rec| apply.record(rec)) {
+                    Ok(()) => {}
+                    Err(FormatError::BadRecord { offset, reason }) => {
+                        // A chunk with a good checksum that this reader cannot decode: keep
+                        // what came before it, and say the profile ends there (dropping
+                        // `chunks` stops the reading thread).
+                        return Ok(Some(Truncation {
+                            offset: chunk_offset.max(offset),
+                            reason: format!(
+                                "a chunk at byte {offset} holds a malformed record \
+                                 ({reason}); the rest of the file was ignored"
+                            ),
+                        }));
                     }
+                    Err(e) => return Err(format_error(e)),
                 }
-                // The decoding side may be done already; the buffer is then dropped.
-                let _ = recycle.send(batch);
+                // The reading side may be done already; the buffer is then dropped.
+                let _ = recycle.send(chunk.into_buffer());
             }
+            Ok(None)
         });
-        let mut decode = || -> Result<(), LoadError> {
-            let mut batch: Vec<Record> = Vec::with_capacity(BATCH_RECORDS);
-            'chunks: loop {
+        let read = (|| -> Result<(), LoadError> {
+            loop {
                 let chunk_offset = reader.offset();
-                let Some(records) = reader.next_chunk().map_err(format_error)? else {
-                    break;
+                let reuse = recycled.try_recv().unwrap_or_default();
+                let Some(chunk) = reader.next_chunk_bytes(reuse).map_err(format_error)? else {
+                    return Ok(());
                 };
-                for rec in records {
-                    match rec {
-                        Ok(rec) => batch.push(rec),
-                        Err(FormatError::BadRecord { offset, reason }) => {
-                            // A chunk with a good checksum that this reader cannot decode: keep
-                            // what came before it, and say the profile ends there.
-                            malformed = Some(Truncation {
-                                offset: chunk_offset.max(offset),
-                                reason: format!(
-                                    "a chunk at byte {offset} holds a malformed record \
-                                     ({reason}); the rest of the file was ignored"
-                                ),
-                            });
-                            break 'chunks;
-                        }
-                        Err(e) => return Err(format_error(e)),
-                    }
-                    if batch.len() >= BATCH_RECORDS {
-                        let next = recycled
-                            .try_recv()
-                            .unwrap_or_else(|_| Vec::with_capacity(BATCH_RECORDS));
-                        if to_apply.send(std::mem::replace(&mut batch, next)).is_err() {
-                            break 'chunks; // the applying thread panicked: join() says so
-                        }
-                    }
+                if to_apply.send((chunk_offset, chunk)).is_err() {
+                    // The applying thread stopped at a malformed record (or panicked: join()
+                    // says so).
+                    return Ok(());
                 }
                 if let Some(pr) = progress.as_deref_mut() {
                     pr.update(reader.offset());
                 }
             }
-            if !batch.is_empty() {
-                let _ = to_apply.send(batch);
-            }
-            Ok(())
-        };
-        let decoded = decode();
+        })();
         drop(to_apply);
-        if let Err(panic) = applier.join() {
-            std::panic::resume_unwind(panic);
-        }
-        decoded
+        let applied = match applier.join() {
+            Ok(applied) => applied,
+            Err(panic) => std::panic::resume_unwind(panic),
+        };
+        read.and(applied)
     });
-    decoded?;
+    let malformed = decoded?;
+    // After a malformed record the reading thread may have read on: what it found there was
+    // never the profile's.
+    let trailing_damage = reader.trailing_damage().filter(|_| malformed.is_none());
     p.truncated = malformed.or_else(|| reader.truncation().cloned());
-    if let Some(d) = reader.trailing_damage() {
+    if let Some(d) = trailing_damage {
         p.warnings.push(format!(
             "the data appended after the profile's trailer is damaged at byte {} ({}); the \
              recorded numbers are complete, but embedded symbols in it were skipped",
@@ -479,110 +486,6 @@ fn load_inner<R: Read>(
     }
     p.embedded_symbols = embedded;
     Ok(p)
-}
-
-/// Feeds the escape tracker (it keeps its own block table: frames arrive after their event).
-fn track_escape(rec: &Record, e: &mut escape::EscapeTracker) {
-    match rec {
-        &Record::Alloc {
-            tid,
-            addr,
-            size,
-            stack,
-            ..
-        } => e.alloc(tid, addr, size, stack),
-        &Record::Free { tid, addr, .. } => e.free(tid, addr),
-        &Record::Realloc {
-            tid,
-            old_addr,
-            new_addr,
-            size,
-            stack,
-            ..
-        } => e.realloc(tid, old_addr, new_addr, size, stack),
-        Record::Stack { id, frames, .. } => e.stack(*id, frames),
-        &Record::Thread { tid, stack_hi, .. } => e.thread_top(tid, stack_hi),
-        &Record::Sample { t_ns, .. } => e.sample(t_ns),
-        _ => {}
-    }
-}
-
-fn apply_record(
-    rec: Record,
-    p: &mut Profile,
-    replay: &mut Replay,
-    stacks: &mut StackBuilder,
-    embedded: &mut HashMap<(u64, u64), Vec<SymbolFrame>>,
-    last_sample_ns: &mut u64,
-    cpu: &mut cpu::CpuBuilder,
-) {
-    match rec {
-        Record::Alloc {
-            tid,
-            seq,
-            addr,
-            size,
-            stack,
-            ..
-        } => replay.alloc(tid, seq, addr, size, stack),
-        Record::Free { tid, seq, addr } => replay.free(tid, seq, addr),
-        Record::Realloc {
-            tid,
-            free_seq,
-            seq,
-            old_addr,
-            new_addr,
-            size,
-            stack,
-            ..
-        } => replay.realloc(tid, free_seq, seq, old_addr, new_addr, size, stack),
-        Record::Stack {
-            id,
-            generation,
-            frames,
-            ..
-        } => stacks.define(p, id, generation, &frames),
-        Record::Thread {
-            tid,
-            name,
-            stack_lo,
-            stack_hi,
-        } => {
-            let t = replay.thread(tid);
-            t.name = name;
-            t.stack_lo = stack_lo;
-            t.stack_hi = stack_hi;
-        }
-        Record::ThreadExit {
-            tid,
-            stack_high_water_bytes,
-        } => replay.thread(tid).stack_high_water_bytes = Some(stack_high_water_bytes),
-        Record::Modules {
-            generation,
-            modules,
-        } => p.modules.push(ModuleSnapshot {
-            generation,
-            modules,
-        }),
-        Record::Sample { seq, t_ns, values } => {
-            *last_sample_ns = (*last_sample_ns).max(t_ns);
-            replay.sample(seq, t_ns, values);
-        }
-        Record::Watermark { seq } => replay.watermark(seq),
-        Record::Trailer { values } => p.trailer = Some(values),
-        Record::Message { level, text } => p.messages.push(Message { level, text }),
-        Record::Symbols {
-            generation,
-            entries,
-        } => embedded.extend(entries.into_iter().map(|(ip, f)| ((ip, generation), f))),
-        Record::CpuSample {
-            tid,
-            t_ns,
-            stack,
-            weight_ns,
-        } => cpu.push(tid, t_ns, stack, weight_ns),
-        Record::EventFrames { .. } | Record::EventReturns { .. } => {}
-    }
 }
 
 #[cfg(test)]

@@ -5,9 +5,11 @@
 //! in `libc6-dbg` — installed under `/usr/lib/debug/.build-id/`, where the symbolizer looks
 //! ([`super::debuginfo::DEBUG_ROOT`]). The package owning a file is the one whose dpkg file list names it (what `dpkg -S` says).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Mutex;
+
+use rustc_hash::FxHashMap;
 
 /// Where dpkg lists the files of each installed package (`<package>[:<arch>].list`).
 const DPKG_INFO: &str = "/var/lib/dpkg/info";
@@ -76,33 +78,72 @@ fn names_of(path: &str) -> Vec<String> {
     names
 }
 
-/// One pass over dpkg's file lists for all of `paths`: the owner of each (the first of its
-/// names, in [`names_of`]'s order, that some list has).
+/// The owner of each of `paths` (the first of its names, in [`names_of`]'s order, that some
+/// list has). The lists of the packages named like the files (`python3.11-minimal` for
+/// `python3.11`: a package whose name holds the file name's leading letters) are read first; a
+/// path whose own name is listed there has its owner, and only the others take a pass over all
+/// the lists (≈ 750 files, 8 MB).
 fn scan_lists(paths: &[&str]) -> Vec<Option<String>> {
     let names: Vec<Vec<String>> = paths.iter().map(|p| names_of(p)).collect();
-    // name -> (path, rank of the name among the path's names)
-    let mut lookup: HashMap<&str, Vec<(usize, usize)>> = HashMap::new();
-    for (p, ns) in names.iter().enumerate() {
-        for (rank, n) in ns.iter().enumerate() {
-            lookup.entry(n.as_str()).or_default().push((p, rank));
-        }
-    }
-    let mut found: Vec<Vec<Option<String>>> = names.iter().map(|ns| vec![None; ns.len()]).collect();
     let Ok(dir) = std::fs::read_dir(DPKG_INFO) else {
         return vec![None; paths.len()];
     };
-    for entry in dir.flatten() {
-        let name = entry.file_name();
-        let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".list")) else {
-            continue;
-        };
-        let Ok(list) = std::fs::read(entry.path()) else {
+    let lists: Vec<(String, std::path::PathBuf)> = dir
+        .flatten()
+        .filter_map(|entry| {
+            let name = entry.file_name();
+            let stem = name.to_str()?.strip_suffix(".list")?.to_owned();
+            Some((stem, entry.path()))
+        })
+        .collect();
+    let keys: Vec<String> = paths
+        .iter()
+        .map(|p| {
+            let file = Path::new(p).file_name().and_then(|n| n.to_str());
+            let key: String = file
+                .unwrap_or("")
+                .chars()
+                .take_while(|c| c.is_ascii_alphabetic())
+                .collect();
+            key
+        })
+        .collect();
+    let likely: Vec<&(String, std::path::PathBuf)> = lists
+        .iter()
+        .filter(|(stem, _)| {
+            keys.iter()
+                .any(|k| k.len() >= 3 && stem.contains(k.as_str()))
+        })
+        .collect();
+    let first = scan(likely.into_iter(), &names);
+    // Taken from the likely lists only when the path's own name (rank 0) is there.
+    if first.iter().all(|f| f[0].is_some()) {
+        return first.into_iter().map(|f| f[0].clone()).collect();
+    }
+    scan(lists.iter(), &names)
+        .into_iter()
+        .map(|f| f.into_iter().flatten().next())
+        .collect()
+}
+
+/// For each path's names, the first package (in `lists` order) whose list names it.
+fn scan<'a>(
+    lists: impl Iterator<Item = &'a (String, std::path::PathBuf)>,
+    names: &[Vec<String>],
+) -> Vec<Vec<Option<String>>> {
+    // name -> (path, rank of the name among the path's names)
+    let mut lookup: FxHashMap<&[u8], Vec<(usize, usize)>> = FxHashMap::default();
+    for (p, ns) in names.iter().enumerate() {
+        for (rank, n) in ns.iter().enumerate() {
+            lookup.entry(n.as_bytes()).or_default().push((p, rank));
+        }
+    }
+    let mut found: Vec<Vec<Option<String>>> = names.iter().map(|ns| vec![None; ns.len()]).collect();
+    for (stem, list_path) in lists {
+        let Ok(list) = std::fs::read(list_path) else {
             continue;
         };
         for line in list.split(|&b| b == b'\n') {
-            let Ok(line) = std::str::from_utf8(line) else {
-                continue;
-            };
             let Some(hits) = lookup.get(line) else {
                 continue;
             };
@@ -115,9 +156,6 @@ fn scan_lists(paths: &[&str]) -> Vec<Option<String>> {
         }
     }
     found
-        .into_iter()
-        .map(|f| f.into_iter().flatten().next())
-        .collect()
 }
 
 /// The package with the debug symbols of package `pkg`.

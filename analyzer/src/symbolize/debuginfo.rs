@@ -48,6 +48,24 @@ fn elf_facts(path: &Path) -> std::io::Result<ElfFacts> {
     })
 }
 
+/// True when the ELF file at `path` has neither a symbol table nor DWARF of its own (a
+/// distribution's stripped binary); false when it has either, or cannot be read.
+pub(crate) fn is_stripped(path: &Path) -> bool {
+    let Ok(file) = File::open(path) else {
+        return false;
+    };
+    // SAFETY: as in `elf_facts`: a read-only map that lives only in this function.
+    let Ok(map) = (unsafe { memmap2::Mmap::map(&file) }) else {
+        return false;
+    };
+    let Ok(obj) = object::File::parse(&*map) else {
+        return false;
+    };
+    use object::ObjectSection;
+    let has = |name: &str| obj.section_by_name(name).is_some_and(|s| s.size() > 0);
+    !has(".symtab") && !has(".debug_info")
+}
+
 /// `/usr/lib/debug/.build-id/xx/yyyy.debug` for a build-id.
 pub fn build_id_debug_path(root: &Path, build_id: &[u8]) -> Option<PathBuf> {
     if build_id.len() < 2 {

@@ -23,7 +23,7 @@ mod prewarm;
 
 pub use debuginfo::{build_id_debug_path, file_build_id, DEBUG_ROOT};
 pub use demangle::{demangle, is_qualified};
-pub use prewarm::{Prewarm, Warmed};
+pub use prewarm::{ExeWarmup, Prewarm, Warmed};
 
 use std::collections::HashMap;
 use std::path::PathBuf;

@@ -108,6 +108,47 @@ impl Drop for Prewarm {
     }
 }
 
+/// The program of a profile being loaded, opened on a thread of its own meanwhile when it is
+/// stripped: the symbolization pass after the load then only looks its addresses up. A
+/// stripped program's (python3's) addresses have no embedded symbols, so they are looked for
+/// (and hinted at) in its files every time a profile is loaded; a program with symbols had its
+/// addresses named when its run embedded them, and is not opened.
+pub struct ExeWarmup {
+    done: std::sync::mpsc::Receiver<Warmed>,
+}
+
+impl ExeWarmup {
+    /// Starts opening `exe` (as the profile's header names it); `None` when it is no file here
+    /// or no thread can be started.
+    pub fn start(exe: &str) -> Option<ExeWarmup> {
+        if exe.is_empty() || !Path::new(exe).is_file() {
+            return None;
+        }
+        let exe = exe.to_owned();
+        let (tx, done) = std::sync::mpsc::channel();
+        // Not joined: a warm-up still running when the load is done is not waited for (the pass
+        // opens the file itself if it needs it), and ends with the process.
+        std::thread::Builder::new()
+            .name("tidemark-warm-exe".to_owned())
+            .spawn(move || {
+                let mut warmed = Warmed::default();
+                // A program with symbols of its own had its addresses named when its run
+                // embedded them; a stripped one's are looked for (and hinted at) again.
+                if super::debuginfo::is_stripped(Path::new(&exe)) {
+                    open_one(&exe, &mut warmed);
+                }
+                let _ = tx.send(warmed);
+            })
+            .ok()?;
+        Some(ExeWarmup { done })
+    }
+
+    /// What the warm-up opened, if it is done; never waits.
+    pub fn ready(&self) -> Warmed {
+        self.done.try_recv().unwrap_or_default()
+    }
+}
+
 fn warm(pid: u32, stop: &AtomicBool) -> Warmed {
     let maps = PathBuf::from(format!("/proc/{pid}/maps"));
     let mut warmed = Warmed::default();

@@ -14,24 +14,22 @@ pub struct RecordIter<'a> {
     prev_seq: u64,
     /// Version 2's ordered event stream: block and sequence counters across chunks.
     ordered: Option<&'a mut OrderedState>,
-    /// Version 3: what records refer to in earlier chunks.
-    carried: Option<&'a mut Carried>,
     chunk_offset: u64,
     failed: bool,
 }
 
 /// What version-3 records refer to in earlier records (of earlier chunks too): stacks'
 /// frames, the previous timeline sample.
-#[derive(Debug, Default)]
-pub struct Carried {
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Carried {
     stacks: StackFrames,
     sample: super::SampleDeltas,
 }
 
 /// The frames of every stack defined so far (version 3 files, whose `STACK_TAIL` records name
 /// an earlier stack's outer frames): one array of frames, and each stack's place in it.
-#[derive(Debug, Default)]
-pub struct StackFrames {
+#[derive(Debug, Default, Clone)]
+pub(crate) struct StackFrames {
     frames: Vec<u64>,
     at: rustc_hash::FxHashMap<u64, (usize, usize)>,
 }
@@ -44,18 +42,28 @@ impl StackFrames {
     }
 }
 
+/// The counters of [`OrderedState`], copied while an event is decoded.
+#[derive(Clone, Copy)]
+struct Counters {
+    next_block: u64,
+    next_seq: u64,
+}
+
 /// Bit set in the `addr` of events decoded from a version-2 file: the rest is the block's number
 /// in the profile (its identity), not its address. Frees of blocks the profile never saw
 /// allocated carry their real address (bit clear).
 pub const BLOCK_ID: u64 = 1 << 63;
 
-/// Counters of version 2's ordered event stream, carried from chunk to chunk.
-#[derive(Debug, Clone, Copy, Default)]
+/// What version 2's ordered event stream carries from chunk to chunk: its counters and, from
+/// version 3 on, what records refer to in earlier chunks.
+#[derive(Debug, Clone, Default)]
 pub struct OrderedState {
     /// Number of the next block allocated.
     pub next_block: u64,
     /// Sequence number of the next event (its position in the stream).
     pub next_seq: u64,
+    /// Version 3: stacks' frames and the last sample.
+    carried: Carried,
 }
 
 impl<'a> RecordIter<'a> {
@@ -69,19 +77,17 @@ impl<'a> RecordIter<'a> {
             tid: 0,
             prev_seq: 0,
             ordered: None,
-            carried: None,
             chunk_offset,
             failed: false,
         }
     }
 
     /// Records of a chunk of a version-2 (or later) file; events continue the stream `state`
-    /// describes; `carried` (version 3) what earlier chunks defined.
+    /// describes (and, version 3, refer to what earlier chunks defined in it).
     pub(crate) fn ordered(
         data: &'a [u8],
         version: u16,
         state: &'a mut OrderedState,
-        carried: Option<&'a mut Carried>,
         chunk_offset: u64,
     ) -> RecordIter<'a> {
         RecordIter {
@@ -90,10 +96,17 @@ impl<'a> RecordIter<'a> {
             tid: 0,
             prev_seq: 0,
             ordered: Some(state),
-            carried,
             chunk_offset,
             failed: false,
         }
+    }
+
+    /// Version 3: what records refer to in earlier chunks.
+    fn carried(&mut self) -> Option<&mut Carried> {
+        if self.version < 3 {
+            return None;
+        }
+        self.ordered.as_deref_mut().map(|o| &mut o.carried)
     }
 
     /// A `STACK_TAIL` record (version 3): the outer frames of its base, and its own inside
@@ -109,27 +122,29 @@ impl<'a> RecordIter<'a> {
         if n.saturating_add(keep) > MAX_STACK_FRAMES {
             return Err(DecodeError("stack deeper than 4096 frames"));
         }
-        let stacks = &mut self
-            .carried
-            .as_deref_mut()
-            .ok_or(DecodeError("unknown record tag"))?
-            .stacks;
-        let &(at, len) = stacks.at.get(&base).ok_or(DecodeError(
-            "a stack names a base stack not defined before it",
-        ))?;
-        if keep == 0 || keep as usize > len {
-            return Err(DecodeError("a stack keeps more frames than its base has"));
-        }
-        let kept = &stacks.frames[at + len - keep as usize..at + len];
         let (n, keep) = (n as usize, keep as usize);
         let mut frames = vec![0u64; n + keep];
-        frames[n..].copy_from_slice(kept);
-        let mut prev = kept[0];
+        {
+            let stacks = &self
+                .carried()
+                .ok_or(DecodeError("unknown record tag"))?
+                .stacks;
+            let &(at, len) = stacks.at.get(&base).ok_or(DecodeError(
+                "a stack names a base stack not defined before it",
+            ))?;
+            if keep == 0 || keep > len {
+                return Err(DecodeError("a stack keeps more frames than its base has"));
+            }
+            frames[n..].copy_from_slice(&stacks.frames[at + len - keep..at + len]);
+        }
+        let mut prev = frames[n];
         for i in (0..n).rev() {
-            prev = prev.wrapping_add(c.ivarint()? as u64);
+            prev = prev.wrapping_add(self.cursor.ivarint()? as u64);
             frames[i] = prev;
         }
-        stacks.define(id, &frames);
+        if let Some(c) = self.carried() {
+            c.stacks.define(id, &frames);
+        }
         Ok(Record::Stack {
             id,
             generation,
@@ -144,7 +159,42 @@ impl<'a> RecordIter<'a> {
         self.cursor.position()
     }
 
+    /// Passes every remaining record to `f`, in order; stops at the first that cannot be
+    /// decoded. The same records as iterating, faster: the loop is compiled into the caller
+    /// with `f`, so a version-2 event goes from its bytes to what `f` makes of it without being
+    /// returned through the iterator (the analyzer's replay reads millions of them).
+    #[inline]
+    pub fn visit(&mut self, mut f: impl FnMut(Record)) -> Result<(), FormatError> {
+        if self.failed {
+            return Ok(());
+        }
+        loop {
+            let rec = match self.cursor.peek() {
+                Some(t @ (tag::ALLOC | tag::FREE | tag::REALLOC)) if self.ordered.is_some() => {
+                    self.cursor.skip(1);
+                    self.ordered_event(t)
+                }
+                _ => match self.decode() {
+                    Ok(Some(rec)) => Ok(rec),
+                    Ok(None) => return Ok(()),
+                    Err(e) => Err(e),
+                },
+            };
+            match rec {
+                Ok(rec) => f(rec),
+                Err(e) => {
+                    self.failed = true;
+                    return Err(FormatError::BadRecord {
+                        offset: self.chunk_offset,
+                        reason: e.0,
+                    });
+                }
+            }
+        }
+    }
+
     /// Version 2: the block a free names (`back`, and the address when `back` is 0).
+    #[inline(always)]
     fn freed_block(&mut self, next_block: u64) -> Result<u64, DecodeError> {
         let back = self.cursor.uvarint()?;
         if back == 0 {
@@ -157,9 +207,14 @@ impl<'a> RecordIter<'a> {
     }
 
     /// Decodes an event of version 2's ordered layout.
+    #[inline]
     fn ordered_event(&mut self, t: u8) -> Result<Record, DecodeError> {
-        let Some(st) = self.ordered.as_deref().copied() else {
+        let Some(o) = self.ordered.as_deref() else {
             return Err(DecodeError("unknown record tag"));
+        };
+        let st = Counters {
+            next_block: o.next_block,
+            next_seq: o.next_seq,
         };
         let mut next = st;
         let rec = match t {
@@ -213,11 +268,12 @@ impl<'a> RecordIter<'a> {
             }
         };
         if let Some(s) = self.ordered.as_deref_mut() {
-            *s = next;
+            (s.next_block, s.next_seq) = (next.next_block, next.next_seq);
         }
         Ok(rec)
     }
 
+    #[inline(never)]
     fn decode(&mut self) -> Result<Option<Record>, DecodeError> {
         loop {
             if self.cursor.is_empty() {
@@ -302,7 +358,7 @@ impl<'a> RecordIter<'a> {
                         prev = prev.wrapping_add(c.ivarint()? as u64);
                         frames.push(prev);
                     }
-                    if let Some(st) = self.carried.as_deref_mut() {
+                    if let Some(st) = self.carried() {
                         st.stacks.define(id, &frames);
                     }
                     Record::Stack {
@@ -312,11 +368,13 @@ impl<'a> RecordIter<'a> {
                         frames,
                     }
                 }
-                tag::STACK_TAIL if self.carried.is_some() => self.stack_tail()?,
-                tag::SAMPLE_DELTA if self.carried.is_some() => {
-                    let seq = self.ordered.as_deref().map_or(0, |o| o.next_seq);
-                    let carried = self.carried.as_deref_mut().expect("checked");
-                    carried.sample.read(&mut self.cursor, seq)?
+                tag::STACK_TAIL if self.version >= 3 && self.ordered.is_some() => {
+                    self.stack_tail()?
+                }
+                tag::SAMPLE_DELTA if self.version >= 3 && self.ordered.is_some() => {
+                    let o = self.ordered.as_deref_mut().expect("checked");
+                    let seq = o.next_seq;
+                    o.carried.sample.read(&mut self.cursor, seq)?
                 }
                 tag::CPU_SAMPLE if self.version >= 2 => Record::CpuSample {
                     tid: c.uvarint()? as u32,
@@ -445,6 +503,47 @@ impl<'a> RecordIter<'a> {
             };
             return Ok(Some(rec));
         }
+    }
+}
+
+/// One chunk's records as bytes, from [`super::Reader::next_chunk_bytes`].
+#[derive(Debug)]
+pub struct ChunkBytes {
+    data: Vec<u8>,
+    from: usize,
+    version: u16,
+    offset: u64,
+}
+
+impl ChunkBytes {
+    pub(crate) fn new(data: Vec<u8>, from: usize, version: u16, offset: u64) -> ChunkBytes {
+        ChunkBytes {
+            data,
+            from,
+            version,
+            offset,
+        }
+    }
+
+    /// The chunk's records. `state` carries version 2's event numbering from chunk to chunk:
+    /// one state per profile, given every chunk in file order.
+    pub fn records<'a>(&'a self, state: &'a mut OrderedState) -> RecordIter<'a> {
+        let data = &self.data[self.from..];
+        if self.version < 2 {
+            RecordIter::new(data, self.version, self.offset)
+        } else {
+            RecordIter::ordered(data, self.version, state, self.offset)
+        }
+    }
+
+    /// File offset of the chunk (named in errors).
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// The buffer, for [`super::Reader::next_chunk_bytes`] to reuse.
+    pub fn into_buffer(self) -> Vec<u8> {
+        self.data
     }
 }
 

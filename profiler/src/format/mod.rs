@@ -30,7 +30,7 @@ mod samples;
 pub mod varint;
 
 pub use chunk::{put_chunk, put_chunk_raw, put_chunk_small, ChunkCodec, ChunkKind, ChunkWriter};
-pub use decode::{RecordIter, BLOCK_ID};
+pub use decode::{ChunkBytes, OrderedState, RecordIter, BLOCK_ID};
 pub use header::{header_key, Header};
 pub use reader::{FormatError, Reader, Truncation};
 pub use samples::SampleDeltas;

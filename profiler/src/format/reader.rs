@@ -2,7 +2,7 @@
 
 use super::chunk::{ChunkCodec, ChunkKind};
 use super::columns;
-use super::decode::{Carried, OrderedState, RecordIter};
+use super::decode::{ChunkBytes, OrderedState, RecordIter};
 use super::varint::Cursor;
 use super::{tag, Header, Record};
 use super::{CHUNK_HEADER_LEN, CHUNK_MAGIC, MAGIC, MAX_CHUNK_PAYLOAD, VERSION};
@@ -77,8 +77,6 @@ pub struct Reader<R> {
     zstd: Option<zstd::bulk::Decompressor<'static>>,
     skip_events: bool,
     ordered: OrderedState,
-    /// Version 3: what records refer to in earlier chunks (stacks' frames, the last sample).
-    carried: Carried,
     truncation: Option<Truncation>,
     trailing_damage: Option<Truncation>,
     saw_trailer: bool,
@@ -150,7 +148,6 @@ impl<R: Read> Reader<R> {
             zstd: None,
             skip_events: false,
             ordered: OrderedState::default(),
-            carried: Carried::default(),
             truncation: None,
             trailing_damage: None,
             saw_trailer: false,
@@ -216,17 +213,35 @@ impl<R: Read> Reader<R> {
                     &self.payload[from..],
                     version,
                     &mut self.ordered,
-                    (version >= 3).then_some(&mut self.carried),
                     at,
                 ),
                 Step::Raw => RecordIter::ordered(
                     &self.raw,
                     version,
                     &mut self.ordered,
-                    (version >= 3).then_some(&mut self.carried),
                     at,
                 ),
             }));
+        }
+    }
+
+    /// The next intact chunk's bytes, to decode elsewhere (on another thread, say) with
+    /// [`ChunkBytes::records`]; `None` at the end (check [`Reader::truncation`]). `reuse` is a
+    /// buffer to read the chunk after this one into (a [`ChunkBytes::into_buffer`] the caller
+    /// is done with), so memory is a few chunks however long the profile.
+    pub fn next_chunk_bytes(&mut self, reuse: Vec<u8>) -> Result<Option<ChunkBytes>, FormatError> {
+        let mut reuse = Some(reuse);
+        loop {
+            let version = self.header.version;
+            let offset = self.chunk_offset;
+            let (buf, from) = match self.advance()? {
+                Step::End => return Ok(None),
+                Step::Skipped => continue,
+                Step::Payload(from) => (&mut self.payload, from),
+                Step::Raw => (&mut self.raw, 0),
+            };
+            let data = std::mem::replace(buf, reuse.take().unwrap_or_default());
+            return Ok(Some(ChunkBytes::new(data, from, version, offset)));
         }
     }
 
@@ -595,6 +610,58 @@ mod tests {
         })
         .unwrap();
         (v, r.truncation().cloned())
+    }
+
+    /// Chunks handed over as bytes and decoded with `visit`, one numbering state across them:
+    /// the records iterating gives, for compressed and stored chunks, version 2 and version 1.
+    #[test]
+    fn chunk_bytes_and_visit_give_the_records_of_iterating() {
+        let mut w = ChunkWriter::new(3).unwrap();
+        let mut big = Header::default().encode();
+        for chunk in 0..3u64 {
+            let mut p = Vec::new();
+            put_thread_switch(&mut p, 1 + chunk as u32);
+            for i in 0..1_000u64 {
+                put_block_alloc(&mut p, 48 + i, 1, AllocKind::Malloc, 0);
+                put_block_realloc(&mut p, FreedBlock::Back(1), 500 + i, 2, AllocKind::Realloc);
+                put_block_free(&mut p, FreedBlock::Back(1 + chunk));
+            }
+            put_watermark(&mut p, 3_000 * (chunk + 1));
+            w.put(&mut big, ChunkKind::Events, &p).unwrap();
+        }
+        for bytes in [big, sample_profile(true), v1_profile()] {
+            let (expect, trunc) = read_all(&bytes);
+            let mut r = Reader::new(&bytes[..]).unwrap();
+            let (mut got, mut state, mut buf) = (Vec::new(), OrderedState::default(), Vec::new());
+            while let Some(chunk) = r.next_chunk_bytes(std::mem::take(&mut buf)).unwrap() {
+                chunk
+                    .records(&mut state)
+                    .visit(|rec| got.push(rec))
+                    .unwrap();
+                buf = chunk.into_buffer();
+            }
+            assert_eq!(got, expect);
+            assert_eq!(r.truncation().cloned(), trunc);
+        }
+    }
+
+    #[test]
+    fn visit_stops_at_a_malformed_record() {
+        let mut p = Vec::new();
+        put_thread_switch(&mut p, 1);
+        put_block_alloc(&mut p, 64, 3, AllocKind::Malloc, 0);
+        p.push(tag::ALLOC);
+        p.push(0x80); // a varint cut short
+        let mut state = OrderedState::default();
+        let mut got = Vec::new();
+        let err = RecordIter::ordered(&p, 2, &mut state, 77)
+            .visit(|rec| got.push(rec))
+            .unwrap_err();
+        assert!(
+            matches!(err, FormatError::BadRecord { offset: 77, .. }),
+            "{err:?}"
+        );
+        assert_eq!(got.len(), 1);
     }
 
     #[test]

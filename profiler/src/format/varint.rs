@@ -60,10 +60,12 @@ pub struct Cursor<'a> {
 
 impl<'a> Cursor<'a> {
     /// Starts at the beginning of `data`.
+    #[inline]
     pub fn new(data: &'a [u8]) -> Self {
         Cursor { data, pos: 0 }
     }
     /// True when every byte was consumed.
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.pos >= self.data.len()
     }
@@ -71,7 +73,18 @@ impl<'a> Cursor<'a> {
     pub fn position(&self) -> usize {
         self.pos
     }
+    /// The next byte, not consumed.
+    #[inline]
+    pub fn peek(&self) -> Option<u8> {
+        self.data.get(self.pos).copied()
+    }
+    /// Skips `n` bytes (at most to the end).
+    #[inline]
+    pub fn skip(&mut self, n: usize) {
+        self.pos = (self.pos + n).min(self.data.len());
+    }
     /// Reads one byte.
+    #[inline]
     pub fn u8(&mut self) -> Result<u8, DecodeError> {
         let b = *self
             .data

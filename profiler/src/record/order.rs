@@ -10,53 +10,10 @@
 //! compresses to almost nothing, and the analyzer needs no reordering.
 
 use crate::format::{self, tag, AllocKind, Cursor, DecodeError, FreedBlock};
+use ev::{Ev, Side, What, KEY_OTHER, KEY_SHIFT, NO_FRAMES, NO_SIDE, PREFETCH_AHEAD, WIDE};
 use live::{Block, LiveBlocks};
 use rustc_hash::{FxHashMap, FxHashSet};
 use std::collections::VecDeque;
-
-/// One event of a pass, decoded from a thread buffer.
-#[derive(Debug, Clone, Copy)]
-struct Ev {
-    /// Sort key: sequence number × 4, + 1 for frees, + 2 for the other events (a sample numbered
-    /// `S`, at `4 S`, goes first, then frees that read `S` without advancing the counter, then
-    /// the event that took `S`: `record::seq`'s invariant).
-    key: u64,
-    tid: u32,
-    /// Where the records attached to it (`EVENT_FRAMES`, `EVENT_RETURNS`) start in
-    /// [`Orderer::attached`] ([`NO_FRAMES`]: none).
-    frames: u32,
-    what: What,
-}
-
-/// How many events ahead of the one being written a free's live-block slot is prefetched.
-const PREFETCH_AHEAD: usize = 8;
-
-/// [`Ev::frames`] of an event without frame addresses.
-const NO_FRAMES: u32 = u32::MAX;
-
-#[derive(Debug, Clone, Copy)]
-enum What {
-    Alloc {
-        addr: u64,
-        size: u64,
-        stack: u64,
-        kind: AllocKind,
-        align: u64,
-    },
-    Free {
-        addr: u64,
-    },
-    /// The free half of a realloc; the allocation half follows on the same thread.
-    ReallocFree {
-        addr: u64,
-    },
-    ReallocAlloc {
-        addr: u64,
-        size: u64,
-        stack: u64,
-        kind: AllocKind,
-    },
-}
 
 /// What the analyzer's replay computes from the stream, kept while it is written (exact mode):
 /// the trailer carries it, so `tidemark run` prints its summary without reading the events back.
@@ -126,9 +83,14 @@ pub struct Orderer {
     live: LiveBlocks,
     /// Message records from the threads, for the pass's meta chunk.
     pub messages: Vec<u8>,
+    /// Side entries of waiting events.
+    side: Vec<Side>,
     /// Records attached to waiting events (escape mode), as written by the recorder: at an
-    /// event's [`Ev::frames`], their length (u32, little-endian), then their bytes.
+    /// event's [`Side::frames`], their length (u32, little-endian), then their bytes.
     attached: Vec<u8>,
+    /// The previous pass's `side` and `attached`, reused by [`Self::keep_waiting_side`].
+    spare_side: Vec<Side>,
+    spare_attached: Vec<u8>,
     /// Per thread, the number of its latest allocation, except for thread `last_tid`, whose
     /// latest is `last_n` (events come in runs of one thread: the map is touched on switches).
     last_alloc: FxHashMap<u32, u64>,
@@ -193,60 +155,48 @@ impl Orderer {
         while !c.is_empty() {
             let start = c.position();
             let t = c.u8()?;
-            let what = match t {
+            match t {
                 tag::CONTEXT => {
                     tid = c.uvarint()? as u32;
                     seq = c.uvarint()?;
-                    continue;
                 }
                 tag::ALLOC => {
                     seq += c.uvarint()?;
-                    What::Alloc {
-                        addr: c.uvarint()?,
-                        size: c.uvarint()?,
-                        stack: c.uvarint()?,
-                        kind: kind_of(c.u8()?)?,
-                        align: c.uvarint()?,
-                    }
+                    let addr = c.uvarint()?;
+                    let size = c.uvarint()?;
+                    let stack = c.uvarint()?;
+                    let kind = kind_of(c.u8()?)?;
+                    let align = c.uvarint()?;
+                    let key = Ev::key(seq, What::Alloc, kind);
+                    self.push(key, addr, size, stack, tid, align);
                 }
                 tag::FREE => {
                     seq += c.uvarint()?;
-                    self.waiting.push(Ev {
-                        key: seq * 4 + 1,
-                        tid,
-                        frames: NO_FRAMES,
-                        what: What::Free { addr: c.uvarint()? },
-                    });
-                    continue;
+                    let addr = c.uvarint()?;
+                    self.push(Ev::free_key(seq), addr, 0, 0, tid, 0);
                 }
                 tag::REALLOC => {
                     let free_seq = seq + c.uvarint()?;
                     seq = free_seq + c.uvarint()?;
                     let old = c.uvarint()?;
-                    self.waiting.push(Ev {
-                        key: free_seq * 4 + 2,
-                        tid,
-                        frames: NO_FRAMES,
-                        what: What::ReallocFree { addr: old },
-                    });
-                    What::ReallocAlloc {
-                        addr: c.uvarint()?,
-                        size: c.uvarint()?,
-                        stack: c.uvarint()?,
-                        kind: kind_of(c.u8()?)?,
-                    }
+                    let key = Ev::key(free_seq, What::ReallocFree, AllocKind::Realloc);
+                    self.push(key, old, 0, 0, tid, 0);
+                    let addr = c.uvarint()?;
+                    let size = c.uvarint()?;
+                    let stack = c.uvarint()?;
+                    let kind = kind_of(c.u8()?)?;
+                    let key = Ev::key(seq, What::ReallocAlloc, kind);
+                    self.push(key, addr, size, stack, tid, 0);
                 }
                 tag::THREAD => {
                     let t = c.uvarint()? as u32;
                     let name = c.bytes()?;
                     let (lo, hi) = (c.uvarint()?, c.uvarint()?);
                     format::put_thread(out, t, name, lo, hi);
-                    continue;
                 }
                 tag::THREAD_EXIT => {
                     let t = c.uvarint()? as u32;
                     format::put_thread_exit(out, t, c.uvarint()?);
-                    continue;
                 }
                 tag::EVENT_FRAMES => {
                     // The frames of the event just before it in this buffer (the recorder
@@ -256,33 +206,57 @@ impl Orderer {
                         c.uvarint()?;
                     }
                     self.attach(&bytes[start..c.position()]);
-                    continue;
                 }
                 tag::EVENT_RETURNS => {
                     c.bytes()?;
                     self.attach(&bytes[start..c.position()]);
-                    continue;
                 }
                 tag::MESSAGE => {
                     // Into a meta chunk: readers that pass over events still see them.
                     let level = c.u8()?;
                     let text = String::from_utf8_lossy(c.bytes()?);
                     format::put_message(&mut self.messages, level, &text);
-                    continue;
                 }
                 _ => return Err(DecodeError("unknown record in a thread buffer")),
-            };
-            self.waiting.push(Ev {
-                key: seq * 4 + 2,
-                tid,
-                frames: NO_FRAMES,
-                what,
-            });
+            }
         }
         Ok(())
     }
 
-    /// Queues a timeline sample taken when the sequence counter read `seq`.
+    /// Adds an event to the waiting ones, with a side entry when it needs one.
+    #[inline]
+    fn push(&mut self, key: u64, addr: u64, size: u64, stack: u64, tid: u32, align: u64) {
+        let narrow = |v: u64| u32::try_from(v).ok().filter(|&v| v != WIDE);
+        let mut e = Ev {
+            key,
+            addr,
+            size: WIDE,
+            stack: WIDE,
+            tid,
+            side: NO_SIDE,
+        };
+        match (narrow(size), narrow(stack)) {
+            (Some(sz), Some(st)) if align == 0 => {
+                e.size = sz;
+                e.stack = st;
+            }
+            _ => e.side = self.new_side(size, stack, align),
+        }
+        self.waiting.push(e);
+    }
+
+    /// Adds a side entry; returns its index.
+    fn new_side(&mut self, size: u64, stack: u64, align: u64) -> u32 {
+        self.side.push(Side {
+            size,
+            stack,
+            align,
+            frames: NO_FRAMES,
+        });
+        (self.side.len() - 1) as u32
+    }
+
+    /// Queues a timeline sample that took the sequence number `seq`.
     pub fn take_sample(&mut self, sample: PendingSample) {
         // After every sample numbered at or below it: samples of equal numbers keep the order
         // they were taken in.
@@ -313,17 +287,23 @@ impl Orderer {
         if !self.waiting.is_sorted_by_key(|e| e.key) {
             self.waiting.sort_by_key(|e| e.key);
         }
-        let n = self.waiting.partition_point(|e| e.key < watermark * 4);
+        let below = watermark.saturating_mul(1 << KEY_SHIFT);
+        let n = self.waiting.partition_point(|e| e.key < below);
         for i in 0..n {
             // The live-block lookup of a free a few events ahead starts loading now.
             if let Some(ahead) = self.waiting.get(i + PREFETCH_AHEAD) {
-                if let What::Free { addr } | What::ReallocFree { addr } = ahead.what {
-                    self.live.prefetch(addr);
+                if matches!(ahead.what(), What::Free | What::ReallocFree) {
+                    self.live.prefetch(ahead.addr);
                 }
             }
             let e = self.waiting[i];
-            // A sample numbered S goes before the frees and the event numbered S.
-            while self.samples.front().is_some_and(|s| s.seq * 4 < e.key) {
+            // A sample took its number S as an event does: after the frees that read S; no
+            // event has its key.
+            while self
+                .samples
+                .front()
+                .is_some_and(|s| (s.seq << KEY_SHIFT | KEY_OTHER) < e.key)
+            {
                 self.write_sample(out);
             }
             self.write(e, out);
@@ -339,7 +319,7 @@ impl Orderer {
         self.waiting.drain(..n);
         // No watermark: the stream is in order, so readers need none (format version 3; one per
         // writer pass was ≈ 10% of a short C loop's profile).
-        self.keep_waiting_frames();
+        self.keep_waiting_side();
         Ok(())
     }
 
@@ -354,53 +334,65 @@ impl Orderer {
     /// Attaches a record to the event just taken: the recorder writes an event's frame records
     /// right after it, in the same buffer, so that event's attachments are the last ones.
     fn attach(&mut self, rec: &[u8]) {
-        let Some(e) = self.waiting.last_mut() else {
+        let Some(&e) = self.waiting.last() else {
             return;
         };
-        if e.frames == NO_FRAMES {
-            e.frames = self.attached.len() as u32;
+        let side = if e.side == NO_SIDE {
+            let side = self.new_side(u64::from(e.size), u64::from(e.stack), 0);
+            if let Some(last) = self.waiting.last_mut() {
+                last.side = side;
+            }
+            side
+        } else {
+            e.side
+        };
+        let sd = &mut self.side[side as usize];
+        if sd.frames == NO_FRAMES {
+            sd.frames = self.attached.len() as u32;
             self.attached.extend_from_slice(&0u32.to_le_bytes());
         }
-        let at = e.frames as usize;
+        let at = sd.frames as usize;
         self.attached.extend_from_slice(rec);
         let len = (self.attached.len() - at - 4) as u32;
         self.attached[at..at + 4].copy_from_slice(&len.to_le_bytes());
     }
 
-    /// The records attached to event `e`.
-    fn attachments(&self, e: &Ev) -> &[u8] {
-        if e.frames == NO_FRAMES {
+    /// The records attached at `frames` in `attached`.
+    fn attachments(attached: &[u8], frames: u32) -> &[u8] {
+        if frames == NO_FRAMES {
             return &[];
         }
-        let at = e.frames as usize;
+        let at = frames as usize;
         let mut len = [0u8; 4];
-        len.copy_from_slice(&self.attached[at..at + 4]);
-        &self.attached[at + 4..at + 4 + u32::from_le_bytes(len) as usize]
+        len.copy_from_slice(&attached[at..at + 4]);
+        &attached[at + 4..at + 4 + u32::from_le_bytes(len) as usize]
     }
 
-    /// Drops the attachments of events already written, keeping the waiting ones'.
-    fn keep_waiting_frames(&mut self) {
-        if self.attached.is_empty() {
+    /// Drops the side entries and attachments of events already written, keeping the waiting
+    /// ones' (into the spare vectors, which are swapped in: no allocation per pass).
+    fn keep_waiting_side(&mut self) {
+        if self.side.is_empty() {
             return;
         }
-        let mut kept = Vec::new();
-        for i in 0..self.waiting.len() {
-            let e = self.waiting[i];
-            if e.frames == NO_FRAMES {
-                continue;
+        let (mut side, mut attached) = (
+            std::mem::take(&mut self.spare_side),
+            std::mem::take(&mut self.spare_attached),
+        );
+        side.clear();
+        attached.clear();
+        for e in self.waiting.iter_mut().filter(|e| e.side != NO_SIDE) {
+            let mut sd = self.side[e.side as usize];
+            if sd.frames != NO_FRAMES {
+                let rec = Self::attachments(&self.attached, sd.frames);
+                sd.frames = attached.len() as u32;
+                attached.extend_from_slice(&(rec.len() as u32).to_le_bytes());
+                attached.extend_from_slice(rec);
             }
-            let rec = self.attachments(&e);
-            let at = kept.len() as u32;
-            kept.extend_from_slice(&(rec.len() as u32).to_le_bytes());
-            kept.extend_from_slice(rec);
-            self.waiting[i].frames = at;
+            e.side = side.len() as u32;
+            side.push(sd);
         }
-        self.attached = kept;
-    }
-
-    /// Writes the records attached to event `e` after it.
-    fn write_frames(&self, e: &Ev, out: &mut Vec<u8>) {
-        out.extend_from_slice(self.attachments(e));
+        self.spare_side = std::mem::replace(&mut self.side, side);
+        self.spare_attached = std::mem::replace(&mut self.attached, attached);
     }
 
     fn switch_to(&mut self, tid: u32, out: &mut Vec<u8>) {
@@ -485,48 +477,50 @@ impl Orderer {
         }
     }
 
+    /// The size, stack id and alignment of `e`, and its attached records.
+    #[inline]
+    fn parts(&self, e: &Ev) -> (u64, u64, u64, &[u8]) {
+        if e.side == NO_SIDE {
+            return (u64::from(e.size), u64::from(e.stack), 0, &[]);
+        }
+        let sd = &self.side[e.side as usize];
+        let frames = Self::attachments(&self.attached, sd.frames);
+        (sd.size, sd.stack, sd.align, frames)
+    }
+
     fn write(&mut self, e: Ev, out: &mut Vec<u8>) {
-        match e.what {
-            What::Alloc {
-                addr,
-                size,
-                stack,
-                kind,
-                align,
-            } => {
+        match e.what() {
+            What::Alloc => {
                 self.switch_to(e.tid, out);
-                format::put_block_alloc(out, size, stack, kind, align);
-                self.write_frames(&e, out);
-                self.allocated(addr, size, e.tid);
+                let (size, stack, align, frames) = self.parts(&e);
+                format::put_block_alloc(out, size, stack, e.kind(), align);
+                out.extend_from_slice(frames);
+                self.allocated(e.addr, size, e.tid);
                 self.count_stack(stack);
                 self.written_seq += 1;
             }
-            What::Free { addr } => {
+            What::Free => {
                 self.switch_to(e.tid, out);
-                let f = self.freed(addr, e.tid, false);
+                let f = self.freed(e.addr, e.tid, false);
                 format::put_block_free(out, self.named(f));
-                self.write_frames(&e, out);
+                out.extend_from_slice(self.parts(&e).3);
                 self.written_seq += 1;
             }
-            What::ReallocFree { addr } => {
+            What::ReallocFree => {
                 // Written with the allocation half, as one record numbered with it.
-                let f = self.freed(addr, e.tid, true);
+                let f = self.freed(e.addr, e.tid, true);
                 self.realloc_freed.insert(e.tid, f);
             }
-            What::ReallocAlloc {
-                addr,
-                size,
-                stack,
-                kind,
-            } => {
+            What::ReallocAlloc => {
                 self.switch_to(e.tid, out);
                 let f = self
                     .realloc_freed
                     .remove(&e.tid)
                     .unwrap_or(Freed::Unknown(0));
-                format::put_block_realloc(out, self.named(f), size, stack, kind);
-                self.write_frames(&e, out);
-                self.allocated(addr, size, e.tid);
+                let (size, stack, _, frames) = self.parts(&e);
+                format::put_block_realloc(out, self.named(f), size, stack, e.kind());
+                out.extend_from_slice(frames);
+                self.allocated(e.addr, size, e.tid);
                 self.count_stack(stack);
                 self.written_seq += 2;
             }
@@ -534,9 +528,16 @@ impl Orderer {
     }
 }
 
+#[path = "order_ev.rs"]
+mod ev;
+
 #[path = "live.rs"]
 mod live;
 
 #[cfg(test)]
 #[path = "order_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "order_synth.rs"]
+mod synth;

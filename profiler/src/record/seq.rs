@@ -12,7 +12,8 @@
 //! one thread and handed out again on another is allocated with a number at least the free's
 //! (the allocation's read-modify-write comes after the free's load in happens-before order, so
 //! reads a value at least as new), and an equal number sorts the free first. A thread's own
-//! numbers never decrease, and the writer's watermark argument (every event numbered below `W`
+//! numbers never decrease; a timeline sample takes a number of its own ([`next`]), so the frees
+//! before it sort before it. The writer's watermark argument (every event numbered below `W`
 //! is in a buffer once the thread's lock was taken after reading `W`) holds for loads as for
 //! read-modify-writes.
 

@@ -203,7 +203,11 @@ impl Writer {
     }
 
     fn sample(&mut self, now: u64) {
-        let seq = seq::peek(Ordering::Acquire);
+        // A sample takes a number of its own, as an event does: the frees that read the counter
+        // before it (which do not advance it) sort before it, the events after it after it. A
+        // sample that only read the counter sorted before every free since the last allocation —
+        // a program freeing half its heap, then sleeping, showed the whole heap live all along.
+        let seq = seq::next();
         let [allocs, bytes, frees, reallocs] = self.totals();
         self.values.clear();
         self.values.extend_from_slice(&[

@@ -209,18 +209,10 @@ impl<R: Read> Reader<R> {
                 Step::Payload(from) if version < 2 => {
                     RecordIter::new(&self.payload[from..], version, at)
                 }
-                Step::Payload(from) => RecordIter::ordered(
-                    &self.payload[from..],
-                    version,
-                    &mut self.ordered,
-                    at,
-                ),
-                Step::Raw => RecordIter::ordered(
-                    &self.raw,
-                    version,
-                    &mut self.ordered,
-                    at,
-                ),
+                Step::Payload(from) => {
+                    RecordIter::ordered(&self.payload[from..], version, &mut self.ordered, at)
+                }
+                Step::Raw => RecordIter::ordered(&self.raw, version, &mut self.ordered, at),
             }));
         }
     }

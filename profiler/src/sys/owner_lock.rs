@@ -32,16 +32,63 @@ pub fn register_membarrier() -> bool {
     }
 }
 
-/// A full memory barrier on every running thread of this process (registered first).
+/// A full memory barrier on every running thread of this process (registered first). When the
+/// call fails after a successful registration (a seccomp filter installed later makes it return
+/// an error), the same effect comes from a write-protection change on a page of our own: the
+/// kernel interrupts every CPU that may cache its translation (every CPU running a thread of the
+/// process) to flush it, which is a full barrier there.
 fn membarrier() -> bool {
+    #[cfg(test)]
+    if tests::FORCE_PROTECTION.load(Ordering::Relaxed) {
+        return protection_barrier();
+    }
     // SAFETY: as above.
-    unsafe {
+    let ok = unsafe {
         libc::syscall(
             libc::SYS_membarrier,
             libc::MEMBARRIER_CMD_PRIVATE_EXPEDITED,
             0,
             0,
         ) == 0
+    };
+    ok || protection_barrier()
+}
+
+/// The fallback of [`membarrier`]; false when even it fails.
+#[cold]
+fn protection_barrier() -> bool {
+    use std::sync::atomic::AtomicPtr;
+    static PAGE: AtomicPtr<u8> = AtomicPtr::new(std::ptr::null_mut());
+    // SAFETY: sysconf has no preconditions.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
+    let mut page = PAGE.load(Ordering::Acquire);
+    if page.is_null() {
+        // SAFETY: an anonymous private mapping of one page, owned by this function for the
+        // life of the process.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                size,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return false;
+        }
+        page = p.cast();
+        // Only the writer thread calls this; a second mapping would only be leaked.
+        PAGE.store(page, Ordering::Release);
+    }
+    // SAFETY: `page` is our mapping of `size` bytes; it is made writable before the write, then
+    // read-only, which makes the kernel flush its translation on every CPU of the process.
+    unsafe {
+        libc::mprotect(page.cast(), size, libc::PROT_READ | libc::PROT_WRITE) == 0 && {
+            std::ptr::write_volatile(page, 1);
+            libc::mprotect(page.cast(), size, libc::PROT_READ) == 0
+        }
     }
 }
 
@@ -168,8 +215,9 @@ impl OwnerLock {
     }
 }
 
-/// `membarrier` worked when the session registered and cannot fail afterwards short of a
-/// kernel bug; going on without it could corrupt a buffer, so the process stops here.
+/// Neither `membarrier` nor a protection change worked (the session registered, so this takes
+/// a kernel that refuses `mprotect` on our own page); going on could corrupt a buffer, so the
+/// process stops here.
 #[cold]
 fn barrier_failed() -> ! {
     let msg = b"tidemark: membarrier failed after registration; aborting\n";
@@ -256,11 +304,20 @@ mod tests {
         assert_eq!(v.0, v.1);
     }
 
+    /// Makes [`super::membarrier`] use its fallback (for the test below).
+    pub(super) static FORCE_PROTECTION: AtomicBool = AtomicBool::new(false);
+
     #[test]
     fn the_owner_and_another_thread_exclude_each_other() {
         exclusion(false);
-        if register_membarrier() {
-            exclusion(true);
-        }
+        assert!(
+            register_membarrier(),
+            "membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) refused (Linux 4.14+)"
+        );
+        exclusion(true);
+        // The fallback barrier (a protection change on a page of our own) excludes as well.
+        FORCE_PROTECTION.store(true, Ordering::Relaxed);
+        exclusion(true);
+        FORCE_PROTECTION.store(false, Ordering::Relaxed);
     }
 }

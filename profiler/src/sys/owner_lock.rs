@@ -16,7 +16,7 @@
 
 use std::sync::atomic::{compiler_fence, AtomicBool, Ordering};
 
-use super::spin::SpinLock;
+use super::spin::{spin_while, SpinLock};
 
 /// Asks the kernel to let this process use private expedited memory barriers; true when it
 /// may. Cheap while the process has one thread; may wait for a grace period otherwise.
@@ -146,16 +146,7 @@ impl OwnerLock {
     fn owner_wait(&self) {
         loop {
             self.inside.store(false, Ordering::Release);
-            let mut spins = 0u32;
-            while self.wanted.load(Ordering::Acquire) {
-                spins += 1;
-                if spins < 100 {
-                    std::hint::spin_loop();
-                } else {
-                    // SAFETY: sched_yield has no preconditions.
-                    unsafe { libc::sched_yield() };
-                }
-            }
+            spin_while(|| self.wanted.load(Ordering::Acquire));
             self.inside.store(true, Ordering::Relaxed);
             compiler_fence(Ordering::SeqCst);
             if !self.wanted.load(Ordering::Acquire) {
@@ -202,16 +193,7 @@ impl OwnerLock {
     }
 
     fn wait_owner_out(&self) {
-        let mut spins = 0u32;
-        while self.inside.load(Ordering::Acquire) {
-            spins += 1;
-            if spins < 100 {
-                std::hint::spin_loop();
-            } else {
-                // SAFETY: sched_yield has no preconditions.
-                unsafe { libc::sched_yield() };
-            }
-        }
+        spin_while(|| self.inside.load(Ordering::Acquire));
     }
 }
 

@@ -10,6 +10,22 @@ pub struct SpinLock {
     locked: AtomicBool,
 }
 
+/// Waits while `busy` says so: spinning at first, then yielding the processor (the holder may
+/// be descheduled on a machine with fewer cores than runnable threads).
+#[inline]
+pub fn spin_while(busy: impl Fn() -> bool) {
+    let mut spins = 0u32;
+    while busy() {
+        spins += 1;
+        if spins < 100 {
+            std::hint::spin_loop();
+        } else {
+            // SAFETY: sched_yield has no preconditions.
+            unsafe { libc::sched_yield() };
+        }
+    }
+}
+
 /// Holds a [`SpinLock`] until dropped.
 pub struct SpinGuard<'a>(&'a SpinLock);
 
@@ -43,17 +59,8 @@ impl SpinLock {
 
     #[cold]
     fn lock_contended(&self) {
-        let mut spins = 0u32;
         loop {
-            while self.locked.load(Ordering::Relaxed) {
-                spins += 1;
-                if spins < 100 {
-                    std::hint::spin_loop();
-                } else {
-                    // SAFETY: sched_yield has no preconditions.
-                    unsafe { libc::sched_yield() };
-                }
-            }
+            spin_while(|| self.locked.load(Ordering::Relaxed));
             if self
                 .locked
                 .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)

@@ -273,18 +273,7 @@ impl ChunkWriter {
             return self.put_small(out, kind, records);
         }
         self.compress(records)?;
-        let n = self.scratch.len();
-        if n >= records.len() {
-            put_chunk(out, kind, records);
-            return Ok(());
-        }
-        let start = out.len() + CHUNK_HEADER_LEN;
-        out.resize(start, 0);
-        out.push(kind as u8);
-        out.push(ChunkCodec::Zstd as u8);
-        put_uvarint(out, records.len() as u64);
-        out.extend_from_slice(&self.scratch);
-        frame(out, start);
+        self.put_scratch(out, kind, records);
         Ok(())
     }
 }
@@ -352,10 +341,17 @@ impl ChunkWriter {
         self.scratch.clear();
         self.scratch
             .reserve(zstd::zstd_safe::compress_bound(records.len()));
-        let n = small.compress_to_buffer(records, &mut self.scratch)?;
-        if n >= records.len() {
+        small.compress_to_buffer(records, &mut self.scratch)?;
+        self.put_scratch(out, kind, records);
+        Ok(())
+    }
+
+    /// Writes a chunk of `kind` holding `records`: their zstd frame (in `self.scratch`) when
+    /// it is smaller, else the records stored.
+    fn put_scratch(&self, out: &mut Vec<u8>, kind: ChunkKind, records: &[u8]) {
+        if self.scratch.len() >= records.len() {
             put_chunk(out, kind, records);
-            return Ok(());
+            return;
         }
         let start = out.len() + CHUNK_HEADER_LEN;
         out.resize(start, 0);
@@ -364,7 +360,6 @@ impl ChunkWriter {
         put_uvarint(out, records.len() as u64);
         out.extend_from_slice(&self.scratch);
         frame(out, start);
-        Ok(())
     }
 
     /// An event chunk as streams (codec 2), when its records can be split and that is smaller

@@ -12,8 +12,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 
-use super::{site_frame, site_index, UNKNOWN_FUNCTION};
-use crate::model::{Frame, FrameId, Profile, StackEscape, StackId};
+use super::{site_frame, site_index};
+use crate::model::{FrameId, Profile, StackEscape, StackId};
 
 /// Default size limit of a block that "could live on the stack" (`--stack-threshold`).
 pub const DEFAULT_STACK_THRESHOLD_BYTES: u64 = 4096;
@@ -176,17 +176,7 @@ pub fn escape(p: &Profile, opts: &EscapeOptions) -> Option<Escape> {
         if s.blocks == 0 {
             continue;
         }
-        (s.function, s.file, s.line) = match f {
-            Some(f) => {
-                let Frame {
-                    function,
-                    file,
-                    line,
-                } = *p.frame(f);
-                (p.str(function).to_owned(), p.str(file).to_owned(), line)
-            }
-            None => (UNKNOWN_FUNCTION.to_owned(), String::new(), 0),
-        };
+        (s.function, s.file, s.line) = super::site_location(p, f);
         s.local_share = s.local as f64 / s.blocks as f64;
         s.hint = hint(&s).to_owned();
         out.stack_eligible_blocks += s.stack_eligible_blocks;

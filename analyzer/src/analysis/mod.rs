@@ -40,6 +40,21 @@ pub const DEFAULT_TOP_N: usize = 10;
 /// The name used for allocations whose stack is empty or unknown.
 pub const UNKNOWN_FUNCTION: &str = "[unknown]";
 
+/// The function, file and line a site's frame names ([`UNKNOWN_FUNCTION`] without a frame).
+pub(crate) fn site_location(p: &Profile, f: Option<FrameId>) -> (String, String, u32) {
+    match f {
+        Some(f) => {
+            let Frame {
+                function,
+                file,
+                line,
+            } = *p.frame(f);
+            (p.str(function).to_owned(), p.str(file).to_owned(), line)
+        }
+        None => (UNKNOWN_FUNCTION.to_owned(), String::new(), 0),
+    }
+}
+
 /// Per-function inclusive totals: each allocation counts once for every distinct function name on
 /// its symbolized stack (inlined frames included; a function appearing several times, as in
 /// recursion, counts once).
@@ -147,17 +162,7 @@ pub fn sites(p: &Profile) -> Vec<SiteSummary> {
     let mut out: Vec<SiteSummary> = by_frame
         .into_iter()
         .map(|(f, counts)| {
-            let (function, file, line) = match f {
-                Some(f) => {
-                    let Frame {
-                        function,
-                        file,
-                        line,
-                    } = *p.frame(f);
-                    (p.str(function).to_owned(), p.str(file).to_owned(), line)
-                }
-                None => (UNKNOWN_FUNCTION.to_owned(), String::new(), 0),
-            };
+            let (function, file, line) = site_location(p, f);
             SiteSummary {
                 function,
                 file,

@@ -132,19 +132,7 @@ impl Symbolizer {
             };
             self.cache.insert(key.clone(), md);
         }
-        let file_addr = addr.wrapping_sub(module.base);
-        // Return addresses point after the call; the call itself is at the previous byte.
-        let probe = file_addr.saturating_sub(1);
-        let frames = self.cache[&key].frames(probe);
-        if frames.is_empty() {
-            let module = self.map.find_at(addr, generation);
-            unresolved(module, addr)
-        } else {
-            Resolved {
-                frames,
-                symbolized: true,
-            }
-        }
+        parallel::resolve_in(&self.cache[&key], module, addr)
     }
 }
 

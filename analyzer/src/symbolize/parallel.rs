@@ -155,7 +155,7 @@ fn probe_of(module: &Module, addr: u64) -> u64 {
 }
 
 /// Names one address of `module`, whose debug information is `debug`.
-fn resolve_in(debug: &ModuleDebug, module: &Module, addr: u64) -> Resolved {
+pub(super) fn resolve_in(debug: &ModuleDebug, module: &Module, addr: u64) -> Resolved {
     let frames = debug.frames(probe_of(module, addr));
     if frames.is_empty() {
         unresolved(Some(module), addr)

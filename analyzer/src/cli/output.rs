@@ -101,6 +101,20 @@ pub fn temp_path(path: &Path, ext: &str) -> PathBuf {
     ))
 }
 
+/// Asks the kernel to start writing `path`'s dirty pages to disk now, without waiting: the
+/// `fdatasync` that makes a finished profile durable (after its symbols are appended) then
+/// waits for little, since the writing went on while the addresses were resolved. Best effort:
+/// any error only leaves that `fdatasync` to do all of it.
+pub fn start_writeback(path: &Path) {
+    use std::os::fd::AsRawFd;
+    if let Ok(f) = std::fs::File::open(path) {
+        // SAFETY: a valid descriptor; the call only schedules writeback.
+        unsafe {
+            libc::sync_file_range(f.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
+        }
+    }
+}
+
 /// Renames the finished temporary file `tmp` onto `path`, checking again that `path` is not a
 /// special file (it may have been created while the output was being written).
 pub fn persist(tmp: &Path, path: &Path, what: &str) -> anyhow::Result<()> {

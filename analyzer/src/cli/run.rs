@@ -167,6 +167,7 @@ fn finish_profile(
             );
         }
     };
+    output::start_writeback(&main);
     embed_all(output, &main, &run, warmed);
     if !need_profile {
         if let Some(quick) = checks::QuickSummary::read(&main) {
@@ -422,6 +423,11 @@ fn embed_all(output: &Path, main: &Path, run: &images::RunProfiles, warmed: Warm
             )),
         }
     }
+    // Freeing the opened debug information (libc's inflated sections, a Rust program's
+    // indexes) takes a few milliseconds the user would wait for: off the finish's path.
+    let _ = std::thread::Builder::new()
+        .name("tidemark-free".to_owned())
+        .spawn(move || drop(embedder));
     line.finish();
     for w in merge_hints(warnings) {
         eprintln!("tidemark: warning: {w}");

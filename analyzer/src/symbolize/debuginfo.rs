@@ -8,7 +8,7 @@ use object::Object;
 use tidemark::format::{Module, SymbolFrame};
 
 use super::demangle::{demangle, is_qualified};
-use super::prefix::PrefixDwarf;
+use super::prefix::{DebugParts, PrefixDwarf};
 
 /// Where separate debug files live (Debian's `-dbgsym` / `-dbg` packages install here).
 pub const DEBUG_ROOT: &str = "/usr/lib/debug";
@@ -83,6 +83,29 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Separate debug files opened ahead ([`DebugParts`]), for the finish to continue from.
+#[derive(Default)]
+pub(crate) struct WarmParts(std::sync::Mutex<Vec<DebugParts>>);
+
+impl WarmParts {
+    pub(crate) fn new(parts: Vec<DebugParts>) -> WarmParts {
+        WarmParts(std::sync::Mutex::new(parts))
+    }
+
+    /// How many are left.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Takes the one opened from `path`.
+    fn take(&self, path: &Path) -> Option<DebugParts> {
+        let mut v = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let i = v.iter().position(|p| p.path() == path)?;
+        Some(v.swap_remove(i))
+    }
+}
+
 /// Debug information for one module, opened once.
 pub(crate) struct ModuleDebug {
     /// The module's own file.
@@ -124,6 +147,18 @@ impl ModuleDebug {
         debug_root: &Path,
         warnings: &mut Vec<String>,
         probes: Option<&[u64]>,
+    ) -> ModuleDebug {
+        Self::open_warm(module, debug_root, warnings, probes, &WarmParts::default())
+    }
+
+    /// [`ModuleDebug::open_for`], continuing from a debug file among `warm` when the module's
+    /// is there (opened and partly inflated while the command ran).
+    pub(crate) fn open_warm(
+        module: &Module,
+        debug_root: &Path,
+        warnings: &mut Vec<String>,
+        probes: Option<&[u64]>,
+        warm: &WarmParts,
     ) -> ModuleDebug {
         let mut md = ModuleDebug {
             file: None,
@@ -189,7 +224,11 @@ impl ModuleDebug {
         }
         for c in candidates {
             if c.is_file() {
-                if let Some(p) = probes.and_then(|p| PrefixDwarf::open(&c, p)) {
+                let part = probes.and_then(|p| {
+                    let parts = warm.take(&c).or_else(|| DebugParts::open(&c))?;
+                    PrefixDwarf::from_parts(parts, p)
+                });
+                if let Some(p) = part {
                     md.prefix = Some(p);
                     break;
                 }

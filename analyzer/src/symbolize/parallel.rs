@@ -14,7 +14,7 @@ use std::sync::Mutex;
 
 use tidemark::format::Module;
 
-use super::debuginfo::ModuleDebug;
+use super::debuginfo::{ModuleDebug, WarmParts};
 use super::{unresolved, Resolved, Symbolizer};
 
 /// One module's share of the work.
@@ -65,7 +65,8 @@ impl Symbolizer {
                 })
             })
             .collect();
-        let done = run(&jobs, opened, &self.debug_root, addrs);
+        let parts = WarmParts::new(std::mem::take(&mut self.warmed.parts));
+        let done = run(&jobs, opened, &self.debug_root, addrs, &parts);
         for (job, d) in jobs.into_iter().zip(done) {
             self.warnings.extend(d.warnings);
             for (&i, r) in job.positions.iter().zip(d.resolved) {
@@ -86,6 +87,7 @@ fn run(
     opened: Vec<Option<ModuleDebug>>,
     debug_root: &Path,
     addrs: &[(u64, u64)],
+    parts: &WarmParts,
 ) -> Vec<Done> {
     // A module's debug information moves into the worker that takes its job (it can be sent
     // to another thread, not shared).
@@ -108,7 +110,7 @@ fn run(
             .take()
             .filter(|d| d.covers(&probes))
             .unwrap_or_else(|| {
-                ModuleDebug::open_for(&job.module, debug_root, &mut warnings, Some(&probes))
+                ModuleDebug::open_warm(&job.module, debug_root, &mut warnings, Some(&probes), parts)
             });
         let resolved = job
             .positions

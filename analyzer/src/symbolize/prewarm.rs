@@ -5,9 +5,12 @@
 //! idle launcher while the command runs: it reads the child's `/proc/PID/maps` once the dynamic
 //! loader has mapped it, opens the program (the same [`ModuleDebug`] the finish would open), and
 //! hands it to the finish (`crate::embed::Embedder::with_warmed`), which then only looks
-//! addresses up. libc is no longer opened ahead: its compressed debug file is read by the finish
-//! only as far as the addresses need (`super::prefix`). A stripped program's debug package is
-//! looked up here too, for the finish's hint.
+//! addresses up. libc's compressed separate debug file is opened too, its small sections and
+//! symbol table read and its `.debug_info` inflated for as long as the command runs
+//! ([`DebugParts`]): which of its units the finish needs depends on the addresses
+//! (`super::prefix`), and the finish continues from there. A stripped program's debug package is
+//! looked up here too, for the finish's hint. The thread runs under `SCHED_IDLE`: only on a core
+//! that the command and the recorder's writer leave idle.
 //!
 //! Nothing depends on it for correctness: a module the warm-up missed (loaded later, or still
 //! being opened when the command ended) is opened by the finish as before, and a warmed module is
@@ -22,7 +25,8 @@ use std::time::{Duration, Instant};
 
 use tidemark::format::Module;
 
-use super::debuginfo::{file_build_id, ModuleDebug, DEBUG_ROOT};
+use super::debuginfo::{build_id_debug_path, file_build_id, ModuleDebug, DEBUG_ROOT};
+use super::prefix::DebugParts;
 
 /// How often the child's module list is read while the loader maps it.
 const POLL_INTERVAL: Duration = Duration::from_millis(2);
@@ -42,6 +46,8 @@ pub(crate) struct WarmModule {
 #[derive(Default)]
 pub struct Warmed {
     pub(crate) modules: HashMap<(String, Vec<u8>), WarmModule>,
+    /// libc's compressed debug file, opened and inflated as far as the command's run allowed.
+    pub(crate) parts: Vec<DebugParts>,
 }
 
 impl Warmed {
@@ -150,15 +156,54 @@ impl ExeWarmup {
 }
 
 fn warm(pid: u32, stop: &AtomicBool) -> Warmed {
+    // Only on a core nothing else wants: the command and the recorder's writer come first.
+    // When the command ends, the finish waits for this thread and its core is free.
+    idle_priority();
     let maps = PathBuf::from(format!("/proc/{pid}/maps"));
     let mut warmed = Warmed::default();
-    for path in settled_modules(&maps, stop) {
+    let modules = settled_modules(&maps, stop);
+    for path in prioritized(&modules) {
         if stop.load(Ordering::Relaxed) {
             break;
         }
         open_one(&path, &mut warmed);
     }
+    if !stop.load(Ordering::Relaxed) {
+        warmed.parts.extend(libc_parts(&modules, stop));
+    }
     warmed
+}
+
+/// Runs the calling thread under `SCHED_IDLE`; nothing changes if that is refused.
+fn idle_priority() {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: a plain system call on the calling thread (0) with a valid parameter.
+    unsafe {
+        libc::sched_setscheduler(0, libc::SCHED_IDLE, &param);
+    }
+}
+
+/// How much of libc's `.debug_info` is inflated between two looks at the stop flag.
+const INFLATE_STEP: usize = 256 << 10;
+
+/// libc's separate debug file, when it is a compressed one: opened, its small sections and
+/// symbol table read, and `.debug_info` inflated until the command ends. Which of its units the
+/// finish needs depends on the addresses, known only then (`super::prefix`); what is inflated
+/// here is what the finish does not wait for.
+fn libc_parts(modules: &[String], stop: &AtomicBool) -> Option<DebugParts> {
+    let libc = modules.iter().find(|p| {
+        p.rsplit('/')
+            .next()
+            .is_some_and(|b| b.starts_with("libc.so") || b.starts_with("libc-"))
+    })?;
+    let id = file_build_id(Path::new(libc)).ok()??;
+    let path = build_id_debug_path(Path::new(DEBUG_ROOT), &id)?;
+    let mut parts = DebugParts::open(&path)?;
+    if !stop.load(Ordering::Relaxed) {
+        parts.read_rest();
+    }
+    while !stop.load(Ordering::Relaxed) && parts.inflate_more(INFLATE_STEP) {}
+    Some(parts)
 }
 
 /// The module list once the dynamic loader has mapped the program, its preloads and its
@@ -175,7 +220,7 @@ fn settled_modules(maps: &Path, stop: &AtomicBool) -> Vec<String> {
             || started.elapsed() > SETTLE_LIMIT
             || stop.load(Ordering::Relaxed)
         {
-            return prioritized(now);
+            return now;
         }
         last = Some(now);
         std::thread::sleep(POLL_INTERVAL);
@@ -186,13 +231,11 @@ fn basename_has(path: &str, name: &str) -> bool {
     path.rsplit('/').next().is_some_and(|b| b.contains(name))
 }
 
-/// The modules worth opening ahead: the program (mapped first). libc's frames are in nearly
-/// every stack too (`main` and what calls it), but its separate debug file is compressed and
-/// the finish now reads only the part its addresses need (`super::prefix`: the units of the
-/// frames below `main` open the file) — opening it whole ahead cost ≈ 45 ms of CPU that competed
-/// with the program on a 2-core machine. Other libraries are opened by the finish only when a
-/// stack has a frame in them.
-fn prioritized(modules: Vec<String>) -> Vec<String> {
+/// The modules worth opening whole ahead: the program (mapped first). libc's frames are in
+/// nearly every stack too (`main` and what calls it), but its separate debug file is compressed
+/// and the finish reads only the part its addresses need: [`libc_parts`] prepares that instead.
+/// Other libraries are opened by the finish only when a stack has a frame in them.
+fn prioritized(modules: &[String]) -> Vec<String> {
     modules
         .iter()
         .find(|p| !basename_has(p, PRELOAD_NAME))
@@ -282,17 +325,15 @@ mod tests {
 
     #[test]
     fn the_program_and_never_the_recorder() {
-        let order = prioritized(vec![
+        let order = prioritized(&[
             "/bin/prog".into(),
             "/opt/libtidemark_preload.so".into(),
             "/lib/libm.so.6".into(),
             "/lib/libc.so.6".into(),
         ]);
         assert_eq!(order, vec!["/bin/prog"]);
-        let preload_first = prioritized(vec![
-            "/opt/libtidemark_preload.so".into(),
-            "/bin/prog".into(),
-        ]);
+        let preload_first =
+            prioritized(&["/opt/libtidemark_preload.so".into(), "/bin/prog".into()]);
         assert_eq!(preload_first, vec!["/bin/prog"]);
     }
 }

@@ -3,6 +3,8 @@
 use super::*;
 use crate::load::synthetic::{Builder, Ev};
 use crate::model::ModuleSnapshot;
+use debuginfo::WarmParts;
+use prefix::DebugParts;
 use std::path::{Path, PathBuf};
 use tidemark::format::{put_modules, Segment};
 
@@ -273,4 +275,79 @@ fn a_partly_read_debug_file_names_frames_as_the_whole_file_does() {
     for &p in &spread {
         assert_eq!(part.frames(p), whole.frames(p), "at {p:#x}");
     }
+
+    // Every 40th function of libc that has DWARF (a function outside `.debug_aranges` makes
+    // the whole file be read), at several points inside each (inlined code among them): the
+    // units in between are skipped when indexing, the frames stay the same.
+    let sampled: Vec<u64> = libc_sampled_probes(&debug, 40)
+        .into_iter()
+        .filter(|&p| whole.frames(p).first().is_some_and(|f| !f.file.is_empty()))
+        .collect();
+    assert!(sampled.len() > 300, "{} probes", sampled.len());
+    let part = ModuleDebug::open_for(&module, root, &mut Vec::new(), Some(&sampled));
+    assert!(part.partly_read().is_some());
+    let mut named = 0;
+    for &p in &sampled {
+        let f = part.frames(p);
+        named += usize::from(!f.is_empty() && !f[0].file.is_empty());
+        assert_eq!(f, whole.frames(p), "at {p:#x}");
+    }
+    assert!(
+        named * 10 > sampled.len() * 9,
+        "{named} of {}",
+        sampled.len()
+    );
+}
+
+#[test]
+fn a_debug_file_inflated_ahead_names_frames_as_the_whole_file_does() {
+    let (module, debug) = libc_with_debug_file();
+    let root = Path::new(DEBUG_ROOT);
+    let whole = ModuleDebug::open(&module, root, &mut Vec::new());
+    let probes: Vec<u64> = libc_sampled_probes(&debug, 97)
+        .into_iter()
+        .filter(|&p| whole.frames(p).first().is_some_and(|f| !f.file.is_empty()))
+        .collect();
+    // As `tidemark run`'s warm-up leaves it when the command ends: part of .debug_info
+    // inflated (here 512 KiB), the rest inflated by the finish as far as the addresses need.
+    let mut parts = DebugParts::open(&debug).expect("libc's debug file opens in part");
+    assert!(parts.read_rest().is_some());
+    assert!(parts.inflate_more(256 << 10));
+    assert!(parts.inflate_more(256 << 10));
+    let warm = WarmParts::new(vec![parts]);
+    let part = ModuleDebug::open_warm(&module, root, &mut Vec::new(), Some(&probes), &warm);
+    assert_eq!(warm.len(), 0, "the finish continued from the warm-up");
+    assert!(part.partly_read().is_some());
+    for &p in &probes {
+        assert_eq!(part.frames(p), whole.frames(p), "at {p:#x}");
+    }
+    // Inflated to the end ahead: nothing is left for the finish to inflate.
+    let mut parts = DebugParts::open(&debug).unwrap();
+    while parts.inflate_more(1 << 20) {}
+    let warm = WarmParts::new(vec![parts]);
+    let part = ModuleDebug::open_warm(&module, root, &mut Vec::new(), Some(&probes), &warm);
+    assert_eq!(warm.len(), 0);
+    for &p in &probes {
+        assert_eq!(part.frames(p), whole.frames(p), "at {p:#x}");
+    }
+}
+
+/// Addresses at the start, a third, two thirds and the end of every `every`-th function of
+/// libc's symbol table.
+fn libc_sampled_probes(debug: &Path, every: usize) -> Vec<u64> {
+    use object::{Object, ObjectSymbol};
+    let data = std::fs::read(debug).unwrap();
+    let obj = object::File::parse(&*data).unwrap();
+    let mut funcs: Vec<(u64, u64)> = obj
+        .symbols()
+        .filter(|s| s.kind() == object::SymbolKind::Text && s.size() > 16)
+        .map(|s| (s.address(), s.size()))
+        .collect();
+    funcs.sort_unstable();
+    funcs.dedup();
+    funcs
+        .iter()
+        .step_by(every)
+        .flat_map(|&(a, n)| [a + 1, a + n / 3, a + 2 * n / 3, a + n - 1])
+        .collect()
 }

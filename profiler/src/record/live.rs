@@ -171,7 +171,7 @@ struct AddrTable {
 impl Default for AddrTable {
     fn default() -> Self {
         AddrTable {
-            slots: vec![(0, 0); 1 << 10],
+            slots: crate::sys::mem::zeroed_vec(1 << 10, (0, 0)),
             shift: 64 - 10,
             len: 0,
             zero: None,
@@ -273,7 +273,9 @@ impl AddrTable {
     /// Doubles the slots.
     fn grow(&mut self) {
         let n = self.slots.len() * 2;
-        let old = std::mem::replace(&mut self.slots, vec![(0, 0); n]);
+        // Mapped writable now: the probes below read a slot before writing it, and a page first
+        // mapped by a read costs a TLB flush on every CPU of the process when written.
+        let old = std::mem::replace(&mut self.slots, crate::sys::mem::zeroed_vec(n, (0, 0)));
         self.shift -= 1;
         let mask = self.mask();
         for (k, v) in old {

@@ -156,6 +156,8 @@ impl StackCache {
             if p.is_null() {
                 std::alloc::handle_alloc_error(layout);
             }
+            // Looked up (read) before written: map the pages writable now (see `sys::mem`).
+            crate::sys::mem::map_zeroed_for_write(p.cast(), layout.size());
             Box::from_raw(p)
         }
     }

@@ -1,8 +1,9 @@
 //! Small primitives the recorder and the unwinder share: a clock, a spin lock, the owner lock
-//! of thread buffers and a mutex helper. Nothing here allocates or imports from `record` or `unwind`, so both can use it
+//! of thread buffers, zeroed memory mapped writable and a mutex helper. Nothing here allocates or imports from `record` or `unwind`, so both can use it
 //! without an import cycle.
 
 pub mod clock;
+pub mod mem;
 pub mod owner_lock;
 pub mod spin;
 

@@ -100,7 +100,7 @@ impl Shapes {
     /// An empty memo (64 KiB, built on the heap: thread stacks may be small).
     pub fn new() -> Shapes {
         Shapes {
-            entries: vec![(0, 0); SLOTS].into_boxed_slice(),
+            entries: crate::sys::mem::zeroed_vec(SLOTS, (0, 0)).into_boxed_slice(),
             unwinder: 0,
         }
     }

@@ -304,7 +304,9 @@ impl StackBuilder {
 
 /// Chunks read ahead of the applying thread: bounds the memory between the two (a chunk is at
 /// most 1 MiB decompressed).
-const CHUNKS_IN_FLIGHT: usize = 2;
+const CHUNKS_IN_FLIGHT: usize = 4;
+/// Decoded bytes of an event chunk handed to the applying thread at a time.
+const PIECE_BYTES: usize = 1 << 19;
 
 fn load_inner<R: Read>(
     r: R,
@@ -387,13 +389,17 @@ fn load_inner<R: Read>(
         let read = (|| -> Result<(), LoadError> {
             loop {
                 let chunk_offset = reader.offset();
-                let reuse = recycled.try_recv().unwrap_or_default();
-                let Some(chunk) = reader.next_chunk_bytes(reuse).map_err(format_error)? else {
-                    return Ok(());
-                };
-                if to_apply.send((chunk_offset, chunk)).is_err() {
-                    // The applying thread stopped at a malformed record (or panicked: join()
-                    // says so).
+                let mut reuse = || recycled.try_recv().unwrap_or_default();
+                // False: the applying thread stopped at a malformed record (or panicked:
+                // join() says so).
+                let mut send = |chunk| to_apply.send((chunk_offset, chunk)).is_ok();
+                // An event chunk goes over in pieces as it is decoded, so that the applying
+                // thread starts on it at once (a churn's few chunks hold millions of events
+                // each: handed over whole, the two threads took turns).
+                let more = reader
+                    .next_chunk_pieces(PIECE_BYTES, &mut reuse, &mut send)
+                    .map_err(format_error)?;
+                if !more {
                     return Ok(());
                 }
                 if let Some(pr) = progress.as_deref_mut() {

@@ -465,7 +465,7 @@ fn record_end(data: &[u8], pos: usize) -> Option<usize> {
 
 #[path = "columns_read.rs"]
 mod read;
-pub use read::{decode, decode_with};
+pub use read::{decode, decode_pieces, decode_with};
 
 #[cfg(test)]
 #[path = "columns_tests.rs"]

@@ -91,6 +91,9 @@ impl<'a> Reading<'a> {
     }
 }
 
+/// Records of a long copy decoded at once (between two looks at the piece size).
+const COPY_BATCH: usize = 1 << 14;
+
 /// Rebuilds the records of a transformed event chunk into `out` (cleared first); they must come
 /// to `raw_len` bytes.
 pub fn decode(data: &[u8], raw_len: usize, out: &mut Vec<u8>) -> Result<(), DecodeError> {
@@ -105,6 +108,34 @@ pub fn decode_with(
     out: &mut Vec<u8>,
     starts: &mut Vec<(usize, usize)>,
 ) -> Result<(), DecodeError> {
+    decode_pieces(data, raw_len, out, starts, usize::MAX, &mut |_| true).map(|_| ())
+}
+
+/// [`decode_with`], handing `emit` the records decoded since its last call each time they
+/// reach `every` bytes (at a record's end), and the last ones at the end: a reader on another
+/// thread can start on a chunk's first records while the rest are decoded. `emit` returning
+/// false stops the decoding (the result is then `Ok(false)`). The pieces together are the
+/// chunk's records, in order; a damaged chunk may have given some before the error.
+pub fn decode_pieces(
+    data: &[u8],
+    raw_len: usize,
+    out: &mut Vec<u8>,
+    starts: &mut Vec<(usize, usize)>,
+    every: usize,
+    emit: &mut dyn FnMut(&[u8]) -> bool,
+) -> Result<bool, DecodeError> {
+    let mut emitted = 0usize;
+    // At a record's end: the records since the last piece, when there are enough of them.
+    macro_rules! piece {
+        () => {
+            if out.len() - emitted >= every {
+                if !emit(&out[emitted..]) {
+                    return Ok(false);
+                }
+                emitted = out.len();
+            }
+        };
+    }
     out.clear();
     let mut c = Cursor::new(data);
     let mut lens = [0usize; STREAMS];
@@ -147,26 +178,65 @@ pub fn decode_with(
             if dist == 0 || dist > starts.len() {
                 return Err(DecodeError("a copy reaches before the chunk"));
             }
-            for k in 0..count {
+            if count > raw_len - out.len().min(raw_len) {
+                return Err(DecodeError("columns decode past the chunk's length"));
+            }
+            // In runs between the records placed among its events. A run whose sources lie
+            // back to back is a repeat of their bytes (of period `p` bytes when it is longer
+            // than `dist` records: the sources then end where the run starts), copied a
+            // doubling length at a time; a churn chunk is mostly such copies, which record by
+            // record were most of its decoding. Otherwise record by record.
+            let mut k = 0;
+            while k < count {
                 if k > 0 && rd.next_place == Some(rd.events) {
                     rd.place_others(out)?;
                 }
-                let (from, to) = starts[starts.len() - dist];
-                if to - from > raw_len - out.len().min(raw_len) {
+                let n = starts.len();
+                let first = n - dist;
+                let mut m = (count - k).min(COPY_BATCH);
+                if let Some(p) = rd.next_place.filter(|&p| p > rd.events) {
+                    m = m.min(usize::try_from(p - rd.events).unwrap_or(usize::MAX));
+                }
+                let span = m.min(dist);
+                let back_to_back = |j: usize| starts[j].1 == starts[j + 1].0;
+                let repeat = (first..first + span - 1).all(back_to_back)
+                    && (m <= dist || starts[n - 1].1 == out.len());
+                if !repeat {
+                    m = 1;
+                }
+                let from = starts[first].0;
+                let p = out.len() - from;
+                for j in first..first + m {
+                    let (a, b) = starts[j];
+                    starts.push((a + p, b + p));
+                }
+                let end = starts[starts.len() - 1].1;
+                if end - out.len() > raw_len - out.len().min(raw_len) {
                     return Err(DecodeError("columns decode past the chunk's length"));
                 }
-                if makes_block(out[from]) {
-                    model.next += 1;
+                if !repeat {
+                    // One record of a few bytes: byte by byte, too short for a copy call.
+                    let (a, b) = starts[first];
+                    for i in a..b {
+                        let byte = out[i];
+                        out.push(byte);
+                    }
+                } else {
+                    while out.len() < end {
+                        // From a whole number of periods back: the length doubles each time.
+                        let src = from + (out.len() - from) % p;
+                        let len = (end - out.len()).min(out.len() - src);
+                        out.extend_from_within(src..src + len);
+                    }
                 }
-                let start = out.len();
-                // Byte by byte: records are a few bytes, too short for a copy call to pay (the
-                // copy loop of a churn chunk is most of its decoding).
-                for i in from..to {
-                    let b = out[i];
-                    out.push(b);
+                for &(a, _) in &starts[n..] {
+                    if makes_block(out[a]) {
+                        model.next += 1;
+                    }
                 }
-                starts.push((start, out.len()));
-                rd.events += 1;
+                rd.events += m as u64;
+                k += m;
+                piece!();
             }
             continue;
         }
@@ -216,6 +286,7 @@ pub fn decode_with(
         if out.len() > raw_len {
             return Err(DecodeError("columns decode past the chunk's length"));
         }
+        piece!();
     }
     rd.place_others(out)?;
     if rd.next_place.is_some() {
@@ -226,5 +297,5 @@ pub fn decode_with(
     if out.len() != raw_len {
         return Err(DecodeError("columns do not decode to the chunk's length"));
     }
-    Ok(())
+    Ok(emitted == out.len() || emit(&out[emitted..]))
 }

@@ -62,6 +62,9 @@ pub struct OrderedState {
     pub next_block: u64,
     /// Sequence number of the next event (its position in the stream).
     pub next_seq: u64,
+    /// The thread of the last context record: where a piece of a chunk (see
+    /// [`ChunkBytes`]) that continues the one before starts.
+    tid: u32,
     /// Version 3: stacks' frames and the last sample.
     carried: Carried,
 }
@@ -284,8 +287,9 @@ impl<'a> RecordIter<'a> {
             let rec = match t {
                 tag::CONTEXT => {
                     self.tid = c.uvarint()? as u32;
-                    if self.ordered.is_none() {
-                        self.prev_seq = c.uvarint()?;
+                    match self.ordered.as_deref_mut() {
+                        Some(o) => o.tid = self.tid,
+                        None => self.prev_seq = c.uvarint()?,
                     }
                     continue;
                 }
@@ -506,13 +510,17 @@ impl<'a> RecordIter<'a> {
     }
 }
 
-/// One chunk's records as bytes, from [`super::Reader::next_chunk_bytes`].
+/// One chunk's records as bytes, from [`super::Reader::next_chunk_bytes`], or a piece of one
+/// from [`super::Reader::next_chunk_pieces`].
 #[derive(Debug)]
 pub struct ChunkBytes {
     data: Vec<u8>,
     from: usize,
     version: u16,
     offset: u64,
+    /// A piece after the first of its chunk: its records are in the thread of the previous
+    /// piece's last context record, where a chunk's start in none.
+    continues: bool,
 }
 
 impl ChunkBytes {
@@ -522,17 +530,32 @@ impl ChunkBytes {
             from,
             version,
             offset,
+            continues: false,
+        }
+    }
+
+    /// A piece of a chunk: whole records, the first piece of its chunk unless `continues`.
+    pub(crate) fn piece(data: Vec<u8>, version: u16, offset: u64, continues: bool) -> ChunkBytes {
+        ChunkBytes {
+            data,
+            from: 0,
+            version,
+            offset,
+            continues,
         }
     }
 
     /// The chunk's records. `state` carries version 2's event numbering from chunk to chunk:
-    /// one state per profile, given every chunk in file order.
+    /// one state per profile, given every chunk (or piece) in file order.
     pub fn records<'a>(&'a self, state: &'a mut OrderedState) -> RecordIter<'a> {
         let data = &self.data[self.from..];
         if self.version < 2 {
             RecordIter::new(data, self.version, self.offset)
         } else {
-            RecordIter::ordered(data, self.version, state, self.offset)
+            let tid = if self.continues { state.tid } else { 0 };
+            let mut it = RecordIter::ordered(data, self.version, state, self.offset);
+            it.tid = tid;
+            it
         }
     }
 

@@ -198,12 +198,84 @@ impl<R: Read> Reader<R> {
         }
     }
 
+    /// [`Reader::advance`], with an event chunk's streams decoded into `raw` whole.
+    fn advance_decoded(&mut self) -> Result<Step, FormatError> {
+        match self.advance()? {
+            Step::Columns(raw_len) => {
+                self.decode_columns(raw_len, usize::MAX, &mut |_| true)?;
+                Ok(Step::Raw)
+            }
+            step => Ok(step),
+        }
+    }
+
+    /// Decodes the streams in `columns` into `raw`, handing `emit` the records decoded so far
+    /// every `every` bytes or so and at the end (see [`columns::decode_pieces`]); false when
+    /// `emit` asked to stop.
+    fn decode_columns(
+        &mut self,
+        raw_len: usize,
+        every: usize,
+        emit: &mut dyn FnMut(&[u8]) -> bool,
+    ) -> Result<bool, FormatError> {
+        columns::decode_pieces(
+            &self.columns,
+            raw_len,
+            &mut self.raw,
+            &mut self.column_starts,
+            every,
+            emit,
+        )
+        .map_err(|e| FormatError::BadRecord {
+            offset: self.chunk_offset,
+            reason: e.0,
+        })
+    }
+
+    /// [`Reader::next_chunk_bytes`] for a consumer on another thread that should not wait for
+    /// a whole chunk: an event chunk stored as streams is handed to `send` in pieces of about
+    /// `every` decoded bytes as it is decoded (a churn's chunk holds millions of events), each
+    /// piece a [`ChunkBytes`] that continues the one before; any other chunk whole. `reuse`
+    /// gives the buffer for each piece. False at the end (check [`Reader::truncation`]) or when
+    /// `send` returned false.
+    pub fn next_chunk_pieces(
+        &mut self,
+        every: usize,
+        reuse: &mut dyn FnMut() -> Vec<u8>,
+        send: &mut dyn FnMut(ChunkBytes) -> bool,
+    ) -> Result<bool, FormatError> {
+        loop {
+            let version = self.header.version;
+            let offset = self.chunk_offset;
+            let (buf, from) = match self.advance()? {
+                Step::End => return Ok(false),
+                Step::Skipped => continue,
+                Step::Payload(from) => (&mut self.payload, from),
+                Step::Raw => (&mut self.raw, 0),
+                Step::Columns(raw_len) => {
+                    let mut first = true;
+                    let mut emit = |records: &[u8]| {
+                        let mut data = reuse();
+                        data.clear();
+                        data.extend_from_slice(records);
+                        let piece = ChunkBytes::piece(data, version, offset, !first);
+                        first = false;
+                        send(piece)
+                    };
+                    return self.decode_columns(raw_len, every, &mut emit);
+                }
+            };
+            let data = std::mem::replace(buf, reuse());
+            return Ok(send(ChunkBytes::new(data, from, version, offset)));
+        }
+    }
+
     /// The next intact chunk's records, or `None` at the end (check [`Reader::truncation`]).
     pub fn next_chunk(&mut self) -> Result<Option<RecordIter<'_>>, FormatError> {
         loop {
             let version = self.header.version;
             let at = self.chunk_offset;
-            return Ok(Some(match self.advance()? {
+            return Ok(Some(match self.advance_decoded()? {
                 Step::End => return Ok(None),
                 Step::Skipped => continue,
                 Step::Payload(from) if version < 2 => {
@@ -212,7 +284,9 @@ impl<R: Read> Reader<R> {
                 Step::Payload(from) => {
                     RecordIter::ordered(&self.payload[from..], version, &mut self.ordered, at)
                 }
-                Step::Raw => RecordIter::ordered(&self.raw, version, &mut self.ordered, at),
+                Step::Raw | Step::Columns(_) => {
+                    RecordIter::ordered(&self.raw, version, &mut self.ordered, at)
+                }
             }));
         }
     }
@@ -226,11 +300,11 @@ impl<R: Read> Reader<R> {
         loop {
             let version = self.header.version;
             let offset = self.chunk_offset;
-            let (buf, from) = match self.advance()? {
+            let (buf, from) = match self.advance_decoded()? {
                 Step::End => return Ok(None),
                 Step::Skipped => continue,
                 Step::Payload(from) => (&mut self.payload, from),
-                Step::Raw => (&mut self.raw, 0),
+                Step::Raw | Step::Columns(_) => (&mut self.raw, 0),
             };
             let data = std::mem::replace(buf, reuse.take().unwrap_or_default());
             return Ok(Some(ChunkBytes::new(data, from, version, offset)));
@@ -353,14 +427,7 @@ impl<R: Read> Reader<R> {
                 Ok(n) if n == columns_len => {}
                 _ => return Err(bad("compressed chunk does not decode to its stated length")),
             }
-            columns::decode_with(
-                &self.columns,
-                raw_len as usize,
-                &mut self.raw,
-                &mut self.column_starts,
-            )
-            .map_err(|e| bad(e.0))?;
-            Ok(Step::Raw)
+            Ok(Step::Columns(raw_len as usize))
         } else {
             Err(bad(
                 "unknown chunk codec (written by a newer tidemark? upgrade tidemark)",
@@ -392,6 +459,9 @@ enum Step {
     Payload(usize),
     /// In `raw` (decompressed).
     Raw,
+    /// An event chunk's streams in `columns`, decompressed, not decoded yet: the records come
+    /// to this many bytes.
+    Columns(usize),
 }
 
 /// Scans a payload for a trailer record (cheap: walks records without materializing them).

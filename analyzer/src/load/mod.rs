@@ -302,10 +302,12 @@ impl StackBuilder {
     }
 }
 
-/// Chunks read ahead of the applying thread: bounds the memory between the two (a chunk is at
-/// most 1 MiB decompressed).
+/// Chunks (or pieces of event chunks) read ahead of the applying thread: bounds the memory
+/// between the two (a piece is about [`PIECE_BYTES`], other chunks at most 1 MiB decompressed).
 const CHUNKS_IN_FLIGHT: usize = 4;
-/// Decoded bytes of an event chunk handed to the applying thread at a time.
+/// Decoded bytes of an event chunk handed to the applying thread at a time. Decoding records on
+/// the reading thread instead and handing them over decoded was tried: slower (0.31 → 0.42 of
+/// heaptrack_print's time on a churn), a decoded record being tens of bytes.
 const PIECE_BYTES: usize = 1 << 19;
 
 fn load_inner<R: Read>(

@@ -106,7 +106,7 @@ pub fn decode_with(
     data: &[u8],
     raw_len: usize,
     out: &mut Vec<u8>,
-    starts: &mut Vec<(usize, usize)>,
+    starts: &mut Vec<(u32, u32)>,
 ) -> Result<(), DecodeError> {
     decode_pieces(data, raw_len, out, starts, usize::MAX, &mut |_| true).map(|_| ())
 }
@@ -120,7 +120,7 @@ pub fn decode_pieces(
     data: &[u8],
     raw_len: usize,
     out: &mut Vec<u8>,
-    starts: &mut Vec<(usize, usize)>,
+    starts: &mut Vec<(u32, u32)>,
     every: usize,
     emit: &mut dyn FnMut(&[u8]) -> bool,
 ) -> Result<bool, DecodeError> {
@@ -163,7 +163,11 @@ pub fn decode_pieces(
         Ok(FREES_PLAIN) | Err(_) => false,
         Ok(_) => return Err(DecodeError("unknown free stream layout")),
     };
-    out.reserve(raw_len.min(MAX_CHUNK_PAYLOAD));
+    if raw_len > MAX_CHUNK_PAYLOAD {
+        // Record places are kept as 32-bit offsets.
+        return Err(DecodeError("implausible decoded length of an event chunk"));
+    }
+    out.reserve(raw_len);
     starts.clear();
     // Only copies look back at earlier records: without any, their places are not kept.
     let copies = !parts[COPIES].is_empty();
@@ -200,24 +204,26 @@ pub fn decode_pieces(
                 let span = m.min(dist);
                 let back_to_back = |j: usize| starts[j].1 == starts[j + 1].0;
                 let repeat = (first..first + span - 1).all(back_to_back)
-                    && (m <= dist || starts[n - 1].1 == out.len());
+                    && (m <= dist || starts[n - 1].1 as usize == out.len());
                 if !repeat {
                     m = 1;
                 }
-                let from = starts[first].0;
+                let from = starts[first].0 as usize;
                 let p = out.len() - from;
+                // Offsets fit: a chunk decodes to at most MAX_CHUNK_PAYLOAD bytes (checked below).
+                let p32 = p as u32;
                 for j in first..first + m {
                     let (a, b) = starts[j];
-                    starts.push((a + p, b + p));
+                    starts.push((a.wrapping_add(p32), b.wrapping_add(p32)));
                 }
-                let end = starts[starts.len() - 1].1;
+                let end = starts[starts.len() - 1].1 as usize;
                 if end - out.len() > raw_len - out.len().min(raw_len) {
                     return Err(DecodeError("columns decode past the chunk's length"));
                 }
                 if !repeat {
                     // One record of a few bytes: byte by byte, too short for a copy call.
                     let (a, b) = starts[first];
-                    for i in a..b {
+                    for i in a as usize..b as usize {
                         let byte = out[i];
                         out.push(byte);
                     }
@@ -230,7 +236,7 @@ pub fn decode_pieces(
                     }
                 }
                 for &(a, _) in &starts[n..] {
-                    if makes_block(out[a]) {
+                    if makes_block(out[a as usize]) {
                         model.next += 1;
                     }
                 }
@@ -280,7 +286,7 @@ pub fn decode_pieces(
             _ => rd.copy_rest(t, out)?,
         }
         if copies {
-            starts.push((start, out.len()));
+            starts.push((start as u32, out.len() as u32));
         }
         rd.events += 1;
         if out.len() > raw_len {

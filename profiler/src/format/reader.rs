@@ -73,7 +73,7 @@ pub struct Reader<R> {
     /// records.
     columns: Vec<u8>,
     /// Scratch of the columns' decoding.
-    column_starts: Vec<(usize, usize)>,
+    column_starts: Vec<(u32, u32)>,
     zstd: Option<zstd::bulk::Decompressor<'static>>,
     skip_events: bool,
     ordered: OrderedState,

@@ -279,10 +279,7 @@ fn a_partly_read_debug_file_names_frames_as_the_whole_file_does() {
     // Every 40th function of libc that has DWARF (a function outside `.debug_aranges` makes
     // the whole file be read), at several points inside each (inlined code among them): the
     // units in between are skipped when indexing, the frames stay the same.
-    let sampled: Vec<u64> = libc_sampled_probes(&debug, 40)
-        .into_iter()
-        .filter(|&p| whole.frames(p).first().is_some_and(|f| !f.file.is_empty()))
-        .collect();
+    let sampled = libc_dwarf_probes(&debug, &whole, 40);
     assert!(sampled.len() > 300, "{} probes", sampled.len());
     let part = ModuleDebug::open_for(&module, root, &mut Vec::new(), Some(&sampled));
     assert!(part.partly_read().is_some());
@@ -304,10 +301,7 @@ fn a_debug_file_inflated_ahead_names_frames_as_the_whole_file_does() {
     let (module, debug) = libc_with_debug_file();
     let root = Path::new(DEBUG_ROOT);
     let whole = ModuleDebug::open(&module, root, &mut Vec::new());
-    let probes: Vec<u64> = libc_sampled_probes(&debug, 97)
-        .into_iter()
-        .filter(|&p| whole.frames(p).first().is_some_and(|f| !f.file.is_empty()))
-        .collect();
+    let probes = libc_dwarf_probes(&debug, &whole, 97);
     // As `tidemark run`'s warm-up leaves it when the command ends: part of .debug_info
     // inflated (here 512 KiB), the rest inflated by the finish as far as the addresses need.
     let mut parts = DebugParts::open(&debug).expect("libc's debug file opens in part");
@@ -330,6 +324,15 @@ fn a_debug_file_inflated_ahead_names_frames_as_the_whole_file_does() {
     for &p in &probes {
         assert_eq!(part.frames(p), whole.frames(p), "at {p:#x}");
     }
+}
+
+/// [`libc_sampled_probes`] in functions the debug file's DWARF covers (whole-file frames with a
+/// file): one outside `.debug_aranges` makes the whole file be read.
+fn libc_dwarf_probes(debug: &Path, whole: &ModuleDebug, every: usize) -> Vec<u64> {
+    libc_sampled_probes(debug, every)
+        .into_iter()
+        .filter(|&p| whole.frames(p).first().is_some_and(|f| !f.file.is_empty()))
+        .collect()
 }
 
 /// Addresses at the start, a third, two thirds and the end of every `every`-th function of

@@ -148,18 +148,8 @@ pub struct StackCache {
 impl StackCache {
     /// An empty cache (id 0 marks an empty slot).
     pub fn new_boxed() -> Box<StackCache> {
-        let layout = std::alloc::Layout::new::<StackCache>();
-        // SAFETY: all-zero is a valid (empty) cache; the layout is non-zero sized; a null
-        // result is handled.
-        unsafe {
-            let p = std::alloc::alloc_zeroed(layout) as *mut StackCache;
-            if p.is_null() {
-                std::alloc::handle_alloc_error(layout);
-            }
-            // Looked up (read) before written: map the pages writable now (see `sys::mem`).
-            crate::sys::mem::map_zeroed_for_write(p.cast(), layout.size());
-            Box::from_raw(p)
-        }
+        // SAFETY: all-zero is a valid (empty) cache.
+        unsafe { crate::sys::mem::boxed_zeroed() }
     }
 
     /// The cached id for `hash`, if any.

@@ -27,6 +27,26 @@ pub unsafe fn map_zeroed_for_write(p: *mut u8, len: usize) {
     }
 }
 
+/// A `T` on the heap, allocated zeroed in place (for arrays too large for a small thread
+/// stack), its pages mapped writable (see the module documentation).
+///
+/// # Safety
+/// All-zero bytes must be a valid `T` (plain integers, booleans, arrays of them).
+pub unsafe fn boxed_zeroed<T>() -> Box<T> {
+    let layout = std::alloc::Layout::new::<T>();
+    assert!(layout.size() > 0, "boxed_zeroed of a zero-sized type");
+    // SAFETY: the layout is non-zero sized; a null result is handled; the caller vouches that
+    // the zeroed bytes are a valid `T`, and the block is the global allocator's, as a Box needs.
+    unsafe {
+        let p = std::alloc::alloc_zeroed(layout) as *mut T;
+        if p.is_null() {
+            std::alloc::handle_alloc_error(layout);
+        }
+        map_zeroed_for_write(p.cast(), layout.size());
+        Box::from_raw(p)
+    }
+}
+
 /// `n` copies of `zero`, a value whose bytes are all zero (e.g. `(0u64, 0u64)`), in memory
 /// mapped writable from the start (see the module documentation).
 pub fn zeroed_vec<T: Copy>(n: usize, zero: T) -> Vec<T> {

@@ -65,20 +65,11 @@ pub(super) struct Fresh {
 }
 
 /// Allocates a zeroed `T` on the heap, in place (these arrays are too large for small thread
-/// stacks).
+/// stacks): only for `Walk`, `WalkSet` and `Fresh`, plain integers and booleans (all-zero is a
+/// valid value).
 pub(super) fn boxed_zeroed<T>() -> Box<T> {
-    let layout = std::alloc::Layout::new::<T>();
-    // SAFETY: only used for `Walk` and `Fresh`, which are plain integers and booleans (all-zero
-    // is a valid value); the layout is non-zero sized, and a null result is handled.
-    unsafe {
-        let p = std::alloc::alloc_zeroed(layout) as *mut T;
-        if p.is_null() {
-            std::alloc::handle_alloc_error(layout);
-        }
-        // Looked up (read) before written: map the pages writable now (see `sys::mem`).
-        crate::sys::mem::map_zeroed_for_write(p.cast(), layout.size());
-        Box::from_raw(p)
-    }
+    // SAFETY: see above; every caller is one of those types.
+    unsafe { crate::sys::mem::boxed_zeroed() }
 }
 
 impl Walk {

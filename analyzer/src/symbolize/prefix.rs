@@ -8,8 +8,10 @@
 //! stream can be inflated up to any point: this reads `.debug_aranges` (small) to find the units
 //! of the addresses, inflates `.debug_info` only up to the end of the last of them, inflates the
 //! other small sections whole, leaves the location lists (`.debug_loc`, `.debug_loclists`:
-//! never needed to name a frame) compressed, and indexes that. The frames are the same as with
-//! the whole file: the units kept are complete, and every unit before them is kept too.
+//! never needed to name a frame) compressed, and indexes only the units of the addresses (the
+//! others are masked: [`mask_other_units`]). The frames are the same as with the whole file:
+//! the units kept are complete (tests compare across libc). [`DebugParts`] holds what does not
+//! depend on the addresses, so `tidemark run` prepares it while the command runs.
 //!
 //! Used only when every address is covered by `.debug_aranges` and the file has no
 //! supplementary (dwz) file; otherwise the caller reads the whole file as before.

@@ -510,8 +510,8 @@ impl<'a> RecordIter<'a> {
     }
 }
 
-/// One chunk's records as bytes, from [`super::Reader::next_chunk_bytes`], or a piece of one
-/// from [`super::Reader::next_chunk_pieces`].
+/// One chunk's records as bytes, or a piece of an event chunk's, from
+/// [`super::Reader::next_chunk_pieces`].
 #[derive(Debug)]
 pub struct ChunkBytes {
     data: Vec<u8>,
@@ -564,7 +564,7 @@ impl ChunkBytes {
         self.offset
     }
 
-    /// The buffer, for [`super::Reader::next_chunk_bytes`] to reuse.
+    /// The buffer, for [`super::Reader::next_chunk_pieces`] to reuse.
     pub fn into_buffer(self) -> Vec<u8> {
         self.data
     }

@@ -232,12 +232,14 @@ impl<R: Read> Reader<R> {
         })
     }
 
-    /// [`Reader::next_chunk_bytes`] for a consumer on another thread that should not wait for
-    /// a whole chunk: an event chunk stored as streams is handed to `send` in pieces of about
-    /// `every` decoded bytes as it is decoded (a churn's chunk holds millions of events), each
-    /// piece a [`ChunkBytes`] that continues the one before; any other chunk whole. `reuse`
-    /// gives the buffer for each piece. False at the end (check [`Reader::truncation`]) or when
-    /// `send` returned false.
+    /// The next intact chunk's bytes, to decode elsewhere (on another thread, say) with
+    /// [`ChunkBytes::records`], given to `send`: an event chunk stored as streams in pieces of
+    /// about `every` decoded bytes as it is decoded (a churn's chunk holds millions of events,
+    /// and the consumer need not wait for all of them), each piece a [`ChunkBytes`] that
+    /// continues the one before; any other chunk whole. `reuse` gives the buffer for each (a
+    /// [`ChunkBytes::into_buffer`] the consumer is done with), so memory is a few chunks however
+    /// long the profile. False at the end (check [`Reader::truncation`]) or when `send`
+    /// returned false.
     pub fn next_chunk_pieces(
         &mut self,
         every: usize,
@@ -288,26 +290,6 @@ impl<R: Read> Reader<R> {
                     RecordIter::ordered(&self.raw, version, &mut self.ordered, at)
                 }
             }));
-        }
-    }
-
-    /// The next intact chunk's bytes, to decode elsewhere (on another thread, say) with
-    /// [`ChunkBytes::records`]; `None` at the end (check [`Reader::truncation`]). `reuse` is a
-    /// buffer to read the chunk after this one into (a [`ChunkBytes::into_buffer`] the caller
-    /// is done with), so memory is a few chunks however long the profile.
-    pub fn next_chunk_bytes(&mut self, reuse: Vec<u8>) -> Result<Option<ChunkBytes>, FormatError> {
-        let mut reuse = Some(reuse);
-        loop {
-            let version = self.header.version;
-            let offset = self.chunk_offset;
-            let (buf, from) = match self.advance_decoded()? {
-                Step::End => return Ok(None),
-                Step::Skipped => continue,
-                Step::Payload(from) => (&mut self.payload, from),
-                Step::Raw | Step::Columns(_) => (&mut self.raw, 0),
-            };
-            let data = std::mem::replace(buf, reuse.take().unwrap_or_default());
-            return Ok(Some(ChunkBytes::new(data, from, version, offset)));
         }
     }
 
@@ -680,6 +662,8 @@ mod tests {
     fn chunk_bytes_and_visit_give_the_records_of_iterating() {
         let mut w = ChunkWriter::new(3).unwrap();
         let mut big = Header::default().encode();
+        // The same events as columns (codec 2), which the reader hands over in pieces.
+        let mut big_columns = Header::default().encode();
         for chunk in 0..3u64 {
             let mut p = Vec::new();
             put_thread_switch(&mut p, 1 + chunk as u32);
@@ -690,18 +674,23 @@ mod tests {
             }
             put_watermark(&mut p, 3_000 * (chunk + 1));
             w.put(&mut big, ChunkKind::Events, &p).unwrap();
+            w.put_events(&mut big_columns, &p).unwrap();
+            w.finish_events(&mut big_columns).unwrap();
         }
-        for bytes in [big, sample_profile(true), v1_profile()] {
+        for bytes in [big, big_columns, sample_profile(true), v1_profile()] {
             let (expect, trunc) = read_all(&bytes);
             let mut r = Reader::new(&bytes[..]).unwrap();
-            let (mut got, mut state, mut buf) = (Vec::new(), OrderedState::default(), Vec::new());
-            while let Some(chunk) = r.next_chunk_bytes(std::mem::take(&mut buf)).unwrap() {
+            let (mut got, mut state) = (Vec::new(), OrderedState::default());
+            // Pieces of 4 KiB: the event chunks above (≈ 10 KB of records each) go in three,
+            // the later ones in the thread of the chunk's first record.
+            let mut send = |chunk: ChunkBytes| {
                 chunk
                     .records(&mut state)
                     .visit(|rec| got.push(rec))
                     .unwrap();
-                buf = chunk.into_buffer();
-            }
+                true
+            };
+            while r.next_chunk_pieces(4096, &mut Vec::new, &mut send).unwrap() {}
             assert_eq!(got, expect);
             assert_eq!(r.truncation().cloned(), trunc);
         }

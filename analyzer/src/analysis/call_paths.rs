@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use super::{site_frame, Metric, SiteSummary};
+use super::{Metric, SiteFinder, SiteSummary};
 use crate::model::Counts;
 use crate::model::{FrameId, Profile};
 
@@ -152,8 +152,9 @@ fn describe(p: &Profile, f: FrameId) -> String {
 /// the same callers above the site merge into one path.
 pub fn call_paths(p: &Profile, site: &SiteSummary, by: SiteSort, n: usize) -> Vec<CallPath> {
     let mut merged: HashMap<Vec<FrameId>, Counts> = HashMap::new();
+    let mut finder = SiteFinder::new(p);
     for s in p.stack_stats.iter().filter(|s| s.has_allocations()) {
-        let Some(f) = site_frame(p, s.stack) else {
+        let Some(f) = finder.frame(s.stack) else {
             continue;
         };
         let fr = p.frame(f);

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 
-use super::{site_frame, site_index};
+use super::SiteFinder;
 use crate::model::{FrameId, Profile, StackEscape, StackId};
 
 /// Default size limit of a block that "could live on the stack" (`--stack-threshold`).
@@ -128,7 +128,12 @@ pub fn stack_depth_series(p: &Profile) -> Vec<(f64, f64)> {
 /// Index of the physical frame (return address) holding the site of `leaf`: the allocating
 /// function's frame, whose CFA the recorder wrote at that index.
 pub fn site_physical_index(p: &Profile, leaf: Option<StackId>) -> usize {
-    let mut expanded = site_index(p, leaf);
+    physical_index(&mut SiteFinder::new(p), p, leaf)
+}
+
+/// [`site_physical_index`] with a finder shared over many stacks.
+fn physical_index(finder: &mut SiteFinder, p: &Profile, leaf: Option<StackId>) -> usize {
+    let mut expanded = finder.index(leaf);
     for (i, ip) in p.stack_ips(leaf).enumerate() {
         let n = p.ip(ip).frames.len();
         if expanded < n {
@@ -147,9 +152,15 @@ pub fn count_stack_eligible(p: &mut Profile) {
     };
     let opts = EscapeOptions::default();
     let mut per_stack = Vec::with_capacity(p.stack_stats.len());
+    let mut finder = SiteFinder::new(p);
     for (st, e) in p.stack_stats.iter().zip(&data.stacks) {
         let mut site = EscapeSite::default();
-        add_stack(&mut site, e, site_physical_index(p, st.stack), &opts);
+        add_stack(
+            &mut site,
+            e,
+            physical_index(&mut finder, p, st.stack),
+            &opts,
+        );
         per_stack.push(site.stack_eligible_bytes);
     }
     let mut total = 0u64;
@@ -164,9 +175,10 @@ pub fn count_stack_eligible(p: &mut Profile) {
 pub fn escape(p: &Profile, opts: &EscapeOptions) -> Option<Escape> {
     let per_stack = &p.escape.as_ref()?.stacks;
     let mut by_site: HashMap<Option<FrameId>, EscapeSite> = HashMap::new();
+    let mut finder = SiteFinder::new(p);
     for (st, e) in p.stack_stats.iter().zip(per_stack) {
-        let site = by_site.entry(site_frame(p, st.stack)).or_default();
-        add_stack(site, e, site_physical_index(p, st.stack), opts);
+        let site = by_site.entry(finder.frame(st.stack)).or_default();
+        add_stack(site, e, physical_index(&mut finder, p, st.stack), opts);
     }
     let mut out = Escape {
         stack_threshold_bytes: opts.stack_threshold_bytes,

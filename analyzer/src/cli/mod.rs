@@ -424,9 +424,35 @@ fn write_output(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
 }
 
 /// Loads a profile for a command, with progress and the context the error message needs.
-fn load(profile: &std::path::Path, args: &LoadArgs) -> anyhow::Result<Profile> {
+fn load(profile: &std::path::Path, args: &LoadArgs) -> anyhow::Result<Loaded> {
     check_profile_input(profile)?;
-    Ok(load_path(profile, &args.options()?)?)
+    Ok(Loaded(Some(load_path(profile, &args.options()?)?)))
+}
+
+/// A profile a command loaded: freed on a thread of its own once the command is done with it
+/// (the command's output is not held up by milliseconds of returning memory).
+struct Loaded(Option<Profile>);
+
+impl Loaded {
+    /// The profile itself, to keep.
+    fn into_inner(mut self) -> Profile {
+        self.0.take().expect("taken only once")
+    }
+}
+
+impl std::ops::Deref for Loaded {
+    type Target = Profile;
+    fn deref(&self) -> &Profile {
+        self.0.as_ref().expect("taken only when dropped")
+    }
+}
+
+impl Drop for Loaded {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            crate::load::drop_in_background(p);
+        }
+    }
 }
 
 /// Refuses a profile path that is not a regular file (a FIFO with no writer would block the open

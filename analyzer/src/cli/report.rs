@@ -4,7 +4,7 @@ use anyhow::{bail, Context};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::{load, write_output, ReportArgs, ReportFormat};
+use super::{load, write_output, Loaded, ReportArgs, ReportFormat};
 use crate::analysis::{pressure::live_heap_series, summary};
 use crate::model::Profile;
 use crate::render::{folded, folded_to_sites, Metric};
@@ -197,7 +197,7 @@ pub(super) fn report(a: &ReportArgs) -> anyhow::Result<u8> {
         .unwrap_or_else(|| PathBuf::from("report.html"));
     let format = format_of(a, &out)?;
     check_baseline(a.baseline.as_deref(), &inputs)?;
-    let scen = scenarios(&inputs, &mut |p| load(p, &a.load))?;
+    let scen = scenarios(&inputs, &mut |p| load(p, &a.load).map(Loaded::into_inner))?;
     write_report(&scen, a.baseline.as_deref(), &out, format)?;
     if out.as_os_str() != "-" {
         eprintln!(

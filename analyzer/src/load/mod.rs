@@ -255,6 +255,15 @@ fn format_error(error: FormatError) -> LoadError {
     }
 }
 
+/// Drops `value` on a thread of its own: freeing a loaded profile's many allocations (or the
+/// loader's tables) takes milliseconds that nobody needs to wait for. If no thread can be
+/// started, the closure holding it, and so the value, is dropped here.
+pub fn drop_in_background<T: Send + 'static>(value: T) {
+    let _ = std::thread::Builder::new()
+        .name("tidemark-free".to_owned())
+        .spawn(move || drop(value));
+}
+
 /// Builds the stack prefix tree from stack definitions.
 #[derive(Default)]
 pub(crate) struct StackBuilder {
@@ -493,6 +502,8 @@ fn load_inner<R: Read>(
         ));
     }
     p.embedded_symbols = embedded;
+    // Freeing the loader's tables and buffers takes milliseconds: off the command's path.
+    drop_in_background((stacks, reader.take_buffers(), recycled));
     Ok(p)
 }
 

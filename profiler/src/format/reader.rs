@@ -173,6 +173,18 @@ impl<R: Read> Reader<R> {
         self.trailing_damage.as_ref()
     }
 
+    /// Takes the decoding buffers out of the reader (it reads on with fresh ones), so that
+    /// whoever is done reading can free them elsewhere: a large profile's buffers take
+    /// milliseconds to give back.
+    pub fn take_buffers(&mut self) -> impl Send + 'static {
+        (
+            std::mem::take(&mut self.payload),
+            std::mem::take(&mut self.raw),
+            std::mem::take(&mut self.columns),
+            std::mem::take(&mut self.column_starts),
+        )
+    }
+
     /// With `true`, [`Reader::next_chunk`] passes over version-2 event chunks without
     /// decompressing them: only definitions (stacks, modules), samples, messages, the trailer and
     /// appended symbols are delivered. Version-1 files have no chunk kinds and deliver everything.

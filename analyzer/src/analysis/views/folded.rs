@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::analysis::{site_index, Metric, MetricUnavailable, Unit, UNKNOWN_FUNCTION};
+use crate::analysis::{Metric, MetricUnavailable, SiteFinder, Unit, UNKNOWN_FUNCTION};
 use crate::model::{Profile, StackStats};
 use crate::units;
 
@@ -85,13 +85,14 @@ fn stack_line(p: &Profile, s: &StackStats, keep_runtime_frames: bool) -> String 
 /// site (docs/metrics.md). Comparisons use these lines: their leaves are the sites.
 pub fn folded_to_sites(p: &Profile, m: Metric) -> Vec<String> {
     let mut lines: BTreeMap<String, u64> = BTreeMap::new();
+    let mut finder = SiteFinder::new(p);
     for s in &p.stack_stats {
         let v = m.of(&s.counts);
         if v == 0 {
             continue;
         }
         let frames: Vec<&crate::model::Frame> = p.stack_frames(s.stack).collect();
-        let site = site_index(p, s.stack);
+        let site = finder.index(s.stack);
         let mut names: Vec<&str> = frames[site..].iter().map(|f| p.str(f.function)).collect();
         names.reverse();
         if let Some(marker) = crate::analysis::stack_roots::root_marker(&names, s.truncated) {

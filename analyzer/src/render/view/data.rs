@@ -17,7 +17,7 @@ pub use crate::analysis::call_paths::RUNTIME_FRAME;
 use crate::analysis::pressure::{limit, live_heap_series, rate_series, series};
 use crate::analysis::stack_roots::{root_marker, TRUNCATED_FRAME};
 use crate::analysis::views::series_with_gaps;
-use crate::analysis::{site_frame, Metric, UNKNOWN_FUNCTION};
+use crate::analysis::{Metric, SiteFinder, UNKNOWN_FUNCTION};
 use crate::model::{FrameId, Profile, StringId, TimeBuckets};
 
 /// Most points a timeline series keeps (the largest value of each slice is kept, so peaks stay).
@@ -184,6 +184,7 @@ pub fn view_data(
     let mut stack_site: Vec<u32> = Vec::with_capacity(p.stack_stats.len());
     let mut stack_peak: Vec<u64> = Vec::with_capacity(p.stack_stats.len());
     let mut frames: Vec<FrameId> = Vec::new();
+    let mut finder = SiteFinder::new(p);
     for s in &p.stack_stats {
         frames.clear();
         for ip in p.stack_ips(s.stack) {
@@ -223,7 +224,7 @@ pub fn view_data(
             parent = node(&mut tree, parent, p.frame(fid).function, f) as i64;
         }
         stack_node.push(parent);
-        stack_site.push(t.frame(p, site_frame(p, s.stack)));
+        stack_site.push(t.frame(p, finder.frame(s.stack)));
         stack_peak.push(Metric::Peak.of(&s.counts));
     }
     let buckets = p.time_buckets.as_ref().map(buckets_json);

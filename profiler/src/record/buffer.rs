@@ -11,7 +11,7 @@ use std::alloc::Layout;
 use std::cell::UnsafeCell;
 use std::mem::MaybeUninit;
 use std::ptr::{self, NonNull};
-use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
 /// Payload capacity of one buffer.
 pub const BUFFER_BYTES: usize = 64 << 10;
@@ -22,6 +22,8 @@ pub const RECORD_MAX_BYTES: usize = 96;
 /// One buffer. Allocated raw (never built on the stack: it is 64 KiB).
 pub struct Buffer {
     next: *mut Buffer,
+    /// On the full queue, or taken from it and not yet written ([`FullQueue::written`]).
+    queued: bool,
     len: usize,
     /// True once a record other than the leading context was appended.
     pub dirty: bool,
@@ -38,6 +40,7 @@ impl Buffer {
             let p = NonNull::new(std::alloc::alloc(layout) as *mut Buffer)?;
             let b = p.as_ptr();
             ptr::addr_of_mut!((*b).next).write(ptr::null_mut());
+            ptr::addr_of_mut!((*b).queued).write(false);
             ptr::addr_of_mut!((*b).len).write(0);
             ptr::addr_of_mut!((*b).dirty).write(false);
             Some(p)
@@ -164,10 +167,23 @@ impl Pool {
     }
 }
 
+/// Buffers queued and not yet written above which a thread that queues one more waits for the
+/// writer, when the writer is short of a core (1 MiB of events).
+pub const BACKLOG_HIGH: usize = 16;
+/// The backlog a waiting thread waits for.
+pub const BACKLOG_LOW: usize = 4;
+
 /// Full buffers waiting for the writer. Pushing is lock-free; only the writer takes, and it
-/// takes everything at once, so there is no ABA problem.
+/// takes everything at once, so there is no ABA problem. It also counts the buffers pushed and
+/// not yet written (the recording threads' backlog) and which threads fill buffers, for the
+/// backpressure ([`FullQueue::should_wait`]).
 pub struct FullQueue {
     head: AtomicPtr<Buffer>,
+    backlog: AtomicUsize,
+    /// One bit per thread (by tid modulo 64) that queued a buffer since the writer last looked.
+    producers: AtomicU64,
+    /// The threads filling buffers and the writer outnumber the cores the process may use.
+    crowded: AtomicBool,
 }
 
 impl FullQueue {
@@ -175,11 +191,59 @@ impl FullQueue {
     pub const fn new() -> FullQueue {
         FullQueue {
             head: AtomicPtr::new(ptr::null_mut()),
+            backlog: AtomicUsize::new(0),
+            producers: AtomicU64::new(0),
+            crowded: AtomicBool::new(false),
+        }
+    }
+
+    /// Buffers pushed and not yet written.
+    #[inline]
+    pub fn backlog(&self) -> usize {
+        self.backlog.load(Ordering::Relaxed)
+    }
+
+    /// Called by thread `tid` after it queued a buffer: true when it should wait for the writer
+    /// (it is [`BACKLOG_HIGH`] buffers behind, and the threads filling buffers leave it no core
+    /// of its own). With a core to itself the writer catches up on its own, and waiting would
+    /// only slow the program.
+    #[inline]
+    pub fn should_wait(&self, tid: u32) -> bool {
+        let bit = 1u64 << (tid % 64);
+        if self.producers.load(Ordering::Relaxed) & bit == 0 {
+            self.producers.fetch_or(bit, Ordering::Relaxed);
+        }
+        self.backlog() > BACKLOG_HIGH && self.crowded.load(Ordering::Relaxed)
+    }
+
+    /// True while a waiting thread should go on waiting.
+    #[inline]
+    pub fn behind(&self) -> bool {
+        self.backlog() > BACKLOG_LOW
+    }
+
+    /// The writer, now and then: counts the threads that queued buffers since the last look,
+    /// and whether they and the writer outnumber `cores`.
+    pub fn review_producers(&self, cores: usize) {
+        let n = self.producers.swap(0, Ordering::Relaxed).count_ones() as usize;
+        self.crowded.store(n + 1 > cores, Ordering::Relaxed);
+    }
+
+    /// The writer is done with `b` (taken from this queue or not): it leaves the backlog.
+    pub fn written(&self, mut b: NonNull<Buffer>) {
+        // SAFETY: the caller (the writer) owns the buffer.
+        let b = unsafe { b.as_mut() };
+        if b.queued {
+            b.queued = false;
+            self.backlog.fetch_sub(1, Ordering::Relaxed);
         }
     }
 
     /// Adds a buffer.
     pub fn push(&self, b: NonNull<Buffer>) {
+        // SAFETY: the buffer is owned by the caller until the exchange publishes it.
+        unsafe { (*b.as_ptr()).queued = true };
+        self.backlog.fetch_add(1, Ordering::Relaxed);
         let mut head = self.head.load(Ordering::Relaxed);
         loop {
             // SAFETY: the buffer is owned by the caller until the exchange publishes it.
@@ -213,6 +277,42 @@ impl FullQueue {
 mod tests {
     use super::*;
     use crate::format::{self, put_uvarint};
+
+    /// The backlog counts buffers queued and not yet written; a thread is told to wait only
+    /// when the backlog is high and the threads filling buffers leave the writer no core.
+    #[test]
+    fn backpressure_needs_a_backlog_and_a_crowded_writer() {
+        let q = FullQueue::new();
+        for _ in 0..BACKLOG_HIGH + 2 {
+            q.push(Buffer::alloc().unwrap());
+        }
+        assert_eq!(q.backlog(), BACKLOG_HIGH + 2);
+        // One thread filling buffers and the writer fit on two cores.
+        assert!(!q.should_wait(7));
+        q.review_producers(2);
+        assert!(!q.should_wait(7));
+        // Two threads and the writer on two cores: the writer is short of a core.
+        assert!(!q.should_wait(8));
+        q.review_producers(2);
+        assert!(q.should_wait(7));
+        assert!(q.behind());
+        // ... and not on four.
+        q.review_producers(4);
+        assert!(!q.should_wait(7));
+        q.review_producers(2);
+        let mut taken = Vec::new();
+        q.take_all(&mut taken);
+        let other = Buffer::alloc().unwrap();
+        for &b in taken.iter().chain([&other]) {
+            q.written(b);
+            // SAFETY: the buffers came from `Buffer::alloc` and are not used again.
+            unsafe { Buffer::free(b) };
+        }
+        // A buffer that never was queued (swapped out by the writer) does not count.
+        assert_eq!(q.backlog(), 0);
+        assert!(!q.behind());
+        assert!(!q.should_wait(7));
+    }
 
     #[test]
     fn buffer_never_writes_past_its_end() {

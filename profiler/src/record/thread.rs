@@ -183,6 +183,9 @@ pub struct ThreadState {
     /// Lowest user stack pointer seen (`Owned::min_sp`, published for the writer, which
     /// writes the stack peak of threads still running when the profile ends).
     pub lowest_sp: AtomicU64,
+    /// Set by the owner when it queued a full buffer while the writer was behind: it waits for
+    /// the writer when it leaves the hook ([`Busy`]'s drop, the lock released).
+    pub behind: AtomicBool,
 }
 
 // SAFETY: `locked` is only accessed with `lock` held, `owned` only by the owning thread; the
@@ -319,6 +322,9 @@ impl ThreadState {
         };
         if let Some(old) = l.buf.take() {
             s.full.push(old);
+            if !self.writer && s.full.should_wait(self.tid) {
+                self.behind.store(true, Ordering::Relaxed);
+            }
         }
         // SAFETY: `fresh` is an empty buffer now owned by this state.
         let fb = unsafe { fresh.as_mut() };
@@ -425,8 +431,46 @@ impl Busy {
 impl Drop for Busy {
     #[inline(always)]
     fn drop(&mut self) {
+        if self.t.behind.load(Ordering::Relaxed) {
+            self.t.behind.store(false, Ordering::Relaxed);
+            wait_for_writer(self.t);
+        }
         // SAFETY: dropped on the owning thread, which set `busy` in `enter`.
         unsafe { self.t.owned() }.busy = false;
+    }
+}
+
+/// The longest one wait lasts: past it the thread goes on (its buffers wait in memory), so that
+/// a writer held up by something this thread holds (a lock the writer needs) delays it, never
+/// deadlocks it.
+const WAIT_MAX_NS: u64 = 20_000_000;
+/// How often a waiting thread looks at the backlog.
+const WAIT_STEP_NS: i64 = 100_000;
+
+/// Backpressure: a recording thread that queued a full buffer while the writer was behind and
+/// short of a core ([`super::buffer::FullQueue::should_wait`]) waits, off every lock of the
+/// recorder, until the writer has caught up on most of the backlog. Without it, when the
+/// program's threads fill the cores, the writer fell ever further behind and wrote its
+/// backlog alone after the program ended (a two-thread Rust churn on two cores: 130 ms of a
+/// 250 ms run, one core idle), reading buffers long gone from the caches. heaptrack's threads
+/// wait the same way, on its pipe.
+#[cold]
+#[inline(never)]
+fn wait_for_writer(t: &ThreadState) {
+    // Only for the current session's writer (a state from before a `fork` names the
+    // parent's, whose writer is not in this process).
+    let Some(s) = super::session::current().filter(|s| std::ptr::eq(*s, t.session)) else {
+        return;
+    };
+    let deadline = crate::sys::clock::mono_ns() + WAIT_MAX_NS;
+    let step = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: WAIT_STEP_NS,
+    };
+    while s.full.behind() && s.is_running() && crate::sys::clock::mono_ns() < deadline {
+        s.wake.wake();
+        // SAFETY: a plain system call with a valid duration; interrupted early is fine.
+        unsafe { libc::nanosleep(&step, std::ptr::null_mut()) };
     }
 }
 
@@ -547,6 +591,7 @@ pub fn register(s: &'static Session, tid: u32, writer: bool) -> Option<&'static 
         latency: ThreadLatency::new(u64::from(tid).rotate_left(32) ^ crate::sys::clock::mono_ns()),
         bounds,
         lowest_sp: AtomicU64::new(u64::MAX),
+        behind: AtomicBool::new(false),
     });
     let t: &'static ThreadState = Box::leak(state);
     if !writer {

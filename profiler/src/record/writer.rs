@@ -97,6 +97,25 @@ struct Writer {
     trace: Option<Trace>,
     /// CPU sample records of the pass.
     cpu: Vec<u8>,
+    /// Cores the process may run on.
+    cores: usize,
+    /// When the threads filling buffers are next counted (CLOCK_MONOTONIC ns).
+    next_review: u64,
+}
+
+/// How often the writer counts the threads filling buffers (the backpressure's crowding).
+const REVIEW_NS: u64 = 10_000_000;
+
+/// Cores the calling thread may run on (at least 1).
+fn usable_cores() -> usize {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; the call fills it for this thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) == 0 {
+            return (libc::CPU_COUNT(&set) as usize).max(1);
+        }
+    }
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// The shortest span the TSC is calibrated over against CLOCK_MONOTONIC (see
@@ -131,6 +150,8 @@ impl Writer {
             clock_origin: (s.cfg.latency_every != 0).then(latency::clock_pair),
             trace: s.cfg.trace.then(|| Trace::new(s.cfg.limit_bytes)),
             cpu: Vec::new(),
+            cores: usable_cores(),
+            next_review: 0,
         })
     }
 
@@ -349,6 +370,11 @@ impl Writer {
 
     /// Writes what the threads recorded. `last`: the final pass, which writes every event.
     fn drain(&mut self, last: bool) -> io::Result<()> {
+        let now = mono_ns();
+        if now >= self.next_review {
+            self.s.full.review_producers(self.cores);
+            self.next_review = now + REVIEW_NS;
+        }
         let w = if last {
             u64::MAX / 2
         } else {
@@ -412,6 +438,7 @@ impl Writer {
             // SAFETY: swapped-out and queued buffers are owned by the writer.
             self.orderer
                 .take_buffer(unsafe { b.as_ref() }.bytes(), &mut self.events);
+            self.s.full.written(b);
             self.s.pool.give(b);
             if !last {
                 self.sample_if_due(false);

@@ -330,7 +330,11 @@ impl ThreadState {
         let fb = unsafe { fresh.as_mut() };
         format::put_context(fb, self.tid, l.last_seq);
         l.buf = Some(fresh);
-        s.wake.wake();
+        // The writer is woken once a few buffers wait, not for each: each pass takes every
+        // thread's lock (a `membarrier`, an interrupt on every core the program runs on).
+        if s.full.backlog() >= super::buffer::WAKE_BACKLOG {
+            s.wake.wake();
+        }
         Some(fb)
     }
 

@@ -77,7 +77,17 @@ fn stack_line(p: &Profile, s: &StackStats, keep_runtime_frames: bool) -> String 
     if names.is_empty() {
         return UNKNOWN_FUNCTION.to_owned();
     }
-    names.join(";")
+    // Room for the value the folded line ends with (` 18446744073709551615`), so that adding
+    // it does not copy the line again.
+    let len = names.iter().map(|n| n.len() + 1).sum::<usize>() + 21;
+    let mut line = String::with_capacity(len);
+    for (i, n) in names.iter().enumerate() {
+        if i > 0 {
+            line.push(';');
+        }
+        line.push_str(n);
+    }
+    line
 }
 
 /// Like [`folded`], with each stack cut at its allocation site: the allocator plumbing inside the
@@ -122,22 +132,61 @@ pub fn folded(p: &Profile, m: Metric) -> Vec<String> {
 /// [`folded`], with the Rust runtime's start-up frames folded into one `[Rust runtime]` frame
 /// unless `keep_runtime_frames` (what `tidemark flamegraph` draws by default).
 pub fn folded_with(p: &Profile, m: Metric, keep_runtime_frames: bool) -> Vec<String> {
-    let mut lines: BTreeMap<String, u64> = BTreeMap::new();
-    for s in &p.stack_stats {
-        let v = m.of(&s.counts);
-        if v == 0 {
-            continue;
+    // Each half of the stacks made into sorted lines on a thread of its own, then merged
+    // (python3's 6,100 stacks are 4 MB of lines: 12 ms on one thread).
+    let lines = |stats: &[StackStats]| -> Vec<(String, u64)> {
+        let mut v: Vec<(String, u64)> = stats
+            .iter()
+            .filter_map(|s| {
+                let v = m.of(&s.counts);
+                (v != 0).then(|| (stack_line(p, s, keep_runtime_frames), v))
+            })
+            .collect();
+        v.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        v
+    };
+    let stats = &p.stack_stats;
+    let (a, b) = if stats.len() < PARALLEL_STACKS {
+        (lines(stats), Vec::new())
+    } else {
+        let (first, second) = stats.split_at(stats.len() / 2);
+        std::thread::scope(|scope| {
+            let other = scope.spawn(|| lines(second));
+            let a = lines(first);
+            match other.join() {
+                Ok(b) => (a, b),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        })
+    };
+    // Sorted and merged, equal lines (stacks that fold alike) added up.
+    let mut merged: Vec<(String, u64)> = Vec::with_capacity(a.len() + b.len());
+    let (mut a, mut b) = (a.into_iter().peekable(), b.into_iter().peekable());
+    loop {
+        let next = match (a.peek(), b.peek()) {
+            (Some(x), Some(y)) if y.0 < x.0 => b.next(),
+            (Some(_), _) => a.next(),
+            (None, Some(_)) => b.next(),
+            (None, None) => break,
+        };
+        let Some((line, v)) = next else { break };
+        match merged.last_mut() {
+            Some((last, n)) if *last == line => *n = n.saturating_add(v),
+            _ => merged.push((line, v)),
         }
-        let e = lines
-            .entry(stack_line(p, s, keep_runtime_frames))
-            .or_default();
-        *e = e.saturating_add(v);
     }
-    lines
+    merged
         .into_iter()
-        .map(|(stack, v)| format!("{stack} {v}"))
+        .map(|(mut line, v)| {
+            use std::fmt::Write as _;
+            let _ = write!(line, " {v}");
+            line
+        })
         .collect()
 }
+
+/// Stacks from which [`folded_with`] makes its lines on two threads.
+const PARALLEL_STACKS: usize = 512;
 
 /// The title and subtitle of a flamegraph of `p`.
 fn titles(p: &Profile, m: Metric) -> (String, Option<String>) {

@@ -244,13 +244,15 @@ pub fn apply(p: &mut Profile, s: &Suppressions) {
 
 /// `*` matches any run of characters (none included); every other character matches itself.
 pub fn glob_matches(pattern: &str, name: &str) -> bool {
-    let p: Vec<char> = pattern.chars().collect();
-    let n: Vec<char> = name.chars().collect();
+    // On bytes, without copying either string: UTF-8 sequences match only whole (a literal after
+    // a `*` starts with a character's first byte, which no byte inside a character equals), so
+    // this is the match over characters.
+    let (p, n) = (pattern.as_bytes(), name.as_bytes());
     // Iterative matching with backtracking to the last `*` (linear in practice).
     let (mut pi, mut ni) = (0usize, 0usize);
     let mut star: Option<(usize, usize)> = None;
     while ni < n.len() {
-        if pi < p.len() && p[pi] == '*' {
+        if pi < p.len() && p[pi] == b'*' {
             star = Some((pi, ni));
             pi += 1;
         } else if pi < p.len() && p[pi] == n[ni] {
@@ -264,7 +266,7 @@ pub fn glob_matches(pattern: &str, name: &str) -> bool {
             return false;
         }
     }
-    p[pi..].iter().all(|&c| c == '*')
+    p[pi..].iter().all(|&c| c == b'*')
 }
 
 #[cfg(test)]
@@ -281,6 +283,11 @@ mod tests {
         assert!(!glob_matches("a*b*c", "a__b__cd"));
         assert!(glob_matches("exact", "exact"));
         assert!(!glob_matches("exact", "exactly"));
+        // Characters beyond ASCII match whole, with or without a `*` around them.
+        assert!(glob_matches("*é*", "café_init"));
+        assert!(glob_matches("caf*_init", "café_init"));
+        assert!(!glob_matches("*é", "cafe"));
+        assert!(glob_matches("ünï*", "ünïcode"));
     }
 
     #[test]

@@ -19,8 +19,6 @@ pub use escape::{EscapeData, StackEscape};
 pub use strings::{StringId, Strings};
 pub use time_buckets::TimeBuckets;
 
-use std::collections::HashMap;
-
 use serde::Serialize;
 use tidemark::format::{Header, Module, Truncation};
 
@@ -393,7 +391,7 @@ impl Profile {
     /// Interns a frame.
     pub(crate) fn intern_frame(
         &mut self,
-        index: &mut HashMap<Frame, FrameId>,
+        index: &mut rustc_hash::FxHashMap<Frame, FrameId>,
         frame: Frame,
     ) -> FrameId {
         *index.entry(frame).or_insert_with(|| {

@@ -1,7 +1,8 @@
 //! Interned strings.
 
-use std::collections::HashMap;
 use std::sync::Arc;
+
+use rustc_hash::FxHashMap as HashMap;
 
 /// Index of a string in [`Strings`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -18,7 +19,7 @@ impl Default for Strings {
     fn default() -> Self {
         let mut s = Strings {
             strings: Vec::new(),
-            index: HashMap::new(),
+            index: HashMap::default(),
         };
         s.intern("");
         s

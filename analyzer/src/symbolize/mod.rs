@@ -210,7 +210,7 @@ pub fn symbolize_cached(
         p.warnings
             .push("the profile has no module map, so frames show as raw addresses".to_owned());
     }
-    let mut index: HashMap<Frame, FrameId> = p
+    let mut index: rustc_hash::FxHashMap<Frame, FrameId> = p
         .frames
         .iter()
         .enumerate()
@@ -232,10 +232,11 @@ pub fn symbolize_cached(
         Vec::new()
     };
     let mut resolved = sym.resolve_all(&from_binaries).into_iter();
+    let mut named: Vec<SymbolFrame>;
     for i in 0..p.ips.len() {
         let (addr, generation) = (p.ips[i].address, p.ips[i].generation);
-        let frames = match embedded.get(&(addr, generation)) {
-            Some(f) if !f.is_empty() => f.clone(),
+        let frames: &[SymbolFrame] = match embedded.get(&(addr, generation)) {
+            Some(f) if !f.is_empty() => f,
             _ if use_files => {
                 let r = resolved
                     .next()
@@ -249,9 +250,13 @@ pub fn symbolize_cached(
                             .or_default() += 1;
                     }
                 }
-                r.frames
+                named = r.frames;
+                &named
             }
-            _ => unresolved(sym.map.find_at(addr, generation), addr).frames,
+            _ => {
+                named = unresolved(sym.map.find_at(addr, generation), addr).frames;
+                &named
+            }
         };
         let mut ids = Vec::with_capacity(frames.len());
         for f in frames {
@@ -287,9 +292,15 @@ pub fn symbolize_cached(
 }
 
 /// Function names go into folded lines: no separators, no line breaks, never empty.
-fn sanitize(name: &str) -> String {
+fn sanitize(name: &str) -> std::borrow::Cow<'_, str> {
     if name.is_empty() {
-        return "[unknown]".to_owned();
+        return "[unknown]".into();
+    }
+    if !name
+        .bytes()
+        .any(|b| matches!(b, b';' | b'\n' | b'\r' | b'\t'))
+    {
+        return name.into();
     }
     name.chars()
         .map(|c| match c {
@@ -297,7 +308,8 @@ fn sanitize(name: &str) -> String {
             '\n' | '\r' | '\t' => ' ',
             c => c,
         })
-        .collect()
+        .collect::<String>()
+        .into()
 }
 
 #[cfg(test)]

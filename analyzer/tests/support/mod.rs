@@ -171,9 +171,21 @@ pub fn run_bounded(mut cmd: Command, scratch: &Scratch, timeout: Duration) -> Fi
         .stdin(Stdio::null())
         .stdout(fs::File::create(&out_path).expect("create stdout file"))
         .stderr(fs::File::create(&err_path).expect("create stderr file"));
-    let mut child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+    // A program this test process just wrote (a fixture compiled into the scratch directory)
+    // can be held open for writing by a child another test thread forked meanwhile, until that
+    // child execs: the exec fails with ETXTBSY for that moment. Retried briefly; any other
+    // error fails at once.
+    let mut tries = 0;
+    let mut child = loop {
+        match cmd.spawn() {
+            Ok(child) => break child,
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && tries < 50 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("cannot start {what}: {e}"),
+        }
+    };
     let status = wait_bounded(&mut child, timeout, &what);
     Finished {
         status,

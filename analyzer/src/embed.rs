@@ -106,6 +106,7 @@ fn embed_inner(
 ) -> Result<EmbedReport, EmbedError> {
     let opts = LoadOptions {
         events: false,
+        stacks: false,
         progress: false,
         ..LoadOptions::default()
     };

@@ -50,6 +50,8 @@ pub const DEFAULT_PROGRESS: bool = false;
 pub const DEFAULT_BLOCK_GROUPS: bool = false;
 /// Default of [`LoadOptions::events`].
 pub const DEFAULT_EVENTS: bool = true;
+/// Default of [`LoadOptions::stacks`].
+pub const DEFAULT_STACKS: bool = true;
 
 /// How to load a profile.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,6 +77,11 @@ pub struct LoadOptions {
     /// timeline samples and messages are read: what symbolizing and embedding symbols need,
     /// without decompressing the events. Default: [`DEFAULT_EVENTS`] (`true`).
     pub events: bool,
+    /// Build the stacks' prefix tree ([`Profile::stacks`]) and know which recorded stack is
+    /// which. Without it only the return addresses are collected ([`Profile::ips`], each
+    /// once): what embedding symbols needs (a python3 profile's 6,500 stacks of ≈ 50 frames
+    /// make 19,000 tree nodes but only 2,300 addresses). Default: [`DEFAULT_STACKS`] (`true`).
+    pub stacks: bool,
 }
 
 impl Default for LoadOptions {
@@ -85,6 +92,7 @@ impl Default for LoadOptions {
             block_groups: DEFAULT_BLOCK_GROUPS,
             suppressions: Suppressions::builtin(),
             events: DEFAULT_EVENTS,
+            stacks: DEFAULT_STACKS,
         }
     }
 }
@@ -273,6 +281,8 @@ pub(crate) struct StackBuilder {
     pub(crate) defined: FxHashMap<u64, Option<StackId>>,
     /// Recorded stack ids whose definition was cut at the frame limit ([`stack_was_cut`]).
     pub(crate) cut: FxHashSet<u64>,
+    /// Only collect the return addresses ([`LoadOptions::stacks`] off).
+    pub(crate) ips_only: bool,
 }
 
 /// True when a recorded stack of `frames` return addresses was cut at the recorder's frame limit
@@ -286,6 +296,20 @@ pub(crate) fn stack_was_cut(frames: usize) -> bool {
 impl StackBuilder {
     /// Adds a stack definition (frames innermost first) of module generation `generation`.
     pub(crate) fn define(&mut self, p: &mut Profile, id: u64, generation: u64, frames: &[u64]) {
+        if self.ips_only {
+            // In the tree's order (outermost first), so the addresses are numbered alike.
+            for &addr in frames.iter().rev() {
+                self.ip_index.entry((addr, generation)).or_insert_with(|| {
+                    p.ips.push(Ip {
+                        address: addr,
+                        generation,
+                        frames: Vec::new(),
+                    });
+                    IpId((p.ips.len() - 1) as u32)
+                });
+            }
+            return;
+        }
         let mut parent: Option<StackId> = None;
         for &addr in frames.iter().rev() {
             let ip = *self.ip_index.entry((addr, generation)).or_insert_with(|| {
@@ -342,7 +366,10 @@ fn load_inner<R: Read>(
     if p.header.version >= 2 {
         replay = replay.in_order();
     }
-    let mut stacks = StackBuilder::default();
+    let mut stacks = StackBuilder {
+        ips_only: !opts.stacks,
+        ..StackBuilder::default()
+    };
     let mut escape = escape::EscapeTracker::default();
     // The escape tracker keeps its own table of live blocks: only for profiles whose header
     // says frame addresses follow every event (`--escape`, header key ESCAPE).

@@ -387,3 +387,34 @@ fn load_path_names_the_file_in_errors() {
     assert!(e.to_string().contains("missing.tmk"), "{e}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Without the stack tree, the loader collects the same return addresses, in the same order,
+/// as with it (what embedding symbols relies on), and builds no tree.
+#[test]
+fn addresses_without_the_stack_tree_are_the_same() {
+    let mut b = Builder::new();
+    b.modules(1, &[("/nonexistent/libx.so", 0x7000, 0x1000)])
+        .stacks(&[
+            (1, &[0x7123, 0x7456, 0x9999]),
+            (2, &[0x7124, 0x7456, 0x9999]),
+            (3, &[0x7789]),
+        ])
+        .batch(1, &[Ev::Alloc(0, 0x10, 4, 1), Ev::Alloc(0, 0x20, 8, 3)])
+        .trailer(&[]);
+    let opts = |stacks| LoadOptions {
+        symbolize: false,
+        progress: false,
+        events: false,
+        stacks,
+        ..LoadOptions::default()
+    };
+    let tree = load_inner(&b.bytes()[..], &opts(true), None, None, None).unwrap();
+    let flat = load_inner(&b.bytes()[..], &opts(false), None, None, None).unwrap();
+    let ips = |p: &Profile| -> Vec<(u64, u64)> {
+        p.ips.iter().map(|ip| (ip.address, ip.generation)).collect()
+    };
+    assert_eq!(ips(&flat), ips(&tree));
+    assert_eq!(ips(&flat).len(), 5);
+    assert!(!tree.stacks.is_empty());
+    assert!(flat.stacks.is_empty());
+}

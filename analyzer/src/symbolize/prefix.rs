@@ -265,9 +265,11 @@ fn info_prefix_of(
         };
         end = end.max(unit_end);
     }
-    let mut prefix = inflater.prefix(data, end)?.to_vec();
-    mask_other_units(&mut prefix, units);
-    Some(Arc::from(prefix))
+    // One copy (libc's whole `.debug_info` is ≈ 6 MB once inflated): into the shared buffer the
+    // reader gets, masked there while it has no other owner.
+    let mut prefix: Arc<[u8]> = Arc::from(inflater.prefix(data, end)?);
+    mask_other_units(Arc::get_mut(&mut prefix)?, units);
+    Some(prefix)
 }
 
 /// Points the abbreviation offset of every unit of `info` that is not in `keep` past the end of

@@ -425,9 +425,7 @@ fn embed_all(output: &Path, main: &Path, run: &images::RunProfiles, warmed: Warm
     }
     // Freeing the opened debug information (libc's inflated sections, a Rust program's
     // indexes) takes a few milliseconds the user would wait for: off the finish's path.
-    let _ = std::thread::Builder::new()
-        .name("tidemark-free".to_owned())
-        .spawn(move || drop(embedder));
+    crate::load::drop_in_background(embedder);
     line.finish();
     for w in merge_hints(warnings) {
         eprintln!("tidemark: warning: {w}");

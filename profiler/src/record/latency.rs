@@ -214,14 +214,7 @@ impl ThreadLatency {
     pub unsafe fn record_at(&self, t0: u64, dt: u64) {
         // SAFETY: per the contract, only the owner touches `rate`.
         let r = unsafe { &mut *self.rate.get() };
-        let c = &self.counts[bucket(dt)];
-        c.store(
-            c.load(Ordering::Relaxed).wrapping_add(r.weight),
-            Ordering::Relaxed,
-        );
-        if dt > self.max_ticks.load(Ordering::Relaxed) {
-            self.max_ticks.fetch_max(dt, Ordering::Relaxed);
-        }
+        self.count(dt, r.weight);
         if t0.wrapping_sub(r.window_start) > WINDOW_TICKS {
             // A new window: timed as often as asked until it is busy again.
             r.window_start = t0;
@@ -237,8 +230,17 @@ impl ThreadLatency {
     /// Counts one call of `dt` ticks at weight 1 (tests).
     #[cfg(test)]
     pub fn record(&self, dt: u64) {
+        self.count(dt, 1);
+    }
+
+    /// Adds `weight` calls of `dt` ticks (owner thread: the only writer of `counts`).
+    #[inline(always)]
+    fn count(&self, dt: u64, weight: u32) {
         let c = &self.counts[bucket(dt)];
-        c.store(c.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+        c.store(
+            c.load(Ordering::Relaxed).wrapping_add(weight),
+            Ordering::Relaxed,
+        );
         if dt > self.max_ticks.load(Ordering::Relaxed) {
             self.max_ticks.fetch_max(dt, Ordering::Relaxed);
         }

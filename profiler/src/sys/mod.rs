@@ -1,6 +1,7 @@
 //! Small primitives the recorder and the unwinder share: a clock, a spin lock, the owner lock
-//! of thread buffers, zeroed memory mapped writable and a mutex helper. Nothing here allocates or imports from `record` or `unwind`, so both can use it
-//! without an import cycle.
+//! of thread buffers, zeroed memory mapped writable and a mutex helper. Nothing here imports
+//! from `record` or `unwind`, so both can use it without an import cycle; only `mem` allocates
+//! (what its callers ask for).
 
 pub mod clock;
 pub mod mem;

@@ -140,8 +140,9 @@ impl Apply<'_> {
                 id,
                 generation,
                 frames,
+                outer,
                 ..
-            } => self.stacks.define(p, id, generation, &frames),
+            } => self.stacks.define(p, id, generation, &frames, outer),
             Record::Thread {
                 tid,
                 name,

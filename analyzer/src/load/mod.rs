@@ -283,6 +283,13 @@ pub(crate) struct StackBuilder {
     pub(crate) cut: FxHashSet<u64>,
     /// Only collect the return addresses ([`LoadOptions::stacks`] off).
     pub(crate) ips_only: bool,
+    /// Set for version-3 files: a definition's own frames are new nodes (see [`Self::define`]).
+    pub(crate) new_nodes_trusted: bool,
+    /// `node_index` holds every node (set once a definition needs lookups).
+    indexed: bool,
+    /// Recorded stack id → its depth and generation (where a `STACK_TAIL` naming it as its base
+    /// starts).
+    depths: FxHashMap<u64, (u32, u64)>,
 }
 
 /// True when a recorded stack of `frames` return addresses was cut at the recorder's frame limit
@@ -295,35 +302,51 @@ pub(crate) fn stack_was_cut(frames: usize) -> bool {
 
 impl StackBuilder {
     /// Adds a stack definition (frames innermost first) of module generation `generation`.
-    pub(crate) fn define(&mut self, p: &mut Profile, id: u64, generation: u64, frames: &[u64]) {
+    /// `outer` is the record's `(base, keep)`: its outermost `keep` frames are stack `base`'s,
+    /// so the walk down the tree starts at that stack's node instead of the root (deep programs
+    /// define tens of thousands of stacks that differ in their innermost frames only).
+    pub(crate) fn define(
+        &mut self,
+        p: &mut Profile,
+        id: u64,
+        generation: u64,
+        frames: &[u64],
+        outer: Option<(u64, u32)>,
+    ) {
+        let start = outer.and_then(|(base, keep)| self.outer_node(p, base, keep, generation));
+        // A version-3 writer names as the base the earlier stack sharing the longest outer part
+        // (of every earlier stack, `record::stacks`), and writes a plain `STACK` only when none
+        // shares even the outermost frame: so the frames it adds are new nodes of the tree, made
+        // without looking them up. A base of another generation (different addresses, different
+        // nodes) and older files take the lookups, the index built first from the nodes made so
+        // far.
+        let fresh = self.new_nodes_trusted && (start.is_some() || outer.is_none());
+        let (mut parent, own) = match start {
+            Some((node, keep)) => (node, &frames[..frames.len() - keep]),
+            None => (None, frames),
+        };
+        self.depths.insert(id, (frames.len() as u32, generation));
         if self.ips_only {
             // In the tree's order (outermost first), so the addresses are numbered alike.
-            for &addr in frames.iter().rev() {
-                self.ip_index.entry((addr, generation)).or_insert_with(|| {
-                    p.ips.push(Ip {
-                        address: addr,
-                        generation,
-                        frames: Vec::new(),
-                    });
-                    IpId((p.ips.len() - 1) as u32)
-                });
+            for &addr in own.iter().rev() {
+                self.ip_of(p, addr, generation);
             }
             return;
         }
-        let mut parent: Option<StackId> = None;
-        for &addr in frames.iter().rev() {
-            let ip = *self.ip_index.entry((addr, generation)).or_insert_with(|| {
-                p.ips.push(Ip {
-                    address: addr,
-                    generation,
-                    frames: Vec::new(),
-                });
-                IpId((p.ips.len() - 1) as u32)
-            });
-            let node = *self.node_index.entry((parent, ip)).or_insert_with(|| {
+        if !fresh && !self.indexed {
+            self.index_nodes(p);
+        }
+        for &addr in own.iter().rev() {
+            let ip = self.ip_of(p, addr, generation);
+            let node = if self.indexed {
+                *self.node_index.entry((parent, ip)).or_insert_with(|| {
+                    p.stacks.push(StackNode { parent, ip });
+                    StackId((p.stacks.len() - 1) as u32)
+                })
+            } else {
                 p.stacks.push(StackNode { parent, ip });
                 StackId((p.stacks.len() - 1) as u32)
-            });
+            };
             parent = Some(node);
         }
         self.defined.insert(id, parent);
@@ -332,6 +355,54 @@ impl StackBuilder {
         } else {
             self.cut.remove(&id);
         }
+    }
+
+    /// The id of return address `addr` of generation `generation`, numbered when new.
+    #[inline]
+    fn ip_of(&mut self, p: &mut Profile, addr: u64, generation: u64) -> IpId {
+        *self.ip_index.entry((addr, generation)).or_insert_with(|| {
+            p.ips.push(Ip {
+                address: addr,
+                generation,
+                frames: Vec::new(),
+            });
+            IpId((p.ips.len() - 1) as u32)
+        })
+    }
+
+    /// Indexes every node made so far by (parent, address): from now on each frame is looked up.
+    fn index_nodes(&mut self, p: &Profile) {
+        self.node_index.reserve(p.stacks.len());
+        for (i, n) in p.stacks.iter().enumerate() {
+            self.node_index
+                .entry((n.parent, n.ip))
+                .or_insert(StackId(i as u32));
+        }
+        self.indexed = true;
+    }
+
+    /// The node of stack `base`'s outermost `keep` frames, and `keep`, when `base` was defined
+    /// with the same generation (its addresses are then the same tree nodes); `None` (walk from
+    /// the root) otherwise. Without the tree (`ips_only`) the node is `None` but `keep` holds.
+    fn outer_node(
+        &self,
+        p: &Profile,
+        base: u64,
+        keep: u32,
+        generation: u64,
+    ) -> Option<(Option<StackId>, usize)> {
+        let &(depth, g) = self.depths.get(&base)?;
+        if g != generation || keep == 0 || keep > depth {
+            return None;
+        }
+        if self.ips_only {
+            return Some((None, keep as usize));
+        }
+        let mut node = (*self.defined.get(&base)?)?;
+        for _ in keep..depth {
+            node = p.stacks[node.0 as usize].parent?;
+        }
+        Some((Some(node), keep as usize))
     }
 }
 
@@ -368,6 +439,7 @@ fn load_inner<R: Read>(
     }
     let mut stacks = StackBuilder {
         ips_only: !opts.stacks,
+        new_nodes_trusted: p.header.version >= 3,
         ..StackBuilder::default()
     };
     let mut escape = escape::EscapeTracker::default();

@@ -153,6 +153,7 @@ impl<'a> RecordIter<'a> {
             generation,
             truncated: flags & super::stack_flag::TRUNCATED != 0,
             frames,
+            outer: Some((base, keep as u32)),
         })
     }
 
@@ -370,6 +371,7 @@ impl<'a> RecordIter<'a> {
                         generation,
                         truncated: flags & super::stack_flag::TRUNCATED != 0,
                         frames,
+                        outer: None,
                     }
                 }
                 tag::STACK_TAIL if self.version >= 3 && self.ordered.is_some() => {

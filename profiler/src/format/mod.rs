@@ -354,6 +354,9 @@ pub enum Record {
         truncated: bool,
         /// Return addresses (the innermost is the caller of the allocation function).
         frames: Vec<u64>,
+        /// Version 3's `STACK_TAIL`: `(base, keep)` when the outermost `keep` frames are those of
+        /// stack `base`, defined earlier (readers that build a tree start from there).
+        outer: Option<(u64, u32)>,
     },
     /// A thread was registered.
     Thread {

@@ -571,7 +571,8 @@ mod tests {
                     id: 3,
                     generation: 0,
                     truncated: false,
-                    frames: vec![0x4000, 0x3ff0]
+                    frames: vec![0x4000, 0x3ff0],
+                    outer: None
                 }
             ]
         );
@@ -774,7 +775,8 @@ mod tests {
                 id: 3,
                 generation: 1,
                 truncated: false,
-                frames: vec![0x55_0000_1234, 0x55_0000_1000, 0x7f00_0000_0000]
+                frames: vec![0x55_0000_1234, 0x55_0000_1000, 0x7f00_0000_0000],
+                outer: None
             }
         );
     }

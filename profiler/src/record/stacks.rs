@@ -204,19 +204,22 @@ mod tests {
                     id: 1,
                     generation: 1,
                     truncated: false,
-                    frames: a.to_vec()
+                    frames: a.to_vec(),
+                    outer: None
                 },
                 Record::Stack {
                     id: 2,
                     generation: 2,
                     truncated: true,
-                    frames: b.to_vec()
+                    frames: b.to_vec(),
+                    outer: None
                 },
                 Record::Stack {
                     id: 3,
                     generation: 1,
                     truncated: false,
-                    frames: c.to_vec()
+                    frames: c.to_vec(),
+                    outer: Some((1, 2))
                 }
             ]
         );

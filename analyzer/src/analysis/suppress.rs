@@ -183,16 +183,71 @@ impl Suppressions {
         self.rules.push(rule);
         Ok(())
     }
+}
+
+/// The first rule (by index) matching a frame of a stack, remembered for every return address
+/// and tree node it meets: a rule matches a stack when it matches one of its frames, so the
+/// first rule of a stack is the least of its frames' first rules, and a node's is the least of
+/// its parent's and its own address's. Deep programs leak from tens of thousands of stacks
+/// that share their outer frames.
+struct RuleFinder<'s> {
+    rules: &'s Suppressions,
+    /// Per return address ([`crate::model::IpId`]) and per tree node ([`StackId`]): [`UNKNOWN`],
+    /// [`NO_RULE`] or the rule's index.
+    by_ip: Vec<u32>,
+    by_node: Vec<u32>,
+    path: Vec<StackId>,
+}
+
+const UNKNOWN: u32 = u32::MAX;
+const NO_RULE: u32 = u32::MAX - 1;
+
+impl<'s> RuleFinder<'s> {
+    fn new(p: &Profile, rules: &'s Suppressions) -> RuleFinder<'s> {
+        RuleFinder {
+            rules,
+            by_ip: vec![UNKNOWN; p.ips.len()],
+            by_node: vec![UNKNOWN; p.stacks.len()],
+            path: Vec::new(),
+        }
+    }
 
     /// The first rule matching a frame of `stack`, by index.
-    fn rule_of(&self, p: &Profile, stack: Option<StackId>) -> Option<usize> {
-        if self.rules.is_empty() {
+    fn rule_of(&mut self, p: &Profile, stack: Option<StackId>) -> Option<usize> {
+        if self.rules.rules.is_empty() {
             return None;
         }
-        let names: Vec<&str> = p.stack_frames(stack).map(|f| p.str(f.function)).collect();
-        self.rules
-            .iter()
-            .position(|r| names.iter().any(|n| r.matches(n)))
+        // Up to the root or the first node already known, then down again.
+        let mut above = NO_RULE;
+        let mut at = stack;
+        while let Some(n) = at {
+            let known = self.by_node[n.0 as usize];
+            if known != UNKNOWN {
+                above = known;
+                break;
+            }
+            self.path.push(n);
+            at = p.stacks[n.0 as usize].parent;
+        }
+        while let Some(n) = self.path.pop() {
+            let own = self.ip_rule(p, p.stacks[n.0 as usize].ip);
+            above = above.min(own);
+            self.by_node[n.0 as usize] = above;
+        }
+        (above != NO_RULE).then_some(above as usize)
+    }
+
+    /// The first rule matching one of the frames of return address `ip`.
+    fn ip_rule(&mut self, p: &Profile, ip: crate::model::IpId) -> u32 {
+        let i = ip.0 as usize;
+        if self.by_ip[i] == UNKNOWN {
+            let names = p.ip(ip).frames.iter().map(|&f| p.str(p.frame(f).function));
+            self.by_ip[i] = names
+                .filter_map(|n| self.rules.rules.iter().position(|r| r.matches(n)))
+                .min()
+                .map_or(NO_RULE, |r| r as u32);
+        }
+        self.by_ip[i]
     }
 }
 
@@ -202,12 +257,13 @@ impl Suppressions {
 pub fn apply(p: &mut Profile, s: &Suppressions) {
     let mut by_rule: HashMap<usize, RuntimeOwned> = HashMap::new();
     let mut moved: Vec<bool> = vec![false; p.stack_stats.len()];
+    let mut finder = RuleFinder::new(p, s);
     for (i, was_moved) in moved.iter_mut().enumerate() {
         let st = &p.stack_stats[i];
         if st.counts.leaked_allocations == 0 && st.counts.leaked_bytes == 0 {
             continue;
         }
-        let Some(rule) = s.rule_of(p, st.stack) else {
+        let Some(rule) = finder.rule_of(p, st.stack) else {
             continue;
         };
         let st = &mut p.stack_stats[i];

@@ -6,7 +6,11 @@
 # per event against heaptrack's .zst, and `tidemark summary` against `heaptrack_print` on the
 # same run's files.
 #
-#   scripts/bench-wall.sh [--reps N] [--quick]
+#   scripts/bench-wall.sh [--reps N] [--quick] [--more]
+#
+# --more adds three more real programs, none built with frame pointers: GCC's C++ front end
+# (cc1plus) compiling a small file, jq parsing a 60,000-object JSON file (630,000 blocks live
+# at once), and perl filling hashes and arrays (240,000 reallocs).
 #
 # Prints one table; every figure is the median of N runs (default 5). "added" is the median
 # wall time under the tool minus the plain median; "ratio" is tidemark's added time over
@@ -16,11 +20,13 @@ cd "$(dirname "$0")/.."
 
 reps=5
 quick=0
+more=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --reps) reps=$2; shift 2 ;;
         --quick) quick=1; shift ;;
-        -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+        --more) more=1; shift ;;
+        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
         *) echo "bench-wall: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -61,6 +67,25 @@ workloads=(
     "Rust tm-churn, 2 threads|$rel/tm-churn --threads 2 --iterations $((n / 4))"
     "python3 (PYTHONMALLOC=malloc)|/usr/bin/python3 $work/alloc.py"
 )
+
+if [ "$more" = 1 ]; then
+    for tool in g++ jq perl; do
+        command -v "$tool" >/dev/null || { say "--more needs $tool (scripts/setup.sh)"; exit 2; }
+    done
+    cc1plus=$(g++ -print-prog-name=cc1plus)
+    printf '#include <map>\n#include <string>\n#include <vector>\nint main() { std::map<std::string, std::vector<int>> m; m["a"].push_back(1); return (int)m.size(); }\n' > "$work/s.cpp"
+    /usr/bin/python3 -c "
+import json
+print(json.dumps([{'id': i, 'name': 'n' * (i % 30), 'tags': [str(j) for j in range(i % 10)]} for i in range(60000)]))" > "$work/big.json"
+    cat > "$work/fill.pl" <<'EOF'
+my %h; for my $i (1..300000) { my $s = "k" x ($i % 50); $h{$i % 20000} = [$s, {a => $s}]; } print scalar(keys %h), "\n";
+EOF
+    workloads+=(
+        "cc1plus (g++ -O1, a small C++ file)|$cc1plus -quiet -imultiarch $(gcc -print-multiarch) -D_GNU_SOURCE -O1 $work/s.cpp -o /dev/null"
+        "jq (60,000-object JSON)|jq length $work/big.json"
+        "perl (hashes and arrays)|perl $work/fill.pl"
+    )
+fi
 
 now_ns() { date +%s%N; }
 median() { sort -n | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }

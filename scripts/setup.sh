@@ -24,6 +24,8 @@ if need_cmd g++; then missing+=(g++); fi
 # unshare: the disk-full test mounts a small tmpfs in a private mount namespace.
 if need_cmd unshare; then missing+=(util-linux); fi
 if need_cmd make; then missing+=(make); fi
+# jq: one of the real programs of `scripts/bench-wall.sh --more`.
+if need_cmd jq; then missing+=(jq); fi
 if need_cmd heaptrack || need_cmd heaptrack_print; then missing+=(heaptrack); fi
 if need_cmd chromium; then missing+=(chromium); fi
 if need_cmd go; then missing+=(golang-go); fi

@@ -140,9 +140,13 @@ impl Apply<'_> {
                 id,
                 generation,
                 frames,
-                outer,
+                base,
+                keep,
                 ..
-            } => self.stacks.define(p, id, generation, &frames, outer),
+            } => {
+                let outer = (keep > 0).then_some((base, keep));
+                self.stacks.define(p, id, generation, &frames, outer)
+            }
             Record::Thread {
                 tid,
                 name,

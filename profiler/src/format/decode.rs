@@ -153,7 +153,8 @@ impl<'a> RecordIter<'a> {
             generation,
             truncated: flags & super::stack_flag::TRUNCATED != 0,
             frames,
-            outer: Some((base, keep as u32)),
+            base,
+            keep: keep as u32,
         })
     }
 
@@ -371,7 +372,8 @@ impl<'a> RecordIter<'a> {
                         generation,
                         truncated: flags & super::stack_flag::TRUNCATED != 0,
                         frames,
-                        outer: None,
+                        base: 0,
+                        keep: 0,
                     }
                 }
                 tag::STACK_TAIL if self.version >= 3 && self.ordered.is_some() => {

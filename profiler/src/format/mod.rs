@@ -354,9 +354,13 @@ pub enum Record {
         truncated: bool,
         /// Return addresses (the innermost is the caller of the allocation function).
         frames: Vec<u64>,
-        /// Version 3's `STACK_TAIL`: `(base, keep)` when the outermost `keep` frames are those of
-        /// stack `base`, defined earlier (readers that build a tree start from there).
-        outer: Option<(u64, u32)>,
+        /// Version 3's `STACK_TAIL`: the earlier stack whose outermost `keep` frames are this
+        /// one's (readers that build a tree start from there). Two plain fields, not an
+        /// `Option` of a pair, so that every `Record` stays 56 bytes (72 with the `Option`: the
+        /// analyzer's churn summary was 1.13× slower).
+        base: u64,
+        /// How many outer frames come from `base`; 0 for a `STACK` (no base).
+        keep: u32,
     },
     /// A thread was registered.
     Thread {

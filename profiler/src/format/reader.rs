@@ -572,7 +572,8 @@ mod tests {
                     generation: 0,
                     truncated: false,
                     frames: vec![0x4000, 0x3ff0],
-                    outer: None
+                    base: 0,
+                    keep: 0
                 }
             ]
         );
@@ -776,7 +777,8 @@ mod tests {
                 generation: 1,
                 truncated: false,
                 frames: vec![0x55_0000_1234, 0x55_0000_1000, 0x7f00_0000_0000],
-                outer: None
+                base: 0,
+                keep: 0
             }
         );
     }

@@ -205,21 +205,24 @@ mod tests {
                     generation: 1,
                     truncated: false,
                     frames: a.to_vec(),
-                    outer: None
+                    base: 0,
+                    keep: 0
                 },
                 Record::Stack {
                     id: 2,
                     generation: 2,
                     truncated: true,
                     frames: b.to_vec(),
-                    outer: None
+                    base: 0,
+                    keep: 0
                 },
                 Record::Stack {
                     id: 3,
                     generation: 1,
                     truncated: false,
                     frames: c.to_vec(),
-                    outer: Some((1, 2))
+                    base: 1,
+                    keep: 2
                 }
             ]
         );

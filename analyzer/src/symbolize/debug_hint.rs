@@ -111,19 +111,38 @@ fn scan_lists(paths: &[&str]) -> Vec<Option<String>> {
     let likely: Vec<&(String, std::path::PathBuf)> = lists
         .iter()
         .filter(|(stem, _)| {
-            keys.iter()
-                .any(|k| k.len() >= 3 && stem.contains(k.as_str()))
+            let package = stem.split(':').next().unwrap_or(stem);
+            // A short name (jq) only by the package of that very name.
+            keys.iter().any(|k| {
+                (k.len() >= 3 && stem.contains(k.as_str())) || (k.len() >= 2 && package == k)
+            })
         })
         .collect();
     let first = scan(likely.into_iter(), &names);
-    // Taken from the likely lists only when the path's own name (rank 0) is there.
-    if first.iter().all(|f| f[0].is_some()) {
-        return first.into_iter().map(|f| f[0].clone()).collect();
+    // Taken from the likely lists only when the path's own name is there, as given or with or
+    // without `/usr` (a merged-`/usr` system maps `/lib/…/libjq.so.1`, which its package lists
+    // as `/usr/lib/…/libjq.so.1`; the same file either way).
+    let own = |p: usize, found: &[Option<String>]| {
+        names[p]
+            .iter()
+            .zip(found)
+            .find(|(n, f)| f.is_some() && same_but_usr(n, paths[p]))
+            .and_then(|(_, f)| f.clone())
+    };
+    let settled: Vec<Option<String>> = first.iter().enumerate().map(|(p, f)| own(p, f)).collect();
+    if settled.iter().all(Option::is_some) {
+        return settled;
     }
     scan(lists.iter(), &names)
         .into_iter()
         .map(|f| f.into_iter().flatten().next())
         .collect()
+}
+
+/// True when `a` and `b` are the same path but for a leading `/usr`.
+fn same_but_usr(a: &str, b: &str) -> bool {
+    let bare = |p: &str| p.strip_prefix("/usr").unwrap_or(p).to_owned();
+    bare(a) == bare(b)
 }
 
 /// For each path's names, the first package (in `lists` order) whose list names it.
@@ -200,6 +219,13 @@ pub fn hint(path: &str, build_id: &[u8], addresses: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn paths_are_the_same_with_or_without_usr() {
+        assert!(same_but_usr("/lib/x/libjq.so.1", "/usr/lib/x/libjq.so.1"));
+        assert!(same_but_usr("/usr/bin/jq", "/usr/bin/jq"));
+        assert!(!same_but_usr("/usr/lib/x/libjq.so.1.0.4", "/lib/x/libjq.so.1"));
+    }
 
     #[test]
     fn debug_packages_follow_debian_naming() {

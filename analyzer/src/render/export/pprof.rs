@@ -327,24 +327,38 @@ impl Locations {
 /// the allocator frames of C++ heap profiles. Only names that never appear at or above a site are
 /// listed (a cut there would lose user frames), in every form pprof compares ([`pprof_names`]).
 fn drop_frames(p: &Profile) -> String {
-    let mut tail: BTreeSet<String> = BTreeSet::new();
-    let mut body: HashSet<String> = HashSet::new();
+    // Which functions appear where, by id first (a deep program's stacks share most of their
+    // frames: each frame's kind and each name's pprof forms are worked out once).
+    let mut plumbing: Vec<Option<bool>> = vec![None; p.frames.len()];
+    let mut tail_ids: BTreeSet<crate::model::StringId> = BTreeSet::new();
+    let mut body_ids: BTreeSet<crate::model::StringId> = BTreeSet::new();
+    let mut frames: Vec<crate::model::FrameId> = Vec::new();
     for s in &p.stack_stats {
-        let frames: Vec<_> = p.stack_frames(s.stack).collect();
+        frames.clear();
+        frames.extend(p.stack_ips(s.stack).flat_map(|ip| p.ip(ip).frames.iter().copied()));
         // A stack of plumbing only (cut by the frame limit) adds nothing to `body`: pprof never
         // cuts a stack above its first non-matching frame from the root.
         let site = frames
             .iter()
-            .position(|f| !is_plumbing_frame(p.str(f.function), p.str(f.file)))
+            .position(|&id| {
+                !*plumbing[id.0 as usize].get_or_insert_with(|| {
+                    let f = p.frame(id);
+                    is_plumbing_frame(p.str(f.function), p.str(f.file))
+                })
+            })
             .unwrap_or(frames.len());
-        for f in &frames[..site] {
-            tail.extend(pprof_names(p.str(f.function)));
-        }
-        for f in &frames[site..] {
-            let name = p.str(f.function);
-            body.insert(name.to_owned());
-            body.extend(pprof_names(name));
-        }
+        tail_ids.extend(frames[..site].iter().map(|&id| p.frame(id).function));
+        body_ids.extend(frames[site..].iter().map(|&id| p.frame(id).function));
+    }
+    let tail: BTreeSet<String> = tail_ids
+        .into_iter()
+        .flat_map(|id| pprof_names(p.str(id)))
+        .collect();
+    let mut body: HashSet<String> = HashSet::new();
+    for id in body_ids {
+        let name = p.str(id);
+        body.insert(name.to_owned());
+        body.extend(pprof_names(name));
     }
     tail.into_iter()
         .filter(|n| !n.is_empty() && !body.contains(n))

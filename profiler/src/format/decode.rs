@@ -26,19 +26,72 @@ pub(crate) struct Carried {
     sample: super::SampleDeltas,
 }
 
-/// The frames of every stack defined so far (version 3 files, whose `STACK_TAIL` records name
-/// an earlier stack's outer frames): one array of frames, and each stack's place in it.
+/// What readers keep of every stack defined so far (version 3 files, whose `STACK_TAIL` records
+/// name an earlier stack's outer frames): each stack's own frames, back to back, and its base.
+/// A stack's outer frames are rebuilt by following bases, so the memory is one word per tree
+/// node instead of one per frame of every stack (a deep program's 77,000 stacks of ≈ 60 frames:
+/// 3.7 MB instead of 37 MB).
 #[derive(Debug, Default, Clone)]
 pub(crate) struct StackFrames {
-    frames: Vec<u64>,
-    at: rustc_hash::FxHashMap<u64, (usize, usize)>,
+    own: Vec<u64>,
+    at: rustc_hash::FxHashMap<u64, Shape>,
+}
+
+/// Where a stack's own frames are, and the base its outer `keep` frames come from.
+#[derive(Debug, Clone, Copy)]
+struct Shape {
+    start: usize,
+    len: u32,
+    keep: u32,
+    base: u64,
 }
 
 impl StackFrames {
-    fn define(&mut self, id: u64, frames: &[u64]) {
-        let at = self.frames.len();
-        self.frames.extend_from_slice(frames);
-        self.at.insert(id, (at, frames.len()));
+    /// Defines stack `id` as `own` (innermost first) inside the outer `keep` frames of `base`.
+    fn define(&mut self, id: u64, own: &[u64], base: u64, keep: u32) {
+        let start = self.own.len();
+        self.own.extend_from_slice(own);
+        let shape = Shape {
+            start,
+            len: own.len() as u32,
+            keep,
+            base,
+        };
+        self.at.insert(id, shape);
+    }
+
+    /// The depth of stack `id`, when it is defined.
+    fn depth(&self, id: u64) -> Option<usize> {
+        self.at.get(&id).map(|s| s.len as usize + s.keep as usize)
+    }
+
+    /// Writes the outermost `out.len()` frames of stack `id` (innermost first) into `out`.
+    fn outer(&self, mut id: u64, out: &mut [u64]) -> Result<(), DecodeError> {
+        let mut n = out.len();
+        // Each step takes frames or moves to the base; a walk longer than the stacks defined
+        // plus the frames wanted has visited a stack twice (a file whose redefinitions loop).
+        for _ in 0..self.at.len() + n + 1 {
+            if n == 0 {
+                return Ok(());
+            }
+            let s = *self.at.get(&id).ok_or(DecodeError(
+                "a stack names a base stack not defined before it",
+            ))?;
+            if n as u64 > u64::from(s.len) + u64::from(s.keep) {
+                return Err(DecodeError("a stack keeps more frames than its base has"));
+            }
+            if n > s.keep as usize {
+                let from_own = n - s.keep as usize;
+                let end = s.start + s.len as usize;
+                let at = out.len() - n;
+                out[at..at + from_own].copy_from_slice(&self.own[end - from_own..end]);
+                n = s.keep as usize;
+            }
+            id = s.base;
+        }
+        Err(DecodeError(
+            "stack definitions refer to each other in a loop",
+        ))
     }
 }
 
@@ -132,13 +185,13 @@ impl<'a> RecordIter<'a> {
                 .carried()
                 .ok_or(DecodeError("unknown record tag"))?
                 .stacks;
-            let &(at, len) = stacks.at.get(&base).ok_or(DecodeError(
+            let len = stacks.depth(base).ok_or(DecodeError(
                 "a stack names a base stack not defined before it",
             ))?;
             if keep == 0 || keep > len {
                 return Err(DecodeError("a stack keeps more frames than its base has"));
             }
-            frames[n..].copy_from_slice(&stacks.frames[at + len - keep..at + len]);
+            stacks.outer(base, &mut frames[n..])?;
         }
         let mut prev = frames[n];
         for i in (0..n).rev() {
@@ -146,7 +199,7 @@ impl<'a> RecordIter<'a> {
             frames[i] = prev;
         }
         if let Some(c) = self.carried() {
-            c.stacks.define(id, &frames);
+            c.stacks.define(id, &frames[..n], base, keep as u32);
         }
         Ok(Record::Stack {
             id,
@@ -365,7 +418,7 @@ impl<'a> RecordIter<'a> {
                         frames.push(prev);
                     }
                     if let Some(st) = self.carried() {
-                        st.stacks.define(id, &frames);
+                        st.stacks.define(id, &frames, 0, 0);
                     }
                     Record::Stack {
                         id,
@@ -602,5 +655,38 @@ impl Iterator for RecordIter<'_> {
                 }))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Outer frames rebuilt by following bases: from a stack's own frames, from its base's, and
+    /// across several bases; a loop of redefinitions is an error, not a hang.
+    #[test]
+    fn outer_frames_follow_the_bases() {
+        let mut s = StackFrames::default();
+        // 1 = [c, b, a] (innermost first); 2 = [e, d] + outer 2 of 1 = [e, d, b, a];
+        // 3 = [f] + outer 3 of 2 = [f, d, b, a].
+        s.define(1, &[0xc, 0xb, 0xa], 0, 0);
+        s.define(2, &[0xe, 0xd], 1, 2);
+        s.define(3, &[0xf], 2, 3);
+        let outer = |s: &StackFrames, id: u64, n: usize| {
+            let mut out = vec![0u64; n];
+            s.outer(id, &mut out).map(|_| out)
+        };
+        assert_eq!(s.depth(3), Some(4));
+        assert_eq!(outer(&s, 3, 4).unwrap(), [0xf, 0xd, 0xb, 0xa]);
+        assert_eq!(outer(&s, 3, 3).unwrap(), [0xd, 0xb, 0xa]);
+        assert_eq!(outer(&s, 2, 4).unwrap(), [0xe, 0xd, 0xb, 0xa]);
+        assert_eq!(outer(&s, 3, 1).unwrap(), [0xa]);
+        assert_eq!(outer(&s, 1, 0).unwrap(), Vec::<u64>::new());
+        assert!(outer(&s, 1, 4).is_err());
+        assert!(outer(&s, 9, 1).is_err());
+        // Redefinitions that make 4 and 5 each other's base.
+        s.define(4, &[], 5, 2);
+        s.define(5, &[], 4, 2);
+        assert!(outer(&s, 4, 1).is_err());
     }
 }

@@ -224,7 +224,10 @@ mod tests {
     fn paths_are_the_same_with_or_without_usr() {
         assert!(same_but_usr("/lib/x/libjq.so.1", "/usr/lib/x/libjq.so.1"));
         assert!(same_but_usr("/usr/bin/jq", "/usr/bin/jq"));
-        assert!(!same_but_usr("/usr/lib/x/libjq.so.1.0.4", "/lib/x/libjq.so.1"));
+        assert!(!same_but_usr(
+            "/usr/lib/x/libjq.so.1.0.4",
+            "/lib/x/libjq.so.1"
+        ));
     }
 
     #[test]

@@ -335,7 +335,10 @@ fn drop_frames(p: &Profile) -> String {
     let mut frames: Vec<crate::model::FrameId> = Vec::new();
     for s in &p.stack_stats {
         frames.clear();
-        frames.extend(p.stack_ips(s.stack).flat_map(|ip| p.ip(ip).frames.iter().copied()));
+        frames.extend(
+            p.stack_ips(s.stack)
+                .flat_map(|ip| p.ip(ip).frames.iter().copied()),
+        );
         // A stack of plumbing only (cut by the frame limit) adds nothing to `body`: pprof never
         // cuts a stack above its first non-matching frame from the root.
         let site = frames

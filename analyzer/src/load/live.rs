@@ -35,26 +35,55 @@ const VACANT: Block = Block {
     tid: 0,
 };
 
+/// What a [`LiveTable`] holds per block: the block itself, or what the replay keeps beside it
+/// ([`super::replay`]'s `Extra`), with a value that marks a vacant ring slot.
+pub(super) trait Slot: Copy + std::fmt::Debug {
+    /// The vacant slot.
+    const VACANT: Self;
+    /// True for [`Slot::VACANT`] (never for a stored value).
+    fn is_vacant(&self) -> bool;
+}
+
+impl Slot for Block {
+    const VACANT: Block = VACANT;
+    #[inline(always)]
+    fn is_vacant(&self) -> bool {
+        self.stack == EMPTY
+    }
+}
+
 /// Live blocks by key (address, or [`BLOCK_ID`] and number).
-#[derive(Debug, Default)]
-pub(super) struct LiveTable {
+#[derive(Debug)]
+pub(super) struct LiveTable<V = Block> {
     /// Blocks numbered `hi - RING .. hi`, at `number % RING`; empty unless asked for.
-    ring: Vec<Block>,
+    ring: Vec<V>,
     /// One past the highest block number the ring has seen.
     hi: u64,
     /// Blocks named by address (no ring, or frees of blocks never seen allocated).
-    map: HashMap<u64, Block>,
+    map: HashMap<u64, V>,
     /// Blocks that outlived the ring, by number.
-    evicted: Evicted,
+    evicted: Evicted<V>,
     /// The newest block, not stored yet (only with the ring).
-    newest: Option<(u64, Block)>,
+    newest: Option<(u64, V)>,
 }
 
-impl LiveTable {
+impl<V> Default for LiveTable<V> {
+    fn default() -> Self {
+        LiveTable {
+            ring: Vec::new(),
+            hi: 0,
+            map: HashMap::default(),
+            evicted: Evicted::default(),
+            newest: None,
+        }
+    }
+}
+
+impl<V: Slot> LiveTable<V> {
     /// A table with the ring, for keys that are block numbers given out in increasing order.
     pub(super) fn with_ring() -> Self {
         LiveTable {
-            ring: vec![VACANT; RING],
+            ring: vec![V::VACANT; RING],
             ..LiveTable::default()
         }
     }
@@ -78,8 +107,8 @@ impl LiveTable {
         let leaving = self.hi.min((n + 1).saturating_sub(RING as u64));
         for old_n in base..leaving {
             let s = &mut self.ring[old_n as usize % RING];
-            if s.stack != EMPTY {
-                let old = std::mem::replace(s, VACANT);
+            if !s.is_vacant() {
+                let old = std::mem::replace(s, V::VACANT);
                 self.evicted.insert(BLOCK_ID | old_n, old);
             }
         }
@@ -88,8 +117,8 @@ impl LiveTable {
 
     /// Adds a block; returns the one that was live under the same key.
     #[inline]
-    pub(super) fn insert(&mut self, key: u64, block: Block) -> Option<Block> {
-        debug_assert_ne!(block.stack, EMPTY);
+    pub(super) fn insert(&mut self, key: u64, block: V) -> Option<V> {
+        debug_assert!(!block.is_vacant());
         if self.ring.is_empty() {
             return self.map.insert(key, block);
         }
@@ -106,14 +135,14 @@ impl LiveTable {
     }
 
     /// Stores a block under a key that has none (ring only).
-    fn store(&mut self, key: u64, block: Block) {
+    fn store(&mut self, key: u64, block: V) {
         if key & BLOCK_ID != 0 && (key & !BLOCK_ID) >= self.hi {
             self.advance(key & !BLOCK_ID);
         }
         match self.slot(key) {
             Some(i) => {
                 let old = std::mem::replace(&mut self.ring[i], block);
-                debug_assert_eq!(old.stack, EMPTY, "a stored key had a block");
+                debug_assert!(old.is_vacant(), "a stored key had a block");
             }
             None if key & BLOCK_ID != 0 => {
                 let old = self.evicted.insert(key, block);
@@ -128,11 +157,11 @@ impl LiveTable {
 
     /// Takes the stored block under `key` (ring or map) out of the table.
     #[inline]
-    fn take_stored(&mut self, key: u64) -> Option<Block> {
+    fn take_stored(&mut self, key: u64) -> Option<V> {
         match self.slot(key) {
             Some(i) => {
-                let old = std::mem::replace(&mut self.ring[i], VACANT);
-                (old.stack != EMPTY).then_some(old)
+                let old = std::mem::replace(&mut self.ring[i], V::VACANT);
+                (!old.is_vacant()).then_some(old)
             }
             // A number the ring has not reached yet was never stored.
             None if !self.ring.is_empty()
@@ -148,7 +177,7 @@ impl LiveTable {
 
     /// Takes the block live under `key` out of the table.
     #[inline]
-    pub(super) fn remove(&mut self, key: u64) -> Option<Block> {
+    pub(super) fn remove(&mut self, key: u64) -> Option<V> {
         if let Some((k, b)) = self.newest {
             if k == key {
                 self.newest = None;
@@ -158,12 +187,26 @@ impl LiveTable {
         self.take_stored(key)
     }
 
+    /// The block live under `key`, left in the table.
+    pub(super) fn get(&self, key: u64) -> Option<&V> {
+        if let Some((k, b)) = &self.newest {
+            if *k == key {
+                return Some(b);
+            }
+        }
+        match self.slot(key) {
+            Some(i) => Some(&self.ring[i]).filter(|b| !b.is_vacant()),
+            None if !self.ring.is_empty() && key & BLOCK_ID != 0 => self.evicted.get(key),
+            None => self.map.get(&key),
+        }
+    }
+
     /// Every live block and its key: the map's, the ring's, the newest.
-    pub(super) fn iter(&self) -> impl Iterator<Item = (u64, &Block)> {
+    pub(super) fn iter(&self) -> impl Iterator<Item = (u64, &V)> {
         let base = self.hi.saturating_sub(RING as u64);
         let ring = (base..self.hi).filter_map(move |n| {
             let b = &self.ring[n as usize % RING];
-            (b.stack != EMPTY).then_some((BLOCK_ID | n, b))
+            (!b.is_vacant()).then_some((BLOCK_ID | n, b))
         });
         // Without a ring `hi` stays 0 and the range is empty.
         let newest = self.newest.iter().map(|(k, b)| (*k, b));
@@ -184,15 +227,27 @@ impl LiveTable {
 /// the order it was made (a parser's tree, a compiler's) touches neighbouring entries. Freed
 /// entries are marked, and swept out once they are the majority. A number arriving out of order
 /// (not from the ring: only unusual streams) goes to a small ordered map beside them.
-#[derive(Debug, Default)]
-struct Evicted {
+#[derive(Debug)]
+struct Evicted<V> {
     /// The page (block number / 64) of `pages[0]`.
     first_page: u64,
     pages: Vec<Page>,
-    blocks: Vec<Block>,
+    blocks: Vec<V>,
     /// Freed entries still in `blocks`.
     dead: usize,
-    late: std::collections::BTreeMap<u64, Block>,
+    late: std::collections::BTreeMap<u64, V>,
+}
+
+impl<V> Default for Evicted<V> {
+    fn default() -> Self {
+        Evicted {
+            first_page: 0,
+            pages: Vec::new(),
+            blocks: Vec::new(),
+            dead: 0,
+            late: std::collections::BTreeMap::new(),
+        }
+    }
 }
 
 /// 64 block numbers: which of them have an entry, and where the first of those is.
@@ -205,7 +260,7 @@ struct Page {
 /// Freed entries are swept once they are more than this and more than the live ones.
 const SWEEP_AFTER: usize = 4096;
 
-impl Evicted {
+impl<V: Slot> Evicted<V> {
     /// The page index and bit of block number `n`, when its page is in `pages`.
     #[inline]
     fn place(&self, n: u64) -> Option<(usize, u32)> {
@@ -223,14 +278,14 @@ impl Evicted {
     }
 
     /// Adds a block; returns the one that was live under the same key.
-    fn insert(&mut self, key: u64, block: Block) -> Option<Block> {
+    fn insert(&mut self, key: u64, block: V) -> Option<V> {
         let n = key & !BLOCK_ID;
         if self.blocks.is_empty() && self.pages.is_empty() {
             self.first_page = n / 64;
         }
         if let Some(i) = self.entry(n) {
             let old = std::mem::replace(&mut self.blocks[i], block);
-            if old.stack == EMPTY {
+            if old.is_vacant() {
                 self.dead -= 1;
                 return None;
             }
@@ -260,16 +315,24 @@ impl Evicted {
         None
     }
 
+    /// The block under `key`, left in place.
+    fn get(&self, key: u64) -> Option<&V> {
+        match self.entry(key & !BLOCK_ID) {
+            Some(i) => Some(&self.blocks[i]).filter(|b| !b.is_vacant()),
+            None => self.late.get(&key),
+        }
+    }
+
     /// Takes the block under `key` out.
-    fn remove(&mut self, key: u64) -> Option<Block> {
+    fn remove(&mut self, key: u64) -> Option<V> {
         let Some(i) = self.entry(key & !BLOCK_ID) else {
             if self.late.is_empty() {
                 return None;
             }
             return self.late.remove(&key);
         };
-        let old = std::mem::replace(&mut self.blocks[i], VACANT);
-        if old.stack == EMPTY {
+        let old = std::mem::replace(&mut self.blocks[i], V::VACANT);
+        if old.is_vacant() {
             return None;
         }
         self.dead += 1;
@@ -289,7 +352,7 @@ impl Evicted {
             while bits != 0 {
                 let bit = bits.trailing_zeros();
                 bits &= bits - 1;
-                if self.blocks[i].stack == EMPTY {
+                if self.blocks[i].is_vacant() {
                     page.bits &= !(1u64 << bit);
                 } else {
                     self.blocks[kept] = self.blocks[i];
@@ -315,7 +378,7 @@ impl Evicted {
         self.blocks.len() - self.dead + self.late.len()
     }
 
-    fn iter(&self) -> impl Iterator<Item = (u64, &Block)> {
+    fn iter(&self) -> impl Iterator<Item = (u64, &V)> {
         let held = self.pages.iter().enumerate().flat_map(move |(p, page)| {
             let n0 = (self.first_page + p as u64) * 64;
             let mut bits = page.bits;
@@ -326,7 +389,7 @@ impl Evicted {
                     bits &= bits - 1;
                     let b = &self.blocks[i];
                     i += 1;
-                    if b.stack != EMPTY {
+                    if !b.is_vacant() {
                         return Some((BLOCK_ID | (n0 + u64::from(bit)), b));
                     }
                 }
@@ -381,6 +444,12 @@ mod tests {
         b.sort_by_key(|e| e.0);
         assert_eq!(a.len(), b.len());
         assert_eq!(a, b);
+        // Each is found where it is (newest, ring, evicted), and nothing else.
+        for (k, blk) in &b {
+            assert_eq!(t.get(*k), Some(blk), "key {k:x}");
+        }
+        assert_eq!(t.get(BLOCK_ID | (far + 7)), None);
+        assert_eq!(t.get(0x2000), None);
         // The blocks that left the ring live beside it, by number; the address map stays empty.
         assert!(t.map.is_empty());
         assert!(t.evicted.len() > 0 && t.evicted.len() < a.len());

@@ -67,7 +67,7 @@ pub(crate) struct Replay {
     released_seq: Option<u64>,
     live: LiveTable,
     /// The rest of each live block, only for sampled profiles, block groups and time buckets.
-    extras: Option<HashMap<u64, Extra>>,
+    extras: Option<LiveTable<Extra>>,
     live_bytes: u64,
     live_blocks: u64,
     /// Mean bytes between samples; 0 for a profile of every allocation.
@@ -114,7 +114,7 @@ impl Replay {
     pub(crate) fn new(sampling_rate: u64) -> Self {
         Replay {
             sampling_rate,
-            extras: (sampling_rate != 0).then(HashMap::default),
+            extras: (sampling_rate != 0).then(LiveTable::default),
             ..Replay::default()
         }
     }
@@ -123,10 +123,11 @@ impl Replay {
     /// it after [`Replay::with_block_groups`] and [`Replay::with_time_buckets`].
     pub(crate) fn in_order(mut self) -> Self {
         self.in_order = true;
-        // Version 2 names blocks by number: a ring finds the young ones. Block groups and time
-        // buckets keep the plain map, whose order at the end they follow.
-        if self.groups.is_none() && self.buckets.is_none() {
-            self.live = LiveTable::with_ring();
+        // Version 2 names blocks by number: a ring finds the young ones (the rest of each block,
+        // when kept, in a table of the same shape).
+        self.live = LiveTable::with_ring();
+        if self.extras.is_some() {
+            self.extras = Some(LiveTable::with_ring());
         }
         self
     }
@@ -134,7 +135,7 @@ impl Replay {
     /// Also groups blocks by stack, threads and timeline intervals ([`BlockGroups`]).
     pub(crate) fn with_block_groups(mut self) -> Self {
         self.groups = Some(HashMap::default());
-        self.extras.get_or_insert_with(HashMap::default);
+        self.extras.get_or_insert_with(LiveTable::default);
         self
     }
 
@@ -169,7 +170,7 @@ impl Replay {
     /// Also cut the activity into at most `max_buckets` time buckets ([`TimeBuckets`]).
     pub(crate) fn with_time_buckets(mut self, max_buckets: usize) -> Self {
         self.buckets = Some(BucketBuilder::new(max_buckets));
-        self.extras.get_or_insert_with(HashMap::default);
+        self.extras.get_or_insert_with(LiveTable::default);
         self
     }
 
@@ -348,7 +349,7 @@ impl Replay {
     fn take_extra(&mut self, addr: u64) -> Extra {
         self.extras
             .as_mut()
-            .and_then(|m| m.remove(&addr))
+            .and_then(|m| m.remove(addr))
             .unwrap_or(Extra::EXACT)
     }
 
@@ -536,10 +537,10 @@ impl Replay {
         for i in 0..self.stats.len() {
             self.touch(i as u32);
         }
-        let extra_of = |extras: &Option<HashMap<u64, Extra>>, addr: &u64| {
+        let extra_of = |extras: &Option<LiveTable<Extra>>, addr: &u64| {
             extras
                 .as_ref()
-                .and_then(|m| m.get(addr).copied())
+                .and_then(|m| m.get(*addr).copied())
                 .unwrap_or(Extra::EXACT)
         };
         if self.groups.is_some() {
@@ -581,9 +582,14 @@ impl Replay {
             threads: self.threads,
             samples: self.samples,
             totals: self.totals,
-            block_groups: self.groups.map(|g| BlockGroups {
-                groups: g.into_values().collect(),
-                end_seq: self.end_seq,
+            block_groups: self.groups.map(|g| {
+                // In key order: the same whatever order the live table lists blocks in.
+                let mut groups: Vec<BlockGroup> = g.into_values().collect();
+                groups.sort_unstable_by_key(|g| (g.stack, g.alloc_tid, g.alloc_interval, g.free));
+                BlockGroups {
+                    groups,
+                    end_seq: self.end_seq,
+                }
             }),
             time_buckets: self.buckets.map(BucketBuilder::finish),
         }

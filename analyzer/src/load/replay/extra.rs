@@ -37,6 +37,18 @@ impl Extra {
     };
 }
 
+impl super::super::live::Slot for Extra {
+    /// No allocation takes the largest sequence number.
+    const VACANT: Extra = Extra {
+        seq: u64::MAX,
+        ..Extra::EXACT
+    };
+    #[inline(always)]
+    fn is_vacant(&self) -> bool {
+        self.seq == u64::MAX
+    }
+}
+
 /// Variances of a sampled estimate (bytes, count), Horvitz–Thompson: a block of `s` bytes
 /// sampled with probability `p` (weight `w = 1/p`) adds `(1−p)/p² = w² − w` times `s²` and `1`.
 #[derive(Debug, Clone, Copy, Default)]

@@ -160,8 +160,11 @@ impl<V: Slot> LiveTable<V> {
     fn take_stored(&mut self, key: u64) -> Option<V> {
         match self.slot(key) {
             Some(i) => {
-                let old = std::mem::replace(&mut self.ring[i], V::VACANT);
-                (!old.is_vacant()).then_some(old)
+                let slot = &mut self.ring[i];
+                if slot.is_vacant() {
+                    return None;
+                }
+                Some(std::mem::replace(slot, V::VACANT))
             }
             // A number the ring has not reached yet was never stored.
             None if !self.ring.is_empty()

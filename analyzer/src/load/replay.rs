@@ -345,47 +345,12 @@ impl Replay {
         self.live_blocks = self.live_blocks.saturating_sub(extra.count);
     }
 
-    /// Keeps the rest of a new block (extras kept); returns what the table held under `addr`.
-    /// Out of line, like [`Self::take_kept_extra`].
-    #[inline(never)]
-    fn keep_extra(
-        &mut self,
-        addr: u64,
-        seq: u64,
-        stack: u32,
-        tid: u32,
-        (count, size_bytes, request_bytes): (u64, u64, u64),
-        var: Variance,
-    ) -> Extra {
-        let born = match self.buckets.as_mut() {
-            Some(b) => b.alloc(seq, stack, tid, count, size_bytes, request_bytes),
-            None => Born::default(),
-        };
-        let extra = Extra {
-            count,
-            seq,
-            interval: self.samples.len() as u32,
-            born,
-            var,
-        };
-        let extras = self.extras.as_mut().expect("kept");
-        extras.insert(addr, extra).unwrap_or(Extra::EXACT)
-    }
-
     /// The rest of the live block at `addr`, taken out of its table.
-    #[inline(always)]
     fn take_extra(&mut self, addr: u64) -> Extra {
-        match self.extras.as_mut() {
-            None => Extra::EXACT,
-            Some(m) => Self::take_kept_extra(m, addr),
-        }
-    }
-
-    /// [`Self::take_extra`] when extras are kept: out of line, so that the exact replay's free
-    /// stays small.
-    #[inline(never)]
-    fn take_kept_extra(m: &mut LiveTable<Extra>, addr: u64) -> Extra {
-        m.remove(addr).unwrap_or(Extra::EXACT)
+        self.extras
+            .as_mut()
+            .and_then(|m| m.remove(addr))
+            .unwrap_or(Extra::EXACT)
     }
 
     fn apply(&mut self, p: Pending) {
@@ -452,14 +417,21 @@ impl Replay {
         let old = self.live.insert(addr, block);
         let old_extra = match self.extras.is_some() {
             false => Extra::EXACT,
-            true => self.keep_extra(
-                addr,
-                seq,
-                stack,
-                tid,
-                (count, size_bytes, request_bytes),
-                var,
-            ),
+            true => {
+                let born = match self.buckets.as_mut() {
+                    Some(b) => b.alloc(seq, stack, tid, count, size_bytes, request_bytes),
+                    None => Born::default(),
+                };
+                let extra = Extra {
+                    count,
+                    seq,
+                    interval: self.samples.len() as u32,
+                    born,
+                    var,
+                };
+                let extras = self.extras.as_mut().expect("checked");
+                extras.insert(addr, extra).unwrap_or(Extra::EXACT)
+            }
         };
         if let Some(old) = old {
             // The address was handed out again without a recorded free.

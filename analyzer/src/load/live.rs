@@ -160,6 +160,9 @@ impl<V: Slot> LiveTable<V> {
     fn take_stored(&mut self, key: u64) -> Option<V> {
         match self.slot(key) {
             Some(i) => {
+                // Checked before it is emptied: emptying first and returning the old value if
+                // it was not vacant compiled to a stall (a 16-byte load of two 8-byte stores),
+                // 1.17× the python3 summary.
                 let slot = &mut self.ring[i];
                 if slot.is_vacant() {
                     return None;

@@ -158,10 +158,26 @@ fn scan<'a>(
         }
     }
     let mut found: Vec<Vec<Option<String>>> = names.iter().map(|ns| vec![None; ns.len()]).collect();
+    // A list can name a path only if it holds the path's file name: most lists are passed over
+    // with a vectorized search for those few names instead of being cut into lines.
+    let mut file_names: Vec<&[u8]> = names
+        .iter()
+        .flatten()
+        .map(|n| n.rsplit('/').next().unwrap_or(n).as_bytes())
+        .collect();
+    file_names.sort_unstable();
+    file_names.dedup();
+    let finders: Vec<memchr::memmem::Finder> = file_names
+        .iter()
+        .map(|n| memchr::memmem::Finder::new(n))
+        .collect();
     for (stem, list_path) in lists {
         let Ok(list) = std::fs::read(list_path) else {
             continue;
         };
+        if !finders.iter().any(|f| f.find(&list).is_some()) {
+            continue;
+        }
         for line in list.split(|&b| b == b'\n') {
             let Some(hits) = lookup.get(line) else {
                 continue;

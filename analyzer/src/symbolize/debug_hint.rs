@@ -167,10 +167,8 @@ fn scan<'a>(
         .collect();
     file_names.sort_unstable();
     file_names.dedup();
-    let finders: Vec<memchr::memmem::Finder> = file_names
-        .iter()
-        .map(|n| memchr::memmem::Finder::new(n))
-        .collect();
+    let finders: Vec<memchr::memmem::Finder> =
+        file_names.iter().map(memchr::memmem::Finder::new).collect();
     for (stem, list_path) in lists {
         let Ok(list) = std::fs::read(list_path) else {
             continue;

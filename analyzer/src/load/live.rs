@@ -88,10 +88,16 @@ impl<V: Slot> LiveTable<V> {
         }
     }
 
+    /// True when `key` is a block number this table keeps by number (ring or `evicted`).
+    #[inline]
+    fn numbered(&self, key: u64) -> bool {
+        !self.ring.is_empty() && key & BLOCK_ID != 0
+    }
+
     /// The ring slot of `key` when it is a block number inside the ring's window.
     #[inline]
     fn slot(&self, key: u64) -> Option<usize> {
-        if self.ring.is_empty() || key & BLOCK_ID == 0 {
+        if !self.numbered(key) {
             return None;
         }
         let n = key & !BLOCK_ID;
@@ -99,7 +105,7 @@ impl<V: Slot> LiveTable<V> {
     }
 
     /// Moves the window so that it ends after block number `n`: blocks leaving it that are still
-    /// live go to the map.
+    /// live go to `evicted`.
     fn advance(&mut self, n: u64) {
         // The ring holds numbers `base..hi`; after the move it holds `n + 1 - RING..=n`. The
         // blocks leaving it go to `evicted` in increasing order.
@@ -170,13 +176,8 @@ impl<V: Slot> LiveTable<V> {
                 Some(std::mem::replace(slot, V::VACANT))
             }
             // A number the ring has not reached yet was never stored.
-            None if !self.ring.is_empty()
-                && key & BLOCK_ID != 0
-                && (key & !BLOCK_ID) >= self.hi =>
-            {
-                None
-            }
-            None if !self.ring.is_empty() && key & BLOCK_ID != 0 => self.evicted.remove(key),
+            None if self.numbered(key) && (key & !BLOCK_ID) >= self.hi => None,
+            None if self.numbered(key) => self.evicted.remove(key),
             None => self.map.remove(&key),
         }
     }
@@ -202,7 +203,7 @@ impl<V: Slot> LiveTable<V> {
         }
         match self.slot(key) {
             Some(i) => Some(&self.ring[i]).filter(|b| !b.is_vacant()),
-            None if !self.ring.is_empty() && key & BLOCK_ID != 0 => self.evicted.get(key),
+            None if self.numbered(key) => self.evicted.get(key),
             None => self.map.get(&key),
         }
     }
@@ -237,6 +238,8 @@ impl<V: Slot> LiveTable<V> {
 struct Evicted<V> {
     /// The page (block number / 64) of `pages[0]`.
     first_page: u64,
+    /// One past the highest number appended: numbers from it on are appended (in order).
+    end: u64,
     pages: Vec<Page>,
     blocks: Vec<V>,
     /// Freed entries still in `blocks`.
@@ -248,6 +251,7 @@ impl<V> Default for Evicted<V> {
     fn default() -> Self {
         Evicted {
             first_page: 0,
+            end: 0,
             pages: Vec::new(),
             blocks: Vec::new(),
             dead: 0,
@@ -286,9 +290,6 @@ impl<V: Slot> Evicted<V> {
     /// Adds a block; returns the one that was live under the same key.
     fn insert(&mut self, key: u64, block: V) -> Option<V> {
         let n = key & !BLOCK_ID;
-        if self.blocks.is_empty() && self.pages.is_empty() {
-            self.first_page = n / 64;
-        }
         if let Some(i) = self.entry(n) {
             let old = std::mem::replace(&mut self.blocks[i], block);
             if old.is_vacant() {
@@ -297,20 +298,13 @@ impl<V: Slot> Evicted<V> {
             }
             return Some(old);
         }
-        // Appended when above every number held (entries stay in number order).
-        let last = self.pages.len().checked_sub(1);
-        let above = match (n / 64).checked_sub(self.first_page) {
-            None => false,
-            Some(p) => match last {
-                None => true,
-                Some(l) => {
-                    p as usize > l || (p as usize == l && self.pages[l].bits >> (n % 64) == 0)
-                }
-            },
-        };
-        if !above || self.blocks.len() >= u32::MAX as usize {
+        if n < self.end || self.blocks.len() >= u32::MAX as usize {
             return self.late.insert(key, block);
         }
+        if self.pages.is_empty() {
+            self.first_page = n / 64;
+        }
+        self.end = n + 1;
         let p = (n / 64 - self.first_page) as usize;
         if p >= self.pages.len() {
             let at = self.blocks.len() as u32;

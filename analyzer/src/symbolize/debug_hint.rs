@@ -141,7 +141,11 @@ fn scan_lists(paths: &[&str]) -> Vec<Option<String>> {
 
 /// True when `a` and `b` are the same path but for a leading `/usr`.
 fn same_but_usr(a: &str, b: &str) -> bool {
-    let bare = |p: &str| p.strip_prefix("/usr").unwrap_or(p).to_owned();
+    fn bare(p: &str) -> &str {
+        p.strip_prefix("/usr")
+            .filter(|r| r.starts_with('/'))
+            .unwrap_or(p)
+    }
     bare(a) == bare(b)
 }
 

@@ -342,6 +342,14 @@ pub unsafe fn record_free(ptr: *mut u8, real: impl FnOnce()) {
         return real();
     }
     let Some(s) = running() else { return real() };
+    if let Some(set) = &s.sampled {
+        // Sampling: a free of a block that was not sampled (nearly all of them) records
+        // nothing; the filter says so without the thread's state. It is not timed either:
+        // in sampling mode the latency histogram covers allocation calls and sampled frees.
+        if !set.may_contain(ptr as u64) {
+            return real();
+        }
+    }
     let marker = unwind::stack_pointer();
     let Some(busy) = thread::enter(s) else {
         return real();

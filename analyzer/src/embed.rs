@@ -95,6 +95,17 @@ impl Embedder {
         path: &Path,
         progress: Option<&mut dyn ProgressSink>,
     ) -> Result<EmbedReport, EmbedError> {
+        embed_inner(path, progress, &mut self.cache).map(|(report, _)| report)
+    }
+
+    /// [`Embedder::embed`], also giving the profile as it was read for it: header, module
+    /// maps, return addresses (symbolized), messages and trailer, no events (what
+    /// `tidemark run` prints at the end comes from it, without reading the file again).
+    pub fn embed_read(
+        &mut self,
+        path: &Path,
+        progress: Option<&mut dyn ProgressSink>,
+    ) -> Result<(EmbedReport, Profile), EmbedError> {
         embed_inner(path, progress, &mut self.cache)
     }
 }
@@ -103,7 +114,7 @@ fn embed_inner(
     path: &Path,
     progress: Option<&mut dyn ProgressSink>,
     cache: &mut DebugCache,
-) -> Result<EmbedReport, EmbedError> {
+) -> Result<(EmbedReport, Profile), EmbedError> {
     let opts = LoadOptions {
         events: false,
         stacks: false,
@@ -117,7 +128,7 @@ fn embed_inner(
     };
     if !p.embedded_symbols.is_empty() {
         report.already_embedded = true;
-        return Ok(report);
+        return Ok((report, p));
     }
     let warnings_before = p.warnings.len();
     let opts = SymbolizeOptions { use_files: true };
@@ -125,11 +136,17 @@ fn embed_inner(
     report.warnings = p.warnings.split_off(warnings_before);
     let entries = symbol_entries(&p, &resolved.from_files);
     report.resolved = entries.len();
-    let appended = append_symbols(path, &entries)?;
+    let appended = if p.truncated.is_none() {
+        // The read above went through every chunk: no malformed record, no Symbols record,
+        // and it knows where the readable part ends; no need to read the file again.
+        append_at(path, p.header.version, p.readable_end, &entries)?
+    } else {
+        append_symbols(path, &entries)?
+    };
     report.bytes_written = appended.bytes_written;
     report.already_embedded = appended.already_embedded;
     report.warnings.extend(appended.warning);
-    Ok(report)
+    Ok((report, p))
 }
 
 /// The frames of `ips` of a symbolized profile, ready for [`append_symbols`].
@@ -211,6 +228,19 @@ pub fn append_symbols(path: &Path, entries: &[SymbolEntry]) -> Result<Appended, 
     if out.already_embedded || out.warning.is_some() {
         return Ok(out);
     }
+    append_at(path, version, good_end, entries)
+}
+
+/// Writes `entries` as Symbols chunks at `good_end` of the profile at `path` (a file of format
+/// `version` whose readable chunks end there, holding no Symbols record): bytes after it are
+/// cut first.
+fn append_at(
+    path: &Path,
+    version: u16,
+    good_end: u64,
+    entries: &[SymbolEntry],
+) -> Result<Appended, EmbedError> {
+    let mut out = Appended::default();
     let bytes = symbols_chunks(version, entries);
     let write_err = |error| EmbedError::Write {
         path: path.to_owned(),

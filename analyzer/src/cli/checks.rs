@@ -196,11 +196,10 @@ impl QuickSummary {
     /// Reads the header, the definitions, the messages and the trailer of the profile at
     /// `path`, passing over its events.
     pub fn read(path: &Path) -> Option<QuickSummary> {
-        use tidemark::format::{trailer_key as k, Reader, Record};
+        use tidemark::format::{Reader, Record};
         let f = std::fs::File::open(path).ok()?;
         let mut r = Reader::new(std::io::BufReader::with_capacity(1 << 20, f)).ok()?;
-        let h = r.header();
-        if h.version < 2 || h.sampling_rate != 0 || h.unwind == "fp" {
+        if !Self::applies(r.header()) {
             return None;
         }
         r.skip_events(true);
@@ -224,7 +223,33 @@ impl QuickSummary {
         if r.truncation().is_some() {
             return None;
         }
-        let t = trailer?;
+        Self::from_parts(&trailer?, messages, Some(cut_stacks))
+    }
+
+    /// [`QuickSummary::read`] from a profile already read without its events (the symbol
+    /// embedding's read: no third pass over the file). `None` also when the trailer does not
+    /// count cut stacks (an older recorder): only [`QuickSummary::read`] looks at them.
+    pub fn from_profile(p: &crate::model::Profile) -> Option<QuickSummary> {
+        if !Self::applies(&p.header) || p.truncated.is_some() {
+            return None;
+        }
+        Self::from_parts(p.trailer.as_ref()?, p.messages.clone(), None)
+    }
+
+    /// Whether the trailer's totals can stand for the profile: exact mode, DWARF walks, a
+    /// format with totals.
+    fn applies(h: &tidemark::format::Header) -> bool {
+        h.version >= 2 && h.sampling_rate == 0 && h.unwind != "fp"
+    }
+
+    /// The summary of a complete profile's trailer and messages; `cut_stacks` says whether a
+    /// stack was cut at the frame limit (`None`: not looked at).
+    fn from_parts(
+        t: &[(u64, u64)],
+        messages: Vec<crate::model::Message>,
+        cut_stacks: Option<bool>,
+    ) -> Option<QuickSummary> {
+        use tidemark::format::trailer_key as k;
         let get = |key| t.iter().find(|(kk, _)| *kk == key).map(|&(_, v)| v);
         // Cut stacks warn with their share of allocations: the recorder counted it (older
         // profiles did not: they are read back).
@@ -235,7 +260,7 @@ impl QuickSummary {
                 ..Default::default()
             }
             .warnings(),
-            _ if cut_stacks => return None,
+            _ if cut_stacks != Some(false) => return None,
             _ => Vec::new(),
         };
         Some(QuickSummary {
@@ -252,7 +277,7 @@ impl QuickSummary {
             dropped: get(k::DROPPED_EVENTS).unwrap_or(0),
             messages,
             stack_warnings,
-            cpu: cpu_line(&t),
+            cpu: cpu_line(t),
         })
     }
 

@@ -2,6 +2,7 @@
 //! finish its profile: put it where `-o` says, embed its symbols, print the short summary, list
 //! the child processes' profiles. With no command: [`super::demo`].
 
+use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -168,15 +169,31 @@ fn finish_profile(
         }
     };
     output::start_writeback(&main);
-    embed_all(output, &main, &run, warmed);
+    let embedded = embed_all(output, &main, &run, warmed);
     if !need_profile {
-        if let Some(quick) = checks::QuickSummary::read(&main) {
-            // The recorder already counted what the summary line says: no need to read the
-            // events back.
+        // The recorder already counted what the summary line says: no need to read the events
+        // back (nor, mostly, the rest of the file: the embedding just read it).
+        let quick = match &embedded.main {
+            Some(p) => checks::QuickSummary::from_profile(p),
+            None => None,
+        }
+        .or_else(|| checks::QuickSummary::read(&main));
+        crate::load::drop_in_background(embedded.main);
+        if let Some(quick) = quick {
             quick.print();
-            finish_outputs(output, &main, tmp, &run, argv, quick.line.allocations)?;
+            finish_outputs(
+                output,
+                &main,
+                tmp,
+                &run,
+                argv,
+                quick.line.allocations,
+                &embedded.allocations,
+            )?;
             return Ok(None);
         }
+    } else {
+        crate::load::drop_in_background(embedded.main);
     }
     let loaded = load_path(
         &main,
@@ -222,7 +239,15 @@ fn finish_profile(
     for w in checks::stack_warnings(&p) {
         eprintln!("tidemark: warning: {w}");
     }
-    finish_outputs(output, &main, tmp, &run, argv, s.counts.allocations)?;
+    finish_outputs(
+        output,
+        &main,
+        tmp,
+        &run,
+        argv,
+        s.counts.allocations,
+        &embedded.allocations,
+    )?;
     Ok(Some(p))
 }
 
@@ -235,6 +260,7 @@ fn finish_outputs(
     run: &images::RunProfiles,
     argv: &[OsString],
     allocations: u64,
+    counted: &HashMap<PathBuf, u64>,
 ) -> anyhow::Result<()> {
     output::persist(main, output, "the profile")?;
     match &run.main {
@@ -258,7 +284,7 @@ fn finish_outputs(
     if run.earlier.is_empty() {
         // A command that exec'd is the program itself; one that did not may be a wrapper that
         // runs the program as a child.
-        busiest_child_note(&run.children, &children, allocations);
+        busiest_child_note(&run.children, &children, allocations, counted);
     }
     let mut dropped = checks::preload_dropped(argv);
     if dropped.is_empty() && allocations == 0 && children.is_empty() && earlier.is_empty() {
@@ -366,13 +392,24 @@ fn report_children(children: &[images::ProfileFile], renamed: &[PathBuf]) {
 }
 
 /// When a child process made more allocation calls than the profiled process (a wrapper that
-/// runs the real program as a child and waits), says which, from the recorders' own totals.
-fn busiest_child_note(children: &[images::ProfileFile], renamed: &[PathBuf], allocations: u64) {
+/// runs the real program as a child and waits), says which, from the recorders' own totals
+/// (`counted`, by the path a profile had when its symbols were embedded; read from the file
+/// for the others).
+fn busiest_child_note(
+    children: &[images::ProfileFile],
+    renamed: &[PathBuf],
+    allocations: u64,
+    counted: &HashMap<PathBuf, u64>,
+) {
     let busiest = children
         .iter()
         .zip(renamed)
         .filter_map(|(f, path)| {
-            checks::QuickSummary::read(path).map(|q| (q.line.allocations, f, path))
+            let calls = match counted.get(&f.path) {
+                Some(&calls) => Some(calls),
+                None => checks::QuickSummary::read(path).map(|q| q.line.allocations),
+            };
+            calls.map(|calls| (calls, f, path))
         })
         .max_by(|a, b| a.0.cmp(&b.0).then_with(|| b.2.cmp(a.2)));
     if let Some((calls, f, path)) = busiest.filter(|b| b.0 > allocations) {
@@ -390,7 +427,15 @@ fn busiest_child_note(children: &[images::ProfileFile], renamed: &[PathBuf], all
 /// Embeds symbols into every profile of the run, with one progress line for all of them: the
 /// main one even when truncated, the others only when complete (a child may still be running).
 /// Failures are warnings: loading symbolizes from the binaries instead.
-fn embed_all(output: &Path, main: &Path, run: &images::RunProfiles, warmed: Warmed) {
+/// What [`embed_all`] read: the main profile without its events, and the allocation calls
+/// each profile's recorder counted (when its totals stand for it: see
+/// [`checks::QuickSummary`]), by path.
+struct Embedded {
+    main: Option<Profile>,
+    allocations: HashMap<PathBuf, u64>,
+}
+
+fn embed_all(output: &Path, main: &Path, run: &images::RunProfiles, warmed: Warmed) -> Embedded {
     let others: Vec<&Path> = run
         .earlier
         .iter()
@@ -408,14 +453,28 @@ fn embed_all(output: &Path, main: &Path, run: &images::RunProfiles, warmed: Warm
     let mut warnings = Vec::new();
     // The modules opened while the command ran (see `symbolize::prewarm`).
     let mut embedder = Embedder::with_warmed(warmed);
+    let mut embedded = Embedded {
+        main: None,
+        allocations: HashMap::new(),
+    };
     for (index, path) in std::iter::once(main).chain(others).enumerate() {
         let mut progress = OverallProgress {
             line: &mut line,
             index: index as u64,
             total: None,
         };
-        match embedder.embed(path, Some(&mut progress)) {
-            Ok(report) => warnings.extend(report.warnings),
+        match embedder.embed_read(path, Some(&mut progress)) {
+            Ok((report, p)) => {
+                warnings.extend(report.warnings);
+                if let Some(q) = checks::QuickSummary::from_profile(&p) {
+                    embedded
+                        .allocations
+                        .insert(path.to_owned(), q.line.allocations);
+                }
+                if index == 0 {
+                    embedded.main = Some(p);
+                }
+            }
             Err(e) => warnings.push(format!(
                 "cannot embed symbols into {}: {e}; they are read from the binaries when it is \
                  loaded",
@@ -430,6 +489,7 @@ fn embed_all(output: &Path, main: &Path, run: &images::RunProfiles, warmed: Warm
     for w in merge_hints(warnings) {
         eprintln!("tidemark: warning: {w}");
     }
+    embedded
 }
 
 /// The warnings of all the profiles of a run, each once; the debug-package hints of one

@@ -529,6 +529,7 @@ fn load_inner<R: Read>(
     // never the profile's.
     let trailing_damage = reader.trailing_damage().filter(|_| malformed.is_none());
     p.truncated = malformed.or_else(|| reader.truncation().cloned());
+    p.readable_end = reader.offset();
     if let Some(d) = trailing_damage {
         p.warnings.push(format!(
             "the data appended after the profile's trailer is damaged at byte {} ({}); the \

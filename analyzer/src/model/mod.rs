@@ -346,6 +346,9 @@ pub struct Profile {
     /// The symbols the profile carries (Symbols records), by `(address, module generation)`:
     /// what [`crate::symbolize::symbolize`] uses before reading any binary.
     pub embedded_symbols: std::collections::HashMap<(u64, u64), Vec<tidemark::format::SymbolFrame>>,
+    /// Where the file's last readable chunk ends (its length, when nothing is damaged): where
+    /// [`crate::embed`] appends symbols.
+    pub readable_end: u64,
 }
 
 impl Profile {

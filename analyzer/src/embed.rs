@@ -75,9 +75,16 @@ pub fn embed_symbols_with_progress(
 
 /// Embeds symbols into several profiles, reading each binary once for all of them (the profiles
 /// of one run share their binaries).
-#[derive(Default)]
 pub struct Embedder {
     cache: DebugCache,
+}
+
+impl Default for Embedder {
+    fn default() -> Self {
+        Embedder {
+            cache: DebugCache::default().for_several(),
+        }
+    }
 }
 
 impl Embedder {
@@ -85,7 +92,7 @@ impl Embedder {
     /// command ran.
     pub fn with_warmed(warmed: crate::symbolize::Warmed) -> Self {
         Embedder {
-            cache: DebugCache::with_warmed(warmed),
+            cache: DebugCache::with_warmed(warmed).for_several(),
         }
     }
 

@@ -87,3 +87,91 @@ fn a_rebuilt_binary_does_not_name_the_recorded_frames() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+const EARLY: &str = r#"#include <stdlib.h>
+void *volatile keep;
+int main(void) { for (int i = 0; i < 10; i++) { keep = malloc(32 + i); free(keep); } return 0; }
+"#;
+const SPREAD: &str = r#"#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+void *volatile keep;
+static int cmp(const void *a, const void *b) {
+    keep = malloc(16);
+    free(keep);
+    return *(const int *)a - *(const int *)b;
+}
+int main(void) {
+    int v[64];
+    for (int i = 0; i < 64; i++) v[i] = (i * 37) % 64;
+    qsort(v, 64, sizeof v[0], cmp);
+    char *s = strdup("tidemark");
+    FILE *f = fopen("/proc/self/status", "r");
+    if (f) fclose(f);
+    free(s);
+    return 0;
+}
+"#;
+
+/// The profiles of one run are embedded with one reader of libc's debug file, read in part
+/// for the first profile's addresses and then further for the next one's (its libc frames lie
+/// in other units): the symbols embedded are those each profile gets when embedded alone.
+#[test]
+fn profiles_embedded_together_get_the_symbols_each_gets_alone() {
+    use tidemark_analyzer::embed::Embedder;
+    let rel = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release");
+    let preload = rel.join("libtidemark_preload.so");
+    assert!(preload.exists(), "run `cargo build --release` first");
+    let dir = std::env::temp_dir().join(format!("tidemark-embed-joint-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut recorded = Vec::new();
+    for (name, src) in [("early", EARLY), ("spread", SPREAD)] {
+        let exe = dir.join(name);
+        gcc(src, &exe);
+        let profile = dir.join(format!("{name}.tmk"));
+        let st = Command::new(&exe)
+            .env("LD_PRELOAD", &preload)
+            .env("TIDEMARK_OUTPUT", &profile)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        recorded.push(profile);
+    }
+    let copy = |p: &Path, tag: &str| {
+        let to = p.with_extension(format!("{tag}.tmk"));
+        std::fs::copy(p, &to).unwrap();
+        to
+    };
+    let together: Vec<_> = recorded.iter().map(|p| copy(p, "together")).collect();
+    let alone: Vec<_> = recorded.iter().map(|p| copy(p, "alone")).collect();
+    let mut joint = Embedder::default();
+    for p in &together {
+        let report = joint.embed(p, None).unwrap();
+        assert!(
+            report.resolved > 0 && !report.already_embedded,
+            "{report:?}"
+        );
+    }
+    for p in &alone {
+        Embedder::default().embed(p, None).unwrap();
+    }
+    let names = |p: &Path| {
+        // Binaries and debug files moved away would not matter: the embedded symbols name it.
+        let p = load_path(p, &LoadOptions::default()).unwrap();
+        assert!(!p.embedded_symbols.is_empty());
+        function_totals(&p)
+    };
+    for (t, a) in together.iter().zip(&alone) {
+        assert_eq!(names(t), names(a), "{}", t.display());
+    }
+    let spread = names(&together[1]);
+    assert!(
+        spread
+            .keys()
+            .any(|k| k.contains("msort") || k.contains("qsort")),
+        "libc's sort is named: {:?}",
+        spread.keys()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -83,13 +83,21 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Separate debug files opened ahead ([`DebugParts`]), for the finish to continue from.
+/// Separate debug files opened ahead ([`DebugParts`]), for the finish to continue from; and
+/// whether a debug file read in part is kept open to be read further
+/// ([`super::DebugCache::for_several`]).
 #[derive(Default)]
-pub(crate) struct WarmParts(std::sync::Mutex<Vec<DebugParts>>);
+pub(crate) struct WarmParts(std::sync::Mutex<Vec<DebugParts>>, bool);
 
 impl WarmParts {
     pub(crate) fn new(parts: Vec<DebugParts>) -> WarmParts {
-        WarmParts(std::sync::Mutex::new(parts))
+        WarmParts(std::sync::Mutex::new(parts), false)
+    }
+
+    /// These parts, debug files read in part being kept open to be read further.
+    pub(crate) fn widening(mut self, yes: bool) -> WarmParts {
+        self.1 = yes;
+        self
     }
 
     /// How many are left.
@@ -226,7 +234,7 @@ impl ModuleDebug {
             if c.is_file() {
                 let part = probes.and_then(|p| {
                     let parts = warm.take(&c).or_else(|| DebugParts::open(&c))?;
-                    PrefixDwarf::from_parts(parts, p)
+                    PrefixDwarf::from_parts(parts, p, warm.1)
                 });
                 if let Some(p) = part {
                     md.prefix = Some(p);
@@ -239,6 +247,15 @@ impl ModuleDebug {
             }
         }
         md
+    }
+
+    /// This opening, made to name `probes` as well when it is a partly read debug file that
+    /// does not name them yet (see [`PrefixDwarf::widen`]); `None` when it cannot be widened
+    /// (the caller opens the module again, reading its debug file whole).
+    pub(crate) fn widen(mut self, probes: &[u64]) -> Option<ModuleDebug> {
+        let prefix = self.prefix.take()?;
+        self.prefix = Some(prefix.widen(probes)?);
+        Some(self)
     }
 
     /// True when the module is a stripped binary whose separate debug file is not installed:

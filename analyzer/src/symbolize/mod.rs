@@ -53,6 +53,9 @@ pub struct DebugCache {
     /// Modules a [`Prewarm`] opened while the command ran: one is used when a profile recorded
     /// the same (resolved) path and build-id.
     warmed: Warmed,
+    /// Debug files read in part stay open to be read further for the next profile's addresses
+    /// (see [`DebugCache::for_several`]).
+    widens: bool,
 }
 
 impl DebugCache {
@@ -61,7 +64,16 @@ impl DebugCache {
         DebugCache {
             modules: HashMap::new(),
             warmed,
+            widens: false,
         }
+    }
+
+    /// This cache, for the profiles of one run: a debug file read in part (libc's) keeps what it
+    /// inflated, and a profile whose addresses lie in other units has it read further from
+    /// there instead of from its start (memory: the inflated part, kept until the cache goes).
+    pub fn for_several(mut self) -> Self {
+        self.widens = true;
+        self
     }
 }
 
@@ -72,6 +84,8 @@ pub struct Symbolizer {
     cache: HashMap<(String, Vec<u8>), ModuleDebug>,
     /// Modules opened ahead (while the command ran), taken into `cache` when first needed.
     warmed: Warmed,
+    /// See [`DebugCache::for_several`].
+    widens: bool,
     debug_root: PathBuf,
     warnings: Vec<String>,
 }
@@ -88,6 +102,7 @@ impl Symbolizer {
             map: ModuleMap::new(snapshots),
             cache: cache.modules,
             warmed: cache.warmed,
+            widens: cache.widens,
             debug_root: PathBuf::from(DEBUG_ROOT),
             warnings: Vec::new(),
         }
@@ -98,6 +113,7 @@ impl Symbolizer {
         DebugCache {
             modules: self.cache,
             warmed: self.warmed,
+            widens: self.widens,
         }
     }
 

@@ -65,7 +65,7 @@ impl Symbolizer {
                 })
             })
             .collect();
-        let parts = WarmParts::new(std::mem::take(&mut self.warmed.parts));
+        let parts = WarmParts::new(std::mem::take(&mut self.warmed.parts)).widening(self.widens);
         let done = run(&jobs, opened, &self.debug_root, addrs, &parts);
         for (job, d) in jobs.into_iter().zip(done) {
             self.warnings.extend(d.warnings);
@@ -105,10 +105,17 @@ fn run(
             .iter()
             .map(|&i| probe_of(&job.module, addrs[i].0))
             .collect();
-        // A module opened for other addresses (a partly read debug file) may not name these.
+        // A module opened for other addresses (a partly read debug file) may not name these:
+        // its read goes on to their units (or, when it cannot, the module is opened again).
         let debug = lock(&opened[j])
             .take()
-            .filter(|d| d.covers(&probes))
+            .and_then(|d| {
+                if d.covers(&probes) {
+                    Some(d)
+                } else {
+                    d.widen(&probes)
+                }
+            })
             .unwrap_or_else(|| {
                 ModuleDebug::open_warm(&job.module, debug_root, &mut warnings, Some(&probes), parts)
             });

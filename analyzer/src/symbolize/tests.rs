@@ -270,6 +270,19 @@ fn a_partly_read_debug_file_names_frames_as_the_whole_file_does() {
         ],
     );
     assert!(!part.covers(&spread));
+    // Not kept open (a single profile's read): it cannot be widened.
+    assert!(part.widen(&spread).is_none());
+    // Kept open: widened to them (the read goes on from where it stopped), the first
+    // addresses are still named, the new ones as the whole file names them.
+    let keep = WarmParts::default().widening(true);
+    let part = ModuleDebug::open_warm(&module, root, &mut Vec::new(), Some(&early), &keep);
+    let widened = part.widen(&spread).expect("libc's read widens");
+    assert!(widened.covers(&early) && widened.covers(&spread));
+    let (inflated_wider, _) = widened.partly_read().expect("still a partial read");
+    assert!(inflated_wider > inflated, "{inflated_wider} vs {inflated}");
+    for &p in early.iter().chain(&spread) {
+        assert_eq!(widened.frames(p), whole.frames(p), "at {p:#x}");
+    }
     let part = ModuleDebug::open_for(&module, root, &mut Vec::new(), Some(&spread));
     assert!(part.partly_read().is_some());
     for &p in &spread {

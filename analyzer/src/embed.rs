@@ -75,16 +75,9 @@ pub fn embed_symbols_with_progress(
 
 /// Embeds symbols into several profiles, reading each binary once for all of them (the profiles
 /// of one run share their binaries).
+#[derive(Default)]
 pub struct Embedder {
     cache: DebugCache,
-}
-
-impl Default for Embedder {
-    fn default() -> Self {
-        Embedder {
-            cache: DebugCache::default().for_several(),
-        }
-    }
 }
 
 impl Embedder {
@@ -92,7 +85,16 @@ impl Embedder {
     /// command ran.
     pub fn with_warmed(warmed: crate::symbolize::Warmed) -> Self {
         Embedder {
-            cache: DebugCache::with_warmed(warmed).for_several(),
+            cache: DebugCache::with_warmed(warmed),
+        }
+    }
+
+    /// This embedder, for several profiles: a debug file read in part for one profile's
+    /// addresses is read on for the next's ([`DebugCache::for_several`]; its memory is kept
+    /// until the embedder goes).
+    pub fn for_several(self) -> Self {
+        Embedder {
+            cache: self.cache.for_several(),
         }
     }
 

@@ -145,7 +145,7 @@ fn profiles_embedded_together_get_the_symbols_each_gets_alone() {
     };
     let together: Vec<_> = recorded.iter().map(|p| copy(p, "together")).collect();
     let alone: Vec<_> = recorded.iter().map(|p| copy(p, "alone")).collect();
-    let mut joint = Embedder::default();
+    let mut joint = Embedder::default().for_several();
     for p in &together {
         let report = joint.embed(p, None).unwrap();
         assert!(

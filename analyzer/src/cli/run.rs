@@ -453,6 +453,9 @@ fn embed_all(output: &Path, main: &Path, run: &images::RunProfiles, warmed: Warm
     let mut warnings = Vec::new();
     // The modules opened while the command ran (see `symbolize::prewarm`).
     let mut embedder = Embedder::with_warmed(warmed);
+    if !others.is_empty() {
+        embedder = embedder.for_several();
+    }
     let mut embedded = Embedded {
         main: None,
         allocations: HashMap::new(),

@@ -448,8 +448,6 @@ impl Drop for Busy {
 /// a writer held up by something this thread holds (a lock the writer needs) delays it, never
 /// deadlocks it.
 const WAIT_MAX_NS: u64 = 20_000_000;
-/// How often a waiting thread looks at the backlog.
-const WAIT_STEP_NS: i64 = 100_000;
 
 /// Backpressure: a recording thread that queued a full buffer while the writer was behind and
 /// short of a core ([`super::buffer::FullQueue::should_wait`]) waits, off every lock of the
@@ -466,16 +464,8 @@ fn wait_for_writer(t: &ThreadState) {
     let Some(s) = super::session::current().filter(|s| std::ptr::eq(*s, t.session)) else {
         return;
     };
-    let deadline = crate::sys::clock::mono_ns() + WAIT_MAX_NS;
-    let step = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: WAIT_STEP_NS,
-    };
-    while s.full.behind() && s.is_running() && crate::sys::clock::mono_ns() < deadline {
-        s.wake.wake();
-        // SAFETY: a plain system call with a valid duration; interrupted early is fine.
-        unsafe { libc::nanosleep(&step, std::ptr::null_mut()) };
-    }
+    s.full
+        .wait_drained(WAIT_MAX_NS, || s.is_running(), || s.wake.wake());
 }
 
 /// Enters the recorder on the calling thread: `None` when the thread is already busy (a

@@ -3,7 +3,7 @@
 //! the header stores the rate and each event its real size, so the analyzer can weight it.
 //! Frees are recorded only for sampled blocks, found in a [`SampledSet`].
 
-use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 /// Per-thread state: bytes left until the next sample, and a xorshift generator.
 #[derive(Debug, Clone, Copy)]
@@ -53,8 +53,8 @@ impl Countdown {
 
 const WAYS: usize = 8;
 
-/// Counters of the filter in front of the set: 16 KiB, small enough to stay in the first-level
-/// cache of the threads that free.
+/// Counters of the filter in front of the set: 32 KiB, small enough to stay near the cores of
+/// the threads that free.
 const FILTER: usize = 8192;
 
 /// Addresses of live sampled blocks: set-associative, lock-free, no tombstones (each
@@ -67,9 +67,9 @@ const FILTER: usize = 8192;
 pub struct SampledSet {
     slots: Box<[AtomicU64]>,
     buckets: usize,
-    /// Live sampled blocks per filter counter (a counter never exceeds the set's capacity
-    /// over [`FILTER`] by much: 1 Mi slots over 8192 counters, 128 on average).
-    filter: Box<[AtomicU16]>,
+    /// Live sampled blocks per filter counter (32 bits: no count of blocks the set can hold
+    /// overflows one, however the addresses fall).
+    filter: Box<[AtomicU32]>,
 }
 
 impl SampledSet {
@@ -79,13 +79,13 @@ impl SampledSet {
         SampledSet {
             slots: (0..buckets * WAYS).map(|_| AtomicU64::new(0)).collect(),
             buckets,
-            filter: (0..FILTER).map(|_| AtomicU16::new(0)).collect(),
+            filter: (0..FILTER).map(|_| AtomicU32::new(0)).collect(),
         }
     }
 
     /// The filter counter of `addr` (hash bits other than the bucket's).
     #[inline(always)]
-    fn counter(&self, addr: u64) -> &AtomicU16 {
+    fn counter(&self, addr: u64) -> &AtomicU32 {
         let h = (addr >> 4).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 51;
         &self.filter[(h as usize) & (FILTER - 1)]
     }

@@ -170,30 +170,30 @@ fn finish_profile(
     };
     output::start_writeback(&main);
     let embedded = embed_all(output, &main, &run, warmed);
-    if !need_profile {
-        // The recorder already counted what the summary line says: no need to read the events
-        // back (nor, mostly, the rest of the file: the embedding just read it).
-        let quick = match &embedded.main {
-            Some(p) => checks::QuickSummary::from_profile(p),
-            None => None,
-        }
-        .or_else(|| checks::QuickSummary::read(&main));
-        crate::load::drop_in_background(embedded.main);
-        if let Some(quick) = quick {
-            quick.print();
-            finish_outputs(
-                output,
-                &main,
-                tmp,
-                &run,
-                argv,
-                quick.line.allocations,
-                &embedded.allocations,
-            )?;
-            return Ok(None);
-        }
+    // The recorder already counted what the summary line says: no need to read the events back
+    // (nor, mostly, the rest of the file: the embedding just read it).
+    let quick = if need_profile {
+        None
     } else {
-        crate::load::drop_in_background(embedded.main);
+        embedded
+            .main
+            .as_ref()
+            .and_then(checks::QuickSummary::from_profile)
+            .or_else(|| checks::QuickSummary::read(&main))
+    };
+    crate::load::drop_in_background(embedded.main);
+    if let Some(quick) = quick {
+        quick.print();
+        finish_outputs(
+            output,
+            &main,
+            tmp,
+            &run,
+            argv,
+            quick.line.allocations,
+            &embedded.allocations,
+        )?;
+        return Ok(None);
     }
     let loaded = load_path(
         &main,
@@ -424,9 +424,6 @@ fn busiest_child_note(
     }
 }
 
-/// Embeds symbols into every profile of the run, with one progress line for all of them: the
-/// main one even when truncated, the others only when complete (a child may still be running).
-/// Failures are warnings: loading symbolizes from the binaries instead.
 /// What [`embed_all`] read: the main profile without its events, and the allocation calls
 /// each profile's recorder counted (when its totals stand for it: see
 /// [`checks::QuickSummary`]), by path.
@@ -435,6 +432,10 @@ struct Embedded {
     allocations: HashMap<PathBuf, u64>,
 }
 
+/// Embeds symbols into every profile of the run, with one progress line for all of them: the
+/// main one even when truncated, the others only when complete (a child may still be running).
+/// Failures are warnings: loading symbolizes from the binaries instead. Several profiles share
+/// one reader of a debug file read in part ([`Embedder::for_several`]).
 fn embed_all(output: &Path, main: &Path, run: &images::RunProfiles, warmed: Warmed) -> Embedded {
     let others: Vec<&Path> = run
         .earlier

@@ -209,8 +209,8 @@ impl FullQueue {
 
     /// Sleeps until the backlog falls to [`BACKLOG_LOW`] (or at most `max_ns`, or until
     /// `go_on` says to stop), calling `nudge` (which wakes the writer) before each sleep. One
-    /// futex wait per fall, where polling every 100 µs made 300 waiting threads switch in and
-    /// out ≈ 3 million times a second (13% of a burst's samples in the scheduler).
+    /// futex wait per fall, where polling every 100 µs made a burst of 300 threads switch in
+    /// and out 134,000 times in 1.4 s (27,000 now; 13% of its samples were in the scheduler).
     pub fn wait_drained(&self, max_ns: u64, go_on: impl Fn() -> bool, nudge: impl Fn()) {
         let deadline = crate::sys::clock::mono_ns().saturating_add(max_ns);
         self.waiters.fetch_add(1, Ordering::SeqCst);

@@ -1,7 +1,7 @@
 //! Symbols come only from the code that ran: a binary rebuilt after the recording (another
 //! build-id) is not used to name frames.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use tidemark_analyzer::analysis::function_totals;
 use tidemark_analyzer::load::{load_path, LoadOptions};
@@ -35,23 +35,34 @@ __attribute__((noinline)) void *other_function(int i) { return calloc(1, 32 + i)
 int main(void) { void *p = other_function(3); printf("%p\n", p); free(p); return 0; }
 "#;
 
-#[test]
-fn a_rebuilt_binary_does_not_name_the_recorded_frames() {
+/// A fresh scratch directory named after `what` and this test process.
+fn scratch(what: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("tidemark-{what}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Runs `exe` under the preload library, its profile written to `profile`.
+fn record(exe: &Path, profile: &Path) {
     let rel = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release");
     let preload = rel.join("libtidemark_preload.so");
     assert!(preload.exists(), "run `cargo build --release` first");
-    let dir = std::env::temp_dir().join(format!("tidemark-symbols-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let exe = dir.join("prog");
-    gcc(V1, &exe);
-    let profile = dir.join("p.tmk");
-    let st = Command::new(&exe)
+    let st = Command::new(exe)
         .env("LD_PRELOAD", &preload)
-        .env("TIDEMARK_OUTPUT", &profile)
+        .env("TIDEMARK_OUTPUT", profile)
         .status()
         .unwrap();
     assert!(st.success());
+}
+
+#[test]
+fn a_rebuilt_binary_does_not_name_the_recorded_frames() {
+    let dir = scratch("symbols");
+    let exe = dir.join("prog");
+    gcc(V1, &exe);
+    let profile = dir.join("p.tmk");
+    record(&exe, &profile);
 
     // Same binary: named.
     let p = load_path(&profile, &LoadOptions::default()).unwrap();
@@ -119,23 +130,13 @@ int main(void) {
 #[test]
 fn profiles_embedded_together_get_the_symbols_each_gets_alone() {
     use tidemark_analyzer::embed::Embedder;
-    let rel = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release");
-    let preload = rel.join("libtidemark_preload.so");
-    assert!(preload.exists(), "run `cargo build --release` first");
-    let dir = std::env::temp_dir().join(format!("tidemark-embed-joint-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch("embed-joint");
     let mut recorded = Vec::new();
     for (name, src) in [("early", EARLY), ("spread", SPREAD)] {
         let exe = dir.join(name);
         gcc(src, &exe);
         let profile = dir.join(format!("{name}.tmk"));
-        let st = Command::new(&exe)
-            .env("LD_PRELOAD", &preload)
-            .env("TIDEMARK_OUTPUT", &profile)
-            .status()
-            .unwrap();
-        assert!(st.success());
+        record(&exe, &profile);
         recorded.push(profile);
     }
     let copy = |p: &Path, tag: &str| {

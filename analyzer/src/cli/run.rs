@@ -182,21 +182,38 @@ fn finish_profile(
             .or_else(|| checks::QuickSummary::read(&main))
     };
     crate::load::drop_in_background(embedded.main);
-    if let Some(quick) = quick {
-        quick.print();
-        finish_outputs(
-            output,
-            &main,
-            tmp,
-            &run,
-            argv,
-            quick.line.allocations,
-            &embedded.allocations,
-        )?;
-        return Ok(None);
-    }
-    let loaded = load_path(
+    let (allocations, profile) = match quick {
+        Some(quick) => {
+            quick.print();
+            (quick.line.allocations, None)
+        }
+        None => {
+            let (p, allocations) = load_and_report(output, &main, disk_full.as_deref())?;
+            (allocations, Some(p))
+        }
+    };
+    finish_outputs(
+        output,
         &main,
+        tmp,
+        &run,
+        argv,
+        allocations,
+        &embedded.allocations,
+    )?;
+    Ok(profile)
+}
+
+/// Loads the finished profile at `main` and prints its summary line, the recorder's messages
+/// and its warnings (what `tidemark run` says when the recorder's totals do not suffice); gives
+/// the profile and its allocation calls.
+fn load_and_report(
+    output: &Path,
+    main: &Path,
+    disk_full: Option<&str>,
+) -> anyhow::Result<(Profile, u64)> {
+    let loaded = load_path(
+        main,
         &LoadOptions {
             symbolize: true,
             progress: true,
@@ -207,17 +224,17 @@ fn finish_profile(
         Ok(p) => p,
         Err(e) => {
             // Still this run's file: leave it where the user asked for it, then say why.
-            if let Some(w) = &disk_full {
+            if let Some(w) = disk_full {
                 eprintln!("tidemark: error: {w}");
             }
-            output::persist(&main, output, "the profile")?;
+            output::persist(main, output, "the profile")?;
             return Err(anyhow::Error::new(e)
                 .context(format!("the profile {} cannot be loaded", output.display())));
         }
     };
     let s = summary(&p, 0);
     if let Some(t) = &p.truncated {
-        let reason = match &disk_full {
+        let reason = match disk_full {
             Some(_) => "disk full".to_owned(),
             None => t.reason.clone(),
         };
@@ -225,7 +242,7 @@ fn finish_profile(
             "tidemark: warning: the profile is truncated ({reason}); numbers cover the recorded \
              part only"
         );
-        if let Some(w) = &disk_full {
+        if let Some(w) = disk_full {
             eprintln!("tidemark: warning: {w}");
         }
     }
@@ -239,16 +256,7 @@ fn finish_profile(
     for w in checks::stack_warnings(&p) {
         eprintln!("tidemark: warning: {w}");
     }
-    finish_outputs(
-        output,
-        &main,
-        tmp,
-        &run,
-        argv,
-        s.counts.allocations,
-        &embedded.allocations,
-    )?;
-    Ok(Some(p))
+    Ok((p, s.counts.allocations))
 }
 
 /// Puts the profile at `main` where the user asked and the run's other profiles beside it, and

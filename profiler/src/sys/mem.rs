@@ -33,16 +33,12 @@ pub unsafe fn map_zeroed_for_write(p: *mut u8, len: usize) {
 /// # Safety
 /// All-zero bytes must be a valid `T` (plain integers, booleans, arrays of them).
 pub unsafe fn boxed_zeroed<T>() -> Box<T> {
-    let layout = std::alloc::Layout::new::<T>();
-    assert!(layout.size() > 0, "boxed_zeroed of a zero-sized type");
-    // SAFETY: the layout is non-zero sized; a null result is handled; the caller vouches that
-    // the zeroed bytes are a valid `T`, and the block is the global allocator's, as a Box needs.
+    // SAFETY: forwarded contract.
+    let b = unsafe { boxed_zeroed_lazy::<T>() };
+    let p = Box::into_raw(b);
+    // SAFETY: the block is `size_of::<T>()` zero bytes, owned, writable; back into its Box.
     unsafe {
-        let p = std::alloc::alloc_zeroed(layout) as *mut T;
-        if p.is_null() {
-            std::alloc::handle_alloc_error(layout);
-        }
-        map_zeroed_for_write(p.cast(), layout.size());
+        map_zeroed_for_write(p.cast(), std::mem::size_of::<T>());
         Box::from_raw(p)
     }
 }
@@ -57,8 +53,9 @@ pub unsafe fn boxed_zeroed<T>() -> Box<T> {
 /// All-zero bytes must be a valid `T` (plain integers, booleans, arrays of them).
 pub unsafe fn boxed_zeroed_lazy<T>() -> Box<T> {
     let layout = std::alloc::Layout::new::<T>();
-    assert!(layout.size() > 0, "boxed_zeroed_lazy of a zero-sized type");
-    // SAFETY: as in `boxed_zeroed`.
+    assert!(layout.size() > 0, "boxed_zeroed of a zero-sized type");
+    // SAFETY: the layout is non-zero sized; a null result is handled; the caller vouches that
+    // the zeroed bytes are a valid `T`, and the block is the global allocator's, as a Box needs.
     unsafe {
         let p = std::alloc::alloc_zeroed(layout) as *mut T;
         if p.is_null() {

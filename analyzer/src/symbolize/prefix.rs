@@ -162,11 +162,7 @@ impl PrefixDwarf {
         for &p in probes {
             units.insert(unit_of(&parts.ranges, p)?);
         }
-        let mut read = Self::with_units(parts, units)?;
-        if !keep {
-            read.parts = None;
-        }
-        Some(read)
+        Self::with_units(parts, units, keep)
     }
 
     /// This read and the units of `probes` as well: `.debug_info` inflated on from where this
@@ -180,10 +176,12 @@ impl PrefixDwarf {
         for &p in probes {
             units.insert(unit_of(&parts.ranges, p)?);
         }
-        Self::with_units(parts, units)
+        Self::with_units(parts, units, true)
     }
 
-    fn with_units(mut parts: DebugParts, units: BTreeSet<u64>) -> Option<PrefixDwarf> {
+    /// The read of `units`; with `keep`, `parts` stays in it to be read further (the rest of
+    /// the file copied for that), otherwise it is freed here.
+    fn with_units(mut parts: DebugParts, units: BTreeSet<u64>, keep: bool) -> Option<PrefixDwarf> {
         // What is not read yet of the other sections and the symbol table, on a second thread
         // while .debug_info is inflated up to the end of the last unit needed (the finish waits
         // for this module: libc's frames are in nearly every profile).
@@ -206,10 +204,15 @@ impl PrefixDwarf {
             Some((info_prefix?, rest))
         })?;
         let inflated = (info.out.len(), info.size);
-        let ranges = ranges.clone();
         let aranges = Arc::clone(aranges);
-        // Kept for a wider read later (the symbols are copied: ≈ 3,000 names for libc).
-        parts.rest = Some(rest.clone());
+        let (ranges, parts) = if keep {
+            let ranges = ranges.clone();
+            // Kept for a wider read later (the symbols are copied: ≈ 3,000 names for libc).
+            parts.rest = Some(rest.clone());
+            (ranges, Some(parts))
+        } else {
+            (std::mem::take(ranges), None)
+        };
         let (others, symbols) = rest;
         let endian = RunTimeEndian::Little;
         let sections = |id: SectionId| -> Result<Reader, ()> {
@@ -231,7 +234,7 @@ impl PrefixDwarf {
             units,
             ranges,
             inflated,
-            parts: Some(parts),
+            parts,
         })
     }
 

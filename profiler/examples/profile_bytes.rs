@@ -62,6 +62,28 @@ struct RawChunk {
     kind: u8,
     stored: u64,
     records: Vec<u8>,
+    /// An event chunk stored as columns: each stream's bytes.
+    streams: Vec<Vec<u8>>,
+}
+
+/// The streams of a columns transform, in stored order (`columns.rs`).
+const STREAM_NAMES: [&str; columns::STREAMS] = [
+    "ops", "sizes", "stacks", "kinds", "frees", "copies", "rest", "places", "others",
+];
+
+/// Splits decompressed columns into their streams (lengths first, then the streams).
+fn split_streams(cols: &[u8]) -> Option<Vec<Vec<u8>>> {
+    let mut c = Cursor::new(cols);
+    let lens: Vec<usize> = (0..columns::STREAMS)
+        .map(|_| c.uvarint().ok().map(|n| n as usize))
+        .collect::<Option<_>>()?;
+    let mut at = c.position();
+    let mut out = Vec::new();
+    for n in lens {
+        out.push(cols.get(at..at + n)?.to_vec());
+        at += n;
+    }
+    Some(out)
 }
 
 /// Walks the chunk framing of a version-2 file (the reader does not expose chunk kinds).
@@ -90,6 +112,7 @@ fn chunks(bytes: &[u8]) -> Result<(u64, Vec<RawChunk>), String> {
             _ => return Err(format!("chunk at byte {at}: framing cut short")),
         };
         let data = &payload[c.position()..];
+        let mut streams = Vec::new();
         let records = match codec {
             0 => data.to_vec(),
             1 => zstd::bulk::decompress(data, raw_len)
@@ -105,6 +128,7 @@ fn chunks(bytes: &[u8]) -> Result<(u64, Vec<RawChunk>), String> {
                 let mut records = Vec::new();
                 columns::decode(&cols, raw_len, &mut records)
                     .map_err(|e| format!("chunk at byte {at}: {}", e.0))?;
+                streams = split_streams(&cols).unwrap_or_default();
                 records
             }
             _ => return Err(format!("chunk at byte {at}: unknown codec {codec}")),
@@ -113,6 +137,7 @@ fn chunks(bytes: &[u8]) -> Result<(u64, Vec<RawChunk>), String> {
             kind,
             stored: (CHUNK_HEADER_LEN + len) as u64,
             records,
+            streams,
         });
         at += CHUNK_HEADER_LEN + len;
     }
@@ -132,6 +157,14 @@ fn report(path: &str) -> Result<(), String> {
     let mut by_chunk: BTreeMap<&'static str, Tally> = BTreeMap::new();
     let mut by_record: BTreeMap<&'static str, Tally> = BTreeMap::new();
     let mut reader = Reader::new(&bytes[..]).map_err(|e| format!("{path}: {e}"))?;
+    let mut by_stream = [Tally::default(); columns::STREAMS];
+    for ch in &raw_chunks {
+        for (t, s) in by_stream.iter_mut().zip(&ch.streams) {
+            t.count += 1;
+            t.raw += s.len() as u64;
+            t.alone += zstd_len(s);
+        }
+    }
     let mut i = 0;
     while let Some(mut it) = reader.next_chunk().map_err(|e| format!("{path}: {e}"))? {
         let Some(ch) = raw_chunks.get(i) else {
@@ -195,6 +228,13 @@ fn report(path: &str) -> Result<(), String> {
     println!("|---|---:|---:|---:|");
     for (name, t) in &by_record {
         println!("| {name} | {} | {} | {} |", t.count, t.raw, t.alone);
+    }
+    if by_stream.iter().any(|t| t.count > 0) {
+        println!("\n| event stream (columns) | decoded bytes | alone, zstd -3 per chunk |");
+        println!("|---|---:|---:|");
+        for (name, t) in STREAM_NAMES.iter().zip(&by_stream) {
+            println!("| {name} | {} | {} |", t.raw, t.alone);
+        }
     }
     println!();
     Ok(())

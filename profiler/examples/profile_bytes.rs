@@ -1,6 +1,7 @@
 //! Where the bytes of a profile go: per chunk kind (as stored, compressed, and decoded) and per
 //! record kind (decoded bytes, and what the records of that kind alone compress to, chunk by
-//! chunk). A developer tool for work on the format's size, not a user command.
+//! chunk), and per stream of the event chunks stored as columns. A developer tool for work on the
+//! format's size, not a user command.
 //!
 //! ```text
 //! cargo run --release -p tidemark --example profile_bytes -- app.tmk [more.tmk …]

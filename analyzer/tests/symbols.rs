@@ -147,13 +147,20 @@ fn profiles_embedded_together_get_the_symbols_each_gets_alone() {
     let together: Vec<_> = recorded.iter().map(|p| copy(p, "together")).collect();
     let alone: Vec<_> = recorded.iter().map(|p| copy(p, "alone")).collect();
     let mut joint = Embedder::default().for_several();
+    let mut resolved = Vec::new();
     for p in &together {
         let report = joint.embed(p, None).unwrap();
         assert!(
             report.resolved > 0 && !report.already_embedded,
             "{report:?}"
         );
+        resolved.push(report.resolved);
     }
+    // The same program's profile once more: every address was named for the first one (the
+    // embedder remembers them), and it gets the same names.
+    let again = copy(&recorded[0], "again");
+    let report = joint.embed(&again, None).unwrap();
+    assert_eq!(report.resolved, resolved[0], "{report:?}");
     for p in &alone {
         Embedder::default().embed(p, None).unwrap();
     }
@@ -166,6 +173,7 @@ fn profiles_embedded_together_get_the_symbols_each_gets_alone() {
     for (t, a) in together.iter().zip(&alone) {
         assert_eq!(names(t), names(a), "{}", t.display());
     }
+    assert_eq!(names(&again), names(&alone[0]));
     let spread = names(&together[1]);
     assert!(
         spread

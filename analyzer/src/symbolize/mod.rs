@@ -53,10 +53,15 @@ pub struct DebugCache {
     /// Modules a [`Prewarm`] opened while the command ran: one is used when a profile recorded
     /// the same (resolved) path and build-id.
     warmed: Warmed,
-    /// Debug files read in part stay open to be read further for the next profile's addresses
-    /// (see [`DebugCache::for_several`]).
+    /// Debug files read in part stay open to be read further for the next profile's addresses,
+    /// and the addresses named are remembered (see [`DebugCache::for_several`]).
     widens: bool,
+    /// With `widens`: what each module's addresses (file addresses looked up) were named.
+    named: Named,
 }
+
+/// What addresses were named, by module (path, recorded build-id) and file address looked up.
+type Named = HashMap<(String, Vec<u8>), HashMap<u64, Resolved>>;
 
 impl DebugCache {
     /// A cache starting from the modules a [`Prewarm`] opened.
@@ -65,12 +70,15 @@ impl DebugCache {
             modules: HashMap::new(),
             warmed,
             widens: false,
+            named: HashMap::new(),
         }
     }
 
     /// This cache, for the profiles of one run: a debug file read in part (libc's) keeps what it
     /// inflated, and a profile whose addresses lie in other units has it read further from
-    /// there instead of from its start (memory: the inflated part, kept until the cache goes).
+    /// there instead of from its start (memory: the inflated part, kept until the cache goes);
+    /// and an address named for one profile is not looked up (nor its C++ name demangled) again
+    /// for the next (a build's twenty `cc1` processes share most of their return addresses).
     pub fn for_several(mut self) -> Self {
         self.widens = true;
         self
@@ -86,6 +94,8 @@ pub struct Symbolizer {
     warmed: Warmed,
     /// See [`DebugCache::for_several`].
     widens: bool,
+    /// See [`DebugCache::named`].
+    named: Named,
     debug_root: PathBuf,
     warnings: Vec<String>,
 }
@@ -103,6 +113,7 @@ impl Symbolizer {
             cache: cache.modules,
             warmed: cache.warmed,
             widens: cache.widens,
+            named: cache.named,
             debug_root: PathBuf::from(DEBUG_ROOT),
             warnings: Vec::new(),
         }
@@ -114,6 +125,7 @@ impl Symbolizer {
             modules: self.cache,
             warmed: self.warmed,
             widens: self.widens,
+            named: self.named,
         }
     }
 

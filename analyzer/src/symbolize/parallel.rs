@@ -44,6 +44,15 @@ impl Symbolizer {
                 continue;
             };
             let key = (module.path.clone(), module.build_id.clone());
+            // Named for an earlier profile of the run (only kept for several profiles).
+            if let Some(r) = self
+                .named
+                .get(&key)
+                .and_then(|n| n.get(&probe_of(module, addr)))
+            {
+                out[i] = Some(r.clone());
+                continue;
+            }
             let j = *job_of.entry(key.clone()).or_insert_with(|| {
                 jobs.push(Job {
                     key,
@@ -69,6 +78,12 @@ impl Symbolizer {
         let done = run(&jobs, opened, &self.debug_root, addrs, &parts);
         for (job, d) in jobs.into_iter().zip(done) {
             self.warnings.extend(d.warnings);
+            if self.widens {
+                let named = self.named.entry(job.key.clone()).or_default();
+                for (&i, r) in job.positions.iter().zip(&d.resolved) {
+                    named.insert(probe_of(&job.module, addrs[i].0), r.clone());
+                }
+            }
             for (&i, r) in job.positions.iter().zip(d.resolved) {
                 out[i] = Some(r);
             }

@@ -242,7 +242,9 @@ pub fn append_symbols(path: &Path, entries: &[SymbolEntry]) -> Result<Appended, 
 
 /// Writes `entries` as Symbols chunks at `good_end` of the profile at `path` (a file of format
 /// `version` whose readable chunks end there, holding no Symbols record): bytes after it are
-/// cut first.
+/// cut first. What it writes is made durable (`fdatasync`); a file it has nothing to write to
+/// (no symbols, nothing to cut: a fork's child whose frames all have embedded names, a static
+/// helper) is left as the recorder wrote it, unopened.
 fn append_at(
     path: &Path,
     version: u16,
@@ -255,6 +257,9 @@ fn append_at(
         path: path.to_owned(),
         error,
     };
+    if bytes.is_empty() && std::fs::metadata(path).map_err(write_err)?.len() == good_end {
+        return Ok(out);
+    }
     let mut f = OpenOptions::new()
         .write(true)
         .open(path)

@@ -104,7 +104,7 @@ impl Embedder {
         path: &Path,
         progress: Option<&mut dyn ProgressSink>,
     ) -> Result<EmbedReport, EmbedError> {
-        embed_inner(path, progress, &mut self.cache).map(|(report, _)| report)
+        self.embed_read(path, progress).map(|(report, _)| report)
     }
 
     /// [`Embedder::embed`], also giving the profile as it was read for it: header, module
@@ -115,15 +115,30 @@ impl Embedder {
         path: &Path,
         progress: Option<&mut dyn ProgressSink>,
     ) -> Result<(EmbedReport, Profile), EmbedError> {
-        embed_inner(path, progress, &mut self.cache)
+        embed_inner(path, progress, &mut self.cache, false)
+            .map(|r| r.expect("a profile is embedded, complete or not"))
+    }
+
+    /// [`Embedder::embed_read`] for a profile that may still be being written (another
+    /// process's, which may still run): `None`, and nothing written, when it does not end with
+    /// its trailer.
+    pub fn embed_complete(
+        &mut self,
+        path: &Path,
+        progress: Option<&mut dyn ProgressSink>,
+    ) -> Result<Option<(EmbedReport, Profile)>, EmbedError> {
+        embed_inner(path, progress, &mut self.cache, true)
     }
 }
 
+/// Embeds the symbols of the profile at `path`; with `only_complete`, `None` (nothing written)
+/// when the profile does not end with its trailer.
 fn embed_inner(
     path: &Path,
     progress: Option<&mut dyn ProgressSink>,
     cache: &mut DebugCache,
-) -> Result<(EmbedReport, Profile), EmbedError> {
+    only_complete: bool,
+) -> Result<Option<(EmbedReport, Profile)>, EmbedError> {
     let opts = LoadOptions {
         events: false,
         stacks: false,
@@ -131,13 +146,16 @@ fn embed_inner(
         ..LoadOptions::default()
     };
     let mut p = read_path(path, &opts)?;
+    if only_complete && p.truncated.is_some() {
+        return Ok(None);
+    }
     let mut report = EmbedReport {
         addresses: p.ips.len(),
         ..EmbedReport::default()
     };
     if !p.embedded_symbols.is_empty() {
         report.already_embedded = true;
-        return Ok((report, p));
+        return Ok(Some((report, p)));
     }
     let warnings_before = p.warnings.len();
     let opts = SymbolizeOptions { use_files: true };
@@ -155,7 +173,7 @@ fn embed_inner(
     report.bytes_written = appended.bytes_written;
     report.already_embedded = appended.already_embedded;
     report.warnings.extend(appended.warning);
-    Ok((report, p))
+    Ok(Some((report, p)))
 }
 
 /// The frames of `ips` of a symbolized profile, ready for [`append_symbols`].

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::ffi::OsString;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::time::SystemTime;
@@ -450,7 +450,6 @@ fn embed_all(output: &Path, main: &Path, run: &images::RunProfiles, warmed: Warm
         .iter()
         .chain(&run.children)
         .map(|f| f.path.as_path())
-        .filter(|p| is_complete(p))
         .collect();
     let label = match others.len() {
         0 => output.display().to_string(),
@@ -475,8 +474,14 @@ fn embed_all(output: &Path, main: &Path, run: &images::RunProfiles, warmed: Warm
             index: index as u64,
             total: None,
         };
-        match embedder.embed_read(path, Some(&mut progress)) {
-            Ok((report, p)) => {
+        // The others only when complete: a child may still be running (and writing it).
+        let done = if index == 0 {
+            embedder.embed_read(path, Some(&mut progress)).map(Some)
+        } else {
+            embedder.embed_complete(path, Some(&mut progress))
+        };
+        match done {
+            Ok(Some((report, p))) => {
                 warnings.extend(report.warnings);
                 if let Some(q) = checks::QuickSummary::from_profile(&p) {
                     embedded
@@ -487,6 +492,7 @@ fn embed_all(output: &Path, main: &Path, run: &images::RunProfiles, warmed: Warm
                     embedded.main = Some(p);
                 }
             }
+            Ok(None) => {}
             Err(e) => warnings.push(format!(
                 "cannot embed symbols into {}: {e}; they are read from the binaries when it is \
                  loaded",
@@ -562,19 +568,6 @@ impl ProgressSink for OverallProgress<'_> {
     fn finish(&mut self) {
         self.line.update((self.index + 1) * Self::UNITS);
     }
-}
-
-/// True when the profile at `path` ends with its trailer.
-fn is_complete(path: &Path) -> bool {
-    let Ok(f) = File::open(path) else {
-        return false;
-    };
-    let Ok(mut r) = tidemark::format::Reader::new(std::io::BufReader::new(f)) else {
-        return false;
-    };
-    r.skip_events(true);
-    while let Ok(Some(_)) = r.next_chunk() {}
-    r.truncation().is_none()
 }
 
 /// Runs `exe` with `argv` under the recorder into `output`, then finishes the profile (symbols,

@@ -414,6 +414,118 @@ const CHUNKS_IN_FLIGHT: usize = 4;
 /// heaptrack_print's time on a churn), a decoded record being tens of bytes.
 const PIECE_BYTES: usize = 1 << 19;
 
+/// Applies the records of `chunk` (at `chunk_offset` in the file); a chunk with a good checksum
+/// that this reader cannot decode ends the profile there (`Some`).
+fn apply_chunk(
+    apply: &mut apply::Apply<'_>,
+    state: &mut OrderedState,
+    chunk_offset: u64,
+    chunk: &ChunkBytes,
+) -> Result<Option<Truncation>, LoadError> {
+    match chunk.records(state).visit(|rec| apply.record(rec)) {
+        Ok(()) => Ok(None),
+        Err(FormatError::BadRecord { offset, reason }) => Ok(Some(Truncation {
+            offset: chunk_offset.max(offset),
+            reason: format!(
+                "a chunk at byte {offset} holds a malformed record ({reason}); the rest of the \
+                 file was ignored"
+            ),
+        })),
+        Err(e) => Err(format_error(e)),
+    }
+}
+
+/// Reads and applies every chunk on this thread; what [`apply_chunk`] says ended the profile.
+fn read_here<R: Read>(
+    reader: &mut Reader<R>,
+    apply: &mut apply::Apply<'_>,
+    mut progress: Option<&mut (dyn ProgressSink + '_)>,
+) -> Result<Option<Truncation>, LoadError> {
+    let mut state = OrderedState::default();
+    let mut spare: Vec<u8> = Vec::new();
+    loop {
+        let chunk_offset = reader.offset();
+        let mut malformed: Result<Option<Truncation>, LoadError> = Ok(None);
+        let mut taken: Option<Vec<u8>> = None;
+        let mut reuse = || std::mem::take(&mut spare);
+        let mut send = |chunk: ChunkBytes| {
+            malformed = apply_chunk(apply, &mut state, chunk_offset, &chunk);
+            taken = Some(chunk.into_buffer());
+            matches!(malformed, Ok(None))
+        };
+        let more = reader
+            .next_chunk_pieces(PIECE_BYTES, &mut reuse, &mut send)
+            .map_err(format_error)?;
+        if let Some(b) = taken {
+            spare = b;
+        }
+        match malformed {
+            Ok(None) => {}
+            other => return other,
+        }
+        if !more {
+            return Ok(None);
+        }
+        if let Some(pr) = progress.as_deref_mut() {
+            pr.update(reader.offset());
+        }
+    }
+}
+
+/// Reads chunks on this thread and applies them on a second one (see [`load_inner`]).
+fn read_on_two_threads<R: Read>(
+    reader: &mut Reader<R>,
+    apply: &mut apply::Apply<'_>,
+    mut progress: Option<&mut (dyn ProgressSink + '_)>,
+) -> Result<Option<Truncation>, LoadError> {
+    let (to_apply, chunks) = std::sync::mpsc::sync_channel::<(u64, ChunkBytes)>(CHUNKS_IN_FLIGHT);
+    let (recycle, recycled) = std::sync::mpsc::channel::<Vec<u8>>();
+    let decoded = std::thread::scope(|scope| {
+        let applier = scope.spawn(move || -> Result<Option<Truncation>, LoadError> {
+            let mut state = OrderedState::default();
+            for (chunk_offset, chunk) in chunks {
+                // A malformed record: keep what came before it, and say the profile ends
+                // there (dropping `chunks` stops the reading thread).
+                if let Some(t) = apply_chunk(apply, &mut state, chunk_offset, &chunk)? {
+                    return Ok(Some(t));
+                }
+                // The reading side may be done already; the buffer is then dropped.
+                let _ = recycle.send(chunk.into_buffer());
+            }
+            Ok(None)
+        });
+        let read = (|| -> Result<(), LoadError> {
+            loop {
+                let chunk_offset = reader.offset();
+                let mut reuse = || recycled.try_recv().unwrap_or_default();
+                // False: the applying thread stopped at a malformed record (or panicked:
+                // join() says so).
+                let mut send = |chunk| to_apply.send((chunk_offset, chunk)).is_ok();
+                // An event chunk goes over in pieces as it is decoded, so that the applying
+                // thread starts on it at once (a churn's few chunks hold millions of events
+                // each: handed over whole, the two threads took turns).
+                let more = reader
+                    .next_chunk_pieces(PIECE_BYTES, &mut reuse, &mut send)
+                    .map_err(format_error)?;
+                if !more {
+                    return Ok(());
+                }
+                if let Some(pr) = progress.as_deref_mut() {
+                    pr.update(reader.offset());
+                }
+            }
+        })();
+        drop(to_apply);
+        let applied = match applier.join() {
+            Ok(applied) => applied,
+            Err(panic) => std::panic::resume_unwind(panic),
+        };
+        read.and(applied)
+    });
+    drop_in_background(recycled);
+    decoded
+}
+
 fn load_inner<R: Read>(
     r: R,
     opts: &LoadOptions,
@@ -455,75 +567,27 @@ fn load_inner<R: Read>(
     // Two cores: this thread reads chunks, checks them and decompresses them; a second one
     // decodes their records and applies them (stacks, replay). Chunks pass between the two as
     // bytes (a few bytes per event, where decoded records would be tens) through a bounded
-    // channel, so memory stays independent of the profile's length.
-    let (to_apply, chunks) = std::sync::mpsc::sync_channel::<(u64, ChunkBytes)>(CHUNKS_IN_FLIGHT);
-    let (recycle, recycled) = std::sync::mpsc::channel::<Vec<u8>>();
-    let decoded = std::thread::scope(|scope| {
-        let mut apply = apply::Apply {
-            p: &mut p,
-            replay: &mut replay,
-            stacks: &mut stacks,
-            embedded: &mut embedded,
-            last_sample_ns: &mut last_sample_ns,
-            cpu: &mut cpu,
-            escape: &mut escape,
-            track,
-            dense: Vec::new(),
-            slots: FxHashMap::default(),
-            last_slot: None,
-        };
-        let applier = scope.spawn(move || -> Result<Option<Truncation>, LoadError> {
-            let mut state = OrderedState::default();
-            for (chunk_offset, chunk) in chunks {
-                match chunk.records(&mut state).visit(|rec| apply.record(rec)) {
-                    Ok(()) => {}
-                    Err(FormatError::BadRecord { offset, reason }) => {
-                        // A chunk with a good checksum that this reader cannot decode: keep
-                        // what came before it, and say the profile ends there (dropping
-                        // `chunks` stops the reading thread).
-                        return Ok(Some(Truncation {
-                            offset: chunk_offset.max(offset),
-                            reason: format!(
-                                "a chunk at byte {offset} holds a malformed record \
-                                 ({reason}); the rest of the file was ignored"
-                            ),
-                        }));
-                    }
-                    Err(e) => return Err(format_error(e)),
-                }
-                // The reading side may be done already; the buffer is then dropped.
-                let _ = recycle.send(chunk.into_buffer());
-            }
-            Ok(None)
-        });
-        let read = (|| -> Result<(), LoadError> {
-            loop {
-                let chunk_offset = reader.offset();
-                let mut reuse = || recycled.try_recv().unwrap_or_default();
-                // False: the applying thread stopped at a malformed record (or panicked:
-                // join() says so).
-                let mut send = |chunk| to_apply.send((chunk_offset, chunk)).is_ok();
-                // An event chunk goes over in pieces as it is decoded, so that the applying
-                // thread starts on it at once (a churn's few chunks hold millions of events
-                // each: handed over whole, the two threads took turns).
-                let more = reader
-                    .next_chunk_pieces(PIECE_BYTES, &mut reuse, &mut send)
-                    .map_err(format_error)?;
-                if !more {
-                    return Ok(());
-                }
-                if let Some(pr) = progress.as_deref_mut() {
-                    pr.update(reader.offset());
-                }
-            }
-        })();
-        drop(to_apply);
-        let applied = match applier.join() {
-            Ok(applied) => applied,
-            Err(panic) => std::panic::resume_unwind(panic),
-        };
-        read.and(applied)
-    });
+    // channel, so memory stays independent of the profile's length. Without the events (what
+    // embedding symbols reads: a few small chunks) both happen here: a thread would cost more
+    // than the work it takes (a shell script's run embeds hundreds of such profiles).
+    let mut apply = apply::Apply {
+        p: &mut p,
+        replay: &mut replay,
+        stacks: &mut stacks,
+        embedded: &mut embedded,
+        last_sample_ns: &mut last_sample_ns,
+        cpu: &mut cpu,
+        escape: &mut escape,
+        track,
+        dense: Vec::new(),
+        slots: FxHashMap::default(),
+        last_slot: None,
+    };
+    let decoded = if opts.events {
+        read_on_two_threads(&mut reader, &mut apply, progress.as_deref_mut())
+    } else {
+        read_here(&mut reader, &mut apply, progress.as_deref_mut())
+    };
     let malformed = decoded?;
     // After a malformed record the reading thread may have read on: what it found there was
     // never the profile's.
@@ -602,8 +666,12 @@ fn load_inner<R: Read>(
         ));
     }
     p.embedded_symbols = embedded;
-    // Freeing the loader's tables and buffers takes milliseconds: off the command's path.
-    drop_in_background((stacks, reader.take_buffers(), recycled));
+    // Freeing the loader's tables and buffers takes milliseconds: off the command's path (a
+    // read without the events has small ones, freed sooner than a thread starts).
+    let leftovers = (stacks, reader.take_buffers());
+    if opts.events {
+        drop_in_background(leftovers);
+    }
     Ok(p)
 }
 

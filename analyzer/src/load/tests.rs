@@ -373,6 +373,15 @@ fn malformed_record_truncates_instead_of_failing() {
     let t = p.truncated.expect("flagged");
     assert!(t.reason.contains("malformed"), "{}", t.reason);
     assert_eq!(p.totals.counts.allocations, 4);
+    // Read without the events (on one thread: what embedding symbols does), the profile ends at
+    // the same place, for the same reason.
+    let opts = LoadOptions {
+        symbolize: false,
+        events: false,
+        ..LoadOptions::default()
+    };
+    let here = load_inner(&b.bytes()[..], &opts, None, None, None).unwrap();
+    assert_eq!(here.truncated, Some(t));
 }
 
 #[test]

@@ -200,3 +200,49 @@ fn a_shim_that_runs_the_program_as_a_child_leaves_it_beside_the_shells_profile()
         "{first}"
     );
 }
+
+/// A script running the program eight times: nine profiles (the shell's and the programs'),
+/// whose symbols the finish embeds on two threads (from eight profiles on). Each program's
+/// profile carries its own symbols and its exact numbers.
+#[test]
+fn a_script_running_the_program_eight_times_gets_each_profile_named() {
+    let scratch = Scratch::new("wrapper-eight");
+    let bin = fixture_bin("tm-alloc-without-free", &scratch);
+    let runs: String = (0..8)
+        .map(|i| {
+            format!(
+                "\"{}\" --duration-ms 20 --truth truth{i}.json || exit 1\n",
+                bin.display()
+            )
+        })
+        .collect();
+    shim(&scratch, "eight.sh", &format!("{runs}exit 0\n"));
+    let r = tidemark_cli(["run", "-o", "app.tmk", "--", "./eight.sh"], &scratch);
+    r.assert_success("tidemark run -- ./eight.sh");
+    let beside = profiles_beside(scratch.path());
+    assert!(beside.len() >= 8, "{beside:?}\n{}", r.describe());
+    let mut programs = 0;
+    for path in &beside {
+        let p = load(path);
+        if !same_file(Path::new(&p.header.exe), &bin) {
+            continue;
+        }
+        programs += 1;
+        assert!(
+            !p.embedded_symbols.is_empty(),
+            "{}: no symbols embedded\n{}",
+            path.display(),
+            r.describe()
+        );
+        let i = p
+            .header
+            .cmdline
+            .iter()
+            .find_map(|a| a.strip_prefix("truth")?.strip_suffix(".json"))
+            .unwrap_or_else(|| panic!("{}: {:?}", path.display(), p.header.cmdline))
+            .to_owned();
+        let truth = read_truth(&scratch.join(&format!("truth{i}.json")));
+        assert_loaded_matches_truth(&p, path, &truth);
+    }
+    assert_eq!(programs, 8, "{beside:?}\n{}", r.describe());
+}

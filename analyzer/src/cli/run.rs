@@ -7,6 +7,8 @@ use std::ffi::OsString;
 use std::fs::{self, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 use std::time::SystemTime;
 
 use anyhow::{bail, Context as _};
@@ -20,7 +22,7 @@ use super::launcher::{
 use super::output;
 use super::RunArgs;
 use crate::analysis::summary;
-use crate::embed::Embedder;
+use crate::embed::{EmbedError, EmbedReport, Embedder};
 use crate::load::{load_path, LoadOptions};
 use crate::model::Profile;
 use crate::progress::{ProgressSink, StderrProgress};
@@ -443,50 +445,46 @@ struct Embedded {
 /// Embeds symbols into every profile of the run, with one progress line for all of them: the
 /// main one even when truncated, the others only when complete (a child may still be running).
 /// Failures are warnings: loading symbolizes from the binaries instead. Several profiles share
-/// one reader of a debug file read in part ([`Embedder::for_several`]).
+/// one reader of a debug file read in part ([`Embedder::for_several`]); many (a build's, a shell
+/// script's) are embedded on two threads, each with its embedder.
 fn embed_all(output: &Path, main: &Path, run: &images::RunProfiles, warmed: Warmed) -> Embedded {
-    let others: Vec<&Path> = run
-        .earlier
-        .iter()
-        .chain(&run.children)
-        .map(|f| f.path.as_path())
+    let paths: Vec<&Path> = std::iter::once(main)
+        .chain(
+            run.earlier
+                .iter()
+                .chain(&run.children)
+                .map(|f| f.path.as_path()),
+        )
         .collect();
-    let label = match others.len() {
+    let label = match paths.len() - 1 {
         0 => output.display().to_string(),
         n => format!("{} and {n} more profile(s)", output.display()),
     };
     let mut line = StderrProgress::new(&label);
-    let count = 1 + others.len() as u64;
-    line.begin("symbolizing", Some(count * OverallProgress::UNITS));
+    line.begin(
+        "symbolizing",
+        Some(paths.len() as u64 * OverallProgress::UNITS),
+    );
+    let line = Mutex::new(line);
+    let workers = if paths.len() >= PARALLEL_EMBED_PROFILES {
+        std::thread::available_parallelism().map_or(1, |n| n.get().min(2))
+    } else {
+        1
+    };
+    let outcomes = embed_each(&paths, warmed, &line, workers);
     let mut warnings = Vec::new();
-    // The modules opened while the command ran (see `symbolize::prewarm`).
-    let mut embedder = Embedder::with_warmed(warmed);
-    if !others.is_empty() {
-        embedder = embedder.for_several();
-    }
     let mut embedded = Embedded {
         main: None,
         allocations: HashMap::new(),
     };
-    for (index, path) in std::iter::once(main).chain(others).enumerate() {
-        let mut progress = OverallProgress {
-            line: &mut line,
-            index: index as u64,
-            total: None,
-        };
-        // The others only when complete: a child may still be running (and writing it).
-        let done = if index == 0 {
-            embedder.embed_read(path, Some(&mut progress)).map(Some)
-        } else {
-            embedder.embed_complete(path, Some(&mut progress))
-        };
-        match done {
+    for (index, (path, outcome)) in paths.iter().zip(outcomes).enumerate() {
+        match outcome {
             Ok(Some((report, p))) => {
                 warnings.extend(report.warnings);
                 if let Some(q) = checks::QuickSummary::from_profile(&p) {
                     embedded
                         .allocations
-                        .insert(path.to_owned(), q.line.allocations);
+                        .insert(path.to_path_buf(), q.line.allocations);
                 }
                 if index == 0 {
                     embedded.main = Some(p);
@@ -500,14 +498,102 @@ fn embed_all(output: &Path, main: &Path, run: &images::RunProfiles, warmed: Warm
             )),
         }
     }
-    // Freeing the opened debug information (libc's inflated sections, a Rust program's
-    // indexes) takes a few milliseconds the user would wait for: off the finish's path.
-    crate::load::drop_in_background(embedder);
-    line.finish();
+    lock(&line).finish();
     for w in merge_hints(warnings) {
         eprintln!("tidemark: warning: {w}");
     }
     embedded
+}
+
+/// Profiles from which [`embed_all`] uses two threads: the second embedder opens the binaries
+/// again (each `cc1` of a build costs its first profile ≈ 20 ms), which a handful of profiles
+/// does not repay.
+const PARALLEL_EMBED_PROFILES: usize = 8;
+
+/// What embedding one profile gave: `None` for another process's profile that does not end
+/// with its trailer (left alone).
+type EmbedOutcome = Result<Option<(EmbedReport, Profile)>, EmbedError>;
+
+/// Embeds the symbols of `paths` (the main profile first) on `workers` threads taking the next
+/// profile in turn, each with an embedder of its own (the first starting from the modules
+/// opened while the command ran); the outcomes in the order of `paths`.
+fn embed_each(
+    paths: &[&Path],
+    warmed: Warmed,
+    line: &Mutex<StderrProgress>,
+    workers: usize,
+) -> Vec<EmbedOutcome> {
+    let slots: Vec<Mutex<Option<EmbedOutcome>>> = paths.iter().map(|_| Mutex::new(None)).collect();
+    let next = AtomicUsize::new(0);
+    let done = AtomicUsize::new(0);
+    let several = paths.len() > 1;
+    let work = |warmed: Warmed| {
+        let mut embedder = Embedder::with_warmed(warmed);
+        if several {
+            embedder = embedder.for_several();
+        }
+        loop {
+            let index = next.fetch_add(1, Ordering::Relaxed);
+            let Some(path) = paths.get(index) else {
+                break;
+            };
+            // One thread: the line follows each profile's own progress; two: profiles done.
+            let outcome = if workers == 1 {
+                let mut guard = lock(line);
+                let mut progress = OverallProgress {
+                    line: &mut guard,
+                    index: index as u64,
+                    total: None,
+                };
+                embed_one(&mut embedder, path, index, Some(&mut progress))
+            } else {
+                embed_one(&mut embedder, path, index, None)
+            };
+            *lock(&slots[index]) = Some(outcome);
+            let n = done.fetch_add(1, Ordering::Relaxed) + 1;
+            lock(line).update(n as u64 * OverallProgress::UNITS);
+        }
+        // Freeing the opened debug information (libc's inflated sections, a Rust program's
+        // indexes) takes a few milliseconds the user would wait for: off the finish's path.
+        crate::load::drop_in_background(embedder);
+    };
+    if workers <= 1 {
+        work(warmed);
+    } else {
+        std::thread::scope(|scope| {
+            for _ in 1..workers {
+                scope.spawn(|| work(Warmed::default()));
+            }
+            work(warmed);
+        });
+    }
+    slots
+        .into_iter()
+        .map(|m| {
+            m.into_inner()
+                .unwrap_or_else(|e| e.into_inner())
+                .expect("every profile was embedded")
+        })
+        .collect()
+}
+
+/// Embeds one profile: the main one (`index` 0) even when truncated, the others only when
+/// complete (a child may still be running, and writing it).
+fn embed_one(
+    embedder: &mut Embedder,
+    path: &Path,
+    index: usize,
+    progress: Option<&mut dyn ProgressSink>,
+) -> EmbedOutcome {
+    if index == 0 {
+        embedder.embed_read(path, progress).map(Some)
+    } else {
+        embedder.embed_complete(path, progress)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The warnings of all the profiles of a run, each once; the debug-package hints of one

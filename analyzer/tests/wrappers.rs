@@ -246,3 +246,48 @@ fn a_script_running_the_program_eight_times_gets_each_profile_named() {
     }
     assert_eq!(programs, 8, "{beside:?}\n{}", r.describe());
 }
+
+/// A script that leaves the program running in the background: the finish says the process is
+/// still running and where its profile is; once the program exits, that profile is complete and
+/// exact.
+#[test]
+fn a_program_left_running_in_the_background_is_named_and_its_profile_completes() {
+    let scratch = Scratch::new("wrapper-background");
+    let bin = fixture_bin("tm-alloc-without-free", &scratch);
+    // The pause lets the program start recording before the script ends.
+    shim(
+        &scratch,
+        "bg.sh",
+        &format!(
+            "\"{}\" --duration-ms 1500 --truth truth.json &\nsleep 0.3\nexit 0\n",
+            bin.display()
+        ),
+    );
+    let r = tidemark_cli(["run", "-o", "app.tmk", "--", "./bg.sh"], &scratch);
+    r.assert_success("tidemark run -- ./bg.sh");
+    let note = r
+        .stderr
+        .lines()
+        .find(|l| l.contains("still running when the command ended"))
+        .unwrap_or_else(|| panic!("no note of the running process\n{}", r.describe()));
+    let program = profiles_beside(scratch.path())
+        .into_iter()
+        .find(|p| {
+            tidemark_analyzer::load::read_path(p, &Default::default())
+                .is_ok_and(|p| same_file(Path::new(&p.header.exe), &bin))
+        })
+        .unwrap_or_else(|| panic!("no profile of the program\n{}", r.describe()));
+    let name = program.file_name().unwrap().to_str().unwrap();
+    assert!(note.contains(name), "{note}");
+    // Wait for the program to end (it writes its truth last, after its profile's trailer).
+    let truth_path = scratch.join("truth.json");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !truth_path.exists() || load(&program).truncated.is_some() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the program did not end"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_loaded_matches_truth(&load(&program), &program, &read_truth(&truth_path));
+}

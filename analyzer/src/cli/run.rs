@@ -202,6 +202,7 @@ fn finish_profile(
         argv,
         allocations,
         &embedded.allocations,
+        &embedded.running,
     )?;
     Ok(profile)
 }
@@ -271,6 +272,7 @@ fn finish_outputs(
     argv: &[OsString],
     allocations: u64,
     counted: &HashMap<PathBuf, u64>,
+    running: &[PathBuf],
 ) -> anyhow::Result<()> {
     output::persist(main, output, "the profile")?;
     match &run.main {
@@ -291,6 +293,7 @@ fn finish_outputs(
         .collect();
     let children = output::rename_children(tmp, output, others);
     report_children(&run.children, &children);
+    report_running(output, &run.children, &children, running);
     if run.earlier.is_empty() {
         // A command that exec'd is the program itself; one that did not may be a wrapper that
         // runs the program as a child.
@@ -401,6 +404,41 @@ fn report_children(children: &[images::ProfileFile], renamed: &[PathBuf]) {
     }
 }
 
+/// Says which child processes were still running when the command ended (a daemon, a job left in
+/// the background): their profiles are complete only once they exit, and hold no embedded
+/// symbols; the programs they start from then on write profiles under hidden temporary names,
+/// which no finish renames.
+fn report_running(
+    output: &Path,
+    children: &[images::ProfileFile],
+    renamed: &[PathBuf],
+    running: &[PathBuf],
+) {
+    let still: Vec<(&images::ProfileFile, &PathBuf)> = children
+        .iter()
+        .zip(renamed)
+        .filter(|(c, _)| running.contains(&c.path))
+        .collect();
+    let Some((first, path)) = still.first() else {
+        return;
+    };
+    let stem = output
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    eprintln!(
+        "tidemark: note: {} child process(es) still running when the command ended (pid {}, {}: \
+         {}): a profile is complete once its process exits, without embedded symbols (loading it \
+         reads them from the binaries); programs such a process starts from now on write \
+         hidden .{stem}.tidemark-….tmk profiles in {}",
+        still.len(),
+        first.pid,
+        first.program(),
+        path.display(),
+        parent_dir(output).display()
+    );
+}
+
 /// When a child process made more allocation calls than the profiled process (a wrapper that
 /// runs the real program as a child and waits), says which, from the recorders' own totals
 /// (`counted`, by the path a profile had when its symbols were embedded; read from the file
@@ -440,6 +478,8 @@ fn busiest_child_note(
 struct Embedded {
     main: Option<Profile>,
     allocations: HashMap<PathBuf, u64>,
+    /// The other profiles that did not end with their trailer: processes still running.
+    running: Vec<PathBuf>,
 }
 
 /// Embeds symbols into every profile of the run, with one progress line for all of them: the
@@ -476,6 +516,7 @@ fn embed_all(output: &Path, main: &Path, run: &images::RunProfiles, warmed: Warm
     let mut embedded = Embedded {
         main: None,
         allocations: HashMap::new(),
+        running: Vec::new(),
     };
     for (index, (path, outcome)) in paths.iter().zip(outcomes).enumerate() {
         match outcome {
@@ -490,7 +531,7 @@ fn embed_all(output: &Path, main: &Path, run: &images::RunProfiles, warmed: Warm
                     embedded.main = Some(p);
                 }
             }
-            Ok(None) => {}
+            Ok(None) => embedded.running.push(path.to_path_buf()),
             Err(e) => warnings.push(format!(
                 "cannot embed symbols into {}: {e}; they are read from the binaries when it is \
                  loaded",

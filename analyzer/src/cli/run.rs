@@ -171,7 +171,7 @@ fn finish_profile(
         }
     };
     output::start_writeback(&main);
-    let embedded = embed_all(output, &main, &run, warmed);
+    let mut embedded = embed_all(output, &main, &run, warmed);
     // The recorder already counted what the summary line says: no need to read the events back
     // (nor, mostly, the rest of the file: the embedding just read it).
     let quick = if need_profile {
@@ -183,7 +183,7 @@ fn finish_profile(
             .and_then(checks::QuickSummary::from_profile)
             .or_else(|| checks::QuickSummary::read(&main))
     };
-    crate::load::drop_in_background(embedded.main);
+    crate::load::drop_in_background(embedded.main.take());
     let (allocations, profile) = match quick {
         Some(quick) => {
             quick.print();
@@ -194,16 +194,7 @@ fn finish_profile(
             (allocations, Some(p))
         }
     };
-    finish_outputs(
-        output,
-        &main,
-        tmp,
-        &run,
-        argv,
-        allocations,
-        &embedded.allocations,
-        &embedded.running,
-    )?;
+    finish_outputs(output, &main, tmp, &run, argv, allocations, &embedded)?;
     Ok(profile)
 }
 
@@ -271,8 +262,7 @@ fn finish_outputs(
     run: &images::RunProfiles,
     argv: &[OsString],
     allocations: u64,
-    counted: &HashMap<PathBuf, u64>,
-    running: &[PathBuf],
+    embedded: &Embedded,
 ) -> anyhow::Result<()> {
     output::persist(main, output, "the profile")?;
     match &run.main {
@@ -293,11 +283,11 @@ fn finish_outputs(
         .collect();
     let children = output::rename_children(tmp, output, others);
     report_children(&run.children, &children);
-    report_running(output, &run.children, &children, running);
+    report_running(output, &run.children, &children, &embedded.running);
     if run.earlier.is_empty() {
         // A command that exec'd is the program itself; one that did not may be a wrapper that
         // runs the program as a child.
-        busiest_child_note(&run.children, &children, allocations, counted);
+        busiest_child_note(&run.children, &children, allocations, &embedded.allocations);
     }
     let mut dropped = checks::preload_dropped(argv);
     if dropped.is_empty() && allocations == 0 && children.is_empty() && earlier.is_empty() {

@@ -22,7 +22,7 @@ use super::launcher::{
 use super::output;
 use super::RunArgs;
 use crate::analysis::summary;
-use crate::embed::{EmbedError, EmbedReport, Embedder};
+use crate::embed::{EmbedError, Embedder};
 use crate::load::{load_path, LoadOptions};
 use crate::model::Profile;
 use crate::progress::{ProgressSink, StderrProgress};
@@ -508,17 +508,15 @@ fn embed_all(output: &Path, main: &Path, run: &images::RunProfiles, warmed: Warm
         allocations: HashMap::new(),
         running: Vec::new(),
     };
-    for (index, (path, outcome)) in paths.iter().zip(outcomes).enumerate() {
+    for (path, outcome) in paths.iter().zip(outcomes) {
         match outcome {
-            Ok(Some((report, p))) => {
-                warnings.extend(report.warnings);
-                if let Some(q) = checks::QuickSummary::from_profile(&p) {
-                    embedded
-                        .allocations
-                        .insert(path.to_path_buf(), q.line.allocations);
+            Ok(Some(done)) => {
+                warnings.extend(done.warnings);
+                if let Some(n) = done.allocations {
+                    embedded.allocations.insert(path.to_path_buf(), n);
                 }
-                if index == 0 {
-                    embedded.main = Some(p);
+                if done.profile.is_some() {
+                    embedded.main = done.profile;
                 }
             }
             Ok(None) => embedded.running.push(path.to_path_buf()),
@@ -543,7 +541,17 @@ const PARALLEL_EMBED_PROFILES: usize = 8;
 
 /// What embedding one profile gave: `None` for another process's profile that does not end
 /// with its trailer (left alone).
-type EmbedOutcome = Result<Option<(EmbedReport, Profile)>, EmbedError>;
+type EmbedOutcome = Result<Option<EmbedDone>, EmbedError>;
+
+/// What [`embed_all`] keeps of a profile it embedded (the profiles themselves are dropped as
+/// soon as they are done with, but for the main one: a build's thousand are not held at once).
+struct EmbedDone {
+    warnings: Vec<String>,
+    /// The allocation calls its recorder counted (see [`checks::QuickSummary`]).
+    allocations: Option<u64>,
+    /// The main profile (without its events).
+    profile: Option<Profile>,
+}
 
 /// Embeds the symbols of `paths` (the main profile first) on `workers` threads taking the next
 /// profile in turn, each with an embedder of its own (the first starting from the modules
@@ -616,11 +624,18 @@ fn embed_one(
     index: usize,
     progress: Option<&mut dyn ProgressSink>,
 ) -> EmbedOutcome {
-    if index == 0 {
+    let read = if index == 0 {
         embedder.embed_read(path, progress).map(Some)
     } else {
         embedder.embed_complete(path, progress)
-    }
+    };
+    read.map(|r| {
+        r.map(|(report, p)| EmbedDone {
+            warnings: report.warnings,
+            allocations: checks::QuickSummary::from_profile(&p).map(|q| q.line.allocations),
+            profile: (index == 0).then_some(p),
+        })
+    })
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

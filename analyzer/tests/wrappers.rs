@@ -202,7 +202,7 @@ fn a_shim_that_runs_the_program_as_a_child_leaves_it_beside_the_shells_profile()
 }
 
 /// A script running the program eight times: nine profiles (the shell's and the programs'),
-/// whose symbols the finish embeds on two threads (from eight profiles on). Each program's
+/// embedded by one embedder that names each address once for all of them. Each program's
 /// profile carries its own symbols and its exact numbers.
 #[test]
 fn a_script_running_the_program_eight_times_gets_each_profile_named() {

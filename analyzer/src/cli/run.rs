@@ -7,8 +7,6 @@ use std::ffi::OsString;
 use std::fs::{self, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 use std::time::SystemTime;
 
 use anyhow::{bail, Context as _};
@@ -22,7 +20,7 @@ use super::launcher::{
 use super::output;
 use super::RunArgs;
 use crate::analysis::summary;
-use crate::embed::{EmbedError, Embedder};
+use crate::embed::Embedder;
 use crate::load::{load_path, LoadOptions};
 use crate::model::Profile;
 use crate::progress::{ProgressSink, StderrProgress};
@@ -473,53 +471,60 @@ struct Embedded {
 }
 
 /// Embeds symbols into every profile of the run, with one progress line for all of them: the
-/// main one even when truncated, the others only when complete (a child may still be running).
-/// Failures are warnings: loading symbolizes from the binaries instead. Several profiles share
-/// one reader of a debug file read in part ([`Embedder::for_several`]); many (a build's, a shell
-/// script's) are embedded on two threads, each with its embedder.
+/// main one even when truncated, the others only when complete (a child may still be running,
+/// and writing it). Failures are warnings: loading symbolizes from the binaries instead. Several
+/// profiles share one reader of a debug file read in part and what was named for the ones
+/// before ([`Embedder::for_several`]). (Two threads with an embedder each were tried: a make
+/// build's finish 0.965× for 1.5× the memory, both opening `cc1` and libc; not kept.)
 fn embed_all(output: &Path, main: &Path, run: &images::RunProfiles, warmed: Warmed) -> Embedded {
-    let paths: Vec<&Path> = std::iter::once(main)
-        .chain(
-            run.earlier
-                .iter()
-                .chain(&run.children)
-                .map(|f| f.path.as_path()),
-        )
+    let others: Vec<&Path> = run
+        .earlier
+        .iter()
+        .chain(&run.children)
+        .map(|f| f.path.as_path())
         .collect();
-    let label = match paths.len() - 1 {
+    let label = match others.len() {
         0 => output.display().to_string(),
         n => format!("{} and {n} more profile(s)", output.display()),
     };
     let mut line = StderrProgress::new(&label);
-    line.begin(
-        "symbolizing",
-        Some(paths.len() as u64 * OverallProgress::UNITS),
-    );
-    let line = Mutex::new(line);
-    let workers = if paths.len() >= PARALLEL_EMBED_PROFILES {
-        std::thread::available_parallelism().map_or(1, |n| n.get().min(2))
-    } else {
-        1
-    };
-    let outcomes = embed_each(&paths, warmed, &line, workers);
+    let count = 1 + others.len() as u64;
+    line.begin("symbolizing", Some(count * OverallProgress::UNITS));
     let mut warnings = Vec::new();
+    // The modules opened while the command ran (see `symbolize::prewarm`).
+    let mut embedder = Embedder::with_warmed(warmed);
+    if !others.is_empty() {
+        embedder = embedder.for_several();
+    }
     let mut embedded = Embedded {
         main: None,
         allocations: HashMap::new(),
         running: Vec::new(),
     };
-    for (path, outcome) in paths.iter().zip(outcomes) {
-        match outcome {
-            Ok(Some(done)) => {
-                warnings.extend(done.warnings);
-                if let Some(n) = done.allocations {
-                    embedded.allocations.insert(path.to_path_buf(), n);
+    for (index, path) in std::iter::once(main).chain(others).enumerate() {
+        let mut progress = OverallProgress {
+            line: &mut line,
+            index: index as u64,
+            total: None,
+        };
+        let done = if index == 0 {
+            embedder.embed_read(path, Some(&mut progress)).map(Some)
+        } else {
+            embedder.embed_complete(path, Some(&mut progress))
+        };
+        match done {
+            Ok(Some((report, p))) => {
+                warnings.extend(report.warnings);
+                if let Some(q) = checks::QuickSummary::from_profile(&p) {
+                    embedded
+                        .allocations
+                        .insert(path.to_owned(), q.line.allocations);
                 }
-                if done.profile.is_some() {
-                    embedded.main = done.profile;
+                if index == 0 {
+                    embedded.main = Some(p);
                 }
             }
-            Ok(None) => embedded.running.push(path.to_path_buf()),
+            Ok(None) => embedded.running.push(path.to_owned()),
             Err(e) => warnings.push(format!(
                 "cannot embed symbols into {}: {e}; they are read from the binaries when it is \
                  loaded",
@@ -527,119 +532,14 @@ fn embed_all(output: &Path, main: &Path, run: &images::RunProfiles, warmed: Warm
             )),
         }
     }
-    lock(&line).finish();
+    // Freeing the opened debug information (libc's inflated sections, a Rust program's
+    // indexes) takes a few milliseconds the user would wait for: off the finish's path.
+    crate::load::drop_in_background(embedder);
+    line.finish();
     for w in merge_hints(warnings) {
         eprintln!("tidemark: warning: {w}");
     }
     embedded
-}
-
-/// Profiles from which [`embed_all`] uses two threads: the second embedder opens the binaries
-/// again (each `cc1` of a build costs its first profile ≈ 20 ms), which a handful of profiles
-/// does not repay.
-const PARALLEL_EMBED_PROFILES: usize = 8;
-
-/// What embedding one profile gave: `None` for another process's profile that does not end
-/// with its trailer (left alone).
-type EmbedOutcome = Result<Option<EmbedDone>, EmbedError>;
-
-/// What [`embed_all`] keeps of a profile it embedded (the profiles themselves are dropped as
-/// soon as they are done with, but for the main one: a build's thousand are not held at once).
-struct EmbedDone {
-    warnings: Vec<String>,
-    /// The allocation calls its recorder counted (see [`checks::QuickSummary`]).
-    allocations: Option<u64>,
-    /// The main profile (without its events).
-    profile: Option<Profile>,
-}
-
-/// Embeds the symbols of `paths` (the main profile first) on `workers` threads taking the next
-/// profile in turn, each with an embedder of its own (the first starting from the modules
-/// opened while the command ran); the outcomes in the order of `paths`.
-fn embed_each(
-    paths: &[&Path],
-    warmed: Warmed,
-    line: &Mutex<StderrProgress>,
-    workers: usize,
-) -> Vec<EmbedOutcome> {
-    let slots: Vec<Mutex<Option<EmbedOutcome>>> = paths.iter().map(|_| Mutex::new(None)).collect();
-    let next = AtomicUsize::new(0);
-    let done = AtomicUsize::new(0);
-    let several = paths.len() > 1;
-    let work = |warmed: Warmed| {
-        let mut embedder = Embedder::with_warmed(warmed);
-        if several {
-            embedder = embedder.for_several();
-        }
-        loop {
-            let index = next.fetch_add(1, Ordering::Relaxed);
-            let Some(path) = paths.get(index) else {
-                break;
-            };
-            // One thread: the line follows each profile's own progress; two: profiles done.
-            let outcome = if workers == 1 {
-                let mut guard = lock(line);
-                let mut progress = OverallProgress {
-                    line: &mut guard,
-                    index: index as u64,
-                    total: None,
-                };
-                embed_one(&mut embedder, path, index, Some(&mut progress))
-            } else {
-                embed_one(&mut embedder, path, index, None)
-            };
-            *lock(&slots[index]) = Some(outcome);
-            let n = done.fetch_add(1, Ordering::Relaxed) + 1;
-            lock(line).update(n as u64 * OverallProgress::UNITS);
-        }
-        // Freeing the opened debug information (libc's inflated sections, a Rust program's
-        // indexes) takes a few milliseconds the user would wait for: off the finish's path.
-        crate::load::drop_in_background(embedder);
-    };
-    if workers <= 1 {
-        work(warmed);
-    } else {
-        std::thread::scope(|scope| {
-            for _ in 1..workers {
-                scope.spawn(|| work(Warmed::default()));
-            }
-            work(warmed);
-        });
-    }
-    slots
-        .into_iter()
-        .map(|m| {
-            m.into_inner()
-                .unwrap_or_else(|e| e.into_inner())
-                .expect("every profile was embedded")
-        })
-        .collect()
-}
-
-/// Embeds one profile: the main one (`index` 0) even when truncated, the others only when
-/// complete (a child may still be running, and writing it).
-fn embed_one(
-    embedder: &mut Embedder,
-    path: &Path,
-    index: usize,
-    progress: Option<&mut dyn ProgressSink>,
-) -> EmbedOutcome {
-    let read = if index == 0 {
-        embedder.embed_read(path, progress).map(Some)
-    } else {
-        embedder.embed_complete(path, progress)
-    };
-    read.map(|r| {
-        r.map(|(report, p)| EmbedDone {
-            warnings: report.warnings,
-            allocations: checks::QuickSummary::from_profile(&p).map(|q| q.line.allocations),
-            profile: (index == 0).then_some(p),
-        })
-    })
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The warnings of all the profiles of a run, each once; the debug-package hints of one

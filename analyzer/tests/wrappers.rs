@@ -291,3 +291,49 @@ fn a_program_left_running_in_the_background_is_named_and_its_profile_completes()
     }
     assert_loaded_matches_truth(&load(&program), &program, &read_truth(&truth_path));
 }
+
+/// A child killed before it could finish its profile: the finish says so, and the profile holds
+/// what was recorded until then (a readable, truncated profile).
+#[test]
+fn a_child_killed_before_finishing_its_profile_is_named() {
+    let scratch = Scratch::new("wrapper-killed");
+    let bin = fixture_bin("tm-alloc-without-free", &scratch);
+    shim(
+        &scratch,
+        "kill.sh",
+        &format!(
+            "\"{}\" --duration-ms 5000 &\nsleep 0.3\nkill -9 $!\nwait\nexit 0\n",
+            bin.display()
+        ),
+    );
+    let r = tidemark_cli(["run", "-o", "app.tmk", "--", "./kill.sh"], &scratch);
+    r.assert_success("tidemark run -- ./kill.sh");
+    let warning = r
+        .stderr
+        .lines()
+        .find(|l| l.contains("ended without finishing its profile"))
+        .unwrap_or_else(|| panic!("no warning about the killed child\n{}", r.describe()));
+    assert!(
+        !r.stderr.contains("still running when the command ended"),
+        "{}",
+        r.describe()
+    );
+    let program = profiles_beside(scratch.path())
+        .into_iter()
+        .find(|p| {
+            tidemark_analyzer::load::read_path(p, &Default::default())
+                .is_ok_and(|p| same_file(Path::new(&p.header.exe), &bin))
+        })
+        .unwrap_or_else(|| panic!("no profile of the program\n{}", r.describe()));
+    let name = program.file_name().unwrap().to_str().unwrap();
+    assert!(warning.contains(name), "{warning}");
+    let p = load(&program);
+    assert!(
+        p.truncated.is_some(),
+        "a killed process's profile ends early"
+    );
+    assert!(
+        p.totals.counts.allocations > 0,
+        "what was recorded is there"
+    );
+}

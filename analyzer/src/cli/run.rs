@@ -392,39 +392,58 @@ fn report_children(children: &[images::ProfileFile], renamed: &[PathBuf]) {
     }
 }
 
-/// Says which child processes were still running when the command ended (a daemon, a job left in
-/// the background): their profiles are complete only once they exit, and hold no embedded
-/// symbols; the programs they start from then on write profiles under hidden temporary names,
-/// which no finish renames.
+/// Says which child profiles did not end with their trailer: a process still running when the
+/// command ended (a daemon, a job left in the background) completes its profile when it exits,
+/// without embedded symbols, and the programs it starts from then on write profiles under hidden
+/// temporary names, which no finish renames; a process already gone was killed before it could
+/// finish its profile (`SIGKILL`, the OOM killer), which holds what was recorded until then.
 fn report_running(
     output: &Path,
     children: &[images::ProfileFile],
     renamed: &[PathBuf],
     running: &[PathBuf],
 ) {
-    let still: Vec<(&images::ProfileFile, &PathBuf)> = children
+    let (alive, gone): (Vec<_>, Vec<_>) = children
         .iter()
         .zip(renamed)
         .filter(|(c, _)| running.contains(&c.path))
-        .collect();
-    let Some((first, path)) = still.first() else {
-        return;
+        .partition(|(c, _)| process_exists(c.pid));
+    if let Some((first, path)) = alive.first() {
+        let stem = output
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        eprintln!(
+            "tidemark: note: {} child process(es) still running when the command ended (pid {}, \
+             {}: {}): a profile is complete once its process exits, without embedded symbols \
+             (loading it reads them from the binaries); programs such a process starts from now \
+             on write hidden .{stem}.tidemark-….tmk profiles in {}",
+            alive.len(),
+            first.pid,
+            first.program(),
+            path.display(),
+            parent_dir(output).display()
+        );
+    }
+    for (c, path) in gone {
+        eprintln!(
+            "tidemark: warning: child process {} ({}) ended without finishing its profile (killed?): \
+             {} holds what was recorded until then",
+            c.pid,
+            c.program(),
+            path.display()
+        );
+    }
+}
+
+/// True when a process with this id exists (one that may not be signalled counts).
+fn process_exists(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
     };
-    let stem = output
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    eprintln!(
-        "tidemark: note: {} child process(es) still running when the command ended (pid {}, {}: \
-         {}): a profile is complete once its process exits, without embedded symbols (loading it \
-         reads them from the binaries); programs such a process starts from now on write \
-         hidden .{stem}.tidemark-….tmk profiles in {}",
-        still.len(),
-        first.pid,
-        first.program(),
-        path.display(),
-        parent_dir(output).display()
-    );
+    // SAFETY: signal 0 only checks that the process exists.
+    let r = unsafe { libc::kill(pid, 0) };
+    r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
 /// When a child process made more allocation calls than the profiled process (a wrapper that

@@ -46,6 +46,25 @@ fn summary_first_line(scratch: &Scratch, profile: &Path) -> String {
     r.stdout.lines().next().unwrap_or_default().to_owned()
 }
 
+/// The line of `r`'s stderr that holds `needle`; fails with the run's output otherwise.
+fn stderr_line<'r>(r: &'r Finished, needle: &str) -> &'r str {
+    r.stderr
+        .lines()
+        .find(|l| l.contains(needle))
+        .unwrap_or_else(|| panic!("no line with {needle:?}\n{}", r.describe()))
+}
+
+/// The profile beside `app.tmk` that `bin` wrote.
+fn profile_of(scratch: &Scratch, bin: &Path, r: &Finished) -> PathBuf {
+    profiles_beside(scratch.path())
+        .into_iter()
+        .find(|p| {
+            tidemark_analyzer::load::read_path(p, &Default::default())
+                .is_ok_and(|p| same_file(Path::new(&p.header.exe), bin))
+        })
+        .unwrap_or_else(|| panic!("no profile of the program\n{}", r.describe()))
+}
+
 fn assert_is_the_shell(p: &Profile, what: &str) {
     assert!(
         same_file(Path::new(&p.header.exe), Path::new("/bin/sh")),
@@ -265,18 +284,8 @@ fn a_program_left_running_in_the_background_is_named_and_its_profile_completes()
     );
     let r = tidemark_cli(["run", "-o", "app.tmk", "--", "./bg.sh"], &scratch);
     r.assert_success("tidemark run -- ./bg.sh");
-    let note = r
-        .stderr
-        .lines()
-        .find(|l| l.contains("still running when the command ended"))
-        .unwrap_or_else(|| panic!("no note of the running process\n{}", r.describe()));
-    let program = profiles_beside(scratch.path())
-        .into_iter()
-        .find(|p| {
-            tidemark_analyzer::load::read_path(p, &Default::default())
-                .is_ok_and(|p| same_file(Path::new(&p.header.exe), &bin))
-        })
-        .unwrap_or_else(|| panic!("no profile of the program\n{}", r.describe()));
+    let note = stderr_line(&r, "still running when the command ended");
+    let program = profile_of(&scratch, &bin, &r);
     let name = program.file_name().unwrap().to_str().unwrap();
     assert!(note.contains(name), "{note}");
     // Wait for the program to end (it writes its truth last, after its profile's trailer).
@@ -308,23 +317,13 @@ fn a_child_killed_before_finishing_its_profile_is_named() {
     );
     let r = tidemark_cli(["run", "-o", "app.tmk", "--", "./kill.sh"], &scratch);
     r.assert_success("tidemark run -- ./kill.sh");
-    let warning = r
-        .stderr
-        .lines()
-        .find(|l| l.contains("ended without finishing its profile"))
-        .unwrap_or_else(|| panic!("no warning about the killed child\n{}", r.describe()));
+    let warning = stderr_line(&r, "ended without finishing its profile");
     assert!(
         !r.stderr.contains("still running when the command ended"),
         "{}",
         r.describe()
     );
-    let program = profiles_beside(scratch.path())
-        .into_iter()
-        .find(|p| {
-            tidemark_analyzer::load::read_path(p, &Default::default())
-                .is_ok_and(|p| same_file(Path::new(&p.header.exe), &bin))
-        })
-        .unwrap_or_else(|| panic!("no profile of the program\n{}", r.describe()));
+    let program = profile_of(&scratch, &bin, &r);
     let name = program.file_name().unwrap().to_str().unwrap();
     assert!(warning.contains(name), "{warning}");
     let p = load(&program);

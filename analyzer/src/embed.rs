@@ -261,8 +261,8 @@ pub fn append_symbols(path: &Path, entries: &[SymbolEntry]) -> Result<Appended, 
 /// Writes `entries` as Symbols chunks at `good_end` of the profile at `path` (a file of format
 /// `version` whose readable chunks end there, holding no Symbols record): bytes after it are
 /// cut first. What it writes is made durable (`fdatasync`); a file it has nothing to write to
-/// (no symbols, nothing to cut: a fork's child whose frames all have embedded names, a static
-/// helper) is left as the recorder wrote it, unopened.
+/// (no symbols, nothing to cut: a shell's child between `fork` and `exec`, all of whose frames
+/// are in stripped binaries) is left as the recorder wrote it, unopened.
 fn append_at(
     path: &Path,
     version: u16,

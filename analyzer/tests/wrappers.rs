@@ -46,6 +46,16 @@ fn summary_first_line(scratch: &Scratch, profile: &Path) -> String {
     r.stdout.lines().next().unwrap_or_default().to_owned()
 }
 
+/// Writes the script `name` with `body` and runs it under `tidemark run -o app.tmk`, which must
+/// succeed.
+fn run_script(scratch: &Scratch, name: &str, body: &str) -> Finished {
+    shim(scratch, name, body);
+    let script = format!("./{name}");
+    let r = tidemark_cli(["run", "-o", "app.tmk", "--", &script], scratch);
+    r.assert_success(&format!("tidemark run -- {script}"));
+    r
+}
+
 /// The line of `r`'s stderr that holds `needle`; fails with the run's output otherwise.
 fn stderr_line<'r>(r: &'r Finished, needle: &str) -> &'r str {
     r.stderr
@@ -235,9 +245,7 @@ fn a_script_running_the_program_eight_times_gets_each_profile_named() {
             )
         })
         .collect();
-    shim(&scratch, "eight.sh", &format!("{runs}exit 0\n"));
-    let r = tidemark_cli(["run", "-o", "app.tmk", "--", "./eight.sh"], &scratch);
-    r.assert_success("tidemark run -- ./eight.sh");
+    let r = run_script(&scratch, "eight.sh", &format!("{runs}exit 0\n"));
     let beside = profiles_beside(scratch.path());
     assert!(beside.len() >= 8, "{beside:?}\n{}", r.describe());
     let mut programs = 0;
@@ -274,7 +282,7 @@ fn a_program_left_running_in_the_background_is_named_and_its_profile_completes()
     let scratch = Scratch::new("wrapper-background");
     let bin = fixture_bin("tm-alloc-without-free", &scratch);
     // The pause lets the program start recording before the script ends.
-    shim(
+    let r = run_script(
         &scratch,
         "bg.sh",
         &format!(
@@ -282,8 +290,6 @@ fn a_program_left_running_in_the_background_is_named_and_its_profile_completes()
             bin.display()
         ),
     );
-    let r = tidemark_cli(["run", "-o", "app.tmk", "--", "./bg.sh"], &scratch);
-    r.assert_success("tidemark run -- ./bg.sh");
     let note = stderr_line(&r, "still running when the command ended");
     let program = profile_of(&scratch, &bin, &r);
     let name = program.file_name().unwrap().to_str().unwrap();
@@ -307,7 +313,7 @@ fn a_program_left_running_in_the_background_is_named_and_its_profile_completes()
 fn a_child_killed_before_finishing_its_profile_is_named() {
     let scratch = Scratch::new("wrapper-killed");
     let bin = fixture_bin("tm-alloc-without-free", &scratch);
-    shim(
+    let r = run_script(
         &scratch,
         "kill.sh",
         &format!(
@@ -315,8 +321,6 @@ fn a_child_killed_before_finishing_its_profile_is_named() {
             bin.display()
         ),
     );
-    let r = tidemark_cli(["run", "-o", "app.tmk", "--", "./kill.sh"], &scratch);
-    r.assert_success("tidemark run -- ./kill.sh");
     let warning = stderr_line(&r, "ended without finishing its profile");
     assert!(
         !r.stderr.contains("still running when the command ended"),

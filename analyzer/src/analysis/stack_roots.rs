@@ -11,7 +11,7 @@
 //! - unless asked to keep them, the Rust runtime's start-up frames fold into one
 //!   [`RUNTIME_FRAME`] ([`runtime_prefix`]).
 
-use super::call_paths::runtime_prefix;
+pub use super::call_paths::runtime_prefix;
 pub use super::call_paths::RUNTIME_FRAME;
 pub use crate::model::TRUNCATED_FRAME;
 use crate::model::{Profile, StackStats};
@@ -60,6 +60,17 @@ pub fn root_marker(root_first: &[&str], truncated: bool) -> Option<&'static str>
     }
     let root = root_first.first()?;
     (!is_unnamed(root) && !is_entry_frame(root)).then_some(UNWINDING_STOPPED_FRAME)
+}
+
+/// False when no string of `p` names a Rust start-up frame ([`runtime_prefix`] looks for
+/// `std::rt::lang_start…` and `…__rust_begin_short_backtrace`): then no stack has frames to fold
+/// and [`display_names`] may keep them without looking for them in every name.
+pub fn may_have_runtime_frames(p: &Profile) -> bool {
+    p.strings.iter().any(|s| {
+        s.starts_with("std::rt::lang_start")
+            || s.starts_with("__rust_begin_short_backtrace")
+            || s.contains("::__rust_begin_short_backtrace")
+    })
 }
 
 /// The names of a recorded stack as outputs show them, root first: its marker frame

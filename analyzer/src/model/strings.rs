@@ -42,9 +42,19 @@ impl Strings {
         id
     }
 
+    /// The id of `s` when the table holds it.
+    pub fn find(&self, s: &str) -> Option<StringId> {
+        self.index.get(s).copied()
+    }
+
     /// The string behind `id` (empty for an id from another table).
     pub fn get(&self, id: StringId) -> &str {
         self.strings.get(id.0 as usize).map_or("", |s| s)
+    }
+
+    /// Every string, the empty one first.
+    pub fn iter(&self) -> impl Iterator<Item = &str> + '_ {
+        self.strings.iter().map(|s| &**s)
     }
 
     /// Number of strings, the empty one included.

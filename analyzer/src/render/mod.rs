@@ -93,7 +93,8 @@ pub fn flamegraph_svg_with<W: Write>(
     keep_runtime_frames: bool,
     out: W,
 ) -> Result<(), RenderError> {
-    let view = crate::analysis::views::folded_view_with(p, m, keep_runtime_frames)?;
+    let min_width = flamegraph::inferno_options("", None, "", inverted).min_width;
+    let view = crate::analysis::views::flamegraph_view(p, m, keep_runtime_frames, min_width)?;
     flamegraph::write(&view, &flamegraph::FlamegraphOptions { inverted }, out)
 }
 

@@ -76,6 +76,98 @@ fn folded_lines_root_first_sorted_and_merged() {
     );
 }
 
+/// 1,500 stacks over names that sort awkwardly (`f`, `f::g`, `f:`, `operator 2`), some rooted
+/// at `_start` and some not, with sizes from 1 byte to 1 GB: most frames are too narrow to draw.
+fn many_narrow_frames() -> Profile {
+    use crate::load::synthetic::Rng;
+    const NAMES: [&str; 12] = [
+        "_start",
+        "main",
+        "f",
+        "f::g",
+        "f:",
+        "fa",
+        "operator 2",
+        "x y",
+        "g",
+        "h<int>",
+        "h",
+        "k",
+    ];
+    let ip = |n: usize| 0x1000 + 16 * n as u64;
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut stacks: Vec<(u64, Vec<u64>)> = Vec::new();
+    for id in 1..=1500u64 {
+        let depth = 1 + rng.below(14) as usize;
+        // Leaf first; the root last: `_start` for most.
+        let mut frames: Vec<u64> = (0..depth)
+            .map(|_| ip(1 + rng.below(NAMES.len() as u64 - 1) as usize))
+            .collect();
+        if rng.below(4) != 0 {
+            frames.push(ip(0));
+        }
+        // A leaf `operator 2` would be read as a second count: keep it inside the stacks.
+        if frames[0] == ip(6) {
+            frames[0] = ip(2);
+        }
+        stacks.push((id, frames));
+    }
+    let stack_refs: Vec<(u64, &[u64])> = stacks.iter().map(|(id, f)| (*id, &f[..])).collect();
+    let frames: Vec<[(&str, &str, u32); 1]> = NAMES.iter().map(|n| [(*n, "x.c", 1)]).collect();
+    let symbols: Vec<crate::load::synthetic::SymbolEntry<'_>> = frames
+        .iter()
+        .enumerate()
+        .map(|(n, f)| (ip(n), &f[..]))
+        .collect();
+    let events: Vec<Ev> = (0..1500u64)
+        .map(|i| {
+            let size = (1 + rng.below(9)) * 10u64.pow(rng.below(10) as u32);
+            Ev::Alloc(i, 0x10_0000 + 0x1000 * i, size, 1 + i)
+        })
+        .collect();
+    let mut b = Builder::new();
+    b.stacks(&stack_refs)
+        .symbols(&symbols)
+        .batch(1, &events)
+        .trailer(&[]);
+    profile(&b.bytes())
+}
+
+#[test]
+fn flamegraph_from_the_cut_lines_is_the_flamegraph_of_all_lines() {
+    let p = many_narrow_frames();
+    for m in [Metric::Allocated, Metric::Allocations, Metric::Leaked] {
+        for inverted in [false, true] {
+            let min_width = flamegraph::inferno_options("", None, "", inverted).min_width;
+            let drawn = crate::analysis::views::flamegraph_view(&p, m, false, min_width).unwrap();
+            let all = crate::analysis::views::folded_view(&p, m).unwrap();
+            let bytes = |lines: &[String]| lines.iter().map(String::len).sum::<usize>();
+            let (cut, whole) = (bytes(&drawn.lines), bytes(&all.lines));
+            // One allocation per stack: 1 of 1,500 is wide enough to draw.
+            let expect_cut = m != Metric::Allocations;
+            assert!(
+                !expect_cut || (cut * 3 < whole * 2 && drawn.lines.len() < all.lines.len()),
+                "{m:?}: {} lines of {cut} bytes cut from {} of {whole}",
+                drawn.lines.len(),
+                all.lines.len()
+            );
+            let o = flamegraph::FlamegraphOptions { inverted };
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            flamegraph::write(&drawn, &o, &mut a).unwrap();
+            flamegraph::write(&all, &o, &mut b).unwrap();
+            assert!(
+                a == b,
+                "{m:?} inverted {inverted}: the SVGs differ ({} and {} bytes)",
+                a.len(),
+                b.len()
+            );
+            let mut c = Vec::new();
+            flamegraph_svg(&p, m, inverted, &mut c).unwrap();
+            assert!(a == c);
+        }
+    }
+}
+
 #[test]
 fn metric_names_round_trip() {
     for m in Metric::ALL {

@@ -55,10 +55,33 @@ pub fn folded_view_with(
     if !m.is_per_stack() {
         return Err(FoldedError::NotPerStack(m));
     }
+    view(p, m, fit_in_u64(folded_with(p, m, keep_runtime_frames)))
+}
+
+/// [`folded_view_with`] as a flamegraph draws it: each line cut after its first frame narrower
+/// than `min_width_pct` per cent of the total, which the drawing leaves out
+/// ([`super::drawn::drawn_lines`]; all the lines when the names do not allow it). inferno draws
+/// the same SVG from these lines as from all of them.
+pub fn flamegraph_view(
+    p: &Profile,
+    m: Metric,
+    keep_runtime_frames: bool,
+    min_width_pct: f64,
+) -> Result<FoldedView, FoldedError> {
+    if !m.is_per_stack() {
+        return Err(FoldedError::NotPerStack(m));
+    }
     m.check_available(p)?;
+    let lines = super::drawn::drawn_lines(p, m, keep_runtime_frames, min_width_pct)
+        .unwrap_or_else(|| fit_in_u64(folded_with(p, m, keep_runtime_frames)));
+    view(p, m, lines)
+}
+
+/// The view of `lines` with the titles of `m` over `p`.
+fn view(p: &Profile, m: Metric, lines: Vec<String>) -> Result<FoldedView, FoldedError> {
     let (title, subtitle) = titles(p, m);
     Ok(FoldedView {
-        lines: fit_in_u64(folded_with(p, m, keep_runtime_frames)),
+        lines,
         title,
         subtitle,
         count_name: m.count_name().to_owned(),
@@ -132,6 +155,9 @@ pub fn folded(p: &Profile, m: Metric) -> Vec<String> {
 /// [`folded`], with the Rust runtime's start-up frames folded into one `[Rust runtime]` frame
 /// unless `keep_runtime_frames` (what `tidemark flamegraph` draws by default).
 pub fn folded_with(p: &Profile, m: Metric, keep_runtime_frames: bool) -> Vec<String> {
+    // Without a Rust start-up frame in the profile there is nothing to fold.
+    let keep_runtime_frames =
+        keep_runtime_frames || !crate::analysis::stack_roots::may_have_runtime_frames(p);
     // Each half of the stacks made into sorted lines on a thread of its own, then merged
     // (python3's 6,100 stacks are 4 MB of lines: 12 ms on one thread).
     let lines = |stats: &[StackStats]| -> Vec<(String, u64)> {

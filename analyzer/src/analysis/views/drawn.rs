@@ -3,7 +3,7 @@
 //!
 //! inferno draws no frame narrower than a minimum width (`min_width` per cent of the total), but
 //! it parses every line and keeps every frame until the end. cc1plus's 23,700 deep C++ stacks
-//! are 32 MB of folded lines for 5,800 frames drawn: building, sorting and parsing those lines
+//! are 32 MB of folded lines for 5,200 frames drawn: building, sorting and parsing those lines
 //! was two thirds of `tidemark flamegraph`. Here the stacks are sorted as their names (the
 //! order of their folded lines, compared name by name), the width of every frame comes from one
 //! pass over them, and each line is written only up to its first frame too narrow to draw.

@@ -72,8 +72,12 @@ pub fn buffer_start(bytes: &[u8]) -> (u32, u64) {
 /// The transform's state across passes.
 #[derive(Default)]
 pub struct Orderer {
-    /// Events numbered at or above the last watermark, waiting for the next pass.
+    /// Events numbered at or above the last watermark, waiting for the next pass: the parts of
+    /// `waiting` that `runs` name.
     waiting: Vec<Ev>,
+    /// The waiting events of each buffer taken (`start..end` in `waiting`, in order of
+    /// position, each in order of number); what lies between them was written.
+    runs: Vec<(usize, usize)>,
     /// The events of one write when they had to be sorted (reused).
     ready: Vec<Ev>,
     /// Timeline samples not written yet, in order of their numbers (samples are few: they are
@@ -142,10 +146,21 @@ impl Orderer {
     /// Takes the events of one thread buffer (sequenced layout); records without a sequence
     /// number (threads, thread exits) go straight to `out`.
     pub fn take_buffer(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
+        let start = self.waiting.len();
         if self.take_events(bytes, out).is_err() {
             // The recorder wrote it in this very process: a record it cannot read back is a
             // bug, and the rest of the buffer cannot be trusted.
             debug_assert!(false, "undecodable thread buffer");
+        }
+        let end = self.waiting.len();
+        if end > start {
+            // One thread's events, numbered as they happened: in order already. (Stable, were
+            // they not: frees of one thread that read the same number keep their order.)
+            let run = &mut self.waiting[start..end];
+            if !run.is_sorted_by_key(|e| e.key) {
+                run.sort_by_key(|e| e.key);
+            }
+            self.runs.push((start, end));
         }
     }
 
@@ -282,41 +297,52 @@ impl Orderer {
         mut flush: impl FnMut(&mut Vec<u8>) -> std::io::Result<()>,
     ) -> std::io::Result<()> {
         let below = watermark.saturating_mul(1 << KEY_SHIFT);
-        // With one thread (or threads taking turns) the waiting events usually are in order:
-        // they are written from where they are. When most of them are to be written, all are
-        // sorted first (as a whole: no second copy of them).
-        let mut sorted = self.waiting.is_sorted_by_key(|e| e.key);
-        if !sorted && self.waiting.iter().filter(|e| e.key < below).count() * 2 > self.waiting.len()
-        {
-            self.waiting.sort_by_key(|e| e.key);
-            sorted = true;
+        // Each run's events below the watermark are a prefix of it: found by bisection, so the
+        // events that keep waiting are not read at all. (A pass of many threads' buffers is
+        // written in slices whose watermarks lag behind most of what it took — a thread's
+        // buffer spans numbers the other threads' buffers span too —, and reading every
+        // waiting event at each slice read each event of a burst of 300 threads many times
+        // over: a fifth of the writer's time.)
+        if self.runs.len() > 1 {
+            // Most of what waits is to be written (two threads taking turns, a last pass): all
+            // of it is sorted in place as one run (the sort merges the runs; no copy of them).
+            let (mut ready, mut kept) = (0, 0);
+            for r in &self.runs {
+                ready += self.waiting[r.0..r.1].partition_point(|e| e.key < below);
+                kept += r.1 - r.0;
+            }
+            if ready * 2 > kept {
+                self.compact_waiting_now();
+                self.waiting.sort_by_key(|e| e.key);
+                self.runs = vec![(0, self.waiting.len())];
+            }
         }
-        if sorted {
-            let n = self.waiting.partition_point(|e| e.key < below);
-            let waiting = std::mem::take(&mut self.waiting);
-            let result = self.write_events(&waiting[..n], out, chunk_bytes, &mut flush);
-            self.waiting = waiting;
-            result?;
-            self.waiting.drain(..n);
+        let waiting = std::mem::take(&mut self.waiting);
+        let mut runs = std::mem::take(&mut self.runs);
+        let mut parts: Vec<(usize, usize)> = Vec::with_capacity(runs.len());
+        for r in &mut runs {
+            let n = waiting[r.0..r.1].partition_point(|e| e.key < below);
+            if n > 0 {
+                parts.push((r.0, r.0 + n));
+                r.0 += n;
+            }
+        }
+        // With one thread (or threads taking turns) the parts follow each other in order: they
+        // are written from where they are; else they are merged by a stable sort of their
+        // copies (each part is in order: the sort merges them).
+        let in_order = parts
+            .windows(2)
+            .all(|w| waiting[w[0].1 - 1].key < waiting[w[1].0].key);
+        let result = if in_order {
+            parts.iter().try_for_each(|&(s, e)| {
+                self.write_events(&waiting[s..e], out, chunk_bytes, &mut flush)
+            })
         } else {
-            // Only the events below the watermark are sorted, and the others keep waiting in
-            // the order they came. A pass of many threads' buffers is written in slices whose
-            // watermarks lag behind most of what it took (a thread's buffer spans numbers the
-            // other threads' buffers span too): sorting everything that waits at every slice
-            // sorted each event of a burst of 300 threads ≈ 7 times (a third of the writer's
-            // time). Stable: each buffer is in order already, and frees of one thread that read
-            // the same number keep their order. (A merge of the runs with kept buffers, tried
-            // instead, made the writer fall behind a single-thread churn loop: 0.13 → 0.20 s
-            // and 50 → 185 MB.)
             let mut ready = std::mem::take(&mut self.ready);
             ready.clear();
-            self.waiting.retain(|e| {
-                let now = e.key < below;
-                if now {
-                    ready.push(*e);
-                }
-                !now
-            });
+            for &(s, e) in &parts {
+                ready.extend_from_slice(&waiting[s..e]);
+            }
             ready.sort_by_key(|e| e.key);
             let result = self.write_events(&ready, out, chunk_bytes, &mut flush);
             // Kept for the next write when small; a large one is given back (as the sort's
@@ -324,8 +350,13 @@ impl Orderer {
             if ready.capacity() <= READY_KEEP {
                 self.ready = ready;
             }
-            result?;
-        }
+            result
+        };
+        self.waiting = waiting;
+        runs.retain(|r| r.0 < r.1);
+        self.runs = runs;
+        self.compact_waiting();
+        result?;
         while self.samples.front().is_some_and(|s| s.seq < watermark) {
             self.write_sample(out);
         }
@@ -427,19 +458,50 @@ impl Orderer {
         );
         side.clear();
         attached.clear();
-        for e in self.waiting.iter_mut().filter(|e| e.side != NO_SIDE) {
-            let mut sd = self.side[e.side as usize];
-            if sd.frames != NO_FRAMES {
-                let rec = Self::attachments(&self.attached, sd.frames);
-                sd.frames = attached.len() as u32;
-                attached.extend_from_slice(&(rec.len() as u32).to_le_bytes());
-                attached.extend_from_slice(rec);
+        for &(start, end) in &self.runs {
+            for e in self.waiting[start..end]
+                .iter_mut()
+                .filter(|e| e.side != NO_SIDE)
+            {
+                let mut sd = self.side[e.side as usize];
+                if sd.frames != NO_FRAMES {
+                    let rec = Self::attachments(&self.attached, sd.frames);
+                    sd.frames = attached.len() as u32;
+                    attached.extend_from_slice(&(rec.len() as u32).to_le_bytes());
+                    attached.extend_from_slice(rec);
+                }
+                e.side = side.len() as u32;
+                side.push(sd);
             }
-            e.side = side.len() as u32;
-            side.push(sd);
         }
         self.spare_side = std::mem::replace(&mut self.side, side);
         self.spare_attached = std::mem::replace(&mut self.attached, attached);
+    }
+
+    /// Moves the runs of waiting events down over the written ones once those are a third of
+    /// `waiting` (each event moves at most twice for every written one: linear overall).
+    fn compact_waiting(&mut self) {
+        let kept: usize = self.runs.iter().map(|r| r.1 - r.0).sum();
+        if kept == 0 {
+            self.waiting.clear();
+            self.runs.clear();
+            return;
+        }
+        if self.waiting.len() >= kept + (kept / 2).max(COMPACT_SLACK) {
+            self.compact_waiting_now();
+        }
+    }
+
+    /// Moves the runs of waiting events down over the written ones.
+    fn compact_waiting_now(&mut self) {
+        let mut to = 0;
+        for r in &mut self.runs {
+            let n = r.1 - r.0;
+            self.waiting.copy_within(r.0..r.1, to);
+            *r = (to, to + n);
+            to += n;
+        }
+        self.waiting.truncate(to);
     }
 
     fn switch_to(&mut self, tid: u32, out: &mut Vec<u8>) {
@@ -577,6 +639,9 @@ impl Orderer {
 
 /// Events of a sorted write kept allocated between writes (2 MiB).
 const READY_KEEP: usize = 1 << 16;
+
+/// Written events `waiting` may always hold before it is compacted.
+const COMPACT_SLACK: usize = 4096;
 
 #[path = "order_ev.rs"]
 mod ev;

@@ -10,9 +10,10 @@
 #
 # --more adds three more real programs, none built with frame pointers: GCC's C++ front end
 # (cc1plus) compiling a small file, jq parsing a 60,000-object JSON file (630,000 blocks live
-# at once), and perl filling hashes and arrays (240,000 reallocs); and a burst of 300 threads
+# at once), and perl filling hashes and arrays (240,000 reallocs); a burst of 300 threads
 # allocating at once (profiler/preload/tests/programs/burst.c: the writer's ordering of many
-# threads and its backpressure).
+# threads and its backpressure); and 3,000,000 blocks live at once, each freed long after it
+# was made (liveset.c: the recorder's table of live blocks).
 #
 # Prints one table; every figure is the median of N runs (default 5). "added" is the median
 # wall time under the tool minus the plain median; "ratio" is tidemark's added time over
@@ -80,6 +81,7 @@ if [ "$more" = 1 ]; then
 import json
 print(json.dumps([{'id': i, 'name': 'n' * (i % 30), 'tags': [str(j) for j in range(i % 10)]} for i in range(60000)]))" > "$work/big.json"
     gcc "${cflags[@]}" -o "$work/burst" profiler/preload/tests/programs/burst.c -lpthread
+    gcc "${cflags[@]}" -o "$work/liveset" profiler/preload/tests/programs/liveset.c
     cat > "$work/fill.pl" <<'EOF'
 my %h; for my $i (1..300000) { my $s = "k" x ($i % 50); $h{$i % 20000} = [$s, {a => $s}]; } print scalar(keys %h), "\n";
 EOF
@@ -88,6 +90,7 @@ EOF
         "jq (60,000-object JSON)|jq length $work/big.json"
         "perl (hashes and arrays)|perl $work/fill.pl"
         "C burst, 300 threads at once|$work/burst 20000 300"
+        "C live set, 3M blocks|$work/liveset 3000000"
     )
 fi
 

@@ -3,7 +3,7 @@
 use super::{load, warn_truncated, write_output, DiffArgs};
 use anyhow::Context as _;
 
-use crate::analysis::views::{diff_view, folded};
+use crate::analysis::views::diff_flamegraph_view;
 use crate::render::flamegraph::{write_diff, FlamegraphOptions};
 
 pub(super) fn diff(a: &DiffArgs) -> anyhow::Result<u8> {
@@ -18,8 +18,6 @@ pub(super) fn diff(a: &DiffArgs) -> anyhow::Result<u8> {
             .check_available(p)
             .with_context(|| path.display().to_string())?;
     }
-    let before = folded(&base, metric);
-    let after = folded(&new, metric);
     let out = a.output.clone().unwrap_or_else(|| {
         let stem = |p: &std::path::Path| {
             p.file_stem()
@@ -41,7 +39,8 @@ pub(super) fn diff(a: &DiffArgs) -> anyhow::Result<u8> {
         a.base.display()
     );
     let empty = format!("{} has no {} to show", a.new.display(), metric.name());
-    let view = diff_view(&before, &after, &title, metric.count_name(), &empty)
+    let min_width = crate::render::flamegraph::inferno_options("", None, "", false).min_width;
+    let view = diff_flamegraph_view(&base, &new, metric, &title, &empty, min_width)
         .context("cannot draw the differential flamegraph")?;
     let mut svg = Vec::new();
     write_diff(&view, &FlamegraphOptions::default(), &mut svg)

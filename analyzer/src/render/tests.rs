@@ -79,6 +79,11 @@ fn folded_lines_root_first_sorted_and_merged() {
 /// 1,500 stacks over names that sort awkwardly (`f`, `f::g`, `f:`, `operator 2`), some rooted
 /// at `_start` and some not, with sizes from 1 byte to 1 GB: most frames are too narrow to draw.
 fn many_narrow_frames() -> Profile {
+    many_narrow_frames_from(0x9e37_79b9_7f4a_7c15)
+}
+
+/// [`many_narrow_frames`] from another seed.
+fn many_narrow_frames_from(seed: u64) -> Profile {
     use crate::load::synthetic::Rng;
     const NAMES: [&str; 12] = [
         "_start",
@@ -95,7 +100,7 @@ fn many_narrow_frames() -> Profile {
         "k",
     ];
     let ip = |n: usize| 0x1000 + 16 * n as u64;
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut rng = Rng(seed);
     let mut stacks: Vec<(u64, Vec<u64>)> = Vec::new();
     for id in 1..=1500u64 {
         let depth = 1 + rng.below(14) as usize;
@@ -166,6 +171,49 @@ fn flamegraph_from_the_cut_lines_is_the_flamegraph_of_all_lines() {
             assert!(a == c);
         }
     }
+}
+
+#[test]
+fn differential_flamegraph_from_the_cut_lines_is_the_one_of_all_lines() {
+    use crate::analysis::views::{diff_flamegraph_view, diff_view};
+    let before = many_narrow_frames_from(7);
+    let after = many_narrow_frames_from(11);
+    let min_width = flamegraph::inferno_options("", None, "", false).min_width;
+    for m in [Metric::Allocated, Metric::Allocations, Metric::Leaked] {
+        let cut = diff_flamegraph_view(&before, &after, m, "t", "nothing", min_width).unwrap();
+        let whole = diff_view(
+            &folded(&before, m),
+            &folded(&after, m),
+            "t",
+            m.count_name(),
+            "nothing",
+        )
+        .unwrap();
+        let bytes = |lines: &[String]| lines.iter().map(String::len).sum::<usize>();
+        assert_eq!(cut.lines.len(), whole.lines.len(), "{m:?}: every line kept");
+        if m != Metric::Allocations {
+            assert!(
+                bytes(&cut.lines) * 3 < bytes(&whole.lines) * 2,
+                "{m:?}: {} of {} bytes",
+                bytes(&cut.lines),
+                bytes(&whole.lines)
+            );
+        }
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        let o = flamegraph::FlamegraphOptions::default();
+        flamegraph::write_diff(&cut, &o, &mut a).unwrap();
+        flamegraph::write_diff(&whole, &o, &mut b).unwrap();
+        assert!(
+            a == b,
+            "{m:?}: the SVGs differ ({} and {} bytes)",
+            a.len(),
+            b.len()
+        );
+    }
+    // A new profile with nothing to show gives the placeholder either way.
+    let empty = Profile::default();
+    let v = diff_flamegraph_view(&before, &empty, Metric::Allocated, "t", "none", min_width);
+    assert!(v.unwrap().lines.is_empty());
 }
 
 #[test]

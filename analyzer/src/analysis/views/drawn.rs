@@ -101,16 +101,16 @@ pub fn drawn_lines(
 }
 
 /// A stack's names (`start..end` in the flat list of ids) and its value.
-struct Stack {
-    start: u32,
-    end: u32,
-    value: u64,
+pub(super) struct Stack {
+    pub(super) start: u32,
+    pub(super) end: u32,
+    pub(super) value: u64,
 }
 
 /// Every stack with a value of `m`, as ids of the names [`crate::analysis::stack_roots::display_names`]
 /// gives it, one after the other in one list. `None` when a line of these names would not read
 /// back as these frames.
-fn collect(
+pub(super) fn collect(
     p: &Profile,
     m: Metric,
     keep_runtime_frames: bool,
@@ -171,7 +171,7 @@ fn collect(
 /// Names by id: the profile's strings, and the marker frames the outputs add. A marker the
 /// string table also holds takes its id there, so that equal ids are equal names and equal
 /// names equal ids.
-struct Names<'p> {
+pub(super) struct Names<'p> {
     p: &'p Profile,
     truncated: u32,
     stopped: u32,
@@ -179,15 +179,27 @@ struct Names<'p> {
     unknown: u32,
 }
 
+/// Names by id ([`Names`], or the ids of two profiles' names in one space).
+pub(super) trait Resolve {
+    /// The name of `id`.
+    fn get(&self, id: u32) -> &str;
+}
+
+impl Resolve for Names<'_> {
+    fn get(&self, id: u32) -> &str {
+        Names::get(self, id)
+    }
+}
+
 impl<'p> Names<'p> {
-    const MARKERS: [&'static str; 4] = [
+    pub(super) const MARKERS: [&'static str; 4] = [
         TRUNCATED_FRAME,
         UNWINDING_STOPPED_FRAME,
         RUNTIME_FRAME,
         UNKNOWN_FUNCTION,
     ];
 
-    fn new(p: &'p Profile) -> Self {
+    pub(super) fn new(p: &'p Profile) -> Self {
         let id = |i: usize| {
             p.strings
                 .find(Self::MARKERS[i])
@@ -202,7 +214,17 @@ impl<'p> Names<'p> {
         }
     }
 
-    fn get(&self, id: u32) -> &'p str {
+    /// The id of the marker `MARKERS[i]`.
+    pub(super) fn marker(&self, i: usize) -> u32 {
+        [self.truncated, self.stopped, self.runtime, self.unknown][i]
+    }
+
+    /// The profile whose strings these are.
+    pub(super) fn table(&self) -> &'p Profile {
+        self.p
+    }
+
+    pub(super) fn get(&self, id: u32) -> &'p str {
         match u32::MAX - id {
             i @ 0..=3 => Self::MARKERS[i as usize],
             _ => self.p.str(StringId(id)),
@@ -214,7 +236,7 @@ impl<'p> Names<'p> {
 /// `min_width_pct` per cent of `total` as inferno measures it: frames open while consecutive
 /// lines share them, a frame's width is the sum of its lines' values, and it is dropped when
 /// `(end - start) as f64 < min_width / (100.0 / total as f64)`.
-fn first_narrow_frames(
+pub(super) fn first_narrow_frames(
     stacks: &[(&[u32], u64)],
     total: u64,
     min_width_pct: f64,
@@ -254,7 +276,7 @@ fn first_narrow_frames(
 
 /// True when inferno reads `leaf`, the last frame of a line, as it is: it trims white space at
 /// the end of a line and reads a last word of digits (and a dot) as a second count.
-fn plain_leaf(leaf: &str) -> bool {
+pub(super) fn plain_leaf(leaf: &str) -> bool {
     if leaf.is_empty() || leaf.ends_with(char::is_whitespace) {
         return false;
     }
@@ -265,7 +287,7 @@ fn plain_leaf(leaf: &str) -> bool {
 /// The order of the folded lines of two stacks of name ids (`a.join(";")` against
 /// `b.join(";")`), compared name by name: equal ids (equal names) are passed over without
 /// reading them.
-fn joined_cmp(a: &[u32], b: &[u32], names: &Names<'_>) -> Ordering {
+pub(super) fn joined_cmp(a: &[u32], b: &[u32], names: &impl Resolve) -> Ordering {
     for (i, (&x, &y)) in a.iter().zip(b).enumerate() {
         if x == y {
             continue;

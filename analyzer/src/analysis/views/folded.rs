@@ -297,11 +297,45 @@ pub fn diff_view(
     Ok(DiffView {
         lines,
         title: title.to_owned(),
-        subtitle: Some("widths: new profile · red grew, blue shrank".to_owned()),
+        subtitle: Some(DIFF_SUBTITLE.to_owned()),
         count_name: count_name.to_owned(),
         empty_message: empty_message.to_owned(),
     })
 }
+
+/// [`diff_view`] of two profiles' [`folded()`] lines of `m`, as a differential flamegraph draws
+/// it: each line cut after its first frame narrower than `min_width_pct` per cent of the new
+/// profile's total ([`super::drawn_diff::drawn_diff_lines`]; the whole lines when the names do
+/// not allow it). inferno draws the same SVG from these lines as from the whole ones.
+pub fn diff_flamegraph_view(
+    before: &Profile,
+    after: &Profile,
+    m: Metric,
+    title: &str,
+    empty_message: &str,
+    min_width_pct: f64,
+) -> Result<DiffView, FoldedError> {
+    let has_any = after.stack_stats.iter().any(|s| m.of(&s.counts) != 0);
+    match super::drawn_diff::drawn_diff_lines(before, after, m, min_width_pct) {
+        Some(lines) if has_any => Ok(DiffView {
+            lines,
+            title: title.to_owned(),
+            subtitle: Some(DIFF_SUBTITLE.to_owned()),
+            count_name: m.count_name().to_owned(),
+            empty_message: empty_message.to_owned(),
+        }),
+        _ => diff_view(
+            &folded(before, m),
+            &folded(after, m),
+            title,
+            m.count_name(),
+            empty_message,
+        ),
+    }
+}
+
+/// How to read a differential flamegraph.
+const DIFF_SUBTITLE: &str = "widths: new profile · red grew, blue shrank";
 
 /// The differential folded lines (`"a;b;c BEFORE AFTER"`) of two folded profiles, sorted.
 pub fn differential_lines(

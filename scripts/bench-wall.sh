@@ -3,8 +3,8 @@
 # `tidemark run` and under heaptrack, interleaved (plain, tidemark, heaptrack, plain, ...), on
 # several workloads: C churn and deep recursion built without frame pointers (their loop
 # counters live in rbp), a Rust workload, and a real program (python3). Also the profile size
-# per event against heaptrack's .zst, and `tidemark summary` against `heaptrack_print` on the
-# same run's files.
+# per event against heaptrack's .zst, and `tidemark summary` and `tidemark flamegraph` against
+# `heaptrack_print` on the same run's files.
 #
 #   scripts/bench-wall.sh [--reps N] [--quick] [--more]
 #
@@ -97,12 +97,12 @@ fi
 now_ns() { date +%s%N; }
 median() { sort -n | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 
-printf '| workload | plain | tidemark run | heaptrack | tidemark added / heaptrack added | tidemark bytes | heaptrack .zst bytes | summary / heaptrack_print |\n'
-printf '|---|---|---|---|---|---|---|---|\n'
+printf '| workload | plain | tidemark run | heaptrack | tidemark added / heaptrack added | tidemark bytes | heaptrack .zst bytes | summary / heaptrack_print | flamegraph / heaptrack_print |\n'
+printf '|---|---|---|---|---|---|---|---|---|\n'
 for w in "${workloads[@]}"; do
     name=${w%%|*}
     cmd=${w#*|}
-    : > "$work/plain.t"; : > "$work/tm.t"; : > "$work/ht.t"; : > "$work/sum.t"; : > "$work/htp.t"
+    : > "$work/plain.t"; : > "$work/tm.t"; : > "$work/ht.t"; : > "$work/sum.t"; : > "$work/htp.t"; : > "$work/fg.t"
     for r in $(seq 1 "$reps"); do
         rm -f "$work"/p.tmk "$work"/ht.*
         t0=$(now_ns); env PYTHONMALLOC=malloc $cmd >/dev/null 2>&1; t1=$(now_ns)
@@ -114,15 +114,18 @@ for w in "${workloads[@]}"; do
         ht_file=$(ls "$work"/ht*.zst 2>/dev/null | head -1)
         t0=$(now_ns); "$tidemark" summary "$work/p.tmk" >/dev/null 2>&1; t1=$(now_ns)
         echo $(( (t1 - t0) / 1000000 )) >> "$work/sum.t"
+        t0=$(now_ns); "$tidemark" flamegraph -o "$work/p.svg" "$work/p.tmk" >/dev/null 2>&1; t1=$(now_ns)
+        echo $(( (t1 - t0) / 1000000 )) >> "$work/fg.t"
         t0=$(now_ns); heaptrack_print "$ht_file" >/dev/null 2>&1; t1=$(now_ns)
         echo $(( (t1 - t0) / 1000000 )) >> "$work/htp.t"
         tm_bytes=$(stat -c %s "$work/p.tmk")
         ht_bytes=$(stat -c %s "$ht_file")
     done
     plain=$(median < "$work/plain.t"); tm=$(median < "$work/tm.t"); ht=$(median < "$work/ht.t")
-    sum=$(median < "$work/sum.t"); htp=$(median < "$work/htp.t")
+    sum=$(median < "$work/sum.t"); htp=$(median < "$work/htp.t"); fg=$(median < "$work/fg.t")
     ratio=$(awk -v p="$plain" -v t="$tm" -v h="$ht" 'BEGIN { if (h - p > 0) printf "%.2f", (t - p) / (h - p); else print "n/a" }')
     sratio=$(awk -v s="$sum" -v h="$htp" 'BEGIN { if (h > 0) printf "%.2f", s / h; else print "n/a" }')
-    printf '| %s | %s ms | %s ms | %s ms | %s | %s | %s | %s |\n' \
-        "$name" "$plain" "$tm" "$ht" "$ratio" "$tm_bytes" "$ht_bytes" "$sratio"
+    fratio=$(awk -v s="$fg" -v h="$htp" 'BEGIN { if (h > 0) printf "%.2f", s / h; else print "n/a" }')
+    printf '| %s | %s ms | %s ms | %s ms | %s | %s | %s | %s | %s |\n' \
+        "$name" "$plain" "$tm" "$ht" "$ratio" "$tm_bytes" "$ht_bytes" "$sratio" "$fratio"
 done

@@ -167,8 +167,9 @@ impl LiveBlocks {
 }
 
 /// Open-addressing table from address to one word: linear probing, removal by shifting the
-/// following entries back (no tombstones), at most 5/8 full. Address 0 (the empty-slot mark)
-/// is held beside the slots.
+/// following entries back (no tombstones), at most 3/4 full (5/8 took twice the memory for 3 M
+/// live blocks, and was no faster: docs/performance.md, speed round 10). Address 0 (the
+/// empty-slot mark) is held beside the slots.
 struct AddrTable {
     slots: Vec<(u64, u64)>,
     /// `64 - log2(slots.len())`: a slot index is the top bits of the address's hash.
@@ -219,7 +220,7 @@ impl AddrTable {
             self.len += usize::from(old.is_none());
             return old;
         }
-        if (self.len + 1) * 8 > self.slots.len() * 5 {
+        if (self.len + 1) * 4 > self.slots.len() * 3 {
             self.grow();
         }
         let mask = self.mask();

@@ -65,6 +65,29 @@ pub unsafe fn boxed_zeroed_lazy<T>() -> Box<T> {
     }
 }
 
+/// `n` values of `T` on the heap, allocated zeroed, their pages left to be mapped on first touch:
+/// for a large table whose every first touch is a write (an atomic exchange), so that a process
+/// that fills little of it maps little of it.
+///
+/// # Safety
+/// All-zero bytes must be a valid `T` (plain integers, atomics of them).
+pub unsafe fn zeroed_slice_lazy<T>(n: usize) -> Box<[T]> {
+    let layout = std::alloc::Layout::array::<T>(n).expect("a table that fits in memory");
+    if layout.size() == 0 {
+        return Vec::new().into_boxed_slice();
+    }
+    // SAFETY: the layout is non-zero sized; a null result is handled; the caller vouches that
+    // the zeroed bytes are valid `T`s, and the block is the global allocator's, with the layout
+    // of `n` of them, as a boxed slice needs.
+    unsafe {
+        let p = std::alloc::alloc_zeroed(layout) as *mut T;
+        if p.is_null() {
+            std::alloc::handle_alloc_error(layout);
+        }
+        Box::from_raw(std::ptr::slice_from_raw_parts_mut(p, n))
+    }
+}
+
 /// `n` copies of `zero`, a value whose bytes are all zero (e.g. `(0u64, 0u64)`), in memory
 /// mapped writable from the start (see the module documentation).
 pub fn zeroed_vec<T: Copy>(n: usize, zero: T) -> Vec<T> {
@@ -86,6 +109,17 @@ pub fn zeroed_vec<T: Copy>(n: usize, zero: T) -> Vec<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn zeroed_slice_is_zero() {
+        // SAFETY: zero is a valid u64.
+        let v: Box<[u64]> = unsafe { zeroed_slice_lazy(1 << 20) };
+        assert_eq!(v.len(), 1 << 20);
+        assert!(v.iter().all(|&e| e == 0));
+        // SAFETY: as above.
+        let e: Box<[u64]> = unsafe { zeroed_slice_lazy(0) };
+        assert!(e.is_empty());
+    }
 
     #[test]
     fn zeroed_vec_is_zero() {

@@ -138,6 +138,11 @@ fn many_narrow_frames_from(seed: u64) -> Profile {
     profile(&b.bytes())
 }
 
+/// Bytes of folded lines.
+fn line_bytes(lines: &[String]) -> usize {
+    lines.iter().map(String::len).sum()
+}
+
 #[test]
 fn flamegraph_from_the_cut_lines_is_the_flamegraph_of_all_lines() {
     let p = many_narrow_frames();
@@ -146,8 +151,7 @@ fn flamegraph_from_the_cut_lines_is_the_flamegraph_of_all_lines() {
             let min_width = flamegraph::inferno_options("", None, "", inverted).min_width;
             let drawn = crate::analysis::views::flamegraph_view(&p, m, false, min_width).unwrap();
             let all = crate::analysis::views::folded_view(&p, m).unwrap();
-            let bytes = |lines: &[String]| lines.iter().map(String::len).sum::<usize>();
-            let (cut, whole) = (bytes(&drawn.lines), bytes(&all.lines));
+            let (cut, whole) = (line_bytes(&drawn.lines), line_bytes(&all.lines));
             // One allocation per stack: 1 of 1,500 is wide enough to draw.
             let expect_cut = m != Metric::Allocations;
             assert!(
@@ -189,14 +193,13 @@ fn differential_flamegraph_from_the_cut_lines_is_the_one_of_all_lines() {
             "nothing",
         )
         .unwrap();
-        let bytes = |lines: &[String]| lines.iter().map(String::len).sum::<usize>();
         assert_eq!(cut.lines.len(), whole.lines.len(), "{m:?}: every line kept");
         if m != Metric::Allocations {
             assert!(
-                bytes(&cut.lines) * 3 < bytes(&whole.lines) * 2,
+                line_bytes(&cut.lines) * 3 < line_bytes(&whole.lines) * 2,
                 "{m:?}: {} of {} bytes",
-                bytes(&cut.lines),
-                bytes(&whole.lines)
+                line_bytes(&cut.lines),
+                line_bytes(&whole.lines)
             );
         }
         let (mut a, mut b) = (Vec::new(), Vec::new());

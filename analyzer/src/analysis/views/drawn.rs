@@ -58,19 +58,8 @@ pub fn drawn_lines(
 
     let mut lines: Vec<(&[u32], u64)> = Vec::with_capacity(merged.len());
     for (&(stack, v), &c) in merged.iter().zip(&cut) {
-        let mut n = c.map_or(stack.len(), |c| c + 1);
-        // A cut can sort before the line above (`f::g;x` above `f;y` cut to `f`), and inferno
-        // refuses unsorted lines; a leaf such as `operator 2` would be read as a second count.
-        // Such a line keeps frames until neither holds (at most all of them: the line itself).
-        while n < stack.len()
-            && (!plain_leaf(names.get(stack[n - 1]))
-                || lines.last().is_some_and(|(last, _)| {
-                    joined_cmp(&stack[..n], last, &names) == Ordering::Less
-                }))
-        {
-            n += 1;
-        }
-        let kept = &stack[..n];
+        let above = lines.last().map(|&(last, _)| last);
+        let kept = &stack[..kept_frames(stack, c, above, &names)];
         match lines.last_mut() {
             Some((last, sum)) if *last == kept => *sum += v,
             _ => lines.push((kept, v)),
@@ -81,23 +70,49 @@ pub fn drawn_lines(
             .into_iter()
             .map(|(stack, v)| {
                 use std::fmt::Write as _;
-                let len = stack
-                    .iter()
-                    .map(|&id| names.get(id).len() + 1)
-                    .sum::<usize>()
-                    + 20;
-                let mut line = String::with_capacity(len);
-                for (i, &id) in stack.iter().enumerate() {
-                    if i > 0 {
-                        line.push(';');
-                    }
-                    line.push_str(names.get(id));
-                }
+                let mut line = stack_text(stack, &names);
                 let _ = write!(line, " {v}");
                 line
             })
             .collect(),
     )
+}
+
+/// How many of `stack`'s frames its line keeps when cut after frame `cut` (`None`: all), below
+/// the line `above`. A cut can sort before the line above (`f::g;x` above `f;y` cut to `f`),
+/// and inferno refuses unsorted lines; a leaf such as `operator 2` would be read as a second
+/// count. Such a line keeps frames until neither holds (at most all of them: the line itself).
+pub(super) fn kept_frames(
+    stack: &[u32],
+    cut: Option<usize>,
+    above: Option<&[u32]>,
+    names: &impl Resolve,
+) -> usize {
+    let mut n = cut.map_or(stack.len(), |c| c + 1);
+    while n < stack.len()
+        && (!plain_leaf(names.get(stack[n - 1]))
+            || above.is_some_and(|a| joined_cmp(&stack[..n], a, names) == Ordering::Less))
+    {
+        n += 1;
+    }
+    n
+}
+
+/// The folded text of `stack` (`main;f;g`), with room for the counts the caller appends.
+pub(super) fn stack_text(stack: &[u32], names: &impl Resolve) -> String {
+    let len = stack
+        .iter()
+        .map(|&id| names.get(id).len() + 1)
+        .sum::<usize>()
+        + 42;
+    let mut line = String::with_capacity(len);
+    for (i, &id) in stack.iter().enumerate() {
+        if i > 0 {
+            line.push(';');
+        }
+        line.push_str(names.get(id));
+    }
+    line
 }
 
 /// A stack's names (`start..end` in the flat list of ids) and its value.

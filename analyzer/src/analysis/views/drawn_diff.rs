@@ -13,7 +13,9 @@
 
 use std::cmp::Ordering;
 
-use super::drawn::{collect, first_narrow_frames, joined_cmp, plain_leaf, Names, Resolve, Stack};
+use super::drawn::{
+    collect, first_narrow_frames, joined_cmp, kept_frames, stack_text, Names, Resolve, Stack,
+};
 use crate::analysis::Metric;
 use crate::model::{Profile, StringId};
 
@@ -92,25 +94,12 @@ pub fn drawn_diff_lines(
     let cut = first_narrow_frames(&widths, total, min_width_pct);
 
     let mut lines = Vec::with_capacity(union.len());
-    let mut last: &[u32] = &[];
+    let mut above: Option<&[u32]> = None;
     for (&(stack, old, new), &c) in union.iter().zip(&cut) {
-        let mut n = c.map_or(stack.len(), |c| c + 1);
-        // As for one profile's lines: a cut that would sort before the line above, or whose
-        // leaf inferno would not read as it is, keeps frames.
-        while n < stack.len()
-            && (!plain_leaf(space.get(stack[n - 1]))
-                || (!last.is_empty() && joined_cmp(&stack[..n], last, &space) == Ordering::Less))
-        {
-            n += 1;
-        }
-        last = &stack[..n];
-        let mut line = String::new();
-        for (k, &id) in last.iter().enumerate() {
-            if k > 0 {
-                line.push(';');
-            }
-            line.push_str(space.get(id));
-        }
+        // Cut as one profile's lines are ([`kept_frames`]), but every line kept.
+        let kept = &stack[..kept_frames(stack, c, above, &space)];
+        above = Some(kept);
+        let mut line = stack_text(kept, &space);
         use std::fmt::Write as _;
         let _ = write!(line, " {old} {new}");
         lines.push(line);

@@ -39,18 +39,11 @@ pub fn drawn_lines(
         return None;
     }
     let names = Names::new(p);
-    let (flat, stacks) = collect(p, m, keep_runtime_frames, &names)?;
-    let ids = |s: &Stack| &flat[s.start as usize..s.end as usize];
-    let mut stacks = stacks;
-    stacks.sort_unstable_by(|a, b| joined_cmp(ids(a), ids(b), &names));
-    // Stacks that show alike (the same names) are one line.
-    let mut merged: Vec<(&[u32], u64)> = Vec::with_capacity(stacks.len());
-    for s in &stacks {
-        match merged.last_mut() {
-            Some((last, n)) if *last == ids(s) => *n = n.saturating_add(s.value),
-            _ => merged.push((ids(s), s.value)),
-        }
-    }
+    let (flat, stacks) = sorted_stacks(p, m, keep_runtime_frames, &names)?;
+    let merged: Vec<(&[u32], u64)> = stacks
+        .iter()
+        .map(|s| (&flat[s.start as usize..s.end as usize], s.value))
+        .collect();
     let total: u128 = merged.iter().map(|(_, v)| u128::from(*v)).sum();
     let total = u64::try_from(total).ok().filter(|&t| t > 0)?;
 
@@ -115,6 +108,27 @@ pub(super) fn stack_text(stack: &[u32], names: &impl Resolve) -> String {
     line
 }
 
+/// [`collect`]'s stacks sorted in the order of their folded lines, stacks that show alike (the
+/// same names) one, their values added up: what [`super::folded_with`] writes as text.
+pub(super) fn sorted_stacks(
+    p: &Profile,
+    m: Metric,
+    keep_runtime_frames: bool,
+    names: &Names<'_>,
+) -> Option<(Vec<u32>, Vec<Stack>)> {
+    let (flat, mut stacks) = collect(p, m, keep_runtime_frames, names)?;
+    let ids = |s: &Stack| &flat[s.start as usize..s.end as usize];
+    stacks.sort_unstable_by(|a, b| joined_cmp(ids(a), ids(b), names));
+    let mut merged: Vec<Stack> = Vec::with_capacity(stacks.len());
+    for s in stacks {
+        match merged.last_mut() {
+            Some(last) if ids(last) == ids(&s) => last.value = last.value.saturating_add(s.value),
+            _ => merged.push(s),
+        }
+    }
+    Some((flat, merged))
+}
+
 /// A stack's names (`start..end` in the flat list of ids) and its value.
 pub(super) struct Stack {
     pub(super) start: u32,
@@ -125,7 +139,7 @@ pub(super) struct Stack {
 /// Every stack with a value of `m`, as ids of the names [`crate::analysis::stack_roots::display_names`]
 /// gives it, one after the other in one list. `None` when a line of these names would not read
 /// back as these frames.
-pub(super) fn collect(
+fn collect(
     p: &Profile,
     m: Metric,
     keep_runtime_frames: bool,

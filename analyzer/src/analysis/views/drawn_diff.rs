@@ -14,7 +14,7 @@
 use std::cmp::Ordering;
 
 use super::drawn::{
-    collect, first_narrow_frames, joined_cmp, kept_frames, stack_text, Names, Resolve, Stack,
+    first_narrow_frames, joined_cmp, kept_frames, sorted_stacks, stack_text, Names, Resolve,
 };
 use crate::analysis::Metric;
 use crate::model::{Profile, StringId};
@@ -108,20 +108,15 @@ pub fn drawn_diff_lines(
 }
 
 /// A profile's stacks as ids of `names`, sorted in the order of their folded lines, stacks that
-/// fold alike added up (what [`super::folded()`] writes as text).
-fn sorted<'p>(p: &'p Profile, m: Metric, names: &Names<'p>) -> Option<Vec<(Vec<u32>, u64)>> {
-    let (flat, stacks) = collect(p, m, true, names)?;
-    let ids = |s: &Stack| &flat[s.start as usize..s.end as usize];
-    let mut stacks = stacks;
-    stacks.sort_unstable_by(|x, y| joined_cmp(ids(x), ids(y), names));
-    let mut out: Vec<(Vec<u32>, u64)> = Vec::with_capacity(stacks.len());
-    for s in &stacks {
-        match out.last_mut() {
-            Some((last, n)) if last[..] == *ids(s) => *n = n.saturating_add(s.value),
-            _ => out.push((ids(s).to_vec(), s.value)),
-        }
-    }
-    Some(out)
+/// fold alike added up (what [`super::folded()`] writes as text), each in a vector of its own.
+fn sorted(p: &Profile, m: Metric, names: &Names<'_>) -> Option<Vec<(Vec<u32>, u64)>> {
+    let (flat, stacks) = sorted_stacks(p, m, true, names)?;
+    Some(
+        stacks
+            .iter()
+            .map(|s| (flat[s.start as usize..s.end as usize].to_vec(), s.value))
+            .collect(),
+    )
 }
 
 /// True when the profiles' names are frames inferno reads back as they are and their lines

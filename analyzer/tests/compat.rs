@@ -93,3 +93,9 @@ fn version_3_profile_loads_with_its_numbers() {
     // Event chunks as columns, stacks as tails, samples as differences.
     check(3);
 }
+
+#[test]
+fn version_4_profile_loads_with_its_numbers() {
+    // Event chunks as columns with a lane per thread (codec 3): two threads' events interleaved.
+    check(4);
+}

@@ -118,8 +118,8 @@ fn chunks(bytes: &[u8]) -> Result<(u64, Vec<RawChunk>), String> {
             0 => data.to_vec(),
             1 => zstd::bulk::decompress(data, raw_len)
                 .map_err(|e| format!("chunk at byte {at}: {e}"))?,
-            2 => {
-                // Event chunk as columns: `columns_len, zstd(columns)`.
+            2 | 3 => {
+                // Event chunk as columns (3: with lanes per thread): `columns_len, zstd(columns)`.
                 let mut c = Cursor::new(data);
                 let n = c
                     .uvarint()
@@ -127,7 +127,7 @@ fn chunks(bytes: &[u8]) -> Result<(u64, Vec<RawChunk>), String> {
                 let cols = zstd::bulk::decompress(&data[c.position()..], n as usize)
                     .map_err(|e| format!("chunk at byte {at}: {e}"))?;
                 let mut records = Vec::new();
-                columns::decode(&cols, raw_len, &mut records)
+                columns::decode(&cols, codec == 3, raw_len, &mut records)
                     .map_err(|e| format!("chunk at byte {at}: {}", e.0))?;
                 streams = split_streams(&cols).unwrap_or_default();
                 records

@@ -51,8 +51,11 @@ pub enum ChunkCodec {
     /// One zstd frame.
     Zstd = 1,
     /// Event chunks only: the records rewritten as streams ([`super::columns`]), then one zstd
-    /// frame: `columns_len:uvarint zstd_frame(columns)`.
+    /// frame: `columns_len:uvarint zstd_frame(columns)`. Version 3.
     Columns = 2,
+    /// Event chunks only: as [`ChunkCodec::Columns`], with each thread's ops, sizes, stacks and
+    /// kinds in a lane of their own. Version 4; what the recorder writes.
+    ColumnsByThread = 3,
 }
 
 fn frame(out: &mut [u8], payload_start: usize) {
@@ -141,7 +144,7 @@ const REGULAR_DATA_RATIO: usize = 64;
 /// a stream of unknown size (less memory in the profiled process, nothing lost on a chunk).
 const REGULAR_DATA_WINDOW_LOG: i32 = 20;
 
-/// zstd level of event chunks written as streams (codec 2). Level 3 finds more of the
+/// zstd level of event chunks written as streams (codecs 2 and 3). Level 3 finds more of the
 /// repetition in a drifting free stream (python3's events: 94 KB at level 1, 86 KB at level 3),
 /// but the writer's time matters more: on a Rust program's random sizes and frees, splitting the
 /// records into streams already costs the writer about as much as compressing them.
@@ -223,7 +226,7 @@ impl ChunkWriter {
         Ok(ChunkWriter {
             fast: ZstdStream::new(level, None)?,
             columns_z: None,
-            columns: Columns::default(),
+            columns: Columns::laned(),
             columns_buf: Vec::new(),
             small: None,
             strong: None,
@@ -362,7 +365,7 @@ impl ChunkWriter {
         frame(out, start);
     }
 
-    /// An event chunk as streams (codec 2), when its records can be split and that is smaller
+    /// An event chunk as streams (codec 3), when its records can be split and that is smaller
     /// than storing them; false otherwise (nothing written).
     fn put_columns(&mut self, out: &mut Vec<u8>, records: &[u8]) -> io::Result<bool> {
         if self
@@ -392,7 +395,7 @@ impl ChunkWriter {
         let start = out.len() + CHUNK_HEADER_LEN;
         out.resize(start, 0);
         out.push(ChunkKind::Events as u8);
-        out.push(ChunkCodec::Columns as u8);
+        out.push(ChunkCodec::ColumnsByThread as u8);
         put_uvarint(out, raw_len as u64);
         put_uvarint(out, self.columns_buf.len() as u64);
         out.extend_from_slice(&self.scratch);
@@ -492,7 +495,7 @@ mod tests {
         w.put(&mut file, ChunkKind::Events, &records).unwrap();
         let (kind, codec, raw_len, _) = parts(&file[at..]);
         assert_eq!(kind, ChunkKind::Events as u8);
-        assert_eq!(codec, ChunkCodec::Columns as u8);
+        assert_eq!(codec, ChunkCodec::ColumnsByThread as u8);
         assert_eq!(raw_len, records.len() as u64);
         assert!(file.len() - at < 120, "{} bytes", file.len() - at);
         let mut r = Reader::new(&file[..]).unwrap();

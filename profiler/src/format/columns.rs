@@ -30,6 +30,9 @@ const PLACES: usize = 7;
 const OTHERS: usize = 8;
 /// Number of streams.
 pub const STREAMS: usize = 9;
+/// The streams a thread's events fill a lane of, in codec 3 (`docs/format.md` §2.3): ops,
+/// sizes, stacks and kinds, in this order; their index in a lane is the stream's number.
+const LANED: usize = 4;
 
 /// The op of a copy in the op stream (no record has tag 0).
 const COPY_OP: u8 = 0;
@@ -165,7 +168,21 @@ impl FreeModel {
 /// Reusable buffers of the transform (the writer keeps one across chunks).
 #[derive(Default)]
 pub struct Columns {
+    /// Codec 3: the ops, sizes, stacks and kinds of each thread's events in a lane of their own.
+    laned: bool,
+    /// The streams after [`LANED`] (the first ones are in `lanes`).
     streams: [Vec<u8>; STREAMS],
+    /// Per lane, its ops, sizes, stacks and kinds; lane 0 holds the events before the chunk's
+    /// first thread switch (all of them without lanes), lane `i ≥ 1` the events of the `i`-th
+    /// thread switched to in the chunk. Buffers are kept across chunks: `nlanes` are in use.
+    lanes: Vec<[Vec<u8>; LANED]>,
+    nlanes: usize,
+    /// The lane the next event goes to.
+    lane: usize,
+    /// Lane of each thread switched to in the chunk.
+    lane_of: rustc_hash::FxHashMap<u64, usize>,
+    /// A piece's thread switches: (event index in the piece, lane).
+    switches: Vec<(usize, usize)>,
     /// The free stream written the other way (plain `back` values).
     plain_frees: Vec<u8>,
     /// Where the chunk's event records are (start, end): the sequence copies are found in.
@@ -210,6 +227,16 @@ fn record_slot(bytes: &[u8]) -> (usize, u32) {
 }
 
 impl Columns {
+    /// The transform of codec 3: each thread's ops, sizes, stacks and kinds in a lane of their
+    /// own (a thread's loop stays regular when other threads' events come between its own).
+    /// [`Columns::default`] is codec 2's, without lanes.
+    pub fn laned() -> Self {
+        Columns {
+            laned: true,
+            ..Columns::default()
+        }
+    }
+
     /// Writes `records` (an event chunk's records, §3) transformed into `out` (cleared first).
     /// `None` when the records hold a kind an event chunk does not (the caller stores the chunk
     /// the plain way).
@@ -225,6 +252,14 @@ impl Columns {
         for s in &mut self.streams {
             s.clear();
         }
+        if self.lanes.is_empty() {
+            self.lanes.push(Default::default());
+        }
+        for l in &mut self.lanes[..self.nlanes.max(1)] {
+            l.iter_mut().for_each(Vec::clear);
+        }
+        (self.nlanes, self.lane) = (1, 0);
+        self.lane_of.clear();
         self.plain_frees.clear();
         self.plain_frees.push(FREES_PLAIN);
         self.streams[FREES].push(FREES_MODELED);
@@ -239,7 +274,11 @@ impl Columns {
 
     /// Bytes of the streams so far.
     pub fn len(&self) -> usize {
-        self.streams.iter().map(Vec::len).sum()
+        let laned: usize = self.lanes[..self.nlanes]
+            .iter()
+            .flat_map(|l| l.iter().map(Vec::len))
+            .sum();
+        self.streams.iter().map(Vec::len).sum::<usize>() + laned
     }
 
     /// True when no record was appended since [`Self::begin`].
@@ -253,6 +292,11 @@ impl Columns {
         let lens = self.streams.each_ref().map(Vec::len);
         let (plain, model, events, placed) =
             (self.plain_frees.len(), self.model, self.events, self.placed);
+        let (nlanes, lane) = (self.nlanes, self.lane);
+        let lane_lens: Vec<[usize; LANED]> = self.lanes[..nlanes]
+            .iter()
+            .map(|l| l.each_ref().map(Vec::len))
+            .collect();
         let mut starts = std::mem::take(&mut self.starts);
         let done = self.encode_records(records, &mut starts);
         self.starts = starts;
@@ -260,6 +304,16 @@ impl Columns {
             for (s, l) in self.streams.iter_mut().zip(lens) {
                 s.truncate(l);
             }
+            for (lane, lens) in self.lanes.iter_mut().zip(&lane_lens) {
+                for (s, &l) in lane.iter_mut().zip(lens) {
+                    s.truncate(l);
+                }
+            }
+            for lane in &mut self.lanes[nlanes..self.nlanes] {
+                lane.iter_mut().for_each(Vec::clear);
+            }
+            self.lane_of.retain(|_, l| *l < nlanes);
+            (self.nlanes, self.lane) = (nlanes, lane);
             self.plain_frees.truncate(plain);
             (self.model, self.events, self.placed) = (model, events, placed);
             return None;
@@ -275,12 +329,58 @@ impl Columns {
         if self.plain_frees.len() < self.streams[FREES].len() {
             std::mem::swap(&mut self.plain_frees, &mut self.streams[FREES]);
         }
-        for s in &self.streams {
-            put_uvarint(out, s.len() as u64);
+        let lanes = &self.lanes[..self.nlanes];
+        if !self.laned {
+            let l = &lanes[0];
+            for (i, s) in self.streams.iter().enumerate() {
+                put_uvarint(out, l.get(i).unwrap_or(s).len() as u64);
+            }
+            for (i, s) in self.streams.iter().enumerate() {
+                out.extend_from_slice(l.get(i).unwrap_or(s));
+            }
+            return;
         }
-        for s in &self.streams {
-            out.extend_from_slice(s);
+        // A laned stream: the number of lanes, each lane's length, then the lanes in order.
+        let mut heads: [Vec<u8>; LANED] = Default::default();
+        for (i, h) in heads.iter_mut().enumerate() {
+            put_uvarint(h, lanes.len() as u64);
+            for l in lanes {
+                put_uvarint(h, l[i].len() as u64);
+            }
         }
+        for (i, s) in self.streams.iter().enumerate() {
+            let len = match heads.get(i) {
+                Some(h) => h.len() + lanes.iter().map(|l| l[i].len()).sum::<usize>(),
+                None => s.len(),
+            };
+            put_uvarint(out, len as u64);
+        }
+        for (i, s) in self.streams.iter().enumerate() {
+            match heads.get(i) {
+                Some(h) => {
+                    out.extend_from_slice(h);
+                    for l in lanes {
+                        out.extend_from_slice(&l[i]);
+                    }
+                }
+                None => out.extend_from_slice(s),
+            }
+        }
+    }
+
+    /// The lane of the thread a `CONTEXT` record at `pos` switches to (a new one for a thread
+    /// not seen in the chunk yet).
+    fn lane_for(&mut self, records: &[u8], pos: usize) -> Option<usize> {
+        let (tid, _) = uvarint_at(records, pos + 1)?;
+        let next = self.nlanes;
+        let lane = *self.lane_of.entry(tid).or_insert(next);
+        if lane == next {
+            if self.lanes.len() == next {
+                self.lanes.push(Default::default());
+            }
+            self.nlanes += 1;
+        }
+        Some(lane)
     }
 
     /// The records into the streams, copies found.
@@ -289,6 +389,8 @@ impl Columns {
         // found; every other record (thread switches, samples, watermarks) goes whole to the
         // others stream with its place in that sequence, so that it does not break a copy.
         starts.clear();
+        let mut switches = std::mem::take(&mut self.switches);
+        switches.clear();
         let mut pos = 0;
         while pos < records.len() {
             let end = record_end(records, pos)?;
@@ -299,9 +401,26 @@ impl Columns {
                 put_uvarint(&mut self.streams[PLACES], (at - self.placed) as u64);
                 self.placed = at;
                 self.streams[OTHERS].extend_from_slice(&records[pos..end]);
+                if self.laned && records[pos] == tag::CONTEXT {
+                    switches.push((starts.len(), self.lane_for(records, pos)?));
+                }
             }
             pos = end;
         }
+        let done = self.encode_events(records, starts, &switches);
+        self.switches = switches;
+        done
+    }
+
+    /// The event records (at `starts`) into the streams, copies found; `switches`: where the
+    /// lane changes (the others stream holds the records themselves).
+    fn encode_events(
+        &mut self,
+        records: &[u8],
+        starts: &[(usize, usize)],
+        switches: &[(usize, usize)],
+    ) -> Option<()> {
+        let mut switch = switches.iter().peekable();
         let n = starts.len();
         self.events += n;
         let rec = |i: usize| &records[starts[i].0..starts[i].1];
@@ -315,6 +434,9 @@ impl Columns {
         // windows run on from piece to piece.
         let mut w = self.window;
         while i < n {
+            while let Some(&(_, lane)) = switch.next_if(|&&(at, _)| at <= i) {
+                self.lane = lane;
+            }
             if w.left == 0 {
                 w.look = w.index.is_multiple_of(8) || w.copied * 4 >= COPY_WINDOW;
                 w.index += 1;
@@ -340,8 +462,8 @@ impl Columns {
                         k += 1;
                     }
                     if k - i >= MIN_COPY_RECORDS {
+                        self.lanes[self.lane][OPS].push(COPY_OP);
                         let s = &mut self.streams;
-                        s[OPS].push(COPY_OP);
                         put_uvarint(&mut s[COPIES], dist as u64);
                         put_uvarint(&mut s[COPIES], (k - i) as u64);
                         for r in i..k {
@@ -365,6 +487,9 @@ impl Columns {
             self.literal(rec(i), &mut model)?;
             i += 1;
         }
+        if let Some(&(_, lane)) = switches.last() {
+            self.lane = lane;
+        }
         self.model = model;
         self.window = w;
         Some(())
@@ -374,8 +499,9 @@ impl Columns {
     #[inline]
     fn literal(&mut self, r: &[u8], model: &mut FreeModel) -> Option<()> {
         let s = &mut self.streams;
+        let l = &mut self.lanes[self.lane];
         let t = r[0];
-        s[OPS].push(t);
+        l[OPS].push(t);
         let mut p = 1;
         let field = |s: &mut Vec<u8>, p: &mut usize| -> Option<()> {
             let end = varint_end(r, *p)?;
@@ -402,17 +528,17 @@ impl Columns {
         }
         match t {
             tag::ALLOC => {
-                field(&mut s[SIZES], &mut p)?;
-                field(&mut s[STACKS], &mut p)?;
-                s[KINDS].push(*r.get(p)?);
+                field(&mut l[SIZES], &mut p)?;
+                field(&mut l[STACKS], &mut p)?;
+                l[KINDS].push(*r.get(p)?);
                 p += 1;
-                field(&mut s[KINDS], &mut p)?;
+                field(&mut l[KINDS], &mut p)?;
                 model.next += 1;
             }
             tag::REALLOC => {
-                field(&mut s[SIZES], &mut p)?;
-                field(&mut s[STACKS], &mut p)?;
-                s[KINDS].push(*r.get(p)?);
+                field(&mut l[SIZES], &mut p)?;
+                field(&mut l[STACKS], &mut p)?;
+                l[KINDS].push(*r.get(p)?);
                 p += 1;
                 model.next += 1;
             }

@@ -2,14 +2,20 @@
 
 use super::{
     body_end, is_event, makes_block, FreeModel, COPIES, COPY_OP, FREES, FREES_MODELED, FREES_PLAIN,
-    KINDS, OPS, OTHERS, PLACES, REST, SIZES, STACKS, STREAMS,
+    KINDS, LANED, OPS, OTHERS, PLACES, REST, SIZES, STACKS, STREAMS,
 };
 use crate::format::varint::{put_uvarint, Cursor, DecodeError};
 use crate::format::{tag, MAX_CHUNK_PAYLOAD};
 
 /// Reads the streams back.
 struct Reading<'a> {
+    /// The streams; the first [`LANED`] ones are the current lane's (codec 3).
     streams: [Cursor<'a>; STREAMS],
+    /// Codec 3: the other lanes' cursors (the current one's are in `streams`), the current
+    /// lane, and the lane of each thread switched to.
+    lanes: Vec<[Cursor<'a>; LANED]>,
+    lane: usize,
+    lane_of: rustc_hash::FxHashMap<u64, usize>,
     data: [&'a [u8]; STREAMS],
     /// Where the next record's fields start in the rest stream.
     rest_at: usize,
@@ -62,8 +68,42 @@ impl<'a> Reading<'a> {
         let end =
             body_end(t, others, self.others_at + 1).ok_or(DecodeError("unknown record tag"))?;
         out.extend_from_slice(&others[self.others_at..end]);
+        if t == tag::CONTEXT && !self.lanes.is_empty() {
+            let tid = Cursor::new(&others[self.others_at + 1..end]).uvarint()?;
+            self.switch_to(tid)?;
+        }
         self.others_at = end;
         Ok(())
+    }
+
+    /// Makes the lane of thread `tid` the current one (codec 3).
+    fn switch_to(&mut self, tid: u64) -> Result<(), DecodeError> {
+        let next = self.lane_of.len() + 1;
+        let lane = *self.lane_of.entry(tid).or_insert(next);
+        if lane >= self.lanes.len() {
+            return Err(DecodeError(
+                "more threads switched to than the chunk has lanes",
+            ));
+        }
+        if lane != self.lane {
+            let [a, b, c, d, ..] = &mut self.streams;
+            let mut now = [a, b, c, d];
+            for (cur, saved) in now.iter_mut().zip(&mut self.lanes[self.lane]) {
+                std::mem::swap(*cur, saved);
+            }
+            for (cur, saved) in now.iter_mut().zip(&mut self.lanes[lane]) {
+                std::mem::swap(*cur, saved);
+            }
+            self.lane = lane;
+        }
+        Ok(())
+    }
+
+    /// Whether every lane's ops were read (the current one's included).
+    fn all_ops_read(&self) -> bool {
+        // The current lane's slot holds a stale copy: its cursors are in `streams`.
+        self.streams[OPS].is_empty()
+            && (self.lanes.iter().enumerate()).all(|(i, l)| i == self.lane || l[OPS].is_empty())
     }
 
     /// Reads the place of the next record of the others stream.
@@ -96,19 +136,26 @@ const COPY_BATCH: usize = 1 << 14;
 
 /// Rebuilds the records of a transformed event chunk into `out` (cleared first); they must come
 /// to `raw_len` bytes.
-pub fn decode(data: &[u8], raw_len: usize, out: &mut Vec<u8>) -> Result<(), DecodeError> {
-    decode_with(data, raw_len, out, &mut Vec::new())
+/// `laned`: codec 3 (lanes per thread), else codec 2.
+pub fn decode(
+    data: &[u8],
+    laned: bool,
+    raw_len: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), DecodeError> {
+    decode_with(data, laned, raw_len, out, &mut Vec::new())
 }
 
 /// [`decode`] with the event records' places in `starts` (scratch, kept by the caller across
 /// chunks so that a large chunk does not allocate it again).
 pub fn decode_with(
     data: &[u8],
+    laned: bool,
     raw_len: usize,
     out: &mut Vec<u8>,
     starts: &mut Vec<(u32, u32)>,
 ) -> Result<(), DecodeError> {
-    decode_pieces(data, raw_len, out, starts, usize::MAX, &mut |_| true).map(|_| ())
+    decode_pieces(data, laned, raw_len, out, starts, usize::MAX, &mut |_| true).map(|_| ())
 }
 
 /// [`decode_with`], handing `emit` the records decoded since its last call each time they
@@ -116,8 +163,10 @@ pub fn decode_with(
 /// thread can start on a chunk's first records while the rest are decoded. `emit` returning
 /// false stops the decoding (the result is then `Ok(false)`). The pieces together are the
 /// chunk's records, in order; a damaged chunk may have given some before the error.
+#[allow(clippy::too_many_arguments)]
 pub fn decode_pieces(
     data: &[u8],
+    laned: bool,
     raw_len: usize,
     out: &mut Vec<u8>,
     starts: &mut Vec<(u32, u32)>,
@@ -150,8 +199,15 @@ pub fn decode_pieces(
             .ok_or(DecodeError("stream runs past the chunk"))?;
         at += l;
     }
+    let mut lanes = Vec::new();
+    if laned {
+        lanes = split_lanes(&mut parts)?;
+    }
     let mut rd = Reading {
         streams: parts.map(Cursor::new),
+        lanes,
+        lane: 0,
+        lane_of: Default::default(),
         data: parts,
         rest_at: 0,
         others_at: 0,
@@ -173,8 +229,11 @@ pub fn decode_pieces(
     let copies = !parts[COPIES].is_empty();
     let mut model = FreeModel::default();
     rd.read_place()?;
-    while !rd.streams[OPS].is_empty() {
+    loop {
         rd.place_others(out)?;
+        if rd.streams[OPS].is_empty() {
+            break;
+        }
         let t = rd.streams[OPS].u8()?;
         if t == COPY_OP {
             let dist = rd.streams[COPIES].uvarint()? as usize;
@@ -294,7 +353,11 @@ pub fn decode_pieces(
         }
         piece!();
     }
-    rd.place_others(out)?;
+    if !rd.all_ops_read() {
+        return Err(DecodeError(
+            "a thread's ops go on after the chunk's last event",
+        ));
+    }
     if rd.next_place.is_some() {
         return Err(DecodeError(
             "a record is placed after the chunk's last event",
@@ -304,4 +367,42 @@ pub fn decode_pieces(
         return Err(DecodeError("columns do not decode to the chunk's length"));
     }
     Ok(emitted == out.len() || emit(&out[emitted..]))
+}
+
+/// Codec 3: splits each laned stream in `parts` into its lanes, leaving lane 0 in `parts`, and
+/// returns every lane's cursors (lane 0's too, unused until it is switched back to).
+fn split_lanes<'a>(
+    parts: &mut [&'a [u8]; STREAMS],
+) -> Result<Vec<[Cursor<'a>; LANED]>, DecodeError> {
+    let mut count = None;
+    let mut lanes: Vec<[&'a [u8]; LANED]> = Vec::new();
+    for (i, part) in parts.iter_mut().take(LANED).enumerate() {
+        let mut c = Cursor::new(part);
+        let n = c.uvarint()?;
+        // Every lane costs a length byte at least.
+        if n == 0 || n > part.len() as u64 || count.is_some_and(|m| m != n) {
+            return Err(DecodeError("the laned streams disagree on their lanes"));
+        }
+        count = Some(n);
+        let mut lens = Vec::with_capacity(n as usize);
+        for _ in 0..n {
+            lens.push(usize::try_from(c.uvarint()?).map_err(|_| DecodeError("lane too long"))?);
+        }
+        let mut at = c.position();
+        if i == 0 {
+            lanes.resize(n as usize, [&[]; LANED]);
+        }
+        for (lane, len) in lanes.iter_mut().zip(lens) {
+            let bytes = part
+                .get(at..at.checked_add(len).ok_or(DecodeError("lane too long"))?)
+                .ok_or(DecodeError("a lane runs past its stream"))?;
+            lane[i] = bytes;
+            at += len;
+        }
+        if at != part.len() {
+            return Err(DecodeError("a laned stream is longer than its lanes"));
+        }
+        *part = lanes[0][i];
+    }
+    Ok(lanes.into_iter().map(|l| l.map(Cursor::new)).collect())
 }

@@ -4,13 +4,33 @@ use crate::format::{
     put_watermark, AllocKind, FreedBlock,
 };
 
+/// Codec 2's columns of `records`, after checking that they and codec 3's decode back to them.
 fn round_trip(records: &[u8]) -> Vec<u8> {
-    let mut c = Columns::default();
+    round_trip_laned(records);
+    round_trip_as(records, false)
+}
+
+/// Codec 3's columns of `records`, checked as [`round_trip`] does.
+fn round_trip_laned(records: &[u8]) -> Vec<u8> {
+    round_trip_as(records, true)
+}
+
+fn round_trip_as(records: &[u8], laned: bool) -> Vec<u8> {
+    let mut c = if laned {
+        Columns::laned()
+    } else {
+        Columns::default()
+    };
     let mut cols = Vec::new();
     c.encode(records, &mut cols)
         .expect("an event chunk's records");
     let mut back = Vec::new();
-    decode(&cols, records.len(), &mut back).unwrap();
+    decode(&cols, laned, records.len(), &mut back).unwrap();
+    assert_eq!(back, records);
+    // The encoder reused for a second chunk (lanes and threads from the first forgotten).
+    let mut again = Vec::new();
+    c.encode(records, &mut again).unwrap();
+    decode(&again, laned, records.len(), &mut back).unwrap();
     assert_eq!(back, records);
     cols
 }
@@ -104,6 +124,7 @@ fn records_an_event_chunk_never_holds_are_refused() {
     put_block_alloc(&mut r, 32, 1, AllocKind::Malloc, 0);
     crate::format::put_stack(&mut r, 1, 1, false, &[1, 2, 3]);
     assert!(Columns::default().encode(&r, &mut Vec::new()).is_none());
+    assert!(Columns::laned().encode(&r, &mut Vec::new()).is_none());
 }
 
 #[test]
@@ -114,19 +135,78 @@ fn damaged_columns_are_an_error_not_a_panic() {
         put_block_alloc(&mut r, 8 + i % 4, 1, AllocKind::Malloc, 0);
         put_block_free(&mut r, FreedBlock::Back(1 + i % 2));
     }
-    let cols = round_trip(&r);
-    let mut out = Vec::new();
-    for cut in [1, cols.len() / 2, cols.len() - 1] {
-        assert!(decode(&cols[..cut], r.len(), &mut out).is_err());
-    }
-    for i in 0..cols.len() {
-        let mut bad = cols.clone();
-        bad[i] ^= 0x5a;
-        // Anything but a panic or a wrong length passing as right.
-        if decode(&bad, r.len(), &mut out).is_ok() {
-            assert_eq!(out.len(), r.len());
+    put_thread_switch(&mut r, 4);
+    for i in 0..3000u64 {
+        put_block_alloc(&mut r, 9 + i % 4, 1, AllocKind::Malloc, 0);
+        put_block_free(&mut r, FreedBlock::Back(1 + i % 2));
+        if i % 3 == 0 {
+            put_thread_switch(&mut r, 3 + (i % 2) as u32);
         }
     }
+    for laned in [false, true] {
+        let cols = round_trip_as(&r, laned);
+        let mut out = Vec::new();
+        for cut in [1, cols.len() / 2, cols.len() - 1] {
+            assert!(decode(&cols[..cut], laned, r.len(), &mut out).is_err());
+        }
+        for i in 0..cols.len() {
+            let mut bad = cols.clone();
+            bad[i] ^= 0x5a;
+            // Anything but a panic or a wrong length passing as right.
+            if decode(&bad, laned, r.len(), &mut out).is_ok() {
+                assert_eq!(out.len(), r.len());
+            }
+        }
+    }
+}
+
+#[test]
+fn each_threads_fields_go_to_a_lane_of_its_own() {
+    // Two threads at once, each making blocks of 16, 17, … 271 bytes in turn (as the burst of
+    // threads does), their events interleaved in runs of 1 to 6: the sizes stream of codec 2
+    // mixes the two loops at random phases; codec 3's lanes each hold one loop.
+    let mut r = Vec::new();
+    let (mut i, mut j, mut x) = (0u64, 100u64, 0x2545_f491_4f6c_dd1du64);
+    for _ in 0..4000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let (tid, n) = if x & 1 == 0 { (1, &mut i) } else { (2, &mut j) };
+        put_thread_switch(&mut r, tid);
+        for _ in 0..1 + (x >> 8) % 6 {
+            put_block_alloc(&mut r, 16 + *n % 256, 1, AllocKind::Malloc, 0);
+            put_block_free(&mut r, FreedBlock::Back(1 + (x >> 20) % 2));
+            *n += 1;
+        }
+    }
+    let plain = round_trip(&r);
+    let laned = round_trip_laned(&r);
+    let lens = stream_lens(&laned);
+    // Three lanes: before the first switch (empty), thread 1, thread 2.
+    let at = laned.len() - lens.iter().sum::<usize>();
+    let sizes_at = at + lens[OPS];
+    assert_eq!(laned[sizes_at], 3, "lanes of the sizes stream");
+    let z = |c: &[u8]| zstd::bulk::compress(c, 1).unwrap().len();
+    assert!(
+        z(&laned) * 2 < z(&plain),
+        "laned {} bytes against {} compressed",
+        z(&laned),
+        z(&plain)
+    );
+}
+
+#[test]
+fn lanes_that_disagree_are_an_error() {
+    let mut r = Vec::new();
+    for t in [1u32, 2, 1, 3] {
+        put_thread_switch(&mut r, t);
+        put_block_alloc(&mut r, 40, 1, AllocKind::Malloc, 0);
+    }
+    let cols = round_trip_laned(&r);
+    let mut out = Vec::new();
+    // Codec 3's columns read as codec 2's, and the other way round.
+    assert!(decode(&cols, false, r.len(), &mut out).is_err());
+    assert!(decode(&round_trip(&r), true, r.len(), &mut out).is_err());
 }
 
 #[test]

@@ -1,4 +1,4 @@
-//! The tidemark profile format, version 3 — the contract between recorder and analyzer.
+//! The tidemark profile format, version 4 — the contract between recorder and analyzer.
 //!
 //! `docs/format.md` is the normative description; this module is its implementation.
 //!
@@ -7,9 +7,9 @@
 //! header  := "TIDEMARK" version:u16le reserved:u16le body_len:u32le body crc32(body):u32le
 //! body    := (key:uvarint len:uvarint value)*          -- TLV, unknown keys are skipped
 //! chunk   := "TMCK" payload_len:u32le crc32(payload):u32le payload
-//! payload := kind:u8 codec:u8 raw_len:uvarint data      -- v2, v3; v1: payload := record*
-//! data    := record*, stored (codec 0) or as one zstd frame (codec 1), or (v3 event chunks,
-//!            codec 2) as streams (`columns`) in one zstd frame
+//! payload := kind:u8 codec:u8 raw_len:uvarint data      -- v2–v4; v1: payload := record*
+//! data    := record*, stored (codec 0) or as one zstd frame (codec 1), or (event chunks: v3
+//!            codec 2, v4 codec 3 with lanes per thread) as streams (`columns`) in one zstd frame
 //! record  := tag:u8 fields                              -- tags < 64: fixed layout
 //!          | tag:u8 len:uvarint fields                  -- tags >= 64: length-prefixed
 //! ```
@@ -39,7 +39,7 @@ pub use varint::{put_bytes, put_ivarint, put_uvarint, Cursor, DecodeError, Sink}
 /// First eight bytes of every profile.
 pub const MAGIC: [u8; 8] = *b"TIDEMARK";
 /// Format version written by this crate. Readers accept every version from 1 to this one.
-pub const VERSION: u16 = 3;
+pub const VERSION: u16 = 4;
 /// First four bytes of every chunk.
 pub const CHUNK_MAGIC: [u8; 4] = *b"TMCK";
 /// Size of a chunk's framing (magic, length, checksum).

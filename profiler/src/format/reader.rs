@@ -74,6 +74,8 @@ pub struct Reader<R> {
     columns: Vec<u8>,
     /// Scratch of the columns' decoding.
     column_starts: Vec<(u32, u32)>,
+    /// Whether the chunk in `columns` has lanes per thread (codec 3).
+    columns_laned: bool,
     zstd: Option<zstd::bulk::Decompressor<'static>>,
     skip_events: bool,
     ordered: OrderedState,
@@ -145,6 +147,7 @@ impl<R: Read> Reader<R> {
             raw: Vec::new(),
             columns: Vec::new(),
             column_starts: Vec::new(),
+            columns_laned: false,
             zstd: None,
             skip_events: false,
             ordered: OrderedState::default(),
@@ -232,6 +235,7 @@ impl<R: Read> Reader<R> {
     ) -> Result<bool, FormatError> {
         columns::decode_pieces(
             &self.columns,
+            self.columns_laned,
             raw_len,
             &mut self.raw,
             &mut self.column_starts,
@@ -405,7 +409,11 @@ impl<R: Read> Reader<R> {
                 }
             }
             Ok(Step::Raw)
-        } else if codec == ChunkCodec::Columns as u8 && kind == ChunkKind::Events && version >= 3 {
+        } else if kind == ChunkKind::Events
+            && ((codec == ChunkCodec::Columns as u8 && version >= 3)
+                || (codec == ChunkCodec::ColumnsByThread as u8 && version >= 4))
+        {
+            self.columns_laned = codec == ChunkCodec::ColumnsByThread as u8;
             let columns_len = match c.uvarint() {
                 Ok(n) if n <= MAX_CHUNK_PAYLOAD as u64 => n as usize,
                 _ => return Err(bad("implausible length of an event chunk's streams")),

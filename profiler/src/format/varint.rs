@@ -102,7 +102,15 @@ impl<'a> Cursor<'a> {
                 self.pos += 1;
                 Ok(u64::from(b))
             }
-            _ => self.uvarint_long(),
+            // Two bytes (sizes and stack ids up to 16383, blocks freed up to that far back).
+            Some(&b) => match self.data.get(self.pos + 1) {
+                Some(&c) if c < 0x80 => {
+                    self.pos += 2;
+                    Ok(u64::from(b & 0x7f) | u64::from(c) << 7)
+                }
+                _ => self.uvarint_long(),
+            },
+            None => self.uvarint_long(),
         }
     }
     /// [`Self::uvarint`] for values of more than one byte (and for errors).

@@ -93,6 +93,16 @@ impl<'a> Cursor<'a> {
         self.pos += 1;
         Ok(b)
     }
+    /// Reads a u64 written as 8 bytes little-endian.
+    #[inline(always)]
+    pub fn u64_le(&mut self) -> Result<u64, DecodeError> {
+        let b = self
+            .data
+            .get(self.pos..self.pos + 8)
+            .ok_or(DecodeError("record runs past the end of its chunk"))?;
+        self.pos += 8;
+        Ok(u64::from_le_bytes(b.try_into().expect("8 bytes")))
+    }
     /// Reads an unsigned LEB128 value.
     #[inline]
     pub fn uvarint(&mut self) -> Result<u64, DecodeError> {

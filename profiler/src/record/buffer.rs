@@ -69,6 +69,23 @@ impl Buffer {
         self.len + RECORD_MAX_BYTES <= BUFFER_BYTES
     }
 
+    /// The room for one record ([`RECORD_MAX_BYTES`]) after what was written, if there is.
+    #[inline(always)]
+    pub fn room_for_record(&mut self) -> Option<&mut [MaybeUninit<u8>]> {
+        self.data.get_mut(self.len..self.len + RECORD_MAX_BYTES)
+    }
+
+    /// Counts `n` more bytes as written.
+    ///
+    /// # Safety
+    /// The `n` bytes after those written so far were written (through
+    /// [`Buffer::room_for_record`]), `n` at most [`RECORD_MAX_BYTES`].
+    #[inline(always)]
+    pub unsafe fn commit(&mut self, n: usize) {
+        debug_assert!(n <= RECORD_MAX_BYTES && self.len + n <= BUFFER_BYTES);
+        self.len += n;
+    }
+
     /// True when `bytes` more fit.
     #[inline]
     pub fn has_room_for(&self, bytes: usize) -> bool {
@@ -383,7 +400,7 @@ mod tests {
         let buf = unsafe { b.as_mut() };
         let mut records = 0;
         while buf.has_room() {
-            format::put_alloc(
+            super::super::wire::put_alloc(
                 buf,
                 1,
                 u64::MAX,

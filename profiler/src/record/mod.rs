@@ -49,6 +49,7 @@ mod stacks;
 mod thread;
 mod tidmap;
 mod trace;
+mod wire;
 mod writer;
 
 pub use crate::format::AllocKind;
@@ -516,7 +517,7 @@ unsafe fn append_alloc(
     };
     // SAFETY: per the contract.
     let l = unsafe { t.locked() };
-    format::put_alloc(b, seq - l.last_seq, addr, size, stack, kind, align);
+    wire::put_alloc(b, seq - l.last_seq, addr, size, stack, kind, align);
     b.dirty = true;
     l.last_seq = seq;
     Counters::bump(&t.counters.alloc_calls, 1);
@@ -533,7 +534,7 @@ unsafe fn append_free(s: &Session, t: &ThreadState, seq: u64, addr: u64) {
     };
     // SAFETY: per the contract.
     let l = unsafe { t.locked() };
-    format::put_free(b, seq - l.last_seq, addr);
+    wire::put_free(b, seq - l.last_seq, addr);
     b.dirty = true;
     l.last_seq = seq;
     Counters::bump(&t.counters.free_calls, 1);
@@ -560,7 +561,7 @@ unsafe fn append_realloc(
     };
     // SAFETY: per the contract.
     let l = unsafe { t.locked() };
-    format::put_realloc(
+    wire::put_realloc(
         b,
         free_seq - l.last_seq,
         seq - free_seq,

@@ -9,6 +9,7 @@
 //! a block is freed right after it was made, encodes as `back = 1` again and again, which zstd
 //! compresses to almost nothing, and the analyzer needs no reordering.
 
+use super::wire;
 use crate::format::{self, tag, AllocKind, Cursor, DecodeError, FreedBlock};
 use ev::{Ev, Side, What, KEY_OTHER, KEY_SHIFT, NO_FRAMES, NO_SIDE, PREFETCH_AHEAD, WIDE};
 use live::{Block, LiveBlocks};
@@ -179,7 +180,7 @@ impl Orderer {
                 }
                 tag::ALLOC => {
                     seq += c.uvarint()?;
-                    let addr = c.uvarint()?;
+                    let addr = wire::address(&mut c)?;
                     let size = c.uvarint()?;
                     let stack = c.uvarint()?;
                     let kind = kind_of(c.u8()?)?;
@@ -189,16 +190,16 @@ impl Orderer {
                 }
                 tag::FREE => {
                     seq += c.uvarint()?;
-                    let addr = c.uvarint()?;
+                    let addr = wire::address(&mut c)?;
                     self.push(Ev::free_key(seq), addr, 0, 0, tid, 0);
                 }
                 tag::REALLOC => {
                     let free_seq = seq + c.uvarint()?;
                     seq = free_seq + c.uvarint()?;
-                    let old = c.uvarint()?;
+                    let old = wire::address(&mut c)?;
                     let key = Ev::key(free_seq, What::ReallocFree, AllocKind::Realloc);
                     self.push(key, old, 0, 0, tid, 0);
-                    let addr = c.uvarint()?;
+                    let addr = wire::address(&mut c)?;
                     let size = c.uvarint()?;
                     let stack = c.uvarint()?;
                     let kind = kind_of(c.u8()?)?;

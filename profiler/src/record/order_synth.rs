@@ -85,7 +85,7 @@ pub fn buffers(
             // A temporary: made and freed at once.
             0..=9 => {
                 let a = addr();
-                format::put_alloc(
+                super::super::wire::put_alloc(
                     &mut o.bytes,
                     seq - o.seq,
                     a,
@@ -108,7 +108,7 @@ pub fn buffers(
                     );
                     expect.push(format!("frames {} {:?}", o.tid, [0x40, 0x100]));
                 }
-                format::put_free(&mut o.bytes, seq - o.seq, a);
+                super::super::wire::put_free(&mut o.bytes, seq - o.seq, a);
                 o.seq = seq;
                 expect.push(format!("free {} @{}", o.tid, seq));
                 n += 2;
@@ -127,7 +127,15 @@ pub fn buffers(
                 } else {
                     kind
                 };
-                format::put_alloc(&mut o.bytes, seq - o.seq, a, size, stack, kind, align);
+                super::super::wire::put_alloc(
+                    &mut o.bytes,
+                    seq - o.seq,
+                    a,
+                    size,
+                    stack,
+                    kind,
+                    align,
+                );
                 o.seq = seq;
                 seq += 1;
                 expect.push(format!(
@@ -147,7 +155,7 @@ pub fn buffers(
                 } else {
                     let i = rng.below(o.pool.len() as u64) as usize;
                     let old = std::mem::replace(&mut o.pool[i], a);
-                    format::put_free(&mut o.bytes, seq - o.seq, old);
+                    super::super::wire::put_free(&mut o.bytes, seq - o.seq, old);
                     o.seq = seq;
                     expect.push(format!("free {} @{}", o.tid, seq));
                     n += 1;
@@ -162,7 +170,7 @@ pub fn buffers(
                 // Both halves take a number.
                 let free_seq = seq;
                 seq += 2;
-                format::put_realloc(
+                super::super::wire::put_realloc(
                     &mut o.bytes,
                     free_seq - o.seq,
                     1,
@@ -178,7 +186,7 @@ pub fn buffers(
             }
             // A free of a block never seen allocated.
             18 => {
-                format::put_free(
+                super::super::wire::put_free(
                     &mut o.bytes,
                     seq - o.seq,
                     0x1234_5678_0000 + rng.below(1 << 20) * 16,

@@ -16,6 +16,53 @@ const ALLOC_MAX: usize = 1 + 4 * 10 + 8 + 1;
 const REALLOC_MAX: usize = 1 + 4 * 10 + 2 * 8 + 1;
 const _: () = assert!(ALLOC_MAX <= RECORD_MAX_BYTES && REALLOC_MAX <= RECORD_MAX_BYTES);
 
+/// How far ahead of the record just written its thread's buffer is made ready for writing.
+/// The writer read the buffer last (buffers go round through the pool), so its lines sit in
+/// the writer's core's cache: each first store to one waited for the line to come over (the C
+/// churn's hook spent more time there than anywhere else, at the locked increment that comes
+/// after the stores). Asking for the lines 512 bytes (eight lines) ahead with the intent to write
+/// them hides that wait.
+const PREFETCH_AHEAD: usize = 512;
+
+/// Asks for the line at `p` with the intent to write it (`prefetchw`), where the processor has
+/// the instruction (checked once: AMD64 has had it from the start, Intel from Broadwell).
+#[inline(always)]
+fn prefetch_for_write(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    if has_prefetchw() {
+        // SAFETY: a prefetch is a hint: it never faults, whatever the address, and changes no
+        // register or flag.
+        unsafe {
+            core::arch::asm!(
+                "prefetchw [{0}]",
+                in(reg) p,
+                options(nostack, preserves_flags, readonly)
+            )
+        };
+    }
+    let _ = p;
+}
+
+/// Whether the processor has `prefetchw` (CPUID 0x8000_0001, ECX bit 8).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn has_prefetchw() -> bool {
+    use std::sync::atomic::{AtomicU8, Ordering};
+    /// 0: not asked yet, 1: no, 2: yes.
+    static HAS: AtomicU8 = AtomicU8::new(0);
+    match HAS.load(Ordering::Relaxed) {
+        2 => true,
+        1 => false,
+        _ => {
+            // Leaf 0x8000_0001 is within the extended range every x86_64 processor has.
+            let ecx = core::arch::x86_64::__cpuid(0x8000_0001).ecx;
+            let has = ecx & (1 << 8) != 0;
+            HAS.store(if has { 2 } else { 1 }, Ordering::Relaxed);
+            has
+        }
+    }
+}
+
 /// Where a record is written: [`RECORD_MAX_BYTES`] writable bytes from `p`, `n` written.
 pub struct Raw {
     p: *mut u8,
@@ -73,6 +120,7 @@ impl Out for Buffer {
             f(&mut w);
             // SAFETY: `f` wrote `w.n` bytes of the room it was given.
             unsafe { self.commit(w.n) };
+            prefetch_for_write(w.p.wrapping_add(PREFETCH_AHEAD));
         }
     }
 }

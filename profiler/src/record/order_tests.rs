@@ -71,3 +71,43 @@ fn frame_records_follow_their_event_in_global_order() {
         ]
     );
 }
+
+/// Merging the parts of a pass gives what a stable sort of them one after the other gives:
+/// parts that overlap in runs (threads taking turns), parts that do not, equal keys across parts
+/// (frees that read the same number), empty and one-event parts.
+#[test]
+fn merged_parts_are_the_stable_sort_of_their_copies() {
+    let mut rng = super::synth::Rng(7);
+    for round in 0..200 {
+        let mut src: Vec<Ev> = Vec::new();
+        let mut parts = Vec::new();
+        let nparts = 1 + rng.below(if round % 2 == 0 { 6 } else { 60 }) as usize;
+        for p in 0..nparts {
+            let start = src.len();
+            let mut key = rng.below(200);
+            for _ in 0..rng.below(40) {
+                // Small steps, so parts interleave; now and then the same key again.
+                key += rng.below(if round % 3 == 0 { 2 } else { 12 });
+                src.push(Ev {
+                    key,
+                    addr: (p as u64) << 32 | src.len() as u64,
+                    size: 0,
+                    stack: 0,
+                    tid: p as u32,
+                    side: 0,
+                });
+            }
+            parts.push((start, src.len()));
+        }
+        parts.retain(|&(s, e)| s < e);
+        let mut want: Vec<Ev> = parts
+            .iter()
+            .flat_map(|&(s, e)| src[s..e].to_vec())
+            .collect();
+        want.sort_by_key(|e| e.key);
+        let mut got = Vec::new();
+        merge_parts(&src, &parts, &mut got);
+        let ids = |v: &[Ev]| v.iter().map(|e| (e.key, e.addr)).collect::<Vec<_>>();
+        assert_eq!(ids(&got), ids(&want), "round {round}");
+    }
+}

@@ -503,9 +503,12 @@ impl Columns {
         let t = r[0];
         l[OPS].push(t);
         let mut p = 1;
+        // Byte by byte: fields are one to three bytes, shorter than a copy call.
         let field = |s: &mut Vec<u8>, p: &mut usize| -> Option<()> {
             let end = varint_end(r, *p)?;
-            s.extend_from_slice(&r[*p..end]);
+            for &b in &r[*p..end] {
+                s.push(b);
+            }
             *p = end;
             Some(())
         };

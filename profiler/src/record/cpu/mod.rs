@@ -233,7 +233,7 @@ fn arm(s: &'static Session, tid: u32, bounds: StackBounds) {
             })
         })
         .collect();
-    let ct: &'static CpuThread = Box::leak(Box::new(CpuThread {
+    let entry = Box::new(CpuThread {
         session: s,
         tid,
         timer: AtomicUsize::new(0),
@@ -246,8 +246,17 @@ fn arm(s: &'static Session, tid: u32, bounds: StackBounds) {
         tail: AtomicU64::new(0),
         lost: AtomicU64::new(0),
         exiting: AtomicBool::new(false),
-    }));
+    });
     let mut threads = lock(&s.cpu.threads);
+    // The thread itself (registering) and the writer's scan can both find it unarmed: the one
+    // that comes second leaves it alone (two timers on one thread counted its CPU twice).
+    // SAFETY: entries are leaked threads freed only once unlisted (see `reap`), which takes
+    // this lock.
+    let cur = unsafe { (THREADS.get(tid) as *const CpuThread).as_ref() };
+    if cur.is_some_and(|c| std::ptr::eq(c.session, s) && !c.exiting.load(Ordering::Acquire)) {
+        return;
+    }
+    let ct: &'static CpuThread = Box::leak(entry);
     if !THREADS.set(tid, ct as *const CpuThread as usize) {
         s.cpu.notice(NOTICE_NO_TIMER);
     }

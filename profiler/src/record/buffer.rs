@@ -400,7 +400,7 @@ mod tests {
         let buf = unsafe { b.as_mut() };
         let mut records = 0;
         while buf.has_room() {
-            super::super::wire::put_alloc(
+            crate::record::wire::put_alloc(
                 buf,
                 1,
                 u64::MAX,

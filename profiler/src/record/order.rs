@@ -342,8 +342,8 @@ impl Orderer {
             ready.clear();
             merge_parts(&waiting, &parts, &mut ready);
             let result = self.write_events(&ready, out, chunk_bytes, &mut flush);
-            // Kept for the next write when small; a large one is given back (as the sort's
-            // scratch was before).
+            // Kept for the next write when small; a large one (a pass of many threads) is
+            // given back.
             if ready.capacity() <= READY_KEEP {
                 self.ready = ready;
             }

@@ -1,6 +1,7 @@
 //! Synthetic thread buffers for the orderer's tests: several threads' events interleaved in
 //! sequence order as the hooks number them, cut into buffers as the recorder cuts them.
 
+use super::super::wire;
 use crate::format::{self, AllocKind};
 
 /// A small deterministic generator (SplitMix64).
@@ -85,7 +86,7 @@ pub fn buffers(
             // A temporary: made and freed at once.
             0..=9 => {
                 let a = addr();
-                super::super::wire::put_alloc(
+                wire::put_alloc(
                     &mut o.bytes,
                     seq - o.seq,
                     a,
@@ -108,7 +109,7 @@ pub fn buffers(
                     );
                     expect.push(format!("frames {} {:?}", o.tid, [0x40, 0x100]));
                 }
-                super::super::wire::put_free(&mut o.bytes, seq - o.seq, a);
+                wire::put_free(&mut o.bytes, seq - o.seq, a);
                 o.seq = seq;
                 expect.push(format!("free {} @{}", o.tid, seq));
                 n += 2;
@@ -127,15 +128,7 @@ pub fn buffers(
                 } else {
                     kind
                 };
-                super::super::wire::put_alloc(
-                    &mut o.bytes,
-                    seq - o.seq,
-                    a,
-                    size,
-                    stack,
-                    kind,
-                    align,
-                );
+                wire::put_alloc(&mut o.bytes, seq - o.seq, a, size, stack, kind, align);
                 o.seq = seq;
                 seq += 1;
                 expect.push(format!(
@@ -155,7 +148,7 @@ pub fn buffers(
                 } else {
                     let i = rng.below(o.pool.len() as u64) as usize;
                     let old = std::mem::replace(&mut o.pool[i], a);
-                    super::super::wire::put_free(&mut o.bytes, seq - o.seq, old);
+                    wire::put_free(&mut o.bytes, seq - o.seq, old);
                     o.seq = seq;
                     expect.push(format!("free {} @{}", o.tid, seq));
                     n += 1;
@@ -170,7 +163,7 @@ pub fn buffers(
                 // Both halves take a number.
                 let free_seq = seq;
                 seq += 2;
-                super::super::wire::put_realloc(
+                wire::put_realloc(
                     &mut o.bytes,
                     free_seq - o.seq,
                     1,
@@ -186,7 +179,7 @@ pub fn buffers(
             }
             // A free of a block never seen allocated.
             18 => {
-                super::super::wire::put_free(
+                wire::put_free(
                     &mut o.bytes,
                     seq - o.seq,
                     0x1234_5678_0000 + rng.below(1 << 20) * 16,

@@ -7,16 +7,16 @@ use crate::format::{self, ChunkKind, ChunkWriter, Header, Reader, Record};
 fn buffers() -> (Vec<u8>, Vec<u8>) {
     let mut a = Vec::new();
     format::put_context(&mut a, 1, 0);
-    super::super::wire::put_alloc(&mut a, 1, 0xa0, 16, 7, AllocKind::Malloc, 0); // seq 1
+    wire::put_alloc(&mut a, 1, 0xa0, 16, 7, AllocKind::Malloc, 0); // seq 1
     format::put_event_frames(&mut a, 100, &[200, 300]);
-    super::super::wire::put_free(&mut a, 3, 0xa0); // seq 4
+    wire::put_free(&mut a, 3, 0xa0); // seq 4
     format::put_event_frames(&mut a, 150, &[300]);
     format::put_event_returns(&mut a, &[0x11, 0x22]);
     let mut b = Vec::new();
     format::put_context(&mut b, 2, 0);
-    super::super::wire::put_alloc(&mut b, 2, 0xb0, 32, 8, AllocKind::Malloc, 0); // seq 2
+    wire::put_alloc(&mut b, 2, 0xb0, 32, 8, AllocKind::Malloc, 0); // seq 2
     format::put_event_frames(&mut b, 1000, &[1100]);
-    super::super::wire::put_free(&mut b, 1, 0xb0); // seq 3
+    wire::put_free(&mut b, 1, 0xb0); // seq 3
     (a, b)
 }
 

@@ -213,27 +213,10 @@ mod tests {
         let mut b = Buffer::alloc().unwrap();
         // SAFETY: `b` is a live buffer owned by this test.
         let buf = unsafe { b.as_mut() };
-        let mut n = 0u64;
-        while buf.has_room() {
+        // Round `i`'s records, the largest values where they fit.
+        fn round(o: &mut impl Out, i: u64) {
             put_realloc(
-                buf,
-                u64::MAX,
-                1,
-                u64::MAX,
-                n,
-                u64::MAX,
-                u64::MAX,
-                AllocKind::Realloc,
-            );
-            put_alloc(buf, 1, n, n * 1000, 7, AllocKind::Calloc, 64);
-            put_free(buf, 0, 0x7fff_dead_beef);
-            n += 1;
-        }
-        assert!(buf.bytes().len() <= crate::record::buffer::BUFFER_BYTES);
-        let mut v = Vec::new();
-        for i in 0..n {
-            put_realloc(
-                &mut v,
+                o,
                 u64::MAX,
                 1,
                 u64::MAX,
@@ -242,8 +225,18 @@ mod tests {
                 u64::MAX,
                 AllocKind::Realloc,
             );
-            put_alloc(&mut v, 1, i, i * 1000, 7, AllocKind::Calloc, 64);
-            put_free(&mut v, 0, 0x7fff_dead_beef);
+            put_alloc(o, 1, i, i * 1000, 7, AllocKind::Calloc, 64);
+            put_free(o, 0, 0x7fff_dead_beef);
+        }
+        let mut n = 0u64;
+        while buf.has_room() {
+            round(buf, n);
+            n += 1;
+        }
+        assert!(buf.bytes().len() <= crate::record::buffer::BUFFER_BYTES);
+        let mut v = Vec::new();
+        for i in 0..n {
+            round(&mut v, i);
         }
         // What fitted in the buffer is what the vector holds up to there.
         assert_eq!(buf.bytes(), &v[..buf.bytes().len()]);

@@ -1,6 +1,8 @@
-//! The columns transform of event chunks (codec 2, `docs/format.md` §2.3): an event chunk's
-//! records rewritten as separate streams (which record, sizes, stacks, kinds, freed blocks, the
-//! rest), with runs of records that repeat earlier ones replaced by copies, before zstd.
+//! The columns transform of event chunks (codecs 2 and 3, `docs/format.md` §2.3): an event
+//! chunk's records rewritten as separate streams (which record, sizes, stacks, kinds, freed
+//! blocks, the rest), with runs of records that repeat earlier ones replaced by copies, before
+//! zstd; codec 3 (format version 4, what the recorder writes) keeps each thread's ops, sizes,
+//! stacks and kinds in a lane of their own.
 //!
 //! Why: zstd compresses a stream of one kind of value far better than the same values
 //! interleaved (a two-thread Rust churn's random sizes and pool frees: 3.55 MB as records, 2.67 MB

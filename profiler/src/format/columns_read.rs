@@ -86,13 +86,10 @@ impl<'a> Reading<'a> {
             ));
         }
         if lane != self.lane {
-            let [a, b, c, d, ..] = &mut self.streams;
-            let mut now = [a, b, c, d];
-            for (cur, saved) in now.iter_mut().zip(&mut self.lanes[self.lane]) {
-                std::mem::swap(*cur, saved);
-            }
-            for (cur, saved) in now.iter_mut().zip(&mut self.lanes[lane]) {
-                std::mem::swap(*cur, saved);
+            // Save where the current lane's cursors stand, then take up the other lane's.
+            for i in 0..LANED {
+                self.lanes[self.lane][i] = self.streams[i].clone();
+                self.streams[i] = self.lanes[lane][i].clone();
             }
             self.lane = lane;
         }

@@ -8,7 +8,6 @@
 
 use super::buffer::{Buffer, RECORD_MAX_BYTES};
 use crate::format::{tag, AllocKind, Cursor, DecodeError};
-use std::mem::MaybeUninit;
 
 /// Bytes an `ALLOC` takes at most: tag, four uvarints, an address and a kind.
 const ALLOC_MAX: usize = 1 + 4 * 10 + 8 + 1;
@@ -102,7 +101,7 @@ impl Raw {
     }
 }
 
-/// What the records are written into: a thread's buffer, or (tests) a vector.
+/// What the records are written into: a thread's buffer, or (the orderer's tests) a vector.
 pub trait Out {
     /// Appends the record `f` writes (at most [`RECORD_MAX_BYTES`]); nothing when there is no
     /// room for that many.
@@ -125,10 +124,11 @@ impl Out for Buffer {
     }
 }
 
+#[cfg(test)]
 impl Out for Vec<u8> {
     fn record(&mut self, f: impl FnOnce(&mut Raw)) {
         self.reserve(RECORD_MAX_BYTES);
-        let room: &mut [MaybeUninit<u8>] = self.spare_capacity_mut();
+        let room: &mut [std::mem::MaybeUninit<u8>] = self.spare_capacity_mut();
         let mut w = Raw {
             p: room.as_mut_ptr().cast(),
             n: 0,

@@ -16,7 +16,8 @@ use std::time::SystemTime;
 use anyhow::{anyhow, bail, Context as _};
 
 use super::{AllocatorArg, RunArgs, EXIT_ERROR};
-use crate::symbolize::{Prewarm, Warmed};
+use crate::load::LoadOptions;
+use crate::symbolize::{Prewarm, Recorded, Warmed};
 
 /// File name of the recorder library looked up next to the `tidemark` executable.
 pub const PRELOAD_LIB: &str = "libtidemark_preload.so";
@@ -221,13 +222,57 @@ impl Drop for ChildSignals {
     }
 }
 
-/// Runs `exe` with `argv` (argv[0] included) under the recorder; returns its exit status, its
-/// process id and the debug information of its program and libc, opened meanwhile on another
-/// thread for the finish ([`Prewarm`]).
+/// The module maps and return addresses of the profile at `path` as far as the recorder has
+/// written it (what [`Prewarm`] names while the command runs): the events are skipped, not
+/// decompressed, and an unfinished last chunk reads as the end. A read still going when the
+/// command ends stops at its next block of the file: the finish does not wait for it.
+fn recorded_so_far(path: &Path) -> Recorded {
+    let path = path.to_owned();
+    Box::new(move |ended| {
+        let opts = LoadOptions {
+            events: false,
+            stacks: false,
+            progress: false,
+            ..LoadOptions::default()
+        };
+        let file = File::open(&path).ok()?;
+        let until = Until {
+            inner: std::io::BufReader::with_capacity(64 << 10, file),
+            ended,
+        };
+        let p = crate::load::read_reader(until, &opts).ok()?;
+        if ended.load(Ordering::Relaxed) {
+            return None;
+        }
+        let addresses = p.ips.iter().map(|ip| (ip.address, ip.generation)).collect();
+        Some((p.modules, addresses))
+    })
+}
+
+/// A reader that fails once `ended` is raised.
+struct Until<'a, R> {
+    inner: R,
+    ended: &'a std::sync::atomic::AtomicBool,
+}
+
+impl<R: std::io::Read> std::io::Read for Until<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.ended.load(Ordering::Relaxed) {
+            return Err(std::io::Error::other("the command ended"));
+        }
+        self.inner.read(buf)
+    }
+}
+
+/// Runs `exe` with `argv` (argv[0] included) under the recorder, which writes `profile`;
+/// returns its exit status, its process id and the debug information of its program and libc,
+/// opened meanwhile on another thread for the finish, with the return addresses recorded so
+/// far named ([`Prewarm`]).
 pub(crate) fn launch(
     exe: &Path,
     argv: &[OsString],
     env: &[(&'static str, OsString)],
+    profile: &Path,
 ) -> anyhow::Result<(ExitStatus, u32, Warmed)> {
     let mut cmd = Process::new(exe);
     if let Some(a0) = argv.first() {
@@ -261,7 +306,7 @@ pub(crate) fn launch(
     };
     let pid = child.id();
     let _signals = ChildSignals::new(pid);
-    let prewarm = Prewarm::start(pid);
+    let prewarm = Prewarm::start(pid, Some(recorded_so_far(profile)));
     let status = child
         .wait()
         .with_context(|| format!("lost track of {}", exe.display()))?;

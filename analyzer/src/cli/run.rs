@@ -646,7 +646,7 @@ pub(super) fn record_one(
         env.push(("TIDEMARK_ESCAPE", "1".into()));
     }
     let started = SystemTime::now();
-    let (status, pid, warmed) = launch(exe, argv, &env)?;
+    let (status, pid, warmed) = launch(exe, argv, &env, &abs_output)?;
     let name = exe.file_name().unwrap_or(exe.as_os_str()).to_string_lossy();
     eprintln!("tidemark: {name} {}", describe_status(status));
     let p = finish_profile(output, &tmp, started, argv, need_profile, pid, warmed)?;

@@ -211,6 +211,12 @@ fn symbolize_pass(
     suppress::apply(p, &opts.suppressions);
 }
 
+/// Reads a profile from any reader like [`read_path`]: raw return addresses, nothing
+/// symbolized.
+pub fn read_reader<R: Read>(r: R, opts: &LoadOptions) -> Result<Profile, LoadError> {
+    load_inner(r, opts, None, None, None)
+}
+
 /// Loads and symbolizes a profile from any reader (no progress percentage: the length is
 /// unknown).
 pub fn load_reader<R: Read>(r: R, opts: &LoadOptions) -> Result<Profile, LoadError> {

@@ -100,6 +100,11 @@ impl WarmParts {
         self
     }
 
+    /// The parts no module took.
+    pub(crate) fn into_inner(self) -> Vec<DebugParts> {
+        self.0.into_inner().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// How many are left.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {

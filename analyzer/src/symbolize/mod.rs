@@ -23,7 +23,7 @@ mod prewarm;
 
 pub use debuginfo::{build_id_debug_path, file_build_id, DEBUG_ROOT};
 pub use demangle::{demangle, is_qualified};
-pub use prewarm::{ExeWarmup, Prewarm, Warmed};
+pub use prewarm::{ExeWarmup, Prewarm, Recorded, Warmed};
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -61,17 +61,27 @@ pub struct DebugCache {
 }
 
 /// What addresses were named, by module (path, recorded build-id) and file address looked up.
-type Named = HashMap<(String, Vec<u8>), HashMap<u64, Resolved>>;
+pub(crate) type Named = HashMap<(String, Vec<u8>), HashMap<u64, Resolved>>;
 
 impl DebugCache {
     /// A cache starting from the modules a [`Prewarm`] opened.
-    pub fn with_warmed(warmed: Warmed) -> Self {
+    pub fn with_warmed(mut warmed: Warmed) -> Self {
         DebugCache {
-            modules: HashMap::new(),
+            modules: std::mem::take(&mut warmed.opened),
+            named: std::mem::take(&mut warmed.named),
             warmed,
             widens: false,
-            named: HashMap::new(),
         }
+    }
+
+    /// The modules of this cache and the addresses it named, handed on to the finish as what a
+    /// [`Prewarm`] did while the command ran, with the `warnings` their opening gave.
+    pub(crate) fn into_warmed(self, warnings: Vec<String>) -> Warmed {
+        let mut w = self.warmed;
+        w.opened = self.modules;
+        w.named = self.named;
+        w.warnings = warnings;
+        w
     }
 
     /// This cache, for the profiles of one run: a debug file read in part (libc's) keeps what it
@@ -107,7 +117,9 @@ impl Symbolizer {
     }
 
     /// A symbolizer that starts from the modules `cache` has opened already.
-    pub fn with_cache(snapshots: &[crate::model::ModuleSnapshot], cache: DebugCache) -> Self {
+    pub fn with_cache(snapshots: &[crate::model::ModuleSnapshot], mut cache: DebugCache) -> Self {
+        // The warnings of the modules a warm-up opened for the addresses it named.
+        let warnings = std::mem::take(&mut cache.warmed.warnings);
         Symbolizer {
             map: ModuleMap::new(snapshots),
             cache: cache.modules,
@@ -115,7 +127,7 @@ impl Symbolizer {
             widens: cache.widens,
             named: cache.named,
             debug_root: PathBuf::from(DEBUG_ROOT),
-            warnings: Vec::new(),
+            warnings,
         }
     }
 

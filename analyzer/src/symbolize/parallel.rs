@@ -76,6 +76,8 @@ impl Symbolizer {
             .collect();
         let parts = WarmParts::new(std::mem::take(&mut self.warmed.parts)).widening(self.widens);
         let done = run(&jobs, opened, &self.debug_root, addrs, &parts);
+        // Parts no module of these addresses took stay for the next addresses.
+        self.warmed.parts = parts.into_inner();
         for (job, d) in jobs.into_iter().zip(done) {
             self.warnings.extend(d.warnings);
             if self.widens {

@@ -9,8 +9,11 @@
 //! symbol table read and its `.debug_info` inflated for as long as the command runs
 //! ([`DebugParts`]): which of its units the finish needs depends on the addresses
 //! (`super::prefix`), and the finish continues from there. A stripped program's debug package is
-//! looked up here too, for the finish's hint. The thread runs under `SCHED_IDLE`: only on a core
-//! that the command and the recorder's writer leave idle.
+//! looked up here too, for the finish's hint. Then, until the command ends, the return addresses
+//! the recorder has written so far are named ([`name_ahead`]: the launcher hands in a reader of
+//! the profile being written), so that the finish names only those of the command's last
+//! moments. The thread runs under `SCHED_IDLE`: only on a core that the command and the
+//! recorder's writer leave idle.
 //!
 //! Nothing depends on it for correctness: a module the warm-up missed (loaded later, or still
 //! being opened when the command ended) is opened by the finish as before, and a warmed module is
@@ -48,7 +51,23 @@ pub struct Warmed {
     pub(crate) modules: HashMap<(String, Vec<u8>), WarmModule>,
     /// libc's compressed debug file, opened and inflated as far as the command's run allowed.
     pub(crate) parts: Vec<DebugParts>,
+    /// Modules opened to name the addresses recorded while the command ran, keyed like the
+    /// symbolizer's cache (the path and build-id the profile recorded).
+    pub(crate) opened: HashMap<(String, Vec<u8>), ModuleDebug>,
+    /// What those addresses were named ([`super::DebugCache::for_several`]'s record).
+    pub(crate) named: super::Named,
+    /// The warnings opening those modules gave, for the finish to report.
+    pub(crate) warnings: Vec<String>,
 }
+
+/// What the recorder has written so far: the profile's module map snapshots and its return
+/// addresses, each as (address, module map generation); `None` while the profile cannot be
+/// read, or when the flag (the command ended) was raised during the read, which then stops.
+/// The launcher reads the profile being written ([`crate::symbolize`] reads binaries, never
+/// profiles).
+pub type Recorded = Box<
+    dyn FnMut(&AtomicBool) -> Option<(Vec<crate::model::ModuleSnapshot>, Vec<(u64, u64)>)> + Send,
+>;
 
 impl Warmed {
     /// Takes the module opened for `path` with build-id `build_id`. The recorder names modules
@@ -84,14 +103,15 @@ pub struct Prewarm {
 }
 
 impl Prewarm {
-    /// Starts opening the modules of process `pid` (just spawned) on a new thread. When the
-    /// thread cannot be started, nothing is warmed.
-    pub fn start(pid: u32) -> Prewarm {
+    /// Starts opening the modules of process `pid` (just spawned) on a new thread, then naming
+    /// the return addresses `recorded` gives as the profile grows. When the thread cannot be
+    /// started, nothing is warmed.
+    pub fn start(pid: u32, recorded: Option<Recorded>) -> Prewarm {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
         let handle = std::thread::Builder::new()
             .name("tidemark-prewarm".to_owned())
-            .spawn(move || warm(pid, &flag))
+            .spawn(move || warm(pid, recorded, &flag))
             .ok();
         Prewarm { stop, handle }
     }
@@ -155,7 +175,7 @@ impl ExeWarmup {
     }
 }
 
-fn warm(pid: u32, stop: &AtomicBool) -> Warmed {
+fn warm(pid: u32, recorded: Option<Recorded>, stop: &AtomicBool) -> Warmed {
     // Only on a core nothing else wants: the command and the recorder's writer come first.
     // When the command ends, the finish waits for this thread and its core is free.
     idle_priority();
@@ -171,7 +191,46 @@ fn warm(pid: u32, stop: &AtomicBool) -> Warmed {
     if !stop.load(Ordering::Relaxed) {
         warmed.parts.extend(libc_parts(&modules, stop));
     }
-    warmed
+    match recorded {
+        Some(recorded) if !stop.load(Ordering::Relaxed) => name_ahead(recorded, warmed, stop),
+        _ => warmed,
+    }
+}
+
+/// Least wait between two reads of the profile being written.
+const NAME_INTERVAL: Duration = Duration::from_millis(20);
+/// How many times as long as a read of the profile took the next read waits: the reads take at
+/// most a fifth of the idle core, and a finish waiting for one in progress waits little.
+const READ_SPACING: u32 = 4;
+
+/// Names, while the command runs, the return addresses the recorder has written so far (what
+/// heaptrack's interpreter does as the events come): every [`NAME_INTERVAL`] or so the profile
+/// is read again (module maps and return addresses; an unfinished last chunk is left for the
+/// next read) and the addresses not seen before are resolved, into the cache the finish starts
+/// from. The finish then names only what the command's last moments recorded: it looks the
+/// others up ([`super::DebugCache`]'s record of named addresses), with the same result.
+pub(crate) fn name_ahead(mut recorded: Recorded, warmed: Warmed, stop: &AtomicBool) -> Warmed {
+    let mut cache = super::DebugCache::with_warmed(warmed).for_several();
+    let mut seen: std::collections::HashSet<(u64, u64)> = std::collections::HashSet::new();
+    let mut warnings = Vec::new();
+    while !stop.load(Ordering::Relaxed) {
+        let started = Instant::now();
+        if let Some((modules, addresses)) = recorded(stop) {
+            let new: Vec<(u64, u64)> = addresses.into_iter().filter(|k| seen.insert(*k)).collect();
+            if !new.is_empty() && !stop.load(Ordering::Relaxed) {
+                let mut sym = super::Symbolizer::with_cache(&modules, cache);
+                sym.resolve_all(&new);
+                warnings.extend(sym.take_warnings());
+                cache = sym.into_cache();
+            }
+        }
+        let wait = (started.elapsed() * READ_SPACING).max(NAME_INTERVAL);
+        let until = Instant::now() + wait;
+        while !stop.load(Ordering::Relaxed) && Instant::now() < until {
+            std::thread::sleep(POLL_INTERVAL);
+        }
+    }
+    cache.into_warmed(warnings)
 }
 
 /// Runs the calling thread under `SCHED_IDLE`; nothing changes if that is refused.

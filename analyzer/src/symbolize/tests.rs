@@ -5,6 +5,7 @@ use crate::load::synthetic::{Builder, Ev};
 use crate::model::ModuleSnapshot;
 use debuginfo::WarmParts;
 use prefix::DebugParts;
+use prewarm::Recorded;
 use std::path::{Path, PathBuf};
 use tidemark::format::{put_modules, Segment};
 
@@ -366,4 +367,68 @@ fn libc_sampled_probes(debug: &Path, every: usize) -> Vec<u64> {
         .step_by(every)
         .flat_map(|&(a, n)| [a + 1, a + n / 3, a + 2 * n / 3, a + n - 1])
         .collect()
+}
+
+#[test]
+fn addresses_named_while_the_command_runs_are_named_as_the_finish_names_them() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let me = self_module();
+    let (mut libc, debug) = libc_with_debug_file();
+    libc.base = 0x7f00_0000_0000;
+    libc.segments = vec![Segment {
+        start: libc.base,
+        size: 0x40_0000,
+        flags: 5,
+    }];
+    let snapshots = vec![ModuleSnapshot {
+        generation: 1,
+        modules: vec![me.clone(), libc.clone()],
+    }];
+    let in_libc: Vec<(u64, u64)> = libc_probes(&debug, &["__libc_start_call_main", "__strdup"])
+        .into_iter()
+        .map(|p| (libc.base + p + 1, 1))
+        .collect();
+    let all: Vec<(u64, u64)> = std::iter::once((marker_ip(), 1))
+        .chain(in_libc.iter().copied())
+        .collect();
+
+    // The recorder's file as it grows: the program's address first, libc's in a later chunk;
+    // then the command ends.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (flag, grown, snaps) = (Arc::clone(&stop), all.clone(), snapshots.clone());
+    let mut reads = 0;
+    let recorded: Recorded = Box::new(move |_| {
+        reads += 1;
+        match reads {
+            1 => Some((snaps.clone(), grown[..1].to_vec())),
+            2 => Some((snaps.clone(), grown.clone())),
+            _ => {
+                flag.store(true, Ordering::Relaxed);
+                None
+            }
+        }
+    });
+    // libc's debug file inflated whole ahead: the first read's addresses do not use it, the
+    // second's do (it is not dropped in between).
+    let mut warmed = Warmed::default();
+    let mut parts = DebugParts::open(&debug).expect("libc's debug file opens in part");
+    assert!(parts.read_rest().is_some());
+    while parts.inflate_more(1 << 20) {}
+    warmed.parts.push(parts);
+    let warmed = prewarm::name_ahead(recorded, warmed, &stop);
+
+    let key = (libc.path.clone(), libc.build_id.clone());
+    let (inflated, size) = warmed.opened[&key]
+        .partly_read()
+        .expect("libc's debug file from the parts inflated ahead");
+    assert_eq!(inflated, size, "the parts inflated ahead were used");
+    let named: usize = warmed.named.values().map(|m| m.len()).sum();
+    assert_eq!(named, all.len(), "every recorded address was named ahead");
+
+    let plain = Symbolizer::new(&snapshots).resolve_all(&all);
+    assert!(plain.iter().all(|r| r.symbolized), "{plain:?}");
+    let mut finish = Symbolizer::with_cache(&snapshots, DebugCache::with_warmed(warmed));
+    assert_eq!(finish.resolve_all(&all), plain);
+    assert!(finish.take_warnings().is_empty());
 }

@@ -120,6 +120,9 @@ impl Prewarm {
     /// once the command has ended.
     pub fn finish(mut self) -> Warmed {
         self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = &self.handle {
+            h.thread().unpark();
+        }
         self.handle
             .take()
             .and_then(|h| h.join().ok())
@@ -225,9 +228,13 @@ pub(crate) fn name_ahead(mut recorded: Recorded, warmed: Warmed, stop: &AtomicBo
             }
         }
         let wait = (started.elapsed() * READ_SPACING).max(NAME_INTERVAL);
+        // Woken early when the command ends (`Prewarm::finish` unparks this thread).
         let until = Instant::now() + wait;
-        while !stop.load(Ordering::Relaxed) && Instant::now() < until {
-            std::thread::sleep(POLL_INTERVAL);
+        while !stop.load(Ordering::Relaxed) {
+            let Some(left) = until.checked_duration_since(Instant::now()) else {
+                break;
+            };
+            std::thread::park_timeout(left);
         }
     }
     cache.into_warmed(warnings)
@@ -282,7 +289,8 @@ fn settled_modules(maps: &Path, stop: &AtomicBool) -> Vec<String> {
             return now;
         }
         last = Some(now);
-        std::thread::sleep(POLL_INTERVAL);
+        // Woken early when the command ends (`Prewarm::finish` unparks this thread).
+        std::thread::park_timeout(POLL_INTERVAL);
     }
 }
 

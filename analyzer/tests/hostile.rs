@@ -633,4 +633,23 @@ fn dlclosed_and_reloaded_libraries_keep_their_own_names() {
     );
     assert_eq!(got("plugin_a_alloc").leaked_allocations, 10);
     assert_eq!(got("plugin_b_alloc").leaked_allocations, 7);
+
+    // A read for return addresses only (what embedding symbols makes, each stack's own frames
+    // decoded without its outer ones, those of a base of another generation included) finds
+    // the addresses of the whole load, in the same order.
+    let opts = tidemark_analyzer::load::LoadOptions {
+        events: false,
+        stacks: false,
+        progress: false,
+        ..Default::default()
+    };
+    let only = tidemark_analyzer::load::read_path(&rec.profile, &opts).expect("profile reads");
+    let addresses = |ips: &[tidemark_analyzer::model::Ip]| -> Vec<(u64, u64)> {
+        ips.iter().map(|ip| (ip.address, ip.generation)).collect()
+    };
+    assert_eq!(addresses(&only.ips), addresses(&p.ips));
+    assert!(
+        p.ips.iter().any(|ip| ip.generation > 1),
+        "the reloaded library's addresses have a later generation"
+    );
 }

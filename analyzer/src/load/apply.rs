@@ -142,10 +142,12 @@ impl Apply<'_> {
                 frames,
                 base,
                 keep,
+                outer_omitted,
                 ..
             } => {
                 let outer = (keep > 0).then_some((base, keep));
-                self.stacks.define(p, id, generation, &frames, outer)
+                self.stacks
+                    .define(p, id, generation, &frames, outer, outer_omitted)
             }
             Record::Thread {
                 tid,

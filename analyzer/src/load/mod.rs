@@ -310,7 +310,9 @@ impl StackBuilder {
     /// Adds a stack definition (frames innermost first) of module generation `generation`.
     /// `outer` is the record's `(base, keep)`: its outermost `keep` frames are stack `base`'s,
     /// so the walk down the tree starts at that stack's node instead of the root (deep programs
-    /// define tens of thousands of stacks that differ in their innermost frames only).
+    /// define tens of thousands of stacks that differ in their innermost frames only). With
+    /// `outer_omitted` (a reader of addresses only: [`OrderedState::own_frames_only`]), `frames`
+    /// are the stack's own frames, inside the outer `keep` of `base`, of the same generation.
     pub(crate) fn define(
         &mut self,
         p: &mut Profile,
@@ -318,7 +320,19 @@ impl StackBuilder {
         generation: u64,
         frames: &[u64],
         outer: Option<(u64, u32)>,
+        outer_omitted: bool,
     ) {
+        if outer_omitted {
+            debug_assert!(self.ips_only, "own frames only for a reader of addresses");
+            let keep = outer.map_or(0, |(_, keep)| keep);
+            self.depths
+                .insert(id, (frames.len() as u32 + keep, generation));
+            // In the tree's order (outermost first), so the addresses are numbered alike.
+            for &addr in frames.iter().rev() {
+                self.ip_of(p, addr, generation);
+            }
+            return;
+        }
         let start = outer.and_then(|(base, keep)| self.outer_node(p, base, keep, generation));
         // A version-3 writer names as the base the earlier stack sharing the longest outer part
         // (of every earlier stack, `record::stacks`), and writes a plain `STACK` only when none
@@ -446,8 +460,10 @@ fn read_here<R: Read>(
     reader: &mut Reader<R>,
     apply: &mut apply::Apply<'_>,
     mut progress: Option<&mut (dyn ProgressSink + '_)>,
+    own_frames_only: bool,
 ) -> Result<Option<Truncation>, LoadError> {
     let mut state = OrderedState::default();
+    state.own_frames_only = own_frames_only;
     let mut spare: Vec<u8> = Vec::new();
     loop {
         let chunk_offset = reader.offset();
@@ -592,7 +608,15 @@ fn load_inner<R: Read>(
     let decoded = if opts.events {
         read_on_two_threads(&mut reader, &mut apply, progress.as_deref_mut())
     } else {
-        read_here(&mut reader, &mut apply, progress.as_deref_mut())
+        // Collecting return addresses (embedding symbols) needs no stack whole: the decoder
+        // gives each stack's own frames only, without rebuilding its outer ones.
+        let own_frames_only = !opts.stacks && !track;
+        read_here(
+            &mut reader,
+            &mut apply,
+            progress.as_deref_mut(),
+            own_frames_only,
+        )
     };
     let malformed = decoded?;
     // After a malformed record the reading thread may have read on: what it found there was

@@ -44,11 +44,13 @@ struct Shape {
     len: u32,
     keep: u32,
     base: u64,
+    generation: u64,
 }
 
 impl StackFrames {
-    /// Defines stack `id` as `own` (innermost first) inside the outer `keep` frames of `base`.
-    fn define(&mut self, id: u64, own: &[u64], base: u64, keep: u32) {
+    /// Defines stack `id` of module generation `generation` as `own` (innermost first) inside
+    /// the outer `keep` frames of `base`.
+    fn define(&mut self, id: u64, own: &[u64], base: u64, keep: u32, generation: u64) {
         let start = self.own.len();
         self.own.extend_from_slice(own);
         let shape = Shape {
@@ -56,6 +58,7 @@ impl StackFrames {
             len: own.len() as u32,
             keep,
             base,
+            generation,
         };
         self.at.insert(id, shape);
     }
@@ -63,6 +66,32 @@ impl StackFrames {
     /// The depth of stack `id`, when it is defined.
     fn depth(&self, id: u64) -> Option<usize> {
         self.at.get(&id).map(|s| s.len as usize + s.keep as usize)
+    }
+
+    /// The module generation of stack `id`, when it is defined.
+    fn generation(&self, id: u64) -> Option<u64> {
+        self.at.get(&id).map(|s| s.generation)
+    }
+
+    /// The innermost of the outermost `keep` frames of stack `id`: what a `STACK_TAIL` keeping
+    /// them writes its own frames as differences from, found without rebuilding the others.
+    fn innermost_kept(&self, mut id: u64, keep: usize) -> Result<u64, DecodeError> {
+        for _ in 0..self.at.len() + 1 {
+            let s = *self.at.get(&id).ok_or(DecodeError(
+                "a stack names a base stack not defined before it",
+            ))?;
+            if keep == 0 || keep as u64 > u64::from(s.len) + u64::from(s.keep) {
+                return Err(DecodeError("a stack keeps more frames than its base has"));
+            }
+            if keep > s.keep as usize {
+                // Among its own frames: the stack is own ++ outer, `len + keep'` deep.
+                return Ok(self.own[s.start + s.len as usize + s.keep as usize - keep]);
+            }
+            id = s.base;
+        }
+        Err(DecodeError(
+            "stack definitions refer to each other in a loop",
+        ))
     }
 
     /// Writes the outermost `out.len()` frames of stack `id` (innermost first) into `out`.
@@ -120,6 +149,11 @@ pub struct OrderedState {
     tid: u32,
     /// Version 3: stacks' frames and the last sample.
     carried: Carried,
+    /// A `STACK_TAIL`'s record holds its own frames only when its base has the same module
+    /// generation (`Record::Stack`'s `outer_omitted`): for a reader that collects return
+    /// addresses and needs no stack whole (embedding symbols), the outer frames are not
+    /// rebuilt.
+    pub own_frames_only: bool,
 }
 
 impl<'a> RecordIter<'a> {
@@ -179,8 +213,8 @@ impl<'a> RecordIter<'a> {
             return Err(DecodeError("stack deeper than 4096 frames"));
         }
         let (n, keep) = (n as usize, keep as usize);
-        let mut frames = vec![0u64; n + keep];
-        {
+        let own_only = self.ordered.as_ref().is_some_and(|o| o.own_frames_only);
+        let (mut frames, mut prev, outer_omitted) = {
             let stacks = &self
                 .carried()
                 .ok_or(DecodeError("unknown record tag"))?
@@ -191,15 +225,24 @@ impl<'a> RecordIter<'a> {
             if keep == 0 || keep > len {
                 return Err(DecodeError("a stack keeps more frames than its base has"));
             }
-            stacks.outer(base, &mut frames[n..])?;
-        }
-        let mut prev = frames[n];
+            // A base of another generation: its addresses are other return addresses of this
+            // one's, which a reader of addresses needs too.
+            if own_only && stacks.generation(base) == Some(generation) {
+                (vec![0u64; n], stacks.innermost_kept(base, keep)?, true)
+            } else {
+                let mut frames = vec![0u64; n + keep];
+                stacks.outer(base, &mut frames[n..])?;
+                let innermost_kept = frames[n];
+                (frames, innermost_kept, false)
+            }
+        };
         for i in (0..n).rev() {
             prev = prev.wrapping_add(self.cursor.ivarint()? as u64);
             frames[i] = prev;
         }
         if let Some(c) = self.carried() {
-            c.stacks.define(id, &frames[..n], base, keep as u32);
+            c.stacks
+                .define(id, &frames[..n], base, keep as u32, generation);
         }
         Ok(Record::Stack {
             id,
@@ -208,6 +251,7 @@ impl<'a> RecordIter<'a> {
             frames,
             base,
             keep: keep as u32,
+            outer_omitted,
         })
     }
 
@@ -418,7 +462,7 @@ impl<'a> RecordIter<'a> {
                         frames.push(prev);
                     }
                     if let Some(st) = self.carried() {
-                        st.stacks.define(id, &frames, 0, 0);
+                        st.stacks.define(id, &frames, 0, 0, generation);
                     }
                     Record::Stack {
                         id,
@@ -427,6 +471,7 @@ impl<'a> RecordIter<'a> {
                         frames,
                         base: 0,
                         keep: 0,
+                        outer_omitted: false,
                     }
                 }
                 tag::STACK_TAIL if self.version >= 3 && self.ordered.is_some() => {
@@ -669,9 +714,9 @@ mod tests {
         let mut s = StackFrames::default();
         // 1 = [c, b, a] (innermost first); 2 = [e, d] + outer 2 of 1 = [e, d, b, a];
         // 3 = [f] + outer 3 of 2 = [f, d, b, a].
-        s.define(1, &[0xc, 0xb, 0xa], 0, 0);
-        s.define(2, &[0xe, 0xd], 1, 2);
-        s.define(3, &[0xf], 2, 3);
+        s.define(1, &[0xc, 0xb, 0xa], 0, 0, 1);
+        s.define(2, &[0xe, 0xd], 1, 2, 1);
+        s.define(3, &[0xf], 2, 3, 1);
         let outer = |s: &StackFrames, id: u64, n: usize| {
             let mut out = vec![0u64; n];
             s.outer(id, &mut out).map(|_| out)
@@ -684,9 +729,23 @@ mod tests {
         assert_eq!(outer(&s, 1, 0).unwrap(), Vec::<u64>::new());
         assert!(outer(&s, 1, 4).is_err());
         assert!(outer(&s, 9, 1).is_err());
+        // The innermost of the outermost `keep` frames, without the others: as rebuilt.
+        for (id, depth) in [(1, 3), (2, 4), (3, 4)] {
+            for keep in 1..=depth {
+                assert_eq!(
+                    s.innermost_kept(id, keep).unwrap(),
+                    outer(&s, id, keep).unwrap()[0],
+                    "stack {id}, keep {keep}"
+                );
+            }
+            assert!(s.innermost_kept(id, depth + 1).is_err());
+            assert!(s.innermost_kept(id, 0).is_err());
+        }
+        assert!(s.innermost_kept(9, 1).is_err());
         // Redefinitions that make 4 and 5 each other's base.
-        s.define(4, &[], 5, 2);
-        s.define(5, &[], 4, 2);
+        s.define(4, &[], 5, 2, 1);
+        s.define(5, &[], 4, 2, 1);
         assert!(outer(&s, 4, 1).is_err());
+        assert!(s.innermost_kept(4, 1).is_err());
     }
 }

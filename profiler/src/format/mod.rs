@@ -361,6 +361,10 @@ pub enum Record {
         base: u64,
         /// How many outer frames come from `base`; 0 for a `STACK` (no base).
         keep: u32,
+        /// The outer `keep` frames are not in `frames`, which are the stack's own frames only
+        /// (a reader that wants nothing more: [`decode::OrderedState::own_frames_only`]); the
+        /// stack is `frames.len() + keep` deep. False for every other reader.
+        outer_omitted: bool,
     },
     /// A thread was registered.
     Thread {

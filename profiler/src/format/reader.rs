@@ -581,7 +581,8 @@ mod tests {
                     truncated: false,
                     frames: vec![0x4000, 0x3ff0],
                     base: 0,
-                    keep: 0
+                    keep: 0,
+                    outer_omitted: false,
                 }
             ]
         );
@@ -786,7 +787,8 @@ mod tests {
                 truncated: false,
                 frames: vec![0x55_0000_1234, 0x55_0000_1000, 0x7f00_0000_0000],
                 base: 0,
-                keep: 0
+                keep: 0,
+                outer_omitted: false,
             }
         );
     }

@@ -206,7 +206,8 @@ mod tests {
                     truncated: false,
                     frames: a.to_vec(),
                     base: 0,
-                    keep: 0
+                    keep: 0,
+                    outer_omitted: false,
                 },
                 Record::Stack {
                     id: 2,
@@ -214,7 +215,8 @@ mod tests {
                     truncated: true,
                     frames: b.to_vec(),
                     base: 0,
-                    keep: 0
+                    keep: 0,
+                    outer_omitted: false,
                 },
                 Record::Stack {
                     id: 3,
@@ -222,7 +224,8 @@ mod tests {
                     truncated: false,
                     frames: c.to_vec(),
                     base: 1,
-                    keep: 2
+                    keep: 2,
+                    outer_omitted: false,
                 }
             ]
         );

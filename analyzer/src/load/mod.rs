@@ -322,18 +322,18 @@ impl StackBuilder {
         outer: Option<(u64, u32)>,
         outer_omitted: bool,
     ) {
-        if outer_omitted {
-            debug_assert!(self.ips_only, "own frames only for a reader of addresses");
-            let keep = outer.map_or(0, |(_, keep)| keep);
-            self.depths
-                .insert(id, (frames.len() as u32 + keep, generation));
-            // In the tree's order (outermost first), so the addresses are numbered alike.
-            for &addr in frames.iter().rev() {
-                self.ip_of(p, addr, generation);
-            }
-            return;
-        }
-        let start = outer.and_then(|(base, keep)| self.outer_node(p, base, keep, generation));
+        debug_assert!(
+            self.ips_only || !outer_omitted,
+            "own frames only for a reader of addresses"
+        );
+        // The outer frames left out of `frames`: they are all of `frames` that is the stack's own.
+        let omitted = match outer {
+            Some((_, keep)) if outer_omitted => keep,
+            _ => 0,
+        };
+        let start = outer
+            .filter(|_| !outer_omitted)
+            .and_then(|(base, keep)| self.outer_node(p, base, keep, generation));
         // A version-3 writer names as the base the earlier stack sharing the longest outer part
         // (of every earlier stack, `record::stacks`), and writes a plain `STACK` only when none
         // shares even the outermost frame: so the frames it adds are new nodes of the tree, made
@@ -345,7 +345,8 @@ impl StackBuilder {
             Some((node, keep)) => (node, &frames[..frames.len() - keep]),
             None => (None, frames),
         };
-        self.depths.insert(id, (frames.len() as u32, generation));
+        self.depths
+            .insert(id, (frames.len() as u32 + omitted, generation));
         if self.ips_only {
             // In the tree's order (outermost first), so the addresses are numbered alike.
             for &addr in own.iter().rev() {

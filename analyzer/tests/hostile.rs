@@ -12,6 +12,7 @@
 
 mod support;
 
+use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -652,4 +653,60 @@ fn dlclosed_and_reloaded_libraries_keep_their_own_names() {
         p.ips.iter().any(|ip| ip.generation > 1),
         "the reloaded library's addresses have a later generation"
     );
+
+    // The loader's tree, built from each stack's own frames started at its base's node, holds
+    // the stacks the decoder rebuilds whole: the allocations per whole stack agree.
+    let whole = allocations_per_whole_stack(&rec.profile);
+    assert!(whole.keys().any(|frames| frames.iter().any(|f| f.1 > 1)));
+    assert_eq!(allocations_per_tree_stack(&p), whole);
+}
+
+/// Allocation calls per stack (return addresses with their module generation, innermost
+/// first), each stack's frames as the format's decoder rebuilds them whole.
+fn allocations_per_whole_stack(profile: &Path) -> BTreeMap<Vec<(u64, u64)>, u64> {
+    use tidemark::format::{Reader, Record};
+    let file = std::fs::File::open(profile).expect("profile opens");
+    let mut reader = Reader::new(std::io::BufReader::new(file)).expect("profile reads");
+    let mut frames: HashMap<u64, Vec<(u64, u64)>> = HashMap::new();
+    let mut calls: BTreeMap<Vec<(u64, u64)>, u64> = BTreeMap::new();
+    while let Some(records) = reader.next_chunk().expect("chunk reads") {
+        for rec in records {
+            match rec.expect("record decodes") {
+                Record::Stack {
+                    id,
+                    generation,
+                    frames: f,
+                    outer_omitted,
+                    ..
+                } => {
+                    assert!(!outer_omitted, "a default reader gets whole stacks");
+                    frames.insert(id, f.iter().map(|&a| (a, generation)).collect());
+                }
+                Record::Alloc { stack, .. } | Record::Realloc { stack, .. } => {
+                    *calls.entry(frames[&stack].clone()).or_default() += 1;
+                }
+                _ => {}
+            }
+        }
+    }
+    calls
+}
+
+/// Allocation calls per stack of a loaded profile, each stack read from its leaf up the tree.
+fn allocations_per_tree_stack(
+    p: &tidemark_analyzer::model::Profile,
+) -> BTreeMap<Vec<(u64, u64)>, u64> {
+    let mut calls: BTreeMap<Vec<(u64, u64)>, u64> = BTreeMap::new();
+    for s in p.stack_stats.iter().filter(|s| s.counts.allocations > 0) {
+        let mut frames = Vec::new();
+        let mut node = s.stack;
+        while let Some(n) = node {
+            let n = p.stacks[n.0 as usize];
+            let ip = &p.ips[n.ip.0 as usize];
+            frames.push((ip.address, ip.generation));
+            node = n.parent;
+        }
+        *calls.entry(frames).or_default() += s.counts.allocations;
+    }
+    calls
 }

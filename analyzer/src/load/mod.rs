@@ -311,8 +311,9 @@ impl StackBuilder {
     /// `outer` is the record's `(base, keep)`: its outermost `keep` frames are stack `base`'s,
     /// so the walk down the tree starts at that stack's node instead of the root (deep programs
     /// define tens of thousands of stacks that differ in their innermost frames only). With
-    /// `outer_omitted` (a reader of addresses only: [`OrderedState::own_frames_only`]), `frames`
-    /// are the stack's own frames, inside the outer `keep` of `base`, of the same generation.
+    /// `outer_omitted` ([`OrderedState::own_frames_only`]), `frames` are the stack's own frames,
+    /// inside the outer `keep` of `base`, of the same generation: the tree's walk starts at
+    /// `base`'s node as it would with the outer frames given.
     pub(crate) fn define(
         &mut self,
         p: &mut Profile,
@@ -322,18 +323,18 @@ impl StackBuilder {
         outer: Option<(u64, u32)>,
         outer_omitted: bool,
     ) {
-        debug_assert!(
-            self.ips_only || !outer_omitted,
-            "own frames only for a reader of addresses"
-        );
         // The outer frames left out of `frames`: they are all of `frames` that is the stack's own.
         let omitted = match outer {
             Some((_, keep)) if outer_omitted => keep,
             _ => 0,
         };
-        let start = outer
-            .filter(|_| !outer_omitted)
-            .and_then(|(base, keep)| self.outer_node(p, base, keep, generation));
+        let start = outer.and_then(|(base, keep)| self.outer_node(p, base, keep, generation));
+        // The decoder omits the outer frames only when the base is of the same generation, which
+        // is when `outer_node` finds its node.
+        debug_assert!(
+            !outer_omitted || start.is_some(),
+            "own frames only, but stack {id}'s base has no node of generation {generation}"
+        );
         // A version-3 writer names as the base the earlier stack sharing the longest outer part
         // (of every earlier stack, `record::stacks`), and writes a plain `STACK` only when none
         // shares even the outermost frame: so the frames it adds are new nodes of the tree, made
@@ -342,6 +343,7 @@ impl StackBuilder {
         // far.
         let fresh = self.new_nodes_trusted && (start.is_some() || outer.is_none());
         let (mut parent, own) = match start {
+            Some((node, _)) if outer_omitted => (node, frames),
             Some((node, keep)) => (node, &frames[..frames.len() - keep]),
             None => (None, frames),
         };
@@ -371,7 +373,7 @@ impl StackBuilder {
             parent = Some(node);
         }
         self.defined.insert(id, parent);
-        if stack_was_cut(frames.len()) {
+        if stack_was_cut(frames.len() + omitted as usize) {
             self.cut.insert(id);
         } else {
             self.cut.remove(&id);
@@ -500,12 +502,14 @@ fn read_on_two_threads<R: Read>(
     reader: &mut Reader<R>,
     apply: &mut apply::Apply<'_>,
     mut progress: Option<&mut (dyn ProgressSink + '_)>,
+    own_frames_only: bool,
 ) -> Result<Option<Truncation>, LoadError> {
     let (to_apply, chunks) = std::sync::mpsc::sync_channel::<(u64, ChunkBytes)>(CHUNKS_IN_FLIGHT);
     let (recycle, recycled) = std::sync::mpsc::channel::<Vec<u8>>();
     let decoded = std::thread::scope(|scope| {
         let applier = scope.spawn(move || -> Result<Option<Truncation>, LoadError> {
             let mut state = OrderedState::default();
+            state.own_frames_only = own_frames_only;
             for (chunk_offset, chunk) in chunks {
                 // A malformed record: keep what came before it, and say the profile ends
                 // there (dropping `chunks` stops the reading thread).
@@ -606,12 +610,18 @@ fn load_inner<R: Read>(
         slots: FxHashMap::default(),
         last_slot: None,
     };
+    // The tree of stacks starts each definition at its base's node, and collecting return
+    // addresses (embedding symbols) needs no stack whole: the decoder gives each stack's own
+    // frames only, without rebuilding its outer ones. The escape tracker reads whole stacks.
+    let own_frames_only = !track;
     let decoded = if opts.events {
-        read_on_two_threads(&mut reader, &mut apply, progress.as_deref_mut())
+        read_on_two_threads(
+            &mut reader,
+            &mut apply,
+            progress.as_deref_mut(),
+            own_frames_only,
+        )
     } else {
-        // Collecting return addresses (embedding symbols) needs no stack whole: the decoder
-        // gives each stack's own frames only, without rebuilding its outer ones.
-        let own_frames_only = !opts.stacks && !track;
         read_here(
             &mut reader,
             &mut apply,

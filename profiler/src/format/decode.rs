@@ -150,9 +150,9 @@ pub struct OrderedState {
     /// Version 3: stacks' frames and the last sample.
     carried: Carried,
     /// A `STACK_TAIL`'s record holds its own frames only when its base has the same module
-    /// generation (`Record::Stack`'s `outer_omitted`): for a reader that collects return
-    /// addresses and needs no stack whole (embedding symbols), the outer frames are not
-    /// rebuilt.
+    /// generation (`Record::Stack`'s `outer_omitted`): for a reader that finds the outer
+    /// frames from the base itself (the analyzer's tree of stacks) or needs return addresses
+    /// only (embedding symbols), they are not rebuilt.
     pub own_frames_only: bool,
 }
 

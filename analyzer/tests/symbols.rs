@@ -184,3 +184,97 @@ fn profiles_embedded_together_get_the_symbols_each_gets_alone() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A stripped program whose debug file is not installed: `tidemark run` embeds what its own
+/// file names, and loading the profile names nothing more (the file is not read again, its
+/// frames read `prog+0x…` with a hint); once the debug file its `.gnu_debuglink` names is
+/// installed, loading the same profile again names its frames.
+#[test]
+fn a_debug_file_installed_after_the_run_names_the_frames() {
+    let dir = scratch("debuglater");
+    let exe = dir.join("prog");
+    gcc(V1, &exe);
+    let debug = dir.join("prog.debug");
+    let stash = dir.join("stash");
+    std::fs::create_dir_all(&stash).unwrap();
+    let run = |tool: &str, args: &[&std::ffi::OsStr]| {
+        let st = Command::new(tool)
+            .args(args)
+            .status()
+            .unwrap_or_else(|e| panic!("{tool} (binutils, installed with gcc): {e}"));
+        assert!(st.success(), "{tool} {args:?}");
+    };
+    run(
+        "objcopy",
+        &[
+            "--only-keep-debug".as_ref(),
+            exe.as_os_str(),
+            debug.as_os_str(),
+        ],
+    );
+    run("strip", &["--strip-all".as_ref(), exe.as_os_str()]);
+    let link = format!("--add-gnu-debuglink={}", debug.display());
+    run("objcopy", &[link.as_ref(), exe.as_os_str()]);
+    // Not installed while the program runs.
+    let stashed = stash.join("prog.debug");
+    std::fs::rename(&debug, &stashed).unwrap();
+
+    let tidemark = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/tidemark");
+    let profile = dir.join("p.tmk");
+    let out = Command::new(&tidemark)
+        .arg("run")
+        .arg("-o")
+        .arg(&profile)
+        .arg("--")
+        .arg(&exe)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let p = load_path(&profile, &LoadOptions::default()).unwrap();
+    assert!(!p.embedded_symbols.is_empty(), "the run embeds symbols");
+    let totals = function_totals(&p);
+    assert!(
+        !totals.contains_key("named_site_one"),
+        "{:?}",
+        totals.keys()
+    );
+    assert_eq!(
+        totals
+            .iter()
+            .filter(|(k, _)| k.starts_with("prog+0x"))
+            .map(|(_, t)| t.allocations)
+            .max(),
+        Some(100),
+        "{:?}",
+        totals.keys()
+    );
+    assert!(
+        p.warnings
+            .iter()
+            .any(|w| w.starts_with("hint: ") && w.contains(&*exe.to_string_lossy())),
+        "{:?}",
+        p.warnings
+    );
+
+    // Installed: the same profile loaded again names the frames.
+    std::fs::rename(&stashed, &debug).unwrap();
+    let p = load_path(&profile, &LoadOptions::default()).unwrap();
+    let totals = function_totals(&p);
+    assert_eq!(
+        totals.get("named_site_one").map(|t| t.allocations),
+        Some(100),
+        "{:?}",
+        totals.keys()
+    );
+    assert!(
+        !p.warnings.iter().any(|w| w.starts_with("hint: ")),
+        "{:?}",
+        p.warnings
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

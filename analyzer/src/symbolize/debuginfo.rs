@@ -214,28 +214,7 @@ impl ModuleDebug {
         } else {
             md.file = Loader::new(path).ok();
         }
-        // Separate debug information: by the recorded build-id (the one that matches the code
-        // that ran), then by the file's own, then by .gnu_debuglink.
-        let mut candidates: Vec<PathBuf> = Vec::new();
-        let ids = [
-            Some(module.build_id.clone()),
-            facts.build_id.clone().filter(|_| !changed),
-        ];
-        for id in ids.iter().flatten() {
-            if let Some(p) = build_id_debug_path(debug_root, id) {
-                candidates.push(p);
-            }
-        }
-        if let Some(link) = facts.debuglink.as_ref().filter(|_| !changed) {
-            let dir = path.parent().unwrap_or(Path::new("/"));
-            let rel = dir.strip_prefix("/").unwrap_or(dir);
-            candidates.push(debug_root.join(rel).join(link));
-            candidates.push(dir.join(".debug").join(link));
-            if Path::new(link) != path.file_name().map(Path::new).unwrap_or(Path::new("")) {
-                candidates.push(dir.join(link));
-            }
-        }
-        for c in candidates {
+        for c in debug_candidates(module, &facts, changed, debug_root) {
             if c.is_file() {
                 let part = probes.and_then(|p| {
                     let parts = warm.take(&c).or_else(|| DebugParts::open(&c))?;
@@ -380,6 +359,68 @@ fn raw_frames<R: gimli::Reader, E>(found: Result<addr2line::FrameIter<'_, R>, E>
         }
     }
     out
+}
+
+/// Where a module's separate debug information may be, in the order it is looked for: by the
+/// recorded build-id (the one that matches the code that ran), then by the file's own, then by
+/// its `.gnu_debuglink` (those two only when the file on disk is the one that ran: not
+/// `changed`).
+fn debug_candidates(
+    module: &Module,
+    facts: &ElfFacts,
+    changed: bool,
+    debug_root: &Path,
+) -> Vec<PathBuf> {
+    let path = Path::new(&module.path);
+    let mut candidates: Vec<PathBuf> = Vec::new();
+    let ids = [
+        Some(module.build_id.clone()),
+        facts.build_id.clone().filter(|_| !changed),
+    ];
+    for id in ids.iter().flatten() {
+        if let Some(p) = build_id_debug_path(debug_root, id) {
+            candidates.push(p);
+        }
+    }
+    if let Some(link) = facts.debuglink.as_ref().filter(|_| !changed) {
+        let dir = path.parent().unwrap_or(Path::new("/"));
+        let rel = dir.strip_prefix("/").unwrap_or(dir);
+        candidates.push(debug_root.join(rel).join(link));
+        candidates.push(dir.join(".debug").join(link));
+        if Path::new(link) != path.file_name().map(Path::new).unwrap_or(Path::new("")) {
+            candidates.push(dir.join(link));
+        }
+    }
+    candidates
+}
+
+/// What a module's files say now without reading their symbols: whether a separate debug file
+/// is there for it ([`ModuleDebug::open`] would read it), and whether the module names one it
+/// lacks (`.gnu_debuglink`: the summary then hints at its debug package). `None` for a pseudo
+/// module or a file that cannot be read.
+pub(crate) fn debug_file_state(module: &Module, debug_root: &Path) -> Option<DebugFileState> {
+    if is_pseudo(&module.path) {
+        return None;
+    }
+    let facts = elf_facts(Path::new(&module.path)).ok()?;
+    let changed = matches!(&facts.build_id, Some(disk)
+        if !module.build_id.is_empty() && *disk != module.build_id);
+    let present = debug_candidates(module, &facts, changed, debug_root)
+        .iter()
+        .any(|c| c.is_file());
+    Some(DebugFileState {
+        present,
+        links_debug: facts.debuglink.is_some(),
+    })
+}
+
+/// See [`debug_file_state`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct DebugFileState {
+    /// A separate debug file for the module is installed.
+    pub present: bool,
+    /// The module names a separate debug file (`.gnu_debuglink`).
+    pub links_debug: bool,
 }
 
 /// Opens a separate debug file, with its dwz supplementary file when it names one.

@@ -261,22 +261,45 @@ pub fn symbolize_cached(
     }
     // Modules (path, build-id) whose addresses stayed unnamed, with how many: one hint each.
     let mut unnamed: HashMap<(String, Vec<u8>), usize> = HashMap::new();
+    // A profile with embedded symbols had each of its addresses looked up in the binaries when
+    // they were embedded: one without symbols there was named by none. Its module's files
+    // would name it now only with a separate debug file installed since (what the hint asks
+    // for); without one they are not read again (a stripped program's would be, on every load).
+    let mut looked_up = LookedUp {
+        embedded: !embedded.is_empty(),
+        debug_root: sym.debug_root.clone(),
+        modules: Vec::new(),
+    };
     // The addresses the binaries name, resolved first, modules in parallel.
     let from_binaries: Vec<(u64, u64)> = if use_files {
         p.ips
             .iter()
             .map(|ip| (ip.address, ip.generation))
             .filter(|k| embedded.get(k).is_none_or(|f| f.is_empty()))
+            .filter(|&(addr, generation)| {
+                !looked_up.settled_unnamed(sym.map.find_at(addr, generation))
+            })
             .collect()
     } else {
         Vec::new()
     };
+    let settled = looked_up;
     let mut resolved = sym.resolve_all(&from_binaries).into_iter();
     let mut named: Vec<SymbolFrame>;
     for i in 0..p.ips.len() {
         let (addr, generation) = (p.ips[i].address, p.ips[i].generation);
+        let module = sym.map.find_at(addr, generation);
         let frames: &[SymbolFrame] = match embedded.get(&(addr, generation)) {
             Some(f) if !f.is_empty() => f,
+            _ if use_files && module.is_some_and(|m| settled.get(m) == Some(true)) => {
+                if let Some(m) = module.filter(|m| m.path.starts_with('/')) {
+                    *unnamed
+                        .entry((m.path.clone(), m.build_id.clone()))
+                        .or_default() += 1;
+                }
+                named = unresolved(module, addr).frames;
+                &named
+            }
             _ if use_files => {
                 let r = resolved
                     .next()
@@ -294,7 +317,7 @@ pub fn symbolize_cached(
                 &named
             }
             _ => {
-                named = unresolved(sym.map.find_at(addr, generation), addr).frames;
+                named = unresolved(module, addr).frames;
                 &named
             }
         };
@@ -329,6 +352,44 @@ pub fn symbolize_cached(
     *cache = sym.into_cache();
     p.embedded_symbols = embedded;
     report
+}
+
+/// Which modules' addresses without embedded symbols stay unnamed without their files being
+/// read again (see [`symbolize_cached`]).
+struct LookedUp {
+    /// The profile embeds symbols: every address was looked up when they were embedded.
+    embedded: bool,
+    debug_root: PathBuf,
+    /// Per module (path, recorded build-id): its addresses stay unnamed (a few modules: a
+    /// list, looked through without copying the keys).
+    modules: Vec<(String, Vec<u8>, bool)>,
+}
+
+impl LookedUp {
+    /// True when an address of `module` that has no embedded symbols stays unnamed: the
+    /// profile embeds symbols, and no separate debug file of the module is installed (its file
+    /// named what it could when the symbols were embedded).
+    fn settled_unnamed(&mut self, module: Option<&Module>) -> bool {
+        let Some(m) = module.filter(|_| self.embedded) else {
+            return false;
+        };
+        if let Some(settled) = self.get(m) {
+            return settled;
+        }
+        let settled =
+            debuginfo::debug_file_state(m, &self.debug_root).is_some_and(|state| !state.present);
+        self.modules
+            .push((m.path.clone(), m.build_id.clone(), settled));
+        settled
+    }
+
+    /// What [`LookedUp::settled_unnamed`] found for `m`, if it was asked.
+    fn get(&self, m: &Module) -> Option<bool> {
+        self.modules
+            .iter()
+            .find(|(path, build_id, _)| *path == m.path && *build_id == m.build_id)
+            .map(|&(_, _, settled)| settled)
+    }
 }
 
 /// Function names go into folded lines: no separators, no line breaks, never empty.

@@ -162,9 +162,10 @@ impl ExeWarmup {
             .spawn(move || {
                 let mut warmed = Warmed::default();
                 // A program with symbols of its own had its addresses named when its run
-                // embedded them; a stripped one's are looked for (and hinted at) again.
+                // embedded them; a stripped one's are hinted at again, and looked for again
+                // once its debug file is installed.
                 if super::debuginfo::is_stripped(Path::new(&exe)) {
-                    open_one(&exe, &mut warmed);
+                    warm_stripped(&exe, &mut warmed);
                 }
                 let _ = tx.send(warmed);
             })
@@ -340,6 +341,31 @@ fn parse_maps(text: &str) -> Vec<String> {
         }
     }
     out
+}
+
+/// For a stripped program: opens it when its separate debug file is installed (what would name
+/// its addresses); otherwise looks up only the package the summary's hint names. Its own file
+/// then named what it could when the profile's symbols were embedded, and the symbolization
+/// pass does not read it again ([`super::symbolize_cached`]); for a profile without embedded
+/// symbols the pass opens it itself.
+fn warm_stripped(path: &str, warmed: &mut Warmed) {
+    let Ok(build_id) = file_build_id(Path::new(path)) else {
+        return;
+    };
+    let module = Module {
+        path: path.to_owned(),
+        build_id: build_id.unwrap_or_default(),
+        base: 0,
+        segments: Vec::new(),
+    };
+    match super::debuginfo::debug_file_state(&module, Path::new(DEBUG_ROOT)) {
+        Some(state) if !state.present => {
+            if state.links_debug {
+                let _ = super::debug_hint::owning_package(path);
+            }
+        }
+        _ => open_one(path, warmed),
+    }
 }
 
 /// Opens one module the way the finish would, keyed by the file's own build-id.

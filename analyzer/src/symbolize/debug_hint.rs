@@ -118,7 +118,7 @@ fn scan_lists(paths: &[&str]) -> Vec<Option<String>> {
             })
         })
         .collect();
-    let first = scan(likely.into_iter(), &names);
+    let first = scan(likely.into_iter(), &names, |_| false);
     // Taken from the likely lists only when the path's own name is there, as given or with or
     // without `/usr` (a merged-`/usr` system maps `/lib/…/libjq.so.1`, which its package lists
     // as `/usr/lib/…/libjq.so.1`; the same file either way).
@@ -133,10 +133,46 @@ fn scan_lists(paths: &[&str]) -> Vec<Option<String>> {
     if settled.iter().all(Option::is_some) {
         return settled;
     }
-    scan(lists.iter(), &names)
-        .into_iter()
-        .map(|f| f.into_iter().flatten().next())
-        .collect()
+    // Then every list, those of packages whose name shares words with the paths first
+    // (`g++-12` for `/usr/lib/gcc/x86_64-linux-gnu/12/cc1plus`): the pass ends once each path
+    // is found under its first name, which one package owns (a file without an owner still
+    // takes the whole pass).
+    let words = path_words(paths);
+    let mut ordered: Vec<(usize, &(String, std::path::PathBuf))> = lists
+        .iter()
+        .map(|l| (shared_words(&l.0, &words), l))
+        .collect();
+    ordered.sort_by_key(|&(shared, _)| std::cmp::Reverse(shared));
+    scan(ordered.into_iter().map(|(_, l)| l), &names, |found| {
+        found.iter().all(|f| f.first().is_some_and(Option::is_some))
+    })
+    .into_iter()
+    .map(|f| f.into_iter().flatten().next())
+    .collect()
+}
+
+/// The words of `paths` (their directories' and file names' parts between `/`, `-`, `.`, `_`
+/// and `+`), less those every package's files share.
+fn path_words(paths: &[&str]) -> Vec<String> {
+    const COMMON: [&str; 8] = ["", "usr", "lib", "bin", "sbin", "share", "local", "so"];
+    let mut words: Vec<String> = paths
+        .iter()
+        .flat_map(|p| p.split(['/', '-', '.', '_', '+']))
+        .filter(|w| !COMMON.contains(w))
+        .map(str::to_owned)
+        .collect();
+    words.sort_unstable();
+    words.dedup();
+    words
+}
+
+/// How many of `words` a package list's name (`g++-12`, `libc6:amd64`) has among its parts.
+fn shared_words(stem: &str, words: &[String]) -> usize {
+    let package = stem.split(':').next().unwrap_or(stem);
+    package
+        .split(['-', '.', '_', '+'])
+        .filter(|part| words.iter().any(|w| w == part))
+        .count()
 }
 
 /// True when `a` and `b` are the same path but for a leading `/usr`.
@@ -149,10 +185,12 @@ fn same_but_usr(a: &str, b: &str) -> bool {
     bare(a) == bare(b)
 }
 
-/// For each path's names, the first package (in `lists` order) whose list names it.
+/// For each path's names, the first package (in `lists` order) whose list names it; the
+/// lists after one with which `done` holds for what was found are not read.
 fn scan<'a>(
     lists: impl Iterator<Item = &'a (String, std::path::PathBuf)>,
     names: &[Vec<String>],
+    done: impl Fn(&[Vec<Option<String>>]) -> bool,
 ) -> Vec<Vec<Option<String>>> {
     // name -> (path, rank of the name among the path's names)
     let mut lookup: FxHashMap<&[u8], Vec<(usize, usize)>> = FxHashMap::default();
@@ -190,6 +228,9 @@ fn scan<'a>(
                     found[p][rank] = Some(pkg.to_owned());
                 }
             }
+        }
+        if done(&found) {
+            break;
         }
     }
     found
@@ -246,6 +287,42 @@ mod tests {
             "/usr/lib/x/libjq.so.1.0.4",
             "/lib/x/libjq.so.1"
         ));
+    }
+
+    #[test]
+    fn lists_sharing_words_with_the_path_come_first() {
+        let words = path_words(&["/usr/lib/gcc/x86_64-linux-gnu/12/cc1plus"]);
+        assert_eq!(words, ["12", "64", "cc1plus", "gcc", "gnu", "linux", "x86"]);
+        assert_eq!(shared_words("g++-12", &words), 1);
+        assert_eq!(shared_words("gcc-12:amd64", &words), 2);
+        assert_eq!(shared_words("libc6", &words), 0);
+    }
+
+    #[test]
+    fn owners_are_found_in_the_package_lists() {
+        // The machine's own dpkg database, when it has one (Debian: scripts/setup.sh).
+        if !Path::new(DPKG_INFO).is_dir() {
+            return;
+        }
+        let Some((stem, files)) = std::fs::read_dir(DPKG_INFO)
+            .unwrap()
+            .flatten()
+            .filter_map(|e| {
+                let stem = e.file_name().to_str()?.strip_suffix(".list")?.to_owned();
+                Some((stem, std::fs::read_to_string(e.path()).ok()?))
+            })
+            .find(|(stem, _)| stem.starts_with("libc6"))
+        else {
+            return;
+        };
+        let file = files
+            .lines()
+            .find(|l| Path::new(l).is_file() && !Path::new(l).is_symlink())
+            .expect("libc6 installs files")
+            .to_owned();
+        let package = stem.split(':').next().unwrap().to_owned();
+        assert_eq!(scan_lists(&[&file]), [Some(package)], "{file}");
+        assert_eq!(scan_lists(&["/nonexistent/tidemark-no-owner"]), [None]);
     }
 
     #[test]

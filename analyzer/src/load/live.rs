@@ -42,6 +42,18 @@ pub(super) trait Slot: Copy + std::fmt::Debug {
     const VACANT: Self;
     /// True for [`Slot::VACANT`] (never for a stored value).
     fn is_vacant(&self) -> bool;
+    /// Writes this value over `dst`. A value made field by field just before (the replay's
+    /// blocks) is then read back field by field: copied whole, its one wide read of narrower
+    /// writes waits for them to reach the cache (a failed store-to-load forward).
+    #[inline(always)]
+    fn copy_to(&self, dst: &mut Self) {
+        *dst = *self;
+    }
+    /// A copy of this value, read the way [`Slot::copy_to`] wrote it.
+    #[inline(always)]
+    fn copied(&self) -> Self {
+        *self
+    }
 }
 
 impl Slot for Block {
@@ -49,6 +61,27 @@ impl Slot for Block {
     #[inline(always)]
     fn is_vacant(&self) -> bool {
         self.stack == EMPTY
+    }
+    #[inline(always)]
+    fn copy_to(&self, dst: &mut Block) {
+        // Volatile, so that the three copies are not merged back into one wide one.
+        // SAFETY: `dst`'s fields are valid, aligned and exclusively borrowed.
+        unsafe {
+            std::ptr::write_volatile(&mut dst.size_bytes, self.size_bytes);
+            std::ptr::write_volatile(&mut dst.stack, self.stack);
+            std::ptr::write_volatile(&mut dst.tid, self.tid);
+        }
+    }
+    #[inline(always)]
+    fn copied(&self) -> Block {
+        // SAFETY: reads of valid, aligned fields.
+        unsafe {
+            Block {
+                size_bytes: std::ptr::read_volatile(&self.size_bytes),
+                stack: std::ptr::read_volatile(&self.stack),
+                tid: std::ptr::read_volatile(&self.tid),
+            }
+        }
     }
 }
 
@@ -129,15 +162,23 @@ impl<V: Slot> LiveTable<V> {
             return self.map.insert(key, block);
         }
         if let Some((k, b)) = self.newest.take() {
+            let b = b.copied();
             if k == key {
-                self.newest = Some((key, block));
+                self.set_newest(key, &block);
                 return Some(b);
             }
             self.store(k, b);
         }
         let old = self.take_stored(key);
-        self.newest = Some((key, block));
+        self.set_newest(key, &block);
         old
+    }
+
+    /// Makes `block` the newest, under `key` (see [`Slot::copy_to`]).
+    #[inline(always)]
+    fn set_newest(&mut self, key: u64, block: &V) {
+        let (_, b) = self.newest.insert((key, V::VACANT));
+        block.copy_to(b);
     }
 
     /// Stores a block under a key that has none (ring only).
@@ -185,8 +226,9 @@ impl<V: Slot> LiveTable<V> {
     /// Takes the block live under `key` out of the table.
     #[inline]
     pub(super) fn remove(&mut self, key: u64) -> Option<V> {
-        if let Some((k, b)) = self.newest {
-            if k == key {
+        if let Some((k, b)) = &self.newest {
+            if *k == key {
+                let b = b.copied();
                 self.newest = None;
                 return Some(b);
             }

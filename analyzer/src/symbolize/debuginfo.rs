@@ -198,8 +198,7 @@ impl ModuleDebug {
         // A file whose build-id differs from the recorded one is other code: its symbols would be
         // wrong, and wrong names are worse than none. Only debug information matched by the
         // recorded build-id is used then.
-        let changed = matches!(&facts.build_id, Some(disk)
-            if !module.build_id.is_empty() && *disk != module.build_id);
+        let changed = changed_since(module, &facts);
         md.links_debug = facts.debuglink.is_some();
         if changed {
             warnings.push(format!(
@@ -361,6 +360,11 @@ fn raw_frames<R: gimli::Reader, E>(found: Result<addr2line::FrameIter<'_, R>, E>
     out
 }
 
+/// True when the file on disk has another build-id than the one the profile recorded for it.
+fn changed_since(module: &Module, facts: &ElfFacts) -> bool {
+    matches!(&facts.build_id, Some(disk) if !module.build_id.is_empty() && *disk != module.build_id)
+}
+
 /// Where a module's separate debug information may be, in the order it is looked for: by the
 /// recorded build-id (the one that matches the code that ran), then by the file's own, then by
 /// its `.gnu_debuglink` (those two only when the file on disk is the one that ran: not
@@ -403,8 +407,7 @@ pub(crate) fn debug_file_state(module: &Module, debug_root: &Path) -> Option<Deb
         return None;
     }
     let facts = elf_facts(Path::new(&module.path)).ok()?;
-    let changed = matches!(&facts.build_id, Some(disk)
-        if !module.build_id.is_empty() && *disk != module.build_id);
+    let changed = changed_since(module, &facts);
     let present = debug_candidates(module, &facts, changed, debug_root)
         .iter()
         .any(|c| c.is_file());

@@ -283,41 +283,30 @@ pub fn symbolize_cached(
     } else {
         Vec::new()
     };
-    let settled = looked_up;
     let mut resolved = sym.resolve_all(&from_binaries).into_iter();
     let mut named: Vec<SymbolFrame>;
     for i in 0..p.ips.len() {
         let (addr, generation) = (p.ips[i].address, p.ips[i].generation);
-        let module = sym.map.find_at(addr, generation);
         let frames: &[SymbolFrame] = match embedded.get(&(addr, generation)) {
             Some(f) if !f.is_empty() => f,
-            _ if use_files && module.is_some_and(|m| settled.get(m) == Some(true)) => {
-                if let Some(m) = module.filter(|m| m.path.starts_with('/')) {
+            _ => {
+                let module = sym.map.find_at(addr, generation);
+                let from_files = use_files && module.is_none_or(|m| looked_up.get(m) != Some(true));
+                let r = if from_files {
+                    resolved
+                        .next()
+                        .expect("one resolved address per address without symbols")
+                } else {
+                    unresolved(module, addr)
+                };
+                if r.symbolized {
+                    report.from_files.push(IpId(i as u32));
+                } else if let Some(m) = module.filter(|m| use_files && m.path.starts_with('/')) {
                     *unnamed
                         .entry((m.path.clone(), m.build_id.clone()))
                         .or_default() += 1;
                 }
-                named = unresolved(module, addr).frames;
-                &named
-            }
-            _ if use_files => {
-                let r = resolved
-                    .next()
-                    .expect("one resolved address per address without symbols");
-                if r.symbolized {
-                    report.from_files.push(IpId(i as u32));
-                } else if let Some(m) = sym.map.find_at(addr, generation) {
-                    if m.path.starts_with('/') {
-                        *unnamed
-                            .entry((m.path.clone(), m.build_id.clone()))
-                            .or_default() += 1;
-                    }
-                }
                 named = r.frames;
-                &named
-            }
-            _ => {
-                named = unresolved(module, addr).frames;
                 &named
             }
         };

@@ -349,14 +349,8 @@ fn parse_maps(text: &str) -> Vec<String> {
 /// pass does not read it again ([`super::symbolize_cached`]); for a profile without embedded
 /// symbols the pass opens it itself.
 fn warm_stripped(path: &str, warmed: &mut Warmed) {
-    let Ok(build_id) = file_build_id(Path::new(path)) else {
+    let Some(module) = file_module(path) else {
         return;
-    };
-    let module = Module {
-        path: path.to_owned(),
-        build_id: build_id.unwrap_or_default(),
-        base: 0,
-        segments: Vec::new(),
     };
     match super::debuginfo::debug_file_state(&module, Path::new(DEBUG_ROOT)) {
         Some(state) if !state.present => {
@@ -368,18 +362,24 @@ fn warm_stripped(path: &str, warmed: &mut Warmed) {
     }
 }
 
-/// Opens one module the way the finish would, keyed by the file's own build-id.
-pub(crate) fn open_one(path: &str, warmed: &mut Warmed) {
-    let Ok(build_id) = file_build_id(Path::new(path)) else {
-        return;
-    };
-    let build_id = build_id.unwrap_or_default();
-    let module = Module {
+/// The module of the file at `path`, as a profile would record it (its own build-id); `None`
+/// when it cannot be read.
+fn file_module(path: &str) -> Option<Module> {
+    let build_id = file_build_id(Path::new(path)).ok()?;
+    Some(Module {
         path: path.to_owned(),
-        build_id: build_id.clone(),
+        build_id: build_id.unwrap_or_default(),
         base: 0,
         segments: Vec::new(),
+    })
+}
+
+/// Opens one module the way the finish would, keyed by the file's own build-id.
+pub(crate) fn open_one(path: &str, warmed: &mut Warmed) {
+    let Some(module) = file_module(path) else {
+        return;
     };
+    let build_id = module.build_id.clone();
     let mut warnings = Vec::new();
     let debug = ModuleDebug::open(&module, Path::new(DEBUG_ROOT), &mut warnings);
     if debug.misses_debug_file() {

@@ -358,7 +358,7 @@ fn warm_stripped(path: &str, warmed: &mut Warmed) {
                 let _ = super::debug_hint::owning_package(path);
             }
         }
-        _ => open_one(path, warmed),
+        _ => open_module(module, warmed),
     }
 }
 
@@ -376,20 +376,24 @@ fn file_module(path: &str) -> Option<Module> {
 
 /// Opens one module the way the finish would, keyed by the file's own build-id.
 pub(crate) fn open_one(path: &str, warmed: &mut Warmed) {
-    let Some(module) = file_module(path) else {
-        return;
-    };
-    let build_id = module.build_id.clone();
+    if let Some(module) = file_module(path) {
+        open_module(module, warmed);
+    }
+}
+
+/// [`open_one`] for the module of a file already read ([`file_module`]).
+fn open_module(module: Module, warmed: &mut Warmed) {
     let mut warnings = Vec::new();
     let debug = ModuleDebug::open(&module, Path::new(DEBUG_ROOT), &mut warnings);
     if debug.misses_debug_file() {
         // The finish will hint at its debug package: find the package now, while the
         // command runs (a pass over dpkg's file lists).
-        let _ = super::debug_hint::owning_package(path);
+        let _ = super::debug_hint::owning_package(&module.path);
     }
-    warmed
-        .modules
-        .insert((path.to_owned(), build_id), WarmModule { debug, warnings });
+    warmed.modules.insert(
+        (module.path, module.build_id),
+        WarmModule { debug, warnings },
+    );
 }
 
 #[cfg(test)]

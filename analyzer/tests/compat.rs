@@ -4,7 +4,10 @@
 //! `tests/data/compat/vN-churn.tmk` was recorded by format version N's tidemark with
 //! `tidemark run -o vN-churn.tmk -- tm-churn --threads 2 --iterations 3000 --seed 7 --truth
 //! vN-churn.truth.json`; `vN-churn.summary.json` is that tidemark's `summary --json` of it, and
-//! the truth file what the workload counted itself while it ran.
+//! the truth file what the workload counted itself while it ran. `v5-fragmentation.tmk` (`tm-
+//! fragmentation --blocks 4000 --hold-ms 0 --truth v5-fragmentation.truth.json`) holds version
+//! 5's frees stream in the thread form (`docs/format.md` §2.3), which the churn's random frees
+//! leave unused (their plain form is shorter).
 
 mod support;
 
@@ -21,7 +24,11 @@ fn compat(name: &str) -> PathBuf {
 /// Loads a committed profile from its embedded symbols alone (the binaries that made it are not
 /// on this machine) and checks it against what its writer printed and against the truth.
 fn check(version: u16) {
-    let profile = compat(&format!("v{version}-churn.tmk"));
+    check_named(version, "churn");
+}
+
+fn check_named(version: u16, workload: &str) {
+    let profile = compat(&format!("v{version}-{workload}.tmk"));
     let p = load_path(
         &profile,
         &LoadOptions {
@@ -34,7 +41,7 @@ fn check(version: u16) {
     assert_eq!(p.header.version, version);
     assert!(p.truncated.is_none(), "{:?}", p.truncated);
     let written: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(compat(&format!("v{version}-churn.summary.json"))).unwrap(),
+        &std::fs::read_to_string(compat(&format!("v{version}-{workload}.summary.json"))).unwrap(),
     )
     .unwrap();
     let now = summary_json(&p, 10);
@@ -74,7 +81,7 @@ fn check(version: u16) {
     assert_eq!(sites(&now), sites(&written), "v{version} top sites");
     assert_matches_truth(
         &profile,
-        &read_truth(&compat(&format!("v{version}-churn.truth.json"))),
+        &read_truth(&compat(&format!("v{version}-{workload}.truth.json"))),
     );
 }
 
@@ -98,4 +105,12 @@ fn version_3_profile_loads_with_its_numbers() {
 fn version_4_profile_loads_with_its_numbers() {
     // Event chunks as columns with a lane per thread (codec 3): two threads' events interleaved.
     check(4);
+}
+
+#[test]
+fn version_5_profile_loads_with_its_numbers() {
+    // Frees in the thread form: by rank among the freeing thread's latest blocks (two threads'
+    // events interleaved), far ones from either of the last two far blocks.
+    check(5);
+    check_named(5, "fragmentation");
 }

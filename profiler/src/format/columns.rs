@@ -1,8 +1,9 @@
 //! The columns transform of event chunks (codecs 2 and 3, `docs/format.md` §2.3): an event
 //! chunk's records rewritten as separate streams (which record, sizes, stacks, kinds, freed
 //! blocks, the rest), with runs of records that repeat earlier ones replaced by copies, before
-//! zstd; codec 3 (format version 4, what the recorder writes) keeps each thread's ops, sizes,
-//! stacks and kinds in a lane of their own.
+//! zstd; codec 3 (format versions 4 and 5, what the recorder writes) keeps each thread's ops,
+//! sizes, stacks and kinds in a lane of their own, and in version 5 names a freed block by its
+//! rank among its thread's latest blocks when it is one of them.
 //!
 //! Why: zstd compresses a stream of one kind of value far better than the same values
 //! interleaved (a two-thread Rust churn's random sizes and pool frees: 3.55 MB as records, 2.67 MB
@@ -50,7 +51,14 @@ const NEAR_BACK: u64 = 32;
 
 /// How the free stream is written (its first byte).
 const FREES_PLAIN: u8 = 0;
+/// Format versions 3 and 4 (and codec 2): near frees by `back`, far ones from the last far block.
 const FREES_MODELED: u8 = 1;
+/// Format version 5 (codec 3 as the recorder writes it): frees of the thread's own latest blocks
+/// by their rank in its lane, near ones by `back`, far ones from either of the last two far
+/// blocks (`docs/format.md` §2.3).
+const FREES_BY_THREAD: u8 = 2;
+/// Latest blocks of each lane a free of the thread form may name by rank.
+const OWN_BLOCKS: usize = 32;
 
 /// End of the uvarint starting at `pos` (at most 10 bytes).
 #[inline(always)]
@@ -129,36 +137,169 @@ fn body_end(t: u8, data: &[u8], pos: usize) -> Option<usize> {
     }
 }
 
-/// The chunk-local numbering the free model needs: allocations made so far in the chunk, and
-/// the number of the last block freed far back.
-#[derive(Default, Clone, Copy)]
+/// The chunk-local numbering the free model needs: allocations made so far in the chunk, the
+/// numbers of the last blocks freed far back, and (the thread form, format version 5) each
+/// lane's latest blocks.
+#[derive(Default, Clone)]
 struct FreeModel {
     next: u64,
-    far: u64,
+    /// The last far block named (`far[0]`); the thread form also keeps the one before it
+    /// (`far[1]`), which a far free may name its block from instead.
+    far: [u64; 2],
+    /// The thread form ([`FREES_BY_THREAD`]): frees of a lane's own latest blocks, two far
+    /// cursors. Otherwise the form of format versions 3 and 4 ([`FREES_MODELED`]).
+    by_thread: bool,
+    /// The thread form: per lane, the latest blocks its record ops made.
+    own: Vec<OwnBlocks>,
+    /// The thread form: lanes whose record ops made blocks (the writer names blocks by rank in
+    /// their lane once there are two: with one thread, ranks and `back` are the same numbers
+    /// but for blocks copies made, and the two ways mixed compress worse than one).
+    lanes_made: u32,
+}
+
+/// The latest [`OWN_BLOCKS`] blocks a lane's record ops made, by number (increasing).
+#[derive(Clone, Copy, Default)]
+struct OwnBlocks {
+    ids: [u64; OWN_BLOCKS],
+    made: u64,
+}
+
+impl OwnBlocks {
+    #[inline]
+    fn push(&mut self, id: u64) {
+        self.ids[(self.made as usize) % OWN_BLOCKS] = id;
+        self.made += 1;
+    }
+
+    /// The `k`-th latest (1: the latest), if the lane made that many.
+    #[inline]
+    fn get(&self, k: u64) -> Option<u64> {
+        (k >= 1 && k <= self.made.min(OWN_BLOCKS as u64))
+            .then(|| self.ids[(self.made - k) as usize % OWN_BLOCKS])
+    }
+
+    /// Which latest block `id` is (1: the latest), if it is one of them.
+    #[inline]
+    fn find(&self, id: u64) -> Option<u64> {
+        let n = self.made.min(OWN_BLOCKS as u64);
+        // Newest first, numbers decrease: stop at the first one below `id`.
+        if n == 0 || id < self.ids[(self.made - n) as usize % OWN_BLOCKS] {
+            return None;
+        }
+        for k in 1..=n {
+            let v = self.ids[(self.made - k) as usize % OWN_BLOCKS];
+            if v <= id {
+                return (v == id).then_some(k);
+            }
+        }
+        None
+    }
+}
+
+#[inline]
+fn zigzag(d: i64) -> u64 {
+    ((d << 1) ^ (d >> 63)) as u64
+}
+
+#[inline]
+fn unzigzag(z: u64) -> i64 {
+    ((z >> 1) as i64) ^ -((z & 1) as i64)
 }
 
 impl FreeModel {
-    /// Appends `back` (≥ 1) as the modeled value.
-    fn put(&mut self, out: &mut Vec<u8>, back: u64) {
+    fn new(by_thread: bool) -> Self {
+        FreeModel {
+            by_thread,
+            ..FreeModel::default()
+        }
+    }
+
+    /// A record op of `lane` made the next block.
+    #[inline]
+    fn made(&mut self, lane: usize) {
+        if self.by_thread {
+            if self.own.len() <= lane {
+                self.own.resize(lane + 1, OwnBlocks::default());
+            }
+            let own = &mut self.own[lane];
+            self.lanes_made += u32::from(own.made == 0);
+            own.push(self.next);
+        }
+        self.next += 1;
+    }
+
+    /// Appends `back` (≥ 1), freed by an event of `lane`, as the modeled value.
+    fn put(&mut self, out: &mut Vec<u8>, back: u64, lane: usize) {
+        let id = self.next.wrapping_sub(back);
+        if self.by_thread {
+            let ranked = self.lanes_made >= 2;
+            if let Some(k) = (self.own.get(lane).filter(|_| ranked)).and_then(|o| o.find(id)) {
+                put_uvarint(out, k * 4);
+                return;
+            }
+            if back <= NEAR_BACK {
+                put_uvarint(out, (back - 1) * 4 + 2);
+                return;
+            }
+            let d0 = id.wrapping_sub(self.far[0]) as i64;
+            let d1 = id.wrapping_sub(self.far[1]) as i64;
+            let (j, d) = if d1.unsigned_abs() < d0.unsigned_abs() {
+                (1, d1)
+            } else {
+                (0, d0)
+            };
+            if j == 1 {
+                self.far[1] = self.far[0];
+            }
+            self.far[0] = id;
+            put_uvarint(out, (zigzag(d) << 2) | (j << 1) | 1);
+            return;
+        }
         if back <= NEAR_BACK {
             put_uvarint(out, back * 2);
             return;
         }
-        let id = self.next.wrapping_sub(back);
-        let d = id.wrapping_sub(self.far) as i64;
-        self.far = id;
-        put_uvarint(out, (((d << 1) ^ (d >> 63)) as u64) * 2 + 1);
+        let d = id.wrapping_sub(self.far[0]) as i64;
+        self.far[0] = id;
+        put_uvarint(out, zigzag(d) * 2 + 1);
     }
 
-    /// The `back` a modeled value stands for.
-    fn get(&mut self, v: u64) -> Result<u64, DecodeError> {
+    /// The `back` a modeled value (not 0) of an event of `lane` stands for.
+    #[inline]
+    fn get(&mut self, v: u64, lane: usize) -> Result<u64, DecodeError> {
+        if self.by_thread {
+            if v & 1 == 0 {
+                let k = v >> 2;
+                if v & 2 != 0 {
+                    if k >= NEAR_BACK {
+                        return Err(DecodeError("a modeled free names a far block as near"));
+                    }
+                    return Ok(k + 1);
+                }
+                let id = (self.own.get(lane).and_then(|o| o.get(k))).ok_or(DecodeError(
+                    "a free names more of its thread's blocks than it made",
+                ))?;
+                return Ok(self.next - id);
+            }
+            let j = ((v >> 1) & 1) as usize;
+            let id = self.far[j].wrapping_add(unzigzag(v >> 2) as u64);
+            if j == 1 {
+                self.far[1] = self.far[0];
+            }
+            self.far[0] = id;
+            return self.far_back(id);
+        }
         if v & 1 == 0 {
             return Ok(v / 2);
         }
-        let z = v >> 1;
-        let d = ((z >> 1) as i64) ^ -((z & 1) as i64);
-        let id = self.far.wrapping_add(d as u64);
-        self.far = id;
+        let id = self.far[0].wrapping_add(unzigzag(v >> 1) as u64);
+        self.far[0] = id;
+        self.far_back(id)
+    }
+
+    /// The `back` of far block `id`.
+    #[inline]
+    fn far_back(&self, id: u64) -> Result<u64, DecodeError> {
         let back = self.next.wrapping_sub(id);
         if back <= NEAR_BACK {
             return Err(DecodeError("a modeled free names a near block"));
@@ -229,9 +370,10 @@ fn record_slot(bytes: &[u8]) -> (usize, u32) {
 }
 
 impl Columns {
-    /// The transform of codec 3: each thread's ops, sizes, stacks and kinds in a lane of their
-    /// own (a thread's loop stays regular when other threads' events come between its own).
-    /// [`Columns::default`] is codec 2's, without lanes.
+    /// The transform of codec 3 as format version 5 writes it: each thread's ops, sizes, stacks
+    /// and kinds in a lane of their own (a thread's loop stays regular when other threads'
+    /// events come between its own), frees in the thread form when it is the shorter one.
+    /// [`Columns::default`] is codec 2's, without lanes, frees as format version 3 writes them.
     pub fn laned() -> Self {
         Columns {
             laned: true,
@@ -264,8 +406,13 @@ impl Columns {
         self.lane_of.clear();
         self.plain_frees.clear();
         self.plain_frees.push(FREES_PLAIN);
-        self.streams[FREES].push(FREES_MODELED);
-        self.model = FreeModel::default();
+        // Codec 3 is what the recorder writes (format version 5): frees in the thread form.
+        self.streams[FREES].push(if self.laned {
+            FREES_BY_THREAD
+        } else {
+            FREES_MODELED
+        });
+        self.model = FreeModel::new(self.laned);
         (self.events, self.placed, self.raw_len) = (0, 0, 0);
     }
 
@@ -292,8 +439,12 @@ impl Columns {
     /// piece). `None` (and nothing appended) when they hold a kind an event chunk does not.
     pub fn append(&mut self, records: &[u8]) -> Option<()> {
         let lens = self.streams.each_ref().map(Vec::len);
-        let (plain, model, events, placed) =
-            (self.plain_frees.len(), self.model, self.events, self.placed);
+        let (plain, model, events, placed) = (
+            self.plain_frees.len(),
+            self.model.clone(),
+            self.events,
+            self.placed,
+        );
         let (nlanes, lane) = (self.nlanes, self.lane);
         let lane_lens: Vec<[usize; LANED]> = self.lanes[..nlanes]
             .iter()
@@ -428,7 +579,7 @@ impl Columns {
         let rec = |i: usize| &records[starts[i].0..starts[i].1];
         self.seen.clear();
         self.seen.resize(SEEN_SLOTS, (0, 0));
-        let mut model = self.model;
+        let mut model = std::mem::take(&mut self.model);
         let mut i = 0;
         // Looking for copies costs a hash per record and, in records that rarely repeat (a
         // program's random sizes), a cache miss per false lead: a window of records that copies
@@ -500,6 +651,7 @@ impl Columns {
     /// One record into the streams.
     #[inline]
     fn literal(&mut self, r: &[u8], model: &mut FreeModel) -> Option<()> {
+        let lane = self.lane;
         let s = &mut self.streams;
         let l = &mut self.lanes[self.lane];
         let t = r[0];
@@ -528,7 +680,7 @@ impl Columns {
                 self.plain_frees.extend_from_slice(&r[p..end]);
                 p = end;
             } else {
-                model.put(&mut s[FREES], back);
+                model.put(&mut s[FREES], back, lane);
             }
         }
         match t {
@@ -538,14 +690,14 @@ impl Columns {
                 l[KINDS].push(*r.get(p)?);
                 p += 1;
                 field(&mut l[KINDS], &mut p)?;
-                model.next += 1;
+                model.made(lane);
             }
             tag::REALLOC => {
                 field(&mut l[SIZES], &mut p)?;
                 field(&mut l[STACKS], &mut p)?;
                 l[KINDS].push(*r.get(p)?);
                 p += 1;
-                model.next += 1;
+                model.made(lane);
             }
             tag::FREE => {}
             _ => {

@@ -1,8 +1,8 @@
 //! Decoding of the columns transform (see the parent module): the streams back into records.
 
 use super::{
-    body_end, is_event, makes_block, FreeModel, COPIES, COPY_OP, FREES, FREES_MODELED, FREES_PLAIN,
-    KINDS, LANED, OPS, OTHERS, PLACES, REST, SIZES, STACKS, STREAMS,
+    body_end, is_event, makes_block, FreeModel, COPIES, COPY_OP, FREES, FREES_BY_THREAD,
+    FREES_MODELED, FREES_PLAIN, KINDS, LANED, OPS, OTHERS, PLACES, REST, SIZES, STACKS, STREAMS,
 };
 use crate::format::varint::{put_uvarint, Cursor, DecodeError};
 use crate::format::{tag, MAX_CHUNK_PAYLOAD};
@@ -211,9 +211,10 @@ pub fn decode_pieces(
         next_place: None,
         events: 0,
     };
-    let modeled = match rd.streams[FREES].u8() {
-        Ok(FREES_MODELED) => true,
-        Ok(FREES_PLAIN) | Err(_) => false,
+    let (modeled, by_thread) = match rd.streams[FREES].u8() {
+        Ok(FREES_MODELED) => (true, false),
+        Ok(FREES_BY_THREAD) => (true, true),
+        Ok(FREES_PLAIN) | Err(_) => (false, false),
         Ok(_) => return Err(DecodeError("unknown free stream layout")),
     };
     if raw_len > MAX_CHUNK_PAYLOAD {
@@ -224,7 +225,10 @@ pub fn decode_pieces(
     starts.clear();
     // Only copies look back at earlier records: without any, their places are not kept.
     let copies = !parts[COPIES].is_empty();
-    let mut model = FreeModel::default();
+    let mut model = FreeModel::new(by_thread);
+    if by_thread {
+        model.own.resize(rd.lanes.len().max(1), Default::default());
+    }
     rd.read_place()?;
     loop {
         rd.place_others(out)?;
@@ -314,7 +318,7 @@ pub fn decode_pieces(
                     out.push(0);
                     rd.copy_varint(FREES, out)?;
                 } else {
-                    put_uvarint(out, model.get(v)?);
+                    put_uvarint(out, model.get(v, rd.lane)?);
                 }
             } else {
                 let back_at = out.len();
@@ -330,13 +334,13 @@ pub fn decode_pieces(
                 rd.copy_varint(STACKS, out)?;
                 rd.copy_u8(KINDS, out)?;
                 rd.copy_varint(KINDS, out)?;
-                model.next += 1;
+                model.made(rd.lane);
             }
             tag::REALLOC => {
                 rd.copy_varint(SIZES, out)?;
                 rd.copy_varint(STACKS, out)?;
                 rd.copy_u8(KINDS, out)?;
-                model.next += 1;
+                model.made(rd.lane);
             }
             tag::FREE => {}
             _ => rd.copy_rest(t, out)?,

@@ -187,8 +187,19 @@ fn each_threads_fields_go_to_a_lane_of_its_own() {
     let sizes_at = at + lens[OPS];
     assert_eq!(laned[sizes_at], 3, "lanes of the sizes stream");
     let z = |c: &[u8]| zstd::bulk::compress(c, 1).unwrap().len();
+    let sizes = |cols: &[u8]| {
+        let lens = stream_lens(cols);
+        let at = cols.len() - lens.iter().sum::<usize>() + lens[OPS];
+        cols[at..at + lens[SIZES]].to_vec()
+    };
     assert!(
-        z(&laned) * 2 < z(&plain),
+        z(&sizes(&laned)) * 3 < z(&sizes(&plain)),
+        "sizes laned {} bytes against {} compressed",
+        z(&sizes(&laned)),
+        z(&sizes(&plain))
+    );
+    assert!(
+        z(&laned) * 3 < z(&plain) * 2,
         "laned {} bytes against {} compressed",
         z(&laned),
         z(&plain)
@@ -234,4 +245,108 @@ fn samples_and_frame_records_between_events_come_back_in_place() {
     put_sample(&mut r, 6000, 9_000_000, &[(1, 5), (2, 6)]);
     let cols = round_trip(&r);
     assert!(cols.len() < 400, "{} bytes", cols.len());
+}
+
+/// The free stream's first byte and its length in `cols`.
+fn frees_form(cols: &[u8]) -> (u8, usize) {
+    let lens = stream_lens(cols);
+    let at = cols.len() - lens.iter().sum::<usize>();
+    let frees_at = at + lens[..FREES].iter().sum::<usize>();
+    (cols[frees_at], lens[FREES])
+}
+
+/// Many threads at once, each freeing the block it made before its latest (the burst of 300
+/// threads frees its latest): interleaved, the same free is a different `back` each time.
+fn interleaved_threads(threads: u32, rounds: usize) -> Vec<u8> {
+    let mut r = Vec::new();
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    // Per thread: blocks made and not freed yet (numbers), of all blocks made so far.
+    let mut mine: Vec<Vec<u64>> = vec![Vec::new(); threads as usize];
+    let mut next = 0u64;
+    for _ in 0..rounds {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let t = (x % u64::from(threads)) as usize;
+        put_thread_switch(&mut r, 10 + t as u32);
+        for _ in 0..1 + (x >> 8) % 3 {
+            put_block_alloc(&mut r, 16 + next % 256, 1 + t as u64, AllocKind::Malloc, 0);
+            mine[t].push(next);
+            next += 1;
+            if mine[t].len() == 2 {
+                let id = mine[t].remove(0);
+                put_block_free(&mut r, FreedBlock::Back(next - id));
+            }
+        }
+    }
+    r
+}
+
+#[test]
+fn frees_of_a_threads_own_latest_blocks_are_named_by_rank() {
+    let r = interleaved_threads(40, 20_000);
+    let laned = round_trip_laned(&r);
+    let two = round_trip(&r);
+    let (form, len) = frees_form(&laned);
+    assert_eq!(form, FREES_BY_THREAD);
+    let (form2, len2) = frees_form(&two);
+    assert_ne!(form2, FREES_BY_THREAD);
+    // Rank 2 of the thread's own blocks every time, against `back` values that move with the
+    // other threads' events.
+    let frees_stream = |cols: &[u8]| {
+        let lens = stream_lens(cols);
+        let at = cols.len() - lens.iter().sum::<usize>() + lens[..FREES].iter().sum::<usize>();
+        cols[at..at + lens[FREES]].to_vec()
+    };
+    let z = |c: &[u8]| zstd::bulk::compress(c, 3).unwrap().len();
+    let (a, b) = (z(&frees_stream(&laned)), z(&frees_stream(&two)));
+    assert!(
+        a * 4 < b,
+        "thread form {a} ({len} raw), codec 2's {b} ({len2} raw)"
+    );
+}
+
+#[test]
+fn far_frees_alternating_between_two_regions_use_both_cursors() {
+    // Each round frees a block of an old region and one of a newer region (a hash table's
+    // entries torn down: its key made long ago, its value recently), both walking forward.
+    let mut r = Vec::new();
+    put_thread_switch(&mut r, 1);
+    let mut next = 0u64;
+    for _ in 0..30_000u64 {
+        put_block_alloc(&mut r, 24, 2, AllocKind::Malloc, 0);
+        next += 1;
+    }
+    for i in 0..8_000u64 {
+        for id in [i * 2, 20_000 + i] {
+            put_block_free(&mut r, FreedBlock::Back(next - id));
+        }
+        put_block_alloc(&mut r, 40, 3, AllocKind::Malloc, 0);
+        next += 1;
+    }
+    let laned = round_trip_laned(&r);
+    let two = round_trip(&r);
+    let ((form, len), (_, len2)) = (frees_form(&laned), frees_form(&two));
+    assert_eq!(form, FREES_BY_THREAD);
+    // One byte a free (each cursor moves by 2 or 1) against the jumps between the regions.
+    assert!(len <= 16_100, "thread form {len} bytes");
+    assert!(len * 2 < len2, "thread form {len} bytes, codec 2's {len2}");
+}
+
+#[test]
+fn a_free_naming_more_own_blocks_than_its_thread_made_is_an_error() {
+    // Thread 2 made one block; a free of its rank 2 (value 8) is malformed.
+    let mut r = Vec::new();
+    put_thread_switch(&mut r, 1);
+    put_block_alloc(&mut r, 24, 2, AllocKind::Malloc, 0);
+    put_thread_switch(&mut r, 2);
+    put_block_alloc(&mut r, 24, 2, AllocKind::Malloc, 0);
+    put_block_free(&mut r, FreedBlock::Back(1));
+    let mut cols = round_trip_laned(&r);
+    let lens = stream_lens(&cols);
+    let at = cols.len() - lens.iter().sum::<usize>() + lens[..FREES].iter().sum::<usize>();
+    assert_eq!(&cols[at..at + lens[FREES]], &[FREES_BY_THREAD, 4]);
+    cols[at + 1] = 8;
+    let err = decode(&cols, true, r.len(), &mut Vec::new()).unwrap_err();
+    assert!(err.0.contains("more of its thread's blocks"), "{}", err.0);
 }

@@ -1,4 +1,4 @@
-//! The tidemark profile format, version 4 — the contract between recorder and analyzer.
+//! The tidemark profile format, version 5 — the contract between recorder and analyzer.
 //!
 //! `docs/format.md` is the normative description; this module is its implementation.
 //!
@@ -39,7 +39,7 @@ pub use varint::{put_bytes, put_ivarint, put_uvarint, Cursor, DecodeError, Sink}
 /// First eight bytes of every profile.
 pub const MAGIC: [u8; 8] = *b"TIDEMARK";
 /// Format version written by this crate. Readers accept every version from 1 to this one.
-pub const VERSION: u16 = 4;
+pub const VERSION: u16 = 5;
 /// First four bytes of every chunk.
 pub const CHUNK_MAGIC: [u8; 4] = *b"TMCK";
 /// Size of a chunk's framing (magic, length, checksum).

@@ -21,7 +21,15 @@ pub struct LoadedModule {
     pub text: (u64, u64),
     /// Runtime address and size of `.eh_frame_hdr` (PT_GNU_EH_FRAME), when present.
     pub eh_frame_hdr: Option<(u64, u64)>,
+    /// The first bytes of `.eh_frame_hdr` (up to [`EH_FRAME_HDR_HEAD`], as many as its segment
+    /// holds), read during the enumeration: the loader's lock keeps the module mapped then, where
+    /// a `dlclose` on another thread may unmap it as soon as the enumeration returns.
+    pub eh_frame_hdr_head: Vec<u8>,
 }
+
+/// Bytes of `.eh_frame_hdr` the unwinder needs to find `.eh_frame`: version, encodings and
+/// `eh_frame_ptr` (4 or 8 bytes).
+pub const EH_FRAME_HDR_HEAD: u64 = 12;
 
 /// Result of one enumeration.
 #[derive(Debug, Clone, Default)]
@@ -108,6 +116,11 @@ unsafe extern "C" fn collect(
     };
     let path = if name.is_empty() && ctx.0.modules.is_empty() {
         ctx.1.clone()
+    } else if !name.is_empty() && !name.starts_with('/') {
+        // `dlopen("./plugin.so")`: the loader keeps the name as given, relative to the working
+        // directory of the moment, which the finish (and the analyzer) reading the file later
+        // may not share.
+        std::path::absolute(&name).map_or(name, |p| p.to_string_lossy().into_owned())
     } else {
         name
     };
@@ -155,6 +168,16 @@ unsafe extern "C" fn collect(
     }
     if text.0 < text.1 {
         m.text = text;
+    }
+    if let Some((hdr, _)) = m.eh_frame_hdr {
+        let seg = (m.module.segments.iter()).find(|s| s.start <= hdr && hdr - s.start < s.size);
+        if let Some(seg) = seg {
+            let n = (seg.start + seg.size - hdr).min(EH_FRAME_HDR_HEAD) as usize;
+            // SAFETY: `hdr..hdr + n` lies inside a PT_LOAD segment of a module the loader holds
+            // mapped for the duration of the callback.
+            let head = unsafe { std::slice::from_raw_parts(hdr as *const u8, n) };
+            m.eh_frame_hdr_head = head.to_vec();
+        }
     }
     // Modules without a loaded segment (some loaders report an empty entry) are not useful.
     if !m.module.segments.is_empty() {

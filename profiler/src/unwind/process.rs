@@ -142,7 +142,8 @@ fn own_address() -> u64 {
 /// Finds `.eh_frame` from the `eh_frame_ptr` field of `.eh_frame_hdr`. The section's size is
 /// not recorded anywhere at run time, so the slice runs to the end of the segment holding it
 /// (framehop reaches every entry through the header's table, so trailing bytes are never read
-/// as entries).
+/// as entries). Reads no memory: the header's first bytes were copied during the enumeration
+/// (a module dlclosed since is unmapped; building from it must not touch it).
 fn locate_eh_frame(m: &modules::LoadedModule, hdr: u64, hdr_len: u64) -> Option<(u64, u64)> {
     let seg_of = |addr: u64| {
         m.module
@@ -151,12 +152,10 @@ fn locate_eh_frame(m: &modules::LoadedModule, hdr: u64, hdr_len: u64) -> Option<
             .find(|s| s.start <= addr && addr < s.start + s.size)
             .copied()
     };
-    let hdr_seg = seg_of(hdr)?;
-    if hdr_len < 8 || hdr + 8 > hdr_seg.start + hdr_seg.size {
+    let head = &m.eh_frame_hdr_head;
+    if hdr_len < 8 || head.len() < 8 {
         return None;
     }
-    // SAFETY: the first 8 bytes of `.eh_frame_hdr` lie inside a loaded segment (checked above).
-    let head = unsafe { std::slice::from_raw_parts(hdr as *const u8, 8) };
     if head[0] != 1 {
         return None;
     }
@@ -165,13 +164,7 @@ fn locate_eh_frame(m: &modules::LoadedModule, hdr: u64, hdr_len: u64) -> Option<
     let raw = match enc & 0x0f {
         0x03 => u64::from(u32::from_ne_bytes(head[4..8].try_into().ok()?)),
         0x0b => i64::from(i32::from_ne_bytes(head[4..8].try_into().ok()?)) as u64,
-        0x00 | 0x04 | 0x0c => {
-            if hdr + 12 > hdr_seg.start + hdr_seg.size {
-                return None;
-            }
-            // SAFETY: bytes 4..12 of the header lie inside the segment (checked just above).
-            unsafe { (field as *const u64).read_unaligned() }
-        }
+        0x00 | 0x04 | 0x0c => u64::from_ne_bytes(head.get(4..12)?.try_into().ok()?),
         _ => return None,
     };
     let eh = match enc & 0x70 {

@@ -588,28 +588,8 @@ fn allocations_before_the_recorder_started_are_counted_and_labelled() {
 fn dlclosed_and_reloaded_libraries_keep_their_own_names() {
     let s = Scratch::new("dlreuse");
     let exe = compile_c("dlreuse", &s, &["-ldl"]);
-    let plugin = |define: Option<&str>, name: &str| {
-        let out = s.join(name);
-        let mut cmd = Command::new("gcc");
-        cmd.args(["-O2", "-g", "-fomit-frame-pointer", "-shared", "-fPIC"]);
-        if let Some(d) = define {
-            cmd.arg(d);
-        }
-        let built = cmd
-            .arg("-o")
-            .arg(&out)
-            .arg(fixture_source("c/dlreuse_plugin.c"))
-            .output()
-            .expect("gcc (scripts/setup.sh installs it)");
-        assert!(
-            built.status.success(),
-            "{}",
-            String::from_utf8_lossy(&built.stderr)
-        );
-        out
-    };
-    let a = plugin(Some("-DPLUGIN_A"), "libplugin_a.so");
-    let b = plugin(None, "libplugin_b.so");
+    let a = build_plugin(&s, Some("-DPLUGIN_A"), "libplugin_a.so");
+    let b = build_plugin(&s, None, "libplugin_b.so");
     let rec = record(&s, &exe, &[a.as_os_str(), b.as_os_str()]);
     assert!(rec.run.stdout.contains("ok"), "{}", rec.run.describe());
     let p = load(&rec.profile);
@@ -670,24 +650,7 @@ fn dlclosed_and_reloaded_libraries_keep_their_own_names() {
 fn a_library_loaded_and_unloaded_thousands_of_times_by_a_relative_path() {
     let s = Scratch::new("dlcycle");
     let exe = compile_c("dlcycle", &s, &["-ldl"]);
-    let built = Command::new("gcc")
-        .args([
-            "-O2",
-            "-g",
-            "-fomit-frame-pointer",
-            "-shared",
-            "-fPIC",
-            "-o",
-        ])
-        .arg(s.join("libplugin_b.so"))
-        .arg(fixture_source("c/dlreuse_plugin.c"))
-        .output()
-        .expect("gcc (scripts/setup.sh installs it)");
-    assert!(
-        built.status.success(),
-        "{}",
-        String::from_utf8_lossy(&built.stderr)
-    );
+    build_plugin(&s, None, "libplugin_b.so");
     const CYCLES: u64 = 2000;
     for _ in 0..3 {
         let rec = record(&s, &exe, &["./libplugin_b.so", &CYCLES.to_string()]);
@@ -703,6 +666,29 @@ fn a_library_loaded_and_unloaded_thousands_of_times_by_a_relative_path() {
         );
         std::fs::remove_file(&rec.profile).expect("profile removed");
     }
+}
+
+/// Builds `dlreuse_plugin.c` into `name` in the scratch directory (`-DPLUGIN_A`: the library
+/// with `plugin_a_alloc`, else `plugin_b_alloc`).
+fn build_plugin(s: &Scratch, define: Option<&str>, name: &str) -> PathBuf {
+    let out = s.join(name);
+    let mut cmd = Command::new("gcc");
+    cmd.args(["-O2", "-g", "-fomit-frame-pointer", "-shared", "-fPIC"]);
+    if let Some(d) = define {
+        cmd.arg(d);
+    }
+    let built = cmd
+        .arg("-o")
+        .arg(&out)
+        .arg(fixture_source("c/dlreuse_plugin.c"))
+        .output()
+        .expect("gcc (scripts/setup.sh installs it)");
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    out
 }
 
 /// Allocation calls per stack (return addresses with their module generation, innermost

@@ -18,7 +18,7 @@
 //! so the records themselves keep the layout of §3. It needs nothing from earlier chunks.
 
 use super::tag;
-use super::varint::{put_uvarint, Cursor, DecodeError};
+use super::varint::{put_uvarint, unzigzag, zigzag, Cursor, DecodeError};
 use std::hash::{Hash, Hasher};
 
 /// Streams, in the order they are stored.
@@ -194,16 +194,6 @@ impl OwnBlocks {
         }
         None
     }
-}
-
-#[inline]
-fn zigzag(d: i64) -> u64 {
-    ((d << 1) ^ (d >> 63)) as u64
-}
-
-#[inline]
-fn unzigzag(z: u64) -> i64 {
-    ((z >> 1) as i64) ^ -((z & 1) as i64)
 }
 
 impl FreeModel {

@@ -34,7 +34,9 @@ pub use decode::{ChunkBytes, OrderedState, RecordIter, BLOCK_ID};
 pub use header::{header_key, Header};
 pub use reader::{FormatError, Reader, Truncation};
 pub use samples::SampleDeltas;
-pub use varint::{put_bytes, put_ivarint, put_uvarint, Cursor, DecodeError, Sink};
+pub use varint::{
+    put_bytes, put_ivarint, put_uvarint, unzigzag, zigzag, Cursor, DecodeError, Sink,
+};
 
 /// First eight bytes of every profile.
 pub const MAGIC: [u8; 8] = *b"TIDEMARK";
@@ -280,6 +282,13 @@ pub struct Segment {
     pub size: u64,
     /// ELF p_flags (1 = X, 2 = W, 4 = R).
     pub flags: u32,
+}
+
+impl Module {
+    /// The loaded segment holding runtime address `addr`.
+    pub fn segment_at(&self, addr: u64) -> Option<&Segment> {
+        (self.segments.iter()).find(|s| s.start <= addr && addr - s.start < s.size)
+    }
 }
 
 /// Symbolized frame carried in a [`Record::Symbols`] record.
@@ -773,7 +782,6 @@ pub fn put_event_returns<S: Sink + ?Sized>(s: &mut S, ips: &[u64]) {
     fn len(v: u64) -> u64 {
         u64::from((64 - (v | 1).leading_zeros()).div_ceil(7))
     }
-    let zigzag = |d: i64| ((d << 1) ^ (d >> 63)) as u64;
     let ips = &ips[..ips.len().min(EVENT_RETURNS_MAX)];
     let mut body = len(ips.len() as u64);
     let mut prev = 0u64;

@@ -34,10 +34,22 @@ pub fn put_uvarint<S: Sink + ?Sized>(s: &mut S, mut v: u64) {
     s.put_u8(v as u8);
 }
 
+/// `v` zigzag-encoded: small magnitudes of either sign become small numbers.
+#[inline]
+pub fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+/// The signed value [`zigzag`] encoded as `u`.
+#[inline]
+pub fn unzigzag(u: u64) -> i64 {
+    ((u >> 1) as i64) ^ -((u & 1) as i64)
+}
+
 /// Appends `v` zigzag-encoded (small magnitudes of either sign stay short).
 #[inline]
 pub fn put_ivarint<S: Sink + ?Sized>(s: &mut S, v: i64) {
-    put_uvarint(s, ((v << 1) ^ (v >> 63)) as u64);
+    put_uvarint(s, zigzag(v));
 }
 
 /// Appends a length-prefixed byte string.
@@ -143,8 +155,7 @@ impl<'a> Cursor<'a> {
     }
     /// Reads a zigzag-encoded signed value.
     pub fn ivarint(&mut self) -> Result<i64, DecodeError> {
-        let u = self.uvarint()?;
-        Ok(((u >> 1) as i64) ^ -((u & 1) as i64))
+        Ok(unzigzag(self.uvarint()?))
     }
     /// Reads a length-prefixed byte string.
     pub fn bytes(&mut self) -> Result<&'a [u8], DecodeError> {

@@ -170,8 +170,7 @@ unsafe extern "C" fn collect(
         m.text = text;
     }
     if let Some((hdr, _)) = m.eh_frame_hdr {
-        let seg = (m.module.segments.iter()).find(|s| s.start <= hdr && hdr - s.start < s.size);
-        if let Some(seg) = seg {
+        if let Some(seg) = m.module.segment_at(hdr) {
             let n = (seg.start + seg.size - hdr).min(EH_FRAME_HDR_HEAD) as usize;
             // SAFETY: `hdr..hdr + n` lies inside a PT_LOAD segment of a module the loader holds
             // mapped for the duration of the callback.

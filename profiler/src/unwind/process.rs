@@ -145,13 +145,6 @@ fn own_address() -> u64 {
 /// as entries). Reads no memory: the header's first bytes were copied during the enumeration
 /// (a module dlclosed since is unmapped; building from it must not touch it).
 fn locate_eh_frame(m: &modules::LoadedModule, hdr: u64, hdr_len: u64) -> Option<(u64, u64)> {
-    let seg_of = |addr: u64| {
-        m.module
-            .segments
-            .iter()
-            .find(|s| s.start <= addr && addr < s.start + s.size)
-            .copied()
-    };
     let head = &m.eh_frame_hdr_head;
     if hdr_len < 8 || head.len() < 8 {
         return None;
@@ -173,7 +166,7 @@ fn locate_eh_frame(m: &modules::LoadedModule, hdr: u64, hdr_len: u64) -> Option<
         0x00 if enc == 0x00 => raw.wrapping_add(m.module.base),
         _ => return None,
     };
-    let seg = seg_of(eh)?;
+    let seg = m.module.segment_at(eh)?;
     Some((eh, seg.start + seg.size - eh))
 }
 

@@ -184,9 +184,14 @@ fn fallback_name(module: Option<&Module>, addr: u64) -> String {
 }
 
 fn unresolved(module: Option<&Module>, addr: u64) -> Resolved {
+    unnamed(fallback_name(module, addr))
+}
+
+/// An address left as `name` (`module+0xoffset` or the bare address).
+fn unnamed(name: String) -> Resolved {
     Resolved {
         frames: vec![SymbolFrame {
-            function: fallback_name(module, addr),
+            function: name,
             file: String::new(),
             line: 0,
         }],

@@ -15,14 +15,17 @@ use std::sync::Mutex;
 use tidemark::format::Module;
 
 use super::debuginfo::{ModuleDebug, WarmParts};
-use super::{unresolved, Resolved, Symbolizer};
+use super::modules::basename;
+use super::{unnamed, unresolved, Resolved, Symbolizer};
 
-/// One module's share of the work.
+/// One module's share of the work: one file (path, build-id), whose generations may have
+/// loaded it at different addresses (a library dlclosed and dlopened again).
 struct Job {
     key: (String, Vec<u8>),
     module: Module,
-    /// Positions of its addresses in the caller's list.
-    positions: Vec<usize>,
+    /// Positions of its addresses in the caller's list, each with the load bias of the
+    /// module map that has it (which may not be `module`'s).
+    positions: Vec<(usize, u64)>,
 }
 
 struct Done {
@@ -61,7 +64,7 @@ impl Symbolizer {
                 });
                 jobs.len() - 1
             });
-            jobs[j].positions.push(i);
+            jobs[j].positions.push((i, module.base));
         }
         // Open already (cached, or opened while the command ran), else opened by a worker.
         let opened: Vec<Option<ModuleDebug>> = jobs
@@ -82,11 +85,11 @@ impl Symbolizer {
             self.warnings.extend(d.warnings);
             if self.widens {
                 let named = self.named.entry(job.key.clone()).or_default();
-                for (&i, r) in job.positions.iter().zip(&d.resolved) {
-                    named.insert(probe_of(&job.module, addrs[i].0), r.clone());
+                for (&(i, base), r) in job.positions.iter().zip(&d.resolved) {
+                    named.insert(probe_at(base, addrs[i].0), r.clone());
                 }
             }
-            for (&i, r) in job.positions.iter().zip(d.resolved) {
+            for (&(i, _), r) in job.positions.iter().zip(d.resolved) {
                 out[i] = Some(r);
             }
             self.cache.insert(job.key, d.debug);
@@ -120,7 +123,7 @@ fn run(
         let probes: Vec<u64> = job
             .positions
             .iter()
-            .map(|&i| probe_of(&job.module, addrs[i].0))
+            .map(|&(i, base)| probe_at(base, addrs[i].0))
             .collect();
         // A module opened for other addresses (a partly read debug file) may not name these:
         // its read goes on to their units (or, when it cannot, the module is opened again).
@@ -139,7 +142,7 @@ fn run(
         let resolved = job
             .positions
             .iter()
-            .map(|&i| resolve_in(&debug, &job.module, addrs[i].0))
+            .map(|&(i, base)| resolve_based(&debug, &job.module, base, addrs[i].0))
             .collect();
         *lock(&slots[j]) = Some(Done {
             debug,
@@ -177,14 +180,29 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// The file address looked up for return address `addr` of `module`: return addresses point
 /// after the call, and the call itself is at the previous byte.
 fn probe_of(module: &Module, addr: u64) -> u64 {
-    addr.wrapping_sub(module.base).saturating_sub(1)
+    probe_at(module.base, addr)
+}
+
+/// [`probe_of`] for a module loaded with load bias `base`.
+fn probe_at(base: u64, addr: u64) -> u64 {
+    addr.wrapping_sub(base).saturating_sub(1)
 }
 
 /// Names one address of `module`, whose debug information is `debug`.
 pub(super) fn resolve_in(debug: &ModuleDebug, module: &Module, addr: u64) -> Resolved {
-    let frames = debug.frames(probe_of(module, addr));
+    resolve_based(debug, module, module.base, addr)
+}
+
+/// [`resolve_in`] for the file of `module` loaded with load bias `base`: a generation of the
+/// module map that loaded it elsewhere than `module` says.
+fn resolve_based(debug: &ModuleDebug, module: &Module, base: u64, addr: u64) -> Resolved {
+    let frames = debug.frames(probe_at(base, addr));
     if frames.is_empty() {
-        unresolved(Some(module), addr)
+        unnamed(format!(
+            "{}+{:#x}",
+            basename(&module.path),
+            addr.wrapping_sub(base)
+        ))
     } else {
         Resolved {
             frames,

@@ -85,6 +85,76 @@ fn resolves_a_function_of_this_binary() {
     assert_eq!(r.frames[0].function, "0x8");
 }
 
+/// `m` as if loaded `by` bytes higher: what a library dlclosed and dlopened again at another
+/// address looks like in the next generation's module map.
+fn moved(m: &Module, by: u64) -> Module {
+    let mut m = m.clone();
+    m.base += by;
+    for s in &mut m.segments {
+        s.start += by;
+    }
+    m
+}
+
+#[test]
+fn a_file_loaded_at_two_addresses_is_named_at_both() {
+    let m = self_module();
+    let by = 0x10_0000_0000;
+    let snapshots = [
+        ModuleSnapshot {
+            generation: 1,
+            modules: vec![m.clone()],
+        },
+        ModuleSnapshot {
+            generation: 2,
+            modules: vec![moved(&m, by)],
+        },
+        ModuleSnapshot {
+            generation: 3,
+            modules: vec![m.clone()],
+        },
+    ];
+    // Resolved together (one file, so one group of addresses), each generation's load bias
+    // for its own addresses; an address of the file with no name reads its own offset.
+    let unnamed_offset = m.segments[0].start - m.base;
+    let addrs = [
+        (marker_ip(), 1),
+        (marker_ip() + by, 2),
+        (marker_ip(), 3),
+        (m.segments[0].start + 1, 1),
+        (m.segments[0].start + by + 1, 2),
+    ];
+    let mut s = Symbolizer::new(&snapshots);
+    let all = s.resolve_all(&addrs);
+    for (r, a) in all.iter().zip(&addrs).take(3) {
+        assert!(r.symbolized, "{a:x?}: {r:?}");
+        assert!(
+            r.frames
+                .last()
+                .unwrap()
+                .function
+                .ends_with("marker_function_for_symbolization"),
+            "{a:x?}: {r:?}"
+        );
+    }
+    for (r, a) in all.iter().zip(&addrs).skip(3) {
+        if !r.symbolized {
+            assert!(
+                r.frames[0]
+                    .function
+                    .ends_with(&format!("+{:#x}", unnamed_offset + 1)),
+                "{a:x?}: {r:?}"
+            );
+        }
+    }
+    assert_eq!(all[3], all[4]);
+    // One by one, the same.
+    let mut one = Symbolizer::new(&snapshots);
+    for (r, &(addr, generation)) in all.iter().zip(&addrs) {
+        assert_eq!(&one.resolve_at(addr, generation), r);
+    }
+}
+
 #[test]
 fn warns_on_build_id_mismatch() {
     let mut m = self_module();

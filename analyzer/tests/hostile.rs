@@ -198,6 +198,38 @@ fn compile(name: &str, flags: &[&str]) -> (Scratch, PathBuf) {
     (scratch, exe)
 }
 
+/// A daemon's start: every descriptor above stderr closed (one by one, or by `close_range`),
+/// then files of its own opened onto the lowest numbers. The profile's descriptor is among those
+/// closed: the recorder must not write into the program's file (its number now), must not close
+/// it, and opens the profile again; the program's output and the profile are exact.
+#[test]
+fn a_program_that_closes_every_descriptor_keeps_its_files_and_an_exact_profile() {
+    let (_b, exe) = compile("closefds", &["-pthread"]);
+    for mode in ["loop", "range"] {
+        let runs = run_both(&format!("closefds-{mode}"), &exe, &[mode], &[]);
+        runs.assert_unchanged();
+        assert!(
+            runs.recorded.stdout.contains("own file on fd 3")
+                && runs
+                    .recorded
+                    .stdout
+                    .contains("written before the allocations\nwritten after the allocations\n"),
+            "{mode}: {}",
+            runs.recorded.describe()
+        );
+        let truth = runs.truth(true);
+        let profile = runs.profile_of("closefds");
+        let dropped = check_profile(&profile, truth);
+        assert_eq!(dropped, 0, "{mode}: events dropped");
+        let p = load(&profile);
+        assert!(
+            p.messages.iter().any(|m| m.text.contains("reopened")),
+            "{mode}: {:?}",
+            p.messages
+        );
+    }
+}
+
 #[test]
 fn thousand_threads_released_together_lose_nothing() {
     let (_b, exe) = compile("burst", &["-pthread"]);

@@ -40,6 +40,7 @@ mod fatal;
 mod jemalloc;
 mod latency;
 mod order;
+mod outfile;
 mod sampler;
 mod sampling;
 mod seq;

@@ -1,5 +1,9 @@
 //! Timeline readings from `/proc` and cgroup files (writer thread only).
+//!
+//! The files are opened once, when recording starts, and read again at every sample
+//! ([`ReadFile`]: out of the program's way).
 
+use super::outfile::ReadFile;
 use crate::format::sample_key as key;
 use std::io::Read;
 
@@ -15,6 +19,11 @@ fn read_small<'a>(path: &str, buf: &'a mut [u8]) -> Option<&'a [u8]> {
         }
     }
     Some(&buf[..n])
+}
+
+/// [`ReadFile::read`] of a file that may not have opened.
+fn read_held<'a>(f: &mut Option<ReadFile>, buf: &'a mut [u8]) -> Option<&'a [u8]> {
+    f.as_mut()?.read(buf)
 }
 
 fn parse_u64(s: &[u8]) -> Option<u64> {
@@ -88,11 +97,16 @@ pub fn parse_psi(text: &[u8], out: &mut Vec<(u64, u64)>) {
 /// Where the process's cgroup (v2) memory files are, found once per session.
 #[derive(Debug, Default)]
 pub struct Sources {
-    cgroup_dir: Option<String>,
+    status: Option<ReadFile>,
+    stat: Option<ReadFile>,
+    /// The cgroup's `memory.current`, `memory.max` and `memory.pressure` (cgroup v2), else
+    /// the system's memory pressure only.
+    cgroup: Option<[Option<ReadFile>; 3]>,
+    pressure: Option<ReadFile>,
 }
 
 impl Sources {
-    /// Finds the cgroup v2 directory of this process.
+    /// Opens the files read at every sample: this process's, and its cgroup v2 directory's.
     pub fn discover() -> Sources {
         let mut buf = [0u8; 4096];
         let dir = read_small("/proc/self/cgroup", &mut buf).and_then(|t| {
@@ -103,36 +117,41 @@ impl Sources {
                 .exists()
                 .then_some(dir)
         });
-        Sources { cgroup_dir: dir }
+        let cgroup = dir.map(|dir| {
+            ["memory.current", "memory.max", "memory.pressure"]
+                .map(|f| ReadFile::open(&format!("{dir}/{f}")))
+        });
+        Sources {
+            status: ReadFile::open("/proc/self/status"),
+            stat: ReadFile::open("/proc/self/stat"),
+            pressure: cgroup
+                .is_none()
+                .then(|| ReadFile::open("/proc/pressure/memory"))
+                .flatten(),
+            cgroup,
+        }
     }
 
     /// Appends every reading available now.
-    pub fn read(&self, out: &mut Vec<(u64, u64)>) {
+    pub fn read(&mut self, out: &mut Vec<(u64, u64)>) {
         let mut buf = [0u8; 4096];
-        if let Some(t) = read_small("/proc/self/status", &mut buf) {
+        if let Some(t) = read_held(&mut self.status, &mut buf) {
             parse_status(t, out);
         }
-        if let Some(t) = read_small("/proc/self/stat", &mut buf) {
+        if let Some(t) = read_held(&mut self.stat, &mut buf) {
             parse_stat(t, out);
         }
-        if let Some(dir) = &self.cgroup_dir {
-            let mut p = String::with_capacity(dir.len() + 20);
-            p.push_str(dir);
-            p.push_str("/memory.current");
-            if let Some(v) = read_small(&p, &mut buf).and_then(parse_u64) {
+        if let Some([current, max, pressure]) = &mut self.cgroup {
+            if let Some(v) = read_held(current, &mut buf).and_then(parse_u64) {
                 out.push((key::CGROUP_CURRENT_BYTES, v));
             }
-            p.truncate(dir.len());
-            p.push_str("/memory.max");
-            if let Some(v) = read_small(&p, &mut buf).and_then(parse_u64) {
+            if let Some(v) = read_held(max, &mut buf).and_then(parse_u64) {
                 out.push((key::CGROUP_MAX_BYTES, v));
             }
-            p.truncate(dir.len());
-            p.push_str("/memory.pressure");
-            if let Some(t) = read_small(&p, &mut buf) {
+            if let Some(t) = read_held(pressure, &mut buf) {
                 parse_psi(t, out);
             }
-        } else if let Some(t) = read_small("/proc/pressure/memory", &mut buf) {
+        } else if let Some(t) = read_held(&mut self.pressure, &mut buf) {
             parse_psi(t, out);
         }
     }

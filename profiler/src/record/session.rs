@@ -10,6 +10,8 @@
 
 use super::buffer::{FullQueue, Pool};
 use super::config::{self, Config};
+use super::outfile::ProfileFile;
+use super::sampler::Sources;
 use super::sampling::SampledSet;
 use super::stacks::StackTable;
 use super::thread::{self, ThreadState};
@@ -291,7 +293,16 @@ pub fn start(cfg: Config) -> Result<(), RecordError> {
             source,
         }
     })?;
-    let tid = writer::spawn(session, file).map_err(|e| {
+    // Out of the program's way before it runs (`outfile`): the profile's descriptor and the
+    // files read at every sample.
+    let file = ProfileFile::new(file, &path).map_err(|source| {
+        session.disable();
+        RecordError::Output {
+            path: path.clone(),
+            source,
+        }
+    })?;
+    let tid = writer::spawn(session, file, Sources::discover()).map_err(|e| {
         session.disable();
         RecordError::Writer(e)
     })?;
@@ -404,7 +415,7 @@ pub fn resume_after_failed_exec() {
 static RESUMING: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
 fn resume(s: &'static Session) {
-    let file = match reopen_without_trailer(&s.path) {
+    let file = match reopen_without_trailer(&s.path).and_then(|f| ProfileFile::new(f, &s.path)) {
         Ok(f) => f,
         Err(e) => {
             s.paused.store(false, Ordering::Release);
@@ -419,7 +430,7 @@ fn resume(s: &'static Session) {
     s.stop.store(false, Ordering::Release);
     s.state.store(RUNNING, Ordering::Release);
     s.paused.store(false, Ordering::Release);
-    match writer::spawn(s, file) {
+    match writer::spawn(s, file, Sources::discover()) {
         Ok(tid) => {
             s.writer.store(tid, Ordering::Release);
             super::cpu::rearm(s);

@@ -9,6 +9,7 @@
 use super::buffer::Buffer;
 use super::latency::{self, Collector, Interval};
 use super::order::{Orderer, PendingSample};
+use super::outfile::ProfileFile;
 use super::sampler::Sources;
 use super::seq;
 use super::session::{self, Session};
@@ -18,19 +19,26 @@ use crate::format::{self, sample_key, trailer_key, ChunkKind, ChunkWriter};
 use crate::sys::clock::mono_ns;
 use crate::sys::lock;
 use crate::sys::owner_lock::OwnerLock;
-use std::fs::File;
-use std::io::{self, Write};
+use std::io;
 use std::ptr::NonNull;
 use std::sync::atomic::Ordering;
 
 struct Start {
     session: &'static Session,
-    file: File,
+    file: ProfileFile,
+    sources: Sources,
 }
 
-/// Spawns the writer with every signal blocked. Returns its `pthread_t`.
-pub fn spawn(session: &'static Session, file: File) -> io::Result<u64> {
-    let arg = Box::into_raw(Box::new(Start { session, file }));
+/// Spawns the writer with every signal blocked. Returns its `pthread_t`. The profile and the
+/// files read at every sample are opened by the caller, before the program goes on: their
+/// descriptors move out of its way there, not on the writer's thread while the program runs
+/// (a descriptor closed there could be the program's by then).
+pub fn spawn(session: &'static Session, file: ProfileFile, sources: Sources) -> io::Result<u64> {
+    let arg = Box::into_raw(Box::new(Start {
+        session,
+        file,
+        sources,
+    }));
     // SAFETY: the signal sets are valid locals; `arg` is handed to the new thread, or taken
     // back when creation fails; the thread function has the required signature.
     unsafe {
@@ -58,7 +66,8 @@ extern "C" fn writer_main(arg: *mut libc::c_void) -> *mut libc::c_void {
     let s = start.session;
     thread::register(s, tid, true);
     REGISTERING.remove(tid);
-    let result = Writer::new(s, start.file).and_then(|mut w| w.run());
+    let Start { file, sources, .. } = *start;
+    let result = Writer::new(s, file, sources).and_then(|mut w| w.run());
     if let Err(e) = result {
         super::report(&format!(
             "cannot write {}: {}; recording stopped",
@@ -73,7 +82,9 @@ extern "C" fn writer_main(arg: *mut libc::c_void) -> *mut libc::c_void {
 
 struct Writer {
     s: &'static Session,
-    file: File,
+    file: ProfileFile,
+    /// Reopenings of the profile already written as a message.
+    reopened_noted: u64,
     /// Events and samples in global order.
     orderer: Orderer,
     /// When the next timeline sample is due (CLOCK_MONOTONIC ns).
@@ -132,10 +143,11 @@ const PASS_SLICE_BUFFERS: usize = 16;
 const ZSTD_LEVEL: i32 = 1;
 
 impl Writer {
-    fn new(s: &'static Session, file: File) -> io::Result<Writer> {
+    fn new(s: &'static Session, file: ProfileFile, sources: Sources) -> io::Result<Writer> {
         Ok(Writer {
             s,
             file,
+            reopened_noted: 0,
             orderer: lock(&s.orderer).take().unwrap_or_default(),
             next_sample: 0,
             events_since: mono_ns(),
@@ -143,7 +155,7 @@ impl Writer {
             bufs: Vec::with_capacity(256),
             events: Vec::with_capacity(EVENT_CHUNK_BYTES + super::buffer::BUFFER_BYTES),
             chunks: ChunkWriter::new(ZSTD_LEVEL)?,
-            sources: Sources::discover(),
+            sources,
             values: Vec::with_capacity(32),
             latency: Collector::default(),
             interval: Interval::default(),
@@ -459,6 +471,7 @@ impl Writer {
             self.note_running_threads();
         }
         self.write_ordered(w)?;
+        self.note_reopened();
         if !self.orderer.messages.is_empty() {
             self.chunks
                 .put(&mut self.out, ChunkKind::Meta, &self.orderer.messages)?;
@@ -483,6 +496,20 @@ impl Writer {
             self.events_since = now;
         }
         self.file.write_all(&self.out)
+    }
+
+    /// Says in the profile (once per reopening) that the program closed the profile's
+    /// descriptor and the recorder opened the file again ([`ProfileFile`]).
+    fn note_reopened(&mut self) {
+        let n = self.file.reopened();
+        if n > self.reopened_noted {
+            self.reopened_noted = n;
+            format::put_message(
+                &mut self.orderer.messages,
+                0,
+                &format!("the program closed the profile's descriptor; reopened ({n}x)"),
+            );
+        }
     }
 
     fn trailer(&mut self) -> io::Result<()> {
@@ -521,6 +548,13 @@ impl Writer {
         let mut t = Vec::new();
         format::put_trailer(&mut t, &values);
         self.out.clear();
+        // A reopening during the last pass's writes.
+        self.note_reopened();
+        if !self.orderer.messages.is_empty() {
+            self.chunks
+                .put(&mut self.out, ChunkKind::Meta, &self.orderer.messages)?;
+            self.orderer.messages.clear();
+        }
         format::put_chunk(&mut self.out, ChunkKind::Trailer, &t);
         self.file.write_all(&self.out)
     }

@@ -1,0 +1,357 @@
+//! The profile's file descriptor, kept out of the program's way.
+//!
+//! A daemon starts by closing every descriptor it did not open (`closefrom(3)`, `close_range`,
+//! a loop up to the limit), then opens its own files, which get the lowest free numbers. The
+//! profile, opened before the program's `main`, had one of those numbers: the recorder's next
+//! chunk landed in the program's own file. So the descriptor is moved to a number at least
+//! [`HIGH_FD`] (far above the numbers a program's `open` hands out), and before every write the
+//! recorder checks that the number still names the profile (its device and inode). When it
+//! does not — closed, or given to another file since — the number is left alone (it may be the
+//! program's now: it is never written, nor closed), and the profile is opened again by its path
+//! and written on at the offset it had reached. A path that names another file by then (the
+//! profile removed or replaced) is an error: recording stops, the program's files untouched.
+//!
+//! What remains is a window of one system call: a thread of the program that closes the number
+//! and opens a file onto that very number between the check and the write. It needs a program
+//! with hundreds of open files, or one that `dup2`s onto numbers it did not open, closing them
+//! while another of its threads allocates.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::fd::{AsRawFd, IntoRawFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+/// The lowest number the profile's descriptor moves to (when the descriptor limit allows).
+pub const HIGH_FD: i32 = 512;
+
+/// The profile being written: a descriptor checked before each use, and its path to open it
+/// again by.
+#[derive(Debug)]
+pub struct ProfileFile {
+    /// The descriptor, -1 when it was lost and not opened again yet.
+    fd: i32,
+    /// Device and inode of the profile.
+    id: (u64, u64),
+    path: PathBuf,
+    /// Where the next byte goes (a regular file: written with `pwrite`, whatever the
+    /// descriptor's position).
+    offset: u64,
+    /// False for a pipe or a device (`TIDEMARK_OUTPUT` naming one): written with `write`, never
+    /// opened again.
+    regular: bool,
+    /// How many times the profile was opened again.
+    reopened: u64,
+}
+
+/// Device and inode of what `fd` names, and whether it is a regular file.
+fn identity(fd: i32) -> io::Result<((u64, u64), bool)> {
+    // SAFETY: fstat writes into the zeroed struct; any fd value is acceptable (EBADF otherwise).
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstat(fd, &mut st) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let regular = st.st_mode & libc::S_IFMT == libc::S_IFREG;
+    Ok(((st.st_dev, st.st_ino), regular))
+}
+
+/// `file`'s descriptor moved to a number at least [`HIGH_FD`] (close-on-exec); the same number
+/// when no such number is free or allowed.
+fn move_high(file: File) -> i32 {
+    let fd = file.into_raw_fd();
+    // SAFETY: fcntl on a descriptor this function owns.
+    let high = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, HIGH_FD) };
+    if high < 0 {
+        return fd;
+    }
+    // SAFETY: `fd` is owned here and replaced by `high`.
+    unsafe { libc::close(fd) };
+    high
+}
+
+impl ProfileFile {
+    /// Takes over `file`, the profile at `path`, positioned where the next byte goes.
+    pub fn new(mut file: File, path: &Path) -> io::Result<ProfileFile> {
+        let (id, regular) = identity(file.as_raw_fd())?;
+        let offset = if regular {
+            io::Seek::stream_position(&mut file)?
+        } else {
+            0
+        };
+        Ok(ProfileFile {
+            fd: move_high(file),
+            id,
+            path: path.to_owned(),
+            offset,
+            regular,
+            reopened: 0,
+        })
+    }
+
+    /// The descriptor's number (for tests).
+    #[cfg(test)]
+    pub fn raw_fd(&self) -> i32 {
+        self.fd
+    }
+
+    /// How many times the profile had to be opened again because its descriptor no longer
+    /// named it.
+    pub fn reopened(&self) -> u64 {
+        self.reopened
+    }
+
+    /// True when the descriptor still names the profile.
+    fn still_ours(&self) -> bool {
+        self.fd >= 0 && identity(self.fd).is_ok_and(|(id, _)| id == self.id)
+    }
+
+    /// Makes sure the descriptor names the profile, opening it again when it does not.
+    fn ensure(&mut self) -> io::Result<()> {
+        if self.still_ours() {
+            return Ok(());
+        }
+        // The number is not ours any more: forgotten, never closed.
+        self.fd = -1;
+        if !self.regular {
+            return Err(io::Error::other(
+                "the program closed the descriptor of the profile, which is not a regular file",
+            ));
+        }
+        let file = OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(&self.path)?;
+        let (id, _) = identity(file.as_raw_fd())?;
+        if id != self.id {
+            return Err(io::Error::other(
+                "the program closed the profile's descriptor, and its path now names another file",
+            ));
+        }
+        self.fd = move_high(file);
+        self.reopened += 1;
+        Ok(())
+    }
+
+    /// Writes all of `buf` at the profile's end.
+    pub fn write_all(&mut self, mut buf: &[u8]) -> io::Result<()> {
+        if buf.is_empty() {
+            return Ok(());
+        }
+        self.ensure()?;
+        while !buf.is_empty() {
+            // SAFETY: `buf` is valid for `buf.len()` bytes; `fd` is ours (checked above).
+            let n = unsafe {
+                if self.regular {
+                    libc::pwrite(
+                        self.fd,
+                        buf.as_ptr().cast(),
+                        buf.len(),
+                        self.offset as libc::off_t,
+                    )
+                } else {
+                    libc::write(self.fd, buf.as_ptr().cast(), buf.len())
+                }
+            };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            if n == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            buf = &buf[n as usize..];
+            self.offset += n as u64;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for ProfileFile {
+    fn drop(&mut self) {
+        // Closed only while it still names the profile: the number may be the program's.
+        if self.still_ours() {
+            // SAFETY: the descriptor is ours.
+            unsafe { libc::close(self.fd) };
+        }
+    }
+}
+
+/// A file the writer reads at every timeline sample (`/proc/self/status`, a cgroup's
+/// `memory.current`…): opened once, before the program's `main`, onto a number out of its way
+/// ([`HIGH_FD`]), and read with `pread` from its start each time, where opening and closing it
+/// at every sample left a moment in which a number the program had just closed and reopened
+/// could be the one closed. A number that no longer names the file is left alone and the file
+/// opened again.
+#[derive(Debug)]
+pub struct ReadFile {
+    fd: i32,
+    id: (u64, u64),
+    path: String,
+}
+
+impl ReadFile {
+    /// Opens `path` for reading; `None` when it cannot be.
+    pub fn open(path: &str) -> Option<ReadFile> {
+        let file = File::open(path).ok()?;
+        let (id, _) = identity(file.as_raw_fd()).ok()?;
+        Some(ReadFile {
+            fd: move_high(file),
+            id,
+            path: path.to_owned(),
+        })
+    }
+
+    fn still_ours(&self) -> bool {
+        self.fd >= 0 && identity(self.fd).is_ok_and(|(id, _)| id == self.id)
+    }
+
+    /// The file's contents (as much as fits in `buf`); `None` when it cannot be read.
+    pub fn read<'a>(&mut self, buf: &'a mut [u8]) -> Option<&'a [u8]> {
+        if !self.still_ours() {
+            // Never closed: the number may be the program's now.
+            self.fd = -1;
+            let again = ReadFile::open(&self.path)?;
+            (self.fd, self.id) = (again.fd, again.id);
+            std::mem::forget(again);
+        }
+        let mut n = 0usize;
+        while n < buf.len() {
+            // SAFETY: reads into the unused tail of `buf`; the descriptor is ours.
+            let k = unsafe {
+                libc::pread(
+                    self.fd,
+                    buf[n..].as_mut_ptr().cast(),
+                    buf.len() - n,
+                    n as libc::off_t,
+                )
+            };
+            if k < 0 {
+                if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return None;
+            }
+            if k == 0 {
+                break;
+            }
+            n += k as usize;
+        }
+        Some(&buf[..n])
+    }
+}
+
+impl Drop for ReadFile {
+    fn drop(&mut self) {
+        if self.still_ours() {
+            // SAFETY: the descriptor is ours.
+            unsafe { libc::close(self.fd) };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn temp(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("tidemark-outfile-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join(name);
+        let _ = std::fs::remove_file(&p);
+        p
+    }
+
+    #[test]
+    fn a_closed_and_reused_number_is_left_to_its_new_file() {
+        let path = temp("profile");
+        let mut f = File::create(&path).unwrap();
+        f.write_all(b"head").unwrap();
+        let mut pf = ProfileFile::new(f, &path).unwrap();
+        assert!(pf.raw_fd() >= HIGH_FD, "{}", pf.raw_fd());
+        pf.write_all(b"-one").unwrap();
+        // The program closes the number and opens a file of its own onto it.
+        let fd = pf.raw_fd();
+        let theirs_path = temp("theirs");
+        let theirs = File::create(&theirs_path).unwrap();
+        // SAFETY: test descriptors.
+        unsafe {
+            assert_eq!(libc::dup2(theirs.as_raw_fd(), fd), fd);
+        }
+        pf.write_all(b"-two").unwrap();
+        assert_eq!(pf.reopened(), 1);
+        drop(pf);
+        // The program's file: untouched, and its descriptor still open.
+        assert_eq!(std::fs::read(&theirs_path).unwrap(), b"");
+        // SAFETY: test descriptor.
+        unsafe {
+            assert_eq!(libc::write(fd, b"mine".as_ptr().cast(), 4), 4);
+            libc::close(fd);
+        }
+        assert_eq!(std::fs::read(&theirs_path).unwrap(), b"mine");
+        assert_eq!(std::fs::read(&path).unwrap(), b"head-one-two");
+    }
+
+    #[test]
+    fn a_closed_number_is_opened_again_at_the_same_offset() {
+        let path = temp("closed");
+        let f = File::create(&path).unwrap();
+        let mut pf = ProfileFile::new(f, &path).unwrap();
+        pf.write_all(b"abc").unwrap();
+        // SAFETY: test descriptor.
+        unsafe { libc::close(pf.raw_fd()) };
+        pf.write_all(b"def").unwrap();
+        pf.write_all(b"ghi").unwrap();
+        assert_eq!(pf.reopened(), 1);
+        drop(pf);
+        assert_eq!(std::fs::read(&path).unwrap(), b"abcdefghi");
+    }
+
+    #[test]
+    fn a_path_naming_another_file_stops_the_writes() {
+        let path = temp("replaced");
+        let f = File::create(&path).unwrap();
+        let mut pf = ProfileFile::new(f, &path).unwrap();
+        pf.write_all(b"abc").unwrap();
+        // SAFETY: test descriptor.
+        unsafe { libc::close(pf.raw_fd()) };
+        // Moved away (so its inode cannot be reused) and another file made at its path.
+        std::fs::rename(&path, path.with_extension("moved")).unwrap();
+        std::fs::write(&path, b"someone else's").unwrap();
+        assert!(pf.write_all(b"def").is_err());
+        assert_eq!(std::fs::read(&path).unwrap(), b"someone else's");
+    }
+
+    #[test]
+    fn a_read_file_is_read_again_from_its_start_and_reopened_when_lost() {
+        let path = temp("readme");
+        std::fs::write(&path, b"first").unwrap();
+        let mut r = ReadFile::open(path.to_str().unwrap()).unwrap();
+        assert!(r.fd >= HIGH_FD);
+        let mut buf = [0u8; 64];
+        assert_eq!(r.read(&mut buf).unwrap(), b"first");
+        assert_eq!(r.read(&mut buf).unwrap(), b"first");
+        // The program takes the number over.
+        let theirs_path = temp("theirs-read");
+        std::fs::write(&theirs_path, b"theirs").unwrap();
+        let theirs = File::open(&theirs_path).unwrap();
+        let fd = r.fd;
+        // SAFETY: test descriptors.
+        unsafe { assert_eq!(libc::dup2(theirs.as_raw_fd(), fd), fd) };
+        assert_eq!(r.read(&mut buf).unwrap(), b"first");
+        drop(r);
+        // Their descriptor is still open.
+        // SAFETY: test descriptor.
+        unsafe {
+            assert_eq!(libc::pread(fd, buf.as_mut_ptr().cast(), 6, 0), 6);
+            libc::close(fd);
+        }
+        assert_eq!(&buf[..6], b"theirs");
+        let mut status = ReadFile::open("/proc/self/status").unwrap();
+        let t = status.read(&mut [0u8; 4096]).map(|t| t.len()).unwrap();
+        assert!(t > 100);
+    }
+}

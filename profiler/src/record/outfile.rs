@@ -81,7 +81,8 @@ impl ProfileFile {
         Ok(ProfileFile {
             fd: move_high(file),
             id,
-            path: path.to_owned(),
+            // Absolute: the program may change its working directory before a reopening.
+            path: std::path::absolute(path).unwrap_or_else(|_| path.to_owned()),
             offset,
             regular,
             reopened: 0,

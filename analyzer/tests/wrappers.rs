@@ -281,12 +281,18 @@ fn a_script_running_the_program_eight_times_gets_each_profile_named() {
 fn a_program_left_running_in_the_background_is_named_and_its_profile_completes() {
     let scratch = Scratch::new("wrapper-background");
     let bin = fixture_bin("tm-alloc-without-free", &scratch);
-    // The pause lets the program start recording before the script ends.
+    // The script ends once the program has started recording (its profile beside the shell's:
+    // a fixed pause was too short on a loaded machine), while it still runs.
     let r = run_script(
         &scratch,
         "bg.sh",
         &format!(
-            "\"{}\" --duration-ms 1500 --truth truth.json &\nsleep 0.3\nexit 0\n",
+            "\"{}\" --duration-ms 1500 --truth truth.json &\n\
+             n=0\n\
+             while [ \"$(ls -a | grep -c '^\\.app\\.tidemark-')\" -lt 2 ] && [ $n -lt 400 ]; do\n\
+             \x20 sleep 0.025; n=$((n + 1))\n\
+             done\n\
+             exit 0\n",
             bin.display()
         ),
     );

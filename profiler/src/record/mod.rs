@@ -40,7 +40,7 @@ mod fatal;
 mod jemalloc;
 mod latency;
 mod order;
-mod outfile;
+pub(crate) mod outfile;
 mod sampler;
 mod sampling;
 mod seq;
@@ -102,8 +102,7 @@ pub fn describe_io(e: &io::Error) -> String {
 /// Prints `tidemark: <msg>` on stderr in a single `write(2)` (no stdio, no locks).
 pub fn report(msg: &str) {
     let line = format!("tidemark: {msg}\n");
-    // SAFETY: writes an initialised buffer to fd 2.
-    unsafe { libc::write(2, line.as_ptr().cast(), line.len()) };
+    outfile::to_stderr(line.as_bytes());
 }
 
 /// Starts recording: creates the output file (never overwriting one), writes the header and

@@ -253,6 +253,54 @@ impl Drop for ReadFile {
     }
 }
 
+/// The recorder's stderr: descriptor 2 as it was when recording started, duplicated out of the
+/// program's way (a daemon points its own descriptor 2 at a log file of its own: the recorder's
+/// messages and `--trace` lines go where the user started it, not into that log).
+static STDERR: std::sync::OnceLock<(i32, (u64, u64))> = std::sync::OnceLock::new();
+
+/// Keeps a copy of descriptor 2 (once per process image; a forked child inherits it).
+pub fn hold_stderr() {
+    STDERR.get_or_init(|| {
+        let Ok((id, _)) = identity(2) else {
+            return (-1, (0, 0));
+        };
+        // SAFETY: fcntl on descriptor 2, which exists (fstat succeeded).
+        let fd = unsafe { libc::fcntl(2, libc::F_DUPFD_CLOEXEC, HIGH_FD) };
+        (fd, id)
+    });
+}
+
+/// Writes `bytes` to the recorder's stderr ([`hold_stderr`]): its copy while it still names
+/// the stderr recording started with, else descriptor 2 while that does; nothing when neither
+/// does (the message would land in a file of the program's).
+pub fn to_stderr(bytes: &[u8]) {
+    let fd = match STDERR.get() {
+        None => 2,
+        Some(&(held, id)) => {
+            let names = |fd: i32| fd >= 0 && identity(fd).is_ok_and(|(i, _)| i == id);
+            if names(held) {
+                held
+            } else if names(2) {
+                2
+            } else {
+                return;
+            }
+        }
+    };
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        // SAFETY: writes an initialised buffer to a descriptor checked above.
+        let n = unsafe { libc::write(fd, rest.as_ptr().cast(), rest.len()) };
+        if n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+            continue;
+        }
+        if n <= 0 {
+            return;
+        }
+        rest = &rest[n as usize..];
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

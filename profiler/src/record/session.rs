@@ -219,6 +219,8 @@ pub fn start(cfg: Config) -> Result<(), RecordError> {
         // SAFETY: the handlers are plain functions valid for the life of the process.
         unsafe { libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child)) };
     });
+    // Messages go where the user started the program, whatever it does with descriptor 2.
+    super::outfile::hold_stderr();
     // The module map the profile starts with, and the unwinder of the same generation.
     let modules_now = modules::enumerate();
     let generation = process::install(&modules_now).generation;

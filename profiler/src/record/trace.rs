@@ -91,8 +91,7 @@ impl Trace {
             let mut buf = StackBuf::new();
             if write_line(&mut buf, &line).is_ok() {
                 buf.push_newline();
-                // SAFETY: writes an initialised buffer to fd 2.
-                unsafe { libc::write(2, buf.bytes().as_ptr().cast(), buf.bytes().len()) };
+                super::outfile::to_stderr(buf.bytes());
             }
         }
     }

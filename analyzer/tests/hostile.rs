@@ -198,22 +198,33 @@ fn compile(name: &str, flags: &[&str]) -> (Scratch, PathBuf) {
     (scratch, exe)
 }
 
-/// A daemon's start: every descriptor above stderr closed (one by one, or by `close_range`),
-/// then files of its own opened onto the lowest numbers. The profile's descriptor is among those
-/// closed: the recorder must not write into the program's file (its number now), must not close
-/// it, and opens the profile again; the program's output and the profile are exact.
+/// A daemon's start: stderr pointed at a log of its own, every descriptor above stderr closed
+/// (one by one, or by `close_range`), then files of its own opened onto the lowest numbers. The
+/// profile's descriptor is among those closed: the recorder must not write into the program's
+/// file (its number now), must not close it, and opens the profile again; its `--trace` lines
+/// stay out of the program's log; the program's output and the profile are exact.
 #[test]
 fn a_program_that_closes_every_descriptor_keeps_its_files_and_an_exact_profile() {
     let (_b, exe) = compile("closefds", &["-pthread"]);
     for mode in ["loop", "range"] {
-        let runs = run_both(&format!("closefds-{mode}"), &exe, &[mode], &[]);
+        // `--trace` lines every second: none may land in the program's log on descriptor 2.
+        let runs = run_both(
+            &format!("closefds-{mode}"),
+            &exe,
+            &[mode],
+            &[("TIDEMARK_TRACE", "1")],
+        );
         runs.assert_unchanged();
         assert!(
             runs.recorded.stdout.contains("own file on fd 3")
                 && runs
                     .recorded
                     .stdout
-                    .contains("written before the allocations\nwritten after the allocations\n"),
+                    .contains("written before the allocations\nwritten after the allocations\n")
+                && runs
+                    .recorded
+                    .stdout
+                    .contains("own.log holds 22 bytes:\nlog started\nlog ended\n"),
             "{mode}: {}",
             runs.recorded.describe()
         );

@@ -55,18 +55,34 @@ fn identity(fd: i32) -> io::Result<((u64, u64), bool)> {
     Ok(((st.st_dev, st.st_ino), regular))
 }
 
-/// `file`'s descriptor moved to a number at least [`HIGH_FD`] (close-on-exec); the same number
-/// when no such number is free or allowed.
-fn move_high(file: File) -> i32 {
+/// `file` (which names `id`) moved to a number at least [`HIGH_FD`] (close-on-exec); the same
+/// number when no such number is free or allowed. Another thread of the program may close the
+/// low number meanwhile and open a file of its own onto it: the low number is closed only while
+/// it still names `id`, and a copy that names another file (the program's, copied) is closed
+/// and `None` returned.
+fn move_high(file: File, id: (u64, u64)) -> Option<i32> {
+    let names = |fd: i32| identity(fd).is_ok_and(|(i, _)| i == id);
     let fd = file.into_raw_fd();
-    // SAFETY: fcntl on a descriptor this function owns.
+    // SAFETY: fcntl on a descriptor number; a failure leaves everything as it was.
     let high = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, HIGH_FD) };
     if high < 0 {
-        return fd;
+        return names(fd).then_some(fd);
     }
-    // SAFETY: `fd` is owned here and replaced by `high`.
-    unsafe { libc::close(fd) };
-    high
+    if !names(high) {
+        // SAFETY: `high` is the copy made above (of a file that is not ours).
+        unsafe { libc::close(high) };
+        return None;
+    }
+    if names(fd) {
+        // SAFETY: `fd` still names the file this function was given, now copied to `high`.
+        unsafe { libc::close(fd) };
+    }
+    Some(high)
+}
+
+/// The error of a descriptor taken over while it was moved ([`move_high`]).
+fn taken_over() -> io::Error {
+    io::Error::other("the program took over the profile's descriptor while it was being moved")
 }
 
 impl ProfileFile {
@@ -79,7 +95,7 @@ impl ProfileFile {
             0
         };
         Ok(ProfileFile {
-            fd: move_high(file),
+            fd: move_high(file, id).ok_or_else(taken_over)?,
             id,
             // Absolute: the program may change its working directory before a reopening.
             path: std::path::absolute(path).unwrap_or_else(|_| path.to_owned()),
@@ -128,7 +144,7 @@ impl ProfileFile {
                 "the program closed the profile's descriptor, and its path now names another file",
             ));
         }
-        self.fd = move_high(file);
+        self.fd = move_high(file, id).ok_or_else(taken_over)?;
         self.reopened += 1;
         Ok(())
     }
@@ -199,7 +215,7 @@ impl ReadFile {
         let file = File::open(path).ok()?;
         let (id, _) = identity(file.as_raw_fd()).ok()?;
         Some(ReadFile {
-            fd: move_high(file),
+            fd: move_high(file, id)?,
             id,
             path: path.to_owned(),
         })

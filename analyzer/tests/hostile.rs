@@ -241,6 +241,26 @@ fn a_program_that_closes_every_descriptor_keeps_its_files_and_an_exact_profile()
     }
 }
 
+/// A shell script that opens its own descriptor 3 (`exec 3>file`, the usual first free number,
+/// where the profile's descriptor used to be): its file holds what it wrote, nothing of the
+/// profile, and the profile is complete.
+#[test]
+fn a_script_writing_to_its_own_descriptor_3_keeps_its_file() {
+    let s = Scratch::new("bash-fd3");
+    let script = "exec 3>own.txt; x=; for i in $(seq 3000); do x=\"$x$i\"; done; \
+                  echo \"written on 3\" >&3; exec 3>&-; echo done";
+    let rec = record(&s, Path::new("/bin/bash"), &["-c", script]);
+    assert!(rec.run.stdout.contains("done"), "{}", rec.run.describe());
+    let own = std::fs::read(s.join("own.txt")).expect("the script's file");
+    assert_eq!(
+        String::from_utf8_lossy(&own),
+        "written on 3\n",
+        "the script's file holds other bytes"
+    );
+    let (complete, dropped) = complete_and_dropped(&rec.profile);
+    assert!(complete && dropped == 0, "{}", rec.run.describe());
+}
+
 #[test]
 fn thousand_threads_released_together_lose_nothing() {
     let (_b, exe) = compile("burst", &["-pthread"]);

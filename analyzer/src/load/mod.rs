@@ -173,6 +173,7 @@ fn load_file(
         .then(|| Reader::new(BufReader::with_capacity(64 << 10, File::open(path).ok()?)).ok())
         .flatten()
         .and_then(|r| symbolize::ExeWarmup::start(&r.header().exe));
+    let peak_blocks = opts.events.then(|| trailer_peak_blocks(path)).flatten();
     let reader = BufReader::with_capacity(1 << 20, file);
     let mut sink = StderrProgress::new(&path.display().to_string());
     let mut p = load_inner(
@@ -181,6 +182,7 @@ fn load_file(
         total_bytes,
         opts.progress.then_some(&mut sink as &mut dyn ProgressSink),
         max_buckets,
+        peak_blocks,
     )
     .map_err(|e| e.with_path(path))?;
     if symbolize {
@@ -191,6 +193,56 @@ fn load_file(
         symbolize_pass(&mut p, opts, progress, cache);
     }
     Ok(p)
+}
+
+/// The trailer's count of blocks live at the peak (version 2 and later, exact profiles), read
+/// before the profile itself: from chunk header to chunk header (each chunk's first byte says
+/// its kind; the others are skipped unread) to the trailer chunk. `None` for a profile without
+/// one (truncated, sampled, version 1) or anything unexpected: the read that follows finds what
+/// is wrong.
+fn trailer_peak_blocks(path: &Path) -> Option<u64> {
+    use std::io::{Seek, SeekFrom};
+    use tidemark::format::{tag, trailer_key, ChunkKind, Cursor, CHUNK_HEADER_LEN, CHUNK_MAGIC};
+    let mut f = BufReader::with_capacity(8 << 10, File::open(path).ok()?);
+    if Reader::new(&mut f).ok()?.header().version < 2 {
+        return None;
+    }
+    // `Reader::new` read the header and nothing more from `f`'s buffer; the chunks start at
+    // the header's end.
+    let mut head = [0u8; CHUNK_HEADER_LEN + 1];
+    loop {
+        f.read_exact(&mut head).ok()?;
+        if head[..4] != CHUNK_MAGIC {
+            return None;
+        }
+        let len = u32::from_le_bytes(head[4..8].try_into().ok()?) as usize;
+        if len == 0 {
+            return None;
+        }
+        if head[CHUNK_HEADER_LEN] != ChunkKind::Trailer as u8 {
+            f.seek(SeekFrom::Current(len as i64 - 1)).ok()?;
+            continue;
+        }
+        let mut payload = vec![0u8; len - 1];
+        f.read_exact(&mut payload).ok()?;
+        let mut c = Cursor::new(&payload);
+        // Stored (codec 0), the records' length, then the one TRAILER record.
+        if c.u8().ok()? != 0 {
+            return None;
+        }
+        c.uvarint().ok()?;
+        if c.u8().ok()? != tag::TRAILER {
+            return None;
+        }
+        let n = c.uvarint().ok()?;
+        for _ in 0..n {
+            let (k, v) = (c.uvarint().ok()?, c.uvarint().ok()?);
+            if k == trailer_key::PEAK_BLOCKS {
+                return Some(v);
+            }
+        }
+        return None;
+    }
 }
 
 /// The symbolization stage of [`load_path`] and [`load_reader`], starting from the modules
@@ -214,7 +266,7 @@ fn symbolize_pass(
 /// Reads a profile from any reader like [`read_path`]: raw return addresses, nothing
 /// symbolized.
 pub fn read_reader<R: Read>(r: R, opts: &LoadOptions) -> Result<Profile, LoadError> {
-    load_inner(r, opts, None, None, None)
+    load_inner(r, opts, None, None, None, None)
 }
 
 /// Loads and symbolizes a profile from any reader (no progress percentage: the length is
@@ -222,7 +274,7 @@ pub fn read_reader<R: Read>(r: R, opts: &LoadOptions) -> Result<Profile, LoadErr
 pub fn load_reader<R: Read>(r: R, opts: &LoadOptions) -> Result<Profile, LoadError> {
     let mut sink = StderrProgress::new("profile");
     let progress = opts.progress.then_some(&mut sink as &mut dyn ProgressSink);
-    let mut p = load_inner(r, opts, None, progress, None)?;
+    let mut p = load_inner(r, opts, None, progress, None, None)?;
     let progress = opts.progress.then_some(&mut sink as &mut dyn ProgressSink);
     symbolize_pass(&mut p, opts, progress, DebugCache::default());
     Ok(p)
@@ -236,7 +288,7 @@ pub fn load_reader_with_progress<R: Read>(
     total_bytes: Option<u64>,
     progress: &mut dyn ProgressSink,
 ) -> Result<Profile, LoadError> {
-    let mut p = load_inner(r, opts, total_bytes, Some(&mut *progress), None)?;
+    let mut p = load_inner(r, opts, total_bytes, Some(&mut *progress), None, None)?;
     symbolize_pass(&mut p, opts, Some(progress), DebugCache::default());
     Ok(p)
 }
@@ -553,12 +605,15 @@ fn read_on_two_threads<R: Read>(
     decoded
 }
 
+/// `peak_blocks`: the trailer's count of blocks live at the peak, when known before the read
+/// ([`trailer_peak_blocks`]): it sizes the replay's ring of young blocks.
 fn load_inner<R: Read>(
     r: R,
     opts: &LoadOptions,
     total_bytes: Option<u64>,
     mut progress: Option<&mut dyn ProgressSink>,
     max_buckets: Option<usize>,
+    peak_blocks: Option<u64>,
 ) -> Result<Profile, LoadError> {
     let mut reader = Reader::new(r).map_err(format_error)?;
     reader.skip_events(!opts.events);
@@ -574,7 +629,7 @@ fn load_inner<R: Read>(
         replay = replay.with_time_buckets(n);
     }
     if p.header.version >= 2 {
-        replay = replay.in_order();
+        replay = replay.in_order(live::ring_for(peak_blocks));
     }
     let mut stacks = StackBuilder {
         ips_only: !opts.stacks,

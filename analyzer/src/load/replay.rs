@@ -121,13 +121,16 @@ impl Replay {
 
     /// Events will arrive in replay order (a version-2 profile): apply each as it comes. Call
     /// it after [`Replay::with_block_groups`] and [`Replay::with_time_buckets`].
-    pub(crate) fn in_order(mut self) -> Self {
+    /// `ring`: the slots of the ring of young blocks ([`super::live::ring_for`]).
+    pub(crate) fn in_order(mut self, ring: usize) -> Self {
         self.in_order = true;
         // Version 2 names blocks by number: a ring finds the young ones (the rest of each block,
         // when kept, in a table of the same shape).
-        self.live = LiveTable::with_ring();
+        self.live = LiveTable::with_ring(ring);
         if self.extras.is_some() {
-            self.extras = Some(LiveTable::with_ring());
+            // Its entries are four times a block's: the default ring bounds their memory (16 MiB
+            // for the largest ring).
+            self.extras = Some(LiveTable::with_ring(super::live::RING));
         }
         self
     }

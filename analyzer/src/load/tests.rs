@@ -380,7 +380,7 @@ fn malformed_record_truncates_instead_of_failing() {
         events: false,
         ..LoadOptions::default()
     };
-    let here = load_inner(&b.bytes()[..], &opts, None, None, None).unwrap();
+    let here = load_inner(&b.bytes()[..], &opts, None, None, None, None).unwrap();
     assert_eq!(here.truncated, Some(t));
 }
 
@@ -417,8 +417,8 @@ fn addresses_without_the_stack_tree_are_the_same() {
         stacks,
         ..LoadOptions::default()
     };
-    let tree = load_inner(&b.bytes()[..], &opts(true), None, None, None).unwrap();
-    let flat = load_inner(&b.bytes()[..], &opts(false), None, None, None).unwrap();
+    let tree = load_inner(&b.bytes()[..], &opts(true), None, None, None, None).unwrap();
+    let flat = load_inner(&b.bytes()[..], &opts(false), None, None, None, None).unwrap();
     let ips = |p: &Profile| -> Vec<(u64, u64)> {
         p.ips.iter().map(|ip| (ip.address, ip.generation)).collect()
     };
@@ -426,4 +426,57 @@ fn addresses_without_the_stack_tree_are_the_same() {
     assert_eq!(ips(&flat).len(), 5);
     assert!(!tree.stacks.is_empty());
     assert!(flat.stacks.is_empty());
+}
+
+/// The trailer's peak block count, read before the profile (it sizes the replay's ring): the
+/// value the whole read finds, for every version that has it; nothing for version 1 or a
+/// profile cut before its trailer.
+#[test]
+fn the_trailer_is_found_from_chunk_header_to_chunk_header() {
+    use tidemark::format::trailer_key;
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/compat");
+    for v in [
+        "v2-churn",
+        "v3-churn",
+        "v4-churn",
+        "v5-churn",
+        "v5-fragmentation",
+    ] {
+        let path = data.join(format!("{v}.tmk"));
+        let p = read_path(&path, &LoadOptions::default()).unwrap();
+        let whole = p
+            .trailer
+            .as_ref()
+            .and_then(|t| t.iter().find(|(k, _)| *k == trailer_key::PEAK_BLOCKS))
+            .map(|&(_, v)| v);
+        // Writers since version 3's wrote the replay's totals.
+        assert!(whole.is_some() || v.starts_with("v2"), "{v}");
+        assert_eq!(trailer_peak_blocks(&path), whole, "{v}");
+    }
+    assert_eq!(trailer_peak_blocks(&data.join("v1-churn.tmk")), None);
+    // Cut before the trailer: mid-file, and inside an early chunk. (A damaged trailer chunk
+    // is not checked here: its count only sizes the ring.)
+    let bytes = std::fs::read(data.join("v5-churn.tmk")).unwrap();
+    let dir = std::env::temp_dir().join(format!("tidemark-trailer-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = read_path(&data.join("v5-churn.tmk"), &LoadOptions::default()).unwrap();
+    for end in [p.readable_end as usize / 2, 200] {
+        let cut = dir.join("cut.tmk");
+        std::fs::write(&cut, &bytes[..end]).unwrap();
+        assert_eq!(trailer_peak_blocks(&cut), None, "cut at {end}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(trailer_peak_blocks(&dir.join("missing.tmk")), None);
+}
+
+#[test]
+fn the_ring_grows_with_the_live_blocks_within_bounds() {
+    use super::live::{ring_for, MAX_RING, RING};
+    assert_eq!(ring_for(None), RING);
+    assert_eq!(ring_for(Some(0)), RING);
+    assert_eq!(ring_for(Some(RING as u64)), RING);
+    assert_eq!(ring_for(Some(RING as u64 + 1)), 2 * RING);
+    assert_eq!(ring_for(Some(84_822)), 1 << 17);
+    assert_eq!(ring_for(Some(3_000_000)), MAX_RING);
+    assert_eq!(ring_for(Some(u64::MAX)), MAX_RING);
 }

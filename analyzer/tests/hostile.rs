@@ -261,6 +261,52 @@ fn a_script_writing_to_its_own_descriptor_3_keeps_its_file() {
     assert!(complete && dropped == 0, "{}", rec.run.describe());
 }
 
+/// Under a file size limit (`ulimit -f`): a write past it raises SIGXFSZ, which kills the
+/// process. The profile's writes must fail instead (recording stops, or never starts when even
+/// the header does not fit) and the program run as it runs without the recorder.
+#[test]
+fn a_file_size_limit_stops_the_recording_not_the_program() {
+    use std::os::unix::process::CommandExt;
+    let (_b, exe) = compile("burst", &["-pthread"]);
+    let s = Scratch::new("fsize");
+    let run = |limit: Option<u64>| {
+        let mut cmd = Command::new(&exe);
+        cmd.args(["4", "50000"]).current_dir(s.path());
+        if let Some(limit) = limit {
+            preload_env(&mut cmd, s.path(), &[]);
+            // SAFETY: setrlimit is async-signal-safe; nothing else runs in the child here.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let lim = libc::rlimit {
+                        rlim_cur: limit,
+                        rlim_max: libc::RLIM_INFINITY,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_FSIZE, &lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        // Pipes, not files, for its output: the limit applies to every regular file.
+        cmd.output().expect("the fixture runs")
+    };
+    let native = run(None);
+    assert!(native.status.success(), "{native:?}");
+    // 0: not even the header fits; 8 KiB: the header and a chunk or two.
+    for limit in [0, 8192] {
+        let recorded = run(Some(limit));
+        let stderr = String::from_utf8_lossy(&recorded.stderr);
+        assert_eq!(
+            describe_status(&native.status),
+            describe_status(&recorded.status),
+            "limit {limit}: {stderr}"
+        );
+        assert_eq!(native.stdout, recorded.stdout, "limit {limit}");
+        assert!(stderr.contains("File too large"), "limit {limit}: {stderr}");
+    }
+}
+
 #[test]
 fn thousand_threads_released_together_lose_nothing() {
     let (_b, exe) = compile("burst", &["-pthread"]);

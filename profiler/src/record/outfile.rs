@@ -269,6 +269,54 @@ impl Drop for ReadFile {
     }
 }
 
+/// Writes all of `buf` to `fd` with `SIGXFSZ` held back on the calling thread: a write past
+/// the process's file size limit (`ulimit -f`) then fails with `EFBIG` instead of killing the
+/// program, as the signal would. For the writes the recorder makes on the program's own threads
+/// (the profile's header, messages): the writer thread blocks every signal. A `SIGXFSZ` this
+/// write raised is taken back; one that was pending before is left as it was.
+pub fn write_all_quiet(fd: i32, mut buf: &[u8]) -> io::Result<()> {
+    // SAFETY: signal-set functions on local, initialised sets; pthread_sigmask and sigpending
+    // on the calling thread; sigtimedwait with a zero timeout only takes a pending SIGXFSZ.
+    unsafe {
+        let mut xfsz: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut xfsz);
+        libc::sigaddset(&mut xfsz, libc::SIGXFSZ);
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::pthread_sigmask(libc::SIG_BLOCK, &xfsz, &mut old);
+        let pending = || {
+            let mut p: libc::sigset_t = std::mem::zeroed();
+            libc::sigpending(&mut p) == 0 && libc::sigismember(&p, libc::SIGXFSZ) == 1
+        };
+        let before = pending();
+        let mut result = Ok(());
+        while !buf.is_empty() {
+            let n = libc::write(fd, buf.as_ptr().cast(), buf.len());
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                result = Err(e);
+                break;
+            }
+            if n == 0 {
+                result = Err(io::ErrorKind::WriteZero.into());
+                break;
+            }
+            buf = &buf[n as usize..];
+        }
+        if !before && pending() {
+            let zero = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            libc::sigtimedwait(&xfsz, std::ptr::null_mut(), &zero);
+        }
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+        result
+    }
+}
+
 /// The recorder's stderr: descriptor 2 as it was when recording started, duplicated out of the
 /// program's way (a daemon points its own descriptor 2 at a log file of its own: the recorder's
 /// messages and `--trace` lines go where the user started it, not into that log).
@@ -303,18 +351,7 @@ pub fn to_stderr(bytes: &[u8]) {
             }
         }
     };
-    let mut rest = bytes;
-    while !rest.is_empty() {
-        // SAFETY: writes an initialised buffer to a descriptor checked above.
-        let n = unsafe { libc::write(fd, rest.as_ptr().cast(), rest.len()) };
-        if n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
-            continue;
-        }
-        if n <= 0 {
-            return;
-        }
-        rest = &rest[n as usize..];
-    }
+    let _ = write_all_quiet(fd, bytes);
 }
 
 #[cfg(test)]
@@ -418,5 +455,45 @@ mod tests {
         let mut status = ReadFile::open("/proc/self/status").unwrap();
         let t = status.read(&mut [0u8; 4096]).map(|t| t.len()).unwrap();
         assert!(t > 100);
+    }
+
+    #[test]
+    fn a_write_past_the_file_size_limit_fails_without_killing() {
+        let path = temp("limited");
+        let f = File::create(&path).unwrap();
+        // In a child process: the limit and a killing signal must not touch the test runner.
+        // SAFETY: fork; the child only makes system calls and exits.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            unsafe {
+                let lim = libc::rlimit {
+                    rlim_cur: 4,
+                    rlim_max: libc::RLIM_INFINITY,
+                };
+                libc::setrlimit(libc::RLIMIT_FSIZE, &lim);
+                let code = match write_all_quiet(f.as_raw_fd(), b"more than four bytes") {
+                    Err(e) if e.raw_os_error() == Some(libc::EFBIG) => 0,
+                    Ok(()) => 2,
+                    Err(_) => 3,
+                };
+                // The signal the write raised was taken back: nothing pending.
+                let mut p: libc::sigset_t = std::mem::zeroed();
+                libc::sigpending(&mut p);
+                let code = if libc::sigismember(&p, libc::SIGXFSZ) == 1 {
+                    4
+                } else {
+                    code
+                };
+                libc::_exit(code);
+            }
+        }
+        let mut status = 0;
+        // SAFETY: waits for the child forked above.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "status {status:#x}"
+        );
+        assert_eq!(std::fs::read(&path).unwrap(), b"more");
     }
 }

@@ -21,7 +21,6 @@ pub use crate::sys::clock::mono_ns;
 use crate::sys::clock::realtime_ns;
 pub use crate::sys::lock;
 use crate::unwind::{modules, process};
-use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Mutex, Once};
@@ -228,7 +227,7 @@ pub fn start(cfg: Config) -> Result<(), RecordError> {
     let pid = unsafe { libc::getpid() } as u32;
     let exe = modules::exe_path();
     let wanted = config::expand_template(&cfg.output, pid, &exe_name(&exe));
-    let (mut file, path) =
+    let (file, path) =
         config::create_output(&wanted, pid, cfg.replace).map_err(|source| RecordError::Output {
             path: wanted.clone(),
             source,
@@ -288,13 +287,17 @@ pub fn start(cfg: Config) -> Result<(), RecordError> {
     let mut maps = Vec::new();
     format::put_modules(&mut maps, generation, &modules_now.format_modules());
     format::put_chunk_small(&mut first, format::ChunkKind::Definitions, &maps);
-    file.write_all(&first).map_err(|source| {
-        session.disable();
-        RecordError::Output {
-            path: path.clone(),
-            source,
-        }
-    })?;
+    // On the program's thread: past a file size limit (`ulimit -f`) the write fails instead of
+    // killing the program with SIGXFSZ.
+    super::outfile::write_all_quiet(std::os::fd::AsRawFd::as_raw_fd(&file), &first).map_err(
+        |source| {
+            session.disable();
+            RecordError::Output {
+                path: path.clone(),
+                source,
+            }
+        },
+    )?;
     // Out of the program's way before it runs (`outfile`): the profile's descriptor and the
     // files read at every sample.
     let file = ProfileFile::new(file, &path).map_err(|source| {

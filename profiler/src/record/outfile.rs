@@ -269,25 +269,27 @@ impl Drop for ReadFile {
     }
 }
 
-/// Writes all of `buf` to `fd` with `SIGXFSZ` held back on the calling thread: a write past
-/// the process's file size limit (`ulimit -f`) then fails with `EFBIG` instead of killing the
-/// program, as the signal would. For the writes the recorder makes on the program's own threads
-/// (the profile's header, messages): the writer thread blocks every signal. A `SIGXFSZ` this
-/// write raised is taken back; one that was pending before is left as it was.
+/// Writes all of `buf` to `fd` with `SIGXFSZ` and `SIGPIPE` held back on the calling thread: a
+/// write past the process's file size limit (`ulimit -f`), or to a pipe nobody reads any more
+/// (a message to a stderr piped into `head`), then fails with `EFBIG` or `EPIPE` instead of
+/// killing the program, as the signal would. For the writes the recorder makes on the program's
+/// own threads (the profile's header, messages): the writer thread blocks every signal. A signal
+/// this write raised is taken back; one that was pending before is left as it was.
 pub fn write_all_quiet(fd: i32, mut buf: &[u8]) -> io::Result<()> {
     // SAFETY: signal-set functions on local, initialised sets; pthread_sigmask and sigpending
     // on the calling thread; sigtimedwait with a zero timeout only takes a pending SIGXFSZ.
     unsafe {
-        let mut xfsz: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut xfsz);
-        libc::sigaddset(&mut xfsz, libc::SIGXFSZ);
         let mut old: libc::sigset_t = std::mem::zeroed();
-        libc::pthread_sigmask(libc::SIG_BLOCK, &xfsz, &mut old);
-        let pending = || {
+        let mut held: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut held);
+        libc::sigaddset(&mut held, libc::SIGXFSZ);
+        libc::sigaddset(&mut held, libc::SIGPIPE);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &held, &mut old);
+        let pending = |sig: i32| {
             let mut p: libc::sigset_t = std::mem::zeroed();
-            libc::sigpending(&mut p) == 0 && libc::sigismember(&p, libc::SIGXFSZ) == 1
+            libc::sigpending(&mut p) == 0 && libc::sigismember(&p, sig) == 1
         };
-        let before = pending();
+        let before = [libc::SIGXFSZ, libc::SIGPIPE].map(pending);
         let mut result = Ok(());
         while !buf.is_empty() {
             let n = libc::write(fd, buf.as_ptr().cast(), buf.len());
@@ -305,12 +307,17 @@ pub fn write_all_quiet(fd: i32, mut buf: &[u8]) -> io::Result<()> {
             }
             buf = &buf[n as usize..];
         }
-        if !before && pending() {
-            let zero = libc::timespec {
-                tv_sec: 0,
-                tv_nsec: 0,
-            };
-            libc::sigtimedwait(&xfsz, std::ptr::null_mut(), &zero);
+        for (sig, was) in [libc::SIGXFSZ, libc::SIGPIPE].into_iter().zip(before) {
+            if !was && pending(sig) {
+                let mut one: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut one);
+                libc::sigaddset(&mut one, sig);
+                let zero = libc::timespec {
+                    tv_sec: 0,
+                    tv_nsec: 0,
+                };
+                libc::sigtimedwait(&one, std::ptr::null_mut(), &zero);
+            }
         }
         libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
         result
@@ -495,5 +502,41 @@ mod tests {
             "status {status:#x}"
         );
         assert_eq!(std::fs::read(&path).unwrap(), b"more");
+    }
+
+    #[test]
+    fn a_write_to_a_pipe_nobody_reads_fails_without_killing() {
+        let mut fds = [0i32; 2];
+        // SAFETY: pipe into a local array; its read end is closed before the fork, so the
+        // child's write has no reader.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        unsafe { libc::close(fds[0]) };
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            unsafe {
+                // SIGPIPE at its default action, as in most programs.
+                libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+                let code = match write_all_quiet(fds[1], b"nobody reads this") {
+                    Err(e) if e.raw_os_error() == Some(libc::EPIPE) => 0,
+                    _ => 2,
+                };
+                let mut p: libc::sigset_t = std::mem::zeroed();
+                libc::sigpending(&mut p);
+                let code = if libc::sigismember(&p, libc::SIGPIPE) == 1 {
+                    4
+                } else {
+                    code
+                };
+                libc::_exit(code);
+            }
+        }
+        // SAFETY: closes this process's write end, waits for the child forked above.
+        unsafe { libc::close(fds[1]) };
+        let mut status = 0;
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "status {status:#x}"
+        );
     }
 }

@@ -66,7 +66,11 @@ fn move_high(file: File, id: (u64, u64)) -> Option<i32> {
     // SAFETY: fcntl on a descriptor number; a failure leaves everything as it was.
     let high = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, HIGH_FD) };
     if high < 0 {
-        return names(fd).then_some(fd);
+        let kept = names(fd).then_some(fd);
+        if let Some(fd) = kept {
+            note_held(fd, id);
+        }
+        return kept;
     }
     if !names(high) {
         // SAFETY: `high` is the copy made above (of a file that is not ours).
@@ -77,12 +81,71 @@ fn move_high(file: File, id: (u64, u64)) -> Option<i32> {
         // SAFETY: `fd` still names the file this function was given, now copied to `high`.
         unsafe { libc::close(fd) };
     }
+    note_held(high, id);
     Some(high)
 }
 
 /// The error of a descriptor taken over while it was moved ([`move_high`]).
 fn taken_over() -> io::Error {
     io::Error::other("the program took over the profile's descriptor while it was being moved")
+}
+
+/// The descriptors the recorder holds (the profile, the timeline's files), each as
+/// (number, device, inode), so that a forked child can close its parent's ([`close_inherited`]):
+/// lock-free slots, a fork may come at any moment (a slot caught half written names nothing).
+const HELD_SLOTS: usize = 16;
+static HELD: [[std::sync::atomic::AtomicU64; 3]; HELD_SLOTS] =
+    [const { [const { std::sync::atomic::AtomicU64::new(u64::MAX) }; 3] }; HELD_SLOTS];
+
+/// Notes that the recorder holds `fd`, which names `id`.
+fn note_held(fd: i32, id: (u64, u64)) {
+    use std::sync::atomic::Ordering::{AcqRel, Relaxed, Release};
+    for slot in &HELD {
+        if slot[0]
+            .compare_exchange(u64::MAX, u64::MAX - 1, AcqRel, Relaxed)
+            .is_ok()
+        {
+            slot[1].store(id.0, Relaxed);
+            slot[2].store(id.1, Relaxed);
+            slot[0].store(fd as u64, Release);
+            return;
+        }
+    }
+}
+
+/// Notes that the recorder no longer holds `fd`.
+fn note_released(fd: i32) {
+    use std::sync::atomic::Ordering::{AcqRel, Relaxed};
+    if fd < 0 {
+        return;
+    }
+    for slot in &HELD {
+        if slot[0]
+            .compare_exchange(fd as u64, u64::MAX, AcqRel, Relaxed)
+            .is_ok()
+        {
+            return;
+        }
+    }
+}
+
+/// In a child just forked: closes the descriptors its parent's recorder held (the child records
+/// into files of its own; the parent's stay the parent's business), each only while it still
+/// names what the parent's recorder opened.
+pub fn close_inherited() {
+    use std::sync::atomic::Ordering::{Acquire, Relaxed};
+    for slot in &HELD {
+        let fd = slot[0].load(Acquire);
+        if fd < u64::MAX - 1 {
+            let fd = fd as i32;
+            let id = (slot[1].load(Relaxed), slot[2].load(Relaxed));
+            if identity(fd).is_ok_and(|(i, _)| i == id) {
+                // SAFETY: the descriptor names the file the parent's recorder opened.
+                unsafe { libc::close(fd) };
+            }
+        }
+        slot[0].store(u64::MAX, Relaxed);
+    }
 }
 
 impl ProfileFile {
@@ -128,6 +191,7 @@ impl ProfileFile {
             return Ok(());
         }
         // The number is not ours any more: forgotten, never closed.
+        note_released(self.fd);
         self.fd = -1;
         if !self.regular {
             return Err(io::Error::other(
@@ -188,6 +252,7 @@ impl ProfileFile {
 
 impl Drop for ProfileFile {
     fn drop(&mut self) {
+        note_released(self.fd);
         // Closed only while it still names the profile: the number may be the program's.
         if self.still_ours() {
             // SAFETY: the descriptor is ours.
@@ -229,6 +294,7 @@ impl ReadFile {
     pub fn read<'a>(&mut self, buf: &'a mut [u8]) -> Option<&'a [u8]> {
         if !self.still_ours() {
             // Never closed: the number may be the program's now.
+            note_released(self.fd);
             self.fd = -1;
             let again = ReadFile::open(&self.path)?;
             (self.fd, self.id) = (again.fd, again.id);
@@ -262,6 +328,7 @@ impl ReadFile {
 
 impl Drop for ReadFile {
     fn drop(&mut self) {
+        note_released(self.fd);
         if self.still_ours() {
             // SAFETY: the descriptor is ours.
             unsafe { libc::close(self.fd) };
@@ -538,5 +605,28 @@ mod tests {
             libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
             "status {status:#x}"
         );
+    }
+
+    #[test]
+    fn a_forked_child_closes_the_descriptors_its_parent_held() {
+        let path = temp("held");
+        std::fs::write(&path, b"x").unwrap();
+        let r = ReadFile::open(path.to_str().unwrap()).unwrap();
+        let fd = r.fd;
+        // SAFETY: the child only makes system calls and exits.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            close_inherited();
+            // SAFETY: fcntl on a number; EBADF when it is closed.
+            let closed = unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0;
+            unsafe { libc::_exit(if closed { 0 } else { 1 }) };
+        }
+        let mut status = 0;
+        // SAFETY: waits for the child forked above.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+        // The parent's is still open.
+        assert!(unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0);
+        drop(r);
     }
 }

@@ -523,8 +523,10 @@ extern "C" fn fork_child() {
         return;
     }
     // The parent's session belongs to the parent: its writer does not exist here, and its
-    // locks may be held by threads that do not exist here either. Start over.
+    // locks may be held by threads that do not exist here either. Start over, without the
+    // parent's descriptors (its profile, its timeline's files).
     SESSION.store(std::ptr::null_mut(), Ordering::Release);
+    super::outfile::close_inherited();
     let cfg = s.cfg.clone();
     if let Err(e) = start(cfg) {
         super::report(&format!("{e}; recording disabled in child process"));

@@ -55,29 +55,33 @@ fn identity(fd: i32) -> io::Result<((u64, u64), bool)> {
     Ok(((st.st_dev, st.st_ino), regular))
 }
 
+/// True when descriptor `fd` names the file `id` (device, inode).
+fn names(fd: i32, id: (u64, u64)) -> bool {
+    fd >= 0 && identity(fd).is_ok_and(|(i, _)| i == id)
+}
+
 /// `file` (which names `id`) moved to a number at least [`HIGH_FD`] (close-on-exec); the same
 /// number when no such number is free or allowed. Another thread of the program may close the
 /// low number meanwhile and open a file of its own onto it: the low number is closed only while
 /// it still names `id`, and a copy that names another file (the program's, copied) is closed
 /// and `None` returned.
 fn move_high(file: File, id: (u64, u64)) -> Option<i32> {
-    let names = |fd: i32| identity(fd).is_ok_and(|(i, _)| i == id);
     let fd = file.into_raw_fd();
     // SAFETY: fcntl on a descriptor number; a failure leaves everything as it was.
     let high = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, HIGH_FD) };
     if high < 0 {
-        let kept = names(fd).then_some(fd);
+        let kept = names(fd, id).then_some(fd);
         if let Some(fd) = kept {
             note_held(fd, id);
         }
         return kept;
     }
-    if !names(high) {
+    if !names(high, id) {
         // SAFETY: `high` is the copy made above (of a file that is not ours).
         unsafe { libc::close(high) };
         return None;
     }
-    if names(fd) {
+    if names(fd, id) {
         // SAFETY: `fd` still names the file this function was given, now copied to `high`.
         unsafe { libc::close(fd) };
     }
@@ -139,7 +143,7 @@ pub fn close_inherited() {
         if fd < u64::MAX - 1 {
             let fd = fd as i32;
             let id = (slot[1].load(Relaxed), slot[2].load(Relaxed));
-            if identity(fd).is_ok_and(|(i, _)| i == id) {
+            if names(fd, id) {
                 // SAFETY: the descriptor names the file the parent's recorder opened.
                 unsafe { libc::close(fd) };
             }
@@ -182,7 +186,7 @@ impl ProfileFile {
 
     /// True when the descriptor still names the profile.
     fn still_ours(&self) -> bool {
-        self.fd >= 0 && identity(self.fd).is_ok_and(|(id, _)| id == self.id)
+        names(self.fd, self.id)
     }
 
     /// Makes sure the descriptor names the profile, opening it again when it does not.
@@ -287,7 +291,7 @@ impl ReadFile {
     }
 
     fn still_ours(&self) -> bool {
-        self.fd >= 0 && identity(self.fd).is_ok_and(|(id, _)| id == self.id)
+        names(self.fd, self.id)
     }
 
     /// The file's contents (as much as fits in `buf`); `None` when it cannot be read.
@@ -415,10 +419,9 @@ pub fn to_stderr(bytes: &[u8]) {
     let fd = match STDERR.get() {
         None => 2,
         Some(&(held, id)) => {
-            let names = |fd: i32| fd >= 0 && identity(fd).is_ok_and(|(i, _)| i == id);
-            if names(held) {
+            if names(held, id) {
                 held
-            } else if names(2) {
+            } else if names(2, id) {
                 2
             } else {
                 return;
@@ -531,43 +534,52 @@ mod tests {
         assert!(t > 100);
     }
 
-    #[test]
-    fn a_write_past_the_file_size_limit_fails_without_killing() {
-        let path = temp("limited");
-        let f = File::create(&path).unwrap();
-        // In a child process: the limit and a killing signal must not touch the test runner.
-        // SAFETY: fork; the child only makes system calls and exits.
+    /// Runs `f` in a child process (the limits and signals it tries must not touch the test
+    /// runner; it makes only system calls) and returns its exit code, 0 meaning success.
+    fn in_child(f: impl FnOnce() -> i32) -> i32 {
+        // SAFETY: fork; the child runs `f` and leaves with `_exit`.
         let pid = unsafe { libc::fork() };
         if pid == 0 {
-            unsafe {
-                let lim = libc::rlimit {
-                    rlim_cur: 4,
-                    rlim_max: libc::RLIM_INFINITY,
-                };
-                libc::setrlimit(libc::RLIMIT_FSIZE, &lim);
-                let code = match write_all_quiet(f.as_raw_fd(), b"more than four bytes") {
-                    Err(e) if e.raw_os_error() == Some(libc::EFBIG) => 0,
-                    Ok(()) => 2,
-                    Err(_) => 3,
-                };
-                // The signal the write raised was taken back: nothing pending.
-                let mut p: libc::sigset_t = std::mem::zeroed();
-                libc::sigpending(&mut p);
-                let code = if libc::sigismember(&p, libc::SIGXFSZ) == 1 {
-                    4
-                } else {
-                    code
-                };
-                libc::_exit(code);
-            }
+            let code = f();
+            unsafe { libc::_exit(code) };
         }
         let mut status = 0;
         // SAFETY: waits for the child forked above.
         unsafe { libc::waitpid(pid, &mut status, 0) };
-        assert!(
-            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-            "status {status:#x}"
-        );
+        assert!(libc::WIFEXITED(status), "status {status:#x}");
+        libc::WEXITSTATUS(status)
+    }
+
+    /// True when `sig` is pending for the calling thread or process.
+    fn pending(sig: i32) -> bool {
+        // SAFETY: sigpending into a zeroed local set.
+        unsafe {
+            let mut p: libc::sigset_t = std::mem::zeroed();
+            libc::sigpending(&mut p) == 0 && libc::sigismember(&p, sig) == 1
+        }
+    }
+
+    #[test]
+    fn a_write_past_the_file_size_limit_fails_without_killing() {
+        let path = temp("limited");
+        let f = File::create(&path).unwrap();
+        let code = in_child(|| {
+            let lim = libc::rlimit {
+                rlim_cur: 4,
+                rlim_max: libc::RLIM_INFINITY,
+            };
+            // SAFETY: setrlimit with a valid struct, in the child.
+            unsafe { libc::setrlimit(libc::RLIMIT_FSIZE, &lim) };
+            match write_all_quiet(f.as_raw_fd(), b"more than four bytes") {
+                // The signal the write raised was taken back: nothing pending.
+                Err(e) if e.raw_os_error() == Some(libc::EFBIG) => {
+                    4 * i32::from(pending(libc::SIGXFSZ))
+                }
+                Ok(()) => 2,
+                Err(_) => 3,
+            }
+        });
+        assert_eq!(code, 0);
         assert_eq!(std::fs::read(&path).unwrap(), b"more");
     }
 
@@ -578,33 +590,20 @@ mod tests {
         // child's write has no reader.
         assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
         unsafe { libc::close(fds[0]) };
-        let pid = unsafe { libc::fork() };
-        if pid == 0 {
-            unsafe {
-                // SIGPIPE at its default action, as in most programs.
-                libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-                let code = match write_all_quiet(fds[1], b"nobody reads this") {
-                    Err(e) if e.raw_os_error() == Some(libc::EPIPE) => 0,
-                    _ => 2,
-                };
-                let mut p: libc::sigset_t = std::mem::zeroed();
-                libc::sigpending(&mut p);
-                let code = if libc::sigismember(&p, libc::SIGPIPE) == 1 {
-                    4
-                } else {
-                    code
-                };
-                libc::_exit(code);
+        let code = in_child(|| {
+            // SIGPIPE at its default action, as in most programs.
+            // SAFETY: signal with a valid disposition, in the child.
+            unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+            match write_all_quiet(fds[1], b"nobody reads this") {
+                Err(e) if e.raw_os_error() == Some(libc::EPIPE) => {
+                    4 * i32::from(pending(libc::SIGPIPE))
+                }
+                _ => 2,
             }
-        }
-        // SAFETY: closes this process's write end, waits for the child forked above.
+        });
+        // SAFETY: closes this process's write end.
         unsafe { libc::close(fds[1]) };
-        let mut status = 0;
-        unsafe { libc::waitpid(pid, &mut status, 0) };
-        assert!(
-            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-            "status {status:#x}"
-        );
+        assert_eq!(code, 0);
     }
 
     #[test]
@@ -613,18 +612,12 @@ mod tests {
         std::fs::write(&path, b"x").unwrap();
         let r = ReadFile::open(path.to_str().unwrap()).unwrap();
         let fd = r.fd;
-        // SAFETY: the child only makes system calls and exits.
-        let pid = unsafe { libc::fork() };
-        if pid == 0 {
+        let code = in_child(|| {
             close_inherited();
             // SAFETY: fcntl on a number; EBADF when it is closed.
-            let closed = unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0;
-            unsafe { libc::_exit(if closed { 0 } else { 1 }) };
-        }
-        let mut status = 0;
-        // SAFETY: waits for the child forked above.
-        unsafe { libc::waitpid(pid, &mut status, 0) };
-        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+            i32::from(unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0)
+        });
+        assert_eq!(code, 0, "the child still held the parent's descriptor");
         // The parent's is still open.
         assert!(unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0);
         drop(r);

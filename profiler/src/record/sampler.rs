@@ -94,7 +94,8 @@ pub fn parse_psi(text: &[u8], out: &mut Vec<(u64, u64)>) {
     }
 }
 
-/// Where the process's cgroup (v2) memory files are, found once per session.
+/// The files read at every sample: this process's `/proc` files and its cgroup's (v2) memory
+/// files, opened once per session.
 #[derive(Debug, Default)]
 pub struct Sources {
     status: Option<ReadFile>,

@@ -202,9 +202,13 @@ fn load_file(
 /// is wrong.
 fn trailer_peak_blocks(path: &Path) -> Option<u64> {
     use std::io::{Seek, SeekFrom};
-    use tidemark::format::{tag, trailer_key, ChunkKind, Cursor, CHUNK_HEADER_LEN, CHUNK_MAGIC};
+    use tidemark::format::{
+        trailer_key, ChunkCodec, ChunkKind, Cursor, Record, RecordIter, CHUNK_HEADER_LEN,
+        CHUNK_MAGIC,
+    };
     let mut f = BufReader::with_capacity(8 << 10, File::open(path).ok()?);
-    if Reader::new(&mut f).ok()?.header().version < 2 {
+    let version = Reader::new(&mut f).ok()?.header().version;
+    if version < 2 {
         return None;
     }
     // `Reader::new` read the header and nothing more from `f`'s buffer; the chunks start at
@@ -226,22 +230,19 @@ fn trailer_peak_blocks(path: &Path) -> Option<u64> {
         let mut payload = vec![0u8; len - 1];
         f.read_exact(&mut payload).ok()?;
         let mut c = Cursor::new(&payload);
-        // Stored (codec 0), the records' length, then the one TRAILER record.
-        if c.u8().ok()? != 0 {
+        // Stored, the records' length, then the TRAILER record, read by the format's decoder.
+        if c.u8().ok()? != ChunkCodec::Stored as u8 {
             return None;
         }
         c.uvarint().ok()?;
-        if c.u8().ok()? != tag::TRAILER {
-            return None;
-        }
-        let n = c.uvarint().ok()?;
-        for _ in 0..n {
-            let (k, v) = (c.uvarint().ok()?, c.uvarint().ok()?);
-            if k == trailer_key::PEAK_BLOCKS {
-                return Some(v);
-            }
-        }
-        return None;
+        let records = &payload[c.position()..];
+        return RecordIter::new(records, version, 0).find_map(|r| match r {
+            Ok(Record::Trailer { values }) => values
+                .iter()
+                .find(|(k, _)| *k == trailer_key::PEAK_BLOCKS)
+                .map(|&(_, v)| v),
+            _ => None,
+        });
     }
 }
 

@@ -11,7 +11,7 @@
 //! bytes at the latest peak (nothing touched it since). At the end every stack is settled the
 //! same way.
 //!
-//! A live block costs 16 bytes (its size, stack and thread; [`super::live`] keeps them): what a
+//! A live block costs 8 bytes (its size, stack and thread; [`super::live`] keeps them): what a
 //! sampled profile, block groups or time buckets also need of it (its weight, sequence number,
 //! interval, time and variance) is kept in a second table only when one of them is asked for.
 //! A free is a temporary when its block is the last its thread allocated: the same key and the
@@ -22,7 +22,7 @@
 use rustc_hash::FxHashMap as HashMap;
 
 use super::buckets::{Born, BucketBuilder};
-use super::live::{Block, LiveTable};
+use super::live::{Block, Blocks, LiveTable};
 use super::reorder::{Action, Pending, Reorder};
 use extra::{Extra, Variance};
 
@@ -65,7 +65,7 @@ pub(crate) struct Replay {
     reorder: Reorder,
     /// Highest sequence number released so far (for detecting late events).
     released_seq: Option<u64>,
-    live: LiveTable,
+    live: Blocks,
     /// The rest of each live block, only for sampled profiles, block groups and time buckets.
     extras: Option<LiveTable<Extra>>,
     live_bytes: u64,
@@ -126,10 +126,9 @@ impl Replay {
         self.in_order = true;
         // Version 2 names blocks by number: a ring finds the young ones (the rest of each block,
         // when kept, in a table of the same shape).
-        self.live = LiveTable::with_ring(ring);
+        self.live = Blocks::with_ring(ring);
         if self.extras.is_some() {
-            // Its entries are four times a block's: the default ring bounds their memory (16 MiB
-            // for the largest ring).
+            // Its entries are several times a block's: the default ring bounds their memory.
             self.extras = Some(LiveTable::with_ring(super::live::RING));
         }
         self
@@ -255,6 +254,15 @@ impl Replay {
         self.thread_index.insert(tid, i);
         self.last_thread = Some((tid, i));
         i
+    }
+
+    /// `block` from the live table, with its thread's id in place of its index.
+    #[inline(always)]
+    fn with_tid(&self, block: Block) -> Block {
+        Block {
+            tid: self.threads[block.tid as usize].tid,
+            ..block
+        }
     }
 
     /// The thread's entry, created on first sight.
@@ -412,12 +420,14 @@ impl Replay {
         let request_bytes = size_bytes;
         let (count, size_bytes, var) = self.weigh(stack, size_bytes);
         self.var_live.add(var);
+        let ti = self.thread_slot(tid);
+        // The live table keeps the thread's index (see `Blocks`).
         let block = Block {
             size_bytes,
             stack,
-            tid,
+            tid: ti as u32,
         };
-        let old = self.live.insert(addr, block);
+        let old = self.live.insert(addr, block).map(|b| self.with_tid(b));
         let old_extra = match self.extras.is_some() {
             false => Extra::EXACT,
             true => {
@@ -484,16 +494,15 @@ impl Replay {
             self.totals.peak_seq = seq;
             self.epoch += 1;
         }
-        let i = self.thread_slot(tid);
-        self.last_alloc[i] = Some(addr);
-        let t = &mut self.threads[i];
+        self.last_alloc[ti] = Some(addr);
+        let t = &mut self.threads[ti];
         t.allocations += count;
         t.allocated_bytes = t.allocated_bytes.saturating_add(size_bytes);
     }
 
     fn apply_free(&mut self, seq: u64, tid: u32, addr: u64, realloc: bool) {
         self.sequenced(seq);
-        let Some(block) = self.live.remove(addr) else {
+        let Some(block) = self.live.remove(addr).map(|b| self.with_tid(b)) else {
             self.totals.unmatched_frees += 1;
             if !realloc {
                 self.totals.frees += 1;
@@ -550,13 +559,14 @@ impl Replay {
             let live: Vec<(Block, Extra)> = self
                 .live
                 .iter()
-                .map(|(addr, b)| (*b, extra_of(&self.extras, &addr)))
+                .map(|(addr, b)| (self.with_tid(b), extra_of(&self.extras, &addr)))
                 .collect();
             for (block, extra) in &live {
                 self.group_block(block, extra, None);
             }
         }
         for (addr, block) in self.live.iter() {
+            let block = self.with_tid(block);
             let extra = extra_of(&self.extras, &addr);
             let st = &mut self.stats[block.stack as usize];
             st.counts.leaked_allocations += extra.count;

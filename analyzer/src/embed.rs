@@ -42,13 +42,22 @@ pub enum EmbedError {
     #[error(transparent)]
     Load(#[from] LoadError),
     /// The profile could not be written.
-    #[error("cannot append symbols to {path}: {error}; check that the file is writable")]
+    #[error("cannot append symbols to {path}: {error}; {}", write_hint(error))]
     Write {
         /// The profile.
         path: PathBuf,
         /// The I/O error.
         error: io::Error,
     },
+}
+
+/// What to check when appending failed with `e`.
+fn write_hint(e: &io::Error) -> &'static str {
+    match e.raw_os_error() {
+        Some(libc::EFBIG) => "the file size limit (ulimit -f) stops the profile where it is",
+        Some(libc::ENOSPC) | Some(libc::EDQUOT) => "the disk (or the quota) is full",
+        _ => "check that the file is writable",
+    }
 }
 
 /// One resolved address: `(module generation, address, frames innermost first)`.

@@ -386,6 +386,97 @@ fn a_full_disk_is_named() {
     );
 }
 
+/// Under a file size limit (`ulimit -f`, inherited by the program) the recorder stops at the
+/// limit and the program runs on; `tidemark run` names the limit instead of guessing that the
+/// program was not recorded. Pipes for its output: the limit applies to every regular file.
+#[test]
+fn a_file_size_limit_is_named() {
+    use std::os::unix::process::CommandExt;
+    let s = Scratch::new("out-fsize");
+    let bin = fixture_bin("tm-alloc-without-free", &s);
+    // (limit, exit status, what it says): no header fits under 0 bytes (the empty profile
+    // cannot be loaded); under 4 KiB the header does, not the events (a second of 64-byte
+    // blocks at 16 MiB/s from 8 sites on 4 threads: 30–60 KB).
+    for (limit, code, shown) in [
+        (0u64, 2, "at most 0 B and the profile stopped at 0 B"),
+        (4096, 0, "the profile is truncated (file size limit)"),
+    ] {
+        let out = s.join(&format!("p{limit}.tmk"));
+        let mut cmd = Command::new(tidemark());
+        cmd.arg("run")
+            .arg("-o")
+            .arg(&out)
+            .arg("--")
+            .arg(&bin)
+            .args([
+                "--duration-ms",
+                "1000",
+                "--rate",
+                "16MiB",
+                "--block-size",
+                "64",
+            ])
+            .args(["--sites", "8", "--threads", "4"])
+            .current_dir(s.path());
+        // SAFETY: setrlimit is async-signal-safe; nothing else runs in the child here.
+        unsafe {
+            cmd.pre_exec(move || {
+                let lim = libc::rlimit {
+                    rlim_cur: limit,
+                    rlim_max: libc::RLIM_INFINITY,
+                };
+                if libc::setrlimit(libc::RLIMIT_FSIZE, &lim) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let r = cmd.output().expect("tidemark runs");
+        let stderr = String::from_utf8_lossy(&r.stderr);
+        assert_eq!(r.status.code(), Some(code), "limit {limit}: {stderr}");
+        assert!(
+            stderr.contains("file size limit: `ulimit -f` allows files of at most"),
+            "limit {limit}: {stderr}"
+        );
+        assert!(stderr.contains(shown), "limit {limit}: {stderr}");
+        assert!(
+            stderr.contains("exited with status 0"),
+            "limit {limit}: {stderr}"
+        );
+        assert!(
+            !stderr.contains("holds no allocation calls"),
+            "limit {limit}: {stderr}"
+        );
+        // What was written is where the user asked for it.
+        assert!(out.is_file(), "limit {limit}: {stderr}");
+        assert!(fs::metadata(&out).unwrap().len() <= limit);
+    }
+    // tidemark ignores SIGXFSZ for its own writes; the program it runs does not. (The mask of
+    // the signals 1–31: glibc's own real-time ones, which programs cannot see, differ once the
+    // recorder's thread runs in the program.)
+    let ignored = |recorded: bool| {
+        let mut cmd = Command::new(tidemark());
+        if recorded {
+            cmd.args(["run", "-o", "sig.tmk", "--", "grep"]);
+        } else {
+            cmd = Command::new("grep");
+        }
+        cmd.args(["SigIgn", "/proc/self/status"])
+            .current_dir(s.path());
+        let r = cmd.output().expect("runs");
+        assert!(r.status.success(), "{r:?}");
+        let line = String::from_utf8(r.stdout).unwrap();
+        let hex = line
+            .trim()
+            .strip_prefix("SigIgn:")
+            .expect("a SigIgn line")
+            .trim();
+        u64::from_str_radix(hex, 16).unwrap() & 0xffff_ffff
+    };
+    assert_eq!(ignored(true), ignored(false));
+    assert_eq!(ignored(true) & 1 << (libc::SIGXFSZ - 1), 0);
+}
+
 #[test]
 fn recorder_messages_are_shown_by_summary() {
     use tidemark::format::{put_chunk, put_message, put_trailer, ChunkKind, Header, VERSION};

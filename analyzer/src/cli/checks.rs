@@ -47,6 +47,33 @@ pub fn disk_full(dir: &Path) -> Option<String> {
     })
 }
 
+/// "file size limit" with the details, when the file size limit (`ulimit -f`, which the
+/// program inherits) is finite and the profile at `profile` ended within a chunk of it: the
+/// recorder's write past it failed (EFBIG), and the profile ends there.
+pub fn file_size_limit(profile: &Path) -> Option<String> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid out-pointer.
+    if unsafe { libc::getrlimit(libc::RLIMIT_FSIZE, &mut lim) } != 0
+        || lim.rlim_cur == libc::RLIM_INFINITY
+    {
+        return None;
+    }
+    let len = std::fs::metadata(profile).ok()?.len();
+    // The recorder's writes are chunks of up to a few hundred KiB (see DISK_FULL_BELOW_BYTES).
+    (len.saturating_add(DISK_FULL_BELOW_BYTES) >= lim.rlim_cur).then(|| {
+        format!(
+            "file size limit: `ulimit -f` allows files of at most {} and the profile stopped at \
+             {}; the recorder stops writing when a write fails (EFBIG), so the profile ends \
+             there (the program ran on). Raise the limit (ulimit -f unlimited) and run again",
+            bytes(lim.rlim_cur),
+            bytes(len)
+        )
+    })
+}
+
 /// Warnings for a command that drops tidemark's preload before the program it runs: `env` with an
 /// `LD_PRELOAD=` assignment, `-i` (empty environment) or `-u LD_PRELOAD`. The preload cannot see
 /// that from inside `env`; the program `env` starts then runs unrecorded.

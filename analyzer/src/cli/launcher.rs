@@ -10,7 +10,7 @@ use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command as Process, ExitStatus};
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::SystemTime;
 
 use anyhow::{anyhow, bail, Context as _};
@@ -264,6 +264,19 @@ impl<R: std::io::Read> std::io::Read for Until<'_, R> {
     }
 }
 
+/// SIGXFSZ was ignored when tidemark started (inherited from its parent).
+static XFSZ_WAS_IGNORED: AtomicBool = AtomicBool::new(false);
+
+/// Makes a write of tidemark's past the file size limit (`ulimit -f`: the finish appending
+/// symbols to a profile the recorder cut at the limit, an output file) fail with EFBIG, which is
+/// reported, instead of killing tidemark with SIGXFSZ. The programs it launches get the
+/// disposition tidemark started with ([`launch`]).
+pub(crate) fn ignore_file_size_signal() {
+    // SAFETY: setting a signal's disposition to SIG_IGN has no preconditions.
+    let old = unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
+    XFSZ_WAS_IGNORED.store(old == libc::SIG_IGN, Ordering::Relaxed);
+}
+
 /// Runs `exe` with `argv` (argv[0] included) under the recorder, which writes `profile`;
 /// returns its exit status, its process id and the debug information of its program and libc,
 /// opened meanwhile on another thread for the finish, with the return addresses recorded so
@@ -282,13 +295,18 @@ pub(crate) fn launch(
     for (k, v) in env {
         cmd.env(k, v);
     }
-    // SAFETY: the closure runs in the forked child before exec and only makes one syscall
-    // (prctl is async-signal-safe) without allocating.
+    let xfsz_ignored = XFSZ_WAS_IGNORED.load(Ordering::Relaxed);
+    // SAFETY: the closure runs in the forked child before exec and only makes system calls that
+    // are async-signal-safe (prctl, sigaction), without allocating.
     unsafe {
-        cmd.pre_exec(|| {
+        cmd.pre_exec(move || {
             // If tidemark dies (SIGKILL from a test harness or the OOM killer), the command gets
             // SIGTERM instead of running on unobserved.
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            // The program's SIGXFSZ as tidemark got it (see `ignore_file_size_signal`).
+            if !xfsz_ignored {
+                libc::signal(libc::SIGXFSZ, libc::SIG_DFL);
+            }
             Ok(())
         });
     }

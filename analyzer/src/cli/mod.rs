@@ -405,6 +405,7 @@ pub struct RunArgs {
 
 /// Runs a parsed command line; returns the process exit status.
 pub fn run(cli: Cli) -> anyhow::Result<u8> {
+    launcher::ignore_file_size_signal();
     match cli.command {
         Command::Run(a) => run::run(&a),
         Command::Summary(a) => summary::summary(&a),

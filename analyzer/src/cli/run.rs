@@ -168,6 +168,8 @@ fn finish_profile(
             );
         }
     };
+    // Why the recorder may have stopped early: the disk, or the file size limit.
+    let stopped = disk_full.or_else(|| checks::file_size_limit(&main));
     output::start_writeback(&main);
     let mut embedded = embed_all(output, &main, &run, warmed);
     // The recorder already counted what the summary line says: no need to read the events back
@@ -188,11 +190,15 @@ fn finish_profile(
             (quick.line.allocations, None)
         }
         None => {
-            let (p, allocations) = load_and_report(output, &main, disk_full.as_deref())?;
+            let (p, allocations) = load_and_report(output, &main, stopped.as_deref())?;
             (allocations, Some(p))
         }
     };
-    finish_outputs(output, &main, tmp, &run, argv, allocations, &embedded)?;
+    let counted = Counted {
+        allocations,
+        cut_short: stopped.is_some(),
+    };
+    finish_outputs(output, &main, tmp, &run, argv, counted, &embedded)?;
     Ok(profile)
 }
 
@@ -202,7 +208,7 @@ fn finish_profile(
 fn load_and_report(
     output: &Path,
     main: &Path,
-    disk_full: Option<&str>,
+    stopped: Option<&str>,
 ) -> anyhow::Result<(Profile, u64)> {
     let loaded = load_path(
         main,
@@ -216,7 +222,7 @@ fn load_and_report(
         Ok(p) => p,
         Err(e) => {
             // Still this run's file: leave it where the user asked for it, then say why.
-            if let Some(w) = disk_full {
+            if let Some(w) = stopped {
                 eprintln!("tidemark: error: {w}");
             }
             output::persist(main, output, "the profile")?;
@@ -226,15 +232,16 @@ fn load_and_report(
     };
     let s = summary(&p, 0);
     if let Some(t) = &p.truncated {
-        let reason = match disk_full {
-            Some(_) => "disk full".to_owned(),
+        // "disk full" or "file size limit": what the message says first.
+        let reason = match stopped.and_then(|w| w.split(':').next()) {
+            Some(short) => short.to_owned(),
             None => t.reason.clone(),
         };
         eprintln!(
             "tidemark: warning: the profile is truncated ({reason}); numbers cover the recorded \
              part only"
         );
-        if let Some(w) = disk_full {
+        if let Some(w) = stopped {
             eprintln!("tidemark: warning: {w}");
         }
     }
@@ -251,6 +258,14 @@ fn load_and_report(
     Ok((p, s.counts.allocations))
 }
 
+/// What the finish knows of the main profile's events.
+struct Counted {
+    /// Its allocation calls.
+    allocations: u64,
+    /// The disk or the file size limit stopped the recording (and the user was told).
+    cut_short: bool,
+}
+
 /// Puts the profile at `main` where the user asked and the run's other profiles beside it, and
 /// says what is where, each profile once.
 fn finish_outputs(
@@ -259,9 +274,13 @@ fn finish_outputs(
     tmp: &Path,
     run: &images::RunProfiles,
     argv: &[OsString],
-    allocations: u64,
+    counted: Counted,
     embedded: &Embedded,
 ) -> anyhow::Result<()> {
+    let Counted {
+        allocations,
+        cut_short,
+    } = counted;
     output::persist(main, output, "the profile")?;
     match &run.main {
         Some(m) => eprintln!(
@@ -288,7 +307,14 @@ fn finish_outputs(
         busiest_child_note(&run.children, &children, allocations, &embedded.allocations);
     }
     let mut dropped = checks::preload_dropped(argv);
-    if dropped.is_empty() && allocations == 0 && children.is_empty() && earlier.is_empty() {
+    // No allocation calls because the disk or the file size limit stopped the recording before
+    // any: said above already.
+    if dropped.is_empty()
+        && allocations == 0
+        && !cut_short
+        && children.is_empty()
+        && earlier.is_empty()
+    {
         dropped.push(checks::NO_EVENTS.to_owned());
     }
     for w in dropped {

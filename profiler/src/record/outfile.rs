@@ -294,15 +294,67 @@ impl ReadFile {
         names(self.fd, self.id)
     }
 
+    /// Opens the file again when its number no longer names it (the program closed it); the
+    /// number is left alone: it may be the program's now. False when it cannot be opened.
+    fn ensure_ours(&mut self) -> bool {
+        if self.still_ours() {
+            return true;
+        }
+        note_released(self.fd);
+        self.fd = -1;
+        let Some(again) = ReadFile::open(&self.path) else {
+            return false;
+        };
+        (self.fd, self.id) = (again.fd, again.id);
+        std::mem::forget(again);
+        true
+    }
+
+    /// A directory opened with [`ReadFile::open`]: calls `f` with the name of each entry (`.`
+    /// and `..` included), read again from its start. False when it cannot be read.
+    pub fn list(&mut self, mut f: impl FnMut(&[u8])) -> bool {
+        if !self.ensure_ours() {
+            return false;
+        }
+        // SAFETY: the descriptor is ours.
+        if unsafe { libc::lseek(self.fd, 0, libc::SEEK_SET) } != 0 {
+            return false;
+        }
+        let mut buf = vec![0u8; 16 << 10];
+        loop {
+            // SAFETY: the kernel writes at most `buf.len()` bytes into `buf`.
+            let n = unsafe {
+                libc::syscall(libc::SYS_getdents64, self.fd, buf.as_mut_ptr(), buf.len())
+            };
+            if n < 0 {
+                if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return false;
+            }
+            if n == 0 {
+                return true;
+            }
+            // Each entry (`linux_dirent64`): inode (8 bytes), offset (8), its length (2), type
+            // (1), then the name, NUL-terminated.
+            let mut at = 0usize;
+            while at + 19 < n as usize {
+                let len = usize::from(u16::from_ne_bytes([buf[at + 16], buf[at + 17]]));
+                if len < 20 || at + len > n as usize {
+                    return false;
+                }
+                let name = &buf[at + 19..at + len];
+                let end = name.iter().position(|&b| b == 0).unwrap_or(name.len());
+                f(&name[..end]);
+                at += len;
+            }
+        }
+    }
+
     /// The file's contents (as much as fits in `buf`); `None` when it cannot be read.
     pub fn read<'a>(&mut self, buf: &'a mut [u8]) -> Option<&'a [u8]> {
-        if !self.still_ours() {
-            // Never closed: the number may be the program's now.
-            note_released(self.fd);
-            self.fd = -1;
-            let again = ReadFile::open(&self.path)?;
-            (self.fd, self.id) = (again.fd, again.id);
-            std::mem::forget(again);
+        if !self.ensure_ours() {
+            return None;
         }
         let mut n = 0usize;
         while n < buf.len() {
@@ -532,6 +584,53 @@ mod tests {
         let mut status = ReadFile::open("/proc/self/status").unwrap();
         let t = status.read(&mut [0u8; 4096]).map(|t| t.len()).unwrap();
         assert!(t > 100);
+    }
+
+    /// A held directory lists its entries at every call, from its start, and is opened again
+    /// (the number left to the program) when the program took the number over.
+    #[test]
+    fn a_held_directory_is_listed_again_and_reopened_when_lost() {
+        let dir = temp("listed");
+        std::fs::create_dir_all(&dir).unwrap();
+        for n in ["a", "bb", "a-much-longer-name-than-the-others"] {
+            std::fs::write(dir.join(n), b"").unwrap();
+        }
+        let mut d = ReadFile::open(dir.to_str().unwrap()).unwrap();
+        assert!(d.fd >= HIGH_FD);
+        let names = |d: &mut ReadFile| {
+            let mut v: Vec<String> = Vec::new();
+            assert!(d.list(|n| v.push(String::from_utf8_lossy(n).into_owned())));
+            v.sort();
+            v
+        };
+        let want = [".", "..", "a", "a-much-longer-name-than-the-others", "bb"];
+        assert_eq!(names(&mut d), want);
+        assert_eq!(names(&mut d), want);
+        std::fs::write(dir.join("c"), b"").unwrap();
+        assert_eq!(names(&mut d).len(), 6);
+        // The program takes the number over: its file is neither listed nor closed.
+        let theirs_path = temp("theirs-dir");
+        std::fs::write(&theirs_path, b"theirs").unwrap();
+        let theirs = File::open(&theirs_path).unwrap();
+        let fd = d.fd;
+        // SAFETY: test descriptors.
+        unsafe { assert_eq!(libc::dup2(theirs.as_raw_fd(), fd), fd) };
+        assert_eq!(names(&mut d).len(), 6);
+        assert_ne!(d.fd, fd);
+        drop(d);
+        let mut buf = [0u8; 6];
+        // SAFETY: test descriptor.
+        unsafe {
+            assert_eq!(libc::pread(fd, buf.as_mut_ptr().cast(), 6, 0), 6);
+            libc::close(fd);
+        }
+        assert_eq!(&buf, b"theirs");
+        // This process's threads, as the CPU sampler lists them.
+        let mut task = ReadFile::open("/proc/self/task").unwrap();
+        let me = unsafe { libc::gettid() }.to_string();
+        let mut found = false;
+        assert!(task.list(|n| found |= n == me.as_bytes()));
+        assert!(found);
     }
 
     /// Runs `f` in a child process (the limits and signals it tries must not touch the test

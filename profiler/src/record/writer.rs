@@ -108,6 +108,8 @@ struct Writer {
     trace: Option<Trace>,
     /// CPU sample records of the pass.
     cpu: Vec<u8>,
+    /// `/proc/self/task`, held for the CPU sampler's scans of threads (`--cpu`).
+    task_dir: Option<super::outfile::ReadFile>,
     /// Cores the process may run on.
     cores: usize,
     /// When the threads filling buffers are next counted (CLOCK_MONOTONIC ns).
@@ -163,6 +165,7 @@ impl Writer {
             clock_origin: (s.cfg.latency_every != 0).then(latency::clock_pair),
             trace: s.cfg.trace.then(|| Trace::new(s.cfg.limit_bytes)),
             cpu: Vec::new(),
+            task_dir: None,
             cores: usable_cores(),
             next_review: 0,
         })
@@ -179,7 +182,7 @@ impl Writer {
                 self.check_modules();
                 self.reap();
                 super::cpu::check_disposition(self.s);
-                super::cpu::scan_threads(self.s);
+                super::cpu::scan_threads(self.s, &mut self.task_dir);
                 super::cpu::reap(self.s);
             }
             if stopping {

@@ -189,7 +189,12 @@ pub fn thread_start(s: &'static Session, tid: u32, bounds: StackBounds) {
 /// Writer, at most every [`SCAN_NS`]: arms the threads of the process the recorder has not seen
 /// (threads that never called the allocator), from `/proc/self/task`. Their stack bounds are
 /// found by their first sample.
-pub fn scan_threads(s: &'static Session) {
+///
+/// `dir` holds `/proc/self/task` from one scan to the next (opened at the first), a descriptor
+/// the program cannot make the recorder close: one opened and closed at each scan could, in a
+/// program that closes descriptors it did not open and opens its own meanwhile, close the
+/// program's file that took its number.
+pub fn scan_threads(s: &'static Session, dir: &mut Option<super::outfile::ReadFile>) {
     if !ACTIVE.load(Ordering::Acquire) || s.cfg.cpu_hz == 0 {
         return;
     }
@@ -198,14 +203,20 @@ pub fn scan_threads(s: &'static Session) {
         return;
     }
     s.cpu.last_scan_ns.store(now, Ordering::Relaxed);
-    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+    if dir.is_none() {
+        *dir = super::outfile::ReadFile::open("/proc/self/task");
+    }
+    let Some(dir) = dir.as_mut() else {
         return;
     };
     let me = gettid();
-    for e in dir.flatten() {
-        let Some(tid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
-            continue;
-        };
+    let mut tids: Vec<u32> = Vec::new();
+    dir.list(|name| {
+        if let Some(tid) = std::str::from_utf8(name).ok().and_then(|n| n.parse().ok()) {
+            tids.push(tid);
+        }
+    });
+    for tid in tids {
         // SAFETY: entries are leaked threads freed only once unlisted (see `reap`).
         let cur = unsafe { (THREADS.get(tid) as *const CpuThread).as_ref() };
         if tid == me || cur.is_some_and(|c| std::ptr::eq(c.session, s)) {

@@ -119,6 +119,9 @@ pub struct Session {
     pub registry: Mutex<Vec<ThreadPtr>>,
     /// Interned stacks and pending definitions.
     pub stacks: Mutex<StackTable>,
+    /// The writer's encoder of the definitions it takes from `stacks` (kept here for a writer
+    /// started after a failed exec, which continues the stream).
+    pub definitions: Mutex<super::stacks::Definitions>,
     /// Full buffers for the writer.
     pub full: FullQueue,
     /// The event stream's state while no writer runs (between a writer stopped for an `exec`
@@ -266,6 +269,7 @@ pub fn start(cfg: Config) -> Result<(), RecordError> {
         start_mono_ns,
         registry: Mutex::new(Vec::with_capacity(64)),
         stacks: Mutex::new(StackTable::new()),
+        definitions: Mutex::new(super::stacks::Definitions::default()),
         full: FullQueue::new(),
         orderer: Mutex::new(None),
         pool: Pool::new(),

@@ -1,9 +1,13 @@
 //! Stack interning: 128-bit hash → small id; each definition is written once.
 //!
 //! A per-thread direct-mapped cache answers most lookups without a lock; a miss goes to the
-//! session's table (a mutex), which appends the definition of a new stack to the definitions
-//! buffer. The writer takes that buffer *after* the thread buffers of the same pass and writes
-//! it *before* them, so every id in the file is defined no later than its first use.
+//! session's table (a mutex), which numbers a new stack and keeps its frames, in order with the
+//! module snapshots, until the writer takes them. The writer encodes them ([`Definitions`]: a
+//! stack as its own frames on top of the longest outer part an earlier stack ends with), takes
+//! them *after* the thread buffers of the same pass and writes them *before* them, so every id in
+//! the file is defined no later than its first use. Finding that outer part hashes every outer
+//! part of a new stack (a deep program's stacks: sixty parts each), so it is the writer's work,
+//! not the allocating thread's: a compiler defines stacks all along its run.
 
 use crate::format;
 use crate::unwind::hash;
@@ -33,19 +37,47 @@ impl Hasher for PassThroughHasher {
     }
 }
 
+type HashTable = HashMap<u128, u64, BuildHasherDefault<PassThroughHasher>>;
+
 /// The session-wide table.
 #[derive(Default)]
 pub struct StackTable {
-    ids: HashMap<u128, u64, BuildHasherDefault<PassThroughHasher>>,
-    /// For every outer part (suffix) of a defined stack, by its hash: a stack that ends with it.
-    /// A new stack is written as its own inner frames plus the longest outer part it shares with
-    /// an earlier one (`STACK_TAIL`), the way heaptrack writes a tree of (parent, ip) nodes.
-    suffixes: HashMap<u128, u64, BuildHasherDefault<PassThroughHasher>>,
+    ids: HashTable,
     next_id: u64,
-    /// Encoded definitions not yet written, in segments of at most [`SEGMENT_BYTES`].
-    segments: Vec<Vec<u8>>,
-    /// Ids of stacks cut at the frame limit defined since the last [`Self::take_truncated`].
-    truncated: Vec<u64>,
+    /// Definitions not taken by the writer yet.
+    pending: Pending,
+}
+
+/// Definitions not written yet, in the order they were made: new stacks (their frames in
+/// `frames`) and module snapshots (encoded).
+#[derive(Default)]
+pub struct Pending {
+    items: Vec<Def>,
+    frames: Vec<u64>,
+}
+
+enum Def {
+    Stack {
+        id: u64,
+        generation: u64,
+        truncated: bool,
+        /// Its frames: `frames[at..at + len]`, innermost first.
+        at: usize,
+        len: usize,
+    },
+    Modules(Vec<u8>),
+}
+
+impl Pending {
+    /// Empties it, keeping its memory.
+    pub fn clear(&mut self) {
+        self.items.clear();
+        self.frames.clear();
+    }
+
+    fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
 }
 
 impl StackTable {
@@ -66,8 +98,88 @@ impl StackTable {
         let id = self.next_id;
         self.next_id += 1;
         self.ids.insert(hash, id);
-        // The longest outer part an earlier stack ends with; every outer part of this one is
-        // remembered (those not known yet) for later stacks.
+        let p = &mut self.pending;
+        p.items.push(Def::Stack {
+            id,
+            generation,
+            truncated,
+            at: p.frames.len(),
+            len: frames.len(),
+        });
+        p.frames.extend_from_slice(frames);
+        id
+    }
+
+    /// Queues a module snapshot: it is written before the events of the same writer pass, and
+    /// so before every stack of its generation.
+    pub fn define_modules(&mut self, generation: u64, modules: &[format::Module]) {
+        let mut rec = Vec::new();
+        format::put_modules(&mut rec, generation, modules);
+        self.pending.items.push(Def::Modules(rec));
+    }
+
+    /// Takes the definitions made since the last call, leaving `spare` (emptied) in their place.
+    pub fn take_pending(&mut self, mut spare: Pending) -> Pending {
+        spare.clear();
+        std::mem::replace(&mut self.pending, spare)
+    }
+
+    /// Distinct stacks so far.
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+}
+
+/// The writer's side: encodes the definitions it takes, in order, keeping what later stacks
+/// refer to.
+#[derive(Default)]
+pub struct Definitions {
+    /// For every outer part (suffix) of a defined stack, by its hash: a stack that ends with it.
+    /// A new stack is written as its own inner frames plus the longest outer part it shares with
+    /// an earlier one (`STACK_TAIL`), the way heaptrack writes a tree of (parent, ip) nodes.
+    suffixes: HashTable,
+}
+
+impl Definitions {
+    /// Appends the records of `p` to `segments` (each closed at about [`SEGMENT_BYTES`]); the
+    /// ids of the stacks cut at the frame limit to `truncated`.
+    pub fn encode(&mut self, p: &Pending, segments: &mut Vec<Vec<u8>>, truncated: &mut Vec<u64>) {
+        if p.is_empty() {
+            return;
+        }
+        for d in &p.items {
+            if segments.last().is_none_or(|s| s.len() >= SEGMENT_BYTES) {
+                segments.push(Vec::with_capacity(16 << 10));
+            }
+            let seg = segments.last_mut().expect("a segment was just ensured");
+            match *d {
+                Def::Modules(ref rec) => seg.extend_from_slice(rec),
+                Def::Stack {
+                    id,
+                    generation,
+                    truncated: cut,
+                    at,
+                    len,
+                } => {
+                    let frames = &p.frames[at..at + len];
+                    match self.longest_known_outer_part(id, frames) {
+                        None => format::put_stack(seg, id, generation, cut, frames),
+                        Some((base, keep)) => {
+                            format::put_stack_tail(seg, id, generation, cut, base, keep, frames)
+                        }
+                    }
+                    if cut {
+                        truncated.push(id);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The longest outer part of stack `id` (its `frames`) an earlier stack ends with, as (that
+    /// stack, frames); every outer part of this one not known yet is remembered for later ones.
+    fn longest_known_outer_part(&mut self, id: u64, frames: &[u64]) -> Option<(u64, usize)> {
         let (mut base, mut keep) = (0, 0);
         let mut h = hash::EMPTY;
         let mut known = true;
@@ -83,60 +195,7 @@ impl StackTable {
                 }
             }
         }
-        if keep == 0 {
-            format::put_stack(self.segment(), id, generation, truncated, frames);
-        } else {
-            format::put_stack_tail(
-                self.segment(),
-                id,
-                generation,
-                truncated,
-                base,
-                keep,
-                frames,
-            );
-        }
-        if truncated {
-            self.truncated.push(id);
-        }
-        id
-    }
-
-    /// Queues a module snapshot: it is written before the events of the same writer pass, and
-    /// so before every stack of its generation.
-    pub fn define_modules(&mut self, generation: u64, modules: &[format::Module]) {
-        format::put_modules(self.segment(), generation, modules);
-    }
-
-    /// The open definitions segment.
-    fn segment(&mut self) -> &mut Vec<u8> {
-        if self
-            .segments
-            .last()
-            .is_none_or(|s| s.len() >= SEGMENT_BYTES)
-        {
-            self.segments.push(Vec::with_capacity(16 << 10));
-        }
-        self.segments
-            .last_mut()
-            .expect("a segment was just ensured")
-    }
-
-    /// Takes the definitions written since the last call.
-    pub fn take_definitions(&mut self) -> Vec<Vec<u8>> {
-        std::mem::take(&mut self.segments)
-    }
-
-    /// The ids of the cut stacks defined since the last call (the writer counts their
-    /// allocations for the trailer).
-    pub fn take_truncated(&mut self) -> Vec<u64> {
-        std::mem::take(&mut self.truncated)
-    }
-
-    /// Distinct stacks so far.
-    #[cfg(test)]
-    pub fn len(&self) -> usize {
-        self.ids.len()
+        (keep > 0).then_some((base, keep))
     }
 }
 
@@ -185,8 +244,17 @@ mod tests {
         assert_eq!((ia, ib, ic), (1, 2, 3));
         assert_eq!(t.intern(hash_frames(&a), &a, 1, false), 1);
         assert_eq!(t.len(), 3);
-        let defs = t.take_definitions().concat();
-        assert!(t.take_definitions().is_empty());
+        let mut encoder = Definitions::default();
+        let (mut segments, mut truncated) = (Vec::new(), Vec::new());
+        let p = t.take_pending(Pending::default());
+        encoder.encode(&p, &mut segments, &mut truncated);
+        assert_eq!(truncated, [2]);
+        let defs = segments.concat();
+        let p = t.take_pending(p);
+        assert!(p.is_empty());
+        segments.clear();
+        encoder.encode(&p, &mut segments, &mut truncated);
+        assert!(segments.is_empty());
         // Decode through a chunk to check the encoding.
         let mut file = crate::format::Header::default().encode();
         crate::format::put_chunk(&mut file, crate::format::ChunkKind::Definitions, &defs);

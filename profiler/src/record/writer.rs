@@ -110,6 +110,8 @@ struct Writer {
     cpu: Vec<u8>,
     /// `/proc/self/task`, held for the CPU sampler's scans of threads (`--cpu`).
     task_dir: Option<super::outfile::ReadFile>,
+    /// The definitions taken last pass (emptied and given back at the next).
+    pending: super::stacks::Pending,
     /// Cores the process may run on.
     cores: usize,
     /// When the threads filling buffers are next counted (CLOCK_MONOTONIC ns).
@@ -166,6 +168,7 @@ impl Writer {
             trace: s.cfg.trace.then(|| Trace::new(s.cfg.limit_bytes)),
             cpu: Vec::new(),
             task_dir: None,
+            pending: super::stacks::Pending::default(),
             cores: usable_cores(),
             next_review: 0,
         })
@@ -422,10 +425,10 @@ impl Writer {
         // CPU samples intern their stacks: before the definitions are taken.
         let mut cpu = std::mem::take(&mut self.cpu);
         super::cpu::drain(self.s, &mut cpu);
-        let (defs, truncated) = {
-            let mut stacks = lock(&self.s.stacks);
-            (stacks.take_definitions(), stacks.take_truncated())
-        };
+        let pending = lock(&self.s.stacks).take_pending(std::mem::take(&mut self.pending));
+        let (mut defs, mut truncated) = (Vec::new(), Vec::new());
+        lock(&self.s.definitions).encode(&pending, &mut defs, &mut truncated);
+        self.pending = pending;
         self.orderer.note_truncated(&truncated);
         self.out.clear();
         for d in &defs {

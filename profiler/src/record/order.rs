@@ -73,12 +73,14 @@ pub fn buffer_start(bytes: &[u8]) -> (u32, u64) {
 /// The transform's state across passes.
 #[derive(Default)]
 pub struct Orderer {
-    /// Events numbered at or above the last watermark, waiting for the next pass: the parts of
-    /// `waiting` that `runs` name.
-    waiting: Vec<Ev>,
-    /// The waiting events of each buffer taken (`start..end` in `waiting`, in order of
-    /// position, each in order of number); what lies between them was written.
-    runs: Vec<(usize, usize)>,
+    /// Events numbered at or above the last watermark, waiting for the next pass: each taken
+    /// buffer's in a vector of its own (nothing is moved when the events before them are
+    /// written), in the order the buffers were taken.
+    runs: Vec<Run>,
+    /// The events of the buffer being taken (then a run's vector).
+    taking: Vec<Ev>,
+    /// Vectors of runs written out, for the next buffers' events (at most [`SPARE_RUNS`]).
+    spare_runs: Vec<Vec<Ev>>,
     /// The events of one write when they had to be sorted (reused).
     ready: Vec<Ev>,
     /// Timeline samples not written yet, in order of their numbers (samples are few: they are
@@ -147,21 +149,20 @@ impl Orderer {
     /// Takes the events of one thread buffer (sequenced layout); records without a sequence
     /// number (threads, thread exits) go straight to `out`.
     pub fn take_buffer(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
-        let start = self.waiting.len();
         if self.take_events(bytes, out).is_err() {
             // The recorder wrote it in this very process: a record it cannot read back is a
             // bug, and the rest of the buffer cannot be trusted.
             debug_assert!(false, "undecodable thread buffer");
         }
-        let end = self.waiting.len();
-        if end > start {
+        if !self.taking.is_empty() {
             // One thread's events, numbered as they happened: in order already. (Stable, were
             // they not: frees of one thread that read the same number keep their order.)
-            let run = &mut self.waiting[start..end];
-            if !run.is_sorted_by_key(|e| e.key) {
-                run.sort_by_key(|e| e.key);
+            if !self.taking.is_sorted_by_key(|e| e.key) {
+                self.taking.sort_by_key(|e| e.key);
             }
-            self.runs.push((start, end));
+            let next = self.spare_runs.pop().unwrap_or_default();
+            let evs = std::mem::replace(&mut self.taking, next);
+            self.runs.push(Run { evs, at: 0 });
         }
     }
 
@@ -260,7 +261,7 @@ impl Orderer {
             }
             _ => e.side = self.new_side(size, stack, align),
         }
-        self.waiting.push(e);
+        self.taking.push(e);
     }
 
     /// Adds a side entry; returns its index.
@@ -298,49 +299,36 @@ impl Orderer {
         mut flush: impl FnMut(&mut Vec<u8>) -> std::io::Result<()>,
     ) -> std::io::Result<()> {
         let below = watermark.saturating_mul(1 << KEY_SHIFT);
-        // Each run's events below the watermark are a prefix of it: found by bisection, so the
-        // events that keep waiting are not read at all. (A pass of many threads' buffers is
-        // written in slices whose watermarks lag behind most of what it took — a thread's
-        // buffer spans numbers the other threads' buffers span too —, and reading every
-        // waiting event at each slice read each event of a burst of 300 threads many times
-        // over: a fifth of the writer's time.)
-        if self.runs.len() > 1 {
-            // Most of what waits is to be written (two threads taking turns, a last pass): all
-            // of it is sorted in place as one run (the sort merges the runs; no copy of them).
-            let (mut ready, mut kept) = (0, 0);
-            for r in &self.runs {
-                ready += self.waiting[r.0..r.1].partition_point(|e| e.key < below);
-                kept += r.1 - r.0;
-            }
-            if ready * 2 > kept {
-                self.compact_waiting_now();
-                self.waiting.sort_by_key(|e| e.key);
-                self.runs = vec![(0, self.waiting.len())];
-            }
-        }
-        let waiting = std::mem::take(&mut self.waiting);
+        // Each run's events below the watermark are a prefix of what waits of it: found by
+        // bisection, so the events that keep waiting are not read at all. (A pass of many
+        // threads' buffers is written in slices whose watermarks lag behind most of what it
+        // took — a thread's buffer spans numbers the other threads' buffers span too —, and
+        // reading every waiting event at each slice read each event of a burst of 300 threads
+        // many times over: a fifth of the writer's time.)
         let mut runs = std::mem::take(&mut self.runs);
-        let mut parts: Vec<(usize, usize)> = Vec::with_capacity(runs.len());
-        for r in &mut runs {
-            let n = waiting[r.0..r.1].partition_point(|e| e.key < below);
+        // (run, start, end) of the events to write.
+        let mut parts: Vec<(usize, usize, usize)> = Vec::with_capacity(runs.len());
+        for (i, r) in runs.iter_mut().enumerate() {
+            let n = r.evs[r.at..].partition_point(|e| e.key < below);
             if n > 0 {
-                parts.push((r.0, r.0 + n));
-                r.0 += n;
+                parts.push((i, r.at, r.at + n));
+                r.at += n;
             }
         }
         // With one thread (or threads taking turns) the parts follow each other in order: they
         // are written from where they are; else they are merged into a copy ([`merge_parts`]).
         let in_order = parts
             .windows(2)
-            .all(|w| waiting[w[0].1 - 1].key < waiting[w[1].0].key);
+            .all(|w| runs[w[0].0].evs[w[0].2 - 1].key < runs[w[1].0].evs[w[1].1].key);
         let result = if in_order {
-            parts.iter().try_for_each(|&(s, e)| {
-                self.write_events(&waiting[s..e], out, chunk_bytes, &mut flush)
+            parts.iter().try_for_each(|&(i, s, e)| {
+                self.write_events(&runs[i].evs[s..e], out, chunk_bytes, &mut flush)
             })
         } else {
+            let slices: Vec<&[Ev]> = parts.iter().map(|&(i, s, e)| &runs[i].evs[s..e]).collect();
             let mut ready = std::mem::take(&mut self.ready);
             ready.clear();
-            merge_parts(&waiting, &parts, &mut ready);
+            merge_parts(&slices, &mut ready);
             let result = self.write_events(&ready, out, chunk_bytes, &mut flush);
             // Kept for the next write when small; a large one (a pass of many threads) is
             // given back.
@@ -349,10 +337,16 @@ impl Orderer {
             }
             result
         };
-        self.waiting = waiting;
-        runs.retain(|r| r.0 < r.1);
+        // Runs written out give their vectors to the next buffers.
+        for r in &mut runs {
+            if r.at == r.evs.len() {
+                let mut evs = std::mem::take(&mut r.evs);
+                evs.clear();
+                self.spare(evs);
+            }
+        }
+        runs.retain(|r| !r.evs.is_empty());
         self.runs = runs;
-        self.compact_waiting();
         result?;
         while self.samples.front().is_some_and(|s| s.seq < watermark) {
             self.write_sample(out);
@@ -409,12 +403,12 @@ impl Orderer {
     /// Attaches a record to the event just taken: the recorder writes an event's frame records
     /// right after it, in the same buffer, so that event's attachments are the last ones.
     fn attach(&mut self, rec: &[u8]) {
-        let Some(&e) = self.waiting.last() else {
+        let Some(&e) = self.taking.last() else {
             return;
         };
         let side = if e.side == NO_SIDE {
             let side = self.new_side(u64::from(e.size), u64::from(e.stack), 0);
-            if let Some(last) = self.waiting.last_mut() {
+            if let Some(last) = self.taking.last_mut() {
                 last.side = side;
             }
             side
@@ -455,11 +449,8 @@ impl Orderer {
         );
         side.clear();
         attached.clear();
-        for &(start, end) in &self.runs {
-            for e in self.waiting[start..end]
-                .iter_mut()
-                .filter(|e| e.side != NO_SIDE)
-            {
+        for r in &mut self.runs {
+            for e in r.evs[r.at..].iter_mut().filter(|e| e.side != NO_SIDE) {
                 let mut sd = self.side[e.side as usize];
                 if sd.frames != NO_FRAMES {
                     let rec = Self::attachments(&self.attached, sd.frames);
@@ -475,30 +466,11 @@ impl Orderer {
         self.spare_attached = std::mem::replace(&mut self.attached, attached);
     }
 
-    /// Moves the runs of waiting events down over the written ones once those are a third of
-    /// `waiting` (each event moves at most twice for every written one: linear overall).
-    fn compact_waiting(&mut self) {
-        let kept: usize = self.runs.iter().map(|r| r.1 - r.0).sum();
-        if kept == 0 {
-            self.waiting.clear();
-            self.runs.clear();
-            return;
+    /// Keeps an emptied run's vector for the next buffers (up to [`SPARE_RUNS`]).
+    fn spare(&mut self, evs: Vec<Ev>) {
+        if self.spare_runs.len() < SPARE_RUNS && evs.capacity() > 0 {
+            self.spare_runs.push(evs);
         }
-        if self.waiting.len() >= kept + (kept / 2).max(COMPACT_SLACK) {
-            self.compact_waiting_now();
-        }
-    }
-
-    /// Moves the runs of waiting events down over the written ones.
-    fn compact_waiting_now(&mut self) {
-        let mut to = 0;
-        for r in &mut self.runs {
-            let n = r.1 - r.0;
-            self.waiting.copy_within(r.0..r.1, to);
-            *r = (to, to + n);
-            to += n;
-        }
-        self.waiting.truncate(to);
     }
 
     fn switch_to(&mut self, tid: u32, out: &mut Vec<u8>) {
@@ -637,22 +609,26 @@ impl Orderer {
 /// Events of a sorted write kept allocated between writes (2 MiB).
 const READY_KEEP: usize = 1 << 16;
 
-/// Appends to `out` the events of `parts` (ranges of `src`, each in key order) merged in key
-/// order; equal keys in the order of their parts (what a stable sort of the parts one after the
-/// other gives). Many threads' buffers of one pass overlap in runs of a few events (two threads
-/// running at once take turns with the counter), and sorting their copies merged every event
-/// about log2(parts) times (the burst of 300 threads: a tenth of the writer's time); here each
-/// is copied once, a run at a time: the part with the smallest next key gives every event
-/// below the next key of any other part, found by galloping. Parts join the heap only when
-/// their first key comes up, so it holds the few that overlap.
-fn merge_parts(src: &[Ev], parts: &[(usize, usize)], out: &mut Vec<Ev>) {
+/// Appends to `out` the events of `parts` (each in key order) merged in key order; equal keys
+/// in the order of their parts (what a stable sort of the parts one after the other gives). Many
+/// threads' buffers of one pass overlap in runs of a few events (two threads running at once
+/// take turns with the counter), and sorting their copies merged every event about log2(parts)
+/// times (the burst of 300 threads: a tenth of the writer's time); here each is copied once, a
+/// run at a time: the part with the smallest next key gives every event below the next key of
+/// any other part, found by galloping. Parts join the heap only when their first key comes up,
+/// so it holds the few that overlap.
+fn merge_parts(parts: &[&[Ev]], out: &mut Vec<Ev>) {
     use std::cmp::Reverse;
+    if let [a, b] = parts {
+        merge_two(a, b, out);
+        return;
+    }
     let mut order: Vec<u32> = (0..parts.len() as u32).collect();
-    order.sort_unstable_by_key(|&i| (src[parts[i as usize].0].key, i));
-    let mut at: Vec<usize> = parts.iter().map(|p| p.0).collect();
+    order.sort_unstable_by_key(|&i| (parts[i as usize][0].key, i));
+    let mut at: Vec<usize> = vec![0; parts.len()];
     let mut heap: std::collections::BinaryHeap<Reverse<(u64, u32)>> =
         std::collections::BinaryHeap::with_capacity(8);
-    let head = |at: &[usize], i: u32| (src[at[i as usize]].key, i);
+    let head = |at: &[usize], i: u32| (parts[i as usize][at[i as usize]].key, i);
     let mut next = 0;
     loop {
         while let Some(&i) = order.get(next) {
@@ -670,17 +646,43 @@ fn merge_parts(src: &[Ev], parts: &[(usize, usize)], out: &mut Vec<Ev>) {
             let first = head(&at, j);
             bound = Some(bound.map_or(first, |b| b.min(first)));
         }
-        let (s, e) = (at[i as usize], parts[i as usize].1);
+        let part = parts[i as usize];
+        let s = at[i as usize];
         let n = match bound {
-            None => e - s,
-            Some(b) => gallop(&src[s..e], |ev| (ev.key, i) < b),
+            None => part.len() - s,
+            Some(b) => gallop(&part[s..], |ev| (ev.key, i) < b),
         };
-        out.extend_from_slice(&src[s..s + n]);
+        // A few events (threads taking turns): pushed one by one, cheaper than a copy call.
+        if n <= 4 {
+            for &ev in &part[s..s + n] {
+                out.push(ev);
+            }
+        } else {
+            out.extend_from_slice(&part[s..s + n]);
+        }
         at[i as usize] = s + n;
-        if s + n < e {
+        if s + n < part.len() {
             heap.push(Reverse(head(&at, i)));
         }
     }
+}
+
+/// [`merge_parts`] of two parts (two threads taking turns: runs of a few events each), without
+/// the heap: equal keys from `a` first.
+fn merge_two(a: &[Ev], b: &[Ev], out: &mut Vec<Ev>) {
+    out.reserve(a.len() + b.len());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        if b[j].key < a[i].key {
+            out.push(b[j]);
+            j += 1;
+        } else {
+            out.push(a[i]);
+            i += 1;
+        }
+    }
+    out.extend_from_slice(&a[i..]);
+    out.extend_from_slice(&b[j..]);
 }
 
 /// How many events at the start of `run` satisfy `below` (true for a prefix of it): by steps
@@ -695,8 +697,15 @@ fn gallop(run: &[Ev], below: impl Fn(&Ev) -> bool) -> usize {
     lo + run[lo..hi].partition_point(&below)
 }
 
-/// Written events `waiting` may always hold before it is compacted.
-const COMPACT_SLACK: usize = 4096;
+/// Emptied run vectors kept for the next buffers (each up to a buffer's events, 64 KiB of
+/// records: ≈ 256 KiB).
+const SPARE_RUNS: usize = 64;
+
+/// One taken buffer's events: `evs[at..]` are waiting, in order of number.
+struct Run {
+    evs: Vec<Ev>,
+    at: usize,
+}
 
 #[path = "order_ev.rs"]
 mod ev;

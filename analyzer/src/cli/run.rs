@@ -170,6 +170,19 @@ fn finish_profile(
     };
     // Why the recorder may have stopped early: the disk, or the file size limit.
     let stopped = disk_full.or_else(|| checks::file_size_limit(&main));
+    if std::fs::metadata(&main).is_ok_and(|m| m.len() == 0) {
+        // Not even the header: nothing to embed symbols into nor to load. The empty file is
+        // still this run's: left where the user asked for it.
+        if let Some(w) = &stopped {
+            eprintln!("tidemark: error: {w}");
+        }
+        output::persist(&main, output, "the profile")?;
+        bail!(
+            "the profile {} is empty: the recorder could not write even its header (see the \
+             messages above)",
+            output.display()
+        );
+    }
     output::start_writeback(&main);
     let mut embedded = embed_all(output, &main, &run, warmed);
     // The recorder already counted what the summary line says: no need to read the events back

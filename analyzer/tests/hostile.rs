@@ -266,7 +266,6 @@ fn a_script_writing_to_its_own_descriptor_3_keeps_its_file() {
 /// the header does not fit) and the program run as it runs without the recorder.
 #[test]
 fn a_file_size_limit_stops_the_recording_not_the_program() {
-    use std::os::unix::process::CommandExt;
     let (_b, exe) = compile("burst", &["-pthread"]);
     let s = Scratch::new("fsize");
     let run = |limit: Option<u64>| {
@@ -276,19 +275,7 @@ fn a_file_size_limit_stops_the_recording_not_the_program() {
         cmd.args(["4", "200000"]).current_dir(s.path());
         if let Some(limit) = limit {
             preload_env(&mut cmd, s.path(), &[]);
-            // SAFETY: setrlimit is async-signal-safe; nothing else runs in the child here.
-            unsafe {
-                cmd.pre_exec(move || {
-                    let lim = libc::rlimit {
-                        rlim_cur: limit,
-                        rlim_max: libc::RLIM_INFINITY,
-                    };
-                    if libc::setrlimit(libc::RLIMIT_FSIZE, &lim) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    Ok(())
-                });
-            }
+            with_file_size_limit(&mut cmd, limit);
         }
         // Pipes, not files, for its output: the limit applies to every regular file.
         cmd.output().expect("the fixture runs")

@@ -15,7 +15,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use support::{
-    fixture_bin, load, read_truth, run_bounded, tidemark, tidemark_cli, Finished, Scratch,
+    fixture_bin, load, read_truth, run_bounded, tidemark, tidemark_cli, with_file_size_limit,
+    Finished, Scratch,
 };
 
 fn mkfifo(path: &Path) {
@@ -391,7 +392,6 @@ fn a_full_disk_is_named() {
 /// program was not recorded. Pipes for its output: the limit applies to every regular file.
 #[test]
 fn a_file_size_limit_is_named() {
-    use std::os::unix::process::CommandExt;
     let s = Scratch::new("out-fsize");
     let bin = fixture_bin("tm-alloc-without-free", &s);
     // (limit, exit status, what it says): no header fits under 0 bytes (the empty profile
@@ -418,19 +418,7 @@ fn a_file_size_limit_is_named() {
             ])
             .args(["--sites", "8", "--threads", "4"])
             .current_dir(s.path());
-        // SAFETY: setrlimit is async-signal-safe; nothing else runs in the child here.
-        unsafe {
-            cmd.pre_exec(move || {
-                let lim = libc::rlimit {
-                    rlim_cur: limit,
-                    rlim_max: libc::RLIM_INFINITY,
-                };
-                if libc::setrlimit(libc::RLIMIT_FSIZE, &lim) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        with_file_size_limit(&mut cmd, limit);
         let r = cmd.output().expect("tidemark runs");
         let stderr = String::from_utf8_lossy(&r.stderr);
         assert_eq!(r.status.code(), Some(code), "limit {limit}: {stderr}");

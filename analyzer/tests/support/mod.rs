@@ -194,6 +194,25 @@ pub fn run_bounded(mut cmd: Command, scratch: &Scratch, timeout: Duration) -> Fi
     }
 }
 
+/// Starts `cmd` under a file size limit (`ulimit -f`, `RLIMIT_FSIZE`) of `limit` bytes (the
+/// hard limit left unlimited). Its output should go to pipes: the limit applies to every
+/// regular file it writes.
+pub fn with_file_size_limit(cmd: &mut Command, limit: u64) {
+    // SAFETY: setrlimit is async-signal-safe; nothing else runs in the child here.
+    unsafe {
+        cmd.pre_exec(move || {
+            let lim = libc::rlimit {
+                rlim_cur: limit,
+                rlim_max: libc::RLIM_INFINITY,
+            };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 /// Runs `tidemark ARGS` and captures its output.
 pub fn tidemark_cli<I, S>(args: I, scratch: &Scratch) -> Finished
 where

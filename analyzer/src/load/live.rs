@@ -20,8 +20,9 @@ use tidemark::format::BLOCK_ID;
 pub(super) struct Block {
     /// Requested bytes (in a sampled profile: the estimated bytes this sample stands for).
     pub size_bytes: u64,
-    /// Stack slot (index of its aggregates); [`EMPTY`] marks a free ring slot.
+    /// Stack slot (index of its aggregates).
     pub stack: u32,
+    /// The thread (in the live table: the replay's index of it, see [`Blocks`]).
     pub tid: u32,
 }
 
@@ -45,61 +46,25 @@ pub(super) fn ring_for(peak_blocks: Option<u64>) -> usize {
             .clamp(RING, MAX_RING)
     })
 }
-/// The stack of a free ring slot (no stack slot reaches it).
-const EMPTY: u32 = u32::MAX;
-const VACANT: Block = Block {
-    size_bytes: 0,
-    stack: EMPTY,
-    tid: 0,
-};
-
-/// What a [`LiveTable`] holds per block: the block itself, or what the replay keeps beside it
-/// ([`super::replay`]'s `Extra`), with a value that marks a vacant ring slot.
+/// What a [`LiveTable`] holds per block: the block ([`Packed`]), or what the replay keeps beside
+/// it ([`super::replay`]'s `Extra`), with a value that marks a vacant ring slot.
 pub(super) trait Slot: Copy + std::fmt::Debug {
     /// The vacant slot.
     const VACANT: Self;
     /// True for [`Slot::VACANT`] (never for a stored value).
     fn is_vacant(&self) -> bool;
-    /// Writes this value over `dst`. A value made field by field just before (the replay's
-    /// blocks) is then read back field by field: copied whole, its one wide read of narrower
-    /// writes waits for them to reach the cache (a failed store-to-load forward).
-    #[inline(always)]
-    fn copy_to(&self, dst: &mut Self) {
-        *dst = *self;
-    }
-    /// A copy of this value, read the way [`Slot::copy_to`] wrote it.
-    #[inline(always)]
-    fn copied(&self) -> Self {
-        *self
-    }
 }
 
+/// Whole blocks in a table, for the tests of the table itself.
+#[cfg(test)]
 impl Slot for Block {
-    const VACANT: Block = VACANT;
-    #[inline(always)]
+    const VACANT: Block = Block {
+        size_bytes: 0,
+        stack: u32::MAX,
+        tid: 0,
+    };
     fn is_vacant(&self) -> bool {
-        self.stack == EMPTY
-    }
-    #[inline(always)]
-    fn copy_to(&self, dst: &mut Block) {
-        // Volatile, so that the three copies are not merged back into one wide one.
-        // SAFETY: `dst`'s fields are valid, aligned and exclusively borrowed.
-        unsafe {
-            std::ptr::write_volatile(&mut dst.size_bytes, self.size_bytes);
-            std::ptr::write_volatile(&mut dst.stack, self.stack);
-            std::ptr::write_volatile(&mut dst.tid, self.tid);
-        }
-    }
-    #[inline(always)]
-    fn copied(&self) -> Block {
-        // SAFETY: reads of valid, aligned fields.
-        unsafe {
-            Block {
-                size_bytes: std::ptr::read_volatile(&self.size_bytes),
-                stack: std::ptr::read_volatile(&self.stack),
-                tid: std::ptr::read_volatile(&self.tid),
-            }
-        }
+        self.stack == u32::MAX
     }
 }
 
@@ -211,7 +176,7 @@ impl Blocks {
 
 /// Live blocks by key (address, or [`BLOCK_ID`] and number).
 #[derive(Debug)]
-pub(super) struct LiveTable<V = Block> {
+pub(super) struct LiveTable<V> {
     /// Blocks numbered `hi - RING .. hi`, at `number % RING`; empty unless asked for.
     ring: Vec<V>,
     /// One past the highest block number the ring has seen.
@@ -289,24 +254,13 @@ impl<V: Slot> LiveTable<V> {
         if self.ring.is_empty() {
             return self.map.insert(key, block);
         }
-        if let Some((k, b)) = self.newest.take() {
-            let b = b.copied();
+        if let Some((k, b)) = self.newest.replace((key, block)) {
             if k == key {
-                self.set_newest(key, &block);
                 return Some(b);
             }
             self.store(k, b);
         }
-        let old = self.take_stored(key);
-        self.set_newest(key, &block);
-        old
-    }
-
-    /// Makes `block` the newest, under `key` (see [`Slot::copy_to`]).
-    #[inline(always)]
-    fn set_newest(&mut self, key: u64, block: &V) {
-        let (_, b) = self.newest.insert((key, V::VACANT));
-        block.copy_to(b);
+        self.take_stored(key)
     }
 
     /// Stores a block under a key that has none (ring only).
@@ -336,8 +290,8 @@ impl<V: Slot> LiveTable<V> {
         match self.slot(key) {
             Some(i) => {
                 // Checked before it is emptied: emptying first and returning the old value if
-                // it was not vacant compiled to a stall (a 16-byte load of two 8-byte stores),
-                // 1.17× the python3 summary.
+                // it was not vacant compiled to a stall with 16-byte blocks (a wide load of two
+                // narrower stores), 1.17× the python3 summary.
                 let slot = &mut self.ring[i];
                 if slot.is_vacant() {
                     return None;
@@ -354,12 +308,8 @@ impl<V: Slot> LiveTable<V> {
     /// Takes the block live under `key` out of the table.
     #[inline]
     pub(super) fn remove(&mut self, key: u64) -> Option<V> {
-        if let Some((k, b)) = &self.newest {
-            if *k == key {
-                let b = b.copied();
-                self.newest = None;
-                return Some(b);
-            }
+        if self.newest.is_some_and(|(k, _)| k == key) {
+            return self.newest.take().map(|(_, b)| b);
         }
         self.take_stored(key)
     }

@@ -19,6 +19,20 @@ use support::{
     Finished, Scratch,
 };
 
+/// `tidemark run -o OUT -- BIN ARGS`, started in the scratch directory (more arguments of the
+/// program may follow).
+fn tidemark_run(out: &Path, bin: &Path, args: &[&str], s: &Scratch) -> Command {
+    let mut cmd = Command::new(tidemark());
+    cmd.arg("run")
+        .arg("-o")
+        .arg(out)
+        .arg("--")
+        .arg(bin)
+        .args(args)
+        .current_dir(s.path());
+    cmd
+}
+
 fn mkfifo(path: &Path) {
     let c = CString::new(path.as_os_str().as_bytes()).unwrap();
     // SAFETY: `c` is a NUL-terminated path.
@@ -196,23 +210,16 @@ fn concurrent_runs_with_one_output_each_report_their_own_numbers() {
         .iter()
         .map(|(name, block)| {
             let truth = s.join(&format!("{name}.truth.json"));
-            let mut cmd = Command::new(tidemark());
-            cmd.arg("run")
-                .arg("-o")
-                .arg(&out)
-                .arg("--")
-                .arg(&bin)
-                .args([
-                    "--duration-ms",
-                    "600",
-                    "--rate",
-                    "2MiB",
-                    "--block-size",
-                    block,
-                ])
-                .arg("--truth")
-                .arg(&truth)
-                .current_dir(s.path());
+            let args = [
+                "--duration-ms",
+                "600",
+                "--rate",
+                "2MiB",
+                "--block-size",
+                block,
+            ];
+            let mut cmd = tidemark_run(&out, &bin, &args, &s);
+            cmd.arg("--truth").arg(&truth);
             (truth, cmd)
         })
         .collect();
@@ -402,22 +409,16 @@ fn a_file_size_limit_is_named() {
         (4096, 0, "the profile is truncated (file size limit)"),
     ] {
         let out = s.join(&format!("p{limit}.tmk"));
-        let mut cmd = Command::new(tidemark());
-        cmd.arg("run")
-            .arg("-o")
-            .arg(&out)
-            .arg("--")
-            .arg(&bin)
-            .args([
-                "--duration-ms",
-                "1000",
-                "--rate",
-                "16MiB",
-                "--block-size",
-                "64",
-            ])
-            .args(["--sites", "8", "--threads", "4"])
-            .current_dir(s.path());
+        let args = [
+            "--duration-ms",
+            "1000",
+            "--rate",
+            "16MiB",
+            "--block-size",
+            "64",
+        ];
+        let mut cmd = tidemark_run(&out, &bin, &args, &s);
+        cmd.args(["--sites", "8", "--threads", "4"]);
         with_file_size_limit(&mut cmd, limit);
         let r = cmd.output().expect("tidemark runs");
         let stderr = String::from_utf8_lossy(&r.stderr);

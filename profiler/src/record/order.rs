@@ -338,14 +338,13 @@ impl Orderer {
             result
         };
         // Runs written out give their vectors to the next buffers.
-        for r in &mut runs {
-            if r.at == r.evs.len() {
-                let mut evs = std::mem::take(&mut r.evs);
-                evs.clear();
-                self.spare(evs);
+        runs.retain_mut(|r| {
+            if r.at < r.evs.len() {
+                return true;
             }
-        }
-        runs.retain(|r| !r.evs.is_empty());
+            self.spare(std::mem::take(&mut r.evs));
+            false
+        });
         self.runs = runs;
         result?;
         while self.samples.front().is_some_and(|s| s.seq < watermark) {
@@ -466,8 +465,9 @@ impl Orderer {
         self.spare_attached = std::mem::replace(&mut self.attached, attached);
     }
 
-    /// Keeps an emptied run's vector for the next buffers (up to [`SPARE_RUNS`]).
-    fn spare(&mut self, evs: Vec<Ev>) {
+    /// Keeps a written run's vector, emptied, for the next buffers (up to [`SPARE_RUNS`]).
+    fn spare(&mut self, mut evs: Vec<Ev>) {
+        evs.clear();
         if self.spare_runs.len() < SPARE_RUNS && evs.capacity() > 0 {
             self.spare_runs.push(evs);
         }

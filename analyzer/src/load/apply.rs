@@ -44,13 +44,17 @@ pub(super) struct Apply<'a> {
 
 impl Apply<'_> {
     /// The slot of recorded stack id `raw`, made on first sight.
-    #[inline]
+    #[inline(always)]
     fn slot(&mut self, raw: u64) -> u32 {
-        if let Some((r, s)) = self.last_slot {
-            if r == raw {
-                return s;
-            }
+        match self.last_slot {
+            Some((r, s)) if r == raw => s,
+            _ => self.slot_slow(raw),
         }
+    }
+
+    /// [`Apply::slot`] for a stack other than the last one's.
+    #[inline(never)]
+    fn slot_slow(&mut self, raw: u64) -> u32 {
         let replay = &mut *self.replay;
         let s = if raw < DENSE_IDS {
             let i = raw as usize;

@@ -148,7 +148,7 @@ impl Blocks {
     }
 
     /// Adds a block; returns the one that was live under the same key.
-    #[inline]
+    #[inline(always)]
     pub(super) fn insert(&mut self, key: u64, block: Block) -> Option<Block> {
         let p = Packed::pack(&block);
         let old = self.table.insert(key, p.unwrap_or(Packed::WIDE));
@@ -160,7 +160,7 @@ impl Blocks {
     }
 
     /// Takes the block live under `key` out.
-    #[inline]
+    #[inline(always)]
     pub(super) fn remove(&mut self, key: u64) -> Option<Block> {
         let p = self.table.remove(key)?;
         Some(self.whole(key, p))

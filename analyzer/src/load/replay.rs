@@ -56,6 +56,10 @@ pub(crate) struct Replay {
     /// Events arrive in replay order (format version 2's ordered stream): applied as they come,
     /// with no reordering.
     in_order: bool,
+    /// Nothing is kept beside a live block (every allocation recorded, neither block groups nor
+    /// time buckets asked for): events take [`Replay::apply_alloc_lean`] and
+    /// [`Replay::apply_free_lean`].
+    lean: bool,
     /// Sampled profiles: variance of the allocated estimates, of the live heap now, and of the
     /// live heap at the peak.
     var_allocated: Variance,
@@ -131,6 +135,8 @@ impl Replay {
             // Its entries are several times a block's: the default ring bounds their memory.
             self.extras = Some(LiveTable::with_ring(super::live::RING));
         }
+        // Sampling, block groups and time buckets each keep an `Extra` per block.
+        self.lean = self.extras.is_none();
         self
     }
 
@@ -241,7 +247,17 @@ impl Replay {
     }
 
     /// The index of thread `tid` in `threads`, created on first sight.
+    #[inline(always)]
     fn thread_slot(&mut self, tid: u32) -> usize {
+        match self.last_thread {
+            Some((t, i)) if t == tid => i,
+            _ => self.thread_slot_slow(tid),
+        }
+    }
+
+    /// [`Replay::thread_slot`] for a thread other than the last one's.
+    #[inline(never)]
+    fn thread_slot_slow(&mut self, tid: u32) -> usize {
         if let Some(i) = self.find_thread(tid) {
             return i;
         }
@@ -281,7 +297,9 @@ impl Replay {
         stack: u32,
         realloc: bool,
     ) {
-        if self.in_order {
+        if self.lean {
+            self.apply_alloc_lean(seq, tid, addr, size_bytes, stack, realloc);
+        } else if self.in_order {
             self.apply_alloc(seq, tid, addr, size_bytes, stack, realloc);
         } else {
             let action = Action::Alloc {
@@ -297,7 +315,9 @@ impl Replay {
 
     /// A free (or a realloc's free half).
     pub(crate) fn free(&mut self, tid: u32, seq: u64, addr: u64, realloc: bool) {
-        if self.in_order {
+        if self.lean {
+            self.apply_free_lean(seq, tid, addr, realloc);
+        } else if self.in_order {
             self.apply_free(seq, tid, addr, realloc);
         } else {
             let action = Action::Free { tid, addr, realloc };
@@ -498,6 +518,101 @@ impl Replay {
         let t = &mut self.threads[ti];
         t.allocations += count;
         t.allocated_bytes = t.allocated_bytes.saturating_add(size_bytes);
+    }
+
+    /// [`Replay::apply_alloc`] when nothing is kept beside a block ([`Replay::lean`]): each block
+    /// stands for one allocation and carries no variance, group or bucket, so the same effects
+    /// take a third of the branches (the replay is the analyzer's busiest thread).
+    #[inline]
+    fn apply_alloc_lean(
+        &mut self,
+        seq: u64,
+        tid: u32,
+        addr: u64,
+        size_bytes: u64,
+        stack: u32,
+        realloc: bool,
+    ) {
+        self.sequenced(seq);
+        let ti = self.thread_slot(tid);
+        let block = Block {
+            size_bytes,
+            stack,
+            tid: ti as u32,
+        };
+        if let Some(old) = self.live.insert(addr, block) {
+            // The address was handed out again without a recorded free.
+            self.totals.reused_live_addresses += 1;
+            self.release_block(&old, &Extra::EXACT);
+        }
+        let i = stack as usize;
+        let (s, st) = (&mut self.stack_live[i], &mut self.stats[i]);
+        if !s.sized || size_bytes < st.min_block_bytes {
+            st.min_block_bytes = size_bytes;
+        }
+        s.sized = true;
+        st.max_block_bytes = st.max_block_bytes.max(size_bytes);
+        // `touch`, with both entries in hand.
+        if s.epoch_seen != self.epoch {
+            st.counts.peak_bytes = s.live_bytes;
+            st.peak_blocks = s.live_blocks;
+            s.epoch_seen = self.epoch;
+        }
+        s.live_bytes = s.live_bytes.saturating_add(size_bytes);
+        s.live_blocks += 1;
+        if s.live_bytes >= st.max_live_bytes {
+            st.max_live_bytes = s.live_bytes;
+            st.max_live_blocks = s.live_blocks;
+        }
+        st.counts.allocations += 1;
+        st.counts.allocated_bytes = st.counts.allocated_bytes.saturating_add(size_bytes);
+        let totals = &mut self.totals;
+        totals.counts.allocations += 1;
+        totals.reallocs += u64::from(realloc);
+        totals.counts.allocated_bytes = totals.counts.allocated_bytes.saturating_add(size_bytes);
+        self.live_bytes = self.live_bytes.saturating_add(size_bytes);
+        self.live_blocks += 1;
+        if self.live_bytes > totals.counts.peak_bytes {
+            totals.counts.peak_bytes = self.live_bytes;
+            totals.peak_blocks = self.live_blocks;
+            totals.peak_seq = seq;
+            self.epoch += 1;
+        }
+        self.last_alloc[ti] = Some(addr);
+        let t = &mut self.threads[ti];
+        t.allocations += 1;
+        t.allocated_bytes = t.allocated_bytes.saturating_add(size_bytes);
+    }
+
+    /// [`Replay::apply_free`] when nothing is kept beside a block ([`Replay::lean`]).
+    #[inline]
+    fn apply_free_lean(&mut self, seq: u64, tid: u32, addr: u64, realloc: bool) {
+        self.sequenced(seq);
+        // The table's block names its thread by index.
+        let Some(block) = self.live.remove(addr) else {
+            self.totals.unmatched_frees += 1;
+            self.totals.frees += u64::from(!realloc);
+            return;
+        };
+        let (i, ti) = (block.stack as usize, block.tid as usize);
+        let (s, st) = (&mut self.stack_live[i], &mut self.stats[i]);
+        if s.epoch_seen != self.epoch {
+            st.counts.peak_bytes = s.live_bytes;
+            st.peak_blocks = s.live_blocks;
+            s.epoch_seen = self.epoch;
+        }
+        s.live_bytes = s.live_bytes.saturating_sub(block.size_bytes);
+        s.live_blocks = s.live_blocks.saturating_sub(1);
+        self.live_bytes = self.live_bytes.saturating_sub(block.size_bytes);
+        self.live_blocks = self.live_blocks.saturating_sub(1);
+        st.frees += 1;
+        self.totals.frees += u64::from(!realloc);
+        // A temporary: freed by the thread that allocated it, its last allocation (realloc's
+        // free half never is: see `apply_free`). The block's thread index is that thread's.
+        if !realloc && self.threads[ti].tid == tid && self.last_alloc[ti] == Some(addr) {
+            st.counts.temporary_allocations += 1;
+            self.totals.counts.temporary_allocations += 1;
+        }
     }
 
     fn apply_free(&mut self, seq: u64, tid: u32, addr: u64, realloc: bool) {

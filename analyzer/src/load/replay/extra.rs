@@ -1,5 +1,5 @@
-//! What the replay keeps of a live block beyond its 16 bytes in the live table, and the variances of sampled
-//! estimates.
+//! What the replay keeps of a live block beyond the 8 bytes of it in the live table, and the variances of
+//! sampled estimates.
 
 use super::Born;
 

@@ -101,3 +101,93 @@ fn sampled_events_are_weighted() {
         out.totals.counts.allocations
     );
 }
+
+/// The lean path (nothing kept beside a block) and the full one (block groups asked for) give
+/// the same aggregates on an event stream with every case the replay distinguishes: several
+/// threads and stacks, numbered blocks (in and beyond the ring) and addresses, reallocs, frees
+/// by another thread, addresses reused while live, unmatched frees, and new peaks.
+#[test]
+fn the_lean_path_and_the_full_one_agree() {
+    use tidemark::format::BLOCK_ID;
+    let ring = 64;
+    let mut lean = Replay::new(0).in_order(ring);
+    let mut full = Replay::new(0).with_block_groups().in_order(ring);
+    assert!(lean.lean && !full.lean);
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mut live: Vec<u64> = Vec::new();
+    let (mut seq, mut block) = (0u64, 0u64);
+    for _ in 0..20_000 {
+        let r = next();
+        let tid = 100 + (r % 3) as u32;
+        let stack = ((r >> 8) % 5) as u32;
+        let size = (r >> 16) % 5000;
+        for rp in [&mut lean, &mut full] {
+            while rp.stats.len() <= stack as usize {
+                rp.new_stack(rp.stats.len() as u64 + 1);
+            }
+        }
+        match (r >> 32) % 10 {
+            // Allocations: numbered blocks mostly, an address now and then (some reused).
+            0..=4 => {
+                let addr = match (r >> 40) % 8 {
+                    0 => 0x1000 + (r >> 44) % 16 * 16,
+                    _ => {
+                        block += 1;
+                        BLOCK_ID | block
+                    }
+                };
+                for rp in [&mut lean, &mut full] {
+                    rp.alloc(tid, seq, addr, size, stack, false);
+                }
+                live.push(addr);
+                seq += 1;
+            }
+            // Frees of a live block (the last one often: temporaries), by any thread.
+            5..=7 if !live.is_empty() => {
+                let i = match (r >> 40) % 2 {
+                    0 => live.len() - 1,
+                    _ => (r >> 41) as usize % live.len(),
+                };
+                let addr = live.swap_remove(i);
+                for rp in [&mut lean, &mut full] {
+                    rp.free(tid, seq, addr, false);
+                }
+                seq += 1;
+            }
+            // Reallocs: the free half of a live block, the allocation half a new block.
+            8 if !live.is_empty() => {
+                let i = (r >> 41) as usize % live.len();
+                let old = live.swap_remove(i);
+                block += 1;
+                let new = BLOCK_ID | block;
+                for rp in [&mut lean, &mut full] {
+                    rp.free(tid, seq, old, true);
+                    rp.alloc(tid, seq + 1, new, size, stack, true);
+                }
+                live.push(new);
+                seq += 2;
+            }
+            // A free of something never allocated.
+            _ => {
+                for rp in [&mut lean, &mut full] {
+                    rp.free(tid, seq, 0xdead_0000 + (r >> 48), (r >> 40) % 2 == 0);
+                }
+                seq += 1;
+            }
+        }
+    }
+    let (a, b) = (lean.finish(), full.finish());
+    assert!(a.totals.reused_live_addresses > 0 && a.totals.unmatched_frees > 0);
+    assert!(a.totals.counts.temporary_allocations > 0 && a.totals.reallocs > 0);
+    assert!(a.totals.counts.leaked_allocations > 0);
+    assert_eq!(a.totals, b.totals);
+    assert_eq!(a.stats, b.stats);
+    assert_eq!(a.threads, b.threads);
+    assert!(a.block_groups.is_none() && b.block_groups.is_some());
+}

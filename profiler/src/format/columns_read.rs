@@ -2,7 +2,8 @@
 
 use super::{
     body_end, is_event, makes_block, FreeModel, COPIES, COPY_OP, FREES, FREES_BY_THREAD,
-    FREES_MODELED, FREES_PLAIN, KINDS, LANED, OPS, OTHERS, PLACES, REST, SIZES, STACKS, STREAMS,
+    FREES_MODELED, FREES_PLAIN, KINDS, LANED, MAX_COPY_DISTANCE, OPS, OTHERS, PLACES, REST, SIZES,
+    STACKS, STREAMS,
 };
 use crate::format::varint::{put_uvarint, Cursor, DecodeError};
 use crate::format::{tag, MAX_CHUNK_PAYLOAD};
@@ -160,6 +161,12 @@ pub fn decode_with(
 /// thread can start on a chunk's first records while the rest are decoded. `emit` returning
 /// false stops the decoding (the result is then `Ok(false)`). The pieces together are the
 /// chunk's records, in order; a damaged chunk may have given some before the error.
+///
+/// With pieces, `out` and `starts` keep a window, not the whole chunk: once a piece is handed
+/// on, what lies before the last [`MAX_COPY_DISTANCE`] records (the farthest a copy reaches)
+/// is dropped from both. A chunk decodes to up to 64 MiB and its places took 8 bytes a record:
+/// kept whole, their first touches (a page fault, a zeroed page each) were a sixth of the
+/// analyzer's time on a churn.
 #[allow(clippy::too_many_arguments)]
 pub fn decode_pieces(
     data: &[u8],
@@ -171,17 +178,8 @@ pub fn decode_pieces(
     emit: &mut dyn FnMut(&[u8]) -> bool,
 ) -> Result<bool, DecodeError> {
     let mut emitted = 0usize;
-    // At a record's end: the records since the last piece, when there are enough of them.
-    macro_rules! piece {
-        () => {
-            if out.len() - emitted >= every {
-                if !emit(&out[emitted..]) {
-                    return Ok(false);
-                }
-                emitted = out.len();
-            }
-        };
-    }
+    // Bytes of the chunk's records dropped from the front of `out` (handed on in pieces).
+    let mut dropped = 0usize;
     out.clear();
     let mut c = Cursor::new(data);
     let mut lens = [0usize; STREAMS];
@@ -221,10 +219,38 @@ pub fn decode_pieces(
         // Record places are kept as 32-bit offsets.
         return Err(DecodeError("implausible decoded length of an event chunk"));
     }
-    out.reserve(raw_len);
     starts.clear();
     // Only copies look back at earlier records: without any, their places are not kept.
     let copies = !parts[COPIES].is_empty();
+    // In pieces, `out` holds about a piece and the copies' window at a time.
+    out.reserve(raw_len.min(every.saturating_mul(4)));
+    // At a record's end: the records since the last piece, when there are enough of them; then
+    // what no copy can reach any more leaves `out` and `starts`.
+    macro_rules! piece {
+        () => {
+            if out.len() - emitted >= every {
+                if !emit(&out[emitted..]) {
+                    return Ok(false);
+                }
+                let cut = match starts.len().checked_sub(MAX_COPY_DISTANCE) {
+                    _ if !copies => out.len(),
+                    Some(old) if old > 0 => starts[old].0 as usize,
+                    _ => 0,
+                };
+                if cut > 0 {
+                    out.drain(..cut);
+                    let old = starts.len().saturating_sub(MAX_COPY_DISTANCE);
+                    starts.drain(..old);
+                    let c = cut as u32;
+                    for s in starts.iter_mut() {
+                        *s = (s.0 - c, s.1 - c);
+                    }
+                    dropped += cut;
+                }
+                emitted = out.len();
+            }
+        };
+    }
     let mut model = FreeModel::new(by_thread);
     if by_thread {
         model.own.resize(rd.lanes.len().max(1), Default::default());
@@ -242,7 +268,13 @@ pub fn decode_pieces(
             if dist == 0 || dist > starts.len() {
                 return Err(DecodeError("a copy reaches before the chunk"));
             }
-            if count > raw_len - out.len().min(raw_len) {
+            // Writers never reach farther; a reader in pieces keeps no more.
+            if dist > MAX_COPY_DISTANCE {
+                return Err(DecodeError(
+                    "a copy reaches farther back than 65,536 records",
+                ));
+            }
+            if count > raw_len - (dropped + out.len()).min(raw_len) {
                 return Err(DecodeError("columns decode past the chunk's length"));
             }
             // In runs between the records placed among its events. A run whose sources lie
@@ -277,7 +309,7 @@ pub fn decode_pieces(
                     starts.push((a.wrapping_add(p32), b.wrapping_add(p32)));
                 }
                 let end = starts[starts.len() - 1].1 as usize;
-                if end - out.len() > raw_len - out.len().min(raw_len) {
+                if end - out.len() > raw_len - (dropped + out.len()).min(raw_len) {
                     return Err(DecodeError("columns decode past the chunk's length"));
                 }
                 if !repeat {
@@ -349,7 +381,7 @@ pub fn decode_pieces(
             starts.push((start as u32, out.len() as u32));
         }
         rd.events += 1;
-        if out.len() > raw_len {
+        if dropped + out.len() > raw_len {
             return Err(DecodeError("columns decode past the chunk's length"));
         }
         piece!();
@@ -364,7 +396,7 @@ pub fn decode_pieces(
             "a record is placed after the chunk's last event",
         ));
     }
-    if out.len() != raw_len {
+    if dropped + out.len() != raw_len {
         return Err(DecodeError("columns do not decode to the chunk's length"));
     }
     Ok(emitted == out.len() || emit(&out[emitted..]))

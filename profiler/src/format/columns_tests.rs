@@ -27,12 +27,95 @@ fn round_trip_as(records: &[u8], laned: bool) -> Vec<u8> {
     let mut back = Vec::new();
     decode(&cols, laned, records.len(), &mut back).unwrap();
     assert_eq!(back, records);
+    // In pieces (a reader keeps only a window of the chunk then): the same records.
+    for every in [1, 4096, 1 << 19] {
+        assert_eq!(in_pieces(&cols, laned, records.len(), every), records);
+    }
     // The encoder reused for a second chunk (lanes and threads from the first forgotten).
     let mut again = Vec::new();
     c.encode(records, &mut again).unwrap();
     decode(&again, laned, records.len(), &mut back).unwrap();
     assert_eq!(back, records);
     cols
+}
+
+/// The records of `cols` decoded in pieces of `every` bytes or more, put back together.
+fn in_pieces(cols: &[u8], laned: bool, raw_len: usize, every: usize) -> Vec<u8> {
+    let (mut out, mut starts, mut joined) = (Vec::new(), Vec::new(), Vec::new());
+    let mut emit = |piece: &[u8]| {
+        // Every piece but the last is at least `every` bytes.
+        joined.push(piece.to_vec());
+        true
+    };
+    assert!(decode_pieces(
+        cols,
+        laned,
+        raw_len,
+        &mut out,
+        &mut starts,
+        every,
+        &mut emit
+    )
+    .unwrap());
+    let n = joined.len();
+    assert!(joined[..n.saturating_sub(1)]
+        .iter()
+        .all(|p| p.len() >= every));
+    joined.concat()
+}
+
+/// Copies reaching as far back as a copy may (a period of [`MAX_COPY_DISTANCE`] records),
+/// decoded in pieces much shorter than that: the window a reader in pieces keeps still holds
+/// their sources, and what lies before it is dropped.
+#[test]
+fn copies_from_far_back_decode_in_pieces() {
+    let mut r = Vec::new();
+    put_thread_switch(&mut r, 3);
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let period: Vec<u64> = (0..MAX_COPY_DISTANCE)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            16 + x % 100_000
+        })
+        .collect();
+    for _ in 0..3 {
+        for &size in &period {
+            put_block_alloc(&mut r, size, 1 + size % 7, AllocKind::Malloc, 0);
+        }
+    }
+    let cols = round_trip(&r);
+    // The second and third periods are copies of the first, from the farthest a copy reaches.
+    assert!(
+        cols.len() * 2 < r.len(),
+        "{} of {} bytes",
+        cols.len(),
+        r.len()
+    );
+    let (mut out, mut starts) = (Vec::new(), Vec::new());
+    let mut pieces = 0;
+    decode_pieces(
+        &cols,
+        false,
+        r.len(),
+        &mut out,
+        &mut starts,
+        4096,
+        &mut |_| {
+            pieces += 1;
+            true
+        },
+    )
+    .unwrap();
+    assert!(pieces > 100);
+    assert!(
+        out.len() < r.len() / 2,
+        "{} of {} bytes kept",
+        out.len(),
+        r.len()
+    );
+    assert!(starts.len() < MAX_COPY_DISTANCE + 4096);
 }
 
 /// The stream lengths at the start of the columns.

@@ -33,18 +33,99 @@ use crate::model::{BlockGroup, BlockGroups, Sample, StackStats, ThreadInfo, Time
 /// thread and interval (`None`: live at the end).
 type GroupKey = (u32, u32, u32, Option<(u32, u32)>);
 
-/// Replay-only state of a stack next to its public aggregates.
-#[derive(Debug, Clone, Default)]
-struct StackLive {
+/// What the replay keeps of a stack while it runs: the counters of its aggregates and its live
+/// state, 104 bytes in one array. The public [`StackStats`] are made of them at the end (with
+/// the live state beside them, a stack took 192 bytes in two arrays: the stacks an event
+/// touches were three or four cache lines instead of two).
+#[derive(Debug, Clone)]
+struct Site {
     live_bytes: u64,
     live_blocks: u64,
-    /// An allocation was seen (the block size range is set).
-    sized: bool,
+    /// The peak epoch `peak_bytes` and `peak_blocks` were last brought up to date in.
     epoch_seen: u64,
-    /// Fractions of estimated allocations and bytes not yet counted (sampled profiles), carried
-    /// so the integer totals stay within one unit of the estimate.
-    carry_count: f64,
-    carry_bytes: f64,
+    peak_bytes: u64,
+    peak_blocks: u64,
+    max_live_bytes: u64,
+    max_live_blocks: u64,
+    allocations: u64,
+    allocated_bytes: u64,
+    /// `u64::MAX` until the first allocation (then no larger than `max_block_bytes`).
+    min_block_bytes: u64,
+    max_block_bytes: u64,
+    frees: u64,
+    temporary_allocations: u64,
+}
+
+impl Default for Site {
+    fn default() -> Self {
+        Site {
+            live_bytes: 0,
+            live_blocks: 0,
+            epoch_seen: 0,
+            peak_bytes: 0,
+            peak_blocks: 0,
+            max_live_bytes: 0,
+            max_live_blocks: 0,
+            allocations: 0,
+            allocated_bytes: 0,
+            min_block_bytes: u64::MAX,
+            max_block_bytes: 0,
+            frees: 0,
+            temporary_allocations: 0,
+        }
+    }
+}
+
+impl Site {
+    /// Brings the stack's peak snapshot up to date before its live bytes change: untouched
+    /// since the latest peak, its live bytes now are its bytes at that peak.
+    #[inline(always)]
+    fn touch(&mut self, epoch: u64) {
+        if self.epoch_seen != epoch {
+            self.peak_bytes = self.live_bytes;
+            self.peak_blocks = self.live_blocks;
+            self.epoch_seen = epoch;
+        }
+    }
+
+    /// An allocation of `size_bytes` (the size asked for) was seen.
+    #[inline(always)]
+    fn sized(&mut self, size_bytes: u64) {
+        self.min_block_bytes = self.min_block_bytes.min(size_bytes);
+        self.max_block_bytes = self.max_block_bytes.max(size_bytes);
+    }
+
+    /// The public aggregates (leaks are added after).
+    fn stats(&self) -> StackStats {
+        StackStats {
+            counts: crate::model::Counts {
+                allocations: self.allocations,
+                allocated_bytes: self.allocated_bytes,
+                peak_bytes: self.peak_bytes,
+                temporary_allocations: self.temporary_allocations,
+                ..Default::default()
+            },
+            peak_blocks: self.peak_blocks,
+            max_live_bytes: self.max_live_bytes,
+            max_live_blocks: self.max_live_blocks,
+            // 0 when no allocation was seen.
+            min_block_bytes: match self.min_block_bytes > self.max_block_bytes {
+                true => 0,
+                false => self.min_block_bytes,
+            },
+            max_block_bytes: self.max_block_bytes,
+            frees: self.frees,
+            ..StackStats::default()
+        }
+    }
+}
+
+/// Sampled profiles: fractions of a stack's estimated allocations and bytes not yet counted,
+/// carried so the integer totals stay within one unit of the estimate.
+#[derive(Debug, Clone, Default)]
+struct Carry {
+    count: f64,
+    bytes: f64,
 }
 
 /// Most allocations one sampled event may stand for (see [`Replay::weigh`]).
@@ -77,9 +158,11 @@ pub(crate) struct Replay {
     /// Mean bytes between samples; 0 for a profile of every allocation.
     sampling_rate: u64,
     epoch: u64,
-    stats: Vec<StackStats>,
-    stack_live: Vec<StackLive>,
-    /// Recorded stack id of each entry of `stats`.
+    /// Per stack slot.
+    sites: Vec<Site>,
+    /// Per stack slot, sampled profiles only.
+    carries: Vec<Carry>,
+    /// Recorded stack id of each entry of `sites`.
     stack_raw_ids: Vec<u64>,
     threads: Vec<ThreadInfo>,
     /// Per entry of `threads`, the key (address or block number) of its last allocation.
@@ -198,13 +281,13 @@ impl Replay {
             count: w * w - w,
         };
         self.var_allocated.add(var);
-        let s = &mut self.stack_live[stack as usize];
-        s.carry_count += w;
-        s.carry_bytes += w * size_bytes as f64;
-        let count = s.carry_count.floor();
-        let bytes = s.carry_bytes.floor();
-        s.carry_count -= count;
-        s.carry_bytes -= bytes;
+        let c = &mut self.carries[stack as usize];
+        c.count += w;
+        c.bytes += w * size_bytes as f64;
+        let count = c.count.floor();
+        let bytes = c.bytes.floor();
+        c.count -= count;
+        c.bytes -= bytes;
         (count as u64, bytes as u64, var)
     }
 
@@ -213,12 +296,14 @@ impl Replay {
         self.reorder.seal();
     }
 
-    /// A new stack slot (the next index of `stats`) for the recorded stack id `raw`. The loader
+    /// A new stack slot (the next index of `sites`) for the recorded stack id `raw`. The loader
     /// hands out slots in the order stacks first appear in allocation events.
     pub(crate) fn new_stack(&mut self, raw: u64) -> u32 {
-        let i = self.stats.len() as u32;
-        self.stats.push(StackStats::default());
-        self.stack_live.push(StackLive::default());
+        let i = self.sites.len() as u32;
+        self.sites.push(Site::default());
+        if self.sampling_rate != 0 {
+            self.carries.push(Carry::default());
+        }
         self.stack_raw_ids.push(raw);
         i
     }
@@ -354,22 +439,11 @@ impl Replay {
         self.reorder.pending()
     }
 
-    /// Brings a stack's peak snapshot up to date before its live bytes change.
-    fn touch(&mut self, stack: u32) {
-        let s = &mut self.stack_live[stack as usize];
-        if s.epoch_seen != self.epoch {
-            let st = &mut self.stats[stack as usize];
-            st.counts.peak_bytes = s.live_bytes;
-            st.peak_blocks = s.live_blocks;
-            s.epoch_seen = self.epoch;
-        }
-    }
-
     /// Removes a live block from the books (its bytes leave its stack and the heap).
     fn release_block(&mut self, block: &Block, extra: &Extra) {
         self.var_live.sub(extra.var);
-        self.touch(block.stack);
-        let s = &mut self.stack_live[block.stack as usize];
+        let s = &mut self.sites[block.stack as usize];
+        s.touch(self.epoch);
         s.live_bytes = s.live_bytes.saturating_sub(block.size_bytes);
         s.live_blocks = s.live_blocks.saturating_sub(extra.count);
         self.live_bytes = self.live_bytes.saturating_sub(block.size_bytes);
@@ -430,13 +504,7 @@ impl Replay {
         realloc: bool,
     ) {
         self.sequenced(seq);
-        let st = &mut self.stats[stack as usize];
-        let live = &mut self.stack_live[stack as usize];
-        if !live.sized || size_bytes < st.min_block_bytes {
-            st.min_block_bytes = size_bytes;
-        }
-        live.sized = true;
-        st.max_block_bytes = st.max_block_bytes.max(size_bytes);
+        self.sites[stack as usize].sized(size_bytes);
         let request_bytes = size_bytes;
         let (count, size_bytes, var) = self.weigh(stack, size_bytes);
         self.var_live.add(var);
@@ -483,19 +551,17 @@ impl Replay {
                 );
             }
         }
-        self.touch(stack);
-        let live = &mut self.stack_live[stack as usize];
-        live.live_bytes = live.live_bytes.saturating_add(size_bytes);
-        live.live_blocks += count;
-        let (live_bytes, live_blocks) = (live.live_bytes, live.live_blocks);
-        let st = &mut self.stats[stack as usize];
+        let s = &mut self.sites[stack as usize];
+        s.touch(self.epoch);
+        s.live_bytes = s.live_bytes.saturating_add(size_bytes);
+        s.live_blocks += count;
         // `>=`: the latest of equal maxima, as DHAT keeps it.
-        if live_bytes >= st.max_live_bytes {
-            st.max_live_bytes = live_bytes;
-            st.max_live_blocks = live_blocks;
+        if s.live_bytes >= s.max_live_bytes {
+            s.max_live_bytes = s.live_bytes;
+            s.max_live_blocks = s.live_blocks;
         }
-        st.counts.allocations += count;
-        st.counts.allocated_bytes = st.counts.allocated_bytes.saturating_add(size_bytes);
+        s.allocations += count;
+        s.allocated_bytes = s.allocated_bytes.saturating_add(size_bytes);
         self.totals.counts.allocations += count;
         if realloc {
             self.totals.reallocs += count;
@@ -545,27 +611,17 @@ impl Replay {
             self.totals.reused_live_addresses += 1;
             self.release_block(&old, &Extra::EXACT);
         }
-        let i = stack as usize;
-        let (s, st) = (&mut self.stack_live[i], &mut self.stats[i]);
-        if !s.sized || size_bytes < st.min_block_bytes {
-            st.min_block_bytes = size_bytes;
-        }
-        s.sized = true;
-        st.max_block_bytes = st.max_block_bytes.max(size_bytes);
-        // `touch`, with both entries in hand.
-        if s.epoch_seen != self.epoch {
-            st.counts.peak_bytes = s.live_bytes;
-            st.peak_blocks = s.live_blocks;
-            s.epoch_seen = self.epoch;
-        }
+        let s = &mut self.sites[stack as usize];
+        s.sized(size_bytes);
+        s.touch(self.epoch);
         s.live_bytes = s.live_bytes.saturating_add(size_bytes);
         s.live_blocks += 1;
-        if s.live_bytes >= st.max_live_bytes {
-            st.max_live_bytes = s.live_bytes;
-            st.max_live_blocks = s.live_blocks;
+        if s.live_bytes >= s.max_live_bytes {
+            s.max_live_bytes = s.live_bytes;
+            s.max_live_blocks = s.live_blocks;
         }
-        st.counts.allocations += 1;
-        st.counts.allocated_bytes = st.counts.allocated_bytes.saturating_add(size_bytes);
+        s.allocations += 1;
+        s.allocated_bytes = s.allocated_bytes.saturating_add(size_bytes);
         let totals = &mut self.totals;
         totals.counts.allocations += 1;
         totals.reallocs += u64::from(realloc);
@@ -594,23 +650,19 @@ impl Replay {
             self.totals.frees += u64::from(!realloc);
             return;
         };
-        let (i, ti) = (block.stack as usize, block.tid as usize);
-        let (s, st) = (&mut self.stack_live[i], &mut self.stats[i]);
-        if s.epoch_seen != self.epoch {
-            st.counts.peak_bytes = s.live_bytes;
-            st.peak_blocks = s.live_blocks;
-            s.epoch_seen = self.epoch;
-        }
+        let ti = block.tid as usize;
+        let s = &mut self.sites[block.stack as usize];
+        s.touch(self.epoch);
         s.live_bytes = s.live_bytes.saturating_sub(block.size_bytes);
         s.live_blocks = s.live_blocks.saturating_sub(1);
         self.live_bytes = self.live_bytes.saturating_sub(block.size_bytes);
         self.live_blocks = self.live_blocks.saturating_sub(1);
-        st.frees += 1;
+        s.frees += 1;
         self.totals.frees += u64::from(!realloc);
         // A temporary: freed by the thread that allocated it, its last allocation (realloc's
         // free half never is: see `apply_free`). The block's thread index is that thread's.
         if !realloc && self.threads[ti].tid == tid && self.last_alloc[ti] == Some(addr) {
-            st.counts.temporary_allocations += 1;
+            s.temporary_allocations += 1;
             self.totals.counts.temporary_allocations += 1;
         }
     }
@@ -630,8 +682,7 @@ impl Replay {
         if !realloc {
             self.totals.frees += extra.count;
         }
-        let st = &mut self.stats[block.stack as usize];
-        st.frees += extra.count;
+        self.sites[block.stack as usize].frees += extra.count;
         // A block resized by realloc was not discarded: not a temporary (counting it would flag
         // every growing Vec as churn).
         let temporary = !realloc
@@ -640,8 +691,7 @@ impl Replay {
                 .find_thread(tid)
                 .is_some_and(|i| self.last_alloc[i] == Some(addr));
         if temporary {
-            let st = &mut self.stats[block.stack as usize];
-            st.counts.temporary_allocations += extra.count;
+            self.sites[block.stack as usize].temporary_allocations += extra.count;
             self.totals.counts.temporary_allocations += extra.count;
         }
         if let Some(b) = self.buckets.as_mut() {
@@ -661,9 +711,12 @@ impl Replay {
     pub(crate) fn finish(mut self) -> ReplayOutput {
         self.seal();
         self.release(None);
-        for i in 0..self.stats.len() {
-            self.touch(i as u32);
-        }
+        let mut stats: Vec<StackStats> = (self.sites.iter_mut())
+            .map(|s| {
+                s.touch(self.epoch);
+                s.stats()
+            })
+            .collect();
         let extra_of = |extras: &Option<LiveTable<Extra>>, addr: &u64| {
             extras
                 .as_ref()
@@ -683,7 +736,7 @@ impl Replay {
         for (addr, block) in self.live.iter() {
             let block = self.with_tid(block);
             let extra = extra_of(&self.extras, &addr);
-            let st = &mut self.stats[block.stack as usize];
+            let st = &mut stats[block.stack as usize];
             st.counts.leaked_allocations += extra.count;
             st.counts.leaked_bytes = st.counts.leaked_bytes.saturating_add(block.size_bytes);
             self.totals.counts.leaked_allocations += extra.count;
@@ -705,7 +758,7 @@ impl Replay {
         });
         ReplayOutput {
             sampling_error,
-            stats: self.stats,
+            stats,
             stack_raw_ids: self.stack_raw_ids,
             threads: self.threads,
             samples: self.samples,

@@ -128,8 +128,8 @@ fn the_lean_path_and_the_full_one_agree() {
         let stack = ((r >> 8) % 5) as u32;
         let size = (r >> 16) % 5000;
         for rp in [&mut lean, &mut full] {
-            while rp.stats.len() <= stack as usize {
-                rp.new_stack(rp.stats.len() as u64 + 1);
+            while rp.sites.len() <= stack as usize {
+                rp.new_stack(rp.sites.len() as u64 + 1);
             }
         }
         match (r >> 32) % 10 {

@@ -51,13 +51,13 @@ impl CpuBuilder {
         for (tid, t_ns, raw, weight_ns) in self.raw {
             let i = *index.entry(raw).or_insert_with(|| {
                 raws.push(raw);
-                let stack = stacks.defined.get(&raw).copied();
+                let stack = stacks.defined(raw);
                 if stack.is_none() {
                     undefined += 1;
                 }
                 cpu.stacks.push(CpuStack {
                     stack: stack.flatten(),
-                    truncated: stacks.cut.contains(&raw),
+                    truncated: stacks.was_cut(raw),
                     ..CpuStack::default()
                 });
                 (cpu.stacks.len() - 1) as u32

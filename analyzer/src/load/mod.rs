@@ -31,7 +31,7 @@ use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashMap;
 use tidemark::format::{
     trailer_key, ChunkBytes, FormatError, OrderedState, Reader, SymbolFrame, Truncation,
 };
@@ -336,19 +336,62 @@ pub fn drop_in_background<T: Send + 'static>(value: T) {
 pub(crate) struct StackBuilder {
     ip_index: FxHashMap<(u64, u64), IpId>,
     node_index: FxHashMap<(Option<StackId>, IpId), StackId>,
-    /// Recorded stack id → leaf node (`None` for an empty stack).
-    pub(crate) defined: FxHashMap<u64, Option<StackId>>,
-    /// Recorded stack ids whose definition was cut at the frame limit ([`stack_was_cut`]).
-    pub(crate) cut: FxHashSet<u64>,
+    /// Recorded stack id → its definition.
+    defs: Defs,
     /// Only collect the return addresses ([`LoadOptions::stacks`] off).
     pub(crate) ips_only: bool,
     /// Set for version-3 files: a definition's own frames are new nodes (see [`Self::define`]).
     pub(crate) new_nodes_trusted: bool,
     /// `node_index` holds every node (set once a definition needs lookups).
     indexed: bool,
-    /// Recorded stack id → its depth and generation (where a `STACK_TAIL` naming it as its base
-    /// starts).
-    depths: FxHashMap<u64, (u32, u64)>,
+}
+
+/// What the loader keeps of a stack definition.
+#[derive(Debug, Clone, Copy)]
+struct Def {
+    /// Leaf node (`None` for an empty stack).
+    leaf: Option<StackId>,
+    /// Its frames are in the tree (not when loading without it, [`StackBuilder::ips_only`]: the
+    /// stack is then not "defined", only its depth kept).
+    in_tree: bool,
+    /// Frames, and the module generation (where a `STACK_TAIL` naming it as its base starts).
+    depth: u32,
+    generation: u64,
+    /// Cut at the frame limit ([`stack_was_cut`]).
+    cut: bool,
+}
+
+/// Recorded stack ids below this find their definition in a vector; larger ones, in a map.
+const DENSE_DEFS: u64 = 1 << 20;
+
+/// Definitions by recorded stack id. The recorder numbers its stacks from 1 up: a vector
+/// indexed by id, where three hash maps (leaf, depth, cut) took an insertion each per definition
+/// (tens of thousands in a compiler's profile).
+#[derive(Default)]
+struct Defs {
+    dense: Vec<Option<Def>>,
+    sparse: FxHashMap<u64, Def>,
+}
+
+impl Defs {
+    fn get(&self, id: u64) -> Option<&Def> {
+        match id < DENSE_DEFS {
+            true => self.dense.get(id as usize)?.as_ref(),
+            false => self.sparse.get(&id),
+        }
+    }
+
+    fn insert(&mut self, id: u64, def: Def) {
+        if id < DENSE_DEFS {
+            let i = id as usize;
+            if i >= self.dense.len() {
+                self.dense.resize((i + 1).next_power_of_two(), None);
+            }
+            self.dense[i] = Some(def);
+        } else {
+            self.sparse.insert(id, def);
+        }
+    }
 }
 
 /// True when a recorded stack of `frames` return addresses was cut at the recorder's frame limit
@@ -360,6 +403,17 @@ pub(crate) fn stack_was_cut(frames: usize) -> bool {
 }
 
 impl StackBuilder {
+    /// The leaf node of recorded stack `id`: `None` when it was never defined, `Some(None)` for
+    /// an empty stack (or one loaded without the tree).
+    pub(crate) fn defined(&self, id: u64) -> Option<Option<StackId>> {
+        self.defs.get(id).filter(|d| d.in_tree).map(|d| d.leaf)
+    }
+
+    /// Whether recorded stack `id` was cut at the recorder's frame limit ([`stack_was_cut`]).
+    pub(crate) fn was_cut(&self, id: u64) -> bool {
+        self.defs.get(id).is_some_and(|d| d.in_tree && d.cut)
+    }
+
     /// Adds a stack definition (frames innermost first) of module generation `generation`.
     /// `outer` is the record's `(base, keep)`: its outermost `keep` frames are stack `base`'s,
     /// so the walk down the tree starts at that stack's node instead of the root (deep programs
@@ -400,13 +454,22 @@ impl StackBuilder {
             Some((node, keep)) => (node, &frames[..frames.len() - keep]),
             None => (None, frames),
         };
-        self.depths
-            .insert(id, (frames.len() as u32 + omitted, generation));
+        let depth = frames.len() as u32 + omitted;
+        let cut = stack_was_cut(depth as usize);
         if self.ips_only {
             // In the tree's order (outermost first), so the addresses are numbered alike.
             for &addr in own.iter().rev() {
                 self.ip_of(p, addr, generation);
             }
+            let (leaf, in_tree) = (None, false);
+            let def = Def {
+                leaf,
+                in_tree,
+                depth,
+                generation,
+                cut,
+            };
+            self.defs.insert(id, def);
             return;
         }
         if !fresh && !self.indexed {
@@ -425,12 +488,15 @@ impl StackBuilder {
             };
             parent = Some(node);
         }
-        self.defined.insert(id, parent);
-        if stack_was_cut(frames.len() + omitted as usize) {
-            self.cut.insert(id);
-        } else {
-            self.cut.remove(&id);
-        }
+        let (leaf, in_tree) = (parent, true);
+        let def = Def {
+            leaf,
+            in_tree,
+            depth,
+            generation,
+            cut,
+        };
+        self.defs.insert(id, def);
     }
 
     /// The id of return address `addr` of generation `generation`, numbered when new.
@@ -467,14 +533,19 @@ impl StackBuilder {
         keep: u32,
         generation: u64,
     ) -> Option<(Option<StackId>, usize)> {
-        let &(depth, g) = self.depths.get(&base)?;
+        let &Def {
+            leaf,
+            depth,
+            generation: g,
+            ..
+        } = self.defs.get(base)?;
         if g != generation || keep == 0 || keep > depth {
             return None;
         }
         if self.ips_only {
             return Some((None, keep as usize));
         }
-        let mut node = (*self.defined.get(&base)?)?;
+        let mut node = leaf?;
         for _ in keep..depth {
             node = p.stacks[node.0 as usize].parent?;
         }
@@ -711,13 +782,13 @@ fn load_inner<R: Read>(
     p.block_groups = out.block_groups;
     p.escape = escape.finish(&out.stack_raw_ids);
     for (st, raw) in p.stack_stats.iter_mut().zip(&out.stack_raw_ids) {
-        st.stack = stacks.defined.get(raw).copied().flatten();
-        st.truncated = stacks.cut.contains(raw);
+        st.stack = stacks.defined(*raw).flatten();
+        st.truncated = stacks.was_cut(*raw);
     }
     let undefined = out
         .stack_raw_ids
         .iter()
-        .filter(|raw| !stacks.defined.contains_key(raw))
+        .filter(|&&raw| stacks.defined(raw).is_none())
         .count();
     if undefined > 0 {
         p.warnings.push(format!(

@@ -276,6 +276,21 @@ impl<'a> RecordIter<'a> {
                     self.cursor.skip(1);
                     self.ordered_event(t)
                 }
+                // A thread switch, here rather than in `decode`: the burst of 300 threads has one
+                // every few events.
+                Some(tag::CONTEXT) if self.ordered.is_some() => {
+                    self.cursor.skip(1);
+                    match self.cursor.uvarint() {
+                        Ok(tid) => {
+                            self.tid = tid as u32;
+                            if let Some(o) = self.ordered.as_deref_mut() {
+                                o.tid = self.tid;
+                            }
+                            continue;
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
                 _ => match self.decode() {
                     Ok(Some(rec)) => Ok(rec),
                     Ok(None) => return Ok(()),

@@ -449,29 +449,44 @@ impl StackBuilder {
         // nodes) and older files take the lookups, the index built first from the nodes made so
         // far.
         let fresh = self.new_nodes_trusted && (start.is_some() || outer.is_none());
-        let (mut parent, own) = match start {
+        let (parent, own) = match start {
             Some((node, _)) if outer_omitted => (node, frames),
             Some((node, keep)) => (node, &frames[..frames.len() - keep]),
             None => (None, frames),
         };
         let depth = frames.len() as u32 + omitted;
         let cut = stack_was_cut(depth as usize);
-        if self.ips_only {
-            // In the tree's order (outermost first), so the addresses are numbered alike.
-            for &addr in own.iter().rev() {
-                self.ip_of(p, addr, generation);
+        // Without the tree (`ips_only`) the stack is not "defined", only its depth kept.
+        let (leaf, in_tree) = match self.ips_only {
+            true => {
+                // In the tree's order (outermost first), so the addresses are numbered alike.
+                for &addr in own.iter().rev() {
+                    self.ip_of(p, addr, generation);
+                }
+                (None, false)
             }
-            let (leaf, in_tree) = (None, false);
-            let def = Def {
-                leaf,
-                in_tree,
-                depth,
-                generation,
-                cut,
-            };
-            self.defs.insert(id, def);
-            return;
-        }
+            false => (self.grow(p, parent, own, generation, fresh), true),
+        };
+        let def = Def {
+            leaf,
+            in_tree,
+            depth,
+            generation,
+            cut,
+        };
+        self.defs.insert(id, def);
+    }
+
+    /// Adds `own` (innermost first) to the tree below `parent`; the leaf. `fresh`: the frames
+    /// are new nodes, made without looking them up (see [`Self::define`]).
+    fn grow(
+        &mut self,
+        p: &mut Profile,
+        mut parent: Option<StackId>,
+        own: &[u64],
+        generation: u64,
+        fresh: bool,
+    ) -> Option<StackId> {
         if !fresh && !self.indexed {
             self.index_nodes(p);
         }
@@ -488,15 +503,7 @@ impl StackBuilder {
             };
             parent = Some(node);
         }
-        let (leaf, in_tree) = (parent, true);
-        let def = Def {
-            leaf,
-            in_tree,
-            depth,
-            generation,
-            cut,
-        };
-        self.defs.insert(id, def);
+        parent
     }
 
     /// The id of return address `addr` of generation `generation`, numbered when new.

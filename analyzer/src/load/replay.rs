@@ -551,6 +551,22 @@ impl Replay {
                 );
             }
         }
+        self.count_alloc(seq, ti, stack, size_bytes, count, realloc);
+        self.last_alloc[ti] = Some(addr);
+    }
+
+    /// Counts an allocation of `size_bytes` standing for `count` allocations: in its stack's
+    /// live bytes and aggregates, the totals and the peak, its thread's (both paths).
+    #[inline(always)]
+    fn count_alloc(
+        &mut self,
+        seq: u64,
+        ti: usize,
+        stack: u32,
+        size_bytes: u64,
+        count: u64,
+        realloc: bool,
+    ) {
         let s = &mut self.sites[stack as usize];
         s.touch(self.epoch);
         s.live_bytes = s.live_bytes.saturating_add(size_bytes);
@@ -562,25 +578,22 @@ impl Replay {
         }
         s.allocations += count;
         s.allocated_bytes = s.allocated_bytes.saturating_add(size_bytes);
-        self.totals.counts.allocations += count;
+        let totals = &mut self.totals;
+        totals.counts.allocations += count;
         if realloc {
-            self.totals.reallocs += count;
+            totals.reallocs += count;
         }
-        self.totals.counts.allocated_bytes = self
-            .totals
-            .counts
-            .allocated_bytes
-            .saturating_add(size_bytes);
+        totals.counts.allocated_bytes = totals.counts.allocated_bytes.saturating_add(size_bytes);
         self.live_bytes = self.live_bytes.saturating_add(size_bytes);
         self.live_blocks += count;
-        if self.live_bytes > self.totals.counts.peak_bytes {
-            self.totals.counts.peak_bytes = self.live_bytes;
-            self.totals.peak_blocks = self.live_blocks;
+        if self.live_bytes > totals.counts.peak_bytes {
+            totals.counts.peak_bytes = self.live_bytes;
+            totals.peak_blocks = self.live_blocks;
+            // Zero in a profile of every allocation.
             self.var_peak = self.var_live;
-            self.totals.peak_seq = seq;
+            totals.peak_seq = seq;
             self.epoch += 1;
         }
-        self.last_alloc[ti] = Some(addr);
         let t = &mut self.threads[ti];
         t.allocations += count;
         t.allocated_bytes = t.allocated_bytes.saturating_add(size_bytes);
@@ -611,33 +624,9 @@ impl Replay {
             self.totals.reused_live_addresses += 1;
             self.release_block(&old, &Extra::EXACT);
         }
-        let s = &mut self.sites[stack as usize];
-        s.sized(size_bytes);
-        s.touch(self.epoch);
-        s.live_bytes = s.live_bytes.saturating_add(size_bytes);
-        s.live_blocks += 1;
-        if s.live_bytes >= s.max_live_bytes {
-            s.max_live_bytes = s.live_bytes;
-            s.max_live_blocks = s.live_blocks;
-        }
-        s.allocations += 1;
-        s.allocated_bytes = s.allocated_bytes.saturating_add(size_bytes);
-        let totals = &mut self.totals;
-        totals.counts.allocations += 1;
-        totals.reallocs += u64::from(realloc);
-        totals.counts.allocated_bytes = totals.counts.allocated_bytes.saturating_add(size_bytes);
-        self.live_bytes = self.live_bytes.saturating_add(size_bytes);
-        self.live_blocks += 1;
-        if self.live_bytes > totals.counts.peak_bytes {
-            totals.counts.peak_bytes = self.live_bytes;
-            totals.peak_blocks = self.live_blocks;
-            totals.peak_seq = seq;
-            self.epoch += 1;
-        }
+        self.sites[stack as usize].sized(size_bytes);
+        self.count_alloc(seq, ti, stack, size_bytes, 1, realloc);
         self.last_alloc[ti] = Some(addr);
-        let t = &mut self.threads[ti];
-        t.allocations += 1;
-        t.allocated_bytes = t.allocated_bytes.saturating_add(size_bytes);
     }
 
     /// [`Replay::apply_free`] when nothing is kept beside a block ([`Replay::lean`]).

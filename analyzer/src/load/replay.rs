@@ -439,15 +439,18 @@ impl Replay {
         self.reorder.pending()
     }
 
-    /// Removes a live block from the books (its bytes leave its stack and the heap).
-    fn release_block(&mut self, block: &Block, extra: &Extra) {
-        self.var_live.sub(extra.var);
+    /// Removes a live block standing for `count` allocations from the books (its bytes leave
+    /// its stack and the heap); its stack's entry, for the caller's counts. The general path
+    /// takes its variance out of the live estimate first.
+    #[inline(always)]
+    fn release_block(&mut self, block: &Block, count: u64) -> &mut Site {
+        self.live_bytes = self.live_bytes.saturating_sub(block.size_bytes);
+        self.live_blocks = self.live_blocks.saturating_sub(count);
         let s = &mut self.sites[block.stack as usize];
         s.touch(self.epoch);
         s.live_bytes = s.live_bytes.saturating_sub(block.size_bytes);
-        s.live_blocks = s.live_blocks.saturating_sub(extra.count);
-        self.live_bytes = self.live_bytes.saturating_sub(block.size_bytes);
-        self.live_blocks = self.live_blocks.saturating_sub(extra.count);
+        s.live_blocks = s.live_blocks.saturating_sub(count);
+        s
     }
 
     /// The rest of the live block at `addr`, taken out of its table.
@@ -537,7 +540,8 @@ impl Replay {
         if let Some(old) = old {
             // The address was handed out again without a recorded free.
             self.totals.reused_live_addresses += 1;
-            self.release_block(&old, &old_extra);
+            self.var_live.sub(old_extra.var);
+            self.release_block(&old, old_extra.count);
             self.group_block(&old, &old_extra, Some((tid, seq)));
             if let Some(b) = self.buckets.as_mut() {
                 b.free(
@@ -622,7 +626,7 @@ impl Replay {
         if let Some(old) = self.live.insert(addr, block) {
             // The address was handed out again without a recorded free.
             self.totals.reused_live_addresses += 1;
-            self.release_block(&old, &Extra::EXACT);
+            self.release_block(&old, 1);
         }
         self.sites[stack as usize].sized(size_bytes);
         self.count_alloc(seq, ti, stack, size_bytes, 1, realloc);
@@ -640,20 +644,15 @@ impl Replay {
             return;
         };
         let ti = block.tid as usize;
-        let s = &mut self.sites[block.stack as usize];
-        s.touch(self.epoch);
-        s.live_bytes = s.live_bytes.saturating_sub(block.size_bytes);
-        s.live_blocks = s.live_blocks.saturating_sub(1);
-        self.live_bytes = self.live_bytes.saturating_sub(block.size_bytes);
-        self.live_blocks = self.live_blocks.saturating_sub(1);
-        s.frees += 1;
-        self.totals.frees += u64::from(!realloc);
         // A temporary: freed by the thread that allocated it, its last allocation (realloc's
         // free half never is: see `apply_free`). The block's thread index is that thread's.
-        if !realloc && self.threads[ti].tid == tid && self.last_alloc[ti] == Some(addr) {
-            s.temporary_allocations += 1;
-            self.totals.counts.temporary_allocations += 1;
-        }
+        let temporary =
+            !realloc && self.threads[ti].tid == tid && self.last_alloc[ti] == Some(addr);
+        let s = self.release_block(&block, 1);
+        s.frees += 1;
+        s.temporary_allocations += u64::from(temporary);
+        self.totals.frees += u64::from(!realloc);
+        self.totals.counts.temporary_allocations += u64::from(temporary);
     }
 
     fn apply_free(&mut self, seq: u64, tid: u32, addr: u64, realloc: bool) {
@@ -666,7 +665,8 @@ impl Replay {
             return;
         };
         let extra = self.take_extra(addr);
-        self.release_block(&block, &extra);
+        self.var_live.sub(extra.var);
+        self.release_block(&block, extra.count);
         self.group_block(&block, &extra, Some((tid, seq)));
         if !realloc {
             self.totals.frees += extra.count;

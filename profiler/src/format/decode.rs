@@ -280,14 +280,8 @@ impl<'a> RecordIter<'a> {
                 // every few events.
                 Some(tag::CONTEXT) if self.ordered.is_some() => {
                     self.cursor.skip(1);
-                    match self.cursor.uvarint() {
-                        Ok(tid) => {
-                            self.tid = tid as u32;
-                            if let Some(o) = self.ordered.as_deref_mut() {
-                                o.tid = self.tid;
-                            }
-                            continue;
-                        }
+                    match self.context() {
+                        Ok(()) => continue,
                         Err(e) => Err(e),
                     }
                 }
@@ -390,6 +384,18 @@ impl<'a> RecordIter<'a> {
         Ok(rec)
     }
 
+    /// A `CONTEXT` record's fields, its tag read: the thread of the events after it (and, in
+    /// version 1, the sequence number they count from).
+    #[inline(always)]
+    fn context(&mut self) -> Result<(), DecodeError> {
+        self.tid = self.cursor.uvarint()? as u32;
+        match self.ordered.as_deref_mut() {
+            Some(o) => o.tid = self.tid,
+            None => self.prev_seq = self.cursor.uvarint()?,
+        }
+        Ok(())
+    }
+
     #[inline(never)]
     fn decode(&mut self) -> Result<Option<Record>, DecodeError> {
         loop {
@@ -400,11 +406,7 @@ impl<'a> RecordIter<'a> {
             let t = c.u8()?;
             let rec = match t {
                 tag::CONTEXT => {
-                    self.tid = c.uvarint()? as u32;
-                    match self.ordered.as_deref_mut() {
-                        Some(o) => o.tid = self.tid,
-                        None => self.prev_seq = c.uvarint()?,
-                    }
+                    self.context()?;
                     continue;
                 }
                 tag::ALLOC | tag::FREE | tag::REALLOC if self.ordered.is_some() => {

@@ -187,8 +187,13 @@ impl Pool {
 /// Buffers queued and not yet written above which a thread that queues one more waits for the
 /// writer, when the writer is short of a core (1 MiB of events).
 pub const BACKLOG_HIGH: usize = 16;
+/// Buffers queued and not yet written above which a thread that queues one more waits for the
+/// writer even when the writer has a core of its own (8 MiB of events).
+pub const BACKLOG_MAX: usize = 128;
 /// The backlog a waiting thread waits for.
 pub const BACKLOG_LOW: usize = 4;
+/// The longest a thread waits for the writer in all, however the writer gets on.
+pub const WAIT_MAX_TOTAL_NS: u64 = 1_000_000_000;
 /// Full buffers queued at which a thread wakes the writer (besides its flush interval): one
 /// wake-up per buffer cost a C churn ≈ 3% more CPU, in passes of one buffer each.
 pub const WAKE_BACKLOG: usize = 8;
@@ -209,6 +214,11 @@ pub struct FullQueue {
     drained: AtomicU32,
     /// Threads sleeping on `drained` (the writer makes the wake-up call only when there are).
     waiters: AtomicU32,
+    /// Bumped by the writer as it gets on ([`FullQueue::note_progress`]).
+    progress: AtomicU32,
+    /// Cores the process may use (as the writer last counted them; none counted: never
+    /// crowded).
+    cores: AtomicUsize,
 }
 
 impl FullQueue {
@@ -221,15 +231,25 @@ impl FullQueue {
             crowded: AtomicBool::new(false),
             drained: AtomicU32::new(0),
             waiters: AtomicU32::new(0),
+            progress: AtomicU32::new(0),
+            cores: AtomicUsize::new(usize::MAX),
         }
     }
 
-    /// Sleeps until the backlog falls to [`BACKLOG_LOW`] (or at most `max_ns`, or until
-    /// `go_on` says to stop), calling `nudge` (which wakes the writer) before each sleep. One
-    /// futex wait per fall, where polling every 100 µs made a burst of 300 threads switch in
-    /// and out 134,000 times in 1.4 s (27,000 now; 13% of its samples were in the scheduler).
-    pub fn wait_drained(&self, max_ns: u64, go_on: impl Fn() -> bool, nudge: impl Fn()) {
-        let deadline = crate::sys::clock::mono_ns().saturating_add(max_ns);
+    /// Sleeps until the backlog falls to [`BACKLOG_LOW`], calling `nudge` (which wakes the
+    /// writer) before each sleep, or until `go_on` says to stop. It gives up when the writer
+    /// made no progress for `stall_ns` (something this thread holds may be what the writer
+    /// waits for: a delay, never a deadlock) or after [`WAIT_MAX_TOTAL_NS`] in all. One futex
+    /// wait per fall, where polling every 100 µs made a burst of 300 threads switch in and out
+    /// 134,000 times in 1.4 s (27,000 then; 13% of its samples were in the scheduler). A wait
+    /// that ended after a fixed 20 ms whatever the writer did let 300 threads on two cores
+    /// outrun a writer that, one runnable thread among hundreds, got a few percent of a core:
+    /// the burst's whole recording (2,300 buffers, 250 MB) waited for it in memory and was
+    /// written after the program ended, one core idle.
+    pub fn wait_drained(&self, stall_ns: u64, go_on: impl Fn() -> bool, nudge: impl Fn()) {
+        let start = crate::sys::clock::mono_ns();
+        let mut deadline = start.saturating_add(stall_ns);
+        let mut progress = self.progress.load(Ordering::SeqCst);
         self.waiters.fetch_add(1, Ordering::SeqCst);
         loop {
             let seen = self.drained.load(Ordering::SeqCst);
@@ -237,16 +257,22 @@ impl FullQueue {
                 break;
             }
             let now = crate::sys::clock::mono_ns();
-            if now >= deadline {
+            let p = self.progress.load(Ordering::SeqCst);
+            if p != progress {
+                progress = p;
+                deadline = now.saturating_add(stall_ns);
+            }
+            if now >= deadline || now - start >= WAIT_MAX_TOTAL_NS {
                 break;
             }
             nudge();
-            // At most 1 ms at a time: a wake-up missed (none is expected) or a session that
-            // stopped costs no more than that.
-            let ns = (deadline - now).min(1_000_000);
+            // Until the deadline: the writer wakes the waiting threads when the backlog falls
+            // (sleeping at most 1 ms at a time, 300 waiting threads woke 300,000 times a second
+            // and took the writer's core). Its progress is looked at when the time is up.
+            let ns = deadline.min(start.saturating_add(WAIT_MAX_TOTAL_NS)) - now;
             let timeout = libc::timespec {
-                tv_sec: 0,
-                tv_nsec: ns as i64,
+                tv_sec: (ns / 1_000_000_000) as libc::time_t,
+                tv_nsec: (ns % 1_000_000_000) as libc::c_long,
             };
             // SAFETY: FUTEX_WAIT on a valid aligned u32 with a valid relative timeout; it
             // returns at once when the word is no longer `seen`.
@@ -269,17 +295,28 @@ impl FullQueue {
         self.backlog.load(Ordering::Relaxed)
     }
 
-    /// Called by thread `tid` after it queued a buffer: true when it should wait for the writer
-    /// (it is [`BACKLOG_HIGH`] buffers behind, and the threads filling buffers leave it no core
-    /// of its own). With a core to itself the writer catches up on its own, and waiting would
-    /// only slow the program.
+    /// Called by thread `tid` after it queued a buffer: true when it should wait for the writer:
+    /// it is [`BACKLOG_HIGH`] buffers behind and the threads filling buffers leave it no core
+    /// of its own, or it is [`BACKLOG_MAX`] buffers behind at all. With a core to itself the
+    /// writer mostly catches up on its own, and waiting would only slow the program; but a
+    /// program that makes events faster than the writer writes them (3 M blocks live at once:
+    /// each free's lookup a cache miss) ran ahead by its whole recording, which waited in
+    /// memory (a page fault per 4 KiB of it) to be written after the program ended.
     #[inline]
     pub fn should_wait(&self, tid: u32) -> bool {
         let bit = 1u64 << (tid % 64);
         if self.producers.load(Ordering::Relaxed) & bit == 0 {
-            self.producers.fetch_or(bit, Ordering::Relaxed);
+            let before = self.producers.fetch_or(bit, Ordering::Relaxed);
+            // Crowded as soon as the threads filling buffers and the writer outnumber the
+            // cores, not at the writer's next review: a writer short of a core may not get to
+            // it for hundreds of milliseconds (one runnable thread among hundreds).
+            let n = (before | bit).count_ones() as usize;
+            if n + 1 > self.cores.load(Ordering::Relaxed) {
+                self.crowded.store(true, Ordering::Relaxed);
+            }
         }
-        self.backlog() > BACKLOG_HIGH && self.crowded.load(Ordering::Relaxed)
+        let backlog = self.backlog();
+        backlog > BACKLOG_MAX || (backlog > BACKLOG_HIGH && self.crowded.load(Ordering::Relaxed))
     }
 
     /// True while a waiting thread should go on waiting.
@@ -291,12 +328,24 @@ impl FullQueue {
     /// The writer, now and then: counts the threads that queued buffers since the last look,
     /// and whether they and the writer outnumber `cores`.
     pub fn review_producers(&self, cores: usize) {
+        self.cores.store(cores, Ordering::Relaxed);
         let n = self.producers.swap(0, Ordering::Relaxed).count_ones() as usize;
         self.crowded.store(n + 1 > cores, Ordering::Relaxed);
     }
 
-    /// The writer is done with `b` (taken from this queue or not): it leaves the backlog.
+    /// The writer got on with its work (took a buffer, wrote a slice): a thread waiting for it
+    /// waits on.
+    #[inline]
+    pub fn note_progress(&self) {
+        self.progress.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The writer took `b` (from this queue or not): it leaves the backlog (the waiting threads
+    /// are woken when the backlog falls to [`BACKLOG_LOW`]), and the writer's progress is noted.
+    /// (Counting a buffer until its events were written instead kept two threads on two cores
+    /// waiting, one core idle, while the writer wrote: 1.14× their wall time.)
     pub fn written(&self, mut b: NonNull<Buffer>) {
+        self.note_progress();
         // SAFETY: the caller (the writer) owns the buffer.
         let b = unsafe { b.as_mut() };
         if b.queued {
@@ -370,8 +419,10 @@ mod tests {
         assert!(!q.should_wait(7));
         q.review_producers(2);
         assert!(!q.should_wait(7));
-        // Two threads and the writer on two cores: the writer is short of a core.
-        assert!(!q.should_wait(8));
+        // Two threads and the writer on two cores: the writer is short of a core, as soon as
+        // the second thread fills a buffer (not at the writer's next review).
+        assert!(q.should_wait(8));
+        assert!(q.should_wait(7));
         q.review_producers(2);
         assert!(q.should_wait(7));
         assert!(q.behind());
@@ -391,6 +442,69 @@ mod tests {
         assert_eq!(q.backlog(), 0);
         assert!(!q.behind());
         assert!(!q.should_wait(7));
+        // With a core of its own, a writer [`BACKLOG_MAX`] buffers behind is waited for too.
+        q.review_producers(4);
+        for _ in 0..BACKLOG_MAX {
+            q.push(Buffer::alloc().unwrap());
+        }
+        assert!(!q.should_wait(7));
+        q.push(Buffer::alloc().unwrap());
+        assert!(q.should_wait(7));
+        let mut taken = Vec::new();
+        q.take_all(&mut taken);
+        for b in taken {
+            // SAFETY: as above.
+            unsafe { Buffer::free(b) };
+        }
+    }
+
+    /// A waiting thread waits on while the writer gets on (each buffer it takes is progress),
+    /// until the backlog falls to [`BACKLOG_LOW`], however long that takes; it gives up only
+    /// when the writer makes no progress for the stall time.
+    #[test]
+    fn a_waiting_thread_waits_while_the_writer_gets_on() {
+        let q = std::sync::Arc::new(FullQueue::new());
+        let n = BACKLOG_HIGH + 8;
+        for _ in 0..n {
+            q.push(Buffer::alloc().unwrap());
+        }
+        let mut taken = Vec::new();
+        q.take_all(&mut taken);
+        let addrs: Vec<usize> = taken.iter().map(|b| b.as_ptr() as usize).collect();
+        let writer = {
+            let q = q.clone();
+            std::thread::spawn(move || {
+                // One buffer every 5 ms: 120 ms in all, six times the stall time.
+                for a in addrs {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                    q.written(NonNull::new(a as *mut Buffer).unwrap());
+                }
+            })
+        };
+        let stall = 20_000_000;
+        q.wait_drained(stall, || true, || {});
+        // Not given up after 20 ms: the writer was getting on.
+        assert!(q.backlog() <= BACKLOG_LOW, "backlog {}", q.backlog());
+        writer.join().unwrap();
+        assert_eq!(q.backlog(), 0);
+        for b in taken {
+            // SAFETY: the buffers came from `Buffer::alloc` and are not used again.
+            unsafe { Buffer::free(b) };
+        }
+        // A writer that makes no progress: the wait ends after the stall time.
+        for _ in 0..n {
+            q.push(Buffer::alloc().unwrap());
+        }
+        let t0 = std::time::Instant::now();
+        q.wait_drained(stall, || true, || {});
+        assert!(q.behind());
+        assert!(t0.elapsed() >= std::time::Duration::from_millis(20));
+        let mut taken = Vec::new();
+        q.take_all(&mut taken);
+        for b in taken {
+            // SAFETY: as above.
+            unsafe { Buffer::free(b) };
+        }
     }
 
     #[test]

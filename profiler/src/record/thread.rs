@@ -444,10 +444,12 @@ impl Drop for Busy {
     }
 }
 
-/// The longest one wait lasts: past it the thread goes on (its buffers wait in memory), so that
-/// a writer held up by something this thread holds (a lock the writer needs) delays it, never
-/// deadlocks it.
-const WAIT_MAX_NS: u64 = 20_000_000;
+/// The longest a thread waits while the writer makes no progress: past it the thread goes on
+/// (its buffers wait in memory), so that a writer held up by something this thread holds (a
+/// lock the writer needs) delays it, never deadlocks it. Not shorter: a writer that just wrote
+/// for a while is runnable but not run for tens of milliseconds when hundreds of threads share
+/// the cores, and threads giving up after 20 ms ran ahead of it by 40 MB in a burst of 300.
+const WAIT_MAX_NS: u64 = 100_000_000;
 
 /// Backpressure: a recording thread that queued a full buffer while the writer was behind and
 /// short of a core ([`super::buffer::FullQueue::should_wait`]) waits, off every lock of the

@@ -148,6 +148,9 @@ const ZSTD_LEVEL: i32 = 1;
 
 impl Writer {
     fn new(s: &'static Session, file: ProfileFile, sources: Sources) -> io::Result<Writer> {
+        let cores = usable_cores();
+        // The threads filling buffers tell the backpressure they crowd the cores themselves.
+        s.full.review_producers(cores);
         Ok(Writer {
             s,
             file,
@@ -169,7 +172,7 @@ impl Writer {
             cpu: Vec::new(),
             task_dir: None,
             pending: super::stacks::Pending::default(),
-            cores: usable_cores(),
+            cores,
             next_review: 0,
         })
     }
@@ -379,7 +382,10 @@ impl Writer {
             file,
             ..
         } = self;
+        let full = &self.s.full;
         orderer.write_below(w, events, EVENT_CHUNK_BYTES, |ev| {
+            // A thread waiting for the writer waits on while it gets on.
+            full.note_progress();
             chunks.put_events(out, ev)?;
             ev.clear();
             if out.len() > 8 << 20 {

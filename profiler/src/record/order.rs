@@ -317,9 +317,13 @@ impl Orderer {
         }
         // With one thread (or threads taking turns) the parts follow each other in order: they
         // are written from where they are; else they are merged into a copy ([`merge_parts`]).
+        // Equal keys across parts are in order too (the merge keeps equal keys in the order of
+        // their parts): frees read the counter without advancing it, so a program freeing
+        // 1.5 M blocks in a row gives them all one number, and its parts were merged (copied,
+        // into a vector grown page by page) though one thread made them all.
         let in_order = parts
             .windows(2)
-            .all(|w| runs[w[0].0].evs[w[0].2 - 1].key < runs[w[1].0].evs[w[1].1].key);
+            .all(|w| runs[w[0].0].evs[w[0].2 - 1].key <= runs[w[1].0].evs[w[1].1].key);
         let result = if in_order {
             parts.iter().try_for_each(|&(i, s, e)| {
                 self.write_events(&runs[i].evs[s..e], out, chunk_bytes, &mut flush)
@@ -328,13 +332,12 @@ impl Orderer {
             let slices: Vec<&[Ev]> = parts.iter().map(|&(i, s, e)| &runs[i].evs[s..e]).collect();
             let mut ready = std::mem::take(&mut self.ready);
             ready.clear();
-            merge_parts(&slices, &mut ready);
-            let result = self.write_events(&ready, out, chunk_bytes, &mut flush);
-            // Kept for the next write when small; a large one (a pass of many threads) is
-            // given back.
-            if ready.capacity() <= READY_KEEP {
-                self.ready = ready;
-            }
+            // Written in batches as they are merged: a pass of 300 threads' buffers merged
+            // whole grew its copy to 40 MB (a page fault per 4 KiB, every pass).
+            let result = merge_parts(&slices, &mut ready, &mut |batch: &[Ev]| {
+                self.write_events(batch, out, chunk_bytes, &mut flush)
+            });
+            self.ready = ready;
             result
         };
         // Runs written out give their vectors to the next buffers.
@@ -606,22 +609,30 @@ impl Orderer {
     }
 }
 
-/// Events of a sorted write kept allocated between writes (2 MiB).
-const READY_KEEP: usize = 1 << 16;
+/// Events merged before they are written (2 MiB; a few in tests, so that every test that
+/// merges crosses batches).
+#[cfg(not(test))]
+const READY_BATCH: usize = 1 << 16;
+#[cfg(test)]
+const READY_BATCH: usize = 7;
 
-/// Appends to `out` the events of `parts` (each in key order) merged in key order; equal keys
-/// in the order of their parts (what a stable sort of the parts one after the other gives). Many
-/// threads' buffers of one pass overlap in runs of a few events (two threads running at once
-/// take turns with the counter), and sorting their copies merged every event about log2(parts)
-/// times (the burst of 300 threads: a tenth of the writer's time); here each is copied once, a
-/// run at a time: the part with the smallest next key gives every event below the next key of
-/// any other part, found by galloping. Parts join the heap only when their first key comes up,
-/// so it holds the few that overlap.
-fn merge_parts(parts: &[&[Ev]], out: &mut Vec<Ev>) {
+/// Merges the events of `parts` (each in key order) in key order, equal keys in the order of
+/// their parts (what a stable sort of the parts one after the other gives), and hands them to
+/// `emit` in batches of about [`READY_BATCH`] gathered in `out`. Many threads' buffers of one
+/// pass overlap in runs of a few events (two threads running at once take turns with the
+/// counter), and sorting their copies merged every event about log2(parts) times (the burst of
+/// 300 threads: a tenth of the writer's time); here each is copied once, a run at a time: the
+/// part with the smallest next key gives every event below the next key of any other part,
+/// found by galloping. Parts join the heap only when their first key comes up, so it holds the
+/// few that overlap.
+fn merge_parts(
+    parts: &[&[Ev]],
+    out: &mut Vec<Ev>,
+    emit: &mut impl FnMut(&[Ev]) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     use std::cmp::Reverse;
     if let [a, b] = parts {
-        merge_two(a, b, out);
-        return;
+        return merge_two(a, b, out, emit);
     }
     let mut order: Vec<u32> = (0..parts.len() as u32).collect();
     order.sort_unstable_by_key(|&i| (parts[i as usize][0].key, i));
@@ -664,25 +675,47 @@ fn merge_parts(parts: &[&[Ev]], out: &mut Vec<Ev>) {
         if s + n < part.len() {
             heap.push(Reverse(head(&at, i)));
         }
+        if out.len() >= READY_BATCH {
+            emit(out)?;
+            out.clear();
+        }
     }
+    emit(out)?;
+    out.clear();
+    Ok(())
 }
 
 /// [`merge_parts`] of two parts (two threads taking turns: runs of a few events each), without
 /// the heap: equal keys from `a` first.
-fn merge_two(a: &[Ev], b: &[Ev], out: &mut Vec<Ev>) {
-    out.reserve(a.len() + b.len());
+fn merge_two(
+    a: &[Ev],
+    b: &[Ev],
+    out: &mut Vec<Ev>,
+    emit: &mut impl FnMut(&[Ev]) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     let (mut i, mut j) = (0, 0);
     while i < a.len() && j < b.len() {
-        if b[j].key < a[i].key {
-            out.push(b[j]);
-            j += 1;
-        } else {
-            out.push(a[i]);
-            i += 1;
+        let end = out.len() + READY_BATCH.min(a.len() - i + b.len() - j);
+        out.reserve(end - out.len());
+        while i < a.len() && j < b.len() && out.len() < end {
+            if b[j].key < a[i].key {
+                out.push(b[j]);
+                j += 1;
+            } else {
+                out.push(a[i]);
+                i += 1;
+            }
+        }
+        if out.len() >= READY_BATCH {
+            emit(out)?;
+            out.clear();
         }
     }
     out.extend_from_slice(&a[i..]);
     out.extend_from_slice(&b[j..]);
+    emit(out)?;
+    out.clear();
+    Ok(())
 }
 
 /// How many events at the start of `run` satisfy `below` (true for a prefix of it): by steps

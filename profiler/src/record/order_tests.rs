@@ -105,9 +105,15 @@ fn merged_parts_are_the_stable_sort_of_their_copies() {
             .flat_map(|&(s, e)| src[s..e].to_vec())
             .collect();
         want.sort_by_key(|e| e.key);
-        let mut got = Vec::new();
+        let (mut got, mut ready) = (Vec::new(), Vec::new());
         let slices: Vec<&[Ev]> = parts.iter().map(|&(s, e)| &src[s..e]).collect();
-        merge_parts(&slices, &mut got);
+        merge_parts(&slices, &mut ready, &mut |batch: &[Ev]| {
+            // Batches of about READY_BATCH (a few events in tests: their seams are tested).
+            assert!(batch.len() < READY_BATCH + 40);
+            got.extend_from_slice(batch);
+            Ok(())
+        })
+        .unwrap();
         let ids = |v: &[Ev]| v.iter().map(|e| (e.key, e.addr)).collect::<Vec<_>>();
         assert_eq!(ids(&got), ids(&want), "round {round}");
     }

@@ -102,32 +102,14 @@ pub fn zeroed_vec<T: Copy>(n: usize, zero: T) -> Vec<T> {
     );
     let mut v = vec![zero; n];
     let len = std::mem::size_of_val(v.as_slice());
-    advise_huge_pages(v.as_mut_ptr().cast(), len);
+    // No transparent huge pages (`MADV_HUGEPAGE`): they spared the writer's 64 MB table of 3 M
+    // live blocks its TLB misses (0.92× wall on one virtual machine), but where the host backs
+    // the guest's memory in 4 KiB pages a huge page's first write faults 512 times in the host:
+    // 64 MB took 140–190 ms to touch against 40 ms in small pages, and the live set ran 0.84×
+    // without them (docs/performance.md, speed round 18).
     // SAFETY: the vector's `n` elements are all-zero bytes, owned and writable.
     unsafe { map_zeroed_for_write(v.as_mut_ptr().cast(), len) };
     v
-}
-
-/// Tables at least this large ask for huge pages.
-const HUGE_FROM: usize = 4 << 20;
-
-/// Asks the kernel to back the 2 MiB-aligned parts of `len` bytes at `p` with huge pages (where
-/// transparent huge pages are enabled "on request"): a table probed at random addresses (the
-/// writer's live blocks: 64 MB for 3 M blocks) otherwise misses the TLB on nearly every probe,
-/// a page-table walk that costs most in a virtual machine. Before the pages are first touched;
-/// a refusal changes nothing.
-fn advise_huge_pages(p: *mut u8, len: usize) {
-    if len < HUGE_FROM {
-        return;
-    }
-    let start = (p as usize).next_multiple_of(PAGE);
-    let end = (p as usize + len) & !(PAGE - 1);
-    if end > start {
-        // SAFETY: advice on whole pages inside this allocation; it does not change its contents.
-        unsafe {
-            libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE);
-        }
-    }
 }
 
 #[cfg(test)]

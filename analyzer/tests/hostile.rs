@@ -268,11 +268,11 @@ fn a_script_writing_to_its_own_descriptor_3_keeps_its_file() {
 fn a_file_size_limit_stops_the_recording_not_the_program() {
     let (_b, exe) = compile("burst", &["-pthread"]);
     let s = Scratch::new("fsize");
-    let run = |limit: Option<u64>| {
+    let run = |limit: Option<u64>, pairs: &str| {
         let mut cmd = Command::new(&exe);
-        // 1.6 M events: 19–55 KB of profile, past the second limit below whatever the threads'
-        // interleaving (4 × 50,000 wrote 8–17 KB: sometimes under 8 KiB).
-        cmd.args(["4", "200000"]).current_dir(s.path());
+        // 4 × 200,000 pairs, 1.6 M events: 19–55 KB of profile, past the second limit below
+        // whatever the threads' interleaving (4 × 50,000 wrote 8–17 KB: sometimes under 8 KiB).
+        cmd.args(["4", pairs]).current_dir(s.path());
         if let Some(limit) = limit {
             preload_env(&mut cmd, s.path(), &[]);
             with_file_size_limit(&mut cmd, limit);
@@ -280,11 +280,13 @@ fn a_file_size_limit_stops_the_recording_not_the_program() {
         // Pipes, not files, for its output: the limit applies to every regular file.
         cmd.output().expect("the fixture runs")
     };
-    let native = run(None);
-    assert!(native.status.success(), "{native:?}");
-    // 0: not even the header fits; 4 KiB: the header and its module map, not the events.
-    for limit in [0, 4096] {
-        let recorded = run(Some(limit));
+    // 0: not even the header fits; 4 KiB: the header and its module map, not the events;
+    // 64 KiB: events, encoded by then on the writer's encoding thread (16 M events, whose
+    // chunks are handed over a megabyte at a time), whose failed write stops the recording.
+    for (limit, pairs) in [(0, "200000"), (4096, "200000"), (65536, "2000000")] {
+        let native = run(None, pairs);
+        assert!(native.status.success(), "{native:?}");
+        let recorded = run(Some(limit), pairs);
         let stderr = String::from_utf8_lossy(&recorded.stderr);
         assert_eq!(
             describe_status(&native.status),

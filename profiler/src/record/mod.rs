@@ -34,6 +34,7 @@
 mod buffer;
 pub mod config;
 pub mod cpu;
+mod encoder;
 mod escape;
 mod fatal;
 #[cfg(feature = "jemalloc")]

@@ -7,6 +7,7 @@
 //! next pass (the last pass writes everything).
 
 use super::buffer::Buffer;
+use super::encoder::Sink;
 use super::latency::{self, Collector, Interval};
 use super::order::{Orderer, PendingSample};
 use super::outfile::ProfileFile;
@@ -39,21 +40,13 @@ pub fn spawn(session: &'static Session, file: ProfileFile, sources: Sources) -> 
         file,
         sources,
     }));
-    // SAFETY: the signal sets are valid locals; `arg` is handed to the new thread, or taken
-    // back when creation fails; the thread function has the required signature.
-    unsafe {
-        let mut all: libc::sigset_t = std::mem::zeroed();
-        let mut old: libc::sigset_t = std::mem::zeroed();
-        libc::sigfillset(&mut all);
-        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
-        let mut t: libc::pthread_t = 0;
-        let rc = libc::pthread_create(&mut t, std::ptr::null(), writer_main, arg.cast());
-        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
-        if rc != 0 {
-            drop(Box::from_raw(arg));
-            return Err(io::Error::from_raw_os_error(rc));
+    match super::encoder::spawn_blocked(writer_main, arg.cast()) {
+        Ok(t) => Ok(t),
+        Err(e) => {
+            // SAFETY: the thread was not made, so `arg` is still ours.
+            drop(unsafe { Box::from_raw(arg) });
+            Err(e)
         }
-        Ok(t as u64)
     }
 }
 
@@ -82,7 +75,8 @@ extern "C" fn writer_main(arg: *mut libc::c_void) -> *mut libc::c_void {
 
 struct Writer {
     s: &'static Session,
-    file: ProfileFile,
+    /// Encodes the chunks and writes them to the profile (see [`super::encoder`]).
+    sink: Sink,
     /// Reopenings of the profile already written as a message.
     reopened_noted: u64,
     /// Events and samples in global order.
@@ -91,11 +85,9 @@ struct Writer {
     next_sample: u64,
     /// When the oldest record in `events` was gathered (CLOCK_MONOTONIC ns).
     events_since: u64,
-    out: Vec<u8>,
     bufs: Vec<NonNull<Buffer>>,
     /// Records of the event chunk being assembled from several buffers.
     events: Vec<u8>,
-    chunks: ChunkWriter,
     sources: Sources,
     values: Vec<(u64, u64)>,
     /// Allocator latency collected from the threads, and the last interval's.
@@ -151,17 +143,16 @@ impl Writer {
         let cores = usable_cores();
         // The threads filling buffers tell the backpressure they crowd the cores themselves.
         s.full.review_producers(cores);
+        let sink = Sink::new(s, ChunkWriter::new(ZSTD_LEVEL)?, file, cores);
         Ok(Writer {
             s,
-            file,
+            sink,
             reopened_noted: 0,
             orderer: lock(&s.orderer).take().unwrap_or_default(),
             next_sample: 0,
             events_since: mono_ns(),
-            out: Vec::with_capacity(1 << 20),
             bufs: Vec::with_capacity(256),
             events: Vec::with_capacity(EVENT_CHUNK_BYTES + super::buffer::BUFFER_BYTES),
-            chunks: ChunkWriter::new(ZSTD_LEVEL)?,
             sources,
             values: Vec::with_capacity(32),
             latency: Collector::default(),
@@ -377,22 +368,14 @@ impl Writer {
         let Writer {
             orderer,
             events,
-            chunks,
-            out,
-            file,
+            sink,
             ..
         } = self;
         let full = &self.s.full;
         orderer.write_below(w, events, EVENT_CHUNK_BYTES, |ev| {
             // A thread waiting for the writer waits on while it gets on.
             full.note_progress();
-            chunks.put_events(out, ev)?;
-            ev.clear();
-            if out.len() > 8 << 20 {
-                file.write_all(out)?;
-                out.clear();
-            }
-            Ok(())
+            sink.events(ev)
         })
     }
 
@@ -436,12 +419,11 @@ impl Writer {
         lock(&self.s.definitions).encode(&pending, &mut defs, &mut truncated);
         self.pending = pending;
         self.orderer.note_truncated(&truncated);
-        self.out.clear();
         for d in &defs {
-            self.chunks.put(&mut self.out, ChunkKind::Definitions, d)?;
+            self.sink.chunk(ChunkKind::Definitions, d)?;
         }
         if !cpu.is_empty() {
-            self.chunks.put(&mut self.out, ChunkKind::Meta, &cpu)?;
+            self.sink.chunk(ChunkKind::Meta, &cpu)?;
             cpu.clear();
         }
         self.cpu = cpu;
@@ -485,8 +467,7 @@ impl Writer {
         self.write_ordered(w)?;
         self.note_reopened();
         if !self.orderer.messages.is_empty() {
-            self.chunks
-                .put(&mut self.out, ChunkKind::Meta, &self.orderer.messages)?;
+            self.sink.chunk(ChunkKind::Meta, &self.orderer.messages)?;
             self.orderer.messages.clear();
         }
         // Events gather into large chunks (zstd finds far more repetition in 1 MiB than in the
@@ -496,24 +477,23 @@ impl Writer {
         let now = mono_ns();
         let due = last || now >= self.events_since + flush_ns;
         if due && !self.events.is_empty() {
-            self.chunks.put_events(&mut self.out, &self.events)?;
-            self.events.clear();
+            self.sink.events(&mut self.events)?;
             self.orderer.new_chunk();
         }
         if due {
             // The chunk writer gathers several pieces into one chunk: out with them now.
-            self.chunks.finish_events(&mut self.out)?;
+            self.sink.finish_events()?;
         }
-        if self.events.is_empty() && !self.chunks.events_pending() {
+        if self.events.is_empty() && !self.sink.events_pending() {
             self.events_since = now;
         }
-        self.file.write_all(&self.out)
+        self.sink.write()
     }
 
     /// Says in the profile (once per reopening) that the program closed the profile's
     /// descriptor and the recorder opened the file again ([`ProfileFile`]).
     fn note_reopened(&mut self) {
-        let n = self.file.reopened();
+        let n = self.sink.reopened();
         if n > self.reopened_noted {
             self.reopened_noted = n;
             format::put_message(
@@ -559,15 +539,17 @@ impl Writer {
         values.extend(super::cpu::trailer_values(self.s));
         let mut t = Vec::new();
         format::put_trailer(&mut t, &values);
-        self.out.clear();
-        // A reopening during the last pass's writes.
+        // A reopening during the last pass's writes (all of them done first).
+        self.sink.sync()?;
         self.note_reopened();
         if !self.orderer.messages.is_empty() {
-            self.chunks
-                .put(&mut self.out, ChunkKind::Meta, &self.orderer.messages)?;
+            self.sink.chunk(ChunkKind::Meta, &self.orderer.messages)?;
             self.orderer.messages.clear();
         }
-        format::put_chunk(&mut self.out, ChunkKind::Trailer, &t);
-        self.file.write_all(&self.out)
+        let mut chunk = Vec::new();
+        format::put_chunk(&mut chunk, ChunkKind::Trailer, &t);
+        self.sink.raw(&chunk)?;
+        self.sink.write()?;
+        self.sink.close()
     }
 }

@@ -1,0 +1,377 @@
+//! The writer's output: chunks encoded (event records into streams, then zstd) and written to
+//! the profile, in the order the writer hands them over.
+//!
+//! At first on the writer's own thread. Once the program makes events fast enough to fill an
+//! event chunk ([`BUSY_RECORDS`]) and the process may use more than one core, on a thread of its
+//! own, so that encoding a chunk overlaps ordering the next: a writer with
+//! hundreds of threads' buffers to merge was the recording's bottleneck, a third of its time in
+//! the streams' transform and zstd, while the program's threads, waiting for it, left a core
+//! idle. The jobs keep their order and at most [`MAX_QUEUED`] event chunks wait; the first
+//! failed write is handed back to the writer at its next call, which stops the recording.
+
+use super::outfile::ProfileFile;
+use super::session::Session;
+use super::thread::{self, REGISTERING};
+use crate::format::{ChunkKind, ChunkWriter};
+use std::collections::VecDeque;
+use std::io;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+
+/// Records handed over at once from which the encoding moves to a thread of its own.
+const BUSY_RECORDS: usize = 512 << 10;
+/// Event chunks waiting for the encoding thread at most (the writer waits for room).
+const MAX_QUEUED: usize = 4;
+/// Gathered output written to the file once it holds this many bytes (and at every
+/// [`Sink::write`]).
+const WRITE_AT: usize = 8 << 20;
+
+/// One piece of work, in the order the writer gave it.
+enum Job {
+    /// Whole event records ([`ChunkWriter::put_events`]).
+    Events(Vec<u8>),
+    /// A chunk of other records ([`ChunkWriter::put`]).
+    Chunk(ChunkKind, Vec<u8>),
+    /// The event records gathered so far, out as a chunk ([`ChunkWriter::finish_events`]).
+    FinishEvents,
+    /// Bytes already framed as chunks.
+    Raw(Vec<u8>),
+    /// Everything gathered, out to the file.
+    Write,
+}
+
+/// The encoding state: chunk writer, profile file, output not yet written.
+struct Encoder {
+    chunks: ChunkWriter,
+    file: ProfileFile,
+    out: Vec<u8>,
+}
+
+impl Encoder {
+    fn run(&mut self, job: &Job) -> io::Result<()> {
+        match job {
+            Job::Events(records) => {
+                self.chunks.put_events(&mut self.out, records)?;
+                if self.out.len() > WRITE_AT {
+                    self.write()?;
+                }
+                Ok(())
+            }
+            Job::Chunk(kind, records) => self.chunks.put(&mut self.out, *kind, records),
+            Job::FinishEvents => self.chunks.finish_events(&mut self.out),
+            Job::Raw(bytes) => {
+                self.out.extend_from_slice(bytes);
+                Ok(())
+            }
+            Job::Write => self.write(),
+        }
+    }
+
+    fn write(&mut self) -> io::Result<()> {
+        let r = self.file.write_all(&self.out);
+        self.out.clear();
+        r
+    }
+}
+
+/// What the writer and the encoding thread share.
+struct Shared {
+    queue: Mutex<Queue>,
+    /// Signalled when a job is queued (or the end asked for).
+    work: Condvar,
+    /// Signalled when a job is done.
+    done: Condvar,
+    /// The encoder holds event records not yet out as a chunk.
+    events_pending: AtomicBool,
+    /// The file's reopenings ([`ProfileFile::reopened`]).
+    reopened: AtomicU64,
+}
+
+#[derive(Default)]
+struct Queue {
+    jobs: VecDeque<Job>,
+    /// Event jobs queued.
+    events: usize,
+    /// Jobs taken and not finished (0 or 1).
+    running: usize,
+    /// The first failed job's error, for the writer.
+    error: Option<io::Error>,
+    /// Emptied record vectors, for the writer's next event chunks.
+    spare: Vec<Vec<u8>>,
+    /// The writer is done: finish the queue and end.
+    end: bool,
+}
+
+/// The writer's handle on its output (see the module documentation).
+pub struct Sink {
+    s: &'static Session,
+    cores: usize,
+    /// On the writer's thread, until there is a thread of its own.
+    inline: Option<Box<Encoder>>,
+    thread: Option<(Arc<Shared>, libc::pthread_t)>,
+    /// An error the inline encoder met, or that the thread reported: the next call returns it.
+    failed: bool,
+}
+
+impl Sink {
+    pub fn new(s: &'static Session, chunks: ChunkWriter, file: ProfileFile, cores: usize) -> Sink {
+        Sink {
+            s,
+            cores,
+            inline: Some(Box::new(Encoder {
+                chunks,
+                file,
+                out: Vec::with_capacity(1 << 20),
+            })),
+            thread: None,
+            failed: false,
+        }
+    }
+
+    /// Hands over whole event records; `records` is left empty (its bytes taken, or copied).
+    pub fn events(&mut self, records: &mut Vec<u8>) -> io::Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        if self.thread.is_none() && records.len() >= BUSY_RECORDS && self.cores > 1 {
+            self.start_thread();
+        }
+        let job = match &self.thread {
+            Some((shared, _)) => {
+                let spare = lock(&shared.queue).spare.pop();
+                let spare = spare.unwrap_or_else(|| Vec::with_capacity(records.capacity()));
+                Job::Events(std::mem::replace(records, spare))
+            }
+            None => Job::Events(std::mem::take(records)),
+        };
+        let r = self.submit(job);
+        records.clear();
+        r
+    }
+
+    /// Hands over a chunk of other records.
+    pub fn chunk(&mut self, kind: ChunkKind, records: &[u8]) -> io::Result<()> {
+        self.submit(Job::Chunk(kind, records.to_vec()))
+    }
+
+    /// The event records handed over so far, out as a chunk.
+    pub fn finish_events(&mut self) -> io::Result<()> {
+        self.submit(Job::FinishEvents)
+    }
+
+    /// Bytes already framed as chunks (the trailer).
+    pub fn raw(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.submit(Job::Raw(bytes.to_vec()))
+    }
+
+    /// Everything handed over, out to the file.
+    pub fn write(&mut self) -> io::Result<()> {
+        self.submit(Job::Write)
+    }
+
+    /// True when event records handed over are not out as a chunk yet.
+    pub fn events_pending(&self) -> bool {
+        match (&self.inline, &self.thread) {
+            (Some(e), _) => e.chunks.events_pending(),
+            (None, Some((shared, _))) => {
+                !lock(&shared.queue).jobs.is_empty()
+                    || shared.events_pending.load(Ordering::Acquire)
+            }
+            (None, None) => false,
+        }
+    }
+
+    /// How many times the profile was opened again (see [`ProfileFile`]).
+    pub fn reopened(&self) -> u64 {
+        match (&self.inline, &self.thread) {
+            (Some(e), _) => e.file.reopened(),
+            (None, Some((shared, _))) => shared.reopened.load(Ordering::Acquire),
+            (None, None) => 0,
+        }
+    }
+
+    /// Waits until every job handed over is done; the first error of any job, if one failed.
+    pub fn sync(&mut self) -> io::Result<()> {
+        if let Some((shared, _)) = &self.thread {
+            let mut q = lock(&shared.queue);
+            while (!q.jobs.is_empty() || q.running > 0) && q.error.is_none() {
+                q = shared.done.wait(q).unwrap_or_else(|e| e.into_inner());
+            }
+        }
+        self.check()
+    }
+
+    /// Waits until every job handed over is done (the file written as far as it was asked)
+    /// and ends the encoding thread; the first error of any job, if one failed.
+    pub fn close(&mut self) -> io::Result<()> {
+        let Some((shared, t)) = self.thread.take() else {
+            return self.check();
+        };
+        {
+            let mut q = lock(&shared.queue);
+            q.end = true;
+            shared.work.notify_one();
+        }
+        // SAFETY: `t` is the joinable encoding thread, joined only here.
+        unsafe { libc::pthread_join(t, std::ptr::null_mut()) };
+        let err = lock(&shared.queue).error.take();
+        match err {
+            Some(e) => {
+                self.failed = true;
+                Err(e)
+            }
+            None => self.check(),
+        }
+    }
+
+    /// The error of a failed job, once.
+    fn check(&mut self) -> io::Result<()> {
+        if let Some((shared, _)) = &self.thread {
+            if let Some(e) = lock(&shared.queue).error.take() {
+                self.failed = true;
+                return Err(e);
+            }
+        }
+        if self.failed {
+            return Err(io::Error::other("an earlier write failed"));
+        }
+        Ok(())
+    }
+
+    fn submit(&mut self, job: Job) -> io::Result<()> {
+        self.check()?;
+        if let Some(e) = &mut self.inline {
+            return e.run(&job).inspect_err(|_| self.failed = true);
+        }
+        let Some((shared, _)) = &self.thread else {
+            return Ok(());
+        };
+        let mut q = lock(&shared.queue);
+        if matches!(job, Job::Events(_)) {
+            while q.events >= MAX_QUEUED && q.error.is_none() {
+                q = shared.done.wait(q).unwrap_or_else(|e| e.into_inner());
+            }
+            q.events += 1;
+        }
+        q.jobs.push_back(job);
+        shared.work.notify_one();
+        Ok(())
+    }
+
+    /// Moves the encoding to a thread of its own; stays inline when none can be started.
+    fn start_thread(&mut self) {
+        let Some(enc) = self.inline.take() else {
+            return;
+        };
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue::default()),
+            work: Condvar::new(),
+            done: Condvar::new(),
+            events_pending: AtomicBool::new(enc.chunks.events_pending()),
+            reopened: AtomicU64::new(enc.file.reopened()),
+        });
+        let start = Box::into_raw(Box::new(Start {
+            s: self.s,
+            shared: shared.clone(),
+            enc,
+        }));
+        match spawn_blocked(encoder_main, start.cast()) {
+            Ok(t) => self.thread = Some((shared, t)),
+            Err(_) => {
+                // SAFETY: the thread was not made, so `start` is still ours.
+                let start = unsafe { Box::from_raw(start) };
+                self.inline = Some(start.enc);
+            }
+        }
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        // A writer leaving on an error still ends its encoding thread.
+        let _ = self.close();
+    }
+}
+
+struct Start {
+    s: &'static Session,
+    shared: Arc<Shared>,
+    enc: Box<Encoder>,
+}
+
+extern "C" fn encoder_main(arg: *mut libc::c_void) -> *mut libc::c_void {
+    // Permanently busy (its allocations are the recorder's) before anything here allocates.
+    let tid = thread::gettid();
+    REGISTERING.insert(tid);
+    // SAFETY: `arg` is the `Start` leaked by `Sink::start_thread`.
+    let start = unsafe { Box::from_raw(arg as *mut Start) };
+    thread::register(start.s, tid, true);
+    REGISTERING.remove(tid);
+    let Start {
+        shared, mut enc, ..
+    } = *start;
+    let mut q = lock(&shared.queue);
+    loop {
+        let Some(job) = q.jobs.pop_front() else {
+            if q.end {
+                break;
+            }
+            q = shared.work.wait(q).unwrap_or_else(|e| e.into_inner());
+            continue;
+        };
+        q.running = 1;
+        let failed = q.error.is_some();
+        drop(q);
+        let r = if failed { Ok(()) } else { enc.run(&job) };
+        shared
+            .events_pending
+            .store(enc.chunks.events_pending(), Ordering::Release);
+        shared
+            .reopened
+            .store(enc.file.reopened(), Ordering::Release);
+        q = lock(&shared.queue);
+        q.running = 0;
+        if let Err(e) = r {
+            q.error.get_or_insert(e);
+        }
+        if let Job::Events(mut v) = job {
+            q.events -= 1;
+            v.clear();
+            if q.spare.len() < MAX_QUEUED + 1 {
+                q.spare.push(v);
+            }
+        }
+        shared.done.notify_all();
+    }
+    drop(q);
+    // The file closes with the encoder, as it did with the writer.
+    drop(enc);
+    std::ptr::null_mut()
+}
+
+/// Starts `f(arg)` on a new thread with every signal blocked (the program's signals are not
+/// the recorder's to take); its `pthread_t`.
+pub fn spawn_blocked(
+    f: extern "C" fn(*mut libc::c_void) -> *mut libc::c_void,
+    arg: *mut libc::c_void,
+) -> io::Result<libc::pthread_t> {
+    // SAFETY: the signal sets are valid locals; the thread function has the required
+    // signature; `arg` is the caller's to hand over.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+        let mut t: libc::pthread_t = 0;
+        let rc = libc::pthread_create(&mut t, std::ptr::null(), f, arg);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+        if rc != 0 {
+            return Err(io::Error::from_raw_os_error(rc));
+        }
+        Ok(t)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}

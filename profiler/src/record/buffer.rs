@@ -319,6 +319,12 @@ impl FullQueue {
         backlog > BACKLOG_MAX || (backlog > BACKLOG_HIGH && self.crowded.load(Ordering::Relaxed))
     }
 
+    /// True when the writer is short of time: the threads filling buffers crowd the cores, or
+    /// more than [`BACKLOG_HIGH`] buffers wait.
+    pub fn writer_pressed(&self) -> bool {
+        self.crowded.load(Ordering::Relaxed) || self.backlog() > BACKLOG_HIGH
+    }
+
     /// True while a waiting thread should go on waiting.
     #[inline]
     pub fn behind(&self) -> bool {

@@ -2,8 +2,9 @@
 //! the profile, in the order the writer hands them over.
 //!
 //! At first on the writer's own thread. Once the program makes events fast enough to fill an
-//! event chunk ([`BUSY_RECORDS`]) and the process may use more than one core, on a thread of its
-//! own, so that encoding a chunk overlaps ordering the next: a writer with
+//! event chunk ([`BUSY_RECORDS`]) while the writer is pressed (the program's threads crowd the
+//! cores, or buffers wait) and the process may use more than one core, on a thread of its own,
+//! so that encoding a chunk overlaps ordering the next: a writer with
 //! hundreds of threads' buffers to merge was the recording's bottleneck, a third of its time in
 //! the streams' transform and zstd, while the program's threads, waiting for it, left a core
 //! idle. The jobs keep their order and at most [`MAX_QUEUED`] event chunks wait; the first
@@ -18,7 +19,9 @@ use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
-/// Records handed over at once from which the encoding moves to a thread of its own.
+/// Records handed over at once from which the encoding moves to a thread of its own (when the
+/// writer is pressed; a writer that keeps up, one program thread's churn, only paid for the
+/// hand-over: 1.02×).
 const BUSY_RECORDS: usize = 512 << 10;
 /// Event chunks waiting for the encoding thread at most (the writer waits for room).
 const MAX_QUEUED: usize = 4;
@@ -133,7 +136,11 @@ impl Sink {
         if records.is_empty() {
             return Ok(());
         }
-        if self.thread.is_none() && records.len() >= BUSY_RECORDS && self.cores > 1 {
+        if self.thread.is_none()
+            && records.len() >= BUSY_RECORDS
+            && self.cores > 1
+            && self.s.full.writer_pressed()
+        {
             self.start_thread();
         }
         let job = match &self.thread {

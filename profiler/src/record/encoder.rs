@@ -16,7 +16,7 @@ use super::thread::{self, REGISTERING};
 use crate::format::{ChunkKind, ChunkWriter};
 use std::collections::VecDeque;
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
 /// Records handed over at once from which the encoding moves to a thread of its own (when the
@@ -84,8 +84,6 @@ struct Shared {
     work: Condvar,
     /// Signalled when a job is done.
     done: Condvar,
-    /// The encoder holds event records not yet out as a chunk.
-    events_pending: AtomicBool,
     /// The file's reopenings ([`ProfileFile::reopened`]).
     reopened: AtomicU64,
 }
@@ -114,6 +112,9 @@ pub struct Sink {
     thread: Option<(Arc<Shared>, libc::pthread_t)>,
     /// An error the inline encoder met, or that the thread reported: the next call returns it.
     failed: bool,
+    /// Event records were handed over since the last [`Sink::finish_events`] (what the
+    /// encoding thread will hold once it has done its jobs).
+    handed: bool,
 }
 
 impl Sink {
@@ -128,6 +129,7 @@ impl Sink {
             })),
             thread: None,
             failed: false,
+            handed: false,
         }
     }
 
@@ -151,6 +153,7 @@ impl Sink {
             }
             None => Job::Events(std::mem::take(records)),
         };
+        self.handed = true;
         let r = self.submit(job);
         records.clear();
         r
@@ -163,6 +166,7 @@ impl Sink {
 
     /// The event records handed over so far, out as a chunk.
     pub fn finish_events(&mut self) -> io::Result<()> {
+        self.handed = false;
         self.submit(Job::FinishEvents)
     }
 
@@ -176,15 +180,14 @@ impl Sink {
         self.submit(Job::Write)
     }
 
-    /// True when event records handed over are not out as a chunk yet.
+    /// True when event records handed over are not out as a chunk yet. With the encoding
+    /// thread: records were handed over since the last [`Sink::finish_events`] (a chunk the
+    /// chunk writer finished on its own for its size is not seen: the next is finished a flush
+    /// interval after the records before it were handed over, not after it started).
     pub fn events_pending(&self) -> bool {
-        match (&self.inline, &self.thread) {
-            (Some(e), _) => e.chunks.events_pending(),
-            (None, Some((shared, _))) => {
-                !lock(&shared.queue).jobs.is_empty()
-                    || shared.events_pending.load(Ordering::Acquire)
-            }
-            (None, None) => false,
+        match &self.inline {
+            Some(e) => e.chunks.events_pending(),
+            None => self.handed,
         }
     }
 
@@ -274,7 +277,6 @@ impl Sink {
             queue: Mutex::new(Queue::default()),
             work: Condvar::new(),
             done: Condvar::new(),
-            events_pending: AtomicBool::new(enc.chunks.events_pending()),
             reopened: AtomicU64::new(enc.file.reopened()),
         });
         let start = Box::into_raw(Box::new(Start {
@@ -330,9 +332,6 @@ extern "C" fn encoder_main(arg: *mut libc::c_void) -> *mut libc::c_void {
         let failed = q.error.is_some();
         drop(q);
         let r = if failed { Ok(()) } else { enc.run(&job) };
-        shared
-            .events_pending
-            .store(enc.chunks.events_pending(), Ordering::Release);
         shared
             .reopened
             .store(enc.file.reopened(), Ordering::Release);

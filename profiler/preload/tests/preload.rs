@@ -833,3 +833,51 @@ fn unwritable_output_disables_recording_with_one_line() {
         "tidemark: cannot write /proc/nonexistent/x.tmk: No such file or directory; recording disabled\n"
     );
 }
+
+/// Events gather into chunks of megabytes, whether the writer encodes them itself or hands them
+/// to its encoding thread (once it is pressed): a chunk is finished for its size, or a flush
+/// interval after the events before it were gathered, never at every pass. (Counting any job
+/// queued for the encoding thread as events waiting finished a chunk at every pass once the
+/// first flush interval was up: a churn's 3 event chunks became 33.)
+#[test]
+fn events_gather_into_large_chunks() {
+    let dir = Scratch::new("chunks");
+    let exe = build_c(&dir, "walkload");
+    let out_path = dir.path("churn.tmk");
+    let mut c = preloaded(&exe, &out_path);
+    c.args(["churn", "10", "2000000"]);
+    run_ok(c);
+    let f = std::fs::File::open(&out_path).unwrap();
+    let mut r = tidemark::format::Reader::new(BufReader::new(f)).unwrap();
+    let (mut chunks, mut events) = (0u64, 0u64);
+    let mut end_ns = None;
+    while let Some(it) = r.next_chunk().unwrap() {
+        let mut n = 0;
+        for rec in it {
+            match rec.unwrap() {
+                Record::Alloc { .. } | Record::Free { .. } | Record::Realloc { .. } => n += 1,
+                Record::Trailer { values } => {
+                    end_ns = values
+                        .iter()
+                        .find(|&&(k, _)| k == tidemark::format::trailer_key::END_NS)
+                        .map(|&(_, v)| v);
+                }
+                _ => {}
+            }
+        }
+        if n > 0 {
+            chunks += 1;
+            events += n;
+        }
+    }
+    assert!(events >= 4_000_000, "{events} events");
+    let end_ns = end_ns.expect("a finished profile");
+    // A chunk holds up to 8 MiB of records (a churn's are ≈ 4 bytes an event): one per 2 M
+    // events, plus one per flush interval (100 ms) the run lasted, plus the last.
+    let most = events / 2_000_000 + end_ns / 100_000_000 + 2;
+    assert!(
+        chunks <= most,
+        "{chunks} event chunks for {events} events in {} ms (at most {most})",
+        end_ns / 1_000_000
+    );
+}

@@ -349,7 +349,7 @@ impl FullQueue {
     /// The writer took `b` (from this queue or not): it leaves the backlog (the waiting threads
     /// are woken when the backlog falls to [`BACKLOG_LOW`]), and the writer's progress is noted.
     /// (Counting a buffer until its events were written instead kept two threads on two cores
-    /// waiting, one core idle, while the writer wrote: 1.14× their wall time.)
+    /// waiting, one core idle, while the writer wrote: 1.18× their wall time.)
     pub fn written(&self, mut b: NonNull<Buffer>) {
         self.note_progress();
         // SAFETY: the caller (the writer) owns the buffer.

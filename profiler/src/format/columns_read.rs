@@ -17,6 +17,11 @@ struct Reading<'a> {
     lanes: Vec<[Cursor<'a>; LANED]>,
     lane: usize,
     lane_of: rustc_hash::FxHashMap<u64, usize>,
+    /// The thread and lane switched away from last: two threads taking turns (a switch every
+    /// few events) find each other's lane here, not in `lane_of`.
+    prev: Option<(u64, usize)>,
+    /// The current lane's thread.
+    tid: Option<u64>,
     data: [&'a [u8]; STREAMS],
     /// Where the next record's fields start in the rest stream.
     rest_at: usize,
@@ -79,8 +84,17 @@ impl<'a> Reading<'a> {
 
     /// Makes the lane of thread `tid` the current one (codec 3).
     fn switch_to(&mut self, tid: u64) -> Result<(), DecodeError> {
-        let next = self.lane_of.len() + 1;
-        let lane = *self.lane_of.entry(tid).or_insert(next);
+        let lane = match self.prev {
+            Some((t, lane)) if t == tid => lane,
+            _ => {
+                let next = self.lane_of.len() + 1;
+                *self.lane_of.entry(tid).or_insert(next)
+            }
+        };
+        if self.tid != Some(tid) {
+            self.prev = self.tid.map(|t| (t, self.lane));
+            self.tid = Some(tid);
+        }
         if lane >= self.lanes.len() {
             return Err(DecodeError(
                 "more threads switched to than the chunk has lanes",
@@ -203,6 +217,8 @@ pub fn decode_pieces(
         lanes,
         lane: 0,
         lane_of: Default::default(),
+        prev: None,
+        tid: None,
         data: parts,
         rest_at: 0,
         others_at: 0,

@@ -433,3 +433,39 @@ fn a_free_naming_more_own_blocks_than_its_thread_made_is_an_error() {
     let err = decode(&cols, true, r.len(), &mut Vec::new()).unwrap_err();
     assert!(err.0.contains("more of its thread's blocks"), "{}", err.0);
 }
+
+/// Threads switched to in every order (two taking turns, a third coming between them, one
+/// coming back after many others) each find their own lane: each thread's sizes are its own, so
+/// a record read from another thread's lane would not come back the same.
+#[test]
+fn threads_taking_turns_in_any_order_keep_their_lanes() {
+    let mut r = Vec::new();
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = |n: u64| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng % n
+    };
+    let mut tid = 10;
+    for i in 0..20_000u64 {
+        let t = match next(10) {
+            // Mostly two threads taking turns, now and then any of six.
+            0..=6 => 10 + (i % 2) as u32,
+            _ => 10 + next(6) as u32,
+        };
+        if t != tid {
+            put_thread_switch(&mut r, t);
+            tid = t;
+        }
+        put_block_alloc(
+            &mut r,
+            u64::from(t) * 100 + next(3),
+            1,
+            AllocKind::Malloc,
+            0,
+        );
+        put_block_free(&mut r, FreedBlock::Back(1));
+    }
+    round_trip_laned(&r);
+}

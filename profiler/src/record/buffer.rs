@@ -412,14 +412,29 @@ mod tests {
     use super::*;
     use crate::format::{self, put_uvarint};
 
+    /// Queues `n` new buffers.
+    fn push_new(q: &FullQueue, n: usize) {
+        for _ in 0..n {
+            q.push(Buffer::alloc().unwrap());
+        }
+    }
+
+    /// Takes every queued buffer and frees it.
+    fn free_queued(q: &FullQueue) {
+        let mut taken = Vec::new();
+        q.take_all(&mut taken);
+        for b in taken {
+            // SAFETY: the buffers came from `Buffer::alloc` and are not used again.
+            unsafe { Buffer::free(b) };
+        }
+    }
+
     /// The backlog counts buffers queued and not yet written; a thread is told to wait only
     /// when the backlog is high and the threads filling buffers leave the writer no core.
     #[test]
     fn backpressure_needs_a_backlog_and_a_crowded_writer() {
         let q = FullQueue::new();
-        for _ in 0..BACKLOG_HIGH + 2 {
-            q.push(Buffer::alloc().unwrap());
-        }
+        push_new(&q, BACKLOG_HIGH + 2);
         assert_eq!(q.backlog(), BACKLOG_HIGH + 2);
         // One thread filling buffers and the writer fit on two cores.
         assert!(!q.should_wait(7));
@@ -450,18 +465,11 @@ mod tests {
         assert!(!q.should_wait(7));
         // With a core of its own, a writer [`BACKLOG_MAX`] buffers behind is waited for too.
         q.review_producers(4);
-        for _ in 0..BACKLOG_MAX {
-            q.push(Buffer::alloc().unwrap());
-        }
+        push_new(&q, BACKLOG_MAX);
         assert!(!q.should_wait(7));
-        q.push(Buffer::alloc().unwrap());
+        push_new(&q, 1);
         assert!(q.should_wait(7));
-        let mut taken = Vec::new();
-        q.take_all(&mut taken);
-        for b in taken {
-            // SAFETY: as above.
-            unsafe { Buffer::free(b) };
-        }
+        free_queued(&q);
     }
 
     /// A waiting thread waits on while the writer gets on (each buffer it takes is progress),
@@ -471,9 +479,7 @@ mod tests {
     fn a_waiting_thread_waits_while_the_writer_gets_on() {
         let q = std::sync::Arc::new(FullQueue::new());
         let n = BACKLOG_HIGH + 8;
-        for _ in 0..n {
-            q.push(Buffer::alloc().unwrap());
-        }
+        push_new(&q, n);
         let mut taken = Vec::new();
         q.take_all(&mut taken);
         let addrs: Vec<usize> = taken.iter().map(|b| b.as_ptr() as usize).collect();
@@ -498,19 +504,12 @@ mod tests {
             unsafe { Buffer::free(b) };
         }
         // A writer that makes no progress: the wait ends after the stall time.
-        for _ in 0..n {
-            q.push(Buffer::alloc().unwrap());
-        }
+        push_new(&q, n);
         let t0 = std::time::Instant::now();
         q.wait_drained(stall, || true, || {});
         assert!(q.behind());
         assert!(t0.elapsed() >= std::time::Duration::from_millis(20));
-        let mut taken = Vec::new();
-        q.take_all(&mut taken);
-        for b in taken {
-            // SAFETY: as above.
-            unsafe { Buffer::free(b) };
-        }
+        free_queued(&q);
     }
 
     #[test]

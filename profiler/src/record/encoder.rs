@@ -93,8 +93,8 @@ struct Queue {
     jobs: VecDeque<Job>,
     /// Event jobs queued.
     events: usize,
-    /// Jobs taken and not finished (0 or 1).
-    running: usize,
+    /// A job is taken and not finished.
+    running: bool,
     /// The first failed job's error, for the writer.
     error: Option<io::Error>,
     /// Emptied record vectors, for the writer's next event chunks.
@@ -204,7 +204,7 @@ impl Sink {
     pub fn sync(&mut self) -> io::Result<()> {
         if let Some((shared, _)) = &self.thread {
             let mut q = lock(&shared.queue);
-            while (!q.jobs.is_empty() || q.running > 0) && q.error.is_none() {
+            while (!q.jobs.is_empty() || q.running) && q.error.is_none() {
                 q = shared.done.wait(q).unwrap_or_else(|e| e.into_inner());
             }
         }
@@ -328,7 +328,7 @@ extern "C" fn encoder_main(arg: *mut libc::c_void) -> *mut libc::c_void {
             q = shared.work.wait(q).unwrap_or_else(|e| e.into_inner());
             continue;
         };
-        q.running = 1;
+        q.running = true;
         let failed = q.error.is_some();
         drop(q);
         let r = if failed { Ok(()) } else { enc.run(&job) };
@@ -336,7 +336,7 @@ extern "C" fn encoder_main(arg: *mut libc::c_void) -> *mut libc::c_void {
             .reopened
             .store(enc.file.reopened(), Ordering::Release);
         q = lock(&shared.queue);
-        q.running = 0;
+        q.running = false;
         if let Err(e) = r {
             q.error.get_or_insert(e);
         }

@@ -51,29 +51,41 @@ struct Encoder {
 }
 
 impl Encoder {
-    fn run(&mut self, job: &Job) -> io::Result<()> {
-        match job {
-            Job::Events(records) => {
-                self.chunks.put_events(&mut self.out, records)?;
-                if self.out.len() > WRITE_AT {
-                    self.write()?;
-                }
-                Ok(())
-            }
-            Job::Chunk(kind, records) => self.chunks.put(&mut self.out, *kind, records),
-            Job::FinishEvents => self.chunks.finish_events(&mut self.out),
-            Job::Raw(bytes) => {
-                self.out.extend_from_slice(bytes);
-                Ok(())
-            }
-            Job::Write => self.write(),
+    fn events(&mut self, records: &[u8]) -> io::Result<()> {
+        self.chunks.put_events(&mut self.out, records)?;
+        if self.out.len() > WRITE_AT {
+            self.write()?;
         }
+        Ok(())
+    }
+
+    fn chunk(&mut self, kind: ChunkKind, records: &[u8]) -> io::Result<()> {
+        self.chunks.put(&mut self.out, kind, records)
+    }
+
+    fn finish_events(&mut self) -> io::Result<()> {
+        self.chunks.finish_events(&mut self.out)
+    }
+
+    fn raw(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.out.extend_from_slice(bytes);
+        Ok(())
     }
 
     fn write(&mut self) -> io::Result<()> {
         let r = self.file.write_all(&self.out);
         self.out.clear();
         r
+    }
+
+    fn run(&mut self, job: &Job) -> io::Result<()> {
+        match job {
+            Job::Events(records) => self.events(records),
+            Job::Chunk(kind, records) => self.chunk(*kind, records),
+            Job::FinishEvents => self.finish_events(),
+            Job::Raw(bytes) => self.raw(bytes),
+            Job::Write => self.write(),
+        }
     }
 }
 
@@ -103,14 +115,20 @@ struct Queue {
     end: bool,
 }
 
+/// Where the encoding runs.
+enum Mode {
+    /// On the writer's thread.
+    Inline(Box<Encoder>),
+    /// On a thread of its own, which hands the encoder back when it ends.
+    Thread(Arc<Shared>, libc::pthread_t),
+}
+
 /// The writer's handle on its output (see the module documentation).
 pub struct Sink {
     s: &'static Session,
     cores: usize,
-    /// On the writer's thread, until there is a thread of its own.
-    inline: Option<Box<Encoder>>,
-    thread: Option<(Arc<Shared>, libc::pthread_t)>,
-    /// An error the inline encoder met, or that the thread reported: the next call returns it.
+    mode: Mode,
+    /// A job failed: every later call says so (the first error itself was returned once).
     failed: bool,
     /// Event records were handed over since the last [`Sink::finish_events`] (what the
     /// encoding thread will hold once it has done its jobs).
@@ -122,62 +140,66 @@ impl Sink {
         Sink {
             s,
             cores,
-            inline: Some(Box::new(Encoder {
+            mode: Mode::Inline(Box::new(Encoder {
                 chunks,
                 file,
                 out: Vec::with_capacity(1 << 20),
             })),
-            thread: None,
             failed: false,
             handed: false,
         }
     }
 
-    /// Hands over whole event records; `records` is left empty (its bytes taken, or copied).
+    /// Hands over whole event records; `records` is left empty (its bytes encoded, or taken
+    /// by the encoding thread for a spare vector).
     pub fn events(&mut self, records: &mut Vec<u8>) -> io::Result<()> {
         if records.is_empty() {
             return Ok(());
         }
-        if self.thread.is_none()
+        if matches!(self.mode, Mode::Inline(_))
             && records.len() >= BUSY_RECORDS
             && self.cores > 1
             && self.s.full.writer_pressed()
         {
             self.start_thread();
         }
-        let job = match &self.thread {
-            Some((shared, _)) => {
+        self.handed = true;
+        let r = self.submit(
+            &mut *records,
+            |e, records| e.events(records),
+            |shared, records| {
                 let spare = lock(&shared.queue).spare.pop();
                 let spare = spare.unwrap_or_else(|| Vec::with_capacity(records.capacity()));
                 Job::Events(std::mem::replace(records, spare))
-            }
-            None => Job::Events(std::mem::take(records)),
-        };
-        self.handed = true;
-        let r = self.submit(job);
+            },
+        );
         records.clear();
         r
     }
 
     /// Hands over a chunk of other records.
     pub fn chunk(&mut self, kind: ChunkKind, records: &[u8]) -> io::Result<()> {
-        self.submit(Job::Chunk(kind, records.to_vec()))
+        self.submit(
+            records,
+            |e, r| e.chunk(kind, r),
+            |_, r| Job::Chunk(kind, r.to_vec()),
+        )
     }
 
     /// The event records handed over so far, out as a chunk.
     pub fn finish_events(&mut self) -> io::Result<()> {
         self.handed = false;
-        self.submit(Job::FinishEvents)
+        self.submit((), |e, _| e.finish_events(), |_, _| Job::FinishEvents)
     }
 
     /// Bytes already framed as chunks (the trailer).
     pub fn raw(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.submit(Job::Raw(bytes.to_vec()))
+        self.submit(bytes, |e, b| e.raw(b), |_, b| Job::Raw(b.to_vec()))
     }
 
     /// Everything handed over, out to the file.
     pub fn write(&mut self) -> io::Result<()> {
-        self.submit(Job::Write)
+        self.submit((), |e, _| e.write(), |_, _| Job::Write)
     }
 
     /// True when event records handed over are not out as a chunk yet. With the encoding
@@ -185,24 +207,23 @@ impl Sink {
     /// chunk writer finished on its own for its size is not seen: the next is finished a flush
     /// interval after the records before it were handed over, not after it started).
     pub fn events_pending(&self) -> bool {
-        match &self.inline {
-            Some(e) => e.chunks.events_pending(),
-            None => self.handed,
+        match &self.mode {
+            Mode::Inline(e) => e.chunks.events_pending(),
+            Mode::Thread(..) => self.handed,
         }
     }
 
     /// How many times the profile was opened again (see [`ProfileFile`]).
     pub fn reopened(&self) -> u64 {
-        match (&self.inline, &self.thread) {
-            (Some(e), _) => e.file.reopened(),
-            (None, Some((shared, _))) => shared.reopened.load(Ordering::Acquire),
-            (None, None) => 0,
+        match &self.mode {
+            Mode::Inline(e) => e.file.reopened(),
+            Mode::Thread(shared, _) => shared.reopened.load(Ordering::Acquire),
         }
     }
 
     /// Waits until every job handed over is done; the first error of any job, if one failed.
     pub fn sync(&mut self) -> io::Result<()> {
-        if let Some((shared, _)) = &self.thread {
+        if let Mode::Thread(shared, _) = &self.mode {
             let mut q = lock(&shared.queue);
             while (!q.jobs.is_empty() || q.running) && q.error.is_none() {
                 q = shared.done.wait(q).unwrap_or_else(|e| e.into_inner());
@@ -211,32 +232,32 @@ impl Sink {
         self.check()
     }
 
-    /// Waits until every job handed over is done (the file written as far as it was asked)
-    /// and ends the encoding thread; the first error of any job, if one failed.
+    /// Waits until every job handed over is done (the file written as far as it was asked),
+    /// ends the encoding thread and takes its encoder back; the first error of any job, if one
+    /// failed.
     pub fn close(&mut self) -> io::Result<()> {
-        let Some((shared, t)) = self.thread.take() else {
-            return self.check();
-        };
-        {
-            let mut q = lock(&shared.queue);
-            q.end = true;
+        if let Mode::Thread(shared, t) = &self.mode {
+            lock(&shared.queue).end = true;
             shared.work.notify_one();
-        }
-        // SAFETY: `t` is the joinable encoding thread, joined only here.
-        unsafe { libc::pthread_join(t, std::ptr::null_mut()) };
-        let err = lock(&shared.queue).error.take();
-        match err {
-            Some(e) => {
+            let mut enc: *mut libc::c_void = std::ptr::null_mut();
+            // SAFETY: `t` is the joinable encoding thread, joined only here (the mode is
+            // inline again below).
+            unsafe { libc::pthread_join(*t, &mut enc) };
+            // SAFETY: the thread returns the encoder it was given, leaked (`encoder_main`).
+            let enc = unsafe { Box::from_raw(enc.cast::<Encoder>()) };
+            let err = lock(&shared.queue).error.take();
+            self.mode = Mode::Inline(enc);
+            if let Some(e) = err {
                 self.failed = true;
-                Err(e)
+                return Err(e);
             }
-            None => self.check(),
         }
+        self.check()
     }
 
-    /// The error of a failed job, once.
+    /// The error of a failed job, once; then that one failed.
     fn check(&mut self) -> io::Result<()> {
-        if let Some((shared, _)) = &self.thread {
+        if let Mode::Thread(shared, _) = &self.mode {
             if let Some(e) = lock(&shared.queue).error.take() {
                 self.failed = true;
                 return Err(e);
@@ -248,14 +269,20 @@ impl Sink {
         Ok(())
     }
 
-    fn submit(&mut self, job: Job) -> io::Result<()> {
+    /// Runs a job on the writer's thread (`inline`, on the borrowed `input`), or queues it for
+    /// the encoding thread (`queued` makes it of `input`).
+    fn submit<I>(
+        &mut self,
+        input: I,
+        inline: impl FnOnce(&mut Encoder, I) -> io::Result<()>,
+        queued: impl FnOnce(&Shared, I) -> Job,
+    ) -> io::Result<()> {
         self.check()?;
-        if let Some(e) = &mut self.inline {
-            return e.run(&job).inspect_err(|_| self.failed = true);
-        }
-        let Some((shared, _)) = &self.thread else {
-            return Ok(());
+        let shared = match &mut self.mode {
+            Mode::Inline(e) => return inline(e, input).inspect_err(|_| self.failed = true),
+            Mode::Thread(shared, _) => shared,
         };
+        let job = queued(shared, input);
         let mut q = lock(&shared.queue);
         if matches!(job, Job::Events(_)) {
             while q.events >= MAX_QUEUED && q.error.is_none() {
@@ -270,7 +297,7 @@ impl Sink {
 
     /// Moves the encoding to a thread of its own; stays inline when none can be started.
     fn start_thread(&mut self) {
-        let Some(enc) = self.inline.take() else {
+        let Mode::Inline(enc) = &self.mode else {
             return;
         };
         let shared = Arc::new(Shared {
@@ -279,25 +306,30 @@ impl Sink {
             done: Condvar::new(),
             reopened: AtomicU64::new(enc.file.reopened()),
         });
+        // The encoder goes with the thread; `mode` names the thread once it runs.
+        let Mode::Inline(enc) = std::mem::replace(&mut self.mode, Mode::Thread(shared.clone(), 0))
+        else {
+            return;
+        };
         let start = Box::into_raw(Box::new(Start {
             s: self.s,
             shared: shared.clone(),
             enc,
         }));
-        match spawn_blocked(encoder_main, start.cast()) {
-            Ok(t) => self.thread = Some((shared, t)),
+        self.mode = match spawn_blocked(encoder_main, start.cast()) {
+            Ok(t) => Mode::Thread(shared, t),
             Err(_) => {
                 // SAFETY: the thread was not made, so `start` is still ours.
-                let start = unsafe { Box::from_raw(start) };
-                self.inline = Some(start.enc);
+                Mode::Inline(unsafe { Box::from_raw(start) }.enc)
             }
-        }
+        };
     }
 }
 
 impl Drop for Sink {
     fn drop(&mut self) {
-        // A writer leaving on an error still ends its encoding thread.
+        // A writer leaving on an error still ends its encoding thread (the file closes with
+        // the encoder, as it did with the writer).
         let _ = self.close();
     }
 }
@@ -350,9 +382,8 @@ extern "C" fn encoder_main(arg: *mut libc::c_void) -> *mut libc::c_void {
         shared.done.notify_all();
     }
     drop(q);
-    // The file closes with the encoder, as it did with the writer.
-    drop(enc);
-    std::ptr::null_mut()
+    // Back to the writer ([`Sink::close`]).
+    Box::into_raw(enc).cast()
 }
 
 /// Starts `f(arg)` on a new thread with every signal blocked (the program's signals are not

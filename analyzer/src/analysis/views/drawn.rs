@@ -341,11 +341,10 @@ pub(super) fn joined_cmp(a: &[u32], b: &[u32], names: &impl Resolve) -> Ordering
 
 /// The order of the names of a set of stacks as it shows in their folded lines where a `;`
 /// follows them: each name's rank among the names `name;` sorted. Sorting the stacks then
-/// compares two numbers at their first differing frame instead of the names' bytes (cc1plus's
-/// 23,700 deep C++ stacks: reading two long names at every comparison was the largest part of
-/// sorting them).
+/// compares two numbers at their first differing frame instead of reading two names (cc1plus's
+/// 23,700 deep C++ stacks: `flamegraph` 0.97–0.98×, docs/performance.md speed round 19).
 struct NameRanks {
-    /// Rank by [`NameRanks::slot`] of the id; `u32::MAX` for ids the stacks do not hold.
+    /// Rank by [`NameRanks::slot_of`] of the id; `u32::MAX` for ids the stacks do not hold.
     ranks: Vec<u32>,
     /// Profile strings (the ids below it); the four markers' ids follow.
     strings: usize,

@@ -8,12 +8,14 @@
 #
 #   scripts/bench-wall.sh [--reps N] [--quick] [--more]
 #
-# --more adds three more real programs, none built with frame pointers: GCC's C++ front end
+# --more adds five more real programs, none built with frame pointers: GCC's C++ front end
 # (cc1plus) compiling a small file, jq parsing a 60,000-object JSON file (630,000 blocks live
-# at once), and perl filling hashes and arrays (240,000 reallocs); a burst of 300 threads
-# allocating at once (profiler/preload/tests/programs/burst.c: the writer's ordering of many
-# threads and its backpressure); and 3,000,000 blocks live at once, each freed long after it
-# was made (liveset.c: the recorder's table of live blocks).
+# at once), perl filling hashes and arrays (240,000 reallocs), sqlite3 inserting and indexing
+# 200,000 rows in memory (400,000 reallocs), and node (V8: JIT code, four garbage-collector
+# threads beside the main one, OpenSSL's start-up) filling a Map and a JSON string; a burst
+# of 300 threads allocating at once (profiler/preload/tests/programs/burst.c: the writer's
+# ordering of many threads and its backpressure); and 3,000,000 blocks live at once, each
+# freed long after it was made (liveset.c: the recorder's table of live blocks).
 #
 # Prints one table; every figure is the median of N runs (default 5). "added" is the median
 # wall time under the tool minus the plain median; "ratio" is tidemark's added time over
@@ -29,7 +31,7 @@ while [ $# -gt 0 ]; do
         --reps) reps=$2; shift 2 ;;
         --quick) quick=1; shift ;;
         --more) more=1; shift ;;
-        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
         *) echo "bench-wall: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -72,7 +74,7 @@ workloads=(
 )
 
 if [ "$more" = 1 ]; then
-    for tool in g++ jq perl; do
+    for tool in g++ jq perl sqlite3 node; do
         command -v "$tool" >/dev/null || { say "--more needs $tool (scripts/setup.sh)"; exit 2; }
     done
     cc1plus=$(g++ -print-prog-name=cc1plus)
@@ -85,10 +87,31 @@ print(json.dumps([{'id': i, 'name': 'n' * (i % 30), 'tags': [str(j) for j in ran
     cat > "$work/fill.pl" <<'EOF'
 my %h; for my $i (1..300000) { my $s = "k" x ($i % 50); $h{$i % 20000} = [$s, {a => $s}]; } print scalar(keys %h), "\n";
 EOF
+    cat > "$work/rows.sql" <<'EOF'
+CREATE TABLE t(a INTEGER PRIMARY KEY, b TEXT, c REAL);
+BEGIN;
+WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 200000)
+  INSERT INTO t SELECT x, printf('row-%d-%s', x, hex(randomblob(8))), x * 1.5 FROM c;
+COMMIT;
+CREATE INDEX ib ON t(b);
+SELECT count(*), sum(length(b)) FROM t WHERE b LIKE 'row-1%';
+SELECT substr(b, 1, 7), count(*) FROM t GROUP BY substr(b, 1, 7) ORDER BY 2 DESC LIMIT 3;
+EOF
+    cat > "$work/fill.js" <<'EOF'
+const m = new Map();
+for (let i = 0; i < 300000; i++) {
+    m.set('k' + i, { v: 'x'.repeat(i % 50), a: [i, i + 1] });
+    if (i % 3 == 0) m.delete('k' + (i - 1));
+}
+const s = JSON.stringify([...m.entries()].slice(0, 50000));
+console.log(s.length, JSON.parse(s).length);
+EOF
     workloads+=(
         "cc1plus (g++ -O1, a small C++ file)|$cc1plus -quiet -imultiarch $(gcc -print-multiarch) -D_GNU_SOURCE -O1 $work/s.cpp -o /dev/null"
         "jq (60,000-object JSON)|jq length $work/big.json"
         "perl (hashes and arrays)|perl $work/fill.pl"
+        "sqlite3 (200,000 rows in memory)|sqlite3 -init $work/rows.sql :memory: .quit"
+        "node (a Map and JSON; 5 threads)|node $work/fill.js"
         "C burst, 300 threads at once|$work/burst 20000 300"
         "C live set, 3M blocks|$work/liveset 3000000"
     )

@@ -26,6 +26,8 @@ if need_cmd unshare; then missing+=(util-linux); fi
 if need_cmd make; then missing+=(make); fi
 # jq: one of the real programs of `scripts/bench-wall.sh --more`.
 if need_cmd jq; then missing+=(jq); fi
+# sqlite3: another real program of `scripts/bench-wall.sh --more` (node, below, is a third).
+if need_cmd sqlite3; then missing+=(sqlite3); fi
 if need_cmd heaptrack || need_cmd heaptrack_print; then missing+=(heaptrack); fi
 if need_cmd chromium; then missing+=(chromium); fi
 if need_cmd go; then missing+=(golang-go); fi

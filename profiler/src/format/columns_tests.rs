@@ -330,6 +330,37 @@ fn samples_and_frame_records_between_events_come_back_in_place() {
     assert!(cols.len() < 400, "{} bytes", cols.len());
 }
 
+/// A loop whose copies' sources have records placed among them (samples, thread switches in
+/// every other round): a copied run ends at each of them and the next run starts after it,
+/// byte for byte, whether the record sits after the first, a middle or the last source.
+#[test]
+fn copies_whose_sources_have_records_placed_among_them() {
+    let mut samples = crate::format::SampleDeltas::default();
+    for gap in [1usize, 2, 7, 250, 499] {
+        let mut r = Vec::new();
+        put_thread_switch(&mut r, 3);
+        for round in 0..200u64 {
+            for i in 0..500u64 {
+                put_block_alloc(&mut r, 16 + i * 8, 1 + i % 5, AllocKind::Malloc, 0);
+                if round % 2 == 0 && i + 1 == gap as u64 {
+                    samples.put(&mut r, round * 1000, &[(1, round), (7, 4096)]);
+                }
+                if round % 4 == 0 && i + 1 == (2 * gap as u64).min(500) {
+                    put_thread_switch(&mut r, 3);
+                }
+            }
+        }
+        let cols = round_trip(&r);
+        assert!(stream_lens(&cols)[COPIES] > 0, "gap {gap}: no copies");
+        assert!(
+            cols.len() * 10 < r.len(),
+            "gap {gap}: {} of {} bytes",
+            cols.len(),
+            r.len()
+        );
+    }
+}
+
 /// The free stream's first byte and its length in `cols`.
 fn frees_form(cols: &[u8]) -> (u8, usize) {
     let lens = stream_lens(cols);
